@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service
+from app.auth.models import ApiKey
+from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, ValidationFailed, error_responses
+from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def _out(row: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=row.id,
+        name=row.name,
+        prefix=row.key_prefix,
+        scopes=row.scopes,
+        partner=row.partner_code,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    operation_id="createApiKey",
+    responses=error_responses(Forbidden),
+)
+async def create_api_key(body: ApiKeyCreate, context: Context, principal: Admin) -> ApiKeyCreated:
+    """Create an API key of the caller's program. The key is in this response only;
+    the service keeps its SHA-256 digest."""
+    now = context.clock.now()
+
+    async def work(session: AsyncSession) -> tuple[ApiKey, str]:
+        return await service.create_key(
+            session,
+            program_id=principal.program_id,
+            name=body.name,
+            scopes=list(body.scopes),
+            partner_code=body.partner,
+            now=now,
+        )
+
+    row, key = await context.db.run(work)
+    return ApiKeyCreated(**_out(row).model_dump(), key=key)
+
+
+@router.get("", response_model=ApiKeyPage, operation_id="listApiKeys", responses=error_responses(Forbidden))
+async def list_api_keys(
+    context: Context, principal: Admin, limit: Limit = 50, cursor: Cursor = None
+) -> ApiKeyPage:
+    """The program's keys, newest first, revoked ones included. Secrets are never shown."""
+    before = None
+    if cursor is not None:
+        created, key_id = decode_cursor(cursor, 2)
+        try:
+            before = (datetime.fromisoformat(created), uuid.UUID(key_id))
+        except (TypeError, ValueError) as exc:
+            raise ValidationFailed.on("query.cursor", "not a cursor this API issued") from exc
+
+    async def work(session: AsyncSession) -> list[ApiKey]:
+        return await service.list_keys(session, principal.program_id, limit=limit + 1, before=before)
+
+    rows = await context.db.run(work)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+    return ApiKeyPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    operation_id="revokeApiKey",
+    responses=error_responses(Forbidden, service.ApiKeyNotFound),
+)
+async def revoke_api_key(
+    key_id: Annotated[uuid.UUID, Path(description="id of the key to revoke")],
+    context: Context,
+    principal: Admin,
+) -> Response:
+    """Revoke a key at once: its next request is 401."""
+    now = context.clock.now()
+
+    async def work(session: AsyncSession) -> None:
+        await service.revoke_key(session, principal.program_id, key_id, now)
+
+    await context.db.run(work)
+    context.auth.forget()
+    return Response(status_code=204)

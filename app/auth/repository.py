@@ -1,0 +1,68 @@
+"""All SQL about API keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import ApiKey
+
+# Looked up on every request, straight through asyncpg (see app/db.py).
+PRINCIPAL_BY_HASH = """
+SELECT k.id, k.program_id, p.code AS program_code, k.scopes, k.partner_code
+  FROM api_key k JOIN program p ON p.id = k.program_id
+ WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+"""
+
+PROGRAM_ID_BY_CODE = "SELECT id FROM program WHERE code = $1"
+
+
+async def insert_key(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    name: str,
+    key_prefix: str,
+    key_hash: str,
+    scopes: list[str],
+    partner_code: str | None,
+    created_at: datetime,
+) -> ApiKey:
+    row = ApiKey(
+        id=uuid.uuid4(),
+        program_id=program_id,
+        name=name,
+        key_prefix=key_prefix,
+        key_hash=key_hash,
+        scopes=scopes,
+        partner_code=partner_code,
+        created_at=created_at,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def list_keys(
+    session: AsyncSession, program_id: int, *, limit: int, before: tuple[datetime, uuid.UUID] | None
+) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.program_id == program_id)
+    if before is not None:
+        query = query.where(
+            tuple_(ApiKey.created_at, ApiKey.id) < tuple_(literal(before[0]), literal(before[1]))
+        )
+    query = query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def revoke_key(session: AsyncSession, program_id: int, key_id: uuid.UUID, at: datetime) -> bool:
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.program_id == program_id, ApiKey.id == key_id)
+        .values(revoked_at=func.coalesce(ApiKey.revoked_at, at))
+        .returning(ApiKey.id)
+    )
+    return result.first() is not None

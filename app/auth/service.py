@@ -1,0 +1,153 @@
+"""API keys: minting, hashing, resolving a bearer token to a principal, scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import repository
+from app.auth.models import ApiKey
+from app.errors import AppError, Forbidden, NotFound, Unauthorized
+
+KEY_PREFIX = "plk_"
+DEFAULT_PROGRAM = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: one program, its scopes, and the key (None for the bootstrap key)."""
+
+    program_id: int
+    program_code: str
+    key_id: uuid.UUID | None
+    scopes: frozenset[str]
+    partner_code: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+    def require(self, scope: str) -> None:
+        if not self.allows(scope):
+            raise Forbidden(f"this API key lacks the scope {scope}")
+
+
+class ApiKeyNotFound(NotFound):
+    code, title = "api_key_not_found", "API key not found"
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a fast digest is enough: there is nothing to
+    # brute-force, and a slow hash would cost every request.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def mint_key() -> tuple[str, str, str]:
+    """A new key: (key shown once, its display prefix, its stored digest)."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, key[:12], hash_key(key)
+
+
+class Authenticator:
+    """Resolves bearer tokens, with an optional short cache (`LEDGER_AUTH_CACHE_SECONDS`)."""
+
+    def __init__(self, pool: object, *, admin_key: str | None, cache_seconds: float) -> None:
+        self._pool = pool
+        self._admin_key = admin_key
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._default_program_id: int | None = None
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
+        if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key.encode()):
+            return Principal(
+                program_id=await self._default_program(),
+                program_code=DEFAULT_PROGRAM,
+                key_id=None,
+                scopes=frozenset({"admin"}),
+            )
+        digest = hash_key(token)
+        principal = await self._lookup(digest)
+        if principal is None:
+            raise Unauthorized("the API key is not valid or has been revoked")
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        if self._cache_seconds > 0:
+            hit = self._cache.get(digest)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+        row = await self._pool.fetchrow(repository.PRINCIPAL_BY_HASH, digest)  # type: ignore[attr-defined]
+        principal = (
+            None
+            if row is None
+            else Principal(
+                program_id=row["program_id"],
+                program_code=row["program_code"],
+                key_id=row["id"],
+                scopes=frozenset(row["scopes"]),
+                partner_code=row["partner_code"],
+            )
+        )
+        if self._cache_seconds > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (time.monotonic() + self._cache_seconds, principal)
+        return principal
+
+    async def _default_program(self) -> int:
+        if self._default_program_id is None:
+            program_id = await self._pool.fetchval(repository.PROGRAM_ID_BY_CODE, DEFAULT_PROGRAM)  # type: ignore[attr-defined]
+            if program_id is None:
+                raise AppError("the default program is missing: run `points-ledger migrate`")
+            self._default_program_id = int(program_id)
+        return self._default_program_id
+
+
+async def create_key(
+    session: AsyncSession,
+    *,
+    program_id: int,
+    name: str,
+    scopes: list[str],
+    partner_code: str | None,
+    now: datetime,
+) -> tuple[ApiKey, str]:
+    key, prefix, digest = mint_key()
+    row = await repository.insert_key(
+        session,
+        program_id=program_id,
+        name=name,
+        key_prefix=prefix,
+        key_hash=digest,
+        scopes=sorted(set(scopes)),
+        partner_code=partner_code,
+        created_at=now,
+    )
+    return row, key
+
+
+async def list_keys(
+    session: AsyncSession, program_id: int, *, limit: int, before: tuple[datetime, uuid.UUID] | None
+) -> list[ApiKey]:
+    return await repository.list_keys(session, program_id, limit=limit, before=before)
+
+
+async def revoke_key(session: AsyncSession, program_id: int, key_id: uuid.UUID, now: datetime) -> None:
+    if not await repository.revoke_key(session, program_id, key_id, now):
+        raise ApiKeyNotFound(f"no API key {key_id} in this program")

@@ -1,0 +1,205 @@
+"""The `points-ledger` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.config import Environment, Settings, get_settings
+
+cli = typer.Typer(
+    help="points-ledger: a loyalty-points service over a double-entry ledger.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+api_key_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+cli.add_typer(api_key_cli, name="api-key")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def database_url(settings: Settings) -> str:
+    """LEDGER_DATABASE_URL, or outside production an embedded server in LEDGER_DATA_DIR."""
+    if settings.database_url:
+        return settings.database_url
+    if settings.env is Environment.production:  # Settings already refuses this; belt and braces
+        raise typer.Exit(2)
+    from app import embedded
+
+    url = embedded.start(settings.data_dir)
+    typer.echo(
+        f"LEDGER_DATABASE_URL is not set: using the embedded PostgreSQL in {settings.data_dir}",
+        err=True,
+    )
+    return url
+
+
+def alembic_config(url: str) -> object:
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    ini, scripts = root / "alembic.ini", root / "migrations"
+    if not scripts.is_dir():  # installed from a wheel: migrations are packaged inside app/
+        scripts = Path(__file__).resolve().parent / "_migrations"
+        ini = scripts / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(scripts))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def run_migrations(url: str) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")  # type: ignore[arg-type]
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the latest revision."""
+    run_migrations(database_url(_settings()))
+    typer.echo("schema is at the latest revision")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API (with no LEDGER_DATABASE_URL: an embedded, migrated PostgreSQL)."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    url = database_url(settings)
+    if not settings.database_url:
+        run_migrations(url)
+        os.environ["LEDGER_DATABASE_URL"] = url  # worker processes read it
+        if settings.admin_key is None:
+            typer.echo(
+                "no LEDGER_ADMIN_KEY: create a key with `points-ledger api-key create --program default "
+                "--scopes admin`",
+                err=True,
+            )
+    get_settings.cache_clear()
+    uvicorn.run(
+        "app.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        access_log=False,
+        log_level="info",
+    )
+
+
+@cli.command()
+def verify() -> None:
+    """Prove the ledger is sound; print every check and mismatch; exit 1 on any."""
+    url = database_url(_settings())
+    failed = asyncio.run(_verify(url))
+    raise typer.Exit(1 if failed else 0)
+
+
+async def _verify(url: str) -> bool:
+    import asyncpg
+
+    from app.db import asyncpg_dsn
+    from app.ledger.verify import totals, verify
+
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        counts = await totals(connection)
+        typer.echo("checked " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        outcomes = await verify(connection)
+    finally:
+        await connection.close()
+    for outcome in outcomes:
+        typer.echo(f"[{'ok' if outcome.mismatches == 0 else 'FAIL'}] {outcome.name}")
+        if outcome.mismatches:
+            typer.echo(f"       {outcome.mismatches} mismatch(es)")
+            for example in outcome.examples:
+                typer.echo(f"       - {example}")
+    failed = sum(outcome.mismatches for outcome in outcomes)
+    typer.echo("ledger is sound" if not failed else f"ledger has {failed} mismatch(es)")
+    return failed > 0
+
+
+def _split_scopes(values: list[str]) -> list[str]:
+    from app.auth.schemas import ALL_SCOPES
+
+    scopes = sorted({part for value in values for part in value.replace(",", " ").split() if part})
+    unknown = [scope for scope in scopes if scope not in ALL_SCOPES]
+    if unknown or not scopes:
+        raise typer.BadParameter(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
+    return scopes
+
+
+@api_key_cli.command("create")
+def api_key_create(
+    program: Annotated[str, typer.Option(help="program code, e.g. default")],
+    scopes: Annotated[list[str], typer.Option(help="scopes, repeated or comma-separated")],
+    name: Annotated[str, typer.Option(help="a label for the key")] = "cli",
+) -> None:
+    """Create an API key and print it once."""
+    chosen = _split_scopes(scopes)
+    url = database_url(_settings())
+    key = asyncio.run(_create_key(url, program, name, chosen))
+    if key is None:
+        typer.echo(f"no program {program}", err=True)
+        raise typer.Exit(1)
+    typer.echo(key)
+
+
+async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> str | None:
+    from app.auth.service import create_key
+    from app.clock import SystemClock
+    from app.db import Database
+    from app.programs.repository import program_id
+
+    db = Database(url, _settings())
+    try:
+        async with db.unit_of_work() as session:
+            found = await program_id(session, program)
+            if found is None:
+                return None
+            _, key = await create_key(
+                session,
+                program_id=found,
+                name=name,
+                scopes=scopes,
+                partner_code=None,
+                now=SystemClock().now(),
+            )
+            return key
+    finally:
+        await db.dispose()
+
+
+@cli.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="where to write the spec")] = Path("openapi.yaml"),
+) -> None:
+    """Write the OpenAPI document generated from the app."""
+    from app.openapi import render_openapi
+
+    output.write_text(render_openapi())
+    typer.echo(f"wrote {output}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    cli()

@@ -1,0 +1,82 @@
+"""Settings, read once from the environment (prefix ``LEDGER_``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` URLs and pin the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("must be a PostgreSQL URL such as postgresql+asyncpg://user@host:5432/db")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    env: Environment = Field(
+        default=Environment.development,
+        description="development (default), test or production; production refuses unsafe defaults",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the PostgreSQL database; unset in development starts an "
+        "embedded server in data_dir",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="development bootstrap: accepted as an admin key of the default program",
+    )
+    data_dir: Path = Field(
+        default=Path(".points-ledger"),
+        description="where the embedded PostgreSQL keeps its files when database_url is unset",
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_statement_timeout_ms: int = Field(
+        default=15_000,
+        ge=100,
+        description="upper bound for any statement, waits on row locks included",
+    )
+    auth_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="how long a verified API key is trusted without asking the database again; "
+        "0 (default) checks every request, so a revoked key stops working at once",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else normalise_database_url(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            if self.database_url is None:
+                raise ValueError("LEDGER_DATABASE_URL is required when LEDGER_ENV=production")
+            if self.admin_key is not None:
+                raise ValueError(
+                    "LEDGER_ADMIN_KEY is a development bootstrap and is refused in production; "
+                    "create keys with `points-ledger api-key create`"
+                )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,146 @@
+"""Connections, units of work, and the bounded retry around them.
+
+Two ways in, over one database:
+- SQLAlchemy sessions for the administrative paths (programs, keys, members);
+- a plain asyncpg pool for the ledger's hot path and its reads. On these
+  2-core machines the Python side sets the request ceiling (see DESIGN.md and
+  bench/awards.py), so a posting is one prepared call to ledger_post() with no
+  ORM or result processing around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
+from sqlalchemy import MetaData, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from app.config import Settings
+
+T = TypeVar("T")
+Connection = asyncpg.Connection  # the hot path's connection type
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Deadlocks and serialisation failures are safe to retry: the whole unit of work
+# rolled back. Under READ COMMITTED with members locked in id order they should
+# not happen at all; the retry is a safety net, bounded so that a pathological
+# case surfaces as an error instead of a hang.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+ATTEMPTS = 4
+
+
+def postgres_error_of(exc: BaseException) -> asyncpg.PostgresError | None:
+    """The asyncpg error behind an exception from SQLAlchemy or asyncpg."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.PostgresError):
+            return seen
+        seen = seen.orig if isinstance(seen, DBAPIError) else seen.__cause__
+    return None
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    error = postgres_error_of(exc)
+    return None if error is None else str(error.sqlstate)
+
+
+def asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+
+
+class Database:
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self._settings = settings
+        self._server_settings = {
+            "application_name": "points-ledger",
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "timezone": "UTC",
+        }
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=max(2, settings.db_pool_size // 4),
+            max_overflow=settings.db_max_overflow,
+            connect_args={"server_settings": self._server_settings},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.url),
+                min_size=1,
+                max_size=self._settings.db_pool_size,
+                server_settings=self._server_settings,
+            )
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("Database.connect() has not been awaited")
+        return self._pool
+
+    async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """One SQLAlchemy transaction: committed if the block succeeds, else rolled back."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in one SQLAlchemy unit of work, retried whole on deadlock/serialisation errors."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.unit_of_work() as session:
+                    return await work(session)
+            except DBAPIError as exc:
+                if attempt == ATTEMPTS or sqlstate_of(exc) not in RETRYABLE_SQLSTATES:
+                    raise
+            await _backoff(attempt)
+        raise AssertionError("unreachable")
+
+    async def transact(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """`work` in one asyncpg transaction (READ COMMITTED), retried like `run`."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.pool.acquire() as connection, connection.transaction():
+                    return await work(connection)
+            except asyncpg.PostgresError as exc:
+                if attempt == ATTEMPTS or exc.sqlstate not in RETRYABLE_SQLSTATES:
+                    raise
+            await _backoff(attempt)
+        raise AssertionError("unreachable")

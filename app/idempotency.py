@@ -1,0 +1,66 @@
+"""Idempotency-Key handling shared by every ledger-changing POST."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Header
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.errors import AppError, ValidationFailed
+from app.fields import canonical_json
+
+KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+class IdempotencyKeyRequired(AppError):
+    status, code, title = 400, "idempotency_key_required", "Idempotency-Key header required"
+
+
+class IdempotencyKeyReused(AppError):
+    status, code, title = (
+        422,
+        "idempotency_key_reused",
+        "Idempotency-Key already used for another request",
+    )
+
+
+async def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1-255 printable ASCII characters, unique per operation; a retry with the "
+            "same key and body replays the first response",
+        ),
+    ] = None,
+) -> str:
+    if key is None:
+        raise IdempotencyKeyRequired("send an Idempotency-Key header with every ledger-changing POST")
+    if not KEY_PATTERN.match(key):
+        raise ValidationFailed.on("header.Idempotency-Key", "must be 1-255 printable ASCII characters")
+    return key
+
+
+def fingerprint(method: str, path: str, body: BaseModel) -> str:
+    """What makes two requests "the same": method, path and the validated body."""
+    canonical = canonical_json(body.model_dump(mode="json"))
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+    replayed: bool = False
+
+    def to_response(self) -> Response:
+        headers = {REPLAY_HEADER: "true"} if self.replayed else None
+        return Response(
+            self.body, status_code=self.status_code, media_type="application/json", headers=headers
+        )

@@ -1,0 +1,174 @@
+"""HTTP routes of the ledger: thin, the rules live in service.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel
+
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, error_responses
+from app.fields import ExternalId
+from app.idempotency import (
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    fingerprint,
+    idempotency_key,
+)
+from app.ledger import service
+from app.ledger.schemas import (
+    AwardIn,
+    BalanceOut,
+    EntryOut,
+    RedemptionIn,
+    ReversalIn,
+    StatementPage,
+    TransferIn,
+)
+from app.members.errors import MemberNotFound
+from app.pagination import Cursor, Limit
+
+router = APIRouter(prefix="/v1", tags=["points"])
+
+MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+_POST_ERRORS = (
+    Forbidden,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    MemberNotFound,
+    service.PointsOutOfRange,
+)
+
+
+def _request(http: Request, principal: Principal, key: str, body: BaseModel) -> service.Request:
+    return service.Request(principal, key, fingerprint(http.method, http.url.path, body))
+
+
+@router.post(
+    "/members/{member}/awards",
+    status_code=201,
+    response_model=EntryOut,
+    operation_id="createAward",
+    responses=error_responses(*_POST_ERRORS),
+)
+async def create_award(
+    http: Request,
+    member: MemberPath,
+    body: AwardIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("points:adjust"))],
+) -> Response:
+    """Give a member points outside an order (goodwill, migration, campaign).
+
+    The points come from the program's issuance account. With `pending_until` in the
+    future they wait in the member's pending account."""
+    result = await service.award(context, _request(http, principal, key, body), member, body)
+    return result.to_response()
+
+
+@router.post(
+    "/members/{member}/redemptions",
+    status_code=201,
+    response_model=EntryOut,
+    operation_id="createRedemption",
+    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints),
+)
+async def create_redemption(
+    http: Request,
+    member: MemberPath,
+    body: RedemptionIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("points:burn"))],
+) -> Response:
+    """Spend a member's available points on a reward. Not enough points: 422
+    `insufficient_points`, and nothing changes."""
+    result = await service.redeem(context, _request(http, principal, key, body), member, body)
+    return result.to_response()
+
+
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=EntryOut,
+    operation_id="createTransfer",
+    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints),
+)
+async def create_transfer(
+    http: Request,
+    body: TransferIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("points:transfer"))],
+) -> Response:
+    """Move available points from one member to another of the same program."""
+    result = await service.transfer(context, _request(http, principal, key, body), body)
+    return result.to_response()
+
+
+@router.post(
+    "/entries/{entry_id}/reversal",
+    status_code=201,
+    response_model=EntryOut,
+    operation_id="reverseEntry",
+    responses=error_responses(
+        *_POST_ERRORS,
+        service.InsufficientPoints,
+        service.EntryNotFound,
+        service.AlreadyReversed,
+        service.EntryNotReversible,
+    ),
+)
+async def reverse_entry(
+    http: Request,
+    entry_id: Annotated[uuid.UUID, Path(description="the entry to reverse")],
+    body: ReversalIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("points:adjust"))],
+) -> Response:
+    """Undo an entry with a new entry of opposite postings. An entry is reversed at
+    most once (409 `already_reversed`); reversing points the member no longer has is
+    422 `insufficient_points`."""
+    result = await service.reverse(context, _request(http, principal, key, body), entry_id, body)
+    return result.to_response()
+
+
+@router.get(
+    "/members/{member}/entries",
+    response_model=StatementPage,
+    operation_id="listMemberEntries",
+    responses=error_responses(Forbidden, MemberNotFound),
+)
+async def list_member_entries(
+    member: MemberPath,
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> StatementPage:
+    """The member's statement, newest first: every entry that touched the member,
+    with the change and the balances right after it."""
+    return await service.statement(context, principal, member, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/members/{member}/balance",
+    response_model=BalanceOut,
+    operation_id="getMemberBalance",
+    responses=error_responses(Forbidden, MemberNotFound),
+)
+async def get_member_balance(
+    member: MemberPath,
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+    as_of: Annotated[AwareDatetime | None, Query(description="an RFC 3339 instant; unset: now")] = None,
+) -> BalanceOut:
+    """The member's balances as the ledger had recorded them at `as_of`."""
+    return await service.balance(context, principal, member, as_of)

@@ -1,0 +1,163 @@
+"""The ledger's tables. The migration adds what models can't say: the posting
+function, the append-only triggers and the deferred balance check."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+MEMBER_ACCOUNT_KINDS = ("available", "pending", "held")
+SYSTEM_ACCOUNT_KINDS = ("issuance", "redemption")
+ENTRY_KINDS = ("award", "redemption", "transfer", "reversal")
+
+
+class Account(Base):
+    """A member's available/pending/held points, or a program's system account."""
+
+    __tablename__ = "account"
+    __table_args__ = (
+        UniqueConstraint("member_id", "kind"),
+        Index(
+            "uq_account_program_id_kind_system",
+            "program_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("member_id IS NULL"),
+        ),
+        CheckConstraint(
+            "(member_id IS NOT NULL) = (kind IN ('available', 'pending', 'held'))",
+            name="member_kinds",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
+    kind: Mapped[str] = mapped_column(Text)
+
+
+class MemberBalance(Base):
+    """Cached balances of a member's three accounts, updated with every posting."""
+
+    __tablename__ = "member_balance"
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("pending >= 0", name="pending_not_negative"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+    )
+
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"), primary_key=True)
+    available: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    held: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JournalEntry(Base):
+    """One business event. Never updated or deleted (the database refuses)."""
+
+    __tablename__ = "journal_entry"
+    __table_args__ = (
+        UniqueConstraint("program_id", "idempotency_key"),
+        Index(
+            "uq_journal_entry_reverses_entry_id",
+            "reverses_entry_id",
+            unique=True,
+            postgresql_where=text("reverses_entry_id IS NOT NULL"),
+        ),
+        CheckConstraint("kind IN ('award', 'redemption', 'transfer', 'reversal')", name="kind_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # No foreign key to program or api_key on purpose: a foreign key check takes a
+    # KEY SHARE lock on the referenced row, and every earn of a program (and of a
+    # checkout's one API key) would share that row lock, which is the hot-row
+    # contention the ledger avoids. Neither table allows deletes; `verify` checks.
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    request_fingerprint: Mapped[str] = mapped_column(Text)
+    reverses_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    reason: Mapped[str | None] = mapped_column(Text)
+    order_id: Mapped[str | None] = mapped_column(Text)
+    rules_version: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pending_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default="{}")
+
+
+class Posting(Base):
+    """One signed movement of points on one account. Never updated or deleted."""
+
+    __tablename__ = "posting"
+    __table_args__ = (
+        Index(None, "entry_id"),
+        Index(
+            "ix_posting_member_id_id",
+            "member_id",
+            "id",
+            postgresql_where=text("member_id IS NOT NULL"),
+        ),
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        CheckConstraint(
+            "(member_id IS NULL) = (available_after IS NULL)"
+            " AND (member_id IS NULL) = (pending_after IS NULL)"
+            " AND (member_id IS NULL) = (held_after IS NULL)",
+            name="member_balances_after",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    # No foreign key to account: see JournalEntry.program_id (the issuance
+    # account row would be share-locked by every earn). The posting function
+    # only ever writes account ids it has just looked up; accounts are never deleted.
+    account_id: Mapped[int] = mapped_column(BigInteger)
+    # The member owning the account, copied so a statement is one index range scan.
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # The member's three balances right after this entry: statements and
+    # balance-as-of read them instead of summing history.
+    available_after: Mapped[int | None] = mapped_column(BigInteger)
+    pending_after: Mapped[int | None] = mapped_column(BigInteger)
+    held_after: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class IdempotencyRecord(Base):
+    """The first response to an Idempotency-Key, kept byte for byte for replays."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (PrimaryKeyConstraint("program_id", "key"),)
+
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(Text)
+    request_fingerprint: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[bytes] = mapped_column(LargeBinary)
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

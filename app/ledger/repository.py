@@ -1,0 +1,187 @@
+"""All SQL of the ledger. Postings go through ledger_post() (see the first migration)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.db import Connection
+
+POST = """
+SELECT conflict_entry_id, conflict_fingerprint, member_external_id,
+       balance_available, balance_pending, balance_held
+  FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18)
+"""
+
+SAVE_RESPONSE = """
+INSERT INTO idempotency_record
+    (program_id, key, request_fingerprint, status_code, response_body, entry_id, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+
+STORED_RESPONSE = """
+SELECT request_fingerprint, status_code, response_body
+  FROM idempotency_record WHERE program_id = $1 AND key = $2
+"""
+
+ENTRY_WITH_POSTINGS = """
+SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS account, p.amount
+  FROM journal_entry e
+  JOIN posting p ON p.entry_id = e.id
+  JOIN account a ON a.id = p.account_id
+  LEFT JOIN member m ON m.id = p.member_id
+ WHERE e.program_id = $1 AND e.id = $2
+ ORDER BY p.id
+"""
+
+MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
+
+# Each entry puts at most three postings on one member (available, pending,
+# held), and they are contiguous in id order: the member's balance row lock is
+# held while they are written. So a page of n entries is within 3n+1 postings.
+STATEMENT = """
+SELECT p.id AS posting_id, p.entry_id, a.kind AS account, p.amount,
+       p.available_after, p.pending_after, p.held_after,
+       e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
+       e.rules_version, e.metadata
+  FROM posting p
+  JOIN account a ON a.id = p.account_id
+  JOIN journal_entry e ON e.id = p.entry_id
+ WHERE p.member_id = $1 AND p.id < $2
+ ORDER BY p.id DESC
+ LIMIT $3
+"""
+
+BALANCE_NOW = """
+SELECT b.available, b.pending, b.held
+  FROM member m JOIN member_balance b ON b.member_id = m.id
+ WHERE m.program_id = $1 AND m.external_id = $2
+"""
+
+BALANCE_AS_OF = """
+SELECT p.available_after, p.pending_after, p.held_after
+  FROM posting p JOIN journal_entry e ON e.id = p.entry_id
+ WHERE p.member_id = $1 AND e.recorded_at <= $2
+ ORDER BY p.id DESC
+ LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    member: str | None  # external id; None for a system account
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    id: uuid.UUID
+    program_id: int
+    kind: str
+    idempotency_key: str
+    request_fingerprint: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor_key_id: uuid.UUID | None
+    legs: tuple[Leg, ...]
+    reverses: uuid.UUID | None = None
+    reason: str | None = None
+    order_id: str | None = None
+    rules_version: int | None = None
+    expires_at: datetime | None = None
+    pending_until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """ledger_post()'s answer: the members' new balances, or the entry that holds the key."""
+
+    balances: dict[str, tuple[int, int, int]]
+    conflict_entry_id: uuid.UUID | None = None
+    conflict_fingerprint: str | None = None
+
+
+async def post(connection: Connection, entry: NewEntry) -> Posted:
+    rows = await connection.fetch(
+        POST,
+        entry.id,
+        entry.program_id,
+        entry.kind,
+        entry.idempotency_key,
+        entry.request_fingerprint,
+        entry.occurred_at,
+        entry.recorded_at,
+        entry.actor_key_id,
+        entry.reverses,
+        entry.reason,
+        entry.order_id,
+        entry.rules_version,
+        entry.expires_at,
+        entry.pending_until,
+        json.dumps(entry.metadata or {}),
+        [leg.member for leg in entry.legs],
+        [leg.account for leg in entry.legs],
+        [leg.amount for leg in entry.legs],
+    )
+    if rows and rows[0]["conflict_entry_id"] is not None:
+        return Posted({}, rows[0]["conflict_entry_id"], rows[0]["conflict_fingerprint"])
+    return Posted(
+        {
+            row["member_external_id"]: (
+                row["balance_available"],
+                row["balance_pending"],
+                row["balance_held"],
+            )
+            for row in rows
+        }
+    )
+
+
+async def save_response(
+    connection: Connection,
+    *,
+    program_id: int,
+    key: str,
+    fingerprint: str,
+    status_code: int,
+    body: bytes,
+    entry_id: uuid.UUID | None,
+    at: datetime,
+) -> None:
+    await connection.execute(SAVE_RESPONSE, program_id, key, fingerprint, status_code, body, entry_id, at)
+
+
+async def stored_response(connection: Connection, program_id: int, key: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(STORED_RESPONSE, program_id, key)
+
+
+async def entry_with_postings(
+    connection: Connection, program_id: int, entry_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    return await connection.fetch(ENTRY_WITH_POSTINGS, program_id, entry_id)
+
+
+async def member_id(connection: Connection, program_id: int, external_id: str) -> int | None:
+    value = await connection.fetchval(MEMBER_ID, program_id, external_id)
+    return None if value is None else int(value)
+
+
+async def statement_postings(
+    connection: Connection, member_id: int, *, before_posting_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(STATEMENT, member_id, before_posting_id, limit)
+
+
+async def balance_now(connection: Connection, program_id: int, external_id: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(BALANCE_NOW, program_id, external_id)
+
+
+async def balance_as_of(connection: Connection, member_id: int, as_of: datetime) -> asyncpg.Record | None:
+    return await connection.fetchrow(BALANCE_AS_OF, member_id, as_of)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from app.fields import ExternalId, Metadata, Points, ShortText, Text
+
+EntryKind = Literal["award", "redemption", "transfer", "reversal"]
+AccountKind = Literal["available", "pending", "held", "issuance", "redemption"]
+
+
+class AwardIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: Points
+    reason: Text = Field(description="why the points are given", examples=["goodwill: late delivery"])
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="when these points expire (RFC 3339, in the future)",
+        examples=[None],
+    )
+    pending_until: AwareDatetime | None = Field(
+        default=None,
+        description="keep the points pending until then; unset or past: available at once",
+        examples=[None],
+    )
+    metadata: Metadata | None = None
+
+
+class RedemptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: Points
+    reward: ShortText | None = Field(
+        default=None, description="what the points buy", examples=["coffee-voucher"]
+    )
+    order_id: ShortText | None = Field(
+        default=None, description="the order the points pay for", examples=[None]
+    )
+    metadata: Metadata | None = None
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_member: ExternalId = Field(description="member giving the points")
+    to_member: ExternalId = Field(description="member receiving the points", examples=["cust-20077"])
+    points: Points
+    reason: Text | None = Field(default=None, description="why", examples=["family pooling"])
+
+
+class ReversalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Text = Field(description="why the entry is reversed", examples=["awarded twice by mistake"])
+
+
+class PostingOut(BaseModel):
+    member: str | None = Field(
+        description="member external id; null for a system account", examples=["cust-10042"]
+    )
+    account: AccountKind = Field(description="which account moved", examples=["available"])
+    points: int = Field(description="signed points on that account", examples=[100])
+
+
+class MemberBalances(BaseModel):
+    member: str = Field(description="member external id", examples=["cust-10042"])
+    available: int = Field(description="points the member can spend", examples=[250])
+    pending: int = Field(description="points not yet available", examples=[0])
+    held: int = Field(description="points reserved by holds", examples=[0])
+
+
+class EntryOut(BaseModel):
+    """A journal entry as written: what moved, and the members' balances right after."""
+
+    id: uuid.UUID = Field(description="entry id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+    kind: EntryKind = Field(description="business event", examples=["award"])
+    points: int = Field(description="points moved (the sum of the entry's credits)", examples=[100])
+    occurred_at: datetime = Field(
+        description="when the event happened (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    recorded_at: datetime = Field(
+        description="when the ledger recorded it (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    reason: str | None = Field(description="why", examples=["goodwill: late delivery"])
+    reverses: uuid.UUID | None = Field(description="the entry this one reverses", examples=[None])
+    rules_version: int | None = Field(description="rules version that decided the points", examples=[None])
+    expires_at: datetime | None = Field(description="when awarded points expire", examples=[None])
+    pending_until: datetime | None = Field(
+        description="when pending points become available", examples=[None]
+    )
+    metadata: dict[str, JsonValue] = Field(description="caller-supplied data", examples=[{}])
+    postings: list[PostingOut] = Field(description="the entry's postings; they sum to zero")
+    balances: list[MemberBalances] = Field(description="each member's balances right after the entry")
+
+
+class StatementItem(BaseModel):
+    id: uuid.UUID = Field(description="entry id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+    kind: EntryKind = Field(description="business event", examples=["redemption"])
+    points: int = Field(description="change of the member's available points (signed)", examples=[-50])
+    pending_points: int = Field(description="change of pending points (signed)", examples=[0])
+    held_points: int = Field(description="change of held points (signed)", examples=[0])
+    balance_after: int = Field(description="available points right after this entry", examples=[200])
+    pending_after: int = Field(description="pending points right after this entry", examples=[0])
+    held_after: int = Field(description="held points right after this entry", examples=[0])
+    occurred_at: datetime = Field(
+        description="when the event happened (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    recorded_at: datetime = Field(
+        description="when the ledger recorded it (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    reason: str | None = Field(description="why", examples=[None])
+    order_id: str | None = Field(description="related order", examples=[None])
+    reverses: uuid.UUID | None = Field(description="the entry this one reverses", examples=[None])
+    rules_version: int | None = Field(description="rules version that decided the points", examples=[None])
+    explanation: list[JsonValue] | None = Field(
+        description="how the rules computed the points", examples=[None]
+    )
+
+
+class StatementPage(BaseModel):
+    items: list[StatementItem] = Field(description="entries, newest first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for older entries", examples=[None])
+
+
+class BalanceOut(BaseModel):
+    member: str = Field(description="member external id", examples=["cust-10042"])
+    as_of: datetime = Field(
+        description="the instant the balances are for (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    available: int = Field(description="points the member could spend", examples=[250])
+    pending: int = Field(description="points not yet available", examples=[0])
+    held: int = Field(description="points reserved by holds", examples=[0])

@@ -1,0 +1,346 @@
+"""Where points move. Every award, redemption, transfer and reversal is one call
+to `_post`, which writes one journal entry through ledger_post() and keeps the
+first response for its Idempotency-Key, in one transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from uuid_utils.compat import uuid7
+
+from app.auth.service import Principal
+from app.context import AppContext
+from app.db import Connection
+from app.errors import AppError, NotFound, ValidationFailed
+from app.idempotency import IdempotencyKeyReused, StoredResponse
+from app.ledger import repository
+from app.ledger.repository import Leg, NewEntry, Posted
+from app.ledger.schemas import (
+    AwardIn,
+    BalanceOut,
+    EntryOut,
+    MemberBalances,
+    PostingOut,
+    RedemptionIn,
+    ReversalIn,
+    StatementItem,
+    StatementPage,
+    TransferIn,
+)
+from app.members.errors import MemberNotFound
+from app.pagination import decode_cursor, encode_cursor
+
+
+class InsufficientPoints(AppError):
+    status, code, title = 422, "insufficient_points", "Not enough points"
+
+
+class PointsOutOfRange(AppError):
+    status, code, title = 422, "points_out_of_range", "A balance would leave the 64-bit range"
+
+
+class EntryNotFound(NotFound):
+    code, title = "entry_not_found", "Entry not found"
+
+
+class AlreadyReversed(AppError):
+    status, code, title = 409, "already_reversed", "The entry has already been reversed"
+
+
+class EntryNotReversible(AppError):
+    status, code, title = 422, "entry_not_reversible", "This entry cannot be reversed"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One ledger-changing request: who asks, under which key, for what exactly."""
+
+    principal: Principal
+    idempotency_key: str
+    fingerprint: str
+
+
+def _insufficient(exc: asyncpg.PostgresError) -> InsufficientPoints:
+    try:
+        facts: dict[str, Any] = json.loads(getattr(exc, "detail", None) or "{}")
+        needed = -int(facts["change_available"])
+        return InsufficientPoints(
+            f"member {facts['member']} has {facts['available']} available points; this needs {needed}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return InsufficientPoints("a member has not enough available points for this entry")
+
+
+def _as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
+    """The problem a database refusal means for the caller; None if it is not the caller's."""
+    state = exc.sqlstate
+    if state == "LP001":
+        return _insufficient(exc)
+    if state == "LP004":
+        return MemberNotFound(f"no member {getattr(exc, 'detail', '')!s} in this program")
+    if state == "22003":
+        return PointsOutOfRange("the entry would take a balance beyond 9223372036854775807 points")
+    if state == "23505" and getattr(exc, "constraint_name", None) == "uq_journal_entry_reverses_entry_id":
+        return AlreadyReversed(
+            "the entry has already been reversed; reverse the reversal's effect with a new award"
+        )
+    return None
+
+
+async def _replay(connection: Connection, request: Request, posted: Posted) -> StoredResponse:
+    if posted.conflict_fingerprint != request.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
+    stored = await repository.stored_response(
+        connection, request.principal.program_id, request.idempotency_key
+    )
+    if stored is None or stored["request_fingerprint"] != request.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
+    return StoredResponse(stored["status_code"], bytes(stored["response_body"]), replayed=True)
+
+
+async def replay_or_raise(context: AppContext, request: Request, error: AppError) -> StoredResponse:
+    """For checks that depend on the clock: a retry of a request that passed them
+    the first time replays its response instead of failing now."""
+    async with context.db.pool.acquire() as connection:
+        stored = await repository.stored_response(
+            connection, request.principal.program_id, request.idempotency_key
+        )
+    if stored is None:
+        raise error
+    if stored["request_fingerprint"] != request.fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
+    return StoredResponse(stored["status_code"], bytes(stored["response_body"]), replayed=True)
+
+
+def _render(entry: NewEntry, posted: Posted) -> bytes:
+    # model_construct: every value here was validated on the way in or comes from
+    # the database, so the hot path skips a second validation pass.
+    out = EntryOut.model_construct(
+        id=entry.id,
+        kind=entry.kind,
+        points=sum(leg.amount for leg in entry.legs if leg.amount > 0),
+        occurred_at=entry.occurred_at,
+        recorded_at=entry.recorded_at,
+        reason=entry.reason,
+        reverses=entry.reverses,
+        rules_version=entry.rules_version,
+        expires_at=entry.expires_at,
+        pending_until=entry.pending_until,
+        metadata=entry.metadata or {},
+        postings=[
+            PostingOut.model_construct(member=leg.member, account=leg.account, points=leg.amount)
+            for leg in entry.legs
+        ],
+        balances=[
+            MemberBalances.model_construct(member=member, available=a, pending=p, held=h)
+            for member, (a, p, h) in sorted(posted.balances.items())
+        ],
+    )
+    return out.model_dump_json().encode()
+
+
+async def _post(
+    context: AppContext, request: Request, kind: str, legs: list[Leg], now: datetime, **fields: Any
+) -> StoredResponse:
+    entry = NewEntry(
+        id=uuid7(),
+        program_id=request.principal.program_id,
+        kind=kind,
+        idempotency_key=request.idempotency_key,
+        request_fingerprint=request.fingerprint,
+        occurred_at=fields.pop("occurred_at", now),
+        recorded_at=now,
+        actor_key_id=request.principal.key_id,
+        legs=tuple(legs),
+        **fields,
+    )
+
+    async def work(connection: Connection) -> StoredResponse:
+        try:
+            posted = await repository.post(connection, entry)
+        except asyncpg.PostgresError as exc:
+            problem = _as_app_error(exc)
+            if problem is None:
+                raise
+            raise problem from exc
+        if posted.conflict_entry_id is not None:
+            return await _replay(connection, request, posted)
+        body = _render(entry, posted)
+        await repository.save_response(
+            connection,
+            program_id=entry.program_id,
+            key=entry.idempotency_key,
+            fingerprint=entry.request_fingerprint,
+            status_code=201,
+            body=body,
+            entry_id=entry.id,
+            at=now,
+        )
+        return StoredResponse(201, body)
+
+    return await context.db.transact(work)
+
+
+async def award(context: AppContext, request: Request, member: str, body: AwardIn) -> StoredResponse:
+    now = context.clock.now()
+    if body.expires_at is not None and body.expires_at <= now:
+        return await replay_or_raise(
+            context, request, ValidationFailed.on("body.expires_at", "must be in the future")
+        )
+    pending = body.pending_until is not None and body.pending_until > now
+    if (
+        pending
+        and body.expires_at is not None
+        and body.pending_until is not None
+        and body.pending_until >= body.expires_at
+    ):
+        raise ValidationFailed.on("body.pending_until", "must be before expires_at")
+    account = "pending" if pending else "available"
+    return await _post(
+        context,
+        request,
+        "award",
+        [Leg(member, account, body.points), Leg(None, "issuance", -body.points)],
+        now,
+        reason=body.reason,
+        expires_at=body.expires_at,
+        pending_until=body.pending_until if pending else None,
+        metadata=body.metadata,
+    )
+
+
+async def redeem(context: AppContext, request: Request, member: str, body: RedemptionIn) -> StoredResponse:
+    return await _post(
+        context,
+        request,
+        "redemption",
+        [Leg(member, "available", -body.points), Leg(None, "redemption", body.points)],
+        context.clock.now(),
+        reason=body.reward,
+        order_id=body.order_id,
+        metadata=body.metadata,
+    )
+
+
+async def transfer(context: AppContext, request: Request, body: TransferIn) -> StoredResponse:
+    if body.from_member == body.to_member:
+        raise ValidationFailed.on("body.to_member", "must differ from from_member")
+    return await _post(
+        context,
+        request,
+        "transfer",
+        [
+            Leg(body.from_member, "available", -body.points),
+            Leg(body.to_member, "available", body.points),
+        ],
+        context.clock.now(),
+        reason=body.reason,
+    )
+
+
+async def reverse(
+    context: AppContext, request: Request, entry_id: uuid.UUID, body: ReversalIn
+) -> StoredResponse:
+    async with context.db.pool.acquire() as connection:
+        rows = await repository.entry_with_postings(connection, request.principal.program_id, entry_id)
+    if not rows:
+        raise EntryNotFound(f"no entry {entry_id} in this program")
+    if rows[0]["kind"] == "reversal":
+        raise EntryNotReversible("a reversal cannot itself be reversed; post a new entry instead")
+    legs = [Leg(row["member"], row["account"], -row["amount"]) for row in rows]
+    return await _post(
+        context,
+        request,
+        "reversal",
+        legs,
+        context.clock.now(),
+        reverses=entry_id,
+        reason=body.reason,
+    )
+
+
+async def _member_id(connection: Connection, program_id: int, member: str) -> int:
+    found = await repository.member_id(connection, program_id, member)
+    if found is None:
+        raise MemberNotFound(f"no member {member} in this program")
+    return found
+
+
+async def statement(
+    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+) -> StatementPage:
+    before = 2**63 - 1
+    if cursor is not None:
+        (value,) = decode_cursor(cursor, 1)
+        if not isinstance(value, int) or value <= 0:
+            raise ValidationFailed.on("query.cursor", "not a cursor this API issued")
+        before = value
+    async with context.db.pool.acquire() as connection:
+        member_id = await _member_id(connection, principal.program_id, member)
+        rows = await repository.statement_postings(
+            connection, member_id, before_posting_id=before, limit=3 * limit + 1
+        )
+    groups: list[list[asyncpg.Record]] = []
+    for row in rows:
+        if groups and groups[-1][0]["entry_id"] == row["entry_id"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    more = len(groups) > limit
+    groups = groups[:limit]
+    items = [_statement_item(group) for group in groups]
+    next_cursor = encode_cursor(groups[-1][-1]["posting_id"]) if more else None
+    return StatementPage(items=items, next_cursor=next_cursor)
+
+
+def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
+    first = postings[0]
+    change = {"available": 0, "pending": 0, "held": 0}
+    for posting in postings:
+        change[posting["account"]] += posting["amount"]
+    return StatementItem(
+        id=first["entry_id"],
+        kind=first["kind"],
+        points=change["available"],
+        pending_points=change["pending"],
+        held_points=change["held"],
+        balance_after=first["available_after"],
+        pending_after=first["pending_after"],
+        held_after=first["held_after"],
+        occurred_at=first["occurred_at"],
+        recorded_at=first["recorded_at"],
+        reason=first["reason"],
+        order_id=first["order_id"],
+        reverses=first["reverses_entry_id"],
+        rules_version=first["rules_version"],
+        explanation=None,
+    )
+
+
+async def balance(
+    context: AppContext, principal: Principal, member: str, as_of: datetime | None
+) -> BalanceOut:
+    now = context.clock.now()
+    async with context.db.pool.acquire() as connection:
+        if as_of is None or as_of >= now:
+            row = await repository.balance_now(connection, principal.program_id, member)
+            if row is None:
+                raise MemberNotFound(f"no member {member} in this program")
+            return BalanceOut(
+                member=member,
+                as_of=now,
+                available=row["available"],
+                pending=row["pending"],
+                held=row["held"],
+            )
+        member_id = await _member_id(connection, principal.program_id, member)
+        past = await repository.balance_as_of(connection, member_id, as_of)
+    values = (
+        (0, 0, 0) if past is None else (past["available_after"], past["pending_after"], past["held_after"])
+    )
+    return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])

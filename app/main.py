@@ -1,0 +1,63 @@
+"""Builds the application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.auth.endpoints import router as api_keys_router
+from app.auth.service import Authenticator
+from app.clock import Clock, SystemClock
+from app.config import Settings, get_settings
+from app.context import AppContext
+from app.db import Database
+from app.errors import install_error_handlers
+from app.ledger.endpoints import router as ledger_router
+from app.members.endpoints import router as members_router
+from app.metrics import MetricsMiddleware
+from app.ops.endpoints import router as ops_router
+from app.programs.endpoints import router as programs_router
+
+DESCRIPTION = """A headless loyalty-points service over an append-only double-entry ledger.
+
+Every ledger-changing POST needs an `Idempotency-Key`; errors are RFC 9457
+`application/problem+json` with a stable `code`."""
+
+
+def create_app(
+    settings: Settings | None = None, *, database_url: str | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if url is None:
+            raise RuntimeError("no database URL: set LEDGER_DATABASE_URL or start with `points-ledger serve`")
+        db = Database(url, settings)
+        await db.connect()
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        app.state.context = AppContext(
+            settings=settings,
+            db=db,
+            clock=clock or SystemClock(),
+            auth=Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds),
+        )
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="points-ledger",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    for router in (ops_router, programs_router, api_keys_router, members_router, ledger_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from app.errors import AppError, NotFound
+
+
+class MemberNotFound(NotFound):
+    code, title = "member_not_found", "Member not found"
+
+
+class MemberExists(AppError):
+    status, code, title = 409, "member_exists", "A member with this external_id already exists"

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from app.fields import ExternalId, Metadata
+
+
+class MemberCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: ExternalId
+    birthday: date | None = Field(
+        default=None, description="for birthday-month rules", examples=["1990-04-17"]
+    )
+    enrolled_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the member joined (default: now); not in the future",
+        examples=[None],
+    )
+    referred_by: ExternalId | None = Field(
+        default=None, description="external id of the referring member", examples=[None]
+    )
+    metadata: Metadata | None = None
+
+
+class Balances(BaseModel):
+    available: int = Field(description="points the member can spend", examples=[250])
+    pending: int = Field(description="points not yet available", examples=[0])
+    held: int = Field(description="points reserved by holds", examples=[0])
+
+
+class Expiring(BaseModel):
+    points: int = Field(description="points that will expire", examples=[100])
+    expires_at: datetime = Field(description="when", examples=["2027-11-24T00:00:00Z"])
+
+
+class MemberTier(BaseModel):
+    code: str = Field(description="tier code", examples=["gold"])
+    name: str = Field(description="tier name", examples=["Gold"])
+    since: datetime = Field(description="when the member reached it", examples=["2026-01-05T10:00:00Z"])
+    term_ends_at: datetime | None = Field(description="when the term ends", examples=["2027-01-05T10:00:00Z"])
+
+
+class TierProgress(BaseModel):
+    next_tier: str | None = Field(description="the next tier's code", examples=["black"])
+    missing: dict[str, JsonValue] = Field(description="what is missing to reach it", examples=[{"orders": 2}])
+
+
+class MemberOut(BaseModel):
+    external_id: str = Field(description="the caller's id for the member", examples=["cust-10042"])
+    status: Literal["active", "suspended", "closed"] = Field(
+        description="membership status", examples=["active"]
+    )
+    enrolled_at: datetime = Field(
+        description="when the member joined (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    birthday: date | None = Field(description="birthday, if given", examples=[None])
+    referred_by: str | None = Field(description="referring member", examples=[None])
+    metadata: dict[str, JsonValue] = Field(description="caller-supplied data", examples=[{}])
+    balances: Balances
+    expiring: list[Expiring] = Field(
+        description="upcoming expiries, soonest first (none until expiry is enabled)"
+    )
+    tier: MemberTier | None = Field(
+        description="current tier (none until tiers are configured)", examples=[None]
+    )
+    tier_progress: TierProgress | None = Field(description="progress to the next tier", examples=[None])

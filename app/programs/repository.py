@@ -1,0 +1,31 @@
+"""All SQL about programs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger.models import SYSTEM_ACCOUNT_KINDS, Account
+from app.programs.models import Program
+
+
+async def insert_program(
+    session: AsyncSession, *, code: str, name: str, point_name: str, now: datetime
+) -> int:
+    """The program and its system accounts."""
+    program_id = await session.scalar(
+        insert(Program)
+        .values(code=code, name=name, point_name=point_name, created_at=now)
+        .returning(Program.id)
+    )
+    assert program_id is not None
+    await session.execute(
+        insert(Account), [{"program_id": program_id, "kind": kind} for kind in SYSTEM_ACCOUNT_KINDS]
+    )
+    return program_id
+
+
+async def program_id(session: AsyncSession, code: str) -> int | None:
+    return await session.scalar(select(Program.id).where(Program.code == code))
