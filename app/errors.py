@@ -182,7 +182,8 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for an endpoint: each status with the codes it may carry."""
     by_status: dict[int, list[str]] = {}
-    for err in (Unauthorized, ValidationFailed, *errors):
+    everywhere: tuple[type[AppError], ...] = (Unauthorized, ValidationFailed)
+    for err in (*everywhere, *errors):
         by_status.setdefault(err.status, []).append(err.code)
     return {
         status: {

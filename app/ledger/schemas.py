@@ -27,7 +27,9 @@ class AwardIn(BaseModel):
         description="keep the points pending until then; unset or past: available at once",
         examples=[None],
     )
-    metadata: Metadata | None = None
+    metadata: Metadata | None = Field(
+        default=None, description="free-form JSON object kept with the record (at most 8 KiB)"
+    )
 
 
 class RedemptionIn(BaseModel):
@@ -40,7 +42,9 @@ class RedemptionIn(BaseModel):
     order_id: ShortText | None = Field(
         default=None, description="the order the points pay for", examples=[None]
     )
-    metadata: Metadata | None = None
+    metadata: Metadata | None = Field(
+        default=None, description="free-form JSON object kept with the record (at most 8 KiB)"
+    )
 
 
 class TransferIn(BaseModel):

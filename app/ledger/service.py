@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -21,8 +21,10 @@ from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
 from app.ledger.repository import Leg, NewEntry, Posted
 from app.ledger.schemas import (
+    AccountKind,
     AwardIn,
     BalanceOut,
+    EntryKind,
     EntryOut,
     MemberBalances,
     PostingOut,
@@ -122,7 +124,7 @@ def _render(entry: NewEntry, posted: Posted) -> bytes:
     # the database, so the hot path skips a second validation pass.
     out = EntryOut.model_construct(
         id=entry.id,
-        kind=entry.kind,
+        kind=cast(EntryKind, entry.kind),
         points=sum(leg.amount for leg in entry.legs if leg.amount > 0),
         occurred_at=entry.occurred_at,
         recorded_at=entry.recorded_at,
@@ -133,7 +135,9 @@ def _render(entry: NewEntry, posted: Posted) -> bytes:
         pending_until=entry.pending_until,
         metadata=entry.metadata or {},
         postings=[
-            PostingOut.model_construct(member=leg.member, account=leg.account, points=leg.amount)
+            PostingOut.model_construct(
+                member=leg.member, account=cast(AccountKind, leg.account), points=leg.amount
+            )
             for leg in entry.legs
         ],
         balances=[

@@ -24,9 +24,10 @@ SELECT m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS refe
 
 
 async def member_id(session: AsyncSession, program_id: int, external_id: str) -> int | None:
-    return await session.scalar(
+    found = await session.scalar(
         select(Member.id).where(Member.program_id == program_id, Member.external_id == external_id)
     )
+    return None if found is None else int(found)
 
 
 async def insert_member(
@@ -55,6 +56,7 @@ async def insert_member(
         .returning(Member.id)
     )
     assert new_id is not None
+    new_id = int(new_id)
     await session.execute(
         insert(Account),
         [{"program_id": program_id, "member_id": new_id, "kind": kind} for kind in MEMBER_ACCOUNT_KINDS],

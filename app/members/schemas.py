@@ -23,7 +23,9 @@ class MemberCreate(BaseModel):
     referred_by: ExternalId | None = Field(
         default=None, description="external id of the referring member", examples=[None]
     )
-    metadata: Metadata | None = None
+    metadata: Metadata | None = Field(
+        default=None, description="free-form JSON object kept with the record (at most 8 KiB)"
+    )
 
 
 class Balances(BaseModel):

@@ -21,6 +21,7 @@ async def insert_program(
         .returning(Program.id)
     )
     assert program_id is not None
+    program_id = int(program_id)
     await session.execute(
         insert(Account), [{"program_id": program_id, "kind": kind} for kind in SYSTEM_ACCOUNT_KINDS]
     )
@@ -28,4 +29,5 @@ async def insert_program(
 
 
 async def program_id(session: AsyncSession, code: str) -> int | None:
-    return await session.scalar(select(Program.id).where(Program.code == code))
+    found = await session.scalar(select(Program.id).where(Program.code == code))
+    return None if found is None else int(found)

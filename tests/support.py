@@ -1,0 +1,113 @@
+"""Test helpers: a settable clock and a small client for one program."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.db import asyncpg_dsn
+
+SERVER_URL = os.environ.get("LEDGER_TEST_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+TEST_DATABASE = os.environ.get("LEDGER_TEST_DATABASE", "points_ledger_test")
+BOOTSTRAP_KEY = "test-bootstrap-admin-key"
+
+
+def database_url(name: str = TEST_DATABASE) -> str:
+    base, _, _ = SERVER_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def dsn(name: str = TEST_DATABASE) -> str:
+    return asyncpg_dsn(database_url(name))
+
+
+class MovableClock:
+    """The real time plus an offset tests can move."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+_sequence = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_sequence)}"
+
+
+class Api:
+    """A client acting with one program's admin key, plus shortcuts for common calls."""
+
+    def __init__(self, client: httpx.AsyncClient, key: str, program: str) -> None:
+        self.client = client
+        self.key = key
+        self.program = program
+
+    def headers(self, key: str | None = None, idempotency_key: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    async def get(self, path: str, *, key: str | None = None, **params: Any) -> httpx.Response:
+        return await self.client.get(path, headers=self.headers(key), params=params)
+
+    async def post(
+        self, path: str, body: Any, *, key: str | None = None, idempotency_key: str | None = "auto"
+    ) -> httpx.Response:
+        if idempotency_key == "auto":
+            idempotency_key = unique("idem")
+        return await self.client.post(path, json=body, headers=self.headers(key, idempotency_key))
+
+    async def enrol(self, external_id: str | None = None, **fields: Any) -> str:
+        external_id = external_id or unique("m")
+        response = await self.post(
+            "/v1/members", {"external_id": external_id, **fields}, idempotency_key=None
+        )
+        assert response.status_code == 201, response.text
+        return external_id
+
+    async def award(self, member: str, points: int, **fields: Any) -> httpx.Response:
+        return await self.post(f"/v1/members/{member}/awards", {"points": points, "reason": "test", **fields})
+
+    async def redeem(self, member: str, points: int, **fields: Any) -> httpx.Response:
+        return await self.post(f"/v1/members/{member}/redemptions", {"points": points, **fields})
+
+    async def transfer(self, source: str, target: str, points: int) -> httpx.Response:
+        return await self.post(
+            "/v1/transfers", {"from_member": source, "to_member": target, "points": points}
+        )
+
+    async def reverse(self, entry_id: str, reason: str = "mistake") -> httpx.Response:
+        return await self.post(f"/v1/entries/{entry_id}/reversal", {"reason": reason})
+
+    async def available(self, member: str) -> int:
+        response = await self.get(f"/v1/members/{member}")
+        assert response.status_code == 200, response.text
+        return int(response.json()["balances"]["available"])
+
+    async def key_with(self, *scopes: str) -> str:
+        response = await self.client.post(
+            "/v1/api-keys", json={"name": "scoped", "scopes": list(scopes)}, headers=self.headers()
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+
+async def new_program(client: httpx.AsyncClient) -> Api:
+    """A fresh program (tenant) and a client holding its admin key."""
+    code = unique("p").lower()
+    response = await client.post(
+        "/v1/programs",
+        json={"code": code, "name": f"Program {code}"},
+        headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}"},
+    )
+    assert response.status_code == 201, response.text
+    return Api(client, response.json()["admin_key"], code)

@@ -1,0 +1,145 @@
+"""The command line, run in-process against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from typer.testing import CliRunner
+
+from app import embedded
+from app.cli import cli, run_migrations
+from app.config import get_settings
+from app.db import asyncpg_dsn
+from tests.conftest import recreate_database
+from tests.support import database_url, dsn
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def invoke(url: str, *args: str) -> tuple[int, str]:
+    result = runner.invoke(cli, list(args), env={"LEDGER_DATABASE_URL": url, "LEDGER_ENV": "test"})
+    return result.exit_code, result.output
+
+
+async def _sound_then_corrupt(name: str) -> None:
+    connection = await asyncpg.connect(dsn(name))
+    try:
+        member = await connection.fetchval(
+            "INSERT INTO member (program_id, external_id, enrolled_at, created_at)"
+            " VALUES (1, 'cli-member', now(), now()) RETURNING id"
+        )
+        await connection.execute(
+            "INSERT INTO account (program_id, member_id, kind)"
+            " SELECT 1, $1, k FROM unnest(ARRAY['available', 'pending', 'held']) AS k",
+            member,
+        )
+        await connection.execute(
+            "INSERT INTO member_balance (member_id, updated_at) VALUES ($1, now())", member
+        )
+        await connection.fetch(
+            "SELECT * FROM ledger_post($1, 1, 'award', 'cli-1', 'f', now(), now(), NULL, NULL, 'r',"
+            " NULL, NULL, NULL, NULL, '{}', ARRAY['cli-member', NULL], ARRAY['available', 'issuance'],"
+            " ARRAY[40, -40]::bigint[])",
+            uuid.uuid4(),
+        )
+    finally:
+        await connection.close()
+
+
+async def _corrupt(name: str) -> None:
+    connection = await asyncpg.connect(dsn(name))
+    try:
+        await connection.execute("UPDATE member_balance SET available = available + 5")
+    finally:
+        await connection.close()
+
+
+class TestVerify:
+    def test_sound_ledger_passes_and_a_tampered_balance_fails(self) -> None:
+        name = "points_ledger_verify_test"
+        asyncio.run(recreate_database(name))
+        url = database_url(name)
+        run_migrations(url)
+        asyncio.run(_sound_then_corrupt(name))
+
+        code, output = invoke(url, "verify")
+        assert code == 0, output
+        assert "ledger is sound" in output
+        assert "[ok] every entry has two or more postings summing to zero" in output
+
+        asyncio.run(_corrupt(name))
+        code, output = invoke(url, "verify")
+        assert code == 1
+        assert "[FAIL] every cached member balance equals the sum of its postings" in output
+        assert "cli-member" in output
+
+
+class TestApiKeyCreate:
+    def test_prints_a_working_key(self, migrated_database: str) -> None:
+        code, output = invoke(
+            migrated_database,
+            "api-key",
+            "create",
+            "--program",
+            "default",
+            "--scopes",
+            "members:read,points:earn",
+            "--name",
+            "ci",
+        )
+        assert code == 0, output
+        key = output.strip().splitlines()[-1]
+        assert key.startswith("plk_")
+
+        async def scopes() -> list[str]:
+            from app.auth.service import hash_key
+
+            connection = await asyncpg.connect(asyncpg_dsn(migrated_database))
+            try:
+                return list(
+                    await connection.fetchval("SELECT scopes FROM api_key WHERE key_hash = $1", hash_key(key))
+                )
+            finally:
+                await connection.close()
+
+        assert asyncio.run(scopes()) == ["members:read", "points:earn"]
+
+    def test_unknown_program_and_scope_fail(self, migrated_database: str) -> None:
+        code, _ = invoke(migrated_database, "api-key", "create", "--program", "nope", "--scopes", "admin")
+        assert code == 1
+        code, _ = invoke(migrated_database, "api-key", "create", "--program", "default", "--scopes", "root")
+        assert code == 2
+
+
+class TestMigrate:
+    def test_migrate_is_idempotent(self, migrated_database: str) -> None:
+        code, output = invoke(migrated_database, "migrate")
+        assert code == 0, output
+        assert "latest revision" in output
+
+
+class TestEmbeddedDatabase:
+    def test_first_run_without_configuration_gets_a_migrated_server(self, tmp_path: Path) -> None:
+        url = embedded.start(tmp_path)
+        run_migrations(url)
+
+        async def programs() -> int:
+            connection = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                return int(await connection.fetchval("SELECT count(*) FROM program WHERE code = 'default'"))
+            finally:
+                await connection.close()
+
+        assert asyncio.run(programs()) == 1

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Environment, Settings
+
+
+class TestSettings:
+    def test_defaults_run_locally(self) -> None:
+        settings = Settings(_env_file=None)
+        assert settings.env is Environment.development
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("postgresql://u@h:5432/d", "postgresql+asyncpg://u@h:5432/d"),
+            ("postgres://u@h/d", "postgresql+asyncpg://u@h/d"),
+            ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
+        ],
+    )
+    def test_database_url_forms(self, given: str, expected: str) -> None:
+        assert Settings(database_url=given).database_url == expected
+
+    def test_rejects_other_databases(self) -> None:
+        with pytest.raises(ValidationError):
+            Settings(database_url="mysql://u@h/d")
+
+    def test_production_needs_a_database_url(self) -> None:
+        with pytest.raises(ValidationError, match="LEDGER_DATABASE_URL is required"):
+            Settings(env=Environment.production, database_url=None)
+
+    def test_production_refuses_the_bootstrap_admin_key(self) -> None:
+        with pytest.raises(ValidationError, match="refused in production"):
+            Settings(env=Environment.production, database_url="postgresql://h/d", admin_key="x")  # type: ignore[arg-type]
+
+    def test_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LEDGER_DATABASE_URL", "postgresql://h/d")
+        monkeypatch.setenv("LEDGER_ENV", "production")
+        settings = Settings()
+        assert settings.env is Environment.production
+        assert settings.database_url == "postgresql+asyncpg://h/d"
