@@ -23,7 +23,8 @@ class AppContext:
     auth: Authenticator
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async on purpose: FastAPI runs plain `def` dependencies in a thread pool.
     context: AppContext = request.app.state.context
     return context
 

@@ -13,15 +13,8 @@ import asyncpg
 from app.db import Connection
 
 POST = """
-SELECT conflict_entry_id, conflict_fingerprint, member_external_id,
-       balance_available, balance_pending, balance_held
+SELECT replayed, request_fingerprint, status_code, response_body
   FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18)
-"""
-
-SAVE_RESPONSE = """
-INSERT INTO idempotency_record
-    (program_id, key, request_fingerprint, status_code, response_body, entry_id, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 
 STORED_RESPONSE = """
@@ -101,15 +94,16 @@ class NewEntry:
 
 @dataclass(frozen=True, slots=True)
 class Posted:
-    """ledger_post()'s answer: the members' new balances, or the entry that holds the key."""
+    """ledger_post()'s answer: the response it stored for this key, new or earlier."""
 
-    balances: dict[str, tuple[int, int, int]]
-    conflict_entry_id: uuid.UUID | None = None
-    conflict_fingerprint: str | None = None
+    replayed: bool
+    request_fingerprint: str
+    status_code: int | None
+    response_body: bytes | None
 
 
 async def post(connection: Connection, entry: NewEntry) -> Posted:
-    rows = await connection.fetch(
+    row = await connection.fetchrow(
         POST,
         entry.id,
         entry.program_id,
@@ -130,32 +124,8 @@ async def post(connection: Connection, entry: NewEntry) -> Posted:
         [leg.account for leg in entry.legs],
         [leg.amount for leg in entry.legs],
     )
-    if rows and rows[0]["conflict_entry_id"] is not None:
-        return Posted({}, rows[0]["conflict_entry_id"], rows[0]["conflict_fingerprint"])
-    return Posted(
-        {
-            row["member_external_id"]: (
-                row["balance_available"],
-                row["balance_pending"],
-                row["balance_held"],
-            )
-            for row in rows
-        }
-    )
-
-
-async def save_response(
-    connection: Connection,
-    *,
-    program_id: int,
-    key: str,
-    fingerprint: str,
-    status_code: int,
-    body: bytes,
-    entry_id: uuid.UUID | None,
-    at: datetime,
-) -> None:
-    await connection.execute(SAVE_RESPONSE, program_id, key, fingerprint, status_code, body, entry_id, at)
+    assert row is not None
+    return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])
 
 
 async def stored_response(connection: Connection, program_id: int, key: str) -> asyncpg.Record | None:

@@ -90,6 +90,7 @@ class EntryOut(BaseModel):
         description="when the ledger recorded it (UTC)", examples=["2026-11-24T10:00:00Z"]
     )
     reason: str | None = Field(description="why", examples=["goodwill: late delivery"])
+    order_id: str | None = Field(description="related order", examples=[None])
     reverses: uuid.UUID | None = Field(description="the entry this one reverses", examples=[None])
     rules_version: int | None = Field(description="rules version that decided the points", examples=[None])
     expires_at: datetime | None = Field(description="when awarded points expire", examples=[None])

@@ -8,7 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -21,13 +21,8 @@ from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
 from app.ledger.repository import Leg, NewEntry, Posted
 from app.ledger.schemas import (
-    AccountKind,
     AwardIn,
     BalanceOut,
-    EntryKind,
-    EntryOut,
-    MemberBalances,
-    PostingOut,
     RedemptionIn,
     ReversalIn,
     StatementItem,
@@ -35,6 +30,7 @@ from app.ledger.schemas import (
     TransferIn,
 )
 from app.members.errors import MemberNotFound
+from app.metrics import ENTRIES
 from app.pagination import decode_cursor, encode_cursor
 
 
@@ -94,15 +90,10 @@ def _as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
     return None
 
 
-async def _replay(connection: Connection, request: Request, posted: Posted) -> StoredResponse:
-    if posted.conflict_fingerprint != request.fingerprint:
+def _replay(request: Request, posted: Posted) -> StoredResponse:
+    if posted.request_fingerprint != request.fingerprint or posted.response_body is None:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-    stored = await repository.stored_response(
-        connection, request.principal.program_id, request.idempotency_key
-    )
-    if stored is None or stored["request_fingerprint"] != request.fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-    return StoredResponse(stored["status_code"], bytes(stored["response_body"]), replayed=True)
+    return StoredResponse(posted.status_code or 201, bytes(posted.response_body), replayed=True)
 
 
 async def replay_or_raise(context: AppContext, request: Request, error: AppError) -> StoredResponse:
@@ -117,35 +108,6 @@ async def replay_or_raise(context: AppContext, request: Request, error: AppError
     if stored["request_fingerprint"] != request.fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
     return StoredResponse(stored["status_code"], bytes(stored["response_body"]), replayed=True)
-
-
-def _render(entry: NewEntry, posted: Posted) -> bytes:
-    # model_construct: every value here was validated on the way in or comes from
-    # the database, so the hot path skips a second validation pass.
-    out = EntryOut.model_construct(
-        id=entry.id,
-        kind=cast(EntryKind, entry.kind),
-        points=sum(leg.amount for leg in entry.legs if leg.amount > 0),
-        occurred_at=entry.occurred_at,
-        recorded_at=entry.recorded_at,
-        reason=entry.reason,
-        reverses=entry.reverses,
-        rules_version=entry.rules_version,
-        expires_at=entry.expires_at,
-        pending_until=entry.pending_until,
-        metadata=entry.metadata or {},
-        postings=[
-            PostingOut.model_construct(
-                member=leg.member, account=cast(AccountKind, leg.account), points=leg.amount
-            )
-            for leg in entry.legs
-        ],
-        balances=[
-            MemberBalances.model_construct(member=member, available=a, pending=p, held=h)
-            for member, (a, p, h) in sorted(posted.balances.items())
-        ],
-    )
-    return out.model_dump_json().encode()
 
 
 async def _post(
@@ -164,30 +126,22 @@ async def _post(
         **fields,
     )
 
-    async def work(connection: Connection) -> StoredResponse:
+    async def work(connection: Connection) -> Posted:
         try:
-            posted = await repository.post(connection, entry)
+            return await repository.post(connection, entry)
         except asyncpg.PostgresError as exc:
             problem = _as_app_error(exc)
             if problem is None:
                 raise
             raise problem from exc
-        if posted.conflict_entry_id is not None:
-            return await _replay(connection, request, posted)
-        body = _render(entry, posted)
-        await repository.save_response(
-            connection,
-            program_id=entry.program_id,
-            key=entry.idempotency_key,
-            fingerprint=entry.request_fingerprint,
-            status_code=201,
-            body=body,
-            entry_id=entry.id,
-            at=now,
-        )
-        return StoredResponse(201, body)
 
-    return await context.db.transact(work)
+    # One statement in autocommit: ledger_post() is atomic on its own.
+    posted = await context.db.call(work)
+    if posted.replayed:
+        return _replay(request, posted)
+    ENTRIES.labels(kind).inc()
+    assert posted.response_body is not None
+    return StoredResponse(201, bytes(posted.response_body))
 
 
 async def award(context: AppContext, request: Request, member: str, body: AwardIn) -> StoredResponse:

@@ -6,8 +6,9 @@ Besides the tables, the database itself guards the ledger:
 - a deferred constraint trigger refuses, at commit, any entry whose postings do
   not sum to zero or that has fewer than two;
 - member_balance keeps available (and pending, held) at or above zero;
-- ledger_post() is the one way points move: it writes an entry, its postings and
-  the members' balances in one call, locking members in id order.
+- ledger_post() is the one way points move: in one call it writes an entry, its
+  postings, the members' balances (locking members in id order) and the
+  idempotency record with the response.
 
 Revision ID: 20261124_0001
 Revises:
@@ -59,6 +60,19 @@ END
 $$;
 """
 
+RFC3339 = r"""
+CREATE FUNCTION ledger_rfc3339(value timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT to_char(value AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+"""
+
+# ledger_post() is the whole earn/burn/transfer hot path in one round trip: the
+# entry, its postings, the members' balances, the response body and the
+# idempotency record that keeps it. On these machines the Python side sets the
+# ceiling (DESIGN.md), so the service sends one statement per posting, in
+# autocommit, and passes the body through; bench/awards.py measures the effect.
+# The body's shape is EntryOut in app/ledger/schemas.py (a test holds them equal).
 LEDGER_POST = r"""
 CREATE FUNCTION ledger_post(
     p_entry_id uuid,
@@ -80,12 +94,10 @@ CREATE FUNCTION ledger_post(
     p_accounts text[],  -- each leg's account kind: available, pending, held, issuance...
     p_amounts bigint[]  -- each leg's signed points
 ) RETURNS TABLE (
-    conflict_entry_id uuid,
-    conflict_fingerprint text,
-    member_external_id text,
-    balance_available bigint,
-    balance_pending bigint,
-    balance_held bigint
+    replayed boolean,           -- true: the key was already used; the rest is what was stored
+    request_fingerprint text,
+    status_code integer,
+    response_body bytea
 ) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -93,6 +105,11 @@ DECLARE
     v_balance record;
     v_written bigint := 0;
     v_rows bigint;
+    v_members text[] := '{}';
+    v_available bigint[] := '{}';
+    v_pending bigint[] := '{}';
+    v_held bigint[] := '{}';
+    v_body text;
 BEGIN
     IF cardinality(p_amounts) < 2
        OR cardinality(p_members) <> cardinality(p_amounts)
@@ -104,7 +121,7 @@ BEGIN
 
     -- The unique (program_id, idempotency_key) index is the idempotency guarantee:
     -- a concurrent request with the same key waits here for the first to finish,
-    -- then sees its entry and answers with it.
+    -- then finds its entry and answers with the first response.
     INSERT INTO journal_entry (
         id, program_id, kind, occurred_at, recorded_at, idempotency_key,
         request_fingerprint, reverses_entry_id, actor_key_id, reason, order_id, rules_version,
@@ -112,13 +129,14 @@ BEGIN
     VALUES (
         p_entry_id, p_program_id, p_kind, p_occurred_at, p_recorded_at, p_idempotency_key,
         p_request_fingerprint, p_reverses_entry_id, p_actor_key_id, p_reason, p_order_id,
-        p_rules_version,
-        p_expires_at, p_pending_until, coalesce(p_metadata, '{}'::jsonb))
+        p_rules_version, p_expires_at, p_pending_until, coalesce(p_metadata, '{}'::jsonb))
     ON CONFLICT (program_id, idempotency_key) DO NOTHING;
     IF NOT FOUND THEN
         RETURN QUERY
-            SELECT e.id, e.request_fingerprint, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint
+            SELECT true, e.request_fingerprint, r.status_code, r.response_body
               FROM journal_entry e
+              LEFT JOIN idempotency_record r
+                ON r.program_id = e.program_id AND r.key = e.idempotency_key
              WHERE e.program_id = p_program_id AND e.idempotency_key = p_idempotency_key;
         RETURN;
     END IF;
@@ -179,11 +197,10 @@ BEGIN
         GET DIAGNOSTICS v_rows = ROW_COUNT;
         v_written := v_written + v_rows;
 
-        member_external_id := v_member.external_id;
-        balance_available := v_balance.available;
-        balance_pending := v_balance.pending;
-        balance_held := v_balance.held;
-        RETURN NEXT;
+        v_members := v_members || v_member.external_id;
+        v_available := v_available || v_balance.available;
+        v_pending := v_pending || v_balance.pending;
+        v_held := v_held || v_balance.held;
     END LOOP;
 
     -- System accounts (issuance, redemption...) have no balance row and take no
@@ -201,6 +218,39 @@ BEGIN
     IF v_written <> cardinality(p_amounts) THEN
         RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
     END IF;
+
+    v_body := json_build_object(
+        'id', p_entry_id,
+        'kind', p_kind,
+        'points', (SELECT sum(a) FROM unnest(p_amounts) AS a WHERE a > 0),
+        'occurred_at', ledger_rfc3339(p_occurred_at),
+        'recorded_at', ledger_rfc3339(p_recorded_at),
+        'reason', p_reason,
+        'order_id', p_order_id,
+        'reverses', p_reverses_entry_id,
+        'rules_version', p_rules_version,
+        'expires_at', ledger_rfc3339(p_expires_at),
+        'pending_until', ledger_rfc3339(p_pending_until),
+        'metadata', coalesce(p_metadata, '{}'::jsonb),
+        'postings', (
+            SELECT json_agg(json_build_object('member', l.external_id, 'account', l.account,
+                                              'points', l.amount) ORDER BY l.n)
+              FROM unnest(p_members, p_accounts, p_amounts)
+                   WITH ORDINALITY AS l(external_id, account, amount, n)),
+        'balances', (
+            SELECT coalesce(json_agg(json_build_object('member', b.member, 'available', b.available,
+                                                       'pending', b.pending, 'held', b.held)
+                                     ORDER BY b.member), '[]'::json)
+              FROM unnest(v_members, v_available, v_pending, v_held)
+                   AS b(member, available, pending, held))
+    )::text;
+
+    INSERT INTO idempotency_record
+        (program_id, key, request_fingerprint, status_code, response_body, entry_id, created_at)
+    VALUES (p_program_id, p_idempotency_key, p_request_fingerprint, 201,
+            convert_to(v_body, 'UTF8'), p_entry_id, p_recorded_at);
+
+    RETURN QUERY SELECT false, p_request_fingerprint, 201, convert_to(v_body, 'UTF8');
 END
 $$;
 """
@@ -419,6 +469,7 @@ def upgrade() -> None:
     )
     op.execute(REFUSE_CHANGE)
     op.execute(CHECK_BALANCED)
+    op.execute(RFC3339)
     op.execute(LEDGER_POST)
     for statement in TRIGGERS:
         op.execute(statement)

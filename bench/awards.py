@@ -1,0 +1,211 @@
+"""Awards throughput: the full service against a bare FastAPI+asyncpg endpoint.
+
+In one run, on one fresh database, wrk drives both with the same load (many
+members, 16 connections), alternating between them for several rounds, and the
+script prints each one's throughput and latency, the ratio of their medians,
+and finally `verify` over everything the run wrote.
+
+    python3 -m bench.awards            # needs wrk (apt-get install wrk)
+
+Only 127.0.0.1 is ever targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from app.auth.service import mint_key
+from app.cli import run_migrations
+from app.db import asyncpg_dsn
+from app.ledger.verify import verify
+
+HERE = Path(__file__).resolve().parent
+SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+DATABASE = "points_ledger_bench"
+
+
+@dataclass
+class Round:
+    target: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def database_url() -> str:
+    return SERVER.rpartition("/")[0] + "/" + DATABASE
+
+
+async def prepare(members: int) -> str:
+    admin = await asyncpg.connect(asyncpg_dsn(SERVER))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await admin.close()
+    await asyncio.to_thread(run_migrations, database_url())
+    key, prefix, digest = mint_key()
+    connection = await asyncpg.connect(asyncpg_dsn(database_url()))
+    try:
+        await connection.execute(
+            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
+            " VALUES (gen_random_uuid(), 1, 'bench', $1, $2, ARRAY['points:adjust'], now())",
+            prefix,
+            digest,
+        )
+        await connection.execute(
+            """
+            WITH m AS (
+                INSERT INTO member (program_id, external_id, enrolled_at, created_at)
+                SELECT 1, 'm-' || g, now(), now() FROM generate_series(1, $1) AS g
+                RETURNING id
+            ), a AS (
+                INSERT INTO account (program_id, member_id, kind)
+                SELECT 1, m.id, k FROM m, unnest(ARRAY['available', 'pending', 'held']) AS k
+            )
+            INSERT INTO member_balance (member_id, updated_at) SELECT id, now() FROM m
+            """,
+            members,
+        )
+    finally:
+        await connection.close()
+    return key
+
+
+def start(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command, env={**os.environ, **env})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{module} did not come up on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def drive(target: str, port: int, env: dict[str, str], seconds: int, connections: int) -> Round:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "awards.lua")]
+    command.append(f"http://127.0.0.1:{port}")
+    output = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
+    return Round(target, rps, p50, p99, errors)
+
+
+async def sound() -> bool:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url()))
+    try:
+        return all(outcome.mismatches == 0 for outcome in await verify(connection))
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=10, help="length of one measured round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    key = asyncio.run(prepare(args.members))
+    pool = str(args.connections)
+    service_env = {
+        "LEDGER_DATABASE_URL": database_url(),
+        "LEDGER_ENV": "production",
+        "LEDGER_DB_POOL_SIZE": pool,
+    }
+    bare_env = {"BENCH_DSN": asyncpg_dsn(database_url()), "BENCH_POOL": pool}
+    targets = {
+        "service": (
+            "app.asgi:app",
+            8701,
+            service_env,
+            {"BENCH_PATH_PREFIX": "/v1/members/", "BENCH_PATH_SUFFIX": "/awards"},
+        ),
+        "bare": (
+            "bench.bare_app:app",
+            8702,
+            bare_env,
+            {"BENCH_PATH_PREFIX": "/awards/", "BENCH_PATH_SUFFIX": ""},
+        ),
+    }
+    wrk_env = {"BENCH_MEMBERS": str(args.members), "BENCH_API_KEY": key}
+    processes = {name: start(module, port, env) for name, (module, port, env, _) in targets.items()}
+    rounds: list[Round] = []
+    try:
+        for name, (_, port, _, paths) in targets.items():  # warm up both
+            drive(name, port, {**wrk_env, **paths}, 3, args.connections)
+        for number in range(args.rounds):
+            order = list(targets) if number % 2 == 0 else list(reversed(targets))
+            for name in order:
+                _, port, _, paths = targets[name]
+                rounds.append(drive(name, port, {**wrk_env, **paths}, args.seconds, args.connections))
+                print(f"round {number + 1} {name:8s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True)
+    finally:
+        for process in processes.values():
+            stop(process)
+
+    print(
+        f"\n{args.members} members, {args.connections} connections, {args.rounds} rounds of {args.seconds}s"
+    )
+    print(f"{'target':8s} {'req/s (median)':>15s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
+    medians = {}
+    for name in targets:
+        mine = [r for r in rounds if r.target == name]
+        medians[name] = statistics.median(r.requests_per_second for r in mine)
+        p50 = statistics.median(r.p50_ms for r in mine)
+        p99 = statistics.median(r.p99_ms for r in mine)
+        errors = sum(r.errors for r in mine)
+        print(f"{name:8s} {medians[name]:15.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
+    print(f"ratio service/bare: {medians['service'] / medians['bare']:.2f}")
+    print(
+        "verify after the run:",
+        "ledger is sound" if asyncio.run(sound()) else "MISMATCHES (run points-ledger verify)",
+    )
+
+
+if __name__ == "__main__":
+    main()
