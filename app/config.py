@@ -52,11 +52,12 @@ class Settings(BaseSettings):
         description="upper bound for any statement, waits on row locks included",
     )
     auth_cache_seconds: float = Field(
-        default=0.0,
+        default=30.0,
         ge=0,
-        le=60,
-        description="how long a verified API key is trusted without asking the database again; "
-        "0 (default) checks every request, so a revoked key stops working at once",
+        le=300,
+        description="how long a verified API key is trusted without asking the database again. "
+        "Revocations still apply at once: every process LISTENs for them and drops its cache, "
+        "and caches nothing while that connection is down. 0 checks every request.",
     )
 
     @field_validator("database_url")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from app.auth.service import Authenticator
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.context import AppContext
-from app.db import Database
+from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
@@ -39,15 +40,15 @@ def create_app(
         db = Database(url, settings)
         await db.connect()
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-        app.state.context = AppContext(
-            settings=settings,
-            db=db,
-            clock=clock or SystemClock(),
-            auth=Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds),
-        )
+        auth = Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds)
+        app.state.context = AppContext(settings=settings, db=db, clock=clock or SystemClock(), auth=auth)
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop))
         try:
             yield
         finally:
+            stop.set()
+            await watcher
             await db.dispose()
 
     app = FastAPI(

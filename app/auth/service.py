@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import repository
 from app.auth.models import ApiKey
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "plk_"
 DEFAULT_PROGRAM = "default"
@@ -54,18 +59,71 @@ def mint_key() -> tuple[str, str, str]:
     return key, key[:12], hash_key(key)
 
 
-class Authenticator:
-    """Resolves bearer tokens, with an optional short cache (`LEDGER_AUTH_CACHE_SECONDS`)."""
+REVOKED_CHANNEL = "api_key_revoked"
 
-    def __init__(self, pool: object, *, admin_key: str | None, cache_seconds: float) -> None:
+
+class Authenticator:
+    """Resolves bearer tokens to principals.
+
+    Verified keys are cached for `cache_seconds`. A revocation must still stop a
+    key at once, in every process: a trigger on api_key NOTIFYs the
+    `api_key_revoked` channel, and `watch_revocations` keeps a LISTEN connection
+    that drops the cache on each one. While that connection is down (or before it
+    is up) nothing is cached. Unknown keys are never cached.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, admin_key: str | None, cache_seconds: float) -> None:
         self._pool = pool
         self._admin_key = admin_key
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._listening = False
         self._default_program_id: int | None = None
 
     def forget(self) -> None:
         self._cache.clear()
+
+    @property
+    def caching(self) -> bool:
+        return self._listening and self._cache_seconds > 0
+
+    async def watch_revocations(self, dsn: str, stop: asyncio.Event) -> None:
+        """Hold a LISTEN connection until `stop`, reconnecting when it drops."""
+        lost = asyncio.Event()
+
+        def on_revoked(*_: object) -> None:
+            self.forget()
+
+        def on_lost(_: object) -> None:
+            self._listening = False
+            self.forget()
+            lost.set()
+
+        while not stop.is_set():
+            connection = None
+            try:
+                connection = await asyncpg.connect(dsn)
+                connection.add_termination_listener(on_lost)
+                await connection.add_listener(REVOKED_CHANNEL, on_revoked)
+                lost.clear()
+                self.forget()
+                self._listening = True
+                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in pending:
+                    waiter.cancel()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                logger.warning("cannot LISTEN for API key revocations; not caching keys", exc_info=True)
+            finally:
+                self._listening = False
+                self.forget()
+                if connection is not None and not connection.is_closed():
+                    await connection.close()
+            if not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -82,37 +140,34 @@ class Authenticator:
                 scopes=frozenset({"admin"}),
             )
         digest = hash_key(token)
-        principal = await self._lookup(digest)
-        if principal is None:
-            raise Unauthorized("the API key is not valid or has been revoked")
-        return principal
-
-    async def _lookup(self, digest: str) -> Principal | None:
-        if self._cache_seconds > 0:
+        if self.caching:
             hit = self._cache.get(digest)
             if hit is not None and hit[0] > time.monotonic():
                 return hit[1]
-        row = await self._pool.fetchrow(repository.PRINCIPAL_BY_HASH, digest)  # type: ignore[attr-defined]
-        principal = (
-            None
-            if row is None
-            else Principal(
-                program_id=row["program_id"],
-                program_code=row["program_code"],
-                key_id=row["id"],
-                scopes=frozenset(row["scopes"]),
-                partner_code=row["partner_code"],
-            )
-        )
-        if self._cache_seconds > 0:
-            if len(self._cache) > 10_000:
+        principal = await self._lookup(digest)
+        if principal is None:
+            raise Unauthorized("the API key is not valid or has been revoked")
+        if self.caching:
+            if len(self._cache) >= 10_000:
                 self._cache.clear()
             self._cache[digest] = (time.monotonic() + self._cache_seconds, principal)
         return principal
 
+    async def _lookup(self, digest: str) -> Principal | None:
+        row = await self._pool.fetchrow(repository.PRINCIPAL_BY_HASH, digest)
+        if row is None:
+            return None
+        return Principal(
+            program_id=row["program_id"],
+            program_code=row["program_code"],
+            key_id=row["id"],
+            scopes=frozenset(row["scopes"]),
+            partner_code=row["partner_code"],
+        )
+
     async def _default_program(self) -> int:
         if self._default_program_id is None:
-            program_id = await self._pool.fetchval(repository.PROGRAM_ID_BY_CODE, DEFAULT_PROGRAM)  # type: ignore[attr-defined]
+            program_id = await self._pool.fetchval(repository.PROGRAM_ID_BY_CODE, DEFAULT_PROGRAM)
             if program_id is None:
                 raise AppError("the default program is missing: run `points-ledger migrate`")
             self._default_program_id = int(program_id)

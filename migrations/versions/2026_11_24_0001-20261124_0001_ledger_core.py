@@ -255,7 +255,20 @@ END
 $$;
 """
 
+# Processes cache verified API keys (app/auth/service.py) and LISTEN on this
+# channel, so a revocation, however it is made, reaches all of them at commit.
+NOTIFY_KEY_REVOKED = r"""
+CREATE FUNCTION api_key_notify_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('api_key_revoked', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+"""
+
 TRIGGERS = [
+    "CREATE TRIGGER api_key_revoked AFTER UPDATE OF revoked_at ON api_key FOR EACH ROW"
+    " WHEN (NEW.revoked_at IS DISTINCT FROM OLD.revoked_at) EXECUTE FUNCTION api_key_notify_revoked()",
     "CREATE TRIGGER journal_entry_append_only BEFORE UPDATE OR DELETE ON journal_entry"
     " FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()",
     "CREATE TRIGGER journal_entry_no_truncate BEFORE TRUNCATE ON journal_entry"
@@ -470,6 +483,7 @@ def upgrade() -> None:
     op.execute(REFUSE_CHANGE)
     op.execute(CHECK_BALANCED)
     op.execute(RFC3339)
+    op.execute(NOTIFY_KEY_REVOKED)
     op.execute(LEDGER_POST)
     for statement in TRIGGERS:
         op.execute(statement)
