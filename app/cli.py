@@ -86,6 +86,9 @@ def serve(
     settings = _settings()
     url = database_url(settings)
     if not settings.database_url:
+        from app import embedded
+
+        embedded.stop_on_signals()
         run_migrations(url)
         os.environ["LEDGER_DATABASE_URL"] = url  # worker processes read it
         if settings.admin_key is None:
