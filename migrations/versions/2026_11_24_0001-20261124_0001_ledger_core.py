@@ -60,6 +60,11 @@ END
 $$;
 """
 
+RESPONSE_TYPES = [
+    "CREATE TYPE ledger_posting_out AS (member text, account text, points bigint)",
+    "CREATE TYPE ledger_balance_out AS (member text, available bigint, pending bigint, held bigint)",
+]
+
 RFC3339 = r"""
 CREATE FUNCTION ledger_rfc3339(value timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
@@ -219,31 +224,31 @@ BEGIN
         RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
     END IF;
 
-    v_body := json_build_object(
-        'id', p_entry_id,
-        'kind', p_kind,
-        'points', (SELECT sum(a) FROM unnest(p_amounts) AS a WHERE a > 0),
-        'occurred_at', ledger_rfc3339(p_occurred_at),
-        'recorded_at', ledger_rfc3339(p_recorded_at),
-        'reason', p_reason,
-        'order_id', p_order_id,
-        'reverses', p_reverses_entry_id,
-        'rules_version', p_rules_version,
-        'expires_at', ledger_rfc3339(p_expires_at),
-        'pending_until', ledger_rfc3339(p_pending_until),
-        'metadata', coalesce(p_metadata, '{}'::jsonb),
-        'postings', (
-            SELECT json_agg(json_build_object('member', l.external_id, 'account', l.account,
-                                              'points', l.amount) ORDER BY l.n)
-              FROM unnest(p_members, p_accounts, p_amounts)
-                   WITH ORDINALITY AS l(external_id, account, amount, n)),
-        'balances', (
-            SELECT coalesce(json_agg(json_build_object('member', b.member, 'available', b.available,
-                                                       'pending', b.pending, 'held', b.held)
-                                     ORDER BY b.member), '[]'::json)
-              FROM unnest(v_members, v_available, v_pending, v_held)
-                   AS b(member, available, pending, held))
-    )::text;
+    -- Compact JSON, keys in EntryOut's order (row_to_json of a row, arrays of
+    -- composite types); balances sorted by external id in byte order.
+    SELECT row_to_json(body)::text INTO v_body FROM (
+        SELECT p_entry_id AS id,
+               p_kind AS kind,
+               (SELECT sum(a) FROM unnest(p_amounts) AS a WHERE a > 0) AS points,
+               ledger_rfc3339(p_occurred_at) AS occurred_at,
+               ledger_rfc3339(p_recorded_at) AS recorded_at,
+               p_reason AS reason,
+               p_order_id AS order_id,
+               p_reverses_entry_id AS reverses,
+               p_rules_version AS rules_version,
+               ledger_rfc3339(p_expires_at) AS expires_at,
+               ledger_rfc3339(p_pending_until) AS pending_until,
+               coalesce(p_metadata, '{}'::jsonb) AS metadata,
+               (SELECT array_to_json(array_agg(
+                           ROW(l.external_id, l.account, l.amount)::ledger_posting_out ORDER BY l.n))
+                  FROM unnest(p_members, p_accounts, p_amounts)
+                       WITH ORDINALITY AS l(external_id, account, amount, n)) AS postings,
+               coalesce((SELECT array_to_json(array_agg(
+                                    ROW(b.member, b.available, b.pending, b.held)::ledger_balance_out
+                                    ORDER BY b.member COLLATE "C"))
+                           FROM unnest(v_members, v_available, v_pending, v_held)
+                                AS b(member, available, pending, held)), '[]'::json) AS balances
+    ) AS body;
 
     INSERT INTO idempotency_record
         (program_id, key, request_fingerprint, status_code, response_body, entry_id, created_at)
@@ -482,6 +487,8 @@ def upgrade() -> None:
     )
     op.execute(REFUSE_CHANGE)
     op.execute(CHECK_BALANCED)
+    for statement in RESPONSE_TYPES:
+        op.execute(statement)
     op.execute(RFC3339)
     op.execute(NOTIFY_KEY_REVOKED)
     op.execute(LEDGER_POST)

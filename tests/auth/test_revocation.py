@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
@@ -12,6 +12,15 @@ import pytest
 from app.auth.service import Authenticator
 from app.errors import Unauthorized
 from tests.support import Api, dsn
+
+
+async def until(condition: Callable[[], bool], *, seconds: float) -> None:
+    """Poll a condition another task changes; fail the test if it never holds."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"condition not met within {seconds}s")
 
 
 @contextlib.asynccontextmanager
@@ -22,9 +31,7 @@ async def authenticator(*, listen: bool) -> AsyncIterator[Authenticator]:
     watcher = asyncio.create_task(auth.watch_revocations(dsn(), stop)) if listen else None
     try:
         if listen:
-            async with asyncio.timeout(10):
-                while not auth.caching:
-                    await asyncio.sleep(0.01)
+            await until(lambda: auth.caching, seconds=10)
         yield auth
     finally:
         stop.set()
@@ -51,7 +58,9 @@ async def _refused_within(auth: Authenticator, key: str, seconds: float) -> bool
 
 
 class TestRevocationReachesEveryProcess:
-    async def test_listening_cache_drops_a_key_revoked_elsewhere(self, api: Api, db: asyncpg.Connection) -> None:
+    async def test_listening_cache_drops_a_key_revoked_elsewhere(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
         key = await api.key_with("members:read")
         async with authenticator(listen=True) as auth:
             principal = await auth.authenticate(f"Bearer {key}")
@@ -76,9 +85,5 @@ class TestRevocationReachesEveryProcess:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
             )
-            async with asyncio.timeout(5):
-                while auth.caching:
-                    await asyncio.sleep(0.01)
-            async with asyncio.timeout(10):  # and it comes back
-                while not auth.caching:
-                    await asyncio.sleep(0.05)
+            await until(lambda: not auth.caching, seconds=5)
+            await until(lambda: auth.caching, seconds=10)  # and it comes back

@@ -31,4 +31,4 @@ async def test_every_posting_kind_answers_an_entry_out(api: Api) -> None:
     redemption = bodies[1].json()
     assert (redemption["reason"], redemption["order_id"]) == ("mug", "o-9")
     transfer = EntryOut.model_validate_json(bodies[2].content)
-    assert [b.member for b in transfer.balances] == sorted([alice, bob])
+    assert [b.member for b in transfer.balances] == sorted([alice, bob])  # byte order
