@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 
 from app.db import asyncpg_dsn
@@ -99,6 +100,17 @@ class Api:
         )
         assert response.status_code == 201, response.text
         return str(response.json()["key"])
+
+
+async def entries_with_key(db: asyncpg.Connection, program: str, key: str) -> int:
+    """How many journal entries a program holds under one Idempotency-Key."""
+    count = await db.fetchval(
+        "SELECT count(*) FROM journal_entry e JOIN program p ON p.id = e.program_id"
+        " WHERE p.code = $1 AND e.idempotency_key = $2",
+        program,
+        key,
+    )
+    return int(count)
 
 
 async def new_program(client: httpx.AsyncClient) -> Api:

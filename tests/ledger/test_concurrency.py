@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from tests.support import Api
+from tests.support import Api, entries_with_key
 
 
 class TestConcurrentRequests:
@@ -34,12 +34,7 @@ class TestConcurrentRequests:
         assert len({r.content for r in responses}) == 1
         assert sum(1 for r in responses if r.headers.get("Idempotent-Replayed") == "true") == 11
         assert await api.available(member) == 25
-        count = await db.fetchval(
-            "SELECT count(*) FROM journal_entry e JOIN program p ON p.id = e.program_id"
-            " WHERE p.code = $1 AND e.idempotency_key = 'storm'",
-            api.program,
-        )
-        assert count == 1
+        assert await entries_with_key(db, api.program, "storm") == 1
 
     async def test_opposite_transfers_all_complete(self, api: Api) -> None:
         alice, bob = await api.enrol(), await api.enrol()

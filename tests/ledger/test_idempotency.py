@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.support import Api
+from tests.support import Api, entries_with_key
 
 
 class TestIdempotencyKey:
@@ -40,12 +40,7 @@ class TestIdempotencyKey:
         assert "Idempotent-Replayed" not in first.headers
         assert second.headers["Idempotent-Replayed"] == "true"
         assert await api.available(member) == 7
-        entries = await db.fetchval(
-            "SELECT count(*) FROM journal_entry e JOIN program p ON p.id = e.program_id"
-            " WHERE p.code = $1 AND e.idempotency_key = 'k-1'",
-            api.program,
-        )
-        assert entries == 1
+        assert await entries_with_key(db, api.program, "k-1") == 1
 
     async def test_same_key_with_another_body_is_422(self, api: Api) -> None:
         member = await api.enrol()
