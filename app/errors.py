@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -164,6 +165,17 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
+    async def on_database_unavailable(request: Request, exc: Exception) -> Response:
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        response = render(
+            ServiceUnavailable(
+                "the ledger could not complete the request in time; retry it with the same "
+                "Idempotency-Key (a retry replays it if it did complete)"
+            )
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(
@@ -176,6 +188,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    # A statement cancelled by statement_timeout (a lock held too long) or a lost
+    # connection is the service's trouble, not the caller's input: 503, retry.
+    for unavailable in (
+        asyncpg.QueryCanceledError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        ConnectionError,
+        TimeoutError,
+    ):
+        app.add_exception_handler(unavailable, on_database_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from app.cli import run_migrations
 from app.config import Environment, Settings
@@ -43,7 +44,7 @@ def settings() -> Settings:
     return Settings(
         env=Environment.test,
         database_url=None,
-        admin_key=BOOTSTRAP_KEY,  # type: ignore[arg-type]
+        admin_key=SecretStr(BOOTSTRAP_KEY),
         db_pool_size=40,
         db_max_overflow=10,
     )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.config import Environment, Settings
 
@@ -32,7 +32,7 @@ class TestSettings:
 
     def test_production_refuses_the_bootstrap_admin_key(self) -> None:
         with pytest.raises(ValidationError, match="refused in production"):
-            Settings(env=Environment.production, database_url="postgresql://h/d", admin_key="x")  # type: ignore[arg-type]
+            Settings(env=Environment.production, database_url="postgresql://h/d", admin_key=SecretStr("x"))
 
     def test_reads_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("LEDGER_DATABASE_URL", "postgresql://h/d")
