@@ -1,6 +1,6 @@
 """Where points move. Every award, redemption, transfer and reversal is one call
-to `_post`, which writes one journal entry through ledger_post() and keeps the
-first response for its Idempotency-Key, in one transaction."""
+to `_post`: one ledger_post() statement that writes the journal entry and keeps
+the first response for its Idempotency-Key, atomically."""
 
 from __future__ import annotations
 
@@ -105,9 +105,9 @@ async def replay_or_raise(context: AppContext, request: Request, error: AppError
         )
     if stored is None:
         raise error
-    if stored["request_fingerprint"] != request.fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-    return StoredResponse(stored["status_code"], bytes(stored["response_body"]), replayed=True)
+    return _replay(
+        request, Posted(True, stored["request_fingerprint"], stored["status_code"], stored["response_body"])
+    )
 
 
 async def _post(
