@@ -1,0 +1,305 @@
+"""What an order earns: base rate, multipliers, bonuses and caps, explained line by line.
+
+Pure: the caller supplies the rules document and every fact (the order, the member's
+tier and birthday, whether this is the first order, what the member already earned
+that local day). The same function serves earning, preview and what-if simulation.
+
+How an order is cut up. The order total is split into segments, one per line plus
+"rest" for what the lines do not cover (shipping, fees). When the lines add up to
+more than the total (an order-level discount), the total is shared among the lines
+in proportion to their amounts. Excluded categories earn nothing. Multipliers that
+name a category or SKU apply to the matching segments only.
+
+Rounding happens once, on the order's exact points after multipliers. Each line of
+the explanation is the difference between rounded running totals, so the lines
+always add up to the points, and the sum is the order's one rounding.
+"""
+
+from __future__ import annotations
+
+import decimal
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from app.rules.document import MAX_POINTS, Earn, Multiplier, RulesDocument, When
+
+# Enough digits that no product of an amount (12+4 digits), a rate and a handful of
+# factors is ever rounded before the one rounding the rules ask for.
+_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
+_ROUNDING = {
+    "floor": decimal.ROUND_FLOOR,
+    "half_up": decimal.ROUND_HALF_UP,
+    "ceil": decimal.ROUND_CEILING,
+}
+REST = "rest"
+
+
+class RulesError(ValueError):
+    """The facts don't fit the rules (a currency the program doesn't take, points past
+    2^63-1, a refund larger than its order). `code` is the stable problem code;
+    `field` names the request field at fault, when there is one."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    category: str | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    total: Decimal
+    currency: str
+    paid_at: datetime  # timezone-aware
+    lines: tuple[OrderLine, ...] = ()
+    channel: str | None = None
+    tier: str | None = None
+    birthday: date | None = None
+    first_order: bool = False
+    earned_today: int = 0  # points from orders already paid on the same local day
+
+
+@dataclass(frozen=True, slots=True)
+class ExplanationLine:
+    rule: str
+    points: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A share of the order: `value` in money, `weight` its exact points before
+    rounding, bonuses and caps. Refunds take points back in proportion to weight."""
+
+    key: str  # "line:<index>" or "rest"
+    value: Decimal
+    weight: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEarning:
+    points: int
+    lines: tuple[ExplanationLine, ...]
+    segments: tuple[Segment, ...]
+    local_day: date
+    applied: dict[str, int] = field(default_factory=dict)  # rule id -> points, for simulation splits
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    key: str
+    value: Decimal
+    line: OrderLine | None
+    excluded: bool
+
+
+def local_time(rules: RulesDocument, instant: datetime) -> datetime:
+    return instant.astimezone(ZoneInfo(rules.timezone))
+
+
+def _pieces(earn: Earn, facts: OrderFacts) -> list[_Piece]:
+    excluded = set(earn.exclude_categories)
+    lines = facts.lines
+    if not lines:
+        return [_Piece(REST, facts.total, None, False)]
+    amounts = [line.amount for line in lines]
+    covered = sum(amounts, Decimal(0))
+    pieces: list[_Piece] = []
+    if covered <= facts.total:
+        values = amounts
+        rest = facts.total - covered
+    else:
+        # An order-level discount: share the total in proportion to the lines. The
+        # last line takes what is left so the segments add up to the total exactly.
+        values = [_CONTEXT.divide(_CONTEXT.multiply(amount, facts.total), covered) for amount in amounts]
+        values[-1] = facts.total - sum(values[:-1], Decimal(0))
+        rest = Decimal(0)
+    for index, (line, value) in enumerate(zip(lines, values, strict=True)):
+        pieces.append(_Piece(f"line:{index}", value, line, line.category in excluded))
+    if rest > 0:
+        pieces.append(_Piece(REST, rest, None, False))
+    return pieces
+
+
+def _order_condition_holds(when: When, facts: OrderFacts, local: datetime) -> bool:
+    if when.day_of_month is not None and local.day not in when.day_of_month:
+        return False
+    if when.weekday is not None and local.isoweekday() not in when.weekday:
+        return False
+    if when.between is not None and not (when.between[0] <= local.date() <= when.between[1]):
+        return False
+    if when.hour_between is not None:
+        start, end = when.hour_between
+        inside = start <= local.hour < end if start < end else (local.hour >= start or local.hour < end)
+        if not inside:
+            return False
+    if when.order_total_gte is not None and facts.total < when.order_total_gte:
+        return False
+    if when.birthday_month is not None:
+        is_birthday_month = facts.birthday is not None and facts.birthday.month == local.month
+        if is_birthday_month != when.birthday_month:
+            return False
+    if when.tier is not None and facts.tier not in when.tier:
+        return False
+    if when.channel is not None and facts.channel not in when.channel:
+        return False
+    return when.first_order is None or when.first_order == facts.first_order
+
+
+def _line_matches(when: When, line: OrderLine | None) -> bool:
+    if line is None:
+        return False
+    if when.category is not None and line.category not in when.category:
+        return False
+    return when.sku is None or line.sku in when.sku
+
+
+def _stack(stacking: str, current: Decimal | None, factor: Decimal, applied: bool) -> Decimal | None:
+    """The segment's factor after one more multiplier (None: no multiplier yet)."""
+    if not applied:
+        return current
+    if current is None:
+        return factor
+    if stacking == "multiply":
+        return _CONTEXT.multiply(current, factor)
+    if stacking == "add":
+        return _CONTEXT.add(current, factor - 1)
+    return max(current, factor)
+
+
+def _effective(factor: Decimal | None) -> Decimal:
+    # `add` with factors below 1 could sum below zero; an order never earns negative points.
+    return _ONE if factor is None else max(factor, _ZERO)
+
+
+_ONE, _ZERO = Decimal(1), Decimal(0)
+
+
+def _round(value: Decimal, rounding: str) -> int:
+    return int(value.to_integral_value(rounding=_ROUNDING[rounding], context=_CONTEXT))
+
+
+def _describe(when: When) -> str:
+    parts = []
+    for name, value in when.model_dump(exclude_none=True, mode="json").items():
+        if value is True:
+            parts.append(name)
+        elif name in ("between", "hour_between"):
+            parts.append(f"{name} {value[0]}..{value[1]}")
+        elif isinstance(value, list):
+            parts.append(f"{name} {','.join(str(item) for item in value)}")
+        else:
+            parts.append(f"{name} {value}")
+    return "; ".join(parts) if parts else "always"
+
+
+def _money(value: Decimal, facts: OrderFacts) -> str:
+    # Shown to people: as many places as the order's total has (at least 2).
+    exponent = facts.total.as_tuple().exponent
+    places = max(2, -exponent if isinstance(exponent, int) else 2)
+    return f"{value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT):f} {facts.currency}"
+
+
+def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
+    """Points for one paid order, with the explanation that adds up to them."""
+    if rules.currency is not None and facts.currency != rules.currency:
+        raise RulesError(
+            "currency_mismatch", f"the program earns on {rules.currency} orders, not {facts.currency}"
+        )
+    earn = rules.earn
+    local = local_time(rules, facts.paid_at)
+    pieces = _pieces(earn, facts)
+    rate = _CONTEXT.divide(Decimal(earn.base.points), earn.base.per)
+    base = [Decimal(0) if piece.excluded else _CONTEXT.multiply(piece.value, rate) for piece in pieces]
+    factors: list[Decimal | None] = [None for _ in pieces]
+    rounding = earn.base.rounding
+
+    eligible = sum((piece.value for piece in pieces if not piece.excluded), Decimal(0))
+    excluded = facts.total - eligible
+    detail = f"{_money(eligible, facts)} at {earn.base.points} per {earn.base.per:f}, {rounding}" + (
+        f"; {_money(excluded, facts)} excluded" if excluded else ""
+    )
+    running = _round(sum(base, Decimal(0)), rounding)
+    lines = [ExplanationLine("base", running, detail)]
+    applied: dict[str, int] = {"base": running}
+
+    for rule in earn.multipliers:
+        matches = _applies_to(rule, facts, local, pieces)
+        if not any(matches):
+            continue
+        factors = [
+            _stack(earn.stacking, current, rule.factor, hit)
+            for current, hit in zip(factors, matches, strict=True)
+        ]
+        exact = sum(
+            (_CONTEXT.multiply(b, _effective(f)) for b, f in zip(base, factors, strict=True)), Decimal(0)
+        )
+        total = _round(exact, rounding)
+        scope = "" if not rule.when.on_lines else " on matching lines"
+        lines.append(
+            ExplanationLine(rule.id, total - running, f"x{rule.factor}{scope} ({_describe(rule.when)})")
+        )
+        applied[rule.id] = total - running
+        running = total
+
+    segments = tuple(
+        Segment(piece.key, piece.value, _CONTEXT.multiply(b, _effective(f)))
+        for piece, b, f in zip(pieces, base, factors, strict=True)
+    )
+
+    for bonus in earn.bonuses:
+        if _order_condition_holds(bonus.when, facts, local) and (
+            not bonus.when.on_lines or any(_line_matches(bonus.when, line) for line in facts.lines)
+        ):
+            lines.append(
+                ExplanationLine(bonus.id, bonus.points, f"+{bonus.points} ({_describe(bonus.when)})")
+            )
+            applied[bonus.id] = bonus.points
+            running += bonus.points
+
+    caps = earn.caps
+    if caps.per_order is not None and running > caps.per_order:
+        clip = caps.per_order - running
+        lines.append(ExplanationLine("cap:per_order", clip, f"at most {caps.per_order} per order"))
+        applied["cap:per_order"] = clip
+        running = caps.per_order
+    if caps.per_member_per_day is not None:
+        room = max(0, caps.per_member_per_day - facts.earned_today)
+        if running > room:
+            clip = room - running
+            lines.append(
+                ExplanationLine(
+                    "cap:per_member_per_day",
+                    clip,
+                    f"at most {caps.per_member_per_day} a day; {facts.earned_today} already earned "
+                    f"on {local.date().isoformat()}",
+                )
+            )
+            applied["cap:per_member_per_day"] = clip
+            running = room
+    if running > MAX_POINTS:
+        raise RulesError("points_out_of_range", f"the order would earn more than {MAX_POINTS} points")
+    return OrderEarning(running, tuple(lines), segments, local.date(), applied)
+
+
+def _applies_to(rule: Multiplier, facts: OrderFacts, local: datetime, pieces: list[_Piece]) -> list[bool]:
+    """Which segments the multiplier applies to (none if its order conditions fail)."""
+    if not _order_condition_holds(rule.when, facts, local):
+        return [False] * len(pieces)
+    if not rule.when.on_lines:
+        return [not piece.excluded for piece in pieces]
+    return [not piece.excluded and _line_matches(rule.when, piece.line) for piece in pieces]
