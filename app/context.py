@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -13,6 +13,7 @@ from app.auth.service import Authenticator, Principal
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
+from app.rulesets.cache import RulesCache
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class AppContext:
     db: Database
     clock: Clock
     auth: Authenticator
+    rules: RulesCache = field(default_factory=RulesCache)
 
 
 async def get_context(request: Request) -> AppContext:

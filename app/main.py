@@ -21,6 +21,7 @@ from app.members.endpoints import router as members_router
 from app.metrics import MetricsMiddleware
 from app.ops.endpoints import router as ops_router
 from app.programs.endpoints import router as programs_router
+from app.rulesets.endpoints import router as rules_router
 
 DESCRIPTION = """A headless loyalty-points service over an append-only double-entry ledger.
 
@@ -64,6 +65,13 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    for router in (ops_router, programs_router, api_keys_router, members_router, ledger_router):
+    for router in (
+        ops_router,
+        programs_router,
+        api_keys_router,
+        members_router,
+        ledger_router,
+        rules_router,
+    ):
         app.include_router(router)
     return app

@@ -2,9 +2,19 @@
 
 from app.auth.models import ApiKey
 from app.db import Base
-from app.ledger.models import Account, IdempotencyRecord, JournalEntry, MemberBalance, Posting
+from app.events.models import MemberEvent
+from app.ledger.models import (
+    Account,
+    IdempotencyRecord,
+    JournalEntry,
+    MemberBalance,
+    PendingCredit,
+    Posting,
+)
 from app.members.models import Member
+from app.orders.models import OrderRefund, PaidOrder
 from app.programs.models import Program
+from app.rulesets.models import RulesActivation, RulesVersion
 
 __all__ = [
     "Account",
@@ -14,6 +24,12 @@ __all__ = [
     "JournalEntry",
     "Member",
     "MemberBalance",
+    "MemberEvent",
+    "OrderRefund",
+    "PaidOrder",
+    "PendingCredit",
     "Posting",
     "Program",
+    "RulesActivation",
+    "RulesVersion",
 ]

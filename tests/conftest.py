@@ -88,3 +88,9 @@ async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def other(client: httpx.AsyncClient) -> Api:
+    """A second program, to show one program never sees another's data."""
+    return await new_program(client)

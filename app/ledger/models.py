@@ -27,9 +27,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 
-MEMBER_ACCOUNT_KINDS = ("available", "pending", "held")
+# `debt` holds what a member owes (zero or negative) after a refund took back points
+# they had already spent, in programs whose rules say so; later earnings repay it.
+MEMBER_ACCOUNT_KINDS = ("available", "pending", "held", "debt")
 SYSTEM_ACCOUNT_KINDS = ("issuance", "redemption")
-ENTRY_KINDS = ("award", "redemption", "transfer", "reversal")
+ENTRY_KINDS = ("award", "redemption", "transfer", "reversal", "earn", "refund", "activate", "event")
 
 
 class Account(Base):
@@ -46,7 +48,7 @@ class Account(Base):
             postgresql_where=text("member_id IS NULL"),
         ),
         CheckConstraint(
-            "(member_id IS NOT NULL) = (kind IN ('available', 'pending', 'held'))",
+            "(member_id IS NOT NULL) = (kind IN ('available', 'pending', 'held', 'debt'))",
             name="member_kinds",
         ),
     )
@@ -65,12 +67,14 @@ class MemberBalance(Base):
         CheckConstraint("available >= 0", name="available_not_negative"),
         CheckConstraint("pending >= 0", name="pending_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("debt <= 0", name="debt_not_positive"),
     )
 
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"), primary_key=True)
     available: Mapped[int] = mapped_column(BigInteger, server_default="0")
     pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
     held: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    debt: Mapped[int] = mapped_column(BigInteger, server_default="0")
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -87,7 +91,10 @@ class JournalEntry(Base):
             unique=True,
             postgresql_where=text("reverses_entry_id IS NOT NULL"),
         ),
-        CheckConstraint("kind IN ('award', 'redemption', 'transfer', 'reversal')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event')",
+            name="kind_known",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -109,6 +116,9 @@ class JournalEntry(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     pending_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default="{}")
+    # How the rules computed the points (orders, events, refunds): a list of
+    # {rule, points, detail} whose points add up to the entry's.
+    explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
 
 
 class Posting(Base):
@@ -161,3 +171,35 @@ class IdempotencyRecord(Base):
     response_body: Mapped[bytes] = mapped_column(LargeBinary)
     entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingCredit(Base):
+    """Points an entry put in a member's pending account, until `pending_until`.
+
+    A projection of the ledger kept beside it: the entry that credited the points,
+    what is still pending of them (refunds take from it first), and the activation
+    entry that moved the rest to available. `verify` checks that each member's
+    remaining credits add up to their pending balance."""
+
+    __tablename__ = "pending_credit"
+    __table_args__ = (
+        UniqueConstraint("entry_id", "member_id"),
+        Index(
+            "ix_pending_credit_due",
+            "pending_until",
+            "id",
+            postgresql_where=text("remaining > 0"),
+        ),
+        CheckConstraint("points > 0", name="points_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    pending_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activation_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))

@@ -34,14 +34,14 @@ SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS acc
 
 MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
 
-# Each entry puts at most three postings on one member (available, pending,
-# held), and they are contiguous in id order: the member's balance row lock is
-# held while they are written. So a page of n entries is within 3n+1 postings.
+# Each entry puts at most four postings on one member (available, pending, held,
+# debt), and they are contiguous in id order: the member's balance row lock is
+# held while they are written. So a page of n entries is within 4n+1 postings.
 STATEMENT = """
 SELECT p.id AS posting_id, p.entry_id, a.kind AS account, p.amount,
        p.available_after, p.pending_after, p.held_after,
        e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
-       e.rules_version, e.metadata
+       e.rules_version, e.metadata, e.explanation
   FROM posting p
   JOIN account a ON a.id = p.account_id
   JOIN journal_entry e ON e.id = p.entry_id

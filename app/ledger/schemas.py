@@ -8,8 +8,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from app.fields import ExternalId, Metadata, Points, ShortText, Text
 
-EntryKind = Literal["award", "redemption", "transfer", "reversal"]
-AccountKind = Literal["available", "pending", "held", "issuance", "redemption"]
+EntryKind = Literal["award", "redemption", "transfer", "reversal", "earn", "refund", "activate", "event"]
+AccountKind = Literal["available", "pending", "held", "debt", "issuance", "redemption"]
 
 
 class AwardIn(BaseModel):
@@ -108,6 +108,9 @@ class StatementItem(BaseModel):
     points: int = Field(description="change of the member's available points (signed)", examples=[-50])
     pending_points: int = Field(description="change of pending points (signed)", examples=[0])
     held_points: int = Field(description="change of held points (signed)", examples=[0])
+    debt_points: int = Field(
+        description="change of the points the member owes (signed; positive: owes more)", examples=[0]
+    )
     balance_after: int = Field(description="available points right after this entry", examples=[200])
     pending_after: int = Field(description="pending points right after this entry", examples=[0])
     held_after: int = Field(description="held points right after this entry", examples=[0])

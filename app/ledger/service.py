@@ -241,7 +241,7 @@ async def statement(
     async with context.db.pool.acquire() as connection:
         member_id = await _member_id(connection, principal.program_id, member)
         rows = await repository.statement_postings(
-            connection, member_id, before_posting_id=before, limit=3 * limit + 1
+            connection, member_id, before_posting_id=before, limit=4 * limit + 1
         )
     groups: list[list[asyncpg.Record]] = []
     for row in rows:
@@ -258,7 +258,7 @@ async def statement(
 
 def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
     first = postings[0]
-    change = {"available": 0, "pending": 0, "held": 0}
+    change = {"available": 0, "pending": 0, "held": 0, "debt": 0}
     for posting in postings:
         change[posting["account"]] += posting["amount"]
     return StatementItem(
@@ -267,6 +267,7 @@ def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
         points=change["available"],
         pending_points=change["pending"],
         held_points=change["held"],
+        debt_points=-change["debt"],
         balance_after=first["available_after"],
         pending_after=first["pending_after"],
         held_after=first["held_after"],
@@ -276,7 +277,7 @@ def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
         order_id=first["order_id"],
         reverses=first["reverses_entry_id"],
         rules_version=first["rules_version"],
-        explanation=None,
+        explanation=json.loads(first["explanation"]) if first["explanation"] is not None else None,
     )
 
 

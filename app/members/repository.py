@@ -15,7 +15,7 @@ from app.members.models import Member
 
 MEMBER_VIEW = """
 SELECT m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS referred_by,
-       m.metadata, b.available, b.pending, b.held
+       m.metadata, b.available, b.pending, b.held, b.debt
   FROM member m
   JOIN member_balance b ON b.member_id = m.id
   LEFT JOIN member r ON r.id = m.referred_by_member_id

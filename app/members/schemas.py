@@ -32,6 +32,11 @@ class Balances(BaseModel):
     available: int = Field(description="points the member can spend", examples=[250])
     pending: int = Field(description="points not yet available", examples=[0])
     held: int = Field(description="points reserved by holds", examples=[0])
+    debt: int = Field(
+        description="points the member owes after a refund took back points already spent "
+        "(programs whose rules set refunds.shortfall to debt); later earnings repay it",
+        examples=[0],
+    )
 
 
 class Expiring(BaseModel):

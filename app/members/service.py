@@ -56,7 +56,9 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         birthday=row["birthday"],
         referred_by=row["referred_by"],
         metadata=json.loads(row["metadata"]),
-        balances=Balances(available=row["available"], pending=row["pending"], held=row["held"]),
+        balances=Balances(
+            available=row["available"], pending=row["pending"], held=row["held"], debt=-row["debt"]
+        ),
         expiring=[],
         tier=None,
         tier_progress=None,

@@ -12,6 +12,7 @@ from app.context import AppContext
 from app.errors import AppError, Forbidden
 from app.programs import repository
 from app.programs.schemas import ProgramCreate, ProgramCreated
+from app.rulesets import service as rulesets
 
 
 class ProgramExists(AppError):
@@ -31,6 +32,7 @@ async def create_program(context: AppContext, principal: Principal, body: Progra
             )
         except IntegrityError as exc:
             raise ProgramExists(f"program {body.code} already exists") from exc
+        await rulesets.create_default(session, program_id, now)
         _, key = await auth.create_key(
             session,
             program_id=program_id,

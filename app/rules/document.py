@@ -319,7 +319,15 @@ class Expiry(_Section):
     policy: Literal["none", "rolling", "end_of_period", "inactivity"] = Field(
         default="none", description="how earned points expire", examples=["rolling"]
     )
-    months: int | None = Field(default=None, strict=True, ge=1, le=1200, examples=[12])
+    months: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=1200,
+        description="rolling: months after earning; end_of_period: months before rounding up; "
+        "inactivity: months without an order",
+        examples=[12],
+    )
     round_to: Literal["month", "quarter", "year"] | None = Field(
         default=None,
         description="end_of_period: round the expiry up to the end of this period",
@@ -423,6 +431,8 @@ class RulesDocument(_Section):
             if name == "referral":
                 if rule.points is not None or rule.referrer is None or rule.referee is None:
                     raise ValueError("referral takes referrer and referee points, not points")
+                if rule.referrer + rule.referee == 0:
+                    raise ValueError("referral must give someone points")
             elif rule.points is None or rule.referrer is not None or rule.referee is not None:
                 raise ValueError(f"{name} takes points (referrer and referee are for referral)")
         return value

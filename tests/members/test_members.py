@@ -15,7 +15,7 @@ class TestCreateMember:
         assert member["external_id"] == "cust-1"
         assert member["status"] == "active"
         assert member["birthday"] == "1990-04-17"
-        assert member["balances"] == {"available": 0, "pending": 0, "held": 0}
+        assert member["balances"] == {"available": 0, "pending": 0, "held": 0, "debt": 0}
         assert member["expiring"] == []
         assert member["metadata"] == {"source": "app"}
 
@@ -71,7 +71,7 @@ class TestGetMember:
         await api.award(member, 30)
         await api.award(member, 4, pending_until="2999-01-01T00:00:00Z")
         body = (await api.get(f"/v1/members/{member}")).json()
-        assert body["balances"] == {"available": 30, "pending": 4, "held": 0}
+        assert body["balances"] == {"available": 30, "pending": 4, "held": 0, "debt": 0}
         assert body["tier"] is None
 
     async def test_unknown_is_404(self, api: Api) -> None:

@@ -1,0 +1,33 @@
+"""Non-order activities that earned points."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class MemberEvent(Base):
+    """One event that earned: counted for the rules' per-day and once-only limits."""
+
+    __tablename__ = "member_event"
+    __table_args__ = (Index(None, "member_id", "type", "local_day"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    type: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    local_day: Mapped[date] = mapped_column(Date)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    referrer_member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
+    referrer_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

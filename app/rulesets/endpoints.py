@@ -1,0 +1,80 @@
+"""HTTP routes for rules documents: thin, the rules live in service.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, MalformedJson, error_responses
+from app.rulesets import service
+from app.rulesets.schemas import RulesVersionOut
+
+router = APIRouter(prefix="/v1/rules", tags=["rules"])
+Reader = Annotated[Principal, Depends(require("rules:read"))]
+Writer = Annotated[Principal, Depends(require("rules:write"))]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number")]
+
+_DOCUMENT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "a rules document (see RULES.md); every section but `earn.base` may be left out",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RulesDocument"}}},
+    }
+}
+
+
+@router.get(
+    "",
+    response_model=RulesVersionOut,
+    operation_id="getActiveRules",
+    responses=error_responses(Forbidden, service.RulesVersionNotFound),
+)
+async def get_active_rules(context: Context, principal: Reader) -> RulesVersionOut:
+    """The rules orders and events earn under now: the active version and its document."""
+    return await service.active(context, principal)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=RulesVersionOut,
+    operation_id="createRulesVersion",
+    responses=error_responses(Forbidden, MalformedJson, service.InvalidRules),
+    openapi_extra=_DOCUMENT_BODY,
+)
+async def create_rules_version(request: Request, context: Context, principal: Writer) -> RulesVersionOut:
+    """Validate a rules document and store it as the program's next version, not yet
+    active. A bad document is 422 `invalid_rules`, with each bad field's path in
+    `errors` (e.g. `body.earn.multipliers.0.factor`)."""
+    try:
+        raw = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJson("the body could not be parsed as JSON") from exc
+    return await service.create(context, principal, raw)
+
+
+@router.get(
+    "/{version}",
+    response_model=RulesVersionOut,
+    operation_id="getRulesVersion",
+    responses=error_responses(Forbidden, service.RulesVersionNotFound),
+)
+async def get_rules_version(version: Version, context: Context, principal: Reader) -> RulesVersionOut:
+    """One stored version of the program's rules."""
+    return await service.get(context, principal, version)
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=RulesVersionOut,
+    operation_id="activateRulesVersion",
+    responses=error_responses(Forbidden, service.RulesVersionNotFound),
+)
+async def activate_rules_version(version: Version, context: Context, principal: Writer) -> RulesVersionOut:
+    """Switch the program to this version: orders and events from now on earn under
+    it and record it. Activating the active version changes nothing."""
+    return await service.activate(context, principal, version)

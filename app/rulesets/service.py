@@ -1,0 +1,116 @@
+"""Rules documents: store a version, activate it, read the active one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.service import Principal
+from app.context import AppContext
+from app.errors import AppError, FieldError, NotFound
+from app.rules import RulesDocument, default_document
+from app.rulesets import repository
+from app.rulesets.models import RulesVersion
+from app.rulesets.schemas import RulesVersionOut
+
+
+class InvalidRules(AppError):
+    status, code, title = 422, "invalid_rules", "The rules document is not valid"
+
+
+class RulesVersionNotFound(NotFound):
+    code, title = "rules_version_not_found", "Rules version not found"
+
+
+def parse_document(raw: Any) -> RulesDocument:
+    """Validate an uploaded document; 422 `invalid_rules` names each bad field's path."""
+    try:
+        return RulesDocument.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            FieldError(
+                field=".".join(["body", *(str(part) for part in error["loc"])]),
+                message=error["msg"],
+                type=error["type"],
+            )
+            for error in exc.errors(include_url=False)
+        ]
+        detail = "; ".join(f"{error.field}: {error.message}" for error in errors)
+        raise InvalidRules(detail, errors=errors) from exc
+
+
+def _out(row: RulesVersion) -> RulesVersionOut:
+    return RulesVersionOut(
+        version=row.version,
+        active=row.active,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        document=RulesDocument.model_validate(row.document),
+    )
+
+
+def _stored(document: RulesDocument) -> dict[str, Any]:
+    # Stored with every default filled in, so a version means the same thing after
+    # a later release changes a default.
+    stored: dict[str, Any] = json.loads(document.model_dump_json())
+    return stored
+
+
+async def create_default(session: AsyncSession, program_id: int, now: Any) -> None:
+    """Version 1 of a new program, active at once."""
+    await repository.insert_version(
+        session,
+        program_id=program_id,
+        document=_stored(default_document()),
+        now=now,
+        actor_key_id=None,
+        active=True,
+    )
+
+
+async def active(context: AppContext, principal: Principal) -> RulesVersionOut:
+    async with context.db.unit_of_work() as session:
+        row = await repository.active(session, principal.program_id)
+        if row is None:  # every program gets version 1 when it is created
+            raise RulesVersionNotFound("the program has no active rules")
+        return _out(row)
+
+
+async def get(context: AppContext, principal: Principal, version: int) -> RulesVersionOut:
+    async with context.db.unit_of_work() as session:
+        row = await repository.get(session, principal.program_id, version)
+        if row is None:
+            raise RulesVersionNotFound(f"the program has no rules version {version}")
+        return _out(row)
+
+
+async def create(context: AppContext, principal: Principal, raw: Any) -> RulesVersionOut:
+    document = parse_document(raw)
+    now = context.clock.now()
+
+    async def work(session: AsyncSession) -> RulesVersionOut:
+        row = await repository.insert_version(
+            session,
+            program_id=principal.program_id,
+            document=_stored(document),
+            now=now,
+            actor_key_id=principal.key_id,
+        )
+        return _out(row)
+
+    return await context.db.run(work)
+
+
+async def activate(context: AppContext, principal: Principal, version: int) -> RulesVersionOut:
+    now = context.clock.now()
+
+    async def work(session: AsyncSession) -> RulesVersionOut:
+        row = await repository.activate(session, principal.program_id, version, now, principal.key_id)
+        if row is None:
+            raise RulesVersionNotFound(f"the program has no rules version {version}")
+        return _out(row)
+
+    return await context.db.run(work)
