@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,8 @@ cli = typer.Typer(
 )
 api_key_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 cli.add_typer(api_key_cli, name="api-key")
+jobs_cli = typer.Typer(help="Run the ledger's jobs.", no_args_is_help=True)
+cli.add_typer(jobs_cli, name="jobs")
 
 
 def _settings() -> Settings:
@@ -190,6 +193,67 @@ async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> s
             return key
     finally:
         await db.dispose()
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter("an RFC 3339 instant such as 2026-12-01T00:00:00Z") from exc
+    if parsed.tzinfo is None:
+        raise typer.BadParameter("give the instant's offset, e.g. 2026-12-01T00:00:00Z")
+    return parsed
+
+
+@jobs_cli.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="the job: activate-pending")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this instant (default now)")] = None,
+    program: Annotated[str | None, typer.Option(help="only this program (default all)")] = None,
+) -> None:
+    """Run a job to completion, as of now or `--as-of`, and print what it did."""
+    from app.jobs.service import JOBS
+
+    if name not in JOBS:
+        typer.echo(f"no job {name}; jobs: {', '.join(sorted(JOBS))}", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    instant = _instant(as_of)
+    url = database_url(settings)
+    summary = asyncio.run(_run_job(url, settings, name, program, instant))
+    if summary is None:
+        typer.echo(f"no program {program}", err=True)
+        raise typer.Exit(1)
+    typer.echo(summary)
+
+
+async def _run_job(
+    url: str, settings: Settings, name: str, program: str | None, as_of: datetime | None
+) -> str | None:
+    from app.clock import SystemClock
+    from app.db import Database
+    from app.jobs.service import run
+    from app.programs.repository import program_id
+
+    db = Database(url, settings)
+    await db.connect()
+    try:
+        found = None
+        if program is not None:
+            async with db.unit_of_work() as session:
+                found = await program_id(session, program)
+            if found is None:
+                return None
+        now = SystemClock().now()
+        if as_of is not None and as_of > now and settings.env is Environment.production:
+            raise typer.BadParameter("--as-of in the future is refused in production")
+        summary = await run(db, name, program_id=found, as_of=as_of or now, now=now)
+    finally:
+        await db.dispose()
+    counts = ", ".join(f"{value} {key}" for key, value in summary.counts.items())
+    return f"{summary.job} as of {summary.as_of.isoformat()}: {counts}"
 
 
 @cli.command()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+
+from app.rules.document import Amount
 
 MAX_POINTS = 2**63 - 1
 MAX_METADATA_BYTES = 8_192
@@ -58,3 +61,17 @@ Metadata = Annotated[
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class Money(BaseModel):
+    """An amount of money: a decimal string and its ISO 4217 currency."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: Amount = Field(description="decimal string, at most 4 decimal places", examples=["120.50"])
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])
+
+
+def money(amount: Decimal, currency: str, places: int = 2) -> Money:
+    """Money rounded for people: `places` decimals (half-even), no exponent."""
+    return Money(amount=amount.quantize(Decimal(1).scaleb(-places)), currency=currency)

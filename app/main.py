@@ -16,10 +16,12 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
+from app.jobs.endpoints import router as jobs_router
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
 from app.metrics import MetricsMiddleware
 from app.ops.endpoints import router as ops_router
+from app.orders.endpoints import router as orders_router
 from app.programs.endpoints import router as programs_router
 from app.rulesets.endpoints import router as rules_router
 
@@ -72,6 +74,8 @@ def create_app(
         members_router,
         ledger_router,
         rules_router,
+        orders_router,
+        jobs_router,
     ):
         app.include_router(router)
     return app

@@ -89,6 +89,37 @@ class Api:
     async def reverse(self, entry_id: str, reason: str = "mistake") -> httpx.Response:
         return await self.post(f"/v1/entries/{entry_id}/reversal", {"reason": reason})
 
+    async def use_rules(self, document: dict[str, Any]) -> int:
+        """Store a rules document and make it the active version; returns the version."""
+        created = await self.post("/v1/rules", document, idempotency_key=None)
+        assert created.status_code == 201, created.text
+        version = int(created.json()["version"])
+        activated = await self.post(f"/v1/rules/{version}/activate", {}, idempotency_key=None)
+        assert activated.status_code == 200, activated.text
+        return version
+
+    async def order(
+        self, member: str, total: str, *, order_id: str | None = None, currency: str = "EUR", **fields: Any
+    ) -> httpx.Response:
+        body = {
+            "order_id": order_id or unique("o"),
+            "member": member,
+            "total": {"amount": total, "currency": currency},
+            "paid_at": fields.pop("paid_at", datetime.now(UTC).isoformat()),
+            **fields,
+        }
+        return await self.post("/v1/orders", body)
+
+    async def refund(self, order_id: str, **fields: Any) -> httpx.Response:
+        body = {"refund_id": fields.pop("refund_id", unique("rf")), **fields}
+        return await self.post(f"/v1/orders/{order_id}/refunds", body)
+
+    async def balances(self, member: str) -> dict[str, int]:
+        response = await self.get(f"/v1/members/{member}")
+        assert response.status_code == 200, response.text
+        balances: dict[str, int] = response.json()["balances"]
+        return balances
+
     async def available(self, member: str) -> int:
         response = await self.get(f"/v1/members/{member}")
         assert response.status_code == 200, response.text

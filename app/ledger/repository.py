@@ -14,7 +14,14 @@ from app.db import Connection
 
 POST = """
 SELECT replayed, request_fingerprint, status_code, response_body
-  FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18)
+  FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18,
+                   $19::jsonb, $20)
+"""
+
+KEEP_RESPONSE = """
+INSERT INTO idempotency_record (program_id, key, request_fingerprint, status_code, response_body, created_at)
+VALUES ($1, $2, $3, 201, $4, $5)
+ON CONFLICT DO NOTHING
 """
 
 STORED_RESPONSE = """
@@ -65,6 +72,27 @@ SELECT p.available_after, p.pending_after, p.held_after
 """
 
 
+# Pending credits due at `as_of`, oldest first, locked; SKIP LOCKED lets two job
+# runs (or a run and a refund of one of these orders) work side by side.
+DUE_PENDING_CREDITS = """
+SELECT c.id, c.program_id, c.member_id, c.remaining, c.pending_until, m.external_id AS member,
+       e.order_id, e.rules_version
+  FROM pending_credit c
+  JOIN member m ON m.id = c.member_id
+  JOIN journal_entry e ON e.id = c.entry_id
+ WHERE c.remaining > 0 AND c.pending_until <= $1 AND ($2::bigint IS NULL OR c.program_id = $2)
+ ORDER BY c.pending_until, c.id
+ LIMIT $3
+   FOR UPDATE OF c SKIP LOCKED
+"""
+
+MARK_ACTIVATED = """
+UPDATE pending_credit c SET remaining = 0, activated_at = $2, activation_entry_id = x.entry_id
+  FROM unnest($1::bigint[], $3::uuid[]) AS x(id, entry_id)
+ WHERE c.id = x.id
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Leg:
     member: str | None  # external id; None for a system account
@@ -90,6 +118,7 @@ class NewEntry:
     expires_at: datetime | None = None
     pending_until: datetime | None = None
     metadata: dict[str, Any] | None = None
+    explanation: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +131,7 @@ class Posted:
     response_body: bytes | None
 
 
-async def post(connection: Connection, entry: NewEntry) -> Posted:
+async def post(connection: Connection, entry: NewEntry, *, response_body: bytes | None = None) -> Posted:
     row = await connection.fetchrow(
         POST,
         entry.id,
@@ -123,9 +152,19 @@ async def post(connection: Connection, entry: NewEntry) -> Posted:
         [leg.member for leg in entry.legs],
         [leg.account for leg in entry.legs],
         [leg.amount for leg in entry.legs],
+        None if entry.explanation is None else json.dumps(entry.explanation),
+        response_body,
     )
     assert row is not None
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])
+
+
+async def keep_response(
+    connection: Connection, program_id: int, key: str, fingerprint: str, body: bytes, now: datetime
+) -> bool:
+    """Keep a response with no entry behind it; False if the key is already taken."""
+    status = await connection.execute(KEEP_RESPONSE, program_id, key, fingerprint, body, now)
+    return bool(status.endswith(" 1"))
 
 
 async def stored_response(connection: Connection, program_id: int, key: str) -> asyncpg.Record | None:
@@ -155,3 +194,15 @@ async def balance_now(connection: Connection, program_id: int, external_id: str)
 
 async def balance_as_of(connection: Connection, member_id: int, as_of: datetime) -> asyncpg.Record | None:
     return await connection.fetchrow(BALANCE_AS_OF, member_id, as_of)
+
+
+async def due_pending_credits(
+    connection: Connection, program_id: int | None, as_of: datetime, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(DUE_PENDING_CREDITS, as_of, program_id, limit)
+
+
+async def mark_activated(
+    connection: Connection, credit_ids: list[int], entry_ids: list[uuid.UUID], now: datetime
+) -> None:
+    await connection.execute(MARK_ACTIVATED, credit_ids, now, entry_ids)

@@ -15,7 +15,7 @@ from uuid_utils.compat import uuid7
 
 from app.auth.service import Principal
 from app.context import AppContext
-from app.db import Connection
+from app.db import Connection, Database
 from app.errors import AppError, NotFound, ValidationFailed
 from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
@@ -74,11 +74,15 @@ def _insufficient(exc: asyncpg.PostgresError) -> InsufficientPoints:
         return InsufficientPoints("a member has not enough available points for this entry")
 
 
-def _as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
+def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
     """The problem a database refusal means for the caller; None if it is not the caller's."""
     state = exc.sqlstate
     if state == "LP001":
         return _insufficient(exc)
+    if state == "LP007" or (
+        state == "23505" and getattr(exc, "constraint_name", None) == "pk_idempotency_record"
+    ):
+        return IdempotencyKeyReused("this Idempotency-Key was used for a different request")
     if state == "LP004":
         return MemberNotFound(f"no member {getattr(exc, 'detail', '')!s} in this program")
     if state == "22003":
@@ -90,31 +94,73 @@ def _as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
     return None
 
 
-def _replay(request: Request, posted: Posted) -> StoredResponse:
+def replay(request: Request, posted: Posted) -> StoredResponse:
+    """The stored response for a retry of `request`; a different request under the
+    same key is 422 `idempotency_key_reused`."""
     if posted.request_fingerprint != request.fingerprint or posted.response_body is None:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
     return StoredResponse(posted.status_code or 201, bytes(posted.response_body), replayed=True)
+
+
+async def stored(connection: Connection, request: Request) -> StoredResponse | None:
+    """The response already kept for the request's key (a replay), if any."""
+    row = await repository.stored_response(connection, request.principal.program_id, request.idempotency_key)
+    if row is None:
+        return None
+    return replay(request, Posted(True, row["request_fingerprint"], row["status_code"], row["response_body"]))
 
 
 async def replay_or_raise(context: AppContext, request: Request, error: AppError) -> StoredResponse:
     """For checks that depend on the clock: a retry of a request that passed them
     the first time replays its response instead of failing now."""
     async with context.db.pool.acquire() as connection:
-        stored = await repository.stored_response(
-            connection, request.principal.program_id, request.idempotency_key
-        )
-    if stored is None:
+        found = await stored(connection, request)
+    if found is None:
         raise error
-    return _replay(
-        request, Posted(True, stored["request_fingerprint"], stored["status_code"], stored["response_body"])
-    )
+    return found
 
 
-async def _post(
-    context: AppContext, request: Request, kind: str, legs: list[Leg], now: datetime, **fields: Any
+async def post_in_transaction(
+    connection: Connection,
+    request: Request,
+    kind: str,
+    legs: list[Leg],
+    now: datetime,
+    *,
+    response_body: bytes | None = None,
+    **fields: Any,
 ) -> StoredResponse:
-    entry = NewEntry(
-        id=uuid7(),
+    """Post an entry inside the caller's transaction (refunds, events): the caller has
+    already checked the key, so a replay here means another request took it meanwhile."""
+    entry = _new_entry(request, kind, legs, now, fields)
+    try:
+        posted = await repository.post(connection, entry, response_body=response_body)
+    except asyncpg.PostgresError as exc:
+        problem = as_app_error(exc)
+        if problem is None:
+            raise
+        raise problem from exc
+    if posted.replayed:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
+    ENTRIES.labels(kind).inc()
+    assert posted.response_body is not None
+    return StoredResponse(201, bytes(posted.response_body))
+
+
+async def keep_response(connection: Connection, request: Request, body: bytes, now: datetime) -> None:
+    """Keep the response of a request that moved no points (a refund worth 0 points)
+    for its key, inside the caller's transaction."""
+    if not await repository.keep_response(
+        connection, request.principal.program_id, request.idempotency_key, request.fingerprint, body, now
+    ):
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
+
+
+def _new_entry(
+    request: Request, kind: str, legs: list[Leg], now: datetime, fields: dict[str, Any]
+) -> NewEntry:
+    return NewEntry(
+        id=fields.pop("entry_id", None) or uuid7(),
         program_id=request.principal.program_id,
         kind=kind,
         idempotency_key=request.idempotency_key,
@@ -126,11 +172,17 @@ async def _post(
         **fields,
     )
 
+
+async def _post(
+    context: AppContext, request: Request, kind: str, legs: list[Leg], now: datetime, **fields: Any
+) -> StoredResponse:
+    entry = _new_entry(request, kind, legs, now, fields)
+
     async def work(connection: Connection) -> Posted:
         try:
             return await repository.post(connection, entry)
         except asyncpg.PostgresError as exc:
-            problem = _as_app_error(exc)
+            problem = as_app_error(exc)
             if problem is None:
                 raise
             raise problem from exc
@@ -138,7 +190,7 @@ async def _post(
     # One statement in autocommit: ledger_post() is atomic on its own.
     posted = await context.db.call(work)
     if posted.replayed:
-        return _replay(request, posted)
+        return replay(request, posted)
     ENTRIES.labels(kind).inc()
     assert posted.response_body is not None
     return StoredResponse(201, bytes(posted.response_body))
@@ -303,3 +355,55 @@ async def balance(
         (0, 0, 0) if past is None else (past["available_after"], past["pending_after"], past["held_after"])
     )
     return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    credits: int
+    points: int
+
+
+async def activate_pending(
+    db: Database, *, program_id: int | None, as_of: datetime, now: datetime, batch: int = 500
+) -> Activated:
+    """Move pending points whose `pending_until` is at or before `as_of` to available.
+
+    One `activate` entry per pending credit (so each traces to its order or award),
+    written in batches of `batch` credits per transaction: a crash loses at most the
+    batch in flight, and a rerun picks up exactly what is left. Running it twice for
+    the same instant changes nothing the second time: an activated credit has
+    nothing left."""
+    credits = points = 0
+    while True:
+        async with db.pool.acquire() as connection, connection.transaction():
+            due = await repository.due_pending_credits(connection, program_id, as_of, batch)
+            if not due:
+                return Activated(credits, points)
+            entry_ids = []
+            for credit in due:
+                entry = NewEntry(
+                    id=uuid7(),
+                    program_id=credit["program_id"],
+                    kind="activate",
+                    # One activation per credit, ever: the key says which.
+                    idempotency_key=f"activate-pending:{credit['id']}",
+                    request_fingerprint="job:activate-pending",
+                    occurred_at=credit["pending_until"],
+                    recorded_at=now,
+                    actor_key_id=None,
+                    legs=(
+                        Leg(credit["member"], "pending", -credit["remaining"]),
+                        Leg(credit["member"], "available", credit["remaining"]),
+                    ),
+                    reason="pending points became available",
+                    order_id=credit["order_id"],
+                    rules_version=credit["rules_version"],
+                )
+                posted = await repository.post(connection, entry)
+                if posted.replayed:
+                    raise RuntimeError(f"pending credit {credit['id']} was activated twice")
+                entry_ids.append(entry.id)
+                points += credit["remaining"]
+            await repository.mark_activated(connection, [credit["id"] for credit in due], entry_ids, now)
+            credits += len(due)
+            ENTRIES.labels("activate").inc(len(due))

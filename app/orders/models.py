@@ -47,7 +47,10 @@ class PaidOrder(Base):
     # The request that created it: its Idempotency-Key finds the stored response.
     idempotency_key: Mapped[str] = mapped_column(Text)
     request_fingerprint: Mapped[str] = mapped_column(Text)
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    # Deferred: ledger_post_order() records the order before it posts the entry.
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")
+    )
     rules_version: Mapped[int] = mapped_column(Integer)
     paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -508,7 +508,11 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["member_id"], ["member.id"], name=op.f("fk_paid_order_member_id_member")),
         sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entry.id"], name=op.f("fk_paid_order_entry_id_journal_entry")
+            ["entry_id"],
+            ["journal_entry.id"],
+            name=op.f("fk_paid_order_entry_id_journal_entry"),
+            deferrable=True,
+            initially="DEFERRED",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_paid_order")),
         sa.UniqueConstraint("program_id", "order_id", name=op.f("uq_paid_order_program_id_order_id")),

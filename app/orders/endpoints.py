@@ -1,0 +1,98 @@
+"""HTTP routes for checkout orders: thin, the rules live in service.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, error_responses
+from app.fields import ShortText
+from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, fingerprint, idempotency_key
+from app.ledger import service as ledger
+from app.members.errors import MemberNotFound
+from app.orders import service
+from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+Earner = Annotated[Principal, Depends(require("points:earn"))]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+def _request(http: Request, principal: Principal, key: str, body: BaseModel) -> ledger.Request:
+    return ledger.Request(principal, key, fingerprint(http.method, http.url.path, body))
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderResult,
+    operation_id="createOrder",
+    responses=error_responses(
+        Forbidden,
+        IdempotencyKeyRequired,
+        IdempotencyKeyReused,
+        MemberNotFound,
+        service.OrderExists,
+        service.CurrencyMismatch,
+        ledger.PointsOutOfRange,
+    ),
+)
+async def create_order(
+    http: Request, body: OrderIn, context: Context, key: IdempotencyKey, principal: Earner
+) -> Response:
+    """Record a paid order and give the member the points the active rules decide.
+
+    `order_id` is unique per program: the same order again (any Idempotency-Key)
+    replays the first answer; another body under the same `order_id` is 409
+    `order_exists`. Points stay pending for the rules' `pending_days` after
+    `paid_at`, then become available (job `activate-pending`)."""
+    result = await service.place(context, _request(http, principal, key, body), body)
+    return result.to_response()
+
+
+@router.post(
+    "/preview",
+    response_model=OrderResult,
+    operation_id="previewOrder",
+    responses=error_responses(Forbidden, MemberNotFound, service.CurrencyMismatch, ledger.PointsOutOfRange),
+)
+async def preview_order(body: OrderIn, context: Context, principal: Earner) -> OrderResult:
+    """What the order would earn now, with the same breakdown; nothing is written."""
+    return await service.preview(context, principal.program_id, body)
+
+
+@router.post(
+    "/{order_id}/refunds",
+    status_code=201,
+    response_model=RefundResult,
+    operation_id="createOrderRefund",
+    responses=error_responses(
+        Forbidden,
+        IdempotencyKeyRequired,
+        IdempotencyKeyReused,
+        service.OrderNotFound,
+        service.RefundExists,
+        service.RefundExceedsOrder,
+        service.CurrencyMismatch,
+    ),
+)
+async def create_order_refund(
+    http: Request,
+    order_id: Annotated[ShortText, Path(description="the order's order_id")],
+    body: RefundIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Earner,
+) -> Response:
+    """Take back the points the refunded part of the order earned: pending points
+    first, then available ones. Refunds add up: refunding the whole order, in any
+    number of steps, takes back exactly what it earned. Points the member already
+    spent are recorded as `shortfall`, or become `debt` if the rules say so. More
+    than is left of the order is 422 `refund_exceeds_order`."""
+    result = await service.refund(context, _request(http, principal, key, body), order_id, body)
+    return result.to_response()

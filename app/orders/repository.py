@@ -1,0 +1,251 @@
+"""All SQL about orders and refunds."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from app.db import Connection
+
+# Everything the rules need to know about the member, and the balance row's version
+# that ledger_post_order() checks, in one round trip. Earned points are summed per
+# local day over the three UTC dates around `paid_at`, since the active rules'
+# timezone (and so the order's local day) is only known once this row is read.
+ORDER_FACTS = """
+SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version,
+       EXISTS (SELECT 1 FROM paid_order o WHERE o.member_id = m.id) AS has_orders,
+       d.days, d.points
+  FROM member m
+  JOIN member_balance b ON b.member_id = m.id
+  JOIN rules_version r ON r.program_id = m.program_id AND r.active
+ CROSS JOIN LATERAL (
+       SELECT array_agg(x.local_day) AS days, array_agg(x.points) AS points
+         FROM (SELECT o.local_day, sum(o.points)::bigint AS points
+                 FROM paid_order o
+                WHERE o.member_id = m.id AND o.local_day BETWEEN $3 AND $4
+                GROUP BY o.local_day) x
+       ) d
+ WHERE m.program_id = $1 AND m.external_id = $2
+"""
+# The same, holding the member's balance row until the caller's transaction ends.
+LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
+
+POST_ORDER = """
+SELECT outcome, request_fingerprint, response_body
+  FROM ledger_post_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25)
+"""
+
+STORED_ORDER = """
+SELECT o.request_fingerprint, r.response_body
+  FROM paid_order o
+  LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
+ WHERE o.program_id = $1 AND o.order_id = $2
+"""
+
+ORDER_FOR_REFUND = """
+SELECT o.id, o.order_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version, o.currency,
+       o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
+       (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version
+  FROM paid_order o JOIN member m ON m.id = o.member_id
+ WHERE o.program_id = $1 AND o.order_id = $2
+   FOR UPDATE OF o
+"""
+
+STORED_REFUND = """
+SELECT f.request_fingerprint, r.response_body
+  FROM order_refund f
+  JOIN idempotency_record r ON r.program_id = $1 AND r.key = f.idempotency_key
+ WHERE f.paid_order_id = $2 AND f.refund_id = $3
+"""
+
+LOCK_PENDING_CREDIT = """
+SELECT id, remaining FROM pending_credit WHERE entry_id = $1 AND member_id = $2 FOR UPDATE
+"""
+
+TAKE_FROM_PENDING_CREDIT = "UPDATE pending_credit SET remaining = remaining - $2 WHERE id = $1"
+
+LOCK_BALANCE = "SELECT available, debt FROM member_balance WHERE member_id = $1 FOR UPDATE"
+
+RECORD_REFUND = """
+WITH refund AS (
+    INSERT INTO order_refund (paid_order_id, refund_id, idempotency_key, request_fingerprint, entry_id,
+                              amount, points, from_pending, from_available, shortfall, debt, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+)
+UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14 WHERE id = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    member_id: int
+    birthday: date | None
+    version: int
+    debt: int  # the debt account's balance: zero or negative
+    rules_version: int
+    has_orders: bool
+    earned_by_day: dict[date, int]
+
+
+async def member_facts(
+    connection: Connection,
+    program_id: int,
+    member: str,
+    first_day: date,
+    last_day: date,
+    *,
+    lock: bool = False,
+) -> MemberFacts | None:
+    query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
+    row = await connection.fetchrow(query, program_id, member, first_day, last_day)
+    if row is None:
+        return None
+    days = row["days"] or []
+    points = row["points"] or []
+    return MemberFacts(
+        member_id=row["member_id"],
+        birthday=row["birthday"],
+        version=row["version"],
+        debt=row["debt"],
+        rules_version=row["rules_version"],
+        has_orders=row["has_orders"],
+        earned_by_day=dict(zip(days, points, strict=True)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    entry_id: uuid.UUID
+    program_id: int
+    member_id: int
+    member: str
+    expected_version: int
+    order_id: str
+    idempotency_key: str
+    request_fingerprint: str
+    paid_at: datetime
+    recorded_at: datetime
+    actor_key_id: uuid.UUID | None
+    rules_version: int
+    local_day: date
+    currency: str
+    total: Decimal
+    channel: str | None
+    lines: list[dict[str, Any]]
+    facts: dict[str, Any]
+    segments: list[dict[str, str]]
+    explanation: list[dict[str, Any]]
+    points: int
+    pending_until: datetime | None
+    accounts: list[str]
+    amounts: list[int]
+    response_body: bytes
+
+
+async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
+    row = await connection.fetchrow(
+        POST_ORDER,
+        order.entry_id,
+        order.program_id,
+        order.member_id,
+        order.member,
+        order.expected_version,
+        order.order_id,
+        order.idempotency_key,
+        order.request_fingerprint,
+        order.paid_at,
+        order.recorded_at,
+        order.actor_key_id,
+        order.rules_version,
+        order.local_day,
+        order.currency,
+        order.total,
+        order.channel,
+        json.dumps(order.lines),
+        json.dumps(order.facts),
+        json.dumps(order.segments),
+        json.dumps(order.explanation),
+        order.points,
+        order.pending_until,
+        order.accounts,
+        order.amounts,
+        order.response_body,
+    )
+    assert row is not None
+    return row
+
+
+async def stored_order(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(STORED_ORDER, program_id, order_id)
+
+
+async def order_for_refund(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
+    """The order, locked until the end of the caller's transaction."""
+    return await connection.fetchrow(ORDER_FOR_REFUND, program_id, order_id)
+
+
+async def stored_refund(
+    connection: Connection, program_id: int, paid_order_id: int, refund_id: str
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(STORED_REFUND, program_id, paid_order_id, refund_id)
+
+
+async def lock_pending_credit(
+    connection: Connection, entry_id: uuid.UUID, member_id: int
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(LOCK_PENDING_CREDIT, entry_id, member_id)
+
+
+async def take_from_pending_credit(connection: Connection, credit_id: int, points: int) -> None:
+    await connection.execute(TAKE_FROM_PENDING_CREDIT, credit_id, points)
+
+
+async def lock_balance(connection: Connection, member_id: int) -> asyncpg.Record:
+    row = await connection.fetchrow(LOCK_BALANCE, member_id)
+    assert row is not None
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class NewRefund:
+    paid_order_id: int
+    refund_id: str
+    idempotency_key: str
+    request_fingerprint: str
+    entry_id: uuid.UUID | None
+    amount: Decimal
+    points: int
+    from_pending: int
+    from_available: int
+    shortfall: int
+    debt: int
+    created_at: datetime
+    refund_state: dict[str, Any]
+    points_taken_back: int
+
+
+async def record_refund(connection: Connection, refund: NewRefund) -> None:
+    await connection.execute(
+        RECORD_REFUND,
+        refund.paid_order_id,
+        refund.refund_id,
+        refund.idempotency_key,
+        refund.request_fingerprint,
+        refund.entry_id,
+        refund.amount,
+        refund.points,
+        refund.from_pending,
+        refund.from_available,
+        refund.shortfall,
+        refund.debt,
+        refund.created_at,
+        json.dumps(refund.refund_state),
+        refund.points_taken_back,
+    )

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from app.fields import ExternalId, Money, ShortText
+
+Label = ShortText
+
+
+class OrderLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Label = Field(description="the product's SKU", examples=["SHOE-42"])
+    category: Label | None = Field(default=None, description="product category", examples=["shoes"])
+    quantity: int = Field(strict=True, ge=1, le=1_000_000, description="units bought", examples=[1])
+    unit_price: Money = Field(description="price of one unit, in the order's currency")
+
+
+class OrderIn(BaseModel):
+    """A paid order, as the checkout knows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: Label = Field(
+        description="the checkout's id for the order, unique per program", examples=["o-1001"]
+    )
+    member: ExternalId = Field(description="the member who paid")
+    total: Money = Field(description="what the member paid")
+    lines: list[OrderLineIn] | None = Field(
+        default=None,
+        max_length=500,
+        description="the order's lines; needed for category and SKU rules and for refunds by line",
+    )
+    channel: Label | None = Field(default=None, description="where the order was placed", examples=["app"])
+    paid_at: AwareDatetime = Field(description="when it was paid (RFC 3339; not in the future)")
+
+    @model_validator(mode="after")
+    def _one_currency(self) -> OrderIn:
+        for index, line in enumerate(self.lines or []):
+            if line.unit_price.currency != self.total.currency:
+                raise ValueError(f"lines.{index}.unit_price.currency must be the total's currency")
+        return self
+
+
+class BreakdownLine(BaseModel):
+    rule: str = Field(
+        description="the rule: base, a multiplier or bonus id, or cap:...", examples=["member-day"]
+    )
+    points: int = Field(description="points this rule added (negative for a cap)", examples=[120])
+    detail: str = Field(description="how", examples=["x2 (day_of_month 8)"])
+
+
+class OrderResult(BaseModel):
+    order_id: str = Field(description="the order", examples=["o-1001"])
+    member: str = Field(description="the member", examples=["cust-10042"])
+    points: int = Field(description="points the order earns (the breakdown adds up to this)", examples=[240])
+    status: Literal["pending", "available"] = Field(
+        description="pending through the return window, then available", examples=["pending"]
+    )
+    available_at: datetime = Field(
+        description="when the points are (or become) available (UTC)", examples=["2026-12-09T10:00:00Z"]
+    )
+    breakdown: list[BreakdownLine] = Field(description="how the rules arrived at the points")
+    rules_version: int = Field(description="the rules version that decided", examples=[3])
+    debt_repaid: int = Field(
+        description="points of these that repaid what the member owed (see balances.debt)", examples=[0]
+    )
+    entry_id: uuid.UUID | None = Field(
+        description="the ledger entry (null for a preview, or an order that earns nothing)", examples=[None]
+    )
+
+
+class RefundLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Label = Field(description="SKU of an order line", examples=["SHOE-42"])
+    quantity: int = Field(strict=True, ge=1, le=1_000_000, description="units returned", examples=[1])
+
+
+class RefundIn(BaseModel):
+    """A refund of part or all of an order: by `amount`, or by `lines`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refund_id: Label = Field(
+        description="the checkout's id for the refund, unique per order", examples=["rf-1"]
+    )
+    amount: Money | None = Field(default=None, description="money refunded, in the order's currency")
+    lines: list[RefundLineIn] | None = Field(
+        default=None, min_length=1, max_length=500, description="units returned, by SKU"
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RefundIn:
+        if (self.amount is None) == (self.lines is None):
+            raise ValueError("give either amount or lines")
+        return self
+
+
+class RefundResult(BaseModel):
+    refund_id: str = Field(description="the refund", examples=["rf-1"])
+    order_id: str = Field(description="the order", examples=["o-1001"])
+    amount: Money = Field(description="money this refund returned (rounded for display)")
+    points_reversed: int = Field(
+        description="points the refunded part earned: from_pending + from_available + shortfall + debt",
+        examples=[60],
+    )
+    from_pending: int = Field(description="taken back from pending points", examples=[60])
+    from_available: int = Field(description="taken back from available points", examples=[0])
+    shortfall: int = Field(
+        description="not taken back: the member had already spent them (recorded only)", examples=[0]
+    )
+    debt: int = Field(description="added to what the member owes (programs that use debt)", examples=[0])
+    points_reversed_total: int = Field(
+        description="points taken back by all refunds of the order", examples=[60]
+    )
+    entry_id: uuid.UUID | None = Field(
+        description="the ledger entry (null when no points moved)", examples=[None]
+    )

@@ -1,0 +1,447 @@
+"""Where an order earns, and where a refund takes points back.
+
+An order: one read of the member's facts, the rules module's computation, one call
+to ledger_post_order() that records the order and posts its points (or finds the
+order already there, or finds the member changed meanwhile, and then everything is
+read and computed again). Two round trips on the checkout's hot path.
+
+A refund: one transaction that locks the order, computes what the refunded part
+earned (app.rules.refunds), takes it back from the order's pending points first,
+then from available points, and records any shortfall or debt.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+from uuid_utils.compat import uuid7
+
+from app.context import AppContext
+from app.db import Connection
+from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
+from app.fields import money
+from app.idempotency import StoredResponse
+from app.ledger import service as ledger
+from app.ledger.repository import Leg
+from app.members.errors import MemberNotFound
+from app.orders import repository
+from app.orders.repository import MemberFacts, NewOrder, NewRefund
+from app.orders.schemas import BreakdownLine, OrderIn, OrderResult, RefundIn, RefundResult
+from app.rules import (
+    OrderEarning,
+    OrderFacts,
+    OrderLine,
+    RefundLine,
+    RefundState,
+    RulesDocument,
+    RulesError,
+    Segment,
+    earn_order,
+    refund_amount,
+    refund_lines,
+)
+from app.rules.earning import local_time
+
+
+class OrderExists(AppError):
+    status, code, title = 409, "order_exists", "An order with this order_id already exists"
+
+
+class OrderNotFound(NotFound):
+    code, title = "order_not_found", "Order not found"
+
+
+class RefundExists(AppError):
+    status, code, title = 409, "refund_exists", "This order already has a refund with this refund_id"
+
+
+class RefundExceedsOrder(AppError):
+    status, code, title = 422, "refund_exceeds_order", "The refund exceeds what is left of the order"
+
+
+class CurrencyMismatch(AppError):
+    status, code, title = 422, "currency_mismatch", "The currency is not the program's or the order's"
+
+
+def rules_problem(error: RulesError) -> AppError:
+    """The HTTP problem for a rules module refusal."""
+    if error.field is not None and error.code == "validation_error":
+        return ValidationFailed.on(error.field, error.message)
+    kinds: dict[str, type[AppError]] = {
+        "refund_exceeds_order": RefundExceedsOrder,
+        "currency_mismatch": CurrencyMismatch,
+        "points_out_of_range": ledger.PointsOutOfRange,
+    }
+    kind = kinds.get(error.code)
+    if kind is None:
+        raise error
+    return kind(error.message)
+
+
+def _order_facts(body: OrderIn, facts: MemberFacts, local_day: date) -> OrderFacts:
+    return OrderFacts(
+        total=body.total.amount,
+        currency=body.total.currency,
+        paid_at=body.paid_at,
+        lines=tuple(
+            OrderLine(line.sku, line.quantity, line.unit_price.amount, line.category)
+            for line in body.lines or ()
+        ),
+        channel=body.channel,
+        tier=None,  # tiers arrive with the tier issue; no member holds one yet
+        birthday=facts.birthday,
+        first_order=not facts.has_orders,
+        earned_today=facts.earned_by_day.get(local_day, 0),
+    )
+
+
+def _compute(rules: RulesDocument, body: OrderIn, facts: MemberFacts) -> tuple[OrderFacts, OrderEarning]:
+    local_day = local_time(rules, body.paid_at).date()
+    order_facts = _order_facts(body, facts, local_day)
+    try:
+        return order_facts, earn_order(rules, order_facts)
+    except RulesError as exc:
+        raise rules_problem(exc) from exc
+
+
+def _result(
+    body: OrderIn,
+    rules: RulesDocument,
+    rules_version: int,
+    earning: OrderEarning,
+    debt_repaid: int,
+    now: datetime,
+    entry_id: uuid.UUID | None,
+) -> tuple[OrderResult, datetime | None]:
+    pending_until = body.paid_at + timedelta(days=rules.earn.pending_days)
+    pending = earning.points - debt_repaid > 0 and pending_until > now
+    result = OrderResult(
+        order_id=body.order_id,
+        member=body.member,
+        points=earning.points,
+        status="pending" if pending else "available",
+        available_at=pending_until if pending else now,
+        breakdown=[
+            BreakdownLine(rule=line.rule, points=line.points, detail=line.detail) for line in earning.lines
+        ],
+        rules_version=rules_version,
+        debt_repaid=debt_repaid,
+        entry_id=entry_id,
+    )
+    return result, pending_until if pending else None
+
+
+def _day_window(body: OrderIn) -> tuple[date, date]:
+    # The order's local day is within a day of its UTC date, in any timezone.
+    day = body.paid_at.astimezone(UTC).date()
+    return day - timedelta(days=1), day + timedelta(days=1)
+
+
+async def preview(context: AppContext, program_id: int, body: OrderIn) -> OrderResult:
+    now = context.clock.now()
+    _refuse_future(body, now)
+    async with context.db.pool.acquire() as connection:
+        facts, rules = await _facts(context, connection, program_id, body)
+    _, earning = _compute(rules, body, facts)
+    result, _ = _result(
+        body, rules, facts.rules_version, earning, min(earning.points, -facts.debt), now, None
+    )
+    return result
+
+
+def _refuse_future(body: OrderIn, now: datetime) -> None:
+    if body.paid_at > now:
+        raise ValidationFailed.on("body.paid_at", "must not be in the future")
+
+
+async def _facts(
+    context: AppContext, connection: Connection, program_id: int, body: OrderIn, *, lock: bool = False
+) -> tuple[MemberFacts, RulesDocument]:
+    first, last = _day_window(body)
+    facts = await repository.member_facts(connection, program_id, body.member, first, last, lock=lock)
+    if facts is None:
+        raise MemberNotFound(f"no member {body.member} in this program")
+    rules = await context.rules.document(connection, program_id, facts.rules_version)
+    return facts, rules
+
+
+async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> StoredResponse:
+    """Record a paid order and post what it earns (POST /v1/orders)."""
+    now = context.clock.now()
+    _refuse_future(body, now)
+    program_id = request.principal.program_id
+
+    async def attempt(connection: Connection, *, lock: bool = False) -> StoredResponse | None:
+        facts, rules = await _facts(context, connection, program_id, body, lock=lock)
+        try:
+            order_facts, earning = _compute(rules, body, facts)
+        except AppError:
+            # A retry of an order that was recorded under other rules replays it.
+            found = await _stored_order(connection, program_id, body, request)
+            if found is None:
+                raise
+            return found
+        order = _new_order(request, body, rules, facts, order_facts, earning, now)
+        try:
+            row = await repository.post_order(connection, order)
+        except asyncpg.PostgresError as exc:
+            problem = ledger.as_app_error(exc)
+            if problem is None:
+                raise
+            raise problem from exc
+        if row["outcome"] == "posted":
+            return StoredResponse(201, order.response_body)
+        if row["outcome"] == "exists":
+            return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
+        return None  # stale: the member changed since the facts were read
+
+    async def locked_attempt(connection: Connection) -> StoredResponse | None:
+        async with connection.transaction():
+            return await attempt(connection, lock=True)
+
+    # Optimistic first: no transaction, no lock held across the computation. If the
+    # member changed between the read and the post (another of their requests landed
+    # in between), read again holding their balance row, which nothing can then change.
+    outcome = await context.db.call(attempt)
+    if outcome is None:
+        outcome = await context.db.call(locked_attempt)
+    if outcome is None:  # the lock makes this unreachable; fail loudly, not silently
+        raise ServiceUnavailable("the member's balance changed while the order was posted; retry it")
+    return outcome
+
+
+def _new_order(
+    request: ledger.Request,
+    body: OrderIn,
+    rules: RulesDocument,
+    facts: MemberFacts,
+    order_facts: OrderFacts,
+    earning: OrderEarning,
+    now: datetime,
+) -> NewOrder:
+    owed = -facts.debt
+    repaid = min(earning.points, owed)
+    entry_id = uuid7()
+    result, pending_until = _result(
+        body, rules, facts.rules_version, earning, repaid, now, entry_id if earning.points else None
+    )
+    accounts: list[str] = []
+    amounts: list[int] = []
+    if repaid:
+        accounts.append("debt")
+        amounts.append(repaid)
+    if earning.points - repaid:
+        accounts.append("pending" if pending_until is not None else "available")
+        amounts.append(earning.points - repaid)
+    return NewOrder(
+        entry_id=entry_id,
+        program_id=request.principal.program_id,
+        member_id=facts.member_id,
+        member=body.member,
+        expected_version=facts.version,
+        order_id=body.order_id,
+        idempotency_key=request.idempotency_key,
+        request_fingerprint=request.fingerprint,
+        paid_at=body.paid_at,
+        recorded_at=now,
+        actor_key_id=request.principal.key_id,
+        rules_version=facts.rules_version,
+        local_day=earning.local_day,
+        currency=body.total.currency,
+        total=body.total.amount,
+        channel=body.channel,
+        lines=[line.model_dump(mode="json") for line in body.lines or ()],
+        facts={
+            "tier": order_facts.tier,
+            "birthday": None if order_facts.birthday is None else order_facts.birthday.isoformat(),
+            "first_order": order_facts.first_order,
+            "earned_today": order_facts.earned_today,
+        },
+        segments=[
+            {"key": segment.key, "value": str(segment.value), "weight": str(segment.weight)}
+            for segment in earning.segments
+        ],
+        explanation=[line.model_dump() for line in result.breakdown],
+        points=earning.points,
+        pending_until=pending_until,
+        accounts=accounts,
+        amounts=amounts,
+        response_body=result.model_dump_json().encode(),
+    )
+
+
+def _replay_order(
+    request: ledger.Request, body: OrderIn, fingerprint: str, response_body: bytes | None
+) -> StoredResponse:
+    if fingerprint != request.fingerprint or response_body is None:
+        raise OrderExists(f"order {body.order_id} was already recorded with other details")
+    return StoredResponse(201, bytes(response_body), replayed=True)
+
+
+async def _stored_order(
+    connection: Connection, program_id: int, body: OrderIn, request: ledger.Request
+) -> StoredResponse | None:
+    row = await repository.stored_order(connection, program_id, body.order_id)
+    if row is None:
+        return None
+    return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
+
+
+def _segments(raw: str) -> list[Segment]:
+    return [Segment(item["key"], Decimal(item["value"]), Decimal(item["weight"])) for item in json.loads(raw)]
+
+
+def _lines(raw: str) -> list[OrderLine]:
+    return [
+        OrderLine(item["sku"], item["quantity"], Decimal(item["unit_price"]["amount"]), item.get("category"))
+        for item in json.loads(raw)
+    ]
+
+
+def _display_places(total: Decimal) -> int:
+    exponent = total.as_tuple().exponent
+    return max(2, -exponent) if isinstance(exponent, int) else 2
+
+
+async def refund(
+    context: AppContext, request: ledger.Request, order_id: str, body: RefundIn
+) -> StoredResponse:
+    """Take back what the refunded part of an order earned (POST /v1/orders/{id}/refunds)."""
+    now = context.clock.now()
+    program_id = request.principal.program_id
+
+    async def work(connection: Connection) -> StoredResponse:
+        async with connection.transaction():
+            order = await repository.order_for_refund(connection, program_id, order_id)
+            if order is None:
+                raise OrderNotFound(f"no order {order_id} in this program")
+            # After the order's lock: a concurrent retry of this refund has committed.
+            found = await ledger.stored(connection, request)
+            if found is not None:
+                return found
+            earlier = await repository.stored_refund(connection, program_id, order["id"], body.refund_id)
+            if earlier is not None:
+                if earlier["request_fingerprint"] != request.fingerprint:
+                    raise RefundExists(
+                        f"refund {body.refund_id} of order {order_id} was made with other details"
+                    )
+                return StoredResponse(201, bytes(earlier["response_body"]), replayed=True)
+            rules = await context.rules.document(connection, program_id, order["active_rules_version"])
+            return await _take_back(connection, request, order, body, rules, now)
+
+    return await context.db.call(work)
+
+
+async def _take_back(
+    connection: Connection,
+    request: ledger.Request,
+    order: asyncpg.Record,
+    body: RefundIn,
+    rules: RulesDocument,
+    now: datetime,
+) -> StoredResponse:
+    currency = order["currency"]
+    segments = _segments(order["segments"])
+    state = RefundState.from_json(json.loads(order["refund_state"]))
+    try:
+        if body.amount is not None:
+            if body.amount.currency != currency:
+                raise CurrencyMismatch(f"order {order['order_id']} was paid in {currency}")
+            outcome = refund_amount(order["points"], segments, state, body.amount.amount)
+        else:
+            wanted = [RefundLine(line.sku, line.quantity) for line in body.lines or ()]
+            outcome = refund_lines(order["points"], segments, _lines(order["lines"]), state, wanted)
+    except RulesError as exc:
+        raise rules_problem(exc) from exc
+
+    points = outcome.points
+    from_pending = 0
+    if points and order["entry_id"] is not None:
+        credit = await repository.lock_pending_credit(connection, order["entry_id"], order["member_id"])
+        if credit is not None and credit["remaining"]:
+            from_pending = min(points, credit["remaining"])
+            await repository.take_from_pending_credit(connection, credit["id"], from_pending)
+    balance = await repository.lock_balance(connection, order["member_id"])
+    from_available = min(points - from_pending, balance["available"])
+    short = points - from_pending - from_available
+    debt = short if rules.refunds.shortfall == "debt" else 0
+    shortfall = short - debt
+
+    amount = Decimal(outcome.amount.numerator) / Decimal(outcome.amount.denominator)
+    entry_id = uuid7() if from_pending + from_available + debt else None
+    result = RefundResult(
+        refund_id=body.refund_id,
+        order_id=order["order_id"],
+        amount=money(amount, currency, _display_places(order["total"])),
+        points_reversed=points,
+        from_pending=from_pending,
+        from_available=from_available,
+        shortfall=shortfall,
+        debt=debt,
+        points_reversed_total=outcome.taken_back_total,
+        entry_id=entry_id,
+    )
+    response = result.model_dump_json().encode()
+    if entry_id is not None:
+        member = order["member"]
+        legs = [
+            Leg(member, account, -taken)
+            for account, taken in (("pending", from_pending), ("available", from_available), ("debt", debt))
+            if taken
+        ]
+        legs.append(Leg(None, "issuance", from_pending + from_available + debt))
+        explanation = [
+            {
+                "rule": "refund",
+                "points": points,
+                "detail": f"{result.amount.amount} {currency} refunded of {order['total']} {currency}; "
+                f"{outcome.taken_back_total} of the order's {order['points']} points taken back so far",
+            }
+        ]
+        if shortfall:
+            explanation.append(
+                {
+                    "rule": "shortfall",
+                    "points": -shortfall,
+                    "detail": "already spent; recorded, not taken back",
+                }
+            )
+        await ledger.post_in_transaction(
+            connection,
+            request,
+            "refund",
+            legs,
+            now,
+            response_body=response,
+            entry_id=entry_id,
+            order_id=order["order_id"],
+            rules_version=order["rules_version"],
+            reason=f"refund {body.refund_id}",
+            explanation=explanation,
+        )
+    else:
+        await ledger.keep_response(connection, request, response, now)
+    await repository.record_refund(
+        connection,
+        NewRefund(
+            paid_order_id=order["id"],
+            refund_id=body.refund_id,
+            idempotency_key=request.idempotency_key,
+            request_fingerprint=request.fingerprint,
+            entry_id=entry_id,
+            amount=amount,
+            points=points,
+            from_pending=from_pending,
+            from_available=from_available,
+            shortfall=shortfall,
+            debt=debt,
+            created_at=now,
+            refund_state=outcome.state.to_json(),
+            points_taken_back=outcome.taken_back_total,
+        ),
+    )
+    return StoredResponse(201, response)
