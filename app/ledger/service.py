@@ -54,6 +54,11 @@ class EntryNotReversible(AppError):
     status, code, title = 422, "entry_not_reversible", "This entry cannot be reversed"
 
 
+# Entries an order's lifecycle wrote: undone by refunds, which keep the order's
+# refund state and pending credit in step, never by a bare reversal.
+ORDER_KINDS = frozenset({"earn", "refund", "activate"})
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One ledger-changing request: who asks, under which key, for what exactly."""
@@ -262,6 +267,10 @@ async def reverse(
         raise EntryNotFound(f"no entry {entry_id} in this program")
     if rows[0]["kind"] == "reversal":
         raise EntryNotReversible("a reversal cannot itself be reversed; post a new entry instead")
+    if rows[0]["kind"] in ORDER_KINDS:
+        raise EntryNotReversible(
+            f"a {rows[0]['kind']} entry belongs to an order: refund the order instead"
+        )
     legs = [Leg(row["member"], row["account"], -row["amount"]) for row in rows]
     return await _post(
         context,

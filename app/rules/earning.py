@@ -25,8 +25,9 @@ from zoneinfo import ZoneInfo
 
 from app.rules.document import MAX_POINTS, Earn, Multiplier, RulesDocument, When
 
-# Enough digits that no product of an amount (12+4 digits), a rate and a handful of
-# factors is ever rounded before the one rounding the rules ask for.
+# All arithmetic of an order runs in this context: enough digits that no product of
+# an amount (12+4 digits), a rate and a handful of factors is rounded before the one
+# rounding the rules ask for, and that a discounted order's shares add up exactly.
 _CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation])
 _ROUNDING = {
     "floor": decimal.ROUND_FLOOR,
@@ -34,6 +35,9 @@ _ROUNDING = {
     "ceil": decimal.ROUND_CEILING,
 }
 REST = "rest"
+# A discounted order's shares have 40 decimals: with amounts under 10^13 their sum
+# is exact in the 60-digit context, so the segments add up to the total exactly.
+_SHARE = Decimal("1e-40")
 
 
 class RulesError(ValueError):
@@ -125,7 +129,7 @@ def _pieces(earn: Earn, facts: OrderFacts) -> list[_Piece]:
     else:
         # An order-level discount: share the total in proportion to the lines. The
         # last line takes what is left so the segments add up to the total exactly.
-        values = [_CONTEXT.divide(_CONTEXT.multiply(amount, facts.total), covered) for amount in amounts]
+        values = [(amount * facts.total / covered).quantize(_SHARE) for amount in amounts]
         values[-1] = facts.total - sum(values[:-1], Decimal(0))
         rest = Decimal(0)
     for index, (line, value) in enumerate(zip(lines, values, strict=True)):
@@ -175,9 +179,9 @@ def _stack(stacking: str, current: Decimal | None, factor: Decimal, applied: boo
     if current is None:
         return factor
     if stacking == "multiply":
-        return _CONTEXT.multiply(current, factor)
+        return current * factor
     if stacking == "add":
-        return _CONTEXT.add(current, factor - 1)
+        return current + factor - 1
     return max(current, factor)
 
 
@@ -216,6 +220,11 @@ def _money(value: Decimal, facts: OrderFacts) -> str:
 
 def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
     """Points for one paid order, with the explanation that adds up to them."""
+    with decimal.localcontext(_CONTEXT):
+        return _earn_order(rules, facts)
+
+
+def _earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
     if rules.currency is not None and facts.currency != rules.currency:
         raise RulesError(
             "currency_mismatch", f"the program earns on {rules.currency} orders, not {facts.currency}"
@@ -223,8 +232,8 @@ def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
     earn = rules.earn
     local = local_time(rules, facts.paid_at)
     pieces = _pieces(earn, facts)
-    rate = _CONTEXT.divide(Decimal(earn.base.points), earn.base.per)
-    base = [Decimal(0) if piece.excluded else _CONTEXT.multiply(piece.value, rate) for piece in pieces]
+    rate = Decimal(earn.base.points) / earn.base.per
+    base = [Decimal(0) if piece.excluded else piece.value * rate for piece in pieces]
     factors: list[Decimal | None] = [None for _ in pieces]
     rounding = earn.base.rounding
 
@@ -245,9 +254,7 @@ def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
             _stack(earn.stacking, current, rule.factor, hit)
             for current, hit in zip(factors, matches, strict=True)
         ]
-        exact = sum(
-            (_CONTEXT.multiply(b, _effective(f)) for b, f in zip(base, factors, strict=True)), Decimal(0)
-        )
+        exact = sum((b * _effective(f) for b, f in zip(base, factors, strict=True)), Decimal(0))
         total = _round(exact, rounding)
         scope = "" if not rule.when.on_lines else " on matching lines"
         lines.append(
@@ -257,7 +264,7 @@ def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
         running = total
 
     segments = tuple(
-        Segment(piece.key, piece.value, _CONTEXT.multiply(b, _effective(f)))
+        Segment(piece.key, piece.value, b * _effective(f))
         for piece, b, f in zip(pieces, base, factors, strict=True)
     )
 
