@@ -16,6 +16,7 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
+from app.events.endpoints import router as events_router
 from app.jobs.endpoints import router as jobs_router
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
@@ -76,6 +77,7 @@ def create_app(
         rules_router,
         orders_router,
         jobs_router,
+        events_router,
     ):
         app.include_router(router)
     return app

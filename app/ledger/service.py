@@ -268,9 +268,7 @@ async def reverse(
     if rows[0]["kind"] == "reversal":
         raise EntryNotReversible("a reversal cannot itself be reversed; post a new entry instead")
     if rows[0]["kind"] in ORDER_KINDS:
-        raise EntryNotReversible(
-            f"a {rows[0]['kind']} entry belongs to an order: refund the order instead"
-        )
+        raise EntryNotReversible(f"a {rows[0]['kind']} entry belongs to an order: refund the order instead")
     legs = [Leg(row["member"], row["account"], -row["amount"]) for row in rows]
     return await _post(
         context,

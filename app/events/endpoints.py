@@ -1,0 +1,55 @@
+"""HTTP route for member events: thin, the rules live in service.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, error_responses
+from app.events import service
+from app.events.schemas import EventIn
+from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, fingerprint, idempotency_key
+from app.ledger import service as ledger
+from app.ledger.endpoints import MemberPath
+from app.ledger.schemas import EntryOut
+from app.members.errors import MemberNotFound
+
+router = APIRouter(prefix="/v1/members", tags=["points"])
+
+
+@router.post(
+    "/{member}/events",
+    status_code=201,
+    response_model=EntryOut,
+    operation_id="createMemberEvent",
+    responses=error_responses(
+        Forbidden,
+        IdempotencyKeyRequired,
+        IdempotencyKeyReused,
+        MemberNotFound,
+        service.UnknownEventType,
+        service.EventLimitReached,
+        service.NoReferrer,
+        ledger.PointsOutOfRange,
+    ),
+)
+async def create_member_event(
+    http: Request,
+    member: MemberPath,
+    body: EventIn,
+    context: Context,
+    key: Annotated[str, Depends(idempotency_key)],
+    principal: Annotated[Principal, Depends(require("points:earn"))],
+) -> Response:
+    """Record a non-order activity (sign-up, review, check-in, referral, or a type of
+    the program's own) and give the points the active rules set for it. Limits per
+    local day are the rules' `max_per_day` (422 `event_limit_reached`). A `referral`
+    event is posted for the new member and also pays the member who referred them
+    (set at enrolment with `referred_by`), once."""
+    request = ledger.Request(principal, key, fingerprint(http.method, http.url.path, body))
+    result = await service.record(context, request, member, body)
+    return result.to_response()

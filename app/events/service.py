@@ -1,0 +1,114 @@
+"""Where a non-order activity earns: one transaction that locks the member, counts
+their events of the type for the local day, asks the rules, and posts."""
+
+from __future__ import annotations
+
+from uuid_utils.compat import uuid7
+
+from app.context import AppContext
+from app.db import Connection
+from app.errors import AppError, ValidationFailed
+from app.events import repository
+from app.events.schemas import EventIn
+from app.idempotency import StoredResponse
+from app.ledger import service as ledger
+from app.ledger.repository import Leg
+from app.members.errors import MemberNotFound
+from app.rules import EventFacts, RulesError, earn_event
+from app.rules.events import local_day
+
+
+class UnknownEventType(AppError):
+    status, code, title = 422, "unknown_event_type", "The program's rules give no points for this event"
+
+
+class EventLimitReached(AppError):
+    status, code, title = 422, "event_limit_reached", "The event has earned as often as the rules allow"
+
+
+class NoReferrer(AppError):
+    status, code, title = 422, "no_referrer", "The member was not referred by anyone"
+
+
+_PROBLEMS: dict[str, type[AppError]] = {
+    "unknown_event_type": UnknownEventType,
+    "event_limit_reached": EventLimitReached,
+    "no_referrer": NoReferrer,
+}
+
+
+async def record(context: AppContext, request: ledger.Request, member: str, body: EventIn) -> StoredResponse:
+    now = context.clock.now()
+    if body.occurred_at > now:
+        raise ValidationFailed.on("body.occurred_at", "must not be in the future")
+    program_id = request.principal.program_id
+
+    async def work(connection: Connection) -> StoredResponse:
+        async with connection.transaction():
+            facts = await repository.locked_facts(connection, program_id, member)
+            if facts is None:
+                raise MemberNotFound(f"no member {member} in this program")
+            # Under the member's lock: a concurrent retry of this request has committed.
+            found = await ledger.stored(connection, request)
+            if found is not None:
+                return found
+            rules = await context.rules.document(connection, program_id, facts["rules_version"])
+            day = local_day(rules, body.occurred_at)
+            today, ever = await repository.counts(connection, facts["member_id"], body.type, day)
+            try:
+                earning = earn_event(
+                    rules,
+                    EventFacts(
+                        type=body.type,
+                        occurred_at=body.occurred_at,
+                        earned_today=today,
+                        has_referrer=facts["referrer"] is not None,
+                        referrals_before=ever if body.type == "referral" else 0,
+                    ),
+                )
+            except RulesError as exc:
+                raise _PROBLEMS[exc.code](exc.message) from exc
+            owed = -facts["debt"]
+            repaid = min(earning.points, owed)
+            legs = [
+                Leg(member, account, points)
+                for account, points in (("debt", repaid), ("available", earning.points - repaid))
+                if points
+            ]
+            if earning.referrer_points:
+                legs.append(Leg(facts["referrer"], "available", earning.referrer_points))
+            legs.append(Leg(None, "issuance", -(earning.points + earning.referrer_points)))
+            entry_id = uuid7()
+            response = await ledger.post_in_transaction(
+                connection,
+                request,
+                "event",
+                legs,
+                now,
+                entry_id=entry_id,
+                occurred_at=body.occurred_at,
+                reason=body.type,
+                rules_version=facts["rules_version"],
+                metadata=body.attributes,
+                explanation=[
+                    {"rule": line.rule, "points": line.points, "detail": line.detail}
+                    for line in earning.lines
+                ],
+            )
+            await repository.insert_event(
+                connection,
+                program_id=program_id,
+                member_id=facts["member_id"],
+                event_type=body.type,
+                occurred_at=body.occurred_at,
+                recorded_at=now,
+                local_day=day,
+                entry_id=entry_id,
+                points=earning.points,
+                referrer_member_id=facts["referred_by_member_id"] if earning.referrer_points else None,
+                referrer_points=earning.referrer_points,
+                attributes=body.attributes or {},
+            )
+            return response
+
+    return await context.db.call(work)
