@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -80,6 +81,17 @@ WITH refund AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 )
 UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14 WHERE id = $1
+"""
+
+
+# Orders paid in a period, in the order they were recorded, with what they earned
+# and how (the entry's explanation): the input of a what-if replay.
+PAST_ORDERS = """
+SELECT o.member_id, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts, o.points, e.explanation
+  FROM paid_order o
+  LEFT JOIN journal_entry e ON e.id = o.entry_id
+ WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
+ ORDER BY o.id
 """
 
 
@@ -249,3 +261,10 @@ async def record_refund(connection: Connection, refund: NewRefund) -> None:
         json.dumps(refund.refund_state),
         refund.points_taken_back,
     )
+
+
+def past_orders(
+    connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
+) -> AsyncIterator[asyncpg.Record]:
+    """A server-side cursor (the caller holds a transaction): memory stays flat."""
+    return connection.cursor(PAST_ORDERS, program_id, start, end, prefetch=prefetch).__aiter__()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -445,3 +447,40 @@ async def _take_back(
         ),
     )
     return StoredResponse(201, response)
+
+
+@dataclass(frozen=True, slots=True)
+class PastOrder:
+    """A recorded order as the rules saw it, for what-if replays."""
+
+    member_id: int
+    facts: OrderFacts  # earned_today as recorded; a replay supplies its own
+    points: int
+    by_rule: list[tuple[str, int]]  # what each rule gave it
+
+
+async def past_orders(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> AsyncIterator[PastOrder]:
+    """Orders paid in [start, end), in the order they were recorded. Call inside a
+    transaction (a read-only, repeatable-read one gives a consistent replay)."""
+    async for row in repository.past_orders(connection, program_id, start, end):
+        facts = json.loads(row["facts"])
+        birthday = facts.get("birthday")
+        explanation = json.loads(row["explanation"]) if row["explanation"] is not None else []
+        yield PastOrder(
+            member_id=row["member_id"],
+            facts=OrderFacts(
+                total=row["total"],
+                currency=row["currency"],
+                paid_at=row["paid_at"],
+                lines=tuple(_lines(row["lines"])),
+                channel=row["channel"],
+                tier=facts.get("tier"),
+                birthday=None if birthday is None else date.fromisoformat(birthday),
+                first_order=bool(facts.get("first_order")),
+                earned_today=int(facts.get("earned_today", 0)),
+            ),
+            points=row["points"],
+            by_rule=[(line["rule"], int(line["points"])) for line in explanation],
+        )

@@ -18,7 +18,8 @@ always add up to the points, and the sum is the order's one rounding.
 from __future__ import annotations
 
 import decimal
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -100,7 +101,6 @@ class OrderEarning:
     lines: tuple[ExplanationLine, ...]
     segments: tuple[Segment, ...]
     local_day: date
-    applied: dict[str, int] = field(default_factory=dict)  # rule id -> points, for simulation splits
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +218,16 @@ def _money(value: Decimal, facts: OrderFacts) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT):f} {facts.currency}"
 
 
-def earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
-    """Points for one paid order, with the explanation that adds up to them."""
+def earn_order(rules: RulesDocument, facts: OrderFacts, *, explain: bool = True) -> OrderEarning:
+    """Points for one paid order, with the explanation that adds up to them.
+
+    `explain=False` leaves the lines' `detail` empty: a what-if replay of many
+    orders needs the points of each rule, not the sentences."""
     with decimal.localcontext(_CONTEXT):
-        return _earn_order(rules, facts)
+        return _earn_order(rules, facts, explain)
 
 
-def _earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
+def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> OrderEarning:
     if rules.currency is not None and facts.currency != rules.currency:
         raise RulesError(
             "currency_mismatch", f"the program earns on {rules.currency} orders, not {facts.currency}"
@@ -236,15 +239,21 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
     base = [Decimal(0) if piece.excluded else piece.value * rate for piece in pieces]
     factors: list[Decimal | None] = [None for _ in pieces]
     rounding = earn.base.rounding
+    lines: list[ExplanationLine] = []
 
-    eligible = sum((piece.value for piece in pieces if not piece.excluded), Decimal(0))
-    excluded = facts.total - eligible
-    detail = f"{_money(eligible, facts)} at {earn.base.points} per {earn.base.per:f}, {rounding}" + (
-        f"; {_money(excluded, facts)} excluded" if excluded else ""
-    )
+    def add(rule: str, points: int, detail: Callable[[], str]) -> None:
+        # `detail` is called here and now, so lambdas over loop variables are safe.
+        lines.append(ExplanationLine(rule, points, detail() if explain else ""))
+
+    def base_detail() -> str:
+        eligible = sum((piece.value for piece in pieces if not piece.excluded), Decimal(0))
+        excluded = facts.total - eligible
+        return f"{_money(eligible, facts)} at {earn.base.points} per {earn.base.per:f}, {rounding}" + (
+            f"; {_money(excluded, facts)} excluded" if excluded else ""
+        )
+
     running = _round(sum(base, Decimal(0)), rounding)
-    lines = [ExplanationLine("base", running, detail)]
-    applied: dict[str, int] = {"base": running}
+    add("base", running, base_detail)
 
     for rule in earn.multipliers:
         matches = _applies_to(rule, facts, local, pieces)
@@ -257,10 +266,7 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
         exact = sum((b * _effective(f) for b, f in zip(base, factors, strict=True)), Decimal(0))
         total = _round(exact, rounding)
         scope = "" if not rule.when.on_lines else " on matching lines"
-        lines.append(
-            ExplanationLine(rule.id, total - running, f"x{rule.factor}{scope} ({_describe(rule.when)})")
-        )
-        applied[rule.id] = total - running
+        add(rule.id, total - running, lambda: f"x{rule.factor}{scope} ({_describe(rule.when)})")  # noqa: B023
         running = total
 
     segments = tuple(
@@ -272,35 +278,27 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts) -> OrderEarning:
         if _order_condition_holds(bonus.when, facts, local) and (
             not bonus.when.on_lines or any(_line_matches(bonus.when, line) for line in facts.lines)
         ):
-            lines.append(
-                ExplanationLine(bonus.id, bonus.points, f"+{bonus.points} ({_describe(bonus.when)})")
-            )
-            applied[bonus.id] = bonus.points
+            add(bonus.id, bonus.points, lambda: f"+{bonus.points} ({_describe(bonus.when)})")  # noqa: B023
             running += bonus.points
 
     caps = earn.caps
     if caps.per_order is not None and running > caps.per_order:
-        clip = caps.per_order - running
-        lines.append(ExplanationLine("cap:per_order", clip, f"at most {caps.per_order} per order"))
-        applied["cap:per_order"] = clip
-        running = caps.per_order
+        per_order = caps.per_order
+        add("cap:per_order", per_order - running, lambda: f"at most {per_order} per order")
+        running = per_order
     if caps.per_member_per_day is not None:
-        room = max(0, caps.per_member_per_day - facts.earned_today)
+        per_day = caps.per_member_per_day
+        room = max(0, per_day - facts.earned_today)
         if running > room:
-            clip = room - running
-            lines.append(
-                ExplanationLine(
-                    "cap:per_member_per_day",
-                    clip,
-                    f"at most {caps.per_member_per_day} a day; {facts.earned_today} already earned "
-                    f"on {local.date().isoformat()}",
-                )
+            add(
+                "cap:per_member_per_day",
+                room - running,
+                lambda: f"at most {per_day} a day; {facts.earned_today} already earned on {local.date()}",
             )
-            applied["cap:per_member_per_day"] = clip
             running = room
     if running > MAX_POINTS:
         raise RulesError("points_out_of_range", f"the order would earn more than {MAX_POINTS} points")
-    return OrderEarning(running, tuple(lines), segments, local.date(), applied)
+    return OrderEarning(running, tuple(lines), segments, local.date())
 
 
 def _applies_to(rule: Multiplier, facts: OrderFacts, local: datetime, pieces: list[_Piece]) -> list[bool]:

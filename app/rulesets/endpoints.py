@@ -11,7 +11,7 @@ from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, MalformedJson, error_responses
 from app.rulesets import service
-from app.rulesets.schemas import RulesVersionOut
+from app.rulesets.schemas import RulesVersionOut, SimulationIn, SimulationOut
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 Reader = Annotated[Principal, Depends(require("rules:read"))]
@@ -78,3 +78,19 @@ async def activate_rules_version(version: Version, context: Context, principal: 
     """Switch the program to this version: orders and events from now on earn under
     it and record it. Activating the active version changes nothing."""
     return await service.activate(context, principal, version)
+
+
+@router.post(
+    "/{version}/simulate",
+    response_model=SimulationOut,
+    response_model_by_alias=True,
+    operation_id="simulateRulesVersion",
+    responses=error_responses(Forbidden, service.RulesVersionNotFound),
+)
+async def simulate_rules_version(
+    version: Version, body: SimulationIn, context: Context, principal: Reader
+) -> SimulationOut:
+    """What the program's orders paid in [`from`, `to`) would have earned under this
+    version (a draft, say), beside what they did earn, in total and rule by rule.
+    Nothing is written."""
+    return await service.simulate(context, principal, version, body)

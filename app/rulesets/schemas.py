@@ -46,6 +46,9 @@ class SimulationOut(BaseModel):
     )
     to: datetime = Field(description="end of the period (UTC)", examples=["2026-11-01T00:00:00Z"])
     orders: int = Field(description="orders paid in the period", examples=[100000])
+    orders_not_earning: int = Field(
+        description="of those, orders in a currency the simulated version does not take", examples=[0]
+    )
     actual_points: int = Field(description="what they earned", examples=[2400000])
     simulated_points: int = Field(
         description="what they would have earned under `version`", examples=[2650000]

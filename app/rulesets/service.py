@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.service import Principal
 from app.context import AppContext
-from app.errors import AppError, FieldError, NotFound
-from app.rules import RulesDocument, default_document
+from app.errors import AppError, FieldError, NotFound, ValidationFailed
+from app.orders import service as orders
+from app.rules import RulesDocument, RulesError, default_document, earn_order
+from app.rules.earning import local_time
 from app.rulesets import repository
 from app.rulesets.models import RulesVersion
-from app.rulesets.schemas import RulesVersionOut
+from app.rulesets.schemas import RuleSplit, RulesVersionOut, SimulationIn, SimulationOut
 
 
 class InvalidRules(AppError):
@@ -114,3 +118,59 @@ async def activate(context: AppContext, principal: Principal, version: int) -> R
         return _out(row)
 
     return await context.db.run(work)
+
+
+async def simulate(
+    context: AppContext, principal: Principal, version: int, body: SimulationIn
+) -> SimulationOut:
+    """Replay the program's orders paid in [from, to) under `version`; write nothing.
+
+    Orders are replayed in the order they were recorded, each with the facts it was
+    recorded with (tier, birthday, first order), except what the member had earned
+    that day: the daily cap counts the replay's own points, from the start of the
+    period. Orders in a currency the version does not take earn nothing under it."""
+    if body.to <= body.from_:
+        raise ValidationFailed.on("body.to", "must be after from")
+    program_id = principal.program_id
+    actual = simulated = count = 0
+    skipped = 0
+    split: dict[str, list[int]] = {}
+    earned: dict[tuple[int, date], int] = {}
+    async with context.db.pool.acquire() as connection:
+        try:
+            rules = await context.rules.document(connection, program_id, version)
+        except LookupError:
+            raise RulesVersionNotFound(f"the program has no rules version {version}") from None
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            async for order in orders.past_orders(connection, program_id, body.from_, body.to):
+                count += 1
+                actual += order.points
+                for rule, points in order.by_rule:
+                    split.setdefault(rule, [0, 0])[0] += points
+                day = local_time(rules, order.facts.paid_at).date()
+                so_far = earned.get((order.member_id, day), 0)
+                try:
+                    earning = earn_order(rules, replace(order.facts, earned_today=so_far), explain=False)
+                except RulesError:
+                    skipped += 1
+                    continue
+                simulated += earning.points
+                earned[(order.member_id, day)] = so_far + earning.points
+                for line in earning.lines:
+                    split.setdefault(line.rule, [0, 0])[1] += line.points
+    rules_split = [
+        RuleSplit(rule=rule, actual_points=a, simulated_points=s, delta_points=s - a)
+        for rule, (a, s) in split.items()
+    ]
+    rules_split.sort(key=lambda item: (-abs(item.delta_points), item.rule))
+    return SimulationOut(
+        version=version,
+        from_=body.from_,
+        to=body.to,
+        orders=count,
+        orders_not_earning=skipped,
+        actual_points=actual,
+        simulated_points=simulated,
+        delta_points=simulated - actual,
+        rules=rules_split,
+    )
