@@ -29,12 +29,10 @@ from pathlib import Path
 import asyncpg
 
 from app.auth.service import mint_key
-from app.cli import run_migrations
 from app.db import asyncpg_dsn
-from app.ledger.verify import verify
+from bench import common
 
 HERE = Path(__file__).resolve().parent
-SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 DATABASE = "points_ledger_bench"
 
 
@@ -48,17 +46,11 @@ class Round:
 
 
 def database_url() -> str:
-    return SERVER.rpartition("/")[0] + "/" + DATABASE
+    return common.database_url(DATABASE)
 
 
 async def prepare(members: int) -> str:
-    admin = await asyncpg.connect(asyncpg_dsn(SERVER))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await admin.close()
-    await asyncio.to_thread(run_migrations, database_url())
+    await common.fresh_database(DATABASE)
     key, prefix, digest = mint_key()
     connection = await asyncpg.connect(asyncpg_dsn(database_url()))
     try:
@@ -68,20 +60,7 @@ async def prepare(members: int) -> str:
             prefix,
             digest,
         )
-        await connection.execute(
-            """
-            WITH m AS (
-                INSERT INTO member (program_id, external_id, enrolled_at, created_at)
-                SELECT 1, 'm-' || g, now(), now() FROM generate_series(1, $1) AS g
-                RETURNING id
-            ), a AS (
-                INSERT INTO account (program_id, member_id, kind)
-                SELECT 1, m.id, k FROM m, unnest(ARRAY['available', 'pending', 'held']) AS k
-            )
-            INSERT INTO member_balance (member_id, updated_at) SELECT id, now() FROM m
-            """,
-            members,
-        )
+        await common.add_members(connection, 1, members)
     finally:
         await connection.close()
     return key
@@ -128,14 +107,6 @@ def drive(target: str, port: int, env: dict[str, str], seconds: int, connections
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
     return Round(target, rps, p50, p99, errors)
-
-
-async def sound() -> bool:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url()))
-    try:
-        return all(outcome.mismatches == 0 for outcome in await verify(connection))
-    finally:
-        await connection.close()
 
 
 def main() -> None:
@@ -203,7 +174,7 @@ def main() -> None:
     print(f"ratio service/bare: {medians['service'] / medians['bare']:.2f}")
     print(
         "verify after the run:",
-        "ledger is sound" if asyncio.run(sound()) else "MISMATCHES (run points-ledger verify)",
+        "ledger is sound" if asyncio.run(common.sound(DATABASE)) else "MISMATCHES (run points-ledger verify)",
     )
 
 

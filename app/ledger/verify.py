@@ -113,6 +113,60 @@ CHECKS = (
         SELECT original::text, account_id, net FROM legs WHERE net <> 0
         """,
     ),
+    Check(
+        "each member's pending credits add up to their pending balance",
+        """
+        SELECT b.member_id::text, b.pending, coalesce(c.remaining, 0) AS pending_credits
+          FROM member_balance b
+          LEFT JOIN (SELECT member_id, sum(remaining) AS remaining FROM pending_credit GROUP BY member_id) c
+            ON c.member_id = b.member_id
+         WHERE b.pending <> coalesce(c.remaining, 0)
+        """,
+    ),
+    Check(
+        "each order's entry credits exactly the order's points, to its member",
+        """
+        SELECT o.program_id::text, o.order_id, o.points, sum(p.amount) FILTER (WHERE p.amount > 0) AS credited
+          FROM paid_order o
+          LEFT JOIN posting p ON p.entry_id = o.entry_id
+         GROUP BY o.id
+        HAVING (o.entry_id IS NULL AND o.points <> 0)
+            OR (o.entry_id IS NOT NULL AND (
+                   coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0) <> o.points
+                OR bool_or(p.member_id IS NOT NULL AND p.member_id <> o.member_id)))
+        """,
+    ),
+    Check(
+        "each order's refunds add up to what it says was taken back, and each moved what it says",
+        """
+        SELECT o.program_id::text, o.order_id, o.points_taken_back, sum(f.points) AS refunded
+          FROM paid_order o JOIN order_refund f ON f.paid_order_id = o.id
+         GROUP BY o.id
+        HAVING sum(f.points) <> o.points_taken_back
+        UNION ALL
+        SELECT o.program_id::text, f.refund_id, f.from_pending + f.from_available + f.debt, moved.points
+          FROM order_refund f
+          JOIN paid_order o ON o.id = f.paid_order_id
+         CROSS JOIN LATERAL (
+               SELECT coalesce(sum(p.amount), 0) AS points
+                 FROM posting p WHERE p.entry_id = f.entry_id AND p.amount > 0
+               ) moved
+         WHERE f.from_pending + f.from_available + f.debt <> moved.points
+        """,
+    ),
+    Check(
+        "every program has exactly one active rules version, and entries name versions it has",
+        """
+        SELECT g.id::text, count(r.version) AS active_versions, NULL::integer AS unknown_version
+          FROM program g LEFT JOIN rules_version r ON r.program_id = g.id AND r.active
+         GROUP BY g.id HAVING count(r.version) <> 1
+        UNION ALL
+        SELECT e.id::text, NULL, e.rules_version
+          FROM journal_entry e
+          LEFT JOIN rules_version r ON r.program_id = e.program_id AND r.version = e.rules_version
+         WHERE e.rules_version IS NOT NULL AND r.version IS NULL
+        """,
+    ),
 )
 
 

@@ -1,0 +1,58 @@
+"""What the benchmarks share: a fresh, migrated database and members to work on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+
+from app.cli import run_migrations
+from app.db import asyncpg_dsn
+from app.ledger.models import MEMBER_ACCOUNT_KINDS
+from app.ledger.verify import verify
+
+SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+
+def database_url(name: str) -> str:
+    return SERVER.rpartition("/")[0] + "/" + name
+
+
+async def fresh_database(name: str) -> None:
+    """Drop and recreate `name`, then migrate it to the latest revision."""
+    admin = await asyncpg.connect(asyncpg_dsn(SERVER))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    await asyncio.to_thread(run_migrations, database_url(name))
+
+
+async def add_members(connection: asyncpg.Connection, program_id: int, count: int) -> None:
+    """Members m-1 .. m-count with their accounts and empty balances."""
+    await connection.execute(
+        """
+        WITH m AS (
+            INSERT INTO member (program_id, external_id, enrolled_at, created_at)
+            SELECT $1, 'm-' || g, now(), now() FROM generate_series(1, $2) AS g
+            RETURNING id
+        ), a AS (
+            INSERT INTO account (program_id, member_id, kind)
+            SELECT $1, m.id, k FROM m, unnest($3::text[]) AS k
+        )
+        INSERT INTO member_balance (member_id, updated_at) SELECT id, now() FROM m
+        """,
+        program_id,
+        count,
+        list(MEMBER_ACCOUNT_KINDS),
+    )
+
+
+async def sound(name: str) -> bool:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url(name)))
+    try:
+        return all(outcome.mismatches == 0 for outcome in await verify(connection))
+    finally:
+        await connection.close()

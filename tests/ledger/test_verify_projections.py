@@ -1,0 +1,69 @@
+"""`verify` holds the order and pending projections to the ledger: each check fails
+on a tampered row (restored straight after)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from app.ledger.verify import verify
+from tests.support import Api, unique
+
+
+async def failing(db: asyncpg.Connection) -> set[str]:
+    return {outcome.name for outcome in await verify(db) if outcome.mismatches}
+
+
+async def test_each_projection_check_catches_a_tampered_row(api: Api, db: asyncpg.Connection) -> None:
+    await api.use_rules({"earn": {"base": {"points": 1, "per": "1"}, "pending_days": 30}})
+    member = await api.enrol()
+    order_id = unique("o")
+    paid_at = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    body = {
+        "order_id": order_id,
+        "member": member,
+        "total": {"amount": "50.00", "currency": "EUR"},
+        "paid_at": paid_at,
+    }
+    assert (await api.post("/v1/orders", body)).status_code == 201
+    refund = await api.refund(order_id, amount={"amount": "10.00", "currency": "EUR"})
+    assert refund.status_code == 201
+    assert await failing(db) == set()
+
+    tampering = {
+        "each member's pending credits add up to their pending balance": (
+            "UPDATE pending_credit SET remaining = remaining - 1 WHERE entry_id ="
+            " (SELECT entry_id FROM paid_order WHERE order_id = $1)",
+            "UPDATE pending_credit SET remaining = remaining + 1 WHERE entry_id ="
+            " (SELECT entry_id FROM paid_order WHERE order_id = $1)",
+        ),
+        "each order's entry credits exactly the order's points, to its member": (
+            "UPDATE paid_order SET points = points + 1 WHERE order_id = $1",
+            "UPDATE paid_order SET points = points - 1 WHERE order_id = $1",
+        ),
+        "each order's refunds add up to what it says was taken back, and each moved what it says": (
+            "UPDATE paid_order SET points_taken_back = points_taken_back - 1 WHERE order_id = $1",
+            "UPDATE paid_order SET points_taken_back = points_taken_back + 1 WHERE order_id = $1",
+        ),
+    }
+    for check, (tamper, restore) in tampering.items():
+        await db.execute(tamper, order_id)
+        try:
+            assert await failing(db) == {check}
+        finally:
+            await db.execute(restore, order_id)
+    assert await failing(db) == set()
+
+
+async def test_a_program_without_an_active_rules_version_is_caught(api: Api, db: asyncpg.Connection) -> None:
+    program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+    await db.execute("UPDATE rules_version SET active = false WHERE program_id = $1", program_id)
+    try:
+        assert await failing(db) == {
+            "every program has exactly one active rules version, and entries name versions it has"
+        }
+    finally:
+        await db.execute(
+            "UPDATE rules_version SET active = true WHERE program_id = $1 AND version = 1", program_id
+        )
