@@ -83,7 +83,7 @@ CATEGORIES = ["shoes", "tees", "socks", "gift_card", "bags"]
 
 
 def random_order(rng: random.Random, number: int, members: int, start: datetime, days: int) -> OrderIn:
-    lines = []
+    lines: list[dict[str, Any]] = []
     for index in range(rng.randint(0, 3)):
         price = Decimal(rng.randint(199, 12_999)) / 100
         lines.append(
