@@ -84,14 +84,23 @@ UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14 WHERE i
 """
 
 
-# Orders paid in a period, in the order they were recorded, with what they earned
-# and how (the entry's explanation): the input of a what-if replay.
+# Orders paid in a period, in the order they were recorded, with the facts the
+# rules saw and what they earned: the input of a what-if replay.
 PAST_ORDERS = """
-SELECT o.member_id, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts, o.points, e.explanation
+SELECT o.member_id, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts, o.points
   FROM paid_order o
-  LEFT JOIN journal_entry e ON e.id = o.entry_id
  WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
  ORDER BY o.id
+"""
+
+# What each rule gave the same orders, summed from their entries' explanations.
+PAST_POINTS_BY_RULE = """
+SELECT line->>'rule' AS rule, sum((line->>'points')::bigint)::bigint AS points
+  FROM paid_order o
+  JOIN journal_entry e ON e.id = o.entry_id
+ CROSS JOIN LATERAL jsonb_array_elements(e.explanation) AS line
+ WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
+ GROUP BY 1
 """
 
 
@@ -268,3 +277,10 @@ def past_orders(
 ) -> AsyncIterator[asyncpg.Record]:
     """A server-side cursor (the caller holds a transaction): memory stays flat."""
     return connection.cursor(PAST_ORDERS, program_id, start, end, prefetch=prefetch).__aiter__()
+
+
+async def past_points_by_rule(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> dict[str, int]:
+    rows = await connection.fetch(PAST_POINTS_BY_RULE, program_id, start, end)
+    return {row["rule"]: row["points"] for row in rows}

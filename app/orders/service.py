@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -454,20 +454,26 @@ class PastOrder:
     """A recorded order as the rules saw it, for what-if replays."""
 
     member_id: int
-    facts: OrderFacts  # earned_today as recorded; a replay supplies its own
-    points: int
-    by_rule: list[tuple[str, int]]  # what each rule gave it
+    facts: OrderFacts
+    points: int  # what it earned
 
 
 async def past_orders(
-    connection: Connection, program_id: int, start: datetime, end: datetime
+    connection: Connection,
+    program_id: int,
+    start: datetime,
+    end: datetime,
+    earned_today: Callable[[int, datetime], int],
 ) -> AsyncIterator[PastOrder]:
     """Orders paid in [start, end), in the order they were recorded. Call inside a
-    transaction (a read-only, repeatable-read one gives a consistent replay)."""
+    transaction (a read-only, repeatable-read one gives a consistent replay).
+
+    A replay has its own idea of what a member earned on a day, so `earned_today`
+    (member id, paid_at) supplies it; each order is built only once the caller is
+    done with the previous one, so the answer can count that one."""
     async for row in repository.past_orders(connection, program_id, start, end):
         facts = json.loads(row["facts"])
         birthday = facts.get("birthday")
-        explanation = json.loads(row["explanation"]) if row["explanation"] is not None else []
         yield PastOrder(
             member_id=row["member_id"],
             facts=OrderFacts(
@@ -479,8 +485,14 @@ async def past_orders(
                 tier=facts.get("tier"),
                 birthday=None if birthday is None else date.fromisoformat(birthday),
                 first_order=bool(facts.get("first_order")),
-                earned_today=int(facts.get("earned_today", 0)),
+                earned_today=earned_today(row["member_id"], row["paid_at"]),
             ),
             points=row["points"],
-            by_rule=[(line["rule"], int(line["points"])) for line in explanation],
         )
+
+
+async def past_points_by_rule(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> dict[str, int]:
+    """What each rule gave the orders paid in [start, end)."""
+    return await repository.past_points_by_rule(connection, program_id, start, end)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,6 @@ from app.context import AppContext
 from app.errors import AppError, FieldError, NotFound, ValidationFailed
 from app.orders import service as orders
 from app.rules import RulesDocument, RulesError, default_document, earn_order
-from app.rules.earning import local_time
 from app.rulesets import repository
 from app.rulesets.models import RulesVersion
 from app.rulesets.schemas import RuleSplit, RulesVersionOut, SimulationIn, SimulationOut
@@ -132,8 +131,7 @@ async def simulate(
     if body.to <= body.from_:
         raise ValidationFailed.on("body.to", "must be after from")
     program_id = principal.program_id
-    actual = simulated = count = 0
-    skipped = 0
+    actual = simulated = count = skipped = 0
     split: dict[str, list[int]] = {}
     earned: dict[tuple[int, date], int] = {}
     async with context.db.pool.acquire() as connection:
@@ -141,21 +139,27 @@ async def simulate(
             rules = await context.rules.document(connection, program_id, version)
         except LookupError:
             raise RulesVersionNotFound(f"the program has no rules version {version}") from None
+        zone = ZoneInfo(rules.timezone)
+
+        def earned_today(member_id: int, paid_at: datetime) -> int:
+            return earned.get((member_id, paid_at.astimezone(zone).date()), 0)
+
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            async for order in orders.past_orders(connection, program_id, body.from_, body.to):
+            for rule, points in (
+                await orders.past_points_by_rule(connection, program_id, body.from_, body.to)
+            ).items():
+                split[rule] = [points, 0]
+            async for order in orders.past_orders(connection, program_id, body.from_, body.to, earned_today):
                 count += 1
                 actual += order.points
-                for rule, points in order.by_rule:
-                    split.setdefault(rule, [0, 0])[0] += points
-                day = local_time(rules, order.facts.paid_at).date()
-                so_far = earned.get((order.member_id, day), 0)
                 try:
-                    earning = earn_order(rules, replace(order.facts, earned_today=so_far), explain=False)
+                    earning = earn_order(rules, order.facts, explain=False)
                 except RulesError:
                     skipped += 1
                     continue
                 simulated += earning.points
-                earned[(order.member_id, day)] = so_far + earning.points
+                day = (order.member_id, earning.local_day)
+                earned[day] = earned.get(day, 0) + earning.points
                 for line in earning.lines:
                     split.setdefault(line.rule, [0, 0])[1] += line.points
     rules_split = [
