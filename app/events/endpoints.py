@@ -12,9 +12,9 @@ from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.events import service
 from app.events.schemas import EventIn
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, fingerprint, idempotency_key
+from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
 from app.ledger import service as ledger
-from app.ledger.endpoints import MemberPath
+from app.ledger.endpoints import MemberPath, ledger_request
 from app.ledger.schemas import EntryOut
 from app.members.errors import MemberNotFound
 
@@ -50,6 +50,5 @@ async def create_member_event(
     local day are the rules' `max_per_day` (422 `event_limit_reached`). A `referral`
     event is posted for the new member and also pays the member who referred them
     (set at enrolment with `referred_by`), once."""
-    request = ledger.Request(principal, key, fingerprint(http.method, http.url.path, body))
-    result = await service.record(context, request, member, body)
+    result = await service.record(context, ledger_request(http, principal, key, body), member, body)
     return result.to_response()

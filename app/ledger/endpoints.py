@@ -45,7 +45,8 @@ _POST_ERRORS = (
 )
 
 
-def _request(http: Request, principal: Principal, key: str, body: BaseModel) -> service.Request:
+def ledger_request(http: Request, principal: Principal, key: str, body: BaseModel) -> service.Request:
+    """The ledger-changing request an endpoint serves: who, under which key, what exactly."""
     return service.Request(principal, key, fingerprint(http.method, http.url.path, body))
 
 
@@ -68,7 +69,7 @@ async def create_award(
 
     The points come from the program's issuance account. With `pending_until` in the
     future they wait in the member's pending account."""
-    result = await service.award(context, _request(http, principal, key, body), member, body)
+    result = await service.award(context, ledger_request(http, principal, key, body), member, body)
     return result.to_response()
 
 
@@ -89,7 +90,7 @@ async def create_redemption(
 ) -> Response:
     """Spend a member's available points on a reward. Not enough points: 422
     `insufficient_points`, and nothing changes."""
-    result = await service.redeem(context, _request(http, principal, key, body), member, body)
+    result = await service.redeem(context, ledger_request(http, principal, key, body), member, body)
     return result.to_response()
 
 
@@ -108,7 +109,7 @@ async def create_transfer(
     principal: Annotated[Principal, Depends(require("points:transfer"))],
 ) -> Response:
     """Move available points from one member to another of the same program."""
-    result = await service.transfer(context, _request(http, principal, key, body), body)
+    result = await service.transfer(context, ledger_request(http, principal, key, body), body)
     return result.to_response()
 
 
@@ -136,7 +137,7 @@ async def reverse_entry(
     """Undo an entry with a new entry of opposite postings. An entry is reversed at
     most once (409 `already_reversed`); reversing points the member no longer has is
     422 `insufficient_points`."""
-    result = await service.reverse(context, _request(http, principal, key, body), entry_id, body)
+    result = await service.reverse(context, ledger_request(http, principal, key, body), entry_id, body)
     return result.to_response()
 
 

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import ShortText
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, fingerprint, idempotency_key
+from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
 from app.ledger import service as ledger
+from app.ledger.endpoints import ledger_request
 from app.members.errors import MemberNotFound
 from app.orders import service
 from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult
@@ -21,10 +21,6 @@ from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 Earner = Annotated[Principal, Depends(require("points:earn"))]
 IdempotencyKey = Annotated[str, Depends(idempotency_key)]
-
-
-def _request(http: Request, principal: Principal, key: str, body: BaseModel) -> ledger.Request:
-    return ledger.Request(principal, key, fingerprint(http.method, http.url.path, body))
 
 
 @router.post(
@@ -51,7 +47,7 @@ async def create_order(
     replays the first answer; another body under the same `order_id` is 409
     `order_exists`. Points stay pending for the rules' `pending_days` after
     `paid_at`, then become available (job `activate-pending`)."""
-    result = await service.place(context, _request(http, principal, key, body), body)
+    result = await service.place(context, ledger_request(http, principal, key, body), body)
     return result.to_response()
 
 
@@ -94,5 +90,5 @@ async def create_order_refund(
     number of steps, takes back exactly what it earned. Points the member already
     spent are recorded as `shortfall`, or become `debt` if the rules say so. More
     than is left of the order is 422 `refund_exceeds_order`."""
-    result = await service.refund(context, _request(http, principal, key, body), order_id, body)
+    result = await service.refund(context, ledger_request(http, principal, key, body), order_id, body)
     return result.to_response()

@@ -98,6 +98,8 @@ class RefundIn(BaseModel):
     def _one_way(self) -> RefundIn:
         if (self.amount is None) == (self.lines is None):
             raise ValueError("give either amount or lines")
+        if self.amount is not None and self.amount.amount <= 0:
+            raise ValueError("amount.amount must be greater than 0")
         return self
 
 

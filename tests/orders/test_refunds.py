@@ -227,3 +227,11 @@ async def test_an_orders_entries_are_undone_by_refunds_not_reversals(api: Api) -
     assert response.status_code == 422
     assert response.json()["code"] == "entry_not_reversible"
     assert await api.available(member) == 10
+
+
+async def test_a_refund_of_nothing_is_422(api: Api) -> None:
+    member = await api.enrol()
+    order = await place(api, member, "10.00")
+    response = await api.refund(order["order_id"], amount=eur("0.00"))
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
