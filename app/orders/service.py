@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -294,7 +295,9 @@ async def _stored_order(
 
 
 def _segments(raw: str) -> list[Segment]:
-    return [Segment(item["key"], Decimal(item["value"]), Decimal(item["weight"])) for item in json.loads(raw)]
+    return [
+        Segment(item["key"], Fraction(item["value"]), Fraction(item["weight"])) for item in json.loads(raw)
+    ]
 
 
 def _lines(raw: str) -> list[OrderLine]:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from app.rules.document import MAX_POINTS, Earn, Multiplier, RulesDocument, When
@@ -36,9 +37,7 @@ _ROUNDING = {
     "ceil": decimal.ROUND_CEILING,
 }
 REST = "rest"
-# A discounted order's shares have 40 decimals: with amounts under 10^13 their sum
-# is exact in the 60-digit context, so the segments add up to the total exactly.
-_SHARE = Decimal("1e-40")
+_ONE, _ZERO = Decimal(1), Decimal(0)
 
 
 class RulesError(ValueError):
@@ -88,11 +87,12 @@ class ExplanationLine:
 @dataclass(frozen=True, slots=True)
 class Segment:
     """A share of the order: `value` in money, `weight` its exact points before
-    rounding, bonuses and caps. Refunds take points back in proportion to weight."""
+    rounding, bonuses and caps (both exact fractions). Refunds take points back in
+    proportion to weight."""
 
     key: str  # "line:<index>" or "rest"
-    value: Decimal
-    weight: Decimal
+    value: Fraction
+    weight: Fraction
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class OrderEarning:
 @dataclass(frozen=True, slots=True)
 class _Piece:
     key: str
-    value: Decimal
+    amount: Decimal  # the piece's money times the order's common denominator (see _pieces)
     line: OrderLine | None
     excluded: bool
 
@@ -115,28 +115,28 @@ def local_time(rules: RulesDocument, instant: datetime) -> datetime:
     return instant.astimezone(ZoneInfo(rules.timezone))
 
 
-def _pieces(earn: Earn, facts: OrderFacts) -> list[_Piece]:
+def _pieces(earn: Earn, facts: OrderFacts) -> tuple[list[_Piece], Decimal]:
+    """The order's segments, each as an amount over a common denominator: 1, or the
+    lines' sum when it exceeds the total (an order-level discount shared in
+    proportion to the lines: line x total / lines). Kept as numerators so that no
+    share is ever rounded; the one division comes with the one rounding."""
     excluded = set(earn.exclude_categories)
     lines = facts.lines
     if not lines:
-        return [_Piece(REST, facts.total, None, False)]
+        return [_Piece(REST, facts.total, None, False)], _ONE
     amounts = [line.amount for line in lines]
-    covered = sum(amounts, Decimal(0))
-    pieces: list[_Piece] = []
-    if covered <= facts.total:
-        values = amounts
-        rest = facts.total - covered
+    covered = sum(amounts, _ZERO)
+    if covered > facts.total:
+        numerators, denominator, rest = [amount * facts.total for amount in amounts], covered, _ZERO
     else:
-        # An order-level discount: share the total in proportion to the lines. The
-        # last line takes what is left so the segments add up to the total exactly.
-        values = [(amount * facts.total / covered).quantize(_SHARE) for amount in amounts]
-        values[-1] = facts.total - sum(values[:-1], Decimal(0))
-        rest = Decimal(0)
-    for index, (line, value) in enumerate(zip(lines, values, strict=True)):
-        pieces.append(_Piece(f"line:{index}", value, line, line.category in excluded))
+        numerators, denominator, rest = amounts, _ONE, facts.total - covered
+    pieces = [
+        _Piece(f"line:{index}", numerator, line, line.category in excluded)
+        for index, (line, numerator) in enumerate(zip(lines, numerators, strict=True))
+    ]
     if rest > 0:
         pieces.append(_Piece(REST, rest, None, False))
-    return pieces
+    return pieces, denominator
 
 
 def _order_condition_holds(when: When, facts: OrderFacts, local: datetime) -> bool:
@@ -190,9 +190,6 @@ def _effective(factor: Decimal | None) -> Decimal:
     return _ONE if factor is None else max(factor, _ZERO)
 
 
-_ONE, _ZERO = Decimal(1), Decimal(0)
-
-
 def _round(value: Decimal, rounding: str) -> int:
     return int(value.to_integral_value(rounding=_ROUNDING[rounding], context=_CONTEXT))
 
@@ -234,9 +231,14 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> Order
         )
     earn = rules.earn
     local = local_time(rules, facts.paid_at)
-    pieces = _pieces(earn, facts)
-    rate = Decimal(earn.base.points) / earn.base.per
-    base = [Decimal(0) if piece.excluded else piece.value * rate for piece in pieces]
+    pieces, denominator = _pieces(earn, facts)
+    # Exact points are sum(amount x factor) x points / (denominator x per). Every
+    # product is exact in the context; the division is made once per running total,
+    # right before its rounding. A whole or half point thus stays whole or half: a
+    # rate like 1 per 3 would lose that if it were divided out first.
+    divisor = denominator * earn.base.per
+    points = Decimal(earn.base.points)
+    base = [_ZERO if piece.excluded else piece.amount * points for piece in pieces]
     factors: list[Decimal | None] = [None for _ in pieces]
     rounding = earn.base.rounding
     lines: list[ExplanationLine] = []
@@ -246,13 +248,13 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> Order
         lines.append(ExplanationLine(rule, points, detail() if explain else ""))
 
     def base_detail() -> str:
-        eligible = sum((piece.value for piece in pieces if not piece.excluded), Decimal(0))
+        eligible = sum((piece.amount for piece in pieces if not piece.excluded), _ZERO) / denominator
         excluded = facts.total - eligible
         return f"{_money(eligible, facts)} at {earn.base.points} per {earn.base.per:f}, {rounding}" + (
             f"; {_money(excluded, facts)} excluded" if excluded else ""
         )
 
-    running = _round(sum(base, Decimal(0)), rounding)
+    running = _round(sum(base, _ZERO) / divisor, rounding)
     add("base", running, base_detail)
 
     for rule in earn.multipliers:
@@ -263,14 +265,19 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> Order
             _stack(earn.stacking, current, rule.factor, hit)
             for current, hit in zip(factors, matches, strict=True)
         ]
-        exact = sum((b * _effective(f) for b, f in zip(base, factors, strict=True)), Decimal(0))
+        exact = sum((b * _effective(f) for b, f in zip(base, factors, strict=True)), _ZERO) / divisor
         total = _round(exact, rounding)
         scope = "" if not rule.when.on_lines else " on matching lines"
         add(rule.id, total - running, lambda: f"x{rule.factor}{scope} ({_describe(rule.when)})")  # noqa: B023
         running = total
 
+    exact_divisor = Fraction(divisor)
     segments = tuple(
-        Segment(piece.key, piece.value, b * _effective(f))
+        Segment(
+            piece.key,
+            Fraction(piece.amount) / Fraction(denominator),
+            Fraction(b * _effective(f)) / exact_divisor,
+        )
         for piece, b, f in zip(pieces, base, factors, strict=True)
     )
 

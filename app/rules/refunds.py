@@ -63,8 +63,9 @@ def refunded_money(state: RefundState) -> Fraction:
     return sum(state.money.values(), Fraction(0))
 
 
-def taken_back(points: int, segments: Sequence[Segment], state: RefundState) -> int:
-    """Points taken back by the refunds in `state`, of an order that earned `points`."""
+def taken_back(points: int, segments: Sequence[Segment], state: RefundState, order_units: int = 0) -> int:
+    """Points taken back by the refunds in `state`, of an order that earned `points`
+    and has `order_units` units on its lines."""
     total_weight = sum((Fraction(segment.weight) for segment in segments), Fraction(0))
     share = Fraction(0)
     if total_weight > 0:
@@ -73,9 +74,12 @@ def taken_back(points: int, segments: Sequence[Segment], state: RefundState) -> 
             if refunded and segment.value:
                 share += Fraction(segment.weight) * refunded / Fraction(segment.value)
         share /= total_weight
-    else:
-        total_money = sum((Fraction(segment.value) for segment in segments), Fraction(0))
-        share = refunded_money(state) / total_money if total_money else Fraction(0)
+    elif total_money := sum((Fraction(segment.value) for segment in segments), Fraction(0)):
+        # Nothing earned by weight (all excluded, bonuses only): in proportion to money.
+        share = refunded_money(state) / total_money
+    elif order_units:
+        # A free order (total 0) with lines: in proportion to the units returned.
+        share = Fraction(sum(state.units.values()), order_units)
     return math.floor(points * share)
 
 
@@ -151,11 +155,17 @@ def refund_lines(
                 f"only {wanted.quantity - left} more unit(s) of {wanted.sku} can be refunded",
                 field=f"{field}.quantity",
             )
-    return _outcome(points, segments, state, RefundState(money, units), returned)
+    order_units = sum(line.quantity for line in order_lines)
+    return _outcome(points, segments, state, RefundState(money, units), returned, order_units)
 
 
 def _outcome(
-    points: int, segments: Sequence[Segment], before: RefundState, after: RefundState, amount: Fraction
+    points: int,
+    segments: Sequence[Segment],
+    before: RefundState,
+    after: RefundState,
+    amount: Fraction,
+    order_units: int = 0,
 ) -> RefundOutcome:
-    so_far = taken_back(points, segments, after)
-    return RefundOutcome(after, amount, so_far - taken_back(points, segments, before), so_far)
+    so_far = taken_back(points, segments, after, order_units)
+    return RefundOutcome(after, amount, so_far - taken_back(points, segments, before, order_units), so_far)
