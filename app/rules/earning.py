@@ -218,8 +218,9 @@ def _money(value: Decimal, facts: OrderFacts) -> str:
 def earn_order(rules: RulesDocument, facts: OrderFacts, *, explain: bool = True) -> OrderEarning:
     """Points for one paid order, with the explanation that adds up to them.
 
-    `explain=False` leaves the lines' `detail` empty: a what-if replay of many
-    orders needs the points of each rule, not the sentences."""
+    `explain=False` leaves the lines' `detail` empty and `segments` out: a what-if
+    replay of many orders needs the points of each rule, not the sentences or what
+    a refund would need."""
     with decimal.localcontext(_CONTEXT):
         return _earn_order(rules, facts, explain)
 
@@ -272,13 +273,17 @@ def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> Order
         running = total
 
     exact_divisor = Fraction(divisor)
-    segments = tuple(
-        Segment(
-            piece.key,
-            Fraction(piece.amount) / Fraction(denominator),
-            Fraction(b * _effective(f)) / exact_divisor,
+    segments = (
+        ()
+        if not explain
+        else tuple(
+            Segment(
+                piece.key,
+                Fraction(piece.amount) / Fraction(denominator),
+                Fraction(b * _effective(f)) / exact_divisor,
+            )
+            for piece, b, f in zip(pieces, base, factors, strict=True)
         )
-        for piece, b, f in zip(pieces, base, factors, strict=True)
     )
 
     for bonus in earn.bonuses:
