@@ -47,7 +47,7 @@ from app.rules import (
     refund_amount,
     refund_lines,
 )
-from app.rules.earning import local_time
+from app.rules.earning import display_places, local_time
 
 
 class OrderExists(AppError):
@@ -307,11 +307,6 @@ def _lines(raw: str) -> list[OrderLine]:
     ]
 
 
-def _display_places(total: Decimal) -> int:
-    exponent = total.as_tuple().exponent
-    return max(2, -exponent) if isinstance(exponent, int) else 2
-
-
 async def refund(
     context: AppContext, request: ledger.Request, order_id: str, body: RefundIn
 ) -> StoredResponse:
@@ -381,7 +376,7 @@ async def _take_back(
     result = RefundResult(
         refund_id=body.refund_id,
         order_id=order["order_id"],
-        amount=money(amount, currency, _display_places(order["total"])),
+        amount=money(amount, currency, display_places(order["total"])),
         points_reversed=points,
         from_pending=from_pending,
         from_available=from_available,

@@ -208,10 +208,14 @@ def _describe(when: When) -> str:
     return "; ".join(parts) if parts else "always"
 
 
+def display_places(total: Decimal) -> int:
+    """Decimal places to show an order's money with: as many as its total has, at least 2."""
+    exponent = total.as_tuple().exponent
+    return max(2, -exponent) if isinstance(exponent, int) else 2
+
+
 def _money(value: Decimal, facts: OrderFacts) -> str:
-    # Shown to people: as many places as the order's total has (at least 2).
-    exponent = facts.total.as_tuple().exponent
-    places = max(2, -exponent if isinstance(exponent, int) else 2)
+    places = display_places(facts.total)
     return f"{value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT):f} {facts.currency}"
 
 

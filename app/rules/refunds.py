@@ -109,6 +109,10 @@ def _show(value: Fraction) -> str:
 def refund_amount(
     points: int, segments: Sequence[Segment], state: RefundState, amount: Decimal
 ) -> RefundOutcome:
+    if amount <= 0:
+        # A refund of nothing is a mistake, not a refund; it would also let an amount
+        # refund of a free order pretend its units had not been returned.
+        raise RulesError("validation_error", "must be greater than 0", field="body.amount.amount")
     money = dict(state.money)
     _spread(segments, money, Fraction(amount), "body.amount.amount")
     return _outcome(points, segments, state, RefundState(money, dict(state.units)), Fraction(amount))

@@ -119,8 +119,9 @@ def partial_refunds(data: st.DataObject, refunds: Refunds) -> None:
                 refunds.by_lines(sku, data.draw(st.integers(1, refunds.units_of(sku)), label="units"))
         else:
             budget = refunds.money_left - refunds.unreturned_line_value()
-            most = max(0, math.floor(budget * 10**4))
-            refunds.by_amount(decimal(data.draw(st.integers(0, most), label="amount"), 4))
+            most = math.floor(budget * 10**4)
+            if most >= 1:
+                refunds.by_amount(decimal(data.draw(st.integers(1, most), label="amount"), 4))
 
 
 def refund_everything_left(refunds: Refunds) -> None:
@@ -239,10 +240,11 @@ class TestRefundAmount:
         outcome = refund_amount(earning.points, earning.segments, RefundState.empty(), Decimal("50.00"))
         assert outcome.points == 110
 
-    def test_zero_refund_takes_nothing(self) -> None:
+    def test_a_refund_of_nothing_is_refused(self) -> None:
         earning = earned(order("100.00"))
-        outcome = refund_amount(earning.points, earning.segments, RefundState.empty(), Decimal("0"))
-        assert (outcome.points, outcome.taken_back_total) == (0, 0)
+        with pytest.raises(RulesError) as refused:
+            refund_amount(earning.points, earning.segments, RefundState.empty(), Decimal("0"))
+        assert (refused.value.code, refused.value.field) == ("validation_error", "body.amount.amount")
 
     def test_more_than_the_order_is_refused(self) -> None:
         earning = earned(order("100.00"))
