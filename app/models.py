@@ -3,12 +3,15 @@
 from app.auth.models import ApiKey
 from app.db import Base
 from app.events.models import MemberEvent
+from app.holds.models import PointHold
 from app.ledger.models import (
     Account,
     IdempotencyRecord,
     JournalEntry,
+    LotUse,
     MemberBalance,
     PendingCredit,
+    PointLot,
     Posting,
 )
 from app.members.models import Member
@@ -22,12 +25,15 @@ __all__ = [
     "Base",
     "IdempotencyRecord",
     "JournalEntry",
+    "LotUse",
     "Member",
     "MemberBalance",
     "MemberEvent",
     "OrderRefund",
     "PaidOrder",
     "PendingCredit",
+    "PointHold",
+    "PointLot",
     "Posting",
     "Program",
     "RulesActivation",

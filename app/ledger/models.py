@@ -30,8 +30,21 @@ from app.db import Base
 # `debt` holds what a member owes (zero or negative) after a refund took back points
 # they had already spent, in programs whose rules say so; later earnings repay it.
 MEMBER_ACCOUNT_KINDS = ("available", "pending", "held", "debt")
-SYSTEM_ACCOUNT_KINDS = ("issuance", "redemption")
-ENTRY_KINDS = ("award", "redemption", "transfer", "reversal", "earn", "refund", "activate", "event")
+SYSTEM_ACCOUNT_KINDS = ("issuance", "redemption", "expiry")
+ENTRY_KINDS = (
+    "award",
+    "redemption",
+    "transfer",
+    "reversal",
+    "earn",
+    "refund",
+    "activate",
+    "event",
+    "hold",
+    "capture",
+    "release",
+    "expire",
+)
 
 
 class Account(Base):
@@ -92,7 +105,8 @@ class JournalEntry(Base):
             postgresql_where=text("reverses_entry_id IS NOT NULL"),
         ),
         CheckConstraint(
-            "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event')",
+            "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event',"
+            " 'hold', 'capture', 'release', 'expire')",
             name="kind_known",
         ),
     )
@@ -119,6 +133,8 @@ class JournalEntry(Base):
     # How the rules computed the points (orders, events, refunds): a list of
     # {rule, points, detail} whose points add up to the entry's.
     explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # A capture or release: the hold entry it closes (its lots get points back).
+    hold_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
 
 
 class Posting(Base):
@@ -203,3 +219,49 @@ class PendingCredit(Base):
     pending_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     activation_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+
+
+class PointLot(Base):
+    """What is left of one credit of a member's available points, and when it expires.
+
+    A projection of the ledger kept by ledger_post() under the member's lock (see
+    migrations/sql/20261125_0002/ledger_apply_lots.sql): a member's lots add up to
+    their available points; debits take from the oldest-expiring first. `verify`
+    replays the ledger and checks the lots agree."""
+
+    __tablename__ = "point_lot"
+    __table_args__ = (
+        Index(
+            "ix_point_lot_member_fifo",
+            "member_id",
+            "expires_at",
+            "id",
+            postgresql_where=text("remaining > 0"),
+        ),
+        CheckConstraint("points > 0", name="points_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LotUse(Base):
+    """Points an entry took from a lot and has not given back: a release or a
+    reversal returns them to the same lot, with its own expiry."""
+
+    __tablename__ = "lot_use"
+    __table_args__ = (
+        PrimaryKeyConstraint("entry_id", "lot_id"),
+        Index(None, "lot_id"),
+        CheckConstraint("points >= 0", name="points_not_negative"),
+    )
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("point_lot.id"))
+    points: Mapped[int] = mapped_column(BigInteger)

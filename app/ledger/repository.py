@@ -15,7 +15,7 @@ from app.db import Connection
 POST = """
 SELECT replayed, request_fingerprint, status_code, response_body
   FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18,
-                   $19::jsonb, $20)
+                   $19::jsonb, $20, $21)
 """
 
 KEEP_RESPONSE = """
@@ -119,6 +119,7 @@ class NewEntry:
     pending_until: datetime | None = None
     metadata: dict[str, Any] | None = None
     explanation: list[dict[str, Any]] | None = None
+    hold_entry_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ async def post(connection: Connection, entry: NewEntry, *, response_body: bytes 
         [leg.amount for leg in entry.legs],
         None if entry.explanation is None else json.dumps(entry.explanation),
         response_body,
+        entry.hold_entry_id,
     )
     assert row is not None
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])

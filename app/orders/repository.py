@@ -40,7 +40,7 @@ LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
 POST_ORDER = """
 SELECT outcome, request_fingerprint, response_body
   FROM ledger_post_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25)
+                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25, $26)
 """
 
 STORED_ORDER = """
@@ -168,6 +168,7 @@ class NewOrder:
     accounts: list[str]
     amounts: list[int]
     response_body: bytes
+    expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -198,6 +199,7 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         order.accounts,
         order.amounts,
         order.response_body,
+        order.expires_at,
     )
     assert row is not None
     return row
