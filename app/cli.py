@@ -209,9 +209,13 @@ def _instant(value: str | None) -> datetime | None:
 
 @jobs_cli.command("run")
 def jobs_run(
-    name: Annotated[str, typer.Argument(help="the job: activate-pending")],
+    name: Annotated[str, typer.Argument(help="the job: activate-pending, release-holds or expire")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this instant (default now)")] = None,
     program: Annotated[str | None, typer.Option(help="only this program (default all)")] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="draw a progress bar (default: on a terminal)"),
+    ] = None,
 ) -> None:
     """Run a job to completion, as of now or `--as-of`, and print what it did."""
     from app.jobs.service import JOBS
@@ -222,15 +226,52 @@ def jobs_run(
     settings = _settings()
     instant = _instant(as_of)
     url = database_url(settings)
-    summary = asyncio.run(_run_job(url, settings, name, program, instant))
+    summary = asyncio.run(_run_job(url, settings, name, program, instant, progress))
     if summary is None:
         typer.echo(f"no program {program}", err=True)
         raise typer.Exit(1)
     typer.echo(summary)
 
 
+class _Bar:
+    """A job's progress as a rich progress bar on stderr."""
+
+    def __init__(self, name: str, enabled: bool | None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        console = Console(stderr=True)
+        self.progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not (console.is_terminal if enabled is None else enabled),
+        )
+        self.task = self.progress.add_task(name, total=None)
+
+    def total(self, items: int) -> None:
+        self.progress.update(self.task, total=items)
+
+    def advance(self, items: int) -> None:
+        self.progress.advance(self.task, items)
+
+
 async def _run_job(
-    url: str, settings: Settings, name: str, program: str | None, as_of: datetime | None
+    url: str,
+    settings: Settings,
+    name: str,
+    program: str | None,
+    as_of: datetime | None,
+    progress: bool | None,
 ) -> str | None:
     from app.clock import SystemClock
     from app.db import Database
@@ -249,11 +290,57 @@ async def _run_job(
         now = SystemClock().now()
         if as_of is not None and as_of > now and settings.env is Environment.production:
             raise typer.BadParameter("--as-of in the future is refused in production")
-        summary = await run(db, name, program_id=found, as_of=as_of or now, now=now)
+        bar = _Bar(name, progress)
+        with bar.progress:
+            summary = await run(db, name, program_id=found, as_of=as_of or now, now=now, progress=bar)
     finally:
         await db.dispose()
     counts = ", ".join(f"{value} {key}" for key, value in summary.counts.items())
     return f"{summary.job} as of {summary.as_of.isoformat()}: {counts}"
+
+
+@cli.command()
+def worker(
+    interval: Annotated[
+        float | None, typer.Option(help="seconds between rounds (default LEDGER_WORKER_INTERVAL_SECONDS)")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="run one round of every job, then exit")] = False,
+) -> None:
+    """Run every job (activate-pending, release-holds, expire) as of now, every
+    `--interval` seconds, until SIGINT or SIGTERM. Several workers may run at once:
+    each job runs in one of them at a time (a PostgreSQL advisory lock)."""
+    settings = _settings()
+    url = database_url(settings)
+    asyncio.run(_worker(url, settings, interval or settings.worker_interval_seconds, once))
+
+
+async def _worker(url: str, settings: Settings, interval: float, once: bool) -> None:
+    import signal
+
+    from app.clock import SystemClock
+    from app.db import Database
+    from app.jobs.worker import Round, run_forever, run_round
+
+    def report(done: Round) -> None:
+        for name, counts in done.ran.items():
+            typer.echo(f"{name}: " + ", ".join(f"{value} {key}" for key, value in counts.items()))
+        for name in done.skipped:
+            typer.echo(f"{name}: skipped (another worker is running it)")
+
+    db = Database(url, settings)
+    await db.connect()
+    try:
+        if once:
+            report(await run_round(db, SystemClock()))
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        typer.echo(f"worker: running every job every {interval:g} s; stop with SIGINT or SIGTERM", err=True)
+        await run_forever(db, SystemClock(), interval=interval, stop=stop, on_round=report)
+    finally:
+        await db.dispose()
 
 
 @cli.command()

@@ -60,6 +60,19 @@ class Settings(BaseSettings):
         "and caches nothing while that connection is down. 0 checks every request.",
     )
 
+    hold_ttl_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="how long a hold lasts when the request names no expires_at; the worker "
+        "releases it after that",
+    )
+    hold_max_seconds: int = Field(
+        default=7 * 86_400, ge=1, description="the longest a hold may last (a later expires_at is refused)"
+    )
+    worker_interval_seconds: float = Field(
+        default=60.0, gt=0, description="how often `points-ledger worker` runs each job"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise(cls, value: str | None) -> str | None:

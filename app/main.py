@@ -17,6 +17,7 @@ from app.context import AppContext
 from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
 from app.events.endpoints import router as events_router
+from app.holds.endpoints import router as holds_router
 from app.jobs.endpoints import router as jobs_router
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
@@ -74,6 +75,7 @@ def create_app(
         api_keys_router,
         members_router,
         ledger_router,
+        holds_router,
         rules_router,
         orders_router,
         jobs_router,

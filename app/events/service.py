@@ -16,6 +16,7 @@ from app.ledger.repository import Leg
 from app.members.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
 from app.rules.events import local_day
+from app.rules.lifecycle import lot_expiry
 
 
 class UnknownEventType(AppError):
@@ -89,6 +90,7 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
                 occurred_at=body.occurred_at,
                 reason=body.type,
                 rules_version=facts["rules_version"],
+                expires_at=lot_expiry(rules, body.occurred_at),
                 metadata=body.attributes,
                 explanation=[
                     {"rule": line.rule, "points": line.points, "detail": line.detail}

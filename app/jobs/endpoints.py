@@ -34,7 +34,9 @@ class JobIn(BaseModel):
     responses=error_responses(Forbidden, service.UnknownJob),
 )
 async def run_job(
-    name: Annotated[str, Path(max_length=64, description="the job: activate-pending")],
+    name: Annotated[
+        str, Path(max_length=64, description="the job: activate-pending, release-holds or expire")
+    ],
     context: Context,
     principal: Annotated[Principal, Depends(require("admin"))],
     body: JobIn | None = None,

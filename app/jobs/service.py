@@ -2,17 +2,20 @@
 
 Each job is idempotent for its `as_of` and works in batches, so it can be rerun,
 interrupted and resumed. The same jobs run over HTTP (one program), from the CLI
-(every program, or one) and, with the lifecycle issue, from the worker."""
+(every program, or one, with a progress bar) and from `points-ledger worker`."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
 from app.db import Database
 from app.errors import NotFound
+from app.holds import service as holds
+from app.ledger import expiry
 from app.ledger import service as ledger
 
 
@@ -21,29 +24,84 @@ class UnknownJob(NotFound):
 
 
 class JobSummary(BaseModel):
-    job: str = Field(description="the job that ran", examples=["activate-pending"])
+    job: str = Field(description="the job that ran", examples=["expire"])
     as_of: datetime = Field(description="the instant it ran as of (UTC)", examples=["2026-11-25T00:00:00Z"])
     counts: dict[str, int] = Field(
-        description="what it did: activate-pending counts `credits` and `points`",
-        examples=[{"credits": 12, "points": 3400}],
+        description="what it did: activate-pending counts `credits` and `points`; release-holds "
+        "`holds` and `points`; expire `members`, `lots` and `points`",
+        examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
 
+class Progress(Protocol):
+    """Where a long job reports how far it got (the CLI draws a bar)."""
+
+    def total(self, items: int) -> None: ...
+
+    def advance(self, items: int) -> None: ...
+
+
+class NoProgress:
+    def total(self, items: int) -> None:
+        pass
+
+    def advance(self, items: int) -> None:
+        pass
+
+
 async def _activate_pending(
-    db: Database, program_id: int | None, as_of: datetime, now: datetime
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
 ) -> dict[str, int]:
-    done = await ledger.activate_pending(db, program_id=program_id, as_of=as_of, now=now)
+    done = await ledger.activate_pending(
+        db, program_id=program_id, as_of=as_of, now=now, on_progress=progress.advance
+    )
     return {"credits": done.credits, "points": done.points}
 
 
-Job = Callable[[Database, int | None, datetime, datetime], Awaitable[dict[str, int]]]
-JOBS: dict[str, Job] = {"activate-pending": _activate_pending}
+async def _release_holds(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    done = await holds.release_expired(
+        db, program_id=program_id, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {"holds": done.holds, "points": done.points}
+
+
+async def _expire(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    done = await expiry.expire(
+        db,
+        program_id=program_id,
+        as_of=as_of,
+        now=now,
+        on_total=progress.total,
+        on_progress=progress.advance,
+    )
+    return {"members": done.members, "lots": done.lots, "points": done.points}
+
+
+Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
+# In the order the worker runs them: pending points become available before
+# anything expires, and expired holds give their points back first.
+JOBS: dict[str, Job] = {
+    "activate-pending": _activate_pending,
+    "release-holds": _release_holds,
+    "expire": _expire,
+}
 
 
 async def run(
-    db: Database, name: str, *, program_id: int | None, as_of: datetime, now: datetime
+    db: Database,
+    name: str,
+    *,
+    program_id: int | None,
+    as_of: datetime,
+    now: datetime,
+    progress: Progress | None = None,
 ) -> JobSummary:
     job = JOBS.get(name)
     if job is None:
-        raise UnknownJob(f"no job {name}; jobs: {', '.join(sorted(JOBS))}")
-    return JobSummary(job=name, as_of=as_of, counts=await job(db, program_id, as_of, now))
+        raise UnknownJob(f"no job {name}; jobs: {', '.join(JOBS)}")
+    counts = await job(db, program_id, as_of, now, progress or NoProgress())
+    return JobSummary(job=name, as_of=as_of, counts=counts)

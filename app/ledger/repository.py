@@ -41,6 +41,8 @@ SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS acc
 
 MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
 
+ACTIVE_RULES_VERSION = "SELECT version FROM rules_version WHERE program_id = $1 AND active"
+
 # Each entry puts at most four postings on one member (available, pending, held,
 # debt), and they are contiguous in id order: the member's balance row lock is
 # held while they are written. So a page of n entries is within 4n+1 postings.
@@ -76,7 +78,7 @@ SELECT p.available_after, p.pending_after, p.held_after
 # runs (or a run and a refund of one of these orders) work side by side.
 DUE_PENDING_CREDITS = """
 SELECT c.id, c.program_id, c.member_id, c.remaining, c.pending_until, m.external_id AS member,
-       e.order_id, e.rules_version
+       e.order_id, e.rules_version, e.expires_at
   FROM pending_credit c
   JOIN member m ON m.id = c.member_id
   JOIN journal_entry e ON e.id = c.entry_id
@@ -208,3 +210,99 @@ async def mark_activated(
     connection: Connection, credit_ids: list[int], entry_ids: list[uuid.UUID], now: datetime
 ) -> None:
     await connection.execute(MARK_ACTIVATED, credit_ids, now, entry_ids)
+
+
+async def active_rules_version(connection: Connection, program_id: int) -> int | None:
+    value = await connection.fetchval(ACTIVE_RULES_VERSION, program_id)
+    return None if value is None else int(value)
+
+
+PROGRAM_IDS = "SELECT id FROM program ORDER BY id"
+
+EXPIRE_BATCH = """
+SELECT last_member_id, candidates, members, lots, points
+  FROM ledger_expire($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+
+EXPIRY_CANDIDATES = """
+SELECT count(DISTINCT l.member_id)
+  FROM point_lot l
+ WHERE l.program_id = $1 AND l.remaining > 0 AND ($3::integer IS NOT NULL OR l.expires_at <= $2)
+"""
+
+EXPIRING_LOTS = """
+SELECT l.expires_at, sum(l.remaining)::bigint AS points
+  FROM point_lot l
+ WHERE l.member_id = $1 AND l.remaining > 0 AND l.expires_at IS NOT NULL
+ GROUP BY l.expires_at
+ ORDER BY l.expires_at
+ LIMIT $2
+"""
+
+# When the member last showed activity for an inactivity policy: their last order,
+# or their enrolment if they never ordered (ledger_expire() reads it the same way).
+LAST_ACTIVITY = """
+SELECT greatest(m.enrolled_at, (SELECT max(o.paid_at) FROM paid_order o WHERE o.member_id = m.id))
+           AS last_activity,
+       b.available
+  FROM member m JOIN member_balance b ON b.member_id = m.id
+ WHERE m.id = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredBatch:
+    last_member_id: int | None
+    candidates: int
+    members: int
+    lots: int
+    points: int
+
+
+async def program_ids(connection: Connection) -> list[int]:
+    return [row["id"] for row in await connection.fetch(PROGRAM_IDS)]
+
+
+async def expire_batch(
+    connection: Connection,
+    *,
+    program_id: int,
+    after_member_id: int,
+    limit: int,
+    as_of: datetime,
+    now: datetime,
+    rules_version: int,
+    inactivity_months: int | None,
+    timezone: str,
+    entry_ids: list[uuid.UUID],
+) -> ExpiredBatch:
+    row = await connection.fetchrow(
+        EXPIRE_BATCH,
+        program_id,
+        after_member_id,
+        limit,
+        as_of,
+        now,
+        rules_version,
+        inactivity_months,
+        timezone,
+        entry_ids,
+    )
+    assert row is not None
+    return ExpiredBatch(row["last_member_id"], row["candidates"], row["members"], row["lots"], row["points"])
+
+
+async def expiry_candidates(
+    connection: Connection, program_id: int, as_of: datetime, inactivity_months: int | None
+) -> int:
+    return int(await connection.fetchval(EXPIRY_CANDIDATES, program_id, as_of, inactivity_months))
+
+
+async def expiring_lots(connection: Connection, member_id: int, limit: int) -> list[asyncpg.Record]:
+    return await connection.fetch(EXPIRING_LOTS, member_id, limit)
+
+
+async def last_activity(connection: Connection, member_id: int) -> tuple[datetime, int]:
+    row = await connection.fetchrow(LAST_ACTIVITY, member_id)
+    assert row is not None
+    return row["last_activity"], row["available"]

@@ -6,10 +6,23 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import ExternalId, Metadata, Points, ShortText, Text
+from app.fields import ExternalId, Metadata, Money, Points, ShortText, Text
 
-EntryKind = Literal["award", "redemption", "transfer", "reversal", "earn", "refund", "activate", "event"]
-AccountKind = Literal["available", "pending", "held", "debt", "issuance", "redemption"]
+EntryKind = Literal[
+    "award",
+    "redemption",
+    "transfer",
+    "reversal",
+    "earn",
+    "refund",
+    "activate",
+    "event",
+    "hold",
+    "capture",
+    "release",
+    "expire",
+]
+AccountKind = Literal["available", "pending", "held", "debt", "issuance", "redemption", "expiry"]
 
 
 class AwardIn(BaseModel):
@@ -41,6 +54,12 @@ class RedemptionIn(BaseModel):
     )
     order_id: ShortText | None = Field(
         default=None, description="the order the points pay for", examples=[None]
+    )
+    order_total: Money | None = Field(
+        default=None,
+        description="the order's total, when points pay part of it: the rules' max_share_of_order "
+        "applies to it",
+        examples=[None],
     )
     metadata: Metadata | None = Field(
         default=None, description="free-form JSON object kept with the record (at most 8 KiB)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,8 @@ from uuid_utils.compat import uuid7
 from app.auth.service import Principal
 from app.context import AppContext
 from app.db import Connection, Database
-from app.errors import AppError, NotFound, ValidationFailed
+from app.errors import AppError, FieldError, NotFound, ValidationFailed
+from app.fields import Money
 from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
 from app.ledger.repository import Leg, NewEntry, Posted
@@ -32,6 +34,8 @@ from app.ledger.schemas import (
 from app.members.errors import MemberNotFound
 from app.metrics import ENTRIES
 from app.pagination import decode_cursor, encode_cursor
+from app.rules import RulesDocument
+from app.rules.lifecycle import lot_expiry, redeem_refusal
 
 
 class InsufficientPoints(AppError):
@@ -54,9 +58,34 @@ class EntryNotReversible(AppError):
     status, code, title = 422, "entry_not_reversible", "This entry cannot be reversed"
 
 
+class CurrencyMismatch(AppError):
+    status, code, title = 422, "currency_mismatch", "The currency is not the program's or the order's"
+
+
+class PointsBelowMinimum(AppError):
+    status, code, title = 422, "points_below_minimum", "Fewer points than the program redeems at once"
+
+
+class PointsNotInIncrements(AppError):
+    status, code, title = 422, "points_not_in_increments", "Points must be redeemed in set increments"
+
+
+class PointsExceedOrderShare(AppError):
+    status, code, title = 422, "points_exceed_order_share", "Points may pay only part of an order"
+
+
+_REDEEM_REFUSALS: dict[str, type[AppError]] = {
+    cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
+}
+REDEEM_LIMIT_ERRORS = (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare, CurrencyMismatch)
+
 # Entries an order's lifecycle wrote: undone by refunds, which keep the order's
 # refund state and pending credit in step, never by a bare reversal.
 ORDER_KINDS = frozenset({"earn", "refund", "activate"})
+# A hold's entries are undone by its own lifecycle (capture, release). An expiry is
+# not undone either: its points would return to lots that have expired and leave
+# again with the next run; reinstate points with an award and a new expiry instead.
+LIFECYCLE_KINDS = frozenset({"hold", "capture", "release", "expire"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +162,13 @@ async def post_in_transaction(
     now: datetime,
     *,
     response_body: bytes | None = None,
+    replay_ok: bool = False,
     **fields: Any,
 ) -> StoredResponse:
-    """Post an entry inside the caller's transaction (refunds, events): the caller has
-    already checked the key, so a replay here means another request took it meanwhile."""
+    """Post an entry inside the caller's transaction (refunds, events, holds). The
+    caller has already checked the key; if another request took it meanwhile, that
+    is 422 `idempotency_key_reused`, or with `replay_ok`, the first response when it
+    was this same request (`replayed` set: the caller must write nothing more)."""
     entry = _new_entry(request, kind, legs, now, fields)
     try:
         posted = await repository.post(connection, entry, response_body=response_body)
@@ -146,6 +178,8 @@ async def post_in_transaction(
             raise
         raise problem from exc
     if posted.replayed:
+        if replay_ok:
+            return replay(request, posted)
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request")
     ENTRIES.labels(kind).inc()
     assert posted.response_body is not None
@@ -216,6 +250,15 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
     ):
         raise ValidationFailed.on("body.pending_until", "must be before expires_at")
     account = "pending" if pending else "available"
+    rules_version = None
+    expires_at = body.expires_at
+    if expires_at is None:
+        # The program's expiry policy dates the points from when they are given.
+        async with context.db.pool.acquire() as connection:
+            rules_version, rules = await active_rules(context, connection, request.principal.program_id)
+        expires_at = lot_expiry(rules, now)
+        if expires_at is None:
+            rules_version = None
     return await _post(
         context,
         request,
@@ -223,13 +266,44 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
         [Leg(member, account, body.points), Leg(None, "issuance", -body.points)],
         now,
         reason=body.reason,
-        expires_at=body.expires_at,
+        expires_at=expires_at,
+        rules_version=rules_version,
         pending_until=body.pending_until if pending else None,
         metadata=body.metadata,
     )
 
 
+async def active_rules(
+    context: AppContext, connection: Connection, program_id: int
+) -> tuple[int, RulesDocument]:
+    """The program's active rules version and its document."""
+    version = await repository.active_rules_version(connection, program_id)
+    if version is None:
+        raise LookupError(f"program {program_id} has no active rules version")
+    return version, await context.rules.document(connection, program_id, version)
+
+
+def check_redeem_limits(rules: RulesDocument, points: int, order_total: Money | None) -> None:
+    """The rules' `redeem` limits for a redemption or a hold of `points`."""
+    if order_total is not None and rules.currency is not None and order_total.currency != rules.currency:
+        raise CurrencyMismatch(
+            f"order_total is in {order_total.currency}; this program redeems against {rules.currency}"
+        )
+    refusal = redeem_refusal(rules.redeem, points, None if order_total is None else order_total.amount)
+    if refusal is not None:
+        raise _REDEEM_REFUSALS[refusal.code](
+            refusal.message,
+            errors=[FieldError(field=refusal.field, message=refusal.message, type=refusal.code)],
+        )
+
+
 async def redeem(context: AppContext, request: Request, member: str, body: RedemptionIn) -> StoredResponse:
+    async with context.db.pool.acquire() as connection:
+        found = await stored(connection, request)
+        if found is not None:  # passed the limits of its time; they may have changed since
+            return found
+        rules_version, rules = await active_rules(context, connection, request.principal.program_id)
+    check_redeem_limits(rules, body.points, body.order_total)
     return await _post(
         context,
         request,
@@ -238,6 +312,7 @@ async def redeem(context: AppContext, request: Request, member: str, body: Redem
         context.clock.now(),
         reason=body.reward,
         order_id=body.order_id,
+        rules_version=rules_version,
         metadata=body.metadata,
     )
 
@@ -269,6 +344,11 @@ async def reverse(
         raise EntryNotReversible("a reversal cannot itself be reversed; post a new entry instead")
     if rows[0]["kind"] in ORDER_KINDS:
         raise EntryNotReversible(f"a {rows[0]['kind']} entry belongs to an order: refund the order instead")
+    if rows[0]["kind"] in LIFECYCLE_KINDS:
+        raise EntryNotReversible(
+            f"a {rows[0]['kind']} entry cannot be reversed: holds are undone by release, and expired "
+            "points are reinstated with a new award"
+        )
     legs = [Leg(row["member"], row["account"], -row["amount"]) for row in rows]
     return await _post(
         context,
@@ -364,6 +444,15 @@ async def balance(
     return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])
 
 
+async def post_job_entry(connection: Connection, entry: NewEntry, response_body: bytes | None = None) -> None:
+    """Post a job's entry inside the job's batch transaction. Its key names the one
+    thing it may happen to once (a credit, a hold), so finding it taken means the
+    job's own bookkeeping is wrong: stop rather than write around it."""
+    posted = await repository.post(connection, entry, response_body=response_body)
+    if posted.replayed:
+        raise RuntimeError(f"{entry.kind} {entry.idempotency_key} was already posted")
+
+
 @dataclass(frozen=True, slots=True)
 class Activated:
     credits: int
@@ -371,7 +460,13 @@ class Activated:
 
 
 async def activate_pending(
-    db: Database, *, program_id: int | None, as_of: datetime, now: datetime, batch: int = 500
+    db: Database,
+    *,
+    program_id: int | None,
+    as_of: datetime,
+    now: datetime,
+    batch: int = 500,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Activated:
     """Move pending points whose `pending_until` is at or before `as_of` to available.
 
@@ -405,12 +500,14 @@ async def activate_pending(
                     reason="pending points became available",
                     order_id=credit["order_id"],
                     rules_version=credit["rules_version"],
+                    # the lot keeps the expiry decided when the points were earned
+                    expires_at=credit["expires_at"],
                 )
-                posted = await repository.post(connection, entry)
-                if posted.replayed:
-                    raise RuntimeError(f"pending credit {credit['id']} was activated twice")
+                await post_job_entry(connection, entry)
                 entry_ids.append(entry.id)
                 points += credit["remaining"]
             await repository.mark_activated(connection, [credit["id"] for credit in due], entry_ids, now)
             credits += len(due)
             ENTRIES.labels("activate").inc(len(due))
+            if on_progress is not None:
+                on_progress(len(due))

@@ -14,7 +14,7 @@ from app.ledger.models import MEMBER_ACCOUNT_KINDS, Account, MemberBalance
 from app.members.models import Member
 
 MEMBER_VIEW = """
-SELECT m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS referred_by,
+SELECT m.id, m.program_id, m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS referred_by,
        m.metadata, b.available, b.pending, b.held, b.debt
   FROM member m
   JOIN member_balance b ON b.member_id = m.id

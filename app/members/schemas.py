@@ -69,7 +69,8 @@ class MemberOut(BaseModel):
     metadata: dict[str, JsonValue] = Field(description="caller-supplied data", examples=[{}])
     balances: Balances
     expiring: list[Expiring] = Field(
-        description="upcoming expiries, soonest first (none until expiry is enabled)"
+        description="upcoming expiries, soonest first: the next 10 expiry dates of the member's "
+        "available points (held points do not expire while held); empty under expiry policy none"
     )
     tier: MemberTier | None = Field(
         description="current tier (none until tiers are configured)", examples=[None]

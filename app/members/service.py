@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.service import Principal
 from app.context import AppContext
 from app.errors import ValidationFailed
+from app.ledger import expiry
 from app.members import repository
 from app.members.errors import MemberExists, MemberNotFound
-from app.members.schemas import Balances, MemberCreate, MemberOut
+from app.members.schemas import Balances, Expiring, MemberCreate, MemberOut
 
 
 async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -> MemberOut:
@@ -47,8 +48,9 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
 async def view(context: AppContext, principal: Principal, external_id: str) -> MemberOut:
     async with context.db.pool.acquire() as connection:
         row = await repository.member_view(connection, principal.program_id, external_id)
-    if row is None:
-        raise MemberNotFound(f"no member {external_id} in this program")
+        if row is None:
+            raise MemberNotFound(f"no member {external_id} in this program")
+        upcoming = await expiry.expiring(connection, context.rules, row["program_id"], row["id"])
     return MemberOut(
         external_id=row["external_id"],
         status=row["status"],
@@ -59,7 +61,7 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         balances=Balances(
             available=row["available"], pending=row["pending"], held=row["held"], debt=-row["debt"]
         ),
-        expiring=[],
+        expiring=[Expiring(points=item.points, expires_at=item.expires_at) for item in upcoming],
         tier=None,
         tier_progress=None,
     )

@@ -48,6 +48,7 @@ from app.rules import (
     refund_lines,
 )
 from app.rules.earning import display_places, local_time
+from app.rules.lifecycle import lot_expiry
 
 
 class OrderExists(AppError):
@@ -66,8 +67,8 @@ class RefundExceedsOrder(AppError):
     status, code, title = 422, "refund_exceeds_order", "The refund exceeds what is left of the order"
 
 
-class CurrencyMismatch(AppError):
-    status, code, title = 422, "currency_mismatch", "The currency is not the program's or the order's"
+# One problem for orders, refunds and redemptions against an order total.
+CurrencyMismatch = ledger.CurrencyMismatch
 
 
 def rules_problem(error: RulesError) -> AppError:
@@ -274,6 +275,7 @@ def _new_order(
         accounts=accounts,
         amounts=amounts,
         response_body=result.model_dump_json().encode(),
+        expires_at=lot_expiry(rules, body.paid_at),
     )
 
 

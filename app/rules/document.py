@@ -314,6 +314,14 @@ class Redeem(_Section):
         default=None, description="largest share of an order that points may pay", examples=["0.5"]
     )
 
+    @model_validator(mode="after")
+    def _share_has_a_value(self) -> Redeem:
+        # A share of an order is money; without a point value there is no way to know
+        # how many points that money is, and the limit would silently never apply.
+        if self.max_share_of_order is not None and self.point_value is None:
+            raise ValueError("max_share_of_order needs point_value")
+        return self
+
 
 class Expiry(_Section):
     policy: Literal["none", "rolling", "end_of_period", "inactivity"] = Field(

@@ -23,6 +23,7 @@ CREATE FUNCTION ledger_expire(
     p_entry_ids uuid[]            -- at least p_limit fresh ids for the entries
 ) RETURNS TABLE (
     last_member_id bigint,  -- where the next batch starts; NULL: no members left
+    candidates integer,     -- members looked at
     members integer,        -- members with something expired
     lots bigint,            -- lots expired (fully or what was left of them)
     points bigint
@@ -51,7 +52,7 @@ BEGIN
          LIMIT p_limit
     ) c;
     IF v_candidates IS NULL THEN
-        RETURN QUERY SELECT NULL::bigint, 0, 0::bigint, 0::bigint;
+        RETURN QUERY SELECT NULL::bigint, 0, 0, 0::bigint, 0::bigint;
         RETURN;
     END IF;
 
@@ -94,6 +95,7 @@ BEGIN
         v_points := v_points + v_due.points;
     END LOOP;
 
-    RETURN QUERY SELECT v_candidates[cardinality(v_candidates)], v_members, v_lots, v_points;
+    RETURN QUERY SELECT v_candidates[cardinality(v_candidates)], cardinality(v_candidates), v_members, v_lots,
+                        v_points;
 END
 $$;

@@ -1,0 +1,114 @@
+"""HTTP routes for holds: thin, the rules live in service.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from app.auth.service import Principal
+from app.context import Context, require
+from app.errors import Forbidden, error_responses
+from app.holds import service
+from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
+from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
+from app.ledger import service as ledger
+from app.ledger.endpoints import MemberPath, ledger_request
+from app.members.errors import MemberNotFound
+
+router = APIRouter(prefix="/v1", tags=["holds"])
+Burner = Annotated[Principal, Depends(require("points:burn"))]
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+HoldPath = Annotated[uuid.UUID, Path(description="the hold's id")]
+_CLOSE_ERRORS = (
+    Forbidden,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    service.HoldNotFound,
+    service.HoldNotActive,
+)
+
+
+@router.post(
+    "/members/{member}/holds",
+    status_code=201,
+    response_model=HoldOut,
+    operation_id="createHold",
+    responses=error_responses(
+        Forbidden,
+        IdempotencyKeyRequired,
+        IdempotencyKeyReused,
+        MemberNotFound,
+        ledger.InsufficientPoints,
+        *ledger.REDEEM_LIMIT_ERRORS,
+    ),
+)
+async def create_hold(
+    http: Request, member: MemberPath, body: HoldIn, context: Context, key: IdempotencyKey, principal: Burner
+) -> Response:
+    """Reserve a member's available points for a checkout: they move to held, where
+    nothing else can spend them. Capture them once the order is paid, or release
+    them; an active hold past `expires_at` is released by the worker. The rules'
+    `redeem` limits apply (minimum, increments, and with `order_total` the largest
+    share of the order points may pay). Not enough points: 422 `insufficient_points`."""
+    result = await service.place(context, ledger_request(http, principal, key, body), member, body)
+    return result.to_response()
+
+
+@router.post(
+    "/holds/{hold_id}/capture",
+    status_code=201,
+    response_model=HoldOut,
+    operation_id="captureHold",
+    responses=error_responses(*_CLOSE_ERRORS, service.CaptureExceedsHold),
+)
+async def capture_hold(
+    http: Request,
+    hold_id: HoldPath,
+    body: CaptureIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Burner,
+) -> Response:
+    """Spend held points: all of them, or `points` of them with the rest going back
+    to available (to the lots they came from). A hold that is no longer active
+    (captured, released, or past its expiry) is 409 `hold_not_active`; more than
+    held is 422 `capture_exceeds_hold`."""
+    result = await service.capture(context, ledger_request(http, principal, key, body), hold_id, body)
+    return result.to_response()
+
+
+@router.post(
+    "/holds/{hold_id}/release",
+    status_code=201,
+    response_model=HoldOut,
+    operation_id="releaseHold",
+    responses=error_responses(*_CLOSE_ERRORS),
+)
+async def release_hold(
+    http: Request,
+    hold_id: HoldPath,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Burner,
+    body: ReleaseIn | None = None,
+) -> Response:
+    """Give all held points back to available, with their original expiry dates."""
+    body = body or ReleaseIn()
+    result = await service.release(context, ledger_request(http, principal, key, body), hold_id, body)
+    return result.to_response()
+
+
+@router.get(
+    "/holds/{hold_id}",
+    response_model=HoldOut,
+    operation_id="getHold",
+    responses=error_responses(Forbidden, service.HoldNotFound),
+)
+async def get_hold(
+    hold_id: HoldPath, context: Context, principal: Annotated[Principal, Depends(require("members:read"))]
+) -> HoldOut:
+    """A hold and its status."""
+    return await service.get(context, principal, hold_id)

@@ -1,0 +1,139 @@
+"""Expiry: the `expire` job, and what a member will lose next (the member view).
+
+Each lot carries the expiry its credit was given (an award's `expires_at`, or the
+rules' `rolling` / `end_of_period` policy, decided when the points were earned);
+the job expires, per member, the lots whose date has passed. Under an
+`inactivity` policy, the job also expires all points of members without an order
+for the policy's months; the active rules version decides that, at each run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from uuid_utils.compat import uuid7
+
+from app.db import Connection, Database
+from app.ledger import repository
+from app.metrics import ENTRIES
+from app.rules import RulesDocument
+from app.rules.lifecycle import inactivity_deadline
+from app.rulesets.cache import RulesCache
+
+# Members per batch: each batch is one statement that locks its members until it
+# commits, so earning for them waits at most one batch (bench/expire.py measures it).
+BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    members: int
+    lots: int
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    version: int
+    rules: RulesDocument
+
+    @property
+    def inactivity_months(self) -> int | None:
+        expiry = self.rules.expiry
+        return expiry.months if expiry.policy == "inactivity" else None
+
+
+async def _policy(connection: Connection, cache: RulesCache, program_id: int) -> _Policy:
+    version = await repository.active_rules_version(connection, program_id)
+    if version is None:
+        raise LookupError(f"program {program_id} has no active rules version")
+    return _Policy(version, await cache.document(connection, program_id, version))
+
+
+async def expire(
+    db: Database,
+    *,
+    program_id: int | None,
+    as_of: datetime,
+    now: datetime,
+    batch: int = BATCH,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Expired:
+    """Expire what has expired as of `as_of`: one `expire` entry per member.
+
+    Batches of `batch` members, each its own transaction, in member id order: a
+    crash loses at most the batch in flight, and a rerun (or a second run for the
+    same instant) finds only what is still left to expire."""
+    cache = RulesCache()
+    async with db.pool.acquire() as connection:
+        programs = [program_id] if program_id is not None else await repository.program_ids(connection)
+        policies = {program: await _policy(connection, cache, program) for program in programs}
+        if on_total is not None:
+            total = 0
+            for program, policy in policies.items():
+                total += await repository.expiry_candidates(
+                    connection, program, as_of, policy.inactivity_months
+                )
+            on_total(total)
+    members = lots = points = 0
+    for program, policy in policies.items():
+        after = 0
+        while True:
+            done = await db.call(_batch(program, policy, after, as_of, now, batch))
+            if done.last_member_id is None:
+                break
+            after = done.last_member_id
+            members += done.members
+            lots += done.lots
+            points += done.points
+            ENTRIES.labels("expire").inc(done.members)
+            if on_progress is not None:
+                on_progress(done.candidates)
+    return Expired(members, lots, points)
+
+
+def _batch(
+    program_id: int, policy: _Policy, after: int, as_of: datetime, now: datetime, batch: int
+) -> Callable[[Connection], Awaitable[repository.ExpiredBatch]]:
+    async def work(connection: Connection) -> repository.ExpiredBatch:
+        return await repository.expire_batch(
+            connection,
+            program_id=program_id,
+            after_member_id=after,
+            limit=batch,
+            as_of=as_of,
+            now=now,
+            rules_version=policy.version,
+            inactivity_months=policy.inactivity_months,
+            timezone=policy.rules.timezone,
+            entry_ids=[uuid7() for _ in range(batch)],
+        )
+
+    return work
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    points: int
+    expires_at: datetime
+
+
+async def expiring(
+    connection: Connection, cache: RulesCache, program_id: int, member_id: int, *, limit: int = 10
+) -> list[Expiring]:
+    """The member's next expiries, soonest first: their lots grouped by date and,
+    under an inactivity policy, everything else at the date they would lose it all."""
+    policy = await _policy(connection, cache, program_id)
+    rows = await repository.expiring_lots(connection, member_id, limit)
+    items = [Expiring(row["points"], row["expires_at"]) for row in rows]
+    if policy.inactivity_months is None:
+        return items
+    last_activity, available = await repository.last_activity(connection, member_id)
+    deadline = inactivity_deadline(policy.rules, last_activity)
+    if deadline is None or available == 0:
+        return items
+    before = [item for item in items if item.expires_at < deadline]
+    rest = available - sum(item.points for item in before)
+    return [*before, Expiring(rest, deadline)][:limit] if rest > 0 else before
