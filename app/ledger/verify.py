@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.db import Connection
+from app.ledger import lots
 
 SHOW = 20  # mismatches printed per check; all are counted
 
@@ -155,6 +156,42 @@ CHECKS = (
         """,
     ),
     Check(
+        "each member's lots add up to their available points",
+        """
+        SELECT b.member_id::text, b.available, coalesce(l.remaining, 0) AS in_lots
+          FROM member_balance b
+          LEFT JOIN (SELECT member_id, sum(remaining) AS remaining FROM point_lot GROUP BY member_id) l
+            ON l.member_id = b.member_id
+         WHERE b.available <> coalesce(l.remaining, 0)
+        """,
+    ),
+    Check(
+        "what each lot lost is what entries took from it and kept",
+        """
+        SELECT l.id::text, l.points, l.remaining, coalesce(u.used, 0) AS used
+          FROM point_lot l
+          LEFT JOIN (SELECT lot_id, sum(points) AS used FROM lot_use GROUP BY lot_id) u ON u.lot_id = l.id
+         WHERE l.points - l.remaining <> coalesce(u.used, 0)
+        """,
+    ),
+    Check(
+        "each active hold's points are held, and each closed hold was closed by its entry",
+        """
+        SELECT b.member_id::text, b.held, coalesce(h.points, 0) AS in_active_holds, NULL::text AS hold
+          FROM member_balance b
+          LEFT JOIN (SELECT member_id, sum(points) AS points FROM point_hold WHERE status = 'active'
+                      GROUP BY member_id) h ON h.member_id = b.member_id
+         WHERE b.held <> coalesce(h.points, 0)
+        UNION ALL
+        SELECT h.member_id::text, h.points, h.captured_points, h.id::text
+          FROM point_hold h
+          LEFT JOIN journal_entry e ON e.id = h.close_entry_id
+         WHERE h.status <> 'active'
+           AND (e.id IS NULL OR e.hold_entry_id IS DISTINCT FROM h.id
+                OR e.kind <> CASE h.status WHEN 'captured' THEN 'capture' ELSE 'release' END)
+        """,
+    ),
+    Check(
         "every program has exactly one active rules version, and entries name versions it has",
         """
         SELECT g.id::text, count(r.version) AS active_versions, NULL::integer AS unknown_version
@@ -189,6 +226,8 @@ async def verify(connection: Connection) -> list[Outcome]:
                     [", ".join(f"{k}={v}" for k, v in r.items()) for r in rows[:SHOW]],
                 )
             )
+        replay = await lots.disagreements(connection)
+        outcomes.append(Outcome("the lots agree with a replay of the ledger", len(replay), replay[:SHOW]))
     return outcomes
 
 

@@ -67,3 +67,42 @@ async def test_a_program_without_an_active_rules_version_is_caught(api: Api, db:
         await db.execute(
             "UPDATE rules_version SET active = true WHERE program_id = $1 AND version = 1", program_id
         )
+
+
+async def test_lot_and_hold_checks_catch_tampered_rows(api: Api, db: asyncpg.Connection) -> None:
+    member = await api.enrol()
+    award = await api.award(member, 50, expires_at=(datetime.now(UTC) + timedelta(days=9)).isoformat())
+    hold = await api.post(f"/v1/members/{member}/holds", {"points": 20})
+    assert hold.status_code == 201, hold.text
+    entry_id = award.json()["id"]
+    assert await failing(db) == set()
+
+    tampering = {
+        # what the lots hold no longer matches the balance, what was taken, or history
+        "UPDATE point_lot SET remaining = remaining - 1 WHERE entry_id = $1": (
+            "UPDATE point_lot SET remaining = remaining + 1 WHERE entry_id = $1",
+            {
+                "each member's lots add up to their available points",
+                "what each lot lost is what entries took from it and kept",
+                "the lots agree with a replay of the ledger",
+            },
+        ),
+        # a lot that expires on another day than the ledger says
+        "UPDATE point_lot SET expires_at = expires_at + interval '1 day' WHERE entry_id = $1": (
+            "UPDATE point_lot SET expires_at = expires_at - interval '1 day' WHERE entry_id = $1",
+            {"the lots agree with a replay of the ledger"},
+        ),
+        "UPDATE point_hold SET points = points + 1 WHERE member_id ="
+        " (SELECT member_id FROM point_lot WHERE entry_id = $1)": (
+            "UPDATE point_hold SET points = points - 1 WHERE member_id ="
+            " (SELECT member_id FROM point_lot WHERE entry_id = $1)",
+            {"each active hold's points are held, and each closed hold was closed by its entry"},
+        ),
+    }
+    for tamper, (restore, checks) in tampering.items():
+        await db.execute(tamper, entry_id)
+        try:
+            assert await failing(db) == checks
+        finally:
+            await db.execute(restore, entry_id)
+    assert await failing(db) == set()
