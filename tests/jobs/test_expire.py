@@ -18,6 +18,7 @@ from app.cli import cli
 from app.config import get_settings
 from app.db import Database
 from app.jobs.service import run
+from app.ledger import expiry
 from tests.support import Api, database_url, unique
 
 BASE: dict[str, Any] = {"base": {"points": 1, "per": "1"}}
@@ -313,3 +314,45 @@ class TestExpireFromTheCli:
         again = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
         assert "0 members, 0 lots, 0 points" in again.output
         assert [await api.available(member) for member in members] == [0, 0, 0]
+
+
+class TestResume:
+    async def test_a_run_cut_off_after_a_batch_is_finished_by_the_next(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        date = soon(1)
+        members = [await api.enrol() for _ in range(5)]
+        for member in members:
+            await api.award(member, 2, expires_at=date.isoformat())
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+
+        class Crash(Exception):
+            pass
+
+        def crash(_: int) -> None:
+            raise Crash
+
+        database = Database(database_url(), get_settings())
+        await database.connect()
+        try:
+            with pytest.raises(Crash):
+                await expiry.expire(
+                    database,
+                    program_id=program_id,
+                    as_of=date,
+                    now=datetime.now(UTC),
+                    batch=2,
+                    on_progress=crash,
+                )
+            assert sorted([await api.available(member) for member in members]) == [0, 0, 2, 2, 2]
+            done = await expiry.expire(
+                database, program_id=program_id, as_of=date, now=datetime.now(UTC), batch=2
+            )
+        finally:
+            await database.dispose()
+        assert (done.members, done.points) == (3, 6)
+        assert [await api.available(member) for member in members] == [0] * 5
+        entries = await db.fetchval(
+            "SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'expire'", program_id
+        )
+        assert entries == 5
