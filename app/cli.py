@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -204,7 +204,7 @@ def _instant(value: str | None) -> datetime | None:
         raise typer.BadParameter("an RFC 3339 instant such as 2026-12-01T00:00:00Z") from exc
     if parsed.tzinfo is None:
         raise typer.BadParameter("give the instant's offset, e.g. 2026-12-01T00:00:00Z")
-    return parsed
+    return parsed.astimezone(UTC)
 
 
 @jobs_cli.command("run")

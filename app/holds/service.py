@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -65,7 +65,7 @@ def _out(hold: asyncpg.Record | dict[str, Any], **changes: Any) -> HoldOut:
 async def place(context: AppContext, request: ledger.Request, member: str, body: HoldIn) -> StoredResponse:
     now = context.clock.now()
     settings = context.settings
-    expires_at = body.expires_at or now + timedelta(seconds=settings.hold_ttl_seconds)
+    expires_at = (body.expires_at or now + timedelta(seconds=settings.hold_ttl_seconds)).astimezone(UTC)
     program_id = request.principal.program_id
 
     async def work(connection: Connection) -> StoredResponse:
@@ -150,7 +150,8 @@ async def _close(
                 raise HoldNotActive(
                     f"hold {hold_id} is {hold['status']} since {hold['closed_at']:%Y-%m-%dT%H:%M:%SZ}"
                 )
-            if hold["expires_at"] <= now:
+            if hold["expires_at"] <= now and not release:
+                # Releasing is still fine: it is what the worker will do anyway.
                 raise HoldNotActive(
                     f"hold {hold_id} expired at {hold['expires_at']:%Y-%m-%dT%H:%M:%SZ}; "
                     "the worker gives the points back"
@@ -245,7 +246,7 @@ async def release_expired(
                     program_id=hold["program_id"],
                     kind="release",
                     # One expiry release per hold, ever: the key says which.
-                    idempotency_key=f"release-holds:{hold['id']}",
+                    idempotency_key=f"{ledger.JOB_KEY_PREFIX}release-holds:{hold['id']}",
                     request_fingerprint="job:release-holds",
                     occurred_at=hold["expires_at"],
                     recorded_at=now,

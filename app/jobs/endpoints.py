@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
@@ -44,7 +45,7 @@ async def run_job(
     """Run a job to completion for the caller's program and answer with what it did.
     Jobs are idempotent: running one again for the same `as_of` changes nothing."""
     now = context.clock.now()
-    as_of = now if body is None or body.as_of is None else body.as_of
+    as_of = now if body is None or body.as_of is None else body.as_of.astimezone(UTC)
     if as_of > now and context.settings.env is Environment.production:
         raise ValidationFailed.on("body.as_of", "a job runs as of a future instant only outside production")
     return await service.run(context.db, name, program_id=principal.program_id, as_of=as_of, now=now)

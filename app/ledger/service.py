@@ -79,6 +79,10 @@ _REDEEM_REFUSALS: dict[str, type[AppError]] = {
 }
 REDEEM_LIMIT_ERRORS = (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare, CurrencyMismatch)
 
+# Idempotency keys of the entries jobs write begin with this: clients' keys are
+# printable ASCII, so a job's key never meets one of theirs.
+JOB_KEY_PREFIX = "job\u00b7"
+
 # Entries an order's lifecycle wrote: undone by refunds, which keep the order's
 # refund state and pending credit in step, never by a bare reversal.
 ORDER_KINDS = frozenset({"earn", "refund", "activate"})
@@ -487,8 +491,9 @@ async def activate_pending(
                     id=uuid7(),
                     program_id=credit["program_id"],
                     kind="activate",
-                    # One activation per credit, ever: the key says which.
-                    idempotency_key=f"activate-pending:{credit['id']}",
+                    # One activation per credit, ever: the key says which. Job keys
+                    # start with "job·", which no client key can (printable ASCII only).
+                    idempotency_key=f"{JOB_KEY_PREFIX}activate-pending:{credit['id']}",
                     request_fingerprint="job:activate-pending",
                     occurred_at=credit["pending_until"],
                     recorded_at=now,

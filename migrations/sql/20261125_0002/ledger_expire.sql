@@ -82,7 +82,7 @@ BEGIN
         -- them), so ledger_post()'s ordinary debit takes these and no others.
         v_n := v_n + 1;
         SELECT * INTO v_posted FROM ledger_post(
-            p_entry_ids[v_n], p_program_id, 'expire', 'expire:' || p_entry_ids[v_n]::text, 'job:expire',
+            p_entry_ids[v_n], p_program_id, 'expire', 'job' || chr(183) || 'expire:' || p_entry_ids[v_n]::text, 'job:expire',
             p_as_of, p_recorded_at, NULL, NULL,
             CASE WHEN v_inactive THEN format('no order for %s months', p_inactivity_months)
                  ELSE 'points reached their expiry date' END,
