@@ -209,7 +209,7 @@ def _instant(value: str | None) -> datetime | None:
 
 @jobs_cli.command("run")
 def jobs_run(
-    name: Annotated[str, typer.Argument(help="the job: activate-pending, release-holds or expire")],
+    name: Annotated[str, typer.Argument(help="the job: activate-pending, release-holds, expire or evaluate-tiers")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this instant (default now)")] = None,
     program: Annotated[str | None, typer.Option(help="only this program (default all)")] = None,
     progress: Annotated[
@@ -306,7 +306,7 @@ def worker(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="run one round of every job, then exit")] = False,
 ) -> None:
-    """Run every job (activate-pending, release-holds, expire) as of now, every
+    """Run every job (activate-pending, release-holds, expire, evaluate-tiers) as of now, every
     `--interval` seconds, until SIGINT or SIGTERM. Several workers may run at once:
     each job runs in one of them at a time (a PostgreSQL advisory lock)."""
     settings = _settings()

@@ -26,6 +26,7 @@ from app.ops.endpoints import router as ops_router
 from app.orders.endpoints import router as orders_router
 from app.programs.endpoints import router as programs_router
 from app.rulesets.endpoints import router as rules_router
+from app.tiers.endpoints import router as tiers_router
 
 DESCRIPTION = """A headless loyalty-points service over an append-only double-entry ledger.
 
@@ -80,6 +81,7 @@ def create_app(
         orders_router,
         jobs_router,
         events_router,
+        tiers_router,
     ):
         app.include_router(router)
     return app

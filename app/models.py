@@ -18,6 +18,7 @@ from app.members.models import Member
 from app.orders.models import OrderRefund, PaidOrder
 from app.programs.models import Program
 from app.rulesets.models import RulesActivation, RulesVersion
+from app.tiers.models import MemberTier, TierChange
 
 __all__ = [
     "Account",
@@ -29,6 +30,7 @@ __all__ = [
     "Member",
     "MemberBalance",
     "MemberEvent",
+    "MemberTier",
     "OrderRefund",
     "PaidOrder",
     "PendingCredit",
@@ -38,4 +40,5 @@ __all__ = [
     "Program",
     "RulesActivation",
     "RulesVersion",
+    "TierChange",
 ]

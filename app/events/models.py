@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, Text, Uuid
+from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,7 +17,16 @@ class MemberEvent(Base):
     """One event that earned: counted for the rules' per-day and once-only limits."""
 
     __tablename__ = "member_event"
-    __table_args__ = (Index(None, "member_id", "type", "local_day"),)
+    __table_args__ = (
+        Index(None, "member_id", "type", "local_day"),
+        Index(None, "member_id", "occurred_at"),
+        Index(
+            "ix_member_event_referrer_member_id_occurred_at",
+            "referrer_member_id",
+            "occurred_at",
+            postgresql_where=text("referrer_member_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)

@@ -17,6 +17,7 @@ from app.members.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
 from app.rules.events import local_day
 from app.rules.lifecycle import lot_expiry
+from app.tiers import service as tiers
 
 
 class UnknownEventType(AppError):
@@ -111,6 +112,22 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
                 referrer_points=earning.referrer_points,
                 attributes=body.attributes or {},
             )
+            # Both sides' points count towards their tiers; both are locked (ledger_post()).
+            for member_id in (
+                facts["member_id"],
+                facts["referred_by_member_id"] if earning.referrer_points else None,
+            ):
+                if member_id is not None:
+                    await tiers.apply_upgrade(
+                        connection,
+                        rules,
+                        facts["rules_version"],
+                        program_id=program_id,
+                        member_id=member_id,
+                        at=body.occurred_at,
+                        now=now,
+                        entry_id=entry_id,
+                    )
             return response
 
     return await context.db.call(work)

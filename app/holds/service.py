@@ -79,7 +79,7 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
                 raise ValidationFailed.on(
                     "body.expires_at", f"a hold lasts at most {settings.hold_max_seconds} seconds"
                 )
-            rules_version, rules = await ledger.active_rules(context, connection, program_id)
+            rules_version, rules = await ledger.active_rules(context.rules, connection, program_id)
             ledger.check_redeem_limits(rules, body.points, body.order_total)
             hold_id = uuid7()
             out = HoldOut(

@@ -36,7 +36,8 @@ class JobIn(BaseModel):
 )
 async def run_job(
     name: Annotated[
-        str, Path(max_length=64, description="the job: activate-pending, release-holds or expire")
+        str,
+        Path(max_length=64, description="the job: activate-pending, release-holds, expire or evaluate-tiers"),
     ],
     context: Context,
     principal: Annotated[Principal, Depends(require("admin"))],

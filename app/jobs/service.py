@@ -17,6 +17,7 @@ from app.errors import NotFound
 from app.holds import service as holds
 from app.ledger import expiry
 from app.ledger import service as ledger
+from app.tiers import service as tiers
 
 
 class UnknownJob(NotFound):
@@ -28,7 +29,8 @@ class JobSummary(BaseModel):
     as_of: datetime = Field(description="the instant it ran as of (UTC)", examples=["2026-11-25T00:00:00Z"])
     counts: dict[str, int] = Field(
         description="what it did: activate-pending counts `credits` and `points`; release-holds "
-        "`holds` and `points`; expire `members`, `lots` and `points`",
+        "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
+        "`changes`, `upgraded`, `retained` and `downgraded`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -81,6 +83,21 @@ async def _expire(
     return {"members": done.members, "lots": done.lots, "points": done.points}
 
 
+async def _evaluate_tiers(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    done = await tiers.evaluate_tiers(
+        db, program_id=program_id, as_of=as_of, now=now, on_total=progress.total, on_progress=progress.advance
+    )
+    return {
+        "members": done.members,
+        "changes": done.changes,
+        "upgraded": done.upgraded,
+        "retained": done.retained,
+        "downgraded": done.downgraded,
+    }
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: pending points become available before
 # anything expires, and expired holds give their points back first.
@@ -88,6 +105,7 @@ JOBS: dict[str, Job] = {
     "activate-pending": _activate_pending,
     "release-holds": _release_holds,
     "expire": _expire,
+    "evaluate-tiers": _evaluate_tiers,
 }
 
 

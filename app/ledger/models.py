@@ -44,6 +44,7 @@ ENTRY_KINDS = (
     "capture",
     "release",
     "expire",
+    "tier_keep",
 )
 
 
@@ -106,7 +107,7 @@ class JournalEntry(Base):
         ),
         CheckConstraint(
             "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event',"
-            " 'hold', 'capture', 'release', 'expire')",
+            " 'hold', 'capture', 'release', 'expire', 'tier_keep')",
             name="kind_known",
         ),
     )

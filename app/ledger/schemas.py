@@ -21,6 +21,7 @@ EntryKind = Literal[
     "capture",
     "release",
     "expire",
+    "tier_keep",
 ]
 AccountKind = Literal["available", "pending", "held", "debt", "issuance", "redemption", "expiry"]
 

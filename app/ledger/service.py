@@ -36,6 +36,7 @@ from app.metrics import ENTRIES
 from app.pagination import decode_cursor, encode_cursor
 from app.rules import RulesDocument
 from app.rules.lifecycle import lot_expiry, redeem_refusal
+from app.rulesets.cache import RulesCache
 
 
 class InsufficientPoints(AppError):
@@ -259,7 +260,7 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
     if expires_at is None:
         # The program's expiry policy dates the points from when they are given.
         async with context.db.pool.acquire() as connection:
-            rules_version, rules = await active_rules(context, connection, request.principal.program_id)
+            rules_version, rules = await active_rules(context.rules, connection, request.principal.program_id)
         expires_at = lot_expiry(rules, now)
         if expires_at is None:
             rules_version = None
@@ -278,13 +279,18 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
 
 
 async def active_rules(
-    context: AppContext, connection: Connection, program_id: int
+    cache: RulesCache, connection: Connection, program_id: int
 ) -> tuple[int, RulesDocument]:
     """The program's active rules version and its document."""
     version = await repository.active_rules_version(connection, program_id)
     if version is None:
         raise LookupError(f"program {program_id} has no active rules version")
-    return version, await context.rules.document(connection, program_id, version)
+    return version, await cache.document(connection, program_id, version)
+
+
+async def program_ids(connection: Connection) -> list[int]:
+    """Every program, for jobs that run over all of them."""
+    return await repository.program_ids(connection)
 
 
 def check_redeem_limits(rules: RulesDocument, points: int, order_total: Money | None) -> None:
@@ -306,7 +312,7 @@ async def redeem(context: AppContext, request: Request, member: str, body: Redem
         found = await stored(connection, request)
         if found is not None:  # passed the limits of its time; they may have changed since
             return found
-        rules_version, rules = await active_rules(context, connection, request.principal.program_id)
+        rules_version, rules = await active_rules(context.rules, connection, request.principal.program_id)
     check_redeem_limits(rules, body.points, body.order_total)
     return await _post(
         context,

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Text,
     UniqueConstraint,
 )
@@ -25,6 +26,7 @@ class Member(Base):
     __tablename__ = "member"
     __table_args__ = (
         UniqueConstraint("program_id", "external_id"),
+        Index(None, "program_id", "id"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status_known"),
     )
 

@@ -13,7 +13,8 @@ from app.errors import ValidationFailed
 from app.ledger import expiry
 from app.members import repository
 from app.members.errors import MemberExists, MemberNotFound
-from app.members.schemas import Balances, Expiring, MemberCreate, MemberOut
+from app.members.schemas import Balances, Expiring, MemberCreate, MemberOut, MemberTier, TierProgress
+from app.tiers import service as tiers
 
 
 async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -> MemberOut:
@@ -51,6 +52,9 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         if row is None:
             raise MemberNotFound(f"no member {external_id} in this program")
         upcoming = await expiry.expiring(connection, context.rules, row["program_id"], row["id"])
+        standing = await tiers.member_view(
+            connection, context.rules, row["program_id"], row["id"], context.clock.now()
+        )
     return MemberOut(
         external_id=row["external_id"],
         status=row["status"],
@@ -62,6 +66,15 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
             available=row["available"], pending=row["pending"], held=row["held"], debt=-row["debt"]
         ),
         expiring=[Expiring(points=item.points, expires_at=item.expires_at) for item in upcoming],
-        tier=None,
-        tier_progress=None,
+        tier=None
+        if standing.tier is None
+        else MemberTier(
+            code=standing.tier.code,
+            name=standing.tier.name,
+            since=standing.tier.since,
+            term_ends_at=standing.tier.term_ends_at,
+        ),
+        tier_progress=None
+        if standing.progress is None
+        else TierProgress(next_tier=standing.progress.next_tier, missing=standing.progress.missing),
     )

@@ -66,6 +66,8 @@ class PaidOrder(Base):
     segments: Mapped[list[Any]] = mapped_column(JSONB)
     refund_state: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     points_taken_back: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Money refunded so far: qualifying spend for tiers is net of it.
+    refunded_total: Mapped[Decimal] = mapped_column(Numeric, server_default="0")
 
 
 class OrderRefund(Base):

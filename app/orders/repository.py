@@ -19,12 +19,13 @@ from app.db import Connection
 # local day over the three UTC dates around `paid_at`, since the active rules'
 # timezone (and so the order's local day) is only known once this row is read.
 ORDER_FACTS = """
-SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version,
+SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
        EXISTS (SELECT 1 FROM paid_order o WHERE o.member_id = m.id) AS has_orders,
        d.days, d.points
   FROM member m
   JOIN member_balance b ON b.member_id = m.id
   JOIN rules_version r ON r.program_id = m.program_id AND r.active
+  LEFT JOIN member_tier t ON t.member_id = m.id
  CROSS JOIN LATERAL (
        SELECT array_agg(x.local_day) AS days, array_agg(x.points) AS points
          FROM (SELECT o.local_day, sum(o.points)::bigint AS points
@@ -40,7 +41,8 @@ LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
 POST_ORDER = """
 SELECT outcome, request_fingerprint, response_body
   FROM ledger_post_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25, $26)
+                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25, $26,
+                         $27::jsonb)
 """
 
 STORED_ORDER = """
@@ -80,7 +82,8 @@ WITH refund AS (
                               amount, points, from_pending, from_available, shortfall, debt, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 )
-UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14 WHERE id = $1
+UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refunded_total = refunded_total + $6
+ WHERE id = $1
 """
 
 
@@ -113,6 +116,7 @@ class MemberFacts:
     rules_version: int
     has_orders: bool
     earned_by_day: dict[date, int]
+    tier: str | None = None
 
 
 async def member_facts(
@@ -138,6 +142,7 @@ async def member_facts(
         rules_version=row["rules_version"],
         has_orders=row["has_orders"],
         earned_by_day=dict(zip(days, points, strict=True)),
+        tier=row["tier"],
     )
 
 
@@ -169,6 +174,7 @@ class NewOrder:
     amounts: list[int]
     response_body: bytes
     expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
+    tier: dict[str, Any] | None = None  # the member's upgrade this order makes (tier_apply()'s element)
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -200,6 +206,7 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         order.amounts,
         order.response_body,
         order.expires_at,
+        None if order.tier is None else json.dumps(order.tier),
     )
     assert row is not None
     return row

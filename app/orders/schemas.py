@@ -72,6 +72,12 @@ class OrderResult(BaseModel):
     entry_id: uuid.UUID | None = Field(
         description="the ledger entry (null for a preview, or an order that earns nothing)", examples=[None]
     )
+    tier_reached: str | None = Field(
+        default=None,
+        description="the tier this order lifted the member to (its multiplier applies from the next "
+        "order); null when it changed no tier, and in a preview",
+        examples=[None],
+    )
 
 
 class RefundLineIn(BaseModel):

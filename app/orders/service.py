@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -49,6 +50,8 @@ from app.rules import (
 )
 from app.rules.earning import display_places, local_time
 from app.rules.lifecycle import lot_expiry
+from app.rules.tiers import Activity
+from app.tiers import service as tiers
 
 
 class OrderExists(AppError):
@@ -96,7 +99,7 @@ def _order_facts(body: OrderIn, facts: MemberFacts, local_day: date) -> OrderFac
             for line in body.lines or ()
         ),
         channel=body.channel,
-        tier=None,  # tiers arrive with the tier issue; no member holds one yet
+        tier=facts.tier,  # as before this order: an upgrade it makes counts from the next
         birthday=facts.birthday,
         first_order=not facts.has_orders,
         earned_today=facts.earned_by_day.get(local_day, 0),
@@ -120,6 +123,7 @@ def _result(
     debt_repaid: int,
     now: datetime,
     entry_id: uuid.UUID | None,
+    tier_reached: str | None = None,
 ) -> tuple[OrderResult, datetime | None]:
     pending_until = body.paid_at + timedelta(days=rules.earn.pending_days)
     pending = earning.points - debt_repaid > 0 and pending_until > now
@@ -135,6 +139,7 @@ def _result(
         rules_version=rules_version,
         debt_repaid=debt_repaid,
         entry_id=entry_id,
+        tier_reached=tier_reached,
     )
     return result, pending_until if pending else None
 
@@ -189,7 +194,17 @@ async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> 
             if found is None:
                 raise
             return found
-        order = _new_order(request, body, rules, facts, order_facts, earning, now)
+        entry_id = uuid7()
+        upgrade = await tiers.upgrade_decision(
+            connection,
+            rules,
+            member_id=facts.member_id,
+            current=facts.tier,
+            at=body.paid_at,
+            extra=Activity(orders=1, spend=body.total.amount, points=earning.points),
+            entry_id=entry_id if earning.points else None,
+        )
+        order = _new_order(request, body, rules, facts, order_facts, earning, now, entry_id, upgrade)
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
@@ -226,12 +241,21 @@ def _new_order(
     order_facts: OrderFacts,
     earning: OrderEarning,
     now: datetime,
+    entry_id: uuid.UUID,
+    upgrade: dict[str, Any] | None,
 ) -> NewOrder:
     owed = -facts.debt
     repaid = min(earning.points, owed)
-    entry_id = uuid7()
+    tier_reached = None if upgrade is None else upgrade["state"]["tier"]
     result, pending_until = _result(
-        body, rules, facts.rules_version, earning, repaid, now, entry_id if earning.points else None
+        body,
+        rules,
+        facts.rules_version,
+        earning,
+        repaid,
+        now,
+        entry_id if earning.points else None,
+        tier_reached,
     )
     accounts: list[str] = []
     amounts: list[int] = []
@@ -276,6 +300,7 @@ def _new_order(
         amounts=amounts,
         response_body=result.model_dump_json().encode(),
         expires_at=lot_expiry(rules, body.paid_at),
+        tier=upgrade,
     )
 
 

@@ -44,13 +44,15 @@ class TestRound:
     async def test_runs_every_job_as_of_now(self, api: Api, clock: MovableClock, database: Database) -> None:
         expiring, pending, holding = await lots_to_expire(api, clock)
         done = await run_round(database, clock)
-        assert list(done.ran) == ["activate-pending", "release-holds", "expire"]
+        assert list(done.ran) == ["activate-pending", "release-holds", "expire", "evaluate-tiers"]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
         assert await api.balances(pending) == {"available": 7, "pending": 0, "held": 0, "debt": 0}
         assert await api.balances(holding) == {"available": 9, "pending": 0, "held": 0, "debt": 0}
         again = await run_round(database, clock)
-        assert all(counts == dict.fromkeys(counts, 0) for counts in again.ran.values())
+        for job in ("activate-pending", "release-holds", "expire"):
+            assert again.ran[job] == dict.fromkeys(again.ran[job], 0)
+        assert again.ran["evaluate-tiers"]["changes"] == 0  # it looks at every member, changes none
 
     async def test_skips_a_job_another_worker_is_running(
         self, api: Api, clock: MovableClock, database: Database
@@ -117,5 +119,5 @@ class TestWorkerCli:
         env = {"LEDGER_DATABASE_URL": database_url(), "LEDGER_ENV": "test"}
         result = await asyncio.to_thread(CliRunner().invoke, cli, ["worker", "--once"], env=env)
         assert result.exit_code == 0, result.output
-        for job in ("activate-pending", "release-holds", "expire"):
+        for job in ("activate-pending", "release-holds", "expire", "evaluate-tiers"):
             assert f"{job}: " in result.output

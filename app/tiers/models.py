@@ -1,0 +1,77 @@
+"""Each member's tier, and every change of it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class MemberTier(Base):
+    """The member's tier now: since when, when its term ends, a grace period after a
+    missed retention, an operator override. Written only under the member's
+    balance-row lock, through tier_apply() (see the tiers migration)."""
+
+    __tablename__ = "member_tier"
+    __table_args__ = (CheckConstraint("(tier_code IS NULL) = (since IS NULL)", name="since_with_tier"),)
+
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    tier_code: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    term_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A retention was missed at term_ends_at: the tier drops at grace_ends_at.
+    grace_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An operator set the tier until then; after it, it is judged like a term end.
+    override_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An operator set the tier with no end: no term, no downgrade (upgrades still apply).
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    rules_version: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TierChange(Base):
+    """One change of a member's tier, and why. Append-only (the database refuses
+    UPDATE and DELETE, as for the journal)."""
+
+    __tablename__ = "tier_change"
+    __table_args__ = (
+        Index(None, "member_id", "id"),
+        CheckConstraint(
+            "reason IN ('qualified', 'retained', 'downgraded', 'kept_with_points', 'override')",
+            name="reason_known",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    from_tier: Mapped[str | None] = mapped_column(Text)
+    to_tier: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    term_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The qualifying activity that decided it, and its window.
+    activity: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rules_version: Mapped[int | None] = mapped_column(Integer)
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    note: Mapped[str | None] = mapped_column(Text)

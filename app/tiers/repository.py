@@ -1,0 +1,155 @@
+"""All SQL of tiers. Decisions are written by tier_apply() (see the tiers migration)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from app.db import Connection
+
+# Qualifying activity of members in windows [start, end] (start NULL: since ever):
+# orders not fully refunded, spend net of refunds, points earned by orders (net of
+# what refunds took back) and by events, the member's own and as a referrer.
+# Awards are not activity. local_day (the program's day, within two days of the
+# UTC date anywhere) lets the (member_id, local_day) index narrow the orders.
+ACTIVITY = """
+SELECT w.n,
+       coalesce(o.orders, 0)::bigint AS orders,
+       coalesce(o.spend, 0)::numeric AS spend,
+       (coalesce(o.points, 0) + coalesce(e.points, 0) + coalesce(r.points, 0))::bigint AS points
+  FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])
+       WITH ORDINALITY AS w(member_id, starts, ends, n)
+  LEFT JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE p.refunded_total < p.total OR p.total = 0) AS orders,
+              sum(p.total - p.refunded_total) AS spend,
+              sum(p.points - p.points_taken_back) AS points
+         FROM paid_order p
+        WHERE p.member_id = w.member_id
+          AND p.local_day <= (w.ends AT TIME ZONE 'UTC')::date + 2
+          AND (w.starts IS NULL OR p.local_day >= (w.starts AT TIME ZONE 'UTC')::date - 2)
+          AND p.paid_at <= w.ends AND (w.starts IS NULL OR p.paid_at >= w.starts)
+       ) o ON true
+  LEFT JOIN LATERAL (
+       SELECT sum(v.points) AS points
+         FROM member_event v
+        WHERE v.member_id = w.member_id AND v.occurred_at <= w.ends
+          AND (w.starts IS NULL OR v.occurred_at >= w.starts)
+       ) e ON true
+  LEFT JOIN LATERAL (
+       SELECT sum(v.referrer_points) AS points
+         FROM member_event v
+        WHERE v.referrer_member_id = w.member_id AND v.occurred_at <= w.ends
+          AND (w.starts IS NULL OR v.occurred_at >= w.starts)
+       ) r ON true
+ ORDER BY w.n
+"""
+
+_STATE_COLUMNS = """
+m.id AS member_id, m.external_id, t.tier_code, t.since, t.term_ends_at, t.grace_ends_at, t.override_until,
+coalesce(t.pinned, false) AS pinned
+"""
+
+# One member, locked (every tier change holds the member's balance-row lock).
+LOCKED_STATE = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  JOIN member_balance b ON b.member_id = m.id
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.program_id = $1 AND m.external_id = $2
+   FOR UPDATE OF b
+"""
+
+STATE = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.program_id = $1 AND m.external_id = $2
+"""
+
+STATE_BY_ID = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.id = $1
+"""
+
+# The next batch of a program's members after a member id, locked in id order
+# (the order ledger_post() locks members in) until the batch commits.
+LOCKED_BATCH = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  JOIN member_balance b ON b.member_id = m.id
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.program_id = $1 AND m.id > $2
+ ORDER BY m.id
+ LIMIT $3
+   FOR UPDATE OF b
+"""
+
+APPLY = "SELECT tier_apply($1, $2, $3, $4::jsonb)"
+
+HISTORY = """
+SELECT id, from_tier, to_tier, reason, effective_at, recorded_at, term_ends_at, activity, rules_version,
+       entry_id, note
+  FROM tier_change
+ WHERE member_id = $1 AND id < $2
+ ORDER BY id DESC
+ LIMIT $3
+"""
+
+COUNT_MEMBERS = "SELECT count(*) FROM member WHERE program_id = $1"
+
+
+async def activity(
+    connection: Connection, windows: list[tuple[int, datetime | None, datetime]]
+) -> list[tuple[int, Decimal, int]]:
+    """(orders, spend, points) for each (member id, start, end), in the same order."""
+    if not windows:
+        return []
+    rows = await connection.fetch(
+        ACTIVITY,
+        [member for member, _, _ in windows],
+        [start for _, start, _ in windows],
+        [end for _, _, end in windows],
+    )
+    return [(row["orders"], row["spend"], row["points"]) for row in rows]
+
+
+async def state(
+    connection: Connection, program_id: int, member: str, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(LOCKED_STATE if lock else STATE, program_id, member)
+
+
+async def state_by_id(connection: Connection, member_id: int) -> asyncpg.Record | None:
+    return await connection.fetchrow(STATE_BY_ID, member_id)
+
+
+async def locked_batch(
+    connection: Connection, program_id: int, after_member_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(LOCKED_BATCH, program_id, after_member_id, limit)
+
+
+async def apply(
+    connection: Connection,
+    program_id: int,
+    rules_version: int,
+    now: datetime,
+    decisions: list[dict[str, Any]],
+) -> int:
+    if not decisions:
+        return 0
+    return int(await connection.fetchval(APPLY, program_id, rules_version, now, json.dumps(decisions)))
+
+
+async def history(connection: Connection, member_id: int, before_id: int, limit: int) -> list[asyncpg.Record]:
+    return await connection.fetch(HISTORY, member_id, before_id, limit)
+
+
+async def count_members(connection: Connection, program_id: int) -> int:
+    return int(await connection.fetchval(COUNT_MEMBERS, program_id))

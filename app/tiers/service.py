@@ -1,0 +1,620 @@
+"""Tiers: each member's tier state, its changes, and the evaluate-tiers job.
+
+The rules module decides (app/rules/tiers.py: windows, qualification, retention);
+this module keeps the state and decides *when*:
+- an order or event that qualifies a member for a higher tier upgrades them in
+  the same transaction (`upgrade_decision`); the term starts at the order's
+  `paid_at` (the event's `occurred_at`) and lasts `term_months`;
+- the job judges each term at its end, on the activity of the window that ends
+  then, whenever it actually runs (`evaluate`); a miss drops the tier after
+  `grace_days`; it also applies upgrades that new rules allow;
+- a member may spend the tier's `keep_with_points` to move the term's end
+  forward; an operator may set a tier, with or without an end.
+Every change writes a history row with its reason and the activity that decided it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from uuid_utils.compat import uuid7
+
+from app.auth.service import Principal
+from app.context import AppContext
+from app.db import Connection, Database
+from app.errors import AppError, ValidationFailed
+from app.idempotency import StoredResponse
+from app.ledger import service as ledger
+from app.ledger.repository import Leg
+from app.members.errors import MemberNotFound
+from app.pagination import decode_cursor, encode_cursor
+from app.rules import RulesDocument
+from app.rules.tiers import (
+    Activity,
+    keep_price,
+    progress,
+    qualified,
+    retention,
+    term_end,
+    tier_by_code,
+    upgrade,
+    window_start,
+)
+from app.rulesets.cache import RulesCache
+from app.tiers import repository
+from app.tiers.schemas import (
+    ActivityOut,
+    KeepIn,
+    OverrideIn,
+    TierChangeOut,
+    TierOut,
+    TierProgressOut,
+    TierStateOut,
+)
+
+BATCH = 500
+
+
+class NotEligible(AppError):
+    status, code, title = 422, "not_eligible", "The member cannot keep their tier with points now"
+
+
+@dataclass(frozen=True, slots=True)
+class TierState:
+    tier: str | None = None
+    since: datetime | None = None
+    term_ends_at: datetime | None = None
+    grace_ends_at: datetime | None = None
+    override_until: datetime | None = None
+    pinned: bool = False
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> TierState:
+        return cls(
+            row["tier_code"],
+            row["since"],
+            row["term_ends_at"],
+            row["grace_ends_at"],
+            row["override_until"],
+            row["pinned"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "since": _iso(self.since),
+            "term_ends_at": _iso(self.term_ends_at),
+            "grace_ends_at": _iso(self.grace_ends_at),
+            "override_until": _iso(self.override_until),
+            "pinned": self.pinned,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: datetime | None
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    before: str | None
+    after: str | None
+    reason: str
+    effective_at: datetime
+    term_ends_at: datetime | None
+    activity: Activity | None = None
+    window: Window | None = None
+    entry_id: uuid.UUID | None = None
+    actor_key_id: uuid.UUID | None = None
+    note: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "from": self.before,
+            "to": self.after,
+            "reason": self.reason,
+            "effective_at": _iso(self.effective_at),
+            "term_ends_at": _iso(self.term_ends_at),
+            "activity": None if self.activity is None else _activity_json(self.activity, self.window),
+            "entry_id": None if self.entry_id is None else str(self.entry_id),
+            "actor_key_id": None if self.actor_key_id is None else str(self.actor_key_id),
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: TierState
+    changes: list[Change] = field(default_factory=list)
+    needs: datetime | None = None  # the end of a window whose activity is needed to go on
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _activity_json(activity: Activity, window: Window | None) -> dict[str, Any]:
+    return {
+        "orders": activity.orders,
+        "spend": str(activity.spend),
+        "points": activity.points,
+        "window_start": None if window is None else _iso(window.start),
+        "window_end": None if window is None else _iso(window.end),
+    }
+
+
+def _rank(rules: RulesDocument, code: str | None) -> int:
+    tier = None if code is None else tier_by_code(rules, code)
+    return 0 if tier is None else tier.rank
+
+
+def window(rules: RulesDocument, end: datetime) -> Window:
+    return Window(window_start(rules, end), end)
+
+
+def evaluate(
+    rules: RulesDocument, state: TierState, as_of: datetime, known: Mapping[datetime, Activity]
+) -> Outcome:
+    """Where the member's tier stands at `as_of`, judging every term end, grace end
+    and override end up to then in order (the job may run weeks late: each is judged
+    as of its own time), then upgrading if the activity up to `as_of` qualifies for
+    more. `known` maps a window's end to its activity; when one is missing the
+    outcome says which (`needs`), and the caller asks again with it."""
+    changes: list[Change] = []
+    current = state
+    for _ in range(1000):  # a term is at least a month: this is centuries
+        if current.override_until is not None and current.override_until <= as_of:
+            # The override ended: from here the tier is judged as at a term's end.
+            current = replace(current, term_ends_at=current.override_until, override_until=None, pinned=False)
+        if (
+            current.tier is None
+            or current.pinned
+            or current.override_until is not None
+            or current.term_ends_at is None
+            or current.term_ends_at > as_of
+        ):
+            break
+        end = current.term_ends_at
+        activity = known.get(end)
+        if activity is None:
+            return Outcome(current, changes, needs=end)
+        judged = retention(rules, current.tier, activity)
+        if judged.keeps:
+            renewed = term_end(rules, end)
+            changes.append(
+                Change(current.tier, current.tier, "retained", end, renewed, activity, window(rules, end))
+            )
+            current = replace(current, term_ends_at=renewed, grace_ends_at=None)
+            continue
+        drop_at = current.grace_ends_at or end + timedelta(days=rules.tier_policy.grace_days)
+        if drop_at > as_of:
+            current = replace(current, grace_ends_at=drop_at)  # missed: in grace until then
+            break
+        target = None if judged.target is None else judged.target.code
+        ends = None if target is None else term_end(rules, drop_at)
+        changes.append(
+            Change(current.tier, target, "downgraded", drop_at, ends, activity, window(rules, end))
+        )
+        current = TierState(target, None if target is None else drop_at, ends)
+    now_activity = known.get(as_of)
+    if now_activity is None:
+        return Outcome(current, changes, needs=as_of)
+    reached = qualified(rules, now_activity)
+    if reached is not None and (
+        reached.rank > _rank(rules, current.tier)
+        or (current.grace_ends_at is not None and reached.code == current.tier)
+    ):
+        # Up (or, in grace, qualifying again for the same tier): a new term from now.
+        ends = term_end(rules, as_of)
+        reason = "qualified" if reached.code != current.tier else "retained"
+        changes.append(
+            Change(current.tier, reached.code, reason, as_of, ends, now_activity, window(rules, as_of))
+        )
+        current = TierState(reached.code, as_of if reached.code != current.tier else current.since, ends)
+    return Outcome(current, changes)
+
+
+def decision(member_id: int, before: TierState, outcome: Outcome) -> dict[str, Any] | None:
+    """tier_apply()'s element for an outcome; None when nothing changed."""
+    if outcome.state == before and not outcome.changes:
+        return None
+    return {
+        "member_id": member_id,
+        "from": before.tier,
+        "state": outcome.state.as_json(),
+        "changes": [change.as_json() for change in outcome.changes],
+    }
+
+
+def _activity(row: tuple[int, Decimal, int]) -> Activity:
+    return Activity(orders=row[0], spend=row[1], points=row[2])
+
+
+async def activity_in(
+    connection: Connection, rules: RulesDocument, member_id: int, end: datetime
+) -> Activity:
+    w = window(rules, end)
+    (row,) = await repository.activity(connection, [(member_id, w.start, w.end)])
+    return _activity(row)
+
+
+async def upgrade_decision(
+    connection: Connection,
+    rules: RulesDocument,
+    *,
+    member_id: int,
+    current: str | None,
+    at: datetime,
+    extra: Activity | None = None,
+    entry_id: uuid.UUID | None = None,
+) -> dict[str, Any] | None:
+    """The upgrade an order or event at `at` makes, if it qualifies the member for a
+    higher tier; `extra` is its own activity when it is not yet recorded. The
+    caller holds the member's lock and applies the decision in its transaction."""
+    if not rules.tiers:
+        return None
+    activity = await activity_in(connection, rules, member_id, at)
+    if extra is not None:
+        activity = Activity(
+            activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
+        )
+    reached = upgrade(rules, current, activity)
+    if reached is None:
+        return None
+    ends = term_end(rules, at)
+    change = Change(
+        current, reached.code, "qualified", at, ends, activity, window(rules, at), entry_id=entry_id
+    )
+    return {
+        "member_id": member_id,
+        "from": current,
+        "state": TierState(reached.code, at, ends).as_json(),
+        "changes": [change.as_json()],
+    }
+
+
+async def apply_upgrade(
+    connection: Connection,
+    rules: RulesDocument,
+    rules_version: int,
+    *,
+    program_id: int,
+    member_id: int,
+    at: datetime,
+    now: datetime,
+    entry_id: uuid.UUID | None,
+) -> str | None:
+    """For an event: upgrade the member (locked by the caller) if the activity now
+    recorded qualifies; the tier reached, or None."""
+    if not rules.tiers:
+        return None
+    row = await repository.state_by_id(connection, member_id)
+    assert row is not None
+    found = await upgrade_decision(
+        connection, rules, member_id=member_id, current=row["tier_code"], at=at, entry_id=entry_id
+    )
+    if found is None:
+        return None
+    await repository.apply(connection, program_id, rules_version, now, [found])
+    return str(found["state"]["tier"])
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _state_out(rules: RulesDocument, state: TierState) -> TierStateOut | None:
+    if state.tier is None or state.since is None:
+        return None
+    tier = tier_by_code(rules, state.tier)
+    return TierStateOut(
+        code=state.tier,
+        name=state.tier if tier is None else tier.name,
+        since=state.since,
+        term_ends_at=state.term_ends_at,
+        grace_ends_at=state.grace_ends_at,
+        override_until=state.override_until,
+        pinned=state.pinned,
+    )
+
+
+def _progress_out(rules: RulesDocument, state: TierState, activity: Activity) -> TierProgressOut | None:
+    ahead = progress(rules, state.tier, activity)
+    if ahead is None:
+        return None
+    return TierProgressOut(next_tier=ahead.next_tier.code, missing=dict(ahead.missing))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTierView:
+    tier: TierStateOut | None
+    progress: TierProgressOut | None
+
+
+async def member_view(
+    connection: Connection, cache: RulesCache, program_id: int, member_id: int, now: datetime
+) -> MemberTierView:
+    """The member view's tier and progress (nothing under rules without tiers)."""
+    _, rules = await _active(connection, cache, program_id)
+    row = await repository.state_by_id(connection, member_id)
+    assert row is not None
+    state = TierState.of(row)
+    if not rules.tiers and state.tier is None:
+        return MemberTierView(None, None)
+    activity = await activity_in(connection, rules, member_id, now)
+    return MemberTierView(_state_out(rules, state), _progress_out(rules, state, activity))
+
+
+async def _active(connection: Connection, cache: RulesCache, program_id: int) -> tuple[int, RulesDocument]:
+    return await ledger.active_rules(cache, connection, program_id)
+
+
+def _change_out(row: asyncpg.Record) -> TierChangeOut:
+    raw = row["activity"]
+    activity = None
+    if raw is not None:
+        data = json.loads(raw)
+        activity = ActivityOut(
+            orders=data["orders"],
+            spend=data["spend"],
+            points=data["points"],
+            window_start=data["window_start"],
+            window_end=data["window_end"],
+        )
+    return TierChangeOut(
+        from_tier=row["from_tier"],
+        to_tier=row["to_tier"],
+        reason=row["reason"],
+        effective_at=row["effective_at"],
+        recorded_at=row["recorded_at"],
+        term_ends_at=row["term_ends_at"],
+        activity=activity,
+        rules_version=row["rules_version"],
+        entry_id=row["entry_id"],
+        note=row["note"],
+    )
+
+
+async def get(
+    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+) -> TierOut:
+    before = 2**63 - 1
+    if cursor is not None:
+        (value,) = decode_cursor(cursor, 1)
+        if not isinstance(value, int) or value <= 0:
+            raise ValidationFailed.on("query.cursor", "not a cursor this API issued")
+        before = value
+    now = context.clock.now()
+    async with context.db.pool.acquire() as connection:
+        row = await repository.state(connection, principal.program_id, member)
+        if row is None:
+            raise MemberNotFound(f"no member {member} in this program")
+        _, rules = await _active(connection, context.rules, principal.program_id)
+        state = TierState.of(row)
+        activity = await activity_in(connection, rules, row["member_id"], now)
+        rows = await repository.history(connection, row["member_id"], before, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return TierOut(
+        member=member,
+        tier=_state_out(rules, state),
+        progress=_progress_out(rules, state, activity),
+        activity=ActivityOut(
+            orders=activity.orders,
+            spend=str(activity.spend),
+            points=activity.points,
+            window_start=window_start(rules, now),
+            window_end=now,
+        ),
+        history=[_change_out(r) for r in rows],
+        next_cursor=encode_cursor(rows[-1]["id"]) if more else None,
+    )
+
+
+# -- keeping and overriding -------------------------------------------------------------------
+
+
+async def keep(context: AppContext, request: ledger.Request, member: str, body: KeepIn) -> StoredResponse:
+    """Spend the tier's `keep_with_points` to move the term's end forward by
+    `term_months` (POST /v1/members/{id}/tier/keep)."""
+    now = context.clock.now()
+    program_id = request.principal.program_id
+
+    async def work(connection: Connection) -> StoredResponse:
+        async with connection.transaction():
+            row = await repository.state(connection, program_id, member, lock=True)
+            if row is None:
+                raise MemberNotFound(f"no member {member} in this program")
+            found = await ledger.stored(connection, request)
+            if found is not None:
+                return found
+            rules_version, rules = await _active(connection, context.rules, program_id)
+            state = TierState.of(row)
+            price = None if state.tier is None else keep_price(rules, state.tier)
+            if state.tier is None or price is None:
+                raise NotEligible(
+                    f"member {member}'s tier ({state.tier or 'none'}) cannot be kept with points"
+                )
+            if state.pinned or state.override_until is not None or state.term_ends_at is None:
+                raise NotEligible(f"member {member}'s tier is set by an operator; it has no term to extend")
+            last_day = state.grace_ends_at or state.term_ends_at + timedelta(
+                days=rules.tier_policy.grace_days
+            )
+            if now >= last_day:
+                raise NotEligible(f"member {member}'s term ended at {state.term_ends_at:%Y-%m-%dT%H:%M:%SZ}")
+            renewed = term_end(rules, state.term_ends_at)
+            entry_id = uuid7()
+            after = replace(state, term_ends_at=renewed, grace_ends_at=None)
+            out = TierOut(
+                member=member,
+                tier=_state_out(rules, after),
+                progress=None,
+                activity=None,
+                history=[],
+                next_cursor=None,
+            )
+            response = await ledger.post_in_transaction(
+                connection,
+                request,
+                "tier_keep",
+                [Leg(member, "available", -price), Leg(None, "redemption", price)],
+                now,
+                response_body=out.model_dump_json().encode(),
+                entry_id=entry_id,
+                reason=f"kept tier {state.tier} until {renewed:%Y-%m-%d}",
+                rules_version=rules_version,
+                metadata=body.metadata,
+            )
+            change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
+            kept = decision(row["member_id"], state, Outcome(after, [change]))
+            assert kept is not None
+            await repository.apply(connection, program_id, rules_version, now, [kept])
+            return response
+
+    return await context.db.call(work)
+
+
+async def override(context: AppContext, principal: Principal, member: str, body: OverrideIn) -> TierOut:
+    """Set a member's tier by hand (PUT /v1/members/{id}/tier). With `until`, the
+    normal rules apply again from then (judged as at a term's end); without, the
+    tier stays until changed again (an upgrade the member earns still applies)."""
+    now = context.clock.now()
+    if body.until is not None and body.until <= now:
+        raise ValidationFailed.on("body.until", "must be in the future")
+
+    async def work(connection: Connection) -> None:
+        async with connection.transaction():
+            row = await repository.state(connection, principal.program_id, member, lock=True)
+            if row is None:
+                raise MemberNotFound(f"no member {member} in this program")
+            rules_version, rules = await _active(connection, context.rules, principal.program_id)
+            if body.tier is not None and tier_by_code(rules, body.tier) is None:
+                known = ", ".join(tier.code for tier in rules.tiers) or "none"
+                raise ValidationFailed.on(
+                    "body.tier", f"no tier {body.tier} in the active rules (tiers: {known})"
+                )
+            state = TierState.of(row)
+            until = None if body.until is None else body.until
+            after = TierState(
+                body.tier,
+                None if body.tier is None else (state.since if body.tier == state.tier else now),
+                until if body.tier is not None else None,
+                None,
+                until if body.tier is not None else None,
+                body.tier is not None and until is None,
+            )
+            if after == state:
+                return  # already so: setting it again changes nothing
+            change = Change(
+                state.tier,
+                body.tier,
+                "override",
+                now,
+                after.term_ends_at,
+                actor_key_id=principal.key_id,
+                note=body.reason,
+            )
+            found = decision(row["member_id"], state, Outcome(after, [change]))
+            assert found is not None
+            await repository.apply(connection, principal.program_id, rules_version, now, [found])
+
+    await context.db.call(work)
+    return await get(context, principal, member, limit=50, cursor=None)
+
+
+# -- the job ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    members: int
+    changes: int
+    upgraded: int
+    retained: int
+    downgraded: int
+
+
+async def evaluate_tiers(
+    db: Database,
+    *,
+    program_id: int | None,
+    as_of: datetime,
+    now: datetime,
+    batch: int = BATCH,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Evaluated:
+    """Judge every member of every program (or one) as of `as_of`: term ends, grace
+    ends, override ends, and upgrades the active rules allow. Batches of `batch`
+    members in id order, each in its own transaction holding those members' locks;
+    running again for the same instant finds nothing left to change."""
+    cache = RulesCache()
+    async with db.pool.acquire() as connection:
+        programs = [program_id] if program_id is not None else await ledger.program_ids(connection)
+        if on_total is not None:
+            on_total(sum([await repository.count_members(connection, program) for program in programs]))
+    totals = {"members": 0, "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
+    for program in programs:
+        after = 0
+        while True:
+            done = await db.call(_evaluate_batch(cache, program, after, as_of, now, batch))
+            if done is None:
+                break
+            after, counts = done
+            for key, value in counts.items():
+                totals[key] += value
+            if on_progress is not None:
+                on_progress(counts["members"])
+    return Evaluated(
+        totals["members"], totals["changes"], totals["qualified"], totals["retained"], totals["downgraded"]
+    )
+
+
+def _evaluate_batch(
+    cache: RulesCache, program_id: int, after: int, as_of: datetime, now: datetime, batch: int
+) -> Callable[[Connection], Any]:
+    async def work(connection: Connection) -> tuple[int, dict[str, int]] | None:
+        async with connection.transaction():
+            rows = await repository.locked_batch(connection, program_id, after, batch)
+            if not rows:
+                return None
+            rules_version, rules = await _active(connection, cache, program_id)
+            states = {row["member_id"]: TierState.of(row) for row in rows}
+            # Members with no tier under rules with no tiers have nothing to judge.
+            pending = {m: s for m, s in states.items() if rules.tiers or s.tier is not None}
+            known: dict[int, dict[datetime, Activity]] = {m: {} for m in pending}
+            outcomes: dict[int, Outcome] = {}
+            while pending:
+                asked: list[tuple[int, datetime]] = []
+                for member_id, state in pending.items():
+                    outcome = evaluate(rules, state, as_of, known[member_id])
+                    if outcome.needs is None:
+                        outcomes[member_id] = outcome
+                    else:
+                        asked.append((member_id, outcome.needs))
+                windows = [(m, window_start(rules, end), end) for m, end in asked]
+                for (member_id, end), row in zip(
+                    asked, await repository.activity(connection, windows), strict=True
+                ):
+                    known[member_id][end] = _activity(row)
+                pending = {m: pending[m] for m, _ in asked}
+            decisions = []
+            counts = {"members": len(rows), "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
+            for member_id, outcome in outcomes.items():
+                found = decision(member_id, states[member_id], outcome)
+                if found is None:
+                    continue
+                decisions.append(found)
+                for change in outcome.changes:
+                    counts["changes"] += 1
+                    counts[change.reason] += 1
+            await repository.apply(connection, program_id, rules_version, now, decisions)
+            return rows[-1]["member_id"], counts
+
+    return work
