@@ -209,7 +209,9 @@ def _instant(value: str | None) -> datetime | None:
 
 @jobs_cli.command("run")
 def jobs_run(
-    name: Annotated[str, typer.Argument(help="the job: activate-pending, release-holds, expire or evaluate-tiers")],
+    name: Annotated[
+        str, typer.Argument(help="the job: activate-pending, release-holds, expire or evaluate-tiers")
+    ],
     as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this instant (default now)")] = None,
     program: Annotated[str | None, typer.Option(help="only this program (default all)")] = None,
     progress: Annotated[
