@@ -356,10 +356,9 @@ async def _active(connection: Connection, cache: RulesCache, program_id: int) ->
 
 
 def _change_out(row: asyncpg.Record) -> TierChangeOut:
-    raw = row["activity"]
+    data = None if row["activity"] is None else json.loads(row["activity"])
     activity = None
-    if raw is not None:
-        data = json.loads(raw)
+    if data is not None:
         activity = ActivityOut(
             orders=data["orders"],
             spend=data["spend"],

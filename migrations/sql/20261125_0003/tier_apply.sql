@@ -49,7 +49,8 @@ BEGIN
                                  term_ends_at, activity, rules_version, entry_id, actor_key_id, note)
         SELECT p_program_id, (v_decision->>'member_id')::bigint, c->>'from', c->>'to', c->>'reason',
                (c->>'effective_at')::timestamptz, p_recorded_at, (c->>'term_ends_at')::timestamptz,
-               c->'activity', p_rules_version, (c->>'entry_id')::uuid, (c->>'actor_key_id')::uuid, c->>'note'
+               nullif(c->'activity', 'null'::jsonb), p_rules_version, (c->>'entry_id')::uuid,
+               (c->>'actor_key_id')::uuid, c->>'note'
           FROM jsonb_array_elements(coalesce(v_decision->'changes', '[]'::jsonb)) WITH ORDINALITY AS x(c, n)
          ORDER BY x.n;
         GET DIAGNOSTICS v_n = ROW_COUNT;
