@@ -201,6 +201,7 @@ async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> 
             member_id=facts.member_id,
             current=facts.tier,
             at=body.paid_at,
+            now=now,
             extra=Activity(orders=1, spend=body.total.amount, points=earning.points),
             entry_id=entry_id if earning.points else None,
         )

@@ -72,6 +72,8 @@ class TierChange(Base):
     # The qualifying activity that decided it, and its window.
     activity: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     rules_version: Mapped[int | None] = mapped_column(Integer)
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")
+    )
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     note: Mapped[str | None] = mapped_column(Text)

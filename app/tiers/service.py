@@ -35,6 +35,7 @@ from app.ledger.repository import Leg
 from app.members.errors import MemberNotFound
 from app.pagination import decode_cursor, encode_cursor
 from app.rules import RulesDocument
+from app.rules.document import Tier
 from app.rules.tiers import (
     Activity,
     keep_price,
@@ -197,6 +198,27 @@ def evaluate(
         if drop_at > as_of:
             current = replace(current, grace_ends_at=drop_at)  # missed: in grace until then
             break
+        if drop_at != end:
+            # Qualifying again during the grace keeps the tier, however late the job runs.
+            at_drop = known.get(drop_at)
+            if at_drop is None:
+                return Outcome(current, changes, needs=drop_at)
+            again = qualified(rules, at_drop)
+            if again is not None and again.rank >= _rank(rules, current.tier):
+                renewed = term_end(rules, end)
+                changes.append(
+                    Change(
+                        current.tier,
+                        current.tier,
+                        "retained",
+                        drop_at,
+                        renewed,
+                        at_drop,
+                        window(rules, drop_at),
+                    )
+                )
+                current = replace(current, term_ends_at=renewed, grace_ends_at=None)
+                continue
         target = None if judged.target is None else judged.target.code
         ends = None if target is None else term_end(rules, drop_at)
         changes.append(
@@ -252,26 +274,36 @@ async def upgrade_decision(
     member_id: int,
     current: str | None,
     at: datetime,
+    now: datetime,
     extra: Activity | None = None,
     entry_id: uuid.UUID | None = None,
 ) -> dict[str, Any] | None:
     """The upgrade an order or event at `at` makes, if it qualifies the member for a
-    higher tier; `extra` is its own activity when it is not yet recorded. The
-    caller holds the member's lock and applies the decision in its transaction."""
+    higher tier; `extra` is its own activity when it is not yet recorded. It is
+    judged on the window ending at `at` (orders posted in the order they were paid,
+    an import say, climb as they did then) and on the window ending `now` (an order
+    reported late completes what later ones began), both in one query; the term
+    starts at `at`. The caller holds the member's lock and applies the decision in
+    its transaction."""
     if not rules.tiers:
         return None
-    activity = await activity_in(connection, rules, member_id, at)
-    if extra is not None:
-        activity = Activity(
-            activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
-        )
-    reached = upgrade(rules, current, activity)
-    if reached is None:
+    windows = [window(rules, end) for end in sorted({at, now})]
+    rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
+    best: tuple[Tier, Activity, Window] | None = None
+    for judged, row in zip(windows, rows, strict=True):
+        activity = _activity(row)
+        if extra is not None and (judged.start is None or at >= judged.start):
+            activity = Activity(
+                activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
+            )
+        reached = upgrade(rules, current, activity)
+        if reached is not None and (best is None or reached.rank > best[0].rank):
+            best = (reached, activity, judged)
+    if best is None:
         return None
+    reached, activity, judged = best
     ends = term_end(rules, at)
-    change = Change(
-        current, reached.code, "qualified", at, ends, activity, window(rules, at), entry_id=entry_id
-    )
+    change = Change(current, reached.code, "qualified", at, ends, activity, judged, entry_id=entry_id)
     return {
         "member_id": member_id,
         "from": current,
@@ -298,7 +330,7 @@ async def apply_upgrade(
     row = await repository.state_by_id(connection, member_id)
     assert row is not None
     found = await upgrade_decision(
-        connection, rules, member_id=member_id, current=row["tier_code"], at=at, entry_id=entry_id
+        connection, rules, member_id=member_id, current=row["tier_code"], at=at, now=now, entry_id=entry_id
     )
     if found is None:
         return None
@@ -389,15 +421,28 @@ async def get(
         if not isinstance(value, int) or value <= 0:
             raise ValidationFailed.on("query.cursor", "not a cursor this API issued")
         before = value
-    now = context.clock.now()
     async with context.db.pool.acquire() as connection:
         row = await repository.state(connection, principal.program_id, member)
         if row is None:
             raise MemberNotFound(f"no member {member} in this program")
         _, rules = await _active(connection, context.rules, principal.program_id)
-        state = TierState.of(row)
-        activity = await activity_in(connection, rules, row["member_id"], now)
-        rows = await repository.history(connection, row["member_id"], before, limit + 1)
+        return await _view(connection, rules, member, row["member_id"], context.clock.now(), limit, before)
+
+
+async def _view(
+    connection: Connection,
+    rules: RulesDocument,
+    member: str,
+    member_id: int,
+    now: datetime,
+    limit: int = 50,
+    before: int = 2**63 - 1,
+) -> TierOut:
+    row = await repository.state_by_id(connection, member_id)
+    assert row is not None
+    state = TierState.of(row)
+    activity = await activity_in(connection, rules, member_id, now)
+    rows = await repository.history(connection, member_id, before, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return TierOut(
@@ -450,15 +495,15 @@ async def keep(context: AppContext, request: ledger.Request, member: str, body: 
             renewed = term_end(rules, state.term_ends_at)
             entry_id = uuid7()
             after = replace(state, term_ends_at=renewed, grace_ends_at=None)
-            out = TierOut(
-                member=member,
-                tier=_state_out(rules, after),
-                progress=None,
-                activity=None,
-                history=[],
-                next_cursor=None,
-            )
-            response = await ledger.post_in_transaction(
+            # The change first, so the answer (kept for the key) shows the tier as it is
+            # after it; the entry it names follows in the same transaction (the
+            # foreign key is checked at commit), and a refusal undoes both.
+            change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
+            kept = decision(row["member_id"], state, Outcome(after, [change]))
+            assert kept is not None
+            await repository.apply(connection, program_id, rules_version, now, [kept])
+            out = await _view(connection, rules, member, row["member_id"], now)
+            return await ledger.post_in_transaction(
                 connection,
                 request,
                 "tier_keep",
@@ -470,11 +515,6 @@ async def keep(context: AppContext, request: ledger.Request, member: str, body: 
                 rules_version=rules_version,
                 metadata=body.metadata,
             )
-            change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
-            kept = decision(row["member_id"], state, Outcome(after, [change]))
-            assert kept is not None
-            await repository.apply(connection, program_id, rules_version, now, [kept])
-            return response
 
     return await context.db.call(work)
 

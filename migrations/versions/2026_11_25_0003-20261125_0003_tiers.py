@@ -105,8 +105,14 @@ def upgrade() -> None:
             name=op.f("ck_tier_change_reason_known"),
         ),
         sa.ForeignKeyConstraint(["member_id"], ["member.id"], name=op.f("fk_tier_change_member_id_member")),
+        # Deferred: keeping a tier with points writes the change, then the entry
+        # whose stored answer shows it, in one transaction.
         sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entry.id"], name=op.f("fk_tier_change_entry_id_journal_entry")
+            ["entry_id"],
+            ["journal_entry.id"],
+            name=op.f("fk_tier_change_entry_id_journal_entry"),
+            deferrable=True,
+            initially="DEFERRED",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_change")),
     )
