@@ -8,8 +8,9 @@
 - journal_entry: kinds hold, capture, release, expire; `hold_entry_id` names the
   hold a capture or release closes.
 - an `expiry` system account per program.
-- ledger_post() gains p_hold_entry_id and keeps the lots; ledger_post_order()
-  passes the order's expiry; ledger_expire() expires a batch of members.
+- ledger_post() gains p_hold_entry_id and keeps the lots; ledger_expire() expires
+  a batch of members. (ledger_post_order() gains the order's expiry in the next
+  revision, with the order's tier.)
 - existing ledgers get their lots by replaying every entry in commit order.
 
 Revision ID: 20261125_0002
@@ -31,11 +32,6 @@ depends_on: str | Sequence[str] | None = None
 OLD_LEDGER_POST = (
     "ledger_post(uuid, bigint, text, text, text, timestamptz, timestamptz, uuid, uuid, text, text,"
     " integer, timestamptz, timestamptz, jsonb, text[], text[], bigint[], jsonb, bytea)"
-)
-OLD_LEDGER_POST_ORDER = (
-    "ledger_post_order(uuid, bigint, bigint, text, bigint, text, text, text, timestamptz, timestamptz,"
-    " uuid, integer, date, text, numeric, text, jsonb, jsonb, jsonb, jsonb, bigint, timestamptz, text[],"
-    " bigint[], bytea)"
 )
 
 # The functions are long; they live beside this file, one per file, as reviewed SQL.
@@ -145,8 +141,6 @@ def upgrade() -> None:
     op.execute(_sql("ledger_apply_lots"))
     op.execute(f"DROP FUNCTION {OLD_LEDGER_POST}")
     op.execute(_sql("ledger_post"))
-    op.execute(f"DROP FUNCTION {OLD_LEDGER_POST_ORDER}")
-    op.execute(_sql("ledger_post_order"))
     op.execute(_sql("ledger_expire"))
     op.execute(_sql("backfill_lots"))
 

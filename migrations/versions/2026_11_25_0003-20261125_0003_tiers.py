@@ -8,7 +8,8 @@
   refunds without summing refunds; indexes for activity in a window;
 - journal_entry kind `tier_keep` (points spent to keep a tier);
 - tier_apply(): writes tier decisions (state and history) for a batch of members;
-  ledger_post_order() takes an order's upgrade and applies it in the same statement.
+  ledger_post_order() takes an order's upgrade and applies it in the same
+  statement, and the expiry of the order's lot (the lifecycle revision's lots).
 
 Revision ID: 20261125_0003
 Revises: 20261125_0002
@@ -30,7 +31,7 @@ depends_on: str | Sequence[str] | None = None
 OLD_LEDGER_POST_ORDER = (
     "ledger_post_order(uuid, bigint, bigint, text, bigint, text, text, text, timestamptz, timestamptz,"
     " uuid, integer, date, text, numeric, text, jsonb, jsonb, jsonb, jsonb, bigint, timestamptz, text[],"
-    " bigint[], bytea, timestamptz)"
+    " bigint[], bytea)"
 )
 
 SQL = Path(__file__).resolve().parent.parent / "sql" / "20261125_0003"

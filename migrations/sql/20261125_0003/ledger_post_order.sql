@@ -1,7 +1,8 @@
--- ledger_post_order(): a checkout's order in one round trip (see revisions
--- 20261125_0001 and 20261125_0002). Same contract, plus p_tier: when the order
--- qualifies the member for a higher tier, that decision (tier_apply()'s element),
--- applied with the order, under the same lock.
+-- ledger_post_order(): a checkout's order in one round trip (see revision
+-- 20261125_0001). Same contract, plus:
+-- - p_expires_at: the expiry of the order's lot (revision 20261125_0002's lots);
+-- - p_tier: when the order qualifies the member for a higher tier, that decision
+--   (tier_apply()'s element), applied with the order, under the same lock.
 CREATE FUNCTION ledger_post_order(
     p_entry_id uuid,
     p_program_id bigint,
