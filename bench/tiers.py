@@ -160,7 +160,10 @@ async def read_activity_only(context: AppContext, now: datetime) -> float:
 async def run(members: int, rounds: int) -> None:
     await common.fresh_database(DATABASE)
     url = common.database_url(DATABASE)
-    settings = Settings(env=Environment.test, database_url=url, db_pool_size=8)
+    # Setup writes millions of rows in one statement: no 15-second cap on it.
+    settings = Settings(
+        env=Environment.test, database_url=url, db_pool_size=8, db_statement_timeout_ms=3_600_000
+    )
     db = Database(url, settings)
     await db.connect()
     context = AppContext(
