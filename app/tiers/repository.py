@@ -77,16 +77,25 @@ SELECT {_STATE_COLUMNS}
  WHERE m.id = $1
 """
 
-# The next batch of a program's members after a member id, locked in id order
-# (the order ledger_post() locks members in) until the batch commits.
-LOCKED_BATCH = f"""
+# The next batch of a program's members after a member id, in id order.
+BATCH = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
   LEFT JOIN member_tier t ON t.member_id = m.id
  WHERE m.program_id = $1 AND m.id > $2
  ORDER BY m.id
  LIMIT $3
+"""
+
+# Members about to change, locked in id order (the order ledger_post() locks
+# members in) until the caller's transaction ends, with their state as it is now.
+LOCKED_MEMBERS = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  JOIN member_balance b ON b.member_id = m.id
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.id = ANY ($1::bigint[])
+ ORDER BY m.id
    FOR UPDATE OF b
 """
 
@@ -129,10 +138,14 @@ async def state_by_id(connection: Connection, member_id: int) -> asyncpg.Record 
     return await connection.fetchrow(STATE_BY_ID, member_id)
 
 
-async def locked_batch(
+async def batch(
     connection: Connection, program_id: int, after_member_id: int, limit: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(LOCKED_BATCH, program_id, after_member_id, limit)
+    return await connection.fetch(BATCH, program_id, after_member_id, limit)
+
+
+async def locked_members(connection: Connection, member_ids: list[int]) -> list[asyncpg.Record]:
+    return await connection.fetch(LOCKED_MEMBERS, member_ids)
 
 
 async def apply(

@@ -615,45 +615,59 @@ async def evaluate_tiers(
     )
 
 
+async def _outcomes(
+    connection: Connection, rules: RulesDocument, states: dict[int, TierState], as_of: datetime
+) -> dict[int, Outcome]:
+    """Each member's outcome, asking the database for the windows the decisions need
+    (most members need one; a term end judged late, two or more)."""
+    # Members with no tier under rules with no tiers have nothing to judge.
+    pending = {m: s for m, s in states.items() if rules.tiers or s.tier is not None}
+    known: dict[int, dict[datetime, Activity]] = {m: {} for m in pending}
+    outcomes: dict[int, Outcome] = {}
+    while pending:
+        asked: list[tuple[int, datetime]] = []
+        for member_id, state in pending.items():
+            outcome = evaluate(rules, state, as_of, known[member_id])
+            if outcome.needs is None:
+                outcomes[member_id] = outcome
+            else:
+                asked.append((member_id, outcome.needs))
+        windows = [(m, window_start(rules, end), end) for m, end in asked]
+        for (member_id, end), row in zip(asked, await repository.activity(connection, windows), strict=True):
+            known[member_id][end] = _activity(row)
+        pending = {m: pending[m] for m, _ in asked}
+    return outcomes
+
+
 def _evaluate_batch(
     cache: RulesCache, program_id: int, after: int, as_of: datetime, now: datetime, batch: int
 ) -> Callable[[Connection], Any]:
     async def work(connection: Connection) -> tuple[int, dict[str, int]] | None:
-        async with connection.transaction():
-            rows = await repository.locked_batch(connection, program_id, after, batch)
-            if not rows:
-                return None
-            rules_version, rules = await _active(connection, cache, program_id)
-            states = {row["member_id"]: TierState.of(row) for row in rows}
-            # Members with no tier under rules with no tiers have nothing to judge.
-            pending = {m: s for m, s in states.items() if rules.tiers or s.tier is not None}
-            known: dict[int, dict[datetime, Activity]] = {m: {} for m in pending}
-            outcomes: dict[int, Outcome] = {}
-            while pending:
-                asked: list[tuple[int, datetime]] = []
-                for member_id, state in pending.items():
-                    outcome = evaluate(rules, state, as_of, known[member_id])
-                    if outcome.needs is None:
-                        outcomes[member_id] = outcome
-                    else:
-                        asked.append((member_id, outcome.needs))
-                windows = [(m, window_start(rules, end), end) for m, end in asked]
-                for (member_id, end), row in zip(
-                    asked, await repository.activity(connection, windows), strict=True
-                ):
-                    known[member_id][end] = _activity(row)
-                pending = {m: pending[m] for m, _ in asked}
-            decisions = []
-            counts = {"members": len(rows), "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
-            for member_id, outcome in outcomes.items():
-                found = decision(member_id, states[member_id], outcome)
-                if found is None:
-                    continue
-                decisions.append(found)
-                for change in outcome.changes:
-                    counts["changes"] += 1
-                    counts[change.reason] += 1
-            await repository.apply(connection, program_id, rules_version, now, decisions)
-            return rows[-1]["member_id"], counts
+        rows = await repository.batch(connection, program_id, after, batch)
+        if not rows:
+            return None
+        rules_version, rules = await _active(connection, cache, program_id)
+        counts = {"members": len(rows), "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
+        # First without locks: most members change nothing on most runs, and locking
+        # them would only make earning wait. Those that do change are then locked,
+        # read again and judged again, so a decision is never made on stale state.
+        seen = {row["member_id"]: TierState.of(row) for row in rows}
+        first = await _outcomes(connection, rules, seen, as_of)
+        changing = [m for m, outcome in first.items() if decision(m, seen[m], outcome) is not None]
+        if changing:
+            async with connection.transaction():
+                locked = await repository.locked_members(connection, changing)
+                states = {row["member_id"]: TierState.of(row) for row in locked}
+                decisions = []
+                for member_id, outcome in (await _outcomes(connection, rules, states, as_of)).items():
+                    found = decision(member_id, states[member_id], outcome)
+                    if found is None:
+                        continue
+                    decisions.append(found)
+                    for change in outcome.changes:
+                        counts["changes"] += 1
+                        counts[change.reason] += 1
+                await repository.apply(connection, program_id, rules_version, now, decisions)
+        return rows[-1]["member_id"], counts
 
     return work
