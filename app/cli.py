@@ -204,6 +204,10 @@ def _instant(value: str | None) -> datetime | None:
         raise typer.BadParameter("an RFC 3339 instant such as 2026-12-01T00:00:00Z") from exc
     if parsed.tzinfo is None:
         raise typer.BadParameter("give the instant's offset, e.g. 2026-12-01T00:00:00Z")
+    from app.fields import EARLIEST, LATEST
+
+    if not EARLIEST <= parsed < LATEST:
+        raise typer.BadParameter("an instant between 1900-01-01 and 9000-01-01")
     return parsed.astimezone(UTC)
 
 

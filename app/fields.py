@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from app.rules.document import Amount
 
 MAX_POINTS = 2**63 - 1
 MAX_METADATA_BYTES = 8_192
+# Instants a request may name: enough for any loyalty history and any expiry, and
+# far enough inside datetime's range that a year of arithmetic never leaves it.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _within_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must be between 1900-01-01 and 9000-01-01")
+    return value
+
+
+# An RFC 3339 instant with its offset, in the supported range.
+Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
 
 Points = Annotated[
     int,

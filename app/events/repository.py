@@ -24,11 +24,13 @@ SELECT m.id AS member_id, m.referred_by_member_id, r.external_id AS referrer, b.
    FOR UPDATE OF b
 """
 
+# A reversed event no longer counts (its points were taken back).
 COUNTS = """
-SELECT count(*) FILTER (WHERE local_day = $3) AS today,
+SELECT count(*) FILTER (WHERE v.local_day = $3) AS today,
        count(*) AS ever
-  FROM member_event
- WHERE member_id = $1 AND type = $2
+  FROM member_event v
+ WHERE v.member_id = $1 AND v.type = $2
+   AND NOT EXISTS (SELECT 1 FROM journal_entry r WHERE r.reverses_entry_id = v.entry_id)
 """
 
 INSERT_EVENT = """

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import Metadata
+from app.fields import Instant, Metadata
 from app.rules.document import EventType
 
 
@@ -15,7 +15,7 @@ class EventIn(BaseModel):
         description="sign_up, review, check_in, referral, or a type the program's rules define",
         examples=["check_in"],
     )
-    occurred_at: AwareDatetime = Field(
+    occurred_at: Instant = Field(
         description="when it happened (RFC 3339, not in the future); its local day counts for limits",
         examples=["2026-11-25T08:00:00Z"],
     )

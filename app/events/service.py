@@ -12,7 +12,6 @@ from app.events import repository
 from app.events.schemas import EventIn
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
-from app.ledger.repository import Leg
 from app.members.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
 from app.rules.events import local_day
@@ -73,13 +72,13 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
             owed = -facts["debt"]
             repaid = min(earning.points, owed)
             legs = [
-                Leg(member, account, points)
+                ledger.Leg(member, account, points)
                 for account, points in (("debt", repaid), ("available", earning.points - repaid))
                 if points
             ]
             if earning.referrer_points:
-                legs.append(Leg(facts["referrer"], "available", earning.referrer_points))
-            legs.append(Leg(None, "issuance", -(earning.points + earning.referrer_points)))
+                legs.append(ledger.Leg(facts["referrer"], "available", earning.referrer_points))
+            legs.append(ledger.Leg(None, "issuance", -(earning.points + earning.referrer_points)))
             entry_id = uuid7()
             response = await ledger.post_in_transaction(
                 connection,

@@ -39,7 +39,7 @@ UPDATE point_hold SET status = $2, captured_points = $3, closed_at = $4, close_e
 # Active holds past their expiry, oldest first; SKIP LOCKED lets a capture or
 # release of one of them (or another worker) go on while this batch runs.
 DUE = """
-SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
+SELECT h.id, h.program_id, h.member_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
        h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
   FROM point_hold h JOIN member m ON m.id = h.member_id
  WHERE h.status = 'active' AND h.expires_at <= $1 AND ($2::bigint IS NULL OR h.program_id = $2)

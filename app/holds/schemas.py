@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import Metadata, Money, Points, ShortText, Text
+from app.fields import Instant, Metadata, Money, Points, ShortText, Text
 
 HoldStatus = Literal["active", "captured", "released", "expired"]
 
@@ -23,7 +23,7 @@ class HoldIn(BaseModel):
         description="the order's total: the rules' max_share_of_order applies to it",
         examples=[{"amount": "120.00", "currency": "EUR"}],
     )
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Instant | None = Field(
         default=None,
         description="when the worker releases the hold if it is still active; unset: the "
         "service's default (LEDGER_HOLD_TTL_SECONDS, 15 minutes)",

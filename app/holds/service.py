@@ -13,7 +13,7 @@ two captures) racing for one hold, exactly one wins; the other finds it closed:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +29,6 @@ from app.holds import repository
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
-from app.ledger.repository import Leg, NewEntry
 from app.metrics import ENTRIES
 
 
@@ -98,7 +97,7 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
                 connection,
                 request,
                 "hold",
-                [Leg(member, "available", -body.points), Leg(member, "held", body.points)],
+                [ledger.Leg(member, "available", -body.points), ledger.Leg(member, "held", body.points)],
                 now,
                 response_body=out.model_dump_json().encode(),
                 replay_ok=True,
@@ -164,11 +163,11 @@ async def _close(
                 )
             entry_id = uuid7()
             status = "released" if release else "captured"
-            legs = [Leg(hold["member"], "held", -held)]
+            legs = [ledger.Leg(hold["member"], "held", -held)]
             if captured:
-                legs.append(Leg(None, "redemption", captured))
+                legs.append(ledger.Leg(None, "redemption", captured))
             if held - captured:
-                legs.append(Leg(hold["member"], "available", held - captured))
+                legs.append(ledger.Leg(hold["member"], "available", held - captured))
             out = _out(hold, status=status, captured_points=captured, closed_at=now, entry_id=entry_id)
             response = await ledger.post_in_transaction(
                 connection,
@@ -178,7 +177,7 @@ async def _close(
                 now,
                 response_body=out.model_dump_json().encode(),
                 entry_id=entry_id,
-                hold_entry_id=hold_id,
+                source_entry_id=hold_id,
                 order_id=hold["order_id"],
                 reason=reason,
             )
@@ -236,12 +235,25 @@ async def release_expired(
     run for the same instant finds no active hold past its expiry: it changes nothing."""
     holds = points = 0
     while True:
-        async with db.pool.acquire() as connection, connection.transaction():
+        due = await db.call(_release_batch(program_id, as_of, now, batch))
+        if not due:
+            return Released(holds, points)
+        holds += len(due)
+        points += sum(hold["points"] for hold in due)
+        ENTRIES.labels("release").inc(len(due))
+        if on_progress is not None:
+            on_progress(len(due))
+
+
+def _release_batch(
+    program_id: int | None, as_of: datetime, now: datetime, batch: int
+) -> Callable[[Connection], Awaitable[list[asyncpg.Record]]]:
+    async def work(connection: Connection) -> list[asyncpg.Record]:
+        async with connection.transaction():
             due = await repository.due(connection, program_id, as_of, batch)
-            if not due:
-                return Released(holds, points)
-            for hold in due:
-                entry = NewEntry(
+            # Members in id order, as every other writer locks them: no deadlocks.
+            for hold in sorted(due, key=lambda hold: hold["member_id"]):
+                entry = ledger.NewEntry(
                     id=uuid7(),
                     program_id=hold["program_id"],
                     kind="release",
@@ -252,17 +264,15 @@ async def release_expired(
                     recorded_at=now,
                     actor_key_id=None,
                     legs=(
-                        Leg(hold["member"], "held", -hold["points"]),
-                        Leg(hold["member"], "available", hold["points"]),
+                        ledger.Leg(hold["member"], "held", -hold["points"]),
+                        ledger.Leg(hold["member"], "available", hold["points"]),
                     ),
                     reason="hold expired",
                     order_id=hold["order_id"],
-                    hold_entry_id=hold["id"],
+                    source_entry_id=hold["id"],
                 )
-                body = (
-                    _out(hold, status="expired", closed_at=now, entry_id=entry.id).model_dump_json().encode()
-                )
-                await ledger.post_job_entry(connection, entry, body)
+                out = _out(hold, status="expired", closed_at=now, entry_id=entry.id)
+                await ledger.post_job_entry(connection, entry, out.model_dump_json().encode())
                 await repository.close(
                     connection,
                     hold["id"],
@@ -271,8 +281,6 @@ async def release_expired(
                     closed_at=now,
                     entry_id=entry.id,
                 )
-                points += hold["points"]
-            holds += len(due)
-            ENTRIES.labels("release").inc(len(due))
-            if on_progress is not None:
-                on_progress(len(due))
+            return due
+
+    return work

@@ -6,12 +6,13 @@ from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.service import Principal
 from app.config import Environment
 from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
+from app.fields import Instant
 from app.jobs import service
 from app.jobs.service import JobSummary
 
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    as_of: AwareDatetime | None = Field(
+    as_of: Instant | None = Field(
         default=None,
         description="run as of this instant (default now); a future instant only outside production",
         examples=[None],

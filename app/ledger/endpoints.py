@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
-from app.fields import ExternalId
+from app.fields import ExternalId, Instant
 from app.idempotency import (
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
@@ -169,7 +169,7 @@ async def get_member_balance(
     member: MemberPath,
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
-    as_of: Annotated[AwareDatetime | None, Query(description="an RFC 3339 instant; unset: now")] = None,
+    as_of: Annotated[Instant | None, Query(description="an RFC 3339 instant; unset: now")] = None,
 ) -> BalanceOut:
     """The member's balances as the ledger had recorded them at `as_of`."""
     return await service.balance(context, principal, member, as_of)

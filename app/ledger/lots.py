@@ -19,7 +19,7 @@ from app.db import Connection
 # posting id. Activations written before lots existed carry no expiry; their lots
 # took the expiry of the credit they activated (as the backfill did).
 ENTRIES = """
-SELECT e.id, coalesce(e.reverses_entry_id, e.hold_entry_id) AS source,
+SELECT e.id, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
        coalesce(e.expires_at, (SELECT o.expires_at
                                  FROM pending_credit c JOIN journal_entry o ON o.id = c.entry_id
                                 WHERE c.activation_entry_id = e.id

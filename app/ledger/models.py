@@ -134,8 +134,9 @@ class JournalEntry(Base):
     # How the rules computed the points (orders, events, refunds): a list of
     # {rule, points, detail} whose points add up to the entry's.
     explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
-    # A capture or release: the hold entry it closes (its lots get points back).
-    hold_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    # A capture or release: the hold entry it closes (its lots get points back). A
+    # refund: the entry that put the order's points in lots (taken back first).
+    source_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
 
 
 class Posting(Base):

@@ -121,7 +121,7 @@ class NewEntry:
     pending_until: datetime | None = None
     metadata: dict[str, Any] | None = None
     explanation: list[dict[str, Any]] | None = None
-    hold_entry_id: uuid.UUID | None = None
+    source_entry_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ async def post(connection: Connection, entry: NewEntry, *, response_body: bytes 
         [leg.amount for leg in entry.legs],
         None if entry.explanation is None else json.dumps(entry.explanation),
         response_body,
-        entry.hold_entry_id,
+        entry.source_entry_id,
     )
     assert row is not None
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])
@@ -224,6 +224,7 @@ SELECT last_member_id, candidates, members, lots, points
   FROM ledger_expire($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 
+# For the progress bar: members with lots (under inactivity, all of them may be looked at).
 EXPIRY_CANDIDATES = """
 SELECT count(DISTINCT l.member_id)
   FROM point_lot l

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import ExternalId, Metadata, Money, Points, ShortText, Text
+from app.fields import ExternalId, Instant, Metadata, Money, Points, ShortText, Text
 
 EntryKind = Literal[
     "award",
@@ -31,12 +31,12 @@ class AwardIn(BaseModel):
 
     points: Points
     reason: Text = Field(description="why the points are given", examples=["goodwill: late delivery"])
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Instant | None = Field(
         default=None,
         description="when these points expire (RFC 3339, in the future)",
         examples=[None],
     )
-    pending_until: AwareDatetime | None = Field(
+    pending_until: Instant | None = Field(
         default=None,
         description="keep the points pending until then; unset or past: available at once",
         examples=[None],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,9 @@ from app.errors import AppError, FieldError, NotFound, ValidationFailed
 from app.fields import Money
 from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
-from app.ledger.repository import Leg, NewEntry, Posted
+from app.ledger.repository import Leg as Leg  # re-exported: other domains build legs through the service
+from app.ledger.repository import NewEntry as NewEntry
+from app.ledger.repository import Posted
 from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
@@ -90,7 +92,8 @@ ORDER_KINDS = frozenset({"earn", "refund", "activate"})
 # A hold's entries are undone by its own lifecycle (capture, release). An expiry is
 # not undone either: its points would return to lots that have expired and leave
 # again with the next run; reinstate points with an award and a new expiry instead.
-LIFECYCLE_KINDS = frozenset({"hold", "capture", "release", "expire"})
+# Points spent to keep a tier bought the term they extended: not undone either.
+LIFECYCLE_KINDS = frozenset({"hold", "capture", "release", "expire", "tier_keep"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,11 +312,11 @@ def check_redeem_limits(rules: RulesDocument, points: int, order_total: Money | 
 
 async def redeem(context: AppContext, request: Request, member: str, body: RedemptionIn) -> StoredResponse:
     async with context.db.pool.acquire() as connection:
-        found = await stored(connection, request)
-        if found is not None:  # passed the limits of its time; they may have changed since
-            return found
         rules_version, rules = await active_rules(context.rules, connection, request.principal.program_id)
-    check_redeem_limits(rules, body.points, body.order_total)
+    try:
+        check_redeem_limits(rules, body.points, body.order_total)
+    except AppError as error:  # a retry passed the limits of its time; they may have changed since
+        return await replay_or_raise(context, request, error)
     return await _post(
         context,
         request,
@@ -356,8 +359,8 @@ async def reverse(
         raise EntryNotReversible(f"a {rows[0]['kind']} entry belongs to an order: refund the order instead")
     if rows[0]["kind"] in LIFECYCLE_KINDS:
         raise EntryNotReversible(
-            f"a {rows[0]['kind']} entry cannot be reversed: holds are undone by release, and expired "
-            "points are reinstated with a new award"
+            f"a {rows[0]['kind']} entry cannot be reversed: holds are undone by release, expired "
+            "points are reinstated with a new award, and a kept tier keeps its term"
         )
     legs = [Leg(row["member"], row["account"], -row["amount"]) for row in rows]
     return await _post(
@@ -487,11 +490,25 @@ async def activate_pending(
     nothing left."""
     credits = points = 0
     while True:
-        async with db.pool.acquire() as connection, connection.transaction():
+        due = await db.call(_activation_batch(program_id, as_of, now, batch))
+        if not due:
+            return Activated(credits, points)
+        credits += len(due)
+        points += sum(credit["remaining"] for credit in due)
+        ENTRIES.labels("activate").inc(len(due))
+        if on_progress is not None:
+            on_progress(len(due))
+
+
+def _activation_batch(
+    program_id: int | None, as_of: datetime, now: datetime, batch: int
+) -> Callable[[Connection], Awaitable[list[asyncpg.Record]]]:
+    async def work(connection: Connection) -> list[asyncpg.Record]:
+        async with connection.transaction():
             due = await repository.due_pending_credits(connection, program_id, as_of, batch)
-            if not due:
-                return Activated(credits, points)
             entry_ids = []
+            # Members in id order, as every other writer locks them: no deadlocks.
+            due = sorted(due, key=lambda credit: credit["member_id"])
             for credit in due:
                 entry = NewEntry(
                     id=uuid7(),
@@ -516,9 +533,7 @@ async def activate_pending(
                 )
                 await post_job_entry(connection, entry)
                 entry_ids.append(entry.id)
-                points += credit["remaining"]
             await repository.mark_activated(connection, [credit["id"] for credit in due], entry_ids, now)
-            credits += len(due)
-            ENTRIES.labels("activate").inc(len(due))
-            if on_progress is not None:
-                on_progress(len(due))
+            return due
+
+    return work

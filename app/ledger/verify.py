@@ -187,7 +187,7 @@ CHECKS = (
           FROM point_hold h
           LEFT JOIN journal_entry e ON e.id = h.close_entry_id
          WHERE h.status <> 'active'
-           AND (e.id IS NULL OR e.hold_entry_id IS DISTINCT FROM h.id
+           AND (e.id IS NULL OR e.source_entry_id IS DISTINCT FROM h.id
                 OR e.kind <> CASE h.status WHEN 'captured' THEN 'capture' ELSE 'release' END)
         """,
     ),

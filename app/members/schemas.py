@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import ExternalId, Metadata
+from app.fields import ExternalId, Instant, Metadata
 
 
 class MemberCreate(BaseModel):
@@ -15,7 +15,7 @@ class MemberCreate(BaseModel):
     birthday: date | None = Field(
         default=None, description="for birthday-month rules", examples=["1990-04-17"]
     )
-    enrolled_at: AwareDatetime | None = Field(
+    enrolled_at: Instant | None = Field(
         default=None,
         description="when the member joined (default: now); not in the future",
         examples=[None],

@@ -55,7 +55,10 @@ SELECT o.request_fingerprint, r.response_body
 ORDER_FOR_REFUND = """
 SELECT o.id, o.order_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version, o.currency,
        o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
-       (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version
+       (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
+       -- the entry that put the order's points in lots: its activation, or itself
+       coalesce((SELECT c.activation_entry_id FROM pending_credit c
+                  WHERE c.entry_id = o.entry_id AND c.member_id = o.member_id), o.entry_id) AS lot_entry_id
   FROM paid_order o JOIN member m ON m.id = o.member_id
  WHERE o.program_id = $1 AND o.order_id = $2
    FOR UPDATE OF o

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.fields import ExternalId, Money, ShortText
+from app.fields import ExternalId, Instant, Money, ShortText
 
 Label = ShortText
 
@@ -36,7 +36,7 @@ class OrderIn(BaseModel):
         description="the order's lines; needed for category and SKU rules and for refunds by line",
     )
     channel: Label | None = Field(default=None, description="where the order was placed", examples=["app"])
-    paid_at: AwareDatetime = Field(description="when it was paid (RFC 3339; not in the future)")
+    paid_at: Instant = Field(description="when it was paid (RFC 3339; not in the future)")
 
     @model_validator(mode="after")
     def _one_currency(self) -> OrderIn:

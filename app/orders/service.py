@@ -30,7 +30,6 @@ from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.fields import money
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
-from app.ledger.repository import Leg
 from app.members.errors import MemberNotFound
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
@@ -417,11 +416,11 @@ async def _take_back(
     if entry_id is not None:
         member = order["member"]
         legs = [
-            Leg(member, account, -taken)
+            ledger.Leg(member, account, -taken)
             for account, taken in (("pending", from_pending), ("available", from_available), ("debt", debt))
             if taken
         ]
-        legs.append(Leg(None, "issuance", from_pending + from_available + debt))
+        legs.append(ledger.Leg(None, "issuance", from_pending + from_available + debt))
         explanation = [
             {
                 "rule": "refund",
@@ -450,6 +449,8 @@ async def _take_back(
             rules_version=order["rules_version"],
             reason=f"refund {body.refund_id}",
             explanation=explanation,
+            # Take back the order's own points first, not the member's oldest ones.
+            source_entry_id=order["lot_entry_id"] if from_available else None,
         )
     else:
         await ledger.keep_response(connection, request, response, now)

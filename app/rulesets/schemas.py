@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import Instant
 from app.rules import RulesDocument
 
 
@@ -20,12 +21,12 @@ class RulesVersionOut(BaseModel):
 class SimulationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: AwareDatetime = Field(
+    from_: Instant = Field(
         alias="from",
         description="first instant of `paid_at` to replay (included)",
         examples=["2026-10-01T00:00:00Z"],
     )
-    to: AwareDatetime = Field(description="end of the period (excluded)", examples=["2026-11-01T00:00:00Z"])
+    to: Instant = Field(description="end of the period (excluded)", examples=["2026-11-01T00:00:00Z"])
 
 
 class RuleSplit(BaseModel):

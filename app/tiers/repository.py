@@ -14,8 +14,9 @@ from app.db import Connection
 # Qualifying activity of members in windows [start, end] (start NULL: since ever):
 # orders not fully refunded, spend net of refunds, points earned by orders (net of
 # what refunds took back) and by events, the member's own and as a referrer.
-# Awards are not activity. local_day (the program's day, within two days of the
-# UTC date anywhere) lets the (member_id, local_day) index narrow the orders.
+# Awards are not activity, nor are reversed events. local_day (the program's day,
+# within two days of the UTC date anywhere) lets the (member_id, local_day) index
+# narrow the orders.
 ACTIVITY = """
 SELECT w.n,
        coalesce(o.orders, 0)::bigint AS orders,
@@ -38,12 +39,14 @@ SELECT w.n,
          FROM member_event v
         WHERE v.member_id = w.member_id AND v.occurred_at <= w.ends
           AND (w.starts IS NULL OR v.occurred_at >= w.starts)
+          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
        ) e ON true
   LEFT JOIN LATERAL (
        SELECT sum(v.referrer_points) AS points
          FROM member_event v
         WHERE v.referrer_member_id = w.member_id AND v.occurred_at <= w.ends
           AND (w.starts IS NULL OR v.occurred_at >= w.starts)
+          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
        ) r ON true
  ORDER BY w.n
 """

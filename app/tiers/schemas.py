@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import Metadata, ShortText, Text
+from app.fields import Instant, Metadata, ShortText, Text
 
 Reason = Literal["qualified", "retained", "downgraded", "kept_with_points", "override"]
 
@@ -85,8 +85,8 @@ class KeepIn(BaseModel):
 class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tier: ShortText | None = Field(description="the tier code to set; null: no tier", examples=["gold"])
-    until: AwareDatetime | None = Field(
+    code: ShortText | None = Field(description="the tier code to set; null: no tier", examples=["gold"])
+    until: Instant | None = Field(
         default=None,
         description="from then on the normal rules apply again (judged as at a term's end); "
         "unset: until changed again",

@@ -31,7 +31,6 @@ from app.db import Connection, Database
 from app.errors import AppError, ValidationFailed
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
-from app.ledger.repository import Leg
 from app.members.errors import MemberNotFound
 from app.pagination import decode_cursor, encode_cursor
 from app.rules import RulesDocument
@@ -285,8 +284,8 @@ async def upgrade_decision(
     reported late completes what later ones began), both in one query; the term
     starts at `at`. The caller holds the member's lock and applies the decision in
     its transaction."""
-    if not rules.tiers:
-        return None
+    if not rules.tiers or _rank(rules, current) == max(tier.rank for tier in rules.tiers):
+        return None  # no tiers, or nothing above this one: no query on the checkout's path
     windows = [window(rules, end) for end in sorted({at, now})]
     rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
     best: tuple[Tier, Activity, Window] | None = None
@@ -302,12 +301,15 @@ async def upgrade_decision(
     if best is None:
         return None
     reached, activity, judged = best
-    ends = term_end(rules, at)
-    change = Change(current, reached.code, "qualified", at, ends, activity, judged, entry_id=entry_id)
+    # The member qualified when that window closed: at the order itself, or, when
+    # only the window up to now qualifies (the order came in late), now.
+    since = judged.end
+    ends = term_end(rules, since)
+    change = Change(current, reached.code, "qualified", since, ends, activity, judged, entry_id=entry_id)
     return {
         "member_id": member_id,
         "from": current,
-        "state": TierState(reached.code, at, ends).as_json(),
+        "state": TierState(reached.code, since, ends).as_json(),
         "changes": [change.as_json()],
     }
 
@@ -507,7 +509,7 @@ async def keep(context: AppContext, request: ledger.Request, member: str, body: 
                 connection,
                 request,
                 "tier_keep",
-                [Leg(member, "available", -price), Leg(None, "redemption", price)],
+                [ledger.Leg(member, "available", -price), ledger.Leg(None, "redemption", price)],
                 now,
                 response_body=out.model_dump_json().encode(),
                 entry_id=entry_id,
@@ -533,26 +535,26 @@ async def override(context: AppContext, principal: Principal, member: str, body:
             if row is None:
                 raise MemberNotFound(f"no member {member} in this program")
             rules_version, rules = await _active(connection, context.rules, principal.program_id)
-            if body.tier is not None and tier_by_code(rules, body.tier) is None:
+            if body.code is not None and tier_by_code(rules, body.code) is None:
                 known = ", ".join(tier.code for tier in rules.tiers) or "none"
                 raise ValidationFailed.on(
-                    "body.tier", f"no tier {body.tier} in the active rules (tiers: {known})"
+                    "body.code", f"no tier {body.code} in the active rules (tiers: {known})"
                 )
             state = TierState.of(row)
             until = None if body.until is None else body.until
             after = TierState(
-                body.tier,
-                None if body.tier is None else (state.since if body.tier == state.tier else now),
-                until if body.tier is not None else None,
+                body.code,
+                None if body.code is None else (state.since if body.code == state.tier else now),
+                until if body.code is not None else None,
                 None,
-                until if body.tier is not None else None,
-                body.tier is not None and until is None,
+                until if body.code is not None else None,
+                body.code is not None and until is None,
             )
             if after == state:
                 return  # already so: setting it again changes nothing
             change = Change(
                 state.tier,
-                body.tier,
+                body.code,
                 "override",
                 now,
                 after.term_ends_at,
@@ -632,7 +634,8 @@ async def _outcomes(
                 outcomes[member_id] = outcome
             else:
                 asked.append((member_id, outcome.needs))
-        windows = [(m, window_start(rules, end), end) for m, end in asked]
+        starts = {end: window_start(rules, end) for end in {end for _, end in asked}}  # most share as_of
+        windows = [(m, starts[end], end) for m, end in asked]
         for (member_id, end), row in zip(asked, await repository.activity(connection, windows), strict=True):
             known[member_id][end] = _activity(row)
         pending = {m: pending[m] for m, _ in asked}

@@ -5,10 +5,11 @@
   ledger, kept by ledger_post() in the same statement as the postings:
   sum(remaining) of a member's lots is their available balance.
 - point_hold: two-phase redemptions (hold, then capture or release).
-- journal_entry: kinds hold, capture, release, expire; `hold_entry_id` names the
-  hold a capture or release closes.
+- journal_entry: kinds hold, capture, release, expire; `source_entry_id` names the
+  hold a capture or release closes, or the entry that holds a refunded order's
+  points (its lots are taken back first).
 - an `expiry` system account per program.
-- ledger_post() gains p_hold_entry_id and keeps the lots; ledger_expire() expires
+- ledger_post() gains p_source_entry_id and keeps the lots; ledger_expire() expires
   a batch of members. (ledger_post_order() gains the order's expiry in the next
   revision, with the order's tier.)
 - existing ledgers get their lots by replaying every entry in commit order.
@@ -50,12 +51,12 @@ def upgrade() -> None:
         "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event',"
         " 'hold', 'capture', 'release', 'expire')",
     )
-    op.add_column("journal_entry", sa.Column("hold_entry_id", sa.Uuid(), nullable=True))
+    op.add_column("journal_entry", sa.Column("source_entry_id", sa.Uuid(), nullable=True))
     op.create_foreign_key(
-        op.f("fk_journal_entry_hold_entry_id_journal_entry"),
+        op.f("fk_journal_entry_source_entry_id_journal_entry"),
         "journal_entry",
         "journal_entry",
-        ["hold_entry_id"],
+        ["source_entry_id"],
         ["id"],
     )
     op.execute("INSERT INTO account (program_id, kind) SELECT id, 'expiry' FROM program")

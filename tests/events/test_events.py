@@ -95,6 +95,23 @@ class TestCreateMemberEvent:
         assert response.status_code == 422
         assert response.json()["code"] == "unknown_event_type"
 
+    async def test_a_reversed_event_no_longer_counts_against_the_day(self, api: Api) -> None:
+        await api.use_rules(EVENTS)
+        member = await api.enrol()
+        first = await event(api, member, "check_in")
+        assert (await event(api, member, "check_in")).json()["code"] == "event_limit_reached"
+        assert (await api.reverse(first.json()["id"])).status_code == 201
+        again = await event(api, member, "check_in")
+        assert again.status_code == 201, again.text
+        assert await api.available(member) == 5
+
+    async def test_an_instant_outside_the_supported_range_is_422(self, api: Api) -> None:
+        await api.use_rules(EVENTS)
+        member = await api.enrol()
+        response = await event(api, member, "check_in", occurred_at="0001-06-01T00:00:00Z")
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "body.occurred_at"
+
 
 class TestReferral:
     async def test_both_sides_earn_once(self, api: Api) -> None:

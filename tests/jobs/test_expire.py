@@ -356,3 +356,32 @@ class TestResume:
             "SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'expire'", program_id
         )
         assert entries == 5
+
+
+class TestRefundsTakeTheOrdersOwnPoints:
+    async def test_a_refund_leaves_the_members_older_points_alone(self, api: Api) -> None:
+        await api.use_rules(rules({"policy": "rolling", "months": 12}))
+        member = await api.enrol()
+        soon_date = soon(5)
+        await api.award(member, 100, expires_at=soon_date.isoformat())
+        placed = await order(api, member, "50.00", datetime.now(UTC) - timedelta(minutes=1))
+        refund = await api.refund(placed["order_id"], amount={"amount": "50.00", "currency": "EUR"})
+        assert refund.status_code == 201, refund.text
+        # Oldest-first would have taken the soon-expiring points and kept the order's.
+        assert await expiring(api, member) == [(100, soon_date)]
+
+    async def test_after_activation_too(self, api: Api) -> None:
+        await api.use_rules(rules({"policy": "rolling", "months": 12}, pending_days=14))
+        member = await api.enrol()
+        soon_date = soon(40)
+        await api.award(member, 100, expires_at=soon_date.isoformat())
+        placed = await order(api, member, "50.00", datetime.now(UTC) - timedelta(days=1))
+        done = await api.post(
+            "/v1/jobs/activate-pending", {"as_of": soon(20).isoformat()}, idempotency_key=None
+        )
+        assert done.json()["counts"]["credits"] == 1
+        refund = await api.refund(placed["order_id"], amount={"amount": "20.00", "currency": "EUR"})
+        assert refund.json()["from_available"] == 20
+        listed = await expiring(api, member)
+        assert listed[0] == (100, soon_date)
+        assert listed[1][0] == 30

@@ -155,7 +155,7 @@ async def set_tier(
     until: datetime | None = None,
     key: str | None = None,
 ) -> httpx.Response:
-    body: dict[str, Any] = {"tier": tier, "reason": reason}
+    body: dict[str, Any] = {"code": tier, "reason": reason}
     if until is not None:
         body["until"] = iso(until)
     return await api.client.put(f"/v1/members/{member}/tier", json=body, headers=api.headers(key))

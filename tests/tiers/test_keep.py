@@ -103,6 +103,32 @@ class TestKeepWithPoints:
             }
         )
 
+    async def test_its_entry_cannot_be_reversed(self, api: Api) -> None:
+        # The points bought the term's extension: a reversal would give both.
+        await api.use_rules(tier_rules())
+        member, _ = await funded_gold(api)
+        assert (await keep(api, member)).status_code == 201
+        entry = (await statement(api, member))[0]
+        refused = await api.reverse(entry["id"])
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "entry_not_reversible"
+        assert await api.available(member) == 100
+
+    async def test_a_tier_change_marks_the_member_changed_for_orders_in_flight(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        # An order whose facts (the tier) were read before a tier change must find
+        # itself stale: every tier change bumps the balance row's version.
+        await api.use_rules(tier_rules())
+        member, _ = await funded_gold(api)
+        query = (
+            "SELECT b.version FROM member_balance b JOIN member m ON m.id = b.member_id"
+            " WHERE m.external_id = $1"
+        )
+        before = await db.fetchval(query, member)
+        assert (await set_tier(api, member, "silver", "test")).status_code == 200
+        assert await db.fetchval(query, member) == before + 1
+
     async def test_twice_in_a_term_moves_it_twice(self, api: Api) -> None:
         await api.use_rules(tier_rules())
         member, ends = await funded_gold(api, 1000)

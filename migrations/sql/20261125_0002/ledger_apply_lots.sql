@@ -8,7 +8,9 @@
 --   sender's lots with their expiry dates.
 -- - A debit takes from the member's lots oldest-expiring first (no expiry last,
 --   then creation order). A reversal's debit takes first from the lots the
---   reversed entry created. Each take is recorded in lot_use.
+--   reversed entry created, a refund's from the lots of the order it refunds
+--   (p_source_entry_id), so a refund can't leave the member's expiring points in
+--   place of the order's. Each take is recorded in lot_use.
 -- - A credit that closes a hold (capture's remainder, release) or reverses a debit
 --   gives points back to the lots that entry took them from, latest-expiring
 --   first, so a partial capture keeps the oldest-expiring points.
@@ -18,7 +20,7 @@
 CREATE FUNCTION ledger_apply_lots(
     p_entry_id uuid,
     p_program_id bigint,
-    p_source_entry_id uuid,  -- the reversed entry, or the hold a capture or release closes
+    p_source_entry_id uuid,  -- the reversed entry; the hold a capture or release closes; a refund's order entry
     p_expires_at timestamptz,
     p_member_ids bigint[],
     p_changes bigint[]       -- each member's change of available points

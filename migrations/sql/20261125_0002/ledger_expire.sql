@@ -40,6 +40,12 @@ DECLARE
     v_points bigint := 0;
     v_n integer := 0;
     v_posted record;
+    -- Inactivity candidates, before locking anyone: no order (and no enrolment)
+    -- after this. Month ends move the exact deadline by at most three days; the
+    -- exact test runs under the lock below.
+    v_cutoff timestamptz := CASE WHEN p_inactivity_months IS NOT NULL THEN
+        ((p_as_of AT TIME ZONE p_timezone) - make_interval(months => p_inactivity_months, days => -4))
+            AT TIME ZONE p_timezone END;
 BEGIN
     SELECT array_agg(c.member_id ORDER BY c.member_id) INTO v_candidates FROM (
         SELECT DISTINCT l.member_id
@@ -47,7 +53,13 @@ BEGIN
          WHERE l.remaining > 0
            AND l.member_id > p_after_member_id
            AND l.program_id = p_program_id
-           AND (p_inactivity_months IS NOT NULL OR l.expires_at <= p_as_of)
+           AND (l.expires_at <= p_as_of
+                OR (v_cutoff IS NOT NULL
+                    AND (SELECT m.enrolled_at FROM member m WHERE m.id = l.member_id) <= v_cutoff
+                    AND NOT EXISTS (SELECT 1 FROM paid_order o
+                                     WHERE o.member_id = l.member_id
+                                       AND o.local_day >= (v_cutoff AT TIME ZONE 'UTC')::date - 2
+                                       AND o.paid_at > v_cutoff)))
          ORDER BY l.member_id
          LIMIT p_limit
     ) c;

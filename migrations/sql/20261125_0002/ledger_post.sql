@@ -1,6 +1,9 @@
 -- ledger_post(): the one way points move (see the first two revisions). Same
--- contract as before, plus p_hold_entry_id (stored on the entry) and the member's
+-- contract as before, plus p_source_entry_id (stored on the entry) and the member's
 -- lots, kept by ledger_apply_lots() for every change of available points.
+-- p_source_entry_id names the entry whose lots this one deals with first: the
+-- hold a capture or release gives points back to, or the order entry whose own
+-- points a refund takes back before any other.
 CREATE FUNCTION ledger_post(
     p_entry_id uuid,
     p_program_id bigint,
@@ -22,7 +25,7 @@ CREATE FUNCTION ledger_post(
     p_amounts bigint[], -- each leg's signed points
     p_explanation jsonb DEFAULT NULL,
     p_response_body bytea DEFAULT NULL,
-    p_hold_entry_id uuid DEFAULT NULL  -- capture, release: the hold they close
+    p_source_entry_id uuid DEFAULT NULL  -- capture, release: the hold; refund: the order's lot entry
 ) RETURNS TABLE (
     replayed boolean,           -- true: the key was already used; the rest is what was stored
     request_fingerprint text,
@@ -57,12 +60,12 @@ BEGIN
     INSERT INTO journal_entry (
         id, program_id, kind, occurred_at, recorded_at, idempotency_key,
         request_fingerprint, reverses_entry_id, actor_key_id, reason, order_id, rules_version,
-        expires_at, pending_until, metadata, explanation, hold_entry_id)
+        expires_at, pending_until, metadata, explanation, source_entry_id)
     VALUES (
         p_entry_id, p_program_id, p_kind, p_occurred_at, p_recorded_at, p_idempotency_key,
         p_request_fingerprint, p_reverses_entry_id, p_actor_key_id, p_reason, p_order_id,
         p_rules_version, p_expires_at, p_pending_until, coalesce(p_metadata, '{}'::jsonb),
-        p_explanation, p_hold_entry_id)
+        p_explanation, p_source_entry_id)
     ON CONFLICT (program_id, idempotency_key) DO NOTHING;
     IF NOT FOUND THEN
         RETURN QUERY
@@ -156,7 +159,7 @@ BEGIN
 
     -- The lots follow the available points, under the same member locks.
     IF cardinality(v_member_ids) > 0 THEN
-        PERFORM ledger_apply_lots(p_entry_id, p_program_id, coalesce(p_reverses_entry_id, p_hold_entry_id),
+        PERFORM ledger_apply_lots(p_entry_id, p_program_id, coalesce(p_reverses_entry_id, p_source_entry_id),
                                   p_expires_at, v_member_ids, v_changes);
     END IF;
 

@@ -3,7 +3,9 @@
 -- members' balance-row locks (every path that changes a tier takes them first),
 -- and each decision names the tier it started from: if the member's stored tier
 -- is another (a decision made on stale state), nothing is written and the
--- transaction fails with SQLSTATE LP009, for the caller to retry.
+-- transaction fails with SQLSTATE LP009. Each write bumps the member's balance
+-- row version: an order whose facts (the tier among them) were read before it
+-- finds itself stale in ledger_post_order() and is computed again under the lock.
 --
 -- p_decisions: [{"member_id": 1, "from": "silver" | null,
 --                "state": {"tier": "gold" | null, "since": ts, "term_ends_at": ts,
@@ -55,6 +57,7 @@ BEGIN
          ORDER BY x.n;
         GET DIAGNOSTICS v_n = ROW_COUNT;
         v_rows := v_rows + v_n;
+        UPDATE member_balance SET version = version + 1 WHERE member_id = (v_decision->>'member_id')::bigint;
     END LOOP;
     RETURN v_rows;
 END
