@@ -78,7 +78,7 @@ async def create_award(
     status_code=201,
     response_model=EntryOut,
     operation_id="createRedemption",
-    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints),
+    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints, *service.REDEEM_LIMIT_ERRORS),
 )
 async def create_redemption(
     http: Request,
@@ -89,7 +89,8 @@ async def create_redemption(
     principal: Annotated[Principal, Depends(require("points:burn"))],
 ) -> Response:
     """Spend a member's available points on a reward. Not enough points: 422
-    `insufficient_points`, and nothing changes."""
+    `insufficient_points`, and nothing changes. The rules' `redeem` limits apply:
+    `min_points`, `increment`, and with `order_total`, `max_share_of_order`."""
     result = await service.redeem(context, ledger_request(http, principal, key, body), member, body)
     return result.to_response()
 
