@@ -11,6 +11,7 @@ Two ways in, over one database:
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import Settings
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # The hot path's connection: a plain asyncpg connection, or one borrowed from the pool.
@@ -155,3 +158,51 @@ class Database:
                     raise
             await _backoff(attempt)
         raise AssertionError("unreachable")
+
+
+async def listen(
+    dsn: str,
+    channel: str,
+    *,
+    on_notify: Callable[[], None],
+    on_state: Callable[[bool], None],
+    stop: asyncio.Event,
+) -> None:
+    """Hold a LISTEN connection on `channel` until `stop`, reconnecting when it drops.
+
+    For caches that must drop what they hold when another process changes it:
+    `on_notify` runs on each notification, `on_state(True)` once listening and
+    `on_state(False)` whenever not (then nothing may be cached: a notification
+    could be missed)."""
+    lost = asyncio.Event()
+
+    def notified(*_: object) -> None:
+        on_notify()
+
+    def on_lost(_: object) -> None:
+        on_state(False)
+        lost.set()
+
+    while not stop.is_set():
+        connection = None
+        try:
+            connection = await asyncpg.connect(dsn)
+            connection.add_termination_listener(on_lost)
+            await connection.add_listener(channel, notified)
+            lost.clear()
+            on_state(True)
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            logger.warning("cannot LISTEN on %s; not caching what it guards", channel, exc_info=True)
+        finally:
+            on_state(False)
+            if connection is not None and not connection.is_closed():
+                await connection.close()
+        if not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass

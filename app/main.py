@@ -54,12 +54,15 @@ def create_app(
         # as latency spikes under load (bench/awards.py p99).
         gc.freeze()
         stop = asyncio.Event()
-        watcher = asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop))
+        watchers = [
+            asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop)),
+            asyncio.create_task(app.state.context.rules.watch(asyncpg_dsn(url), stop)),
+        ]
         try:
             yield
         finally:
             stop.set()
-            await watcher
+            await asyncio.gather(*watchers)
             await db.dispose()
 
     app = FastAPI(

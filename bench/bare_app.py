@@ -1,6 +1,6 @@
 """The yardstick: a bare FastAPI + asyncpg endpoint doing the earn's SQL (an
-entry, two postings, the member's balance update) and nothing else: no auth, no
-idempotency record, no metrics, no problem documents."""
+entry, two postings, the member's balance update, the points' lot) and nothing
+else: no auth, no idempotency record, no rules, no metrics, no problem documents."""
 
 from __future__ import annotations
 
@@ -78,5 +78,13 @@ async def award(member: str, body: Award, request: Request) -> dict[str, Any]:
             balance["pending"],
             balance["held"],
             PROGRAM_ID,
+        )
+        await connection.execute(
+            "INSERT INTO point_lot (program_id, member_id, entry_id, points, remaining)"
+            " VALUES ($1, $2, $3, $4, $4)",
+            PROGRAM_ID,
+            balance["member_id"],
+            entry_id,
+            body.points,
         )
     return {"id": str(entry_id), "available": balance["available"]}

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import repository
 from app.auth.models import ApiKey
+from app.db import listen
 from app.errors import AppError, Forbidden, NotFound, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -87,43 +88,13 @@ class Authenticator:
     def caching(self) -> bool:
         return self._listening and self._cache_seconds > 0
 
+    def _listening_changed(self, listening: bool) -> None:
+        self.forget()
+        self._listening = listening
+
     async def watch_revocations(self, dsn: str, stop: asyncio.Event) -> None:
         """Hold a LISTEN connection until `stop`, reconnecting when it drops."""
-        lost = asyncio.Event()
-
-        def on_revoked(*_: object) -> None:
-            self.forget()
-
-        def on_lost(_: object) -> None:
-            self._listening = False
-            self.forget()
-            lost.set()
-
-        while not stop.is_set():
-            connection = None
-            try:
-                connection = await asyncpg.connect(dsn)
-                connection.add_termination_listener(on_lost)
-                await connection.add_listener(REVOKED_CHANNEL, on_revoked)
-                lost.clear()
-                self.forget()
-                self._listening = True
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
-                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in pending:
-                    waiter.cancel()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                logger.warning("cannot LISTEN for API key revocations; not caching keys", exc_info=True)
-            finally:
-                self._listening = False
-                self.forget()
-                if connection is not None and not connection.is_closed():
-                    await connection.close()
-            if not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
+        await listen(dsn, REVOKED_CHANNEL, on_notify=self.forget, on_state=self._listening_changed, stop=stop)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

@@ -285,7 +285,7 @@ async def active_rules(
     cache: RulesCache, connection: Connection, program_id: int
 ) -> tuple[int, RulesDocument]:
     """The program's active rules version and its document."""
-    version = await repository.active_rules_version(connection, program_id)
+    version = await cache.active_version(connection, program_id)
     if version is None:
         raise LookupError(f"program {program_id} has no active rules version")
     return version, await cache.document(connection, program_id, version)

@@ -1,22 +1,34 @@
-"""Rules documents by (program, version), parsed once per process.
+"""Rules documents by (program, version), parsed once per process, and each
+program's active version.
 
 A stored version never changes (a change is a new version), so a cached document
-is never stale; which version is active is read with the facts of each request."""
+is never stale. Which version is active changes on activation: a trigger NOTIFYs
+`rules_activated`, and while `watch` holds a LISTEN connection, the active version
+is cached and dropped on each notification; while it does not, the active version
+is read every time. Orders read it with their facts anyway; awards, redemptions
+and holds save a round trip."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from app.db import Connection
+from app.db import Connection, listen
 from app.rules import RulesDocument
 
 DOCUMENT = "SELECT document FROM rules_version WHERE program_id = $1 AND version = $2"
+ACTIVE_VERSION = "SELECT version FROM rules_version WHERE program_id = $1 AND active"
+ACTIVATED_CHANNEL = "rules_activated"
 
 
 class RulesCache:
     def __init__(self, capacity: int = 1024) -> None:
         self._capacity = capacity
         self._documents: dict[tuple[int, int], RulesDocument] = {}
+        self._active: dict[int, int] = {}
+        self._listening = False
+        # Bumped by every activation: a version read before one is not cached after it.
+        self._generation = 0
 
     async def document(self, connection: Connection, program_id: int, version: int) -> RulesDocument:
         key = (program_id, version)
@@ -30,3 +42,32 @@ class RulesCache:
                 self._documents.clear()
             self._documents[key] = found
         return found
+
+    async def active_version(self, connection: Connection, program_id: int) -> int | None:
+        """The program's active version (None: it has none)."""
+        if self._listening:
+            found = self._active.get(program_id)
+            if found is not None:
+                return found
+        generation = self._generation
+        value = await connection.fetchval(ACTIVE_VERSION, program_id)
+        version = None if value is None else int(value)
+        if version is not None and self._listening and generation == self._generation:
+            if len(self._active) >= self._capacity:
+                self._active.clear()
+            self._active[program_id] = version
+        return version
+
+    def activated(self) -> None:
+        self._generation += 1
+        self._active.clear()
+
+    def _listening_changed(self, listening: bool) -> None:
+        self.activated()
+        self._listening = listening
+
+    async def watch(self, dsn: str, stop: asyncio.Event) -> None:
+        """Cache active versions while a LISTEN connection is up, until `stop`."""
+        await listen(
+            dsn, ACTIVATED_CHANNEL, on_notify=self.activated, on_state=self._listening_changed, stop=stop
+        )

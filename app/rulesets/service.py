@@ -120,7 +120,11 @@ async def activate(context: AppContext, principal: Principal, version: int) -> R
             raise RulesVersionNotFound(f"the program has no rules version {version}")
         return _out(row)
 
-    return await context.db.run(work)
+    activated = await context.db.run(work)
+    # This process drops its cached active version at once; the others when the
+    # trigger's NOTIFY reaches them (milliseconds; each entry names the version it used).
+    context.rules.activated()
+    return activated
 
 
 async def simulate(

@@ -7,6 +7,8 @@
 - paid_order.refunded_total: money refunded so far, so qualifying spend is net of
   refunds without summing refunds; indexes for activity in a window;
 - journal_entry kind `tier_keep` (points spent to keep a tier);
+- a trigger NOTIFYs `rules_activated` when a program's active rules version
+  changes (processes cache active versions while they listen);
 - tier_apply(): writes tier decisions (state and history) for a batch of members;
   ledger_post_order() takes an order's upgrade and applies it in the same
   statement, and the expiry of the order's lot (the lifecycle revision's lots).
@@ -127,6 +129,15 @@ def upgrade() -> None:
         " FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()"
     )
 
+    # Processes cache each program's active rules version while they LISTEN here.
+    op.execute(
+        "CREATE FUNCTION rules_version_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN PERFORM pg_notify('rules_activated', NEW.program_id::text); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER rules_version_activated AFTER UPDATE OF active ON rules_version FOR EACH ROW"
+        " WHEN (NEW.active IS DISTINCT FROM OLD.active) EXECUTE FUNCTION rules_version_notify()"
+    )
     op.execute(_sql("tier_apply"))
     op.execute(f"DROP FUNCTION {OLD_LEDGER_POST_ORDER}")
     op.execute(_sql("ledger_post_order"))
