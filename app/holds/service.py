@@ -29,7 +29,6 @@ from app.holds import repository
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
-from app.metrics import ENTRIES
 
 
 class HoldNotFound(NotFound):
@@ -233,16 +232,9 @@ async def release_expired(
     One `release` entry per hold, in batches of `batch` holds per transaction (a
     crash loses at most the batch in flight; a rerun picks up the rest). A second
     run for the same instant finds no active hold past its expiry: it changes nothing."""
-    holds = points = 0
-    while True:
-        due = await db.call(_release_batch(program_id, as_of, now, batch))
-        if not due:
-            return Released(holds, points)
-        holds += len(due)
-        points += sum(hold["points"] for hold in due)
-        ENTRIES.labels("release").inc(len(due))
-        if on_progress is not None:
-            on_progress(len(due))
+    work = _release_batch(program_id, as_of, now, batch)
+    holds, points = await ledger.run_batches(db, work, "release", "points", on_progress)
+    return Released(holds, points)
 
 
 def _release_batch(

@@ -488,16 +488,29 @@ async def activate_pending(
     batch in flight, and a rerun picks up exactly what is left. Running it twice for
     the same instant changes nothing the second time: an activated credit has
     nothing left."""
-    credits = points = 0
-    while True:
-        due = await db.call(_activation_batch(program_id, as_of, now, batch))
-        if not due:
-            return Activated(credits, points)
-        credits += len(due)
-        points += sum(credit["remaining"] for credit in due)
-        ENTRIES.labels("activate").inc(len(due))
+    work = _activation_batch(program_id, as_of, now, batch)
+    credits, points = await run_batches(db, work, "activate", "remaining", on_progress)
+    return Activated(credits, points)
+
+
+async def run_batches(
+    db: Database,
+    work: Callable[[Connection], Awaitable[list[asyncpg.Record]]],
+    kind: str,
+    points: str,
+    on_progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """A job's loop: `work` posts one batch of `kind` entries in its own transaction
+    (retried whole on deadlock) and answers the rows it handled, until it finds
+    none. Returns how many rows, and the sum of their `points` column."""
+    rows = total = 0
+    while batch := await db.call(work):
+        rows += len(batch)
+        total += sum(row[points] for row in batch)
+        ENTRIES.labels(kind).inc(len(batch))
         if on_progress is not None:
-            on_progress(len(due))
+            on_progress(len(batch))
+    return rows, total
 
 
 def _activation_batch(
