@@ -77,7 +77,7 @@ async def expire(
                     connection, program, as_of, policy.inactivity_months
                 )
             on_total(total)
-    members = lots = points = 0
+    members = lots = points = looked_at = 0
     for program, policy in policies.items():
         after = 0
         while True:
@@ -89,8 +89,11 @@ async def expire(
             lots += done.lots
             points += done.points
             ENTRIES.labels("expire").inc(done.members)
+            looked_at += done.candidates
             if on_progress is not None:
                 on_progress(done.candidates)
+    if on_total is not None:
+        on_total(looked_at)  # under inactivity the first total was an upper bound
     return Expired(members, lots, points)
 
 

@@ -267,6 +267,14 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
         expires_at = lot_expiry(rules, now)
         if expires_at is None:
             rules_version = None
+        elif pending and body.pending_until is not None and body.pending_until >= expires_at:
+            # They would become available already expired.
+            problem = ValidationFailed.on(
+                "body.pending_until",
+                f"must be before {expires_at:%Y-%m-%dT%H:%M:%SZ}, when the rules' expiry policy "
+                "ends these points",
+            )
+            return await replay_or_raise(context, request, problem)
     return await _post(
         context,
         request,

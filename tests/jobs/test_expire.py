@@ -385,3 +385,15 @@ class TestRefundsTakeTheOrdersOwnPoints:
         listed = await expiring(api, member)
         assert listed[0] == (100, soon_date)
         assert listed[1][0] == 30
+
+
+class TestPendingAwardsAndPolicies:
+    async def test_a_pending_award_that_would_activate_expired_is_refused(self, api: Api) -> None:
+        await api.use_rules(rules({"policy": "rolling", "months": 1}))
+        member = await api.enrol()
+        refused = await api.award(member, 10, pending_until=soon(60).isoformat())
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "body.pending_until"
+        fine = await api.award(member, 10, pending_until=soon(10).isoformat())
+        assert fine.status_code == 201, fine.text
+        assert (await api.balances(member))["pending"] == 10
