@@ -144,6 +144,29 @@ async def _verify(url: str) -> bool:
     return failed > 0
 
 
+@cli.command("rebuild-lots")
+def rebuild_lots() -> None:
+    """Rebuild every lot (what is left of each credit of points, with its expiry)
+    from the ledger, when `verify` finds them out of step. Earning and spending
+    wait while it runs: it locks the lots."""
+    url = database_url(_settings())
+    written = asyncio.run(_rebuild_lots(url))
+    typer.echo(f"rebuilt {written} lots from the ledger; run `points-ledger verify` to check them")
+
+
+async def _rebuild_lots(url: str) -> int:
+    import asyncpg
+
+    from app.db import asyncpg_dsn
+    from app.ledger.lots import rebuild
+
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return await rebuild(connection)
+    finally:
+        await connection.close()
+
+
 def _split_scopes(values: list[str]) -> list[str]:
     from app.auth.schemas import ALL_SCOPES
 

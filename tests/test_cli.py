@@ -85,6 +85,30 @@ class TestVerify:
         assert "[FAIL] every cached member balance equals the sum of its postings" in output
         assert "cli-member" in output
 
+    def test_rebuild_lots_repairs_what_verify_finds(self) -> None:
+        name = "points_ledger_rebuild_test"
+        asyncio.run(recreate_database(name))
+        url = database_url(name)
+        run_migrations(url)
+        asyncio.run(_sound_then_corrupt(name))
+        asyncio.run(_execute(name, "UPDATE point_lot SET remaining = remaining - 1"))
+        code, output = invoke(url, "verify")
+        assert code == 1
+        assert "[FAIL] the lots agree with a replay of the ledger" in output
+        code, output = invoke(url, "rebuild-lots")
+        assert code == 0, output
+        assert "rebuilt 1 lots from the ledger" in output
+        code, output = invoke(url, "verify")
+        assert (code, "ledger is sound" in output) == (0, True), output
+
+
+async def _execute(name: str, sql: str) -> None:
+    connection = await asyncpg.connect(dsn(name))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
 
 class TestApiKeyCreate:
     def test_prints_a_working_key(self, migrated_database: str) -> None:

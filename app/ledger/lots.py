@@ -17,7 +17,7 @@ from app.db import Connection
 # entry writes all its postings while holding its members' locks, so of two
 # entries that touched one member, the first to commit has the smaller last
 # posting id. Activations written before lots existed carry no expiry; their lots
-# took the expiry of the credit they activated (as the backfill did).
+# took the expiry of the credit they activated (as ledger_rebuild_lots() does).
 ENTRIES = """
 SELECT e.id, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
        coalesce(e.expires_at, (SELECT o.expires_at
@@ -154,6 +154,12 @@ async def _entries(connection: Connection) -> AsyncIterator[Change]:
             row["expires_at"],
             list(zip(row["member_ids"], row["changes"], strict=True)),
         )
+
+
+async def rebuild(connection: Connection) -> int:
+    """Rewrite every lot from the ledger (ledger_rebuild_lots()); the lots written."""
+    async with connection.transaction():
+        return int(await connection.fetchval("SELECT ledger_rebuild_lots()"))
 
 
 async def disagreements(connection: Connection) -> list[str]:

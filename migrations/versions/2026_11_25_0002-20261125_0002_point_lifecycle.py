@@ -12,7 +12,9 @@
 - ledger_post() gains p_source_entry_id and keeps the lots; ledger_expire() expires
   a batch of members. (ledger_post_order() gains the order's expiry in the next
   revision, with the order's tier.)
-- existing ledgers get their lots by replaying every entry in commit order.
+- ledger_rebuild_lots() rebuilds every lot by replaying the ledger in commit
+  order; existing ledgers get their lots from it (and `points-ledger
+  rebuild-lots` repairs with it).
 
 Revision ID: 20261125_0002
 Revises: 20261125_0001
@@ -143,7 +145,8 @@ def upgrade() -> None:
     op.execute(f"DROP FUNCTION {OLD_LEDGER_POST}")
     op.execute(_sql("ledger_post"))
     op.execute(_sql("ledger_expire"))
-    op.execute(_sql("backfill_lots"))
+    op.execute(_sql("ledger_rebuild_lots"))
+    op.execute("SELECT ledger_rebuild_lots()")
 
 
 def downgrade() -> None:

@@ -106,3 +106,26 @@ async def test_lot_and_hold_checks_catch_tampered_rows(api: Api, db: asyncpg.Con
         finally:
             await db.execute(restore, entry_id)
     assert await failing(db) == set()
+
+
+async def test_rebuilding_the_lots_repairs_a_tampered_projection(api: Api, db: asyncpg.Connection) -> None:
+    from app.ledger.lots import rebuild
+
+    member, other = await api.enrol(), await api.enrol()
+    soon = datetime.now(UTC) + timedelta(days=9)
+    await api.award(member, 50, expires_at=soon.isoformat())
+    await api.award(member, 20)
+    assert (await api.transfer(member, other, 30)).status_code == 201
+    spent = await api.redeem(member, 15)
+    assert (await api.reverse(spent.json()["id"])).status_code == 201
+    before = await db.fetch(
+        "SELECT member_id, entry_id, expires_at, points, remaining FROM point_lot ORDER BY member_id, id"
+    )
+    await db.execute("UPDATE point_lot SET remaining = 0, expires_at = NULL")
+    assert "the lots agree with a replay of the ledger" in await failing(db)
+    assert await rebuild(db) == len(before)
+    after = await db.fetch(
+        "SELECT member_id, entry_id, expires_at, points, remaining FROM point_lot ORDER BY member_id, id"
+    )
+    assert [tuple(row) for row in after] == [tuple(row) for row in before]
+    assert await failing(db) == set()

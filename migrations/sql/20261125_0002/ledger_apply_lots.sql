@@ -1,7 +1,7 @@
 -- Keep a member's lots in step with an entry's change of their available points.
 -- Called by ledger_post() for every entry that changes available points (with the
 -- members' balance rows locked, which is what serialises work on their lots) and
--- by the backfill, which replays history through it.
+-- by ledger_rebuild_lots(), which replays history through it.
 --
 -- The rules, which `verify` replays independently (app/ledger/lots.py):
 -- - Debits go first, then credits, so a transfer's receiver can take over the

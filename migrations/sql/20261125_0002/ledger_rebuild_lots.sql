@@ -1,17 +1,25 @@
--- Lots for the ledgers written before lots existed: replay every entry that
--- changed available points through ledger_apply_lots(), in commit order.
+-- Rebuild every lot from the ledger: lots are a projection of it. The migration
+-- that introduced lots built them this way for the ledgers written before, and
+-- `points-ledger rebuild-lots` runs it again to repair a projection that `verify`
+-- finds out of step (point_lot and lot_use are locked meanwhile: points wait).
 --
--- An entry's postings are all written while it holds its members' locks, so for
--- any member two entries touched, the one that committed first has the smaller
--- last posting id: ordering entries by their last posting id replays each
--- member's history in the order it happened. Activations written before this
--- revision carry no expiry; their lots take the expiry of the credit they activated.
-DO $$
+-- Every entry that changed available points is replayed through
+-- ledger_apply_lots(), in commit order: an entry's postings are all written while
+-- it holds its members' locks, so for any member two entries touched, the one that
+-- committed first has the smaller last posting id. Activations written before
+-- lots existed carry no expiry; their lots take the expiry of the credit they
+-- activated.
+CREATE FUNCTION ledger_rebuild_lots() RETURNS bigint  -- lots written
+LANGUAGE plpgsql AS $$
 DECLARE
     v_entry record;
+    v_lots bigint;
 BEGIN
+    LOCK TABLE point_lot, lot_use IN EXCLUSIVE MODE;
+    DELETE FROM lot_use;
+    DELETE FROM point_lot;
     FOR v_entry IN
-        SELECT e.id, e.program_id, e.reverses_entry_id,
+        SELECT e.id, e.program_id, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
                coalesce(e.expires_at, (SELECT o.expires_at
                                          FROM pending_credit c JOIN journal_entry o ON o.id = c.entry_id
                                         WHERE c.activation_entry_id = e.id
@@ -32,8 +40,10 @@ BEGIN
          WHERE ch.member_ids IS NOT NULL
          ORDER BY last.last_posting
     LOOP
-        PERFORM ledger_apply_lots(v_entry.id, v_entry.program_id, v_entry.reverses_entry_id,
+        PERFORM ledger_apply_lots(v_entry.id, v_entry.program_id, v_entry.source,
                                   v_entry.expires_at, v_entry.member_ids, v_entry.changes);
     END LOOP;
+    SELECT count(*) INTO v_lots FROM point_lot;
+    RETURN v_lots;
 END
 $$;
