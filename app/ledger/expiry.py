@@ -45,7 +45,7 @@ class _Policy:
 
 
 async def _policy(connection: Connection, cache: RulesCache, program_id: int) -> _Policy:
-    version = await repository.active_rules_version(connection, program_id)
+    version = await cache.active_version(connection, program_id)
     if version is None:
         raise LookupError(f"program {program_id} has no active rules version")
     return _Policy(version, await cache.document(connection, program_id, version))
