@@ -336,7 +336,8 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="run one round of every job, then exit")] = False,
 ) -> None:
     """Run every job (activate-pending, release-holds, expire, evaluate-tiers) as of now, every
-    `--interval` seconds, until SIGINT or SIGTERM. Several workers may run at once:
+    `--interval` seconds (expire and evaluate-tiers hourly, or as LEDGER_WORKER_JOB_INTERVALS
+    says), until SIGINT or SIGTERM. Several workers may run at once:
     each job runs in one of them at a time (a PostgreSQL advisory lock)."""
     settings = _settings()
     url = database_url(settings)
@@ -367,7 +368,14 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         typer.echo(f"worker: running every job every {interval:g} s; stop with SIGINT or SIGTERM", err=True)
-        await run_forever(db, SystemClock(), interval=interval, stop=stop, on_round=report)
+        await run_forever(
+            db,
+            SystemClock(),
+            interval=interval,
+            stop=stop,
+            on_round=report,
+            job_intervals=settings.worker_job_intervals,
+        )
     finally:
         await db.dispose()
 

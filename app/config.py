@@ -70,7 +70,14 @@ class Settings(BaseSettings):
         default=7 * 86_400, ge=1, description="the longest a hold may last (a later expires_at is refused)"
     )
     worker_interval_seconds: float = Field(
-        default=60.0, gt=0, description="how often `points-ledger worker` runs each job"
+        default=60.0,
+        gt=0,
+        description="how often `points-ledger worker` runs each job not in worker_job_intervals",
+    )
+    worker_job_intervals: dict[str, float] = Field(
+        default_factory=lambda: {"expire": 3600.0, "evaluate-tiers": 3600.0},
+        description="seconds between runs of particular jobs (JSON, e.g. "
+        '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )
 
     @field_validator("database_url")

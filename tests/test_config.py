@@ -22,6 +22,11 @@ class TestSettings:
     def test_database_url_forms(self, given: str, expected: str) -> None:
         assert Settings(database_url=given).database_url == expected
 
+    def test_worker_job_intervals_come_from_json(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert Settings(_env_file=None).worker_job_intervals == {"expire": 3600.0, "evaluate-tiers": 3600.0}
+        monkeypatch.setenv("LEDGER_WORKER_JOB_INTERVALS", '{"evaluate-tiers": 86400}')
+        assert Settings(_env_file=None).worker_job_intervals == {"evaluate-tiers": 86400.0}
+
     def test_rejects_other_databases(self) -> None:
         with pytest.raises(ValidationError):
             Settings(database_url="mysql://u@h/d")

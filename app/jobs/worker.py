@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from app.clock import Clock
@@ -62,18 +62,30 @@ async def run_forever(
     interval: float,
     stop: asyncio.Event,
     on_round: Callable[[Round], None] | None = None,
+    job_intervals: Mapping[str, float] | None = None,
 ) -> None:
-    """Rounds every `interval` seconds until `stop` is set; a round in progress
-    finishes its current job's batches first (each batch is its own transaction,
-    so stopping between jobs loses nothing)."""
+    """Rounds every `interval` seconds until `stop` is set, each running the jobs
+    due (every job every `interval`, or as `job_intervals` says); a round in
+    progress finishes its current job's batches first (each batch is its own
+    transaction, so stopping between jobs loses nothing)."""
+    unknown = set(job_intervals or {}) - set(service.JOBS)
+    if unknown:
+        logger.warning("worker intervals name no job: %s (jobs: %s)", sorted(unknown), list(service.JOBS))
+    every = {name: (job_intervals or {}).get(name, interval) for name in service.JOBS}
+    last: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
+        started = loop.time()
+        due = [name for name in service.JOBS if name not in last or started - last[name] >= every[name]]
         try:
-            finished = await run_round(db, clock)
+            finished = await run_round(db, clock, due) if due else Round()
         except Exception:
             # A failing job must not stop the others' schedule; the next round retries.
             logger.exception("worker round failed; retrying in %s s", interval)
         else:
-            if on_round is not None:
+            for name in [*finished.ran, *finished.skipped]:
+                last[name] = started
+            if on_round is not None and due:
                 on_round(finished)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)

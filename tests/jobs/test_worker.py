@@ -105,6 +105,25 @@ class TestForever:
         )
         assert len(rounds) == 2
 
+    async def test_jobs_with_longer_intervals_wait_their_turn(
+        self, clock: MovableClock, database: Database
+    ) -> None:
+        stop = asyncio.Event()
+        rounds: list[Round] = []
+
+        def seen(done: Round) -> None:
+            rounds.append(done)
+            if len(rounds) == 3:
+                stop.set()
+
+        hourly = {"expire": 3600.0, "evaluate-tiers": 3600.0}
+        await asyncio.wait_for(
+            run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
+            timeout=60,
+        )
+        assert list(rounds[0].ran) == ["activate-pending", "release-holds", "expire", "evaluate-tiers"]
+        assert [list(done.ran) for done in rounds[1:]] == [["activate-pending", "release-holds"]] * 2
+
 
 @pytest.fixture
 def _fresh_settings() -> Iterator[None]:
