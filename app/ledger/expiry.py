@@ -15,7 +15,7 @@ from datetime import datetime
 from uuid_utils.compat import uuid7
 
 from app.db import Connection, Database
-from app.ledger import repository
+from app.ledger import repository, service
 from app.metrics import ENTRIES
 from app.rules import RulesDocument
 from app.rules.lifecycle import inactivity_deadline
@@ -45,10 +45,7 @@ class _Policy:
 
 
 async def _policy(connection: Connection, cache: RulesCache, program_id: int) -> _Policy:
-    version = await cache.active_version(connection, program_id)
-    if version is None:
-        raise LookupError(f"program {program_id} has no active rules version")
-    return _Policy(version, await cache.document(connection, program_id, version))
+    return _Policy(*await service.active_rules(cache, connection, program_id))
 
 
 async def expire(

@@ -41,8 +41,6 @@ SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS acc
 
 MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
 
-ACTIVE_RULES_VERSION = "SELECT version FROM rules_version WHERE program_id = $1 AND active"
-
 # Each entry puts at most four postings on one member (available, pending, held,
 # debt), and they are contiguous in id order: the member's balance row lock is
 # held while they are written. So a page of n entries is within 4n+1 postings.
@@ -210,11 +208,6 @@ async def mark_activated(
     connection: Connection, credit_ids: list[int], entry_ids: list[uuid.UUID], now: datetime
 ) -> None:
     await connection.execute(MARK_ACTIVATED, credit_ids, now, entry_ids)
-
-
-async def active_rules_version(connection: Connection, program_id: int) -> int | None:
-    value = await connection.fetchval(ACTIVE_RULES_VERSION, program_id)
-    return None if value is None else int(value)
 
 
 PROGRAM_IDS = "SELECT id FROM program ORDER BY id"
