@@ -1,14 +1,18 @@
-"""One real PostgreSQL database for the whole run, migrated with Alembic.
+"""One real PostgreSQL database per test worker, migrated with Alembic.
 
 Tests commit for real: the ledger's balance check is a deferred constraint
-trigger that only runs at commit, and `points-ledger verify` is run over the
-database the suite leaves behind. Each test isolates itself in a new program.
+trigger that only runs at commit. Each test isolates itself in a new program, and
+when the worker is done, `verify` proves the ledger its tests wrote is sound before
+the database is dropped (LEDGER_TEST_KEEP_DATABASES=1 keeps it). Every database
+the suite makes is named after the run (tests/support.py), so runs sharing one
+server never touch each other's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import asyncpg
 import httpx
@@ -18,25 +22,64 @@ from pydantic import SecretStr
 
 from app.cli import run_migrations
 from app.config import Environment, Settings
+from app.ledger.verify import verify
 from app.main import create_app
-from tests.support import BOOTSTRAP_KEY, TEST_DATABASE, Api, MovableClock, database_url, dsn, new_program
+from tests.support import (
+    BOOTSTRAP_KEY,
+    TEST_DATABASE,
+    Api,
+    MovableClock,
+    create_database,
+    database_url,
+    drop_database,
+    dsn,
+    keep_databases,
+    new_program,
+    scratch_name,
+)
 
 
-async def recreate_database(name: str) -> None:
-    connection = await asyncpg.connect(dsn("postgres"))
+@contextmanager
+def scratch_database(purpose: str, *, migrated: bool = True) -> Iterator[str]:
+    """A database of this run's own for one test (or module), dropped afterwards."""
+    name = scratch_name(purpose)
+    asyncio.run(create_database(name))
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        url = database_url(name)
+        if migrated:
+            run_migrations(url)
+        yield url
+    finally:
+        if not keep_databases():
+            asyncio.run(drop_database(name))
+
+
+async def _unsound_checks() -> list[str]:
+    connection = await asyncpg.connect(dsn())
+    try:
+        return [
+            f"{outcome.name}: {outcome.mismatches} mismatches, e.g. {outcome.examples[:3]}"
+            for outcome in await verify(connection)
+            if outcome.mismatches
+        ]
     finally:
         await connection.close()
 
 
 @pytest.fixture(scope="session")
-def migrated_database() -> str:
-    asyncio.run(recreate_database(TEST_DATABASE))
+def migrated_database() -> Iterator[str]:
+    asyncio.run(create_database(TEST_DATABASE))
     url = database_url()
-    run_migrations(url)
-    return url
+    sound = False
+    try:
+        run_migrations(url)
+        yield url
+        unsound = asyncio.run(_unsound_checks())
+        sound = not unsound
+        assert sound, f"verify found the ledger the tests wrote unsound (kept {TEST_DATABASE}): {unsound}"
+    finally:
+        if sound and not keep_databases():
+            asyncio.run(drop_database(TEST_DATABASE))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,13 @@ import httpx
 from app.db import asyncpg_dsn
 
 SERVER_URL = os.environ.get("LEDGER_TEST_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-TEST_DATABASE = os.environ.get("LEDGER_TEST_DATABASE", "points_ledger_test")
+# Every database the suite creates is named after this run (and the xdist worker),
+# so two runs on one server never touch each other's: `<prefix>_<run>_<worker>`.
+# Under xdist every worker of one run sees the same PYTEST_XDIST_TESTRUNUID.
+_PREFIX = os.environ.get("LEDGER_TEST_DATABASE_PREFIX", "points_ledger_test")
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+TEST_DATABASE = f"{_PREFIX}_{_RUN[:10]}_{_WORKER}".lower()
 BOOTSTRAP_KEY = "test-bootstrap-admin-key"
 
 
@@ -24,6 +31,35 @@ def database_url(name: str = TEST_DATABASE) -> str:
 
 def dsn(name: str = TEST_DATABASE) -> str:
     return asyncpg_dsn(database_url(name))
+
+
+def scratch_name(purpose: str) -> str:
+    """A database name of this run's own, for a test that needs one more database."""
+    return f"{TEST_DATABASE}_{purpose}"
+
+
+async def create_database(name: str) -> None:
+    """Create `name`; it must not exist (the suite never drops what it did not create)."""
+    connection = await asyncpg.connect(dsn("postgres"))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(name: str) -> None:
+    """Drop a database this run created."""
+    assert name.startswith(TEST_DATABASE), f"{name} is not this test run's database"
+    connection = await asyncpg.connect(dsn("postgres"))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def keep_databases() -> bool:
+    """LEDGER_TEST_KEEP_DATABASES=1 leaves the run's databases behind for inspection."""
+    return os.environ.get("LEDGER_TEST_KEEP_DATABASES", "") not in ("", "0", "false")
 
 
 class MovableClock:

@@ -15,8 +15,8 @@ from app import embedded
 from app.cli import cli, run_migrations
 from app.config import get_settings
 from app.db import asyncpg_dsn
-from tests.conftest import recreate_database
-from tests.support import database_url, dsn
+from tests.conftest import scratch_database
+from tests.support import dsn, scratch_name
 
 runner = CliRunner()
 
@@ -68,10 +68,10 @@ async def _corrupt(name: str) -> None:
 
 class TestVerify:
     def test_sound_ledger_passes_and_a_tampered_balance_fails(self) -> None:
-        name = "points_ledger_verify_test"
-        asyncio.run(recreate_database(name))
-        url = database_url(name)
-        run_migrations(url)
+        with scratch_database("verify") as url:
+            self._sound_then_tampered(url, scratch_name("verify"))
+
+    def _sound_then_tampered(self, url: str, name: str) -> None:
         asyncio.run(_sound_then_corrupt(name))
 
         code, output = invoke(url, "verify")
@@ -86,10 +86,10 @@ class TestVerify:
         assert "cli-member" in output
 
     def test_rebuild_lots_repairs_what_verify_finds(self) -> None:
-        name = "points_ledger_rebuild_test"
-        asyncio.run(recreate_database(name))
-        url = database_url(name)
-        run_migrations(url)
+        with scratch_database("rebuild") as url:
+            self._rebuilt(url, scratch_name("rebuild"))
+
+    def _rebuilt(self, url: str, name: str) -> None:
         asyncio.run(_sound_then_corrupt(name))
         asyncio.run(_execute(name, "UPDATE point_lot SET remaining = remaining - 1"))
         code, output = invoke(url, "verify")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -16,18 +17,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.cli import alembic_config, run_migrations
 from app.models import Base
-from tests.conftest import recreate_database
+from tests.conftest import scratch_database
 from tests.support import Api, database_url
 
-SCRATCH = "points_ledger_migrations_test"
 
 
 @pytest.fixture(scope="module")
-def scratch_database() -> str:
-    asyncio.run(recreate_database(SCRATCH))
-    url = database_url(SCRATCH)
-    run_migrations(url)
-    return url
+def migrated_scratch() -> Iterator[str]:
+    with scratch_database("migrations") as url:
+        yield url
 
 
 def test_single_head() -> None:
@@ -35,8 +33,8 @@ def test_single_head() -> None:
     assert len(script.get_heads()) == 1
 
 
-async def test_upgrade_from_empty_matches_the_models(scratch_database: str) -> None:
-    engine = create_async_engine(scratch_database)
+async def test_upgrade_from_empty_matches_the_models(migrated_scratch: str) -> None:
+    engine = create_async_engine(migrated_scratch)
     try:
         async with engine.connect() as connection:
 
@@ -49,7 +47,7 @@ async def test_upgrade_from_empty_matches_the_models(scratch_database: str) -> N
             assert (
                 version.scalar_one()
                 == ScriptDirectory.from_config(
-                    alembic_config(scratch_database)  # type: ignore[arg-type]
+                    alembic_config(migrated_scratch)  # type: ignore[arg-type]
                 ).get_current_head()
             )
     finally:
@@ -57,8 +55,8 @@ async def test_upgrade_from_empty_matches_the_models(scratch_database: str) -> N
     assert differences == []
 
 
-async def test_upgrade_is_repeatable(scratch_database: str) -> None:
-    await asyncio.to_thread(run_migrations, scratch_database)
+async def test_upgrade_is_repeatable(migrated_scratch: str) -> None:
+    await asyncio.to_thread(run_migrations, migrated_scratch)
 
 
 class TestDatabaseGuards:
