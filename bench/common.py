@@ -9,7 +9,7 @@ import asyncpg
 
 from app.cli import run_migrations
 from app.db import asyncpg_dsn
-from app.ledger.models import MEMBER_ACCOUNT_KINDS
+from app.ledger.entries import MEMBER_ACCOUNT_KINDS
 from app.ledger.verify import verify
 
 SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

@@ -77,14 +77,17 @@ SELECT count(*)
  CROSS JOIN LATERAL generate_series(1, $4 + (m % $6 = 0)::integer) AS k
  CROSS JOIN LATERAL (SELECT (m * 7 + k * 13) % 100 + 1 AS points) AS p
  CROSS JOIN LATERAL ledger_post(
-       encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+       p_entry_id => encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
               substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
               FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid,
-       $1, 'award', 'bench-lot:' || m || ':' || k, 'bench:expire:setup', now(), now(), NULL, NULL,
-       'bench: a lot for the expire job', NULL, NULL,
-       CASE WHEN k > $4 THEN $5::timestamptz + interval '365 days'
+       p_program_id => $1, p_kind => 'award', p_idempotency_key => 'bench-lot:' || m || ':' || k,
+       p_request_fingerprint => 'bench:expire:setup', p_occurred_at => now(), p_recorded_at => now(),
+       p_actor_key_id => NULL, p_reverses_entry_id => NULL, p_reason => 'bench: a lot for the expire job',
+       p_order_id => NULL, p_rules_version => NULL,
+       p_expires_at => CASE WHEN k > $4 THEN $5::timestamptz + interval '365 days'
             ELSE $5::timestamptz - make_interval(days => k, hours => (m % 24)::integer) END,
-       NULL, NULL, ARRAY['m-' || m, NULL], ARRAY['available', 'issuance'], ARRAY[p.points, -p.points]
+       p_pending_until => NULL, p_metadata => NULL, p_members => ARRAY['m-' || m, NULL],
+       p_accounts => ARRAY['available', 'issuance'], p_amounts => ARRAY[p.points, -p.points]
        ) AS posted
 """
 

@@ -49,9 +49,12 @@ async def _sound_then_corrupt(name: str) -> None:
             "INSERT INTO member_balance (member_id, updated_at) VALUES ($1, now())", member
         )
         await connection.fetch(
-            "SELECT * FROM ledger_post($1, 1, 'award', 'cli-1', 'f', now(), now(), NULL, NULL, 'r',"
-            " NULL, NULL, NULL, NULL, '{}', ARRAY['cli-member', NULL], ARRAY['available', 'issuance'],"
-            " ARRAY[40, -40]::bigint[])",
+            "SELECT * FROM ledger_post(p_entry_id => $1, p_program_id => 1, p_kind => 'award',"
+            " p_idempotency_key => 'cli-1', p_request_fingerprint => 'f', p_occurred_at => now(),"
+            " p_recorded_at => now(), p_actor_key_id => NULL, p_reverses_entry_id => NULL, p_reason => 'r',"
+            " p_order_id => NULL, p_rules_version => NULL, p_expires_at => NULL, p_pending_until => NULL,"
+            " p_metadata => '{}', p_members => ARRAY['cli-member', NULL],"
+            " p_accounts => ARRAY['available', 'issuance'], p_amounts => ARRAY[40, -40]::bigint[])",
             uuid.uuid4(),
         )
     finally:

@@ -140,8 +140,12 @@ class TestDatabaseGuards:
     async def test_ledger_post_refuses_legs_that_do_not_sum_to_zero(self, db: asyncpg.Connection) -> None:
         with pytest.raises(asyncpg.PostgresError, match="summing to zero"):
             await db.fetch(
-                "SELECT * FROM ledger_post($1, 1, 'award', 'k', 'f', now(), now(), NULL, NULL, NULL, NULL,"
-                " NULL, NULL, NULL, '{}', $2, $3, $4)",
+                "SELECT * FROM ledger_post(p_entry_id => $1, p_program_id => 1, p_kind => 'award',"
+                " p_idempotency_key => 'k', p_request_fingerprint => 'f', p_occurred_at => now(),"
+                " p_recorded_at => now(), p_actor_key_id => NULL, p_reverses_entry_id => NULL,"
+                " p_reason => NULL, p_order_id => NULL, p_rules_version => NULL, p_expires_at => NULL,"
+                " p_pending_until => NULL, p_metadata => '{}', p_members => $2, p_accounts => $3,"
+                " p_amounts => $4)",
                 uuid.uuid4(),
                 [None, None],
                 ["issuance", "redemption"],

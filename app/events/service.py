@@ -12,6 +12,7 @@ from app.events import repository
 from app.events.schemas import EventIn
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
+from app.ledger.entries import MemberAccount
 from app.members.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
 from app.rules.events import local_day
@@ -71,11 +72,11 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
                 raise _PROBLEMS[exc.code](exc.message) from exc
             owed = -facts["debt"]
             repaid = min(earning.points, owed)
-            legs = [
-                ledger.Leg(member, account, points)
-                for account, points in (("debt", repaid), ("available", earning.points - repaid))
-                if points
-            ]
+            credits: tuple[tuple[MemberAccount, int], ...] = (
+                ("debt", repaid),
+                ("available", earning.points - repaid),
+            )
+            legs = [ledger.Leg(member, account, points) for account, points in credits if points]
             if earning.referrer_points:
                 legs.append(ledger.Leg(facts["referrer"], "available", earning.referrer_points))
             legs.append(ledger.Leg(None, "issuance", -(earning.points + earning.referrer_points)))

@@ -26,26 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-
-# `debt` holds what a member owes (zero or negative) after a refund took back points
-# they had already spent, in programs whose rules say so; later earnings repay it.
-MEMBER_ACCOUNT_KINDS = ("available", "pending", "held", "debt")
-SYSTEM_ACCOUNT_KINDS = ("issuance", "redemption", "expiry")
-ENTRY_KINDS = (
-    "award",
-    "redemption",
-    "transfer",
-    "reversal",
-    "earn",
-    "refund",
-    "activate",
-    "event",
-    "hold",
-    "capture",
-    "release",
-    "expire",
-    "tier_keep",
-)
+from app.ledger.entries import ENTRY_KINDS, MEMBER_ACCOUNT_KINDS, sql_in
 
 
 class Account(Base):
@@ -62,7 +43,7 @@ class Account(Base):
             postgresql_where=text("member_id IS NULL"),
         ),
         CheckConstraint(
-            "(member_id IS NOT NULL) = (kind IN ('available', 'pending', 'held', 'debt'))",
+            f"(member_id IS NOT NULL) = (kind IN ({sql_in(MEMBER_ACCOUNT_KINDS)}))",
             name="member_kinds",
         ),
     )
@@ -105,11 +86,7 @@ class JournalEntry(Base):
             unique=True,
             postgresql_where=text("reverses_entry_id IS NOT NULL"),
         ),
-        CheckConstraint(
-            "kind IN ('award', 'redemption', 'transfer', 'reversal', 'earn', 'refund', 'activate', 'event',"
-            " 'hold', 'capture', 'release', 'expire', 'tier_keep')",
-            name="kind_known",
-        ),
+        CheckConstraint(f"kind IN ({sql_in(ENTRY_KINDS)})", name="kind_known"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

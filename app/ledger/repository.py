@@ -1,4 +1,4 @@
-"""All SQL of the ledger. Postings go through ledger_post() (see the first migration)."""
+"""All SQL of the ledger. Postings go through ledger_post() (app/sql/functions/ledger_post.sql)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
 from app.db import Connection
+from app.ledger.entries import NewEntry, Posted
 
+# app/sql/functions/ledger_post.sql states the contract.
 POST = """
 SELECT replayed, request_fingerprint, status_code, response_body
-  FROM ledger_post($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18,
-                   $19::jsonb, $20, $21)
+  FROM ledger_post(p_entry_id => $1, p_program_id => $2, p_kind => $3, p_idempotency_key => $4,
+                   p_request_fingerprint => $5, p_occurred_at => $6, p_recorded_at => $7,
+                   p_actor_key_id => $8, p_reverses_entry_id => $9, p_reason => $10, p_order_id => $11,
+                   p_rules_version => $12, p_expires_at => $13, p_pending_until => $14,
+                   p_metadata => $15::jsonb, p_members => $16, p_accounts => $17, p_amounts => $18,
+                   p_explanation => $19::jsonb, p_response_body => $20, p_source_entry_id => $21)
 """
 
 KEEP_RESPONSE = """
@@ -91,45 +96,6 @@ UPDATE pending_credit c SET remaining = 0, activated_at = $2, activation_entry_i
   FROM unnest($1::bigint[], $3::uuid[]) AS x(id, entry_id)
  WHERE c.id = x.id
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    member: str | None  # external id; None for a system account
-    account: str
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    id: uuid.UUID
-    program_id: int
-    kind: str
-    idempotency_key: str
-    request_fingerprint: str
-    occurred_at: datetime
-    recorded_at: datetime
-    actor_key_id: uuid.UUID | None
-    legs: tuple[Leg, ...]
-    reverses: uuid.UUID | None = None
-    reason: str | None = None
-    order_id: str | None = None
-    rules_version: int | None = None
-    expires_at: datetime | None = None
-    pending_until: datetime | None = None
-    metadata: dict[str, Any] | None = None
-    explanation: list[dict[str, Any]] | None = None
-    source_entry_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    """ledger_post()'s answer: the response it stored for this key, new or earlier."""
-
-    replayed: bool
-    request_fingerprint: str
-    status_code: int | None
-    response_body: bytes | None
 
 
 async def post(connection: Connection, entry: NewEntry, *, response_body: bytes | None = None) -> Posted:
@@ -212,9 +178,12 @@ async def mark_activated(
 
 PROGRAM_IDS = "SELECT id FROM program ORDER BY id"
 
+# app/sql/functions/ledger_expire.sql states the contract.
 EXPIRE_BATCH = """
 SELECT last_member_id, candidates, members, lots, points
-  FROM ledger_expire($1, $2, $3, $4, $5, $6, $7, $8, $9)
+  FROM ledger_expire(p_program_id => $1, p_after_member_id => $2, p_limit => $3, p_as_of => $4,
+                     p_recorded_at => $5, p_rules_version => $6, p_inactivity_months => $7,
+                     p_timezone => $8, p_entry_ids => $9)
 """
 
 # For the progress bar: members with lots (under inactivity, all of them may be looked at).

@@ -2,28 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.fields import ExternalId, Instant, Metadata, Money, Points, ShortText, Text
-
-EntryKind = Literal[
-    "award",
-    "redemption",
-    "transfer",
-    "reversal",
-    "earn",
-    "refund",
-    "activate",
-    "event",
-    "hold",
-    "capture",
-    "release",
-    "expire",
-    "tier_keep",
-]
-AccountKind = Literal["available", "pending", "held", "debt", "issuance", "redemption", "expiry"]
+from app.ledger.entries import AccountKind, EntryKind
 
 
 class AwardIn(BaseModel):

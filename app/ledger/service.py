@@ -21,9 +21,18 @@ from app.errors import AppError, FieldError, NotFound, ValidationFailed
 from app.fields import Money
 from app.idempotency import IdempotencyKeyReused, StoredResponse
 from app.ledger import repository
-from app.ledger.repository import Leg as Leg  # re-exported: other domains build legs through the service
-from app.ledger.repository import NewEntry as NewEntry
-from app.ledger.repository import Posted
+from app.ledger.entries import (
+    JOB_KEY_PREFIX as JOB_KEY_PREFIX,
+)
+from app.ledger.entries import (
+    LIFECYCLE_KINDS,
+    ORDER_KINDS,
+    EntryKind,
+    MemberAccount,
+    Posted,
+)
+from app.ledger.entries import Leg as Leg  # re-exported: other domains build legs through the service
+from app.ledger.entries import NewEntry as NewEntry
 from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
@@ -81,19 +90,6 @@ _REDEEM_REFUSALS: dict[str, type[AppError]] = {
     cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
 }
 REDEEM_LIMIT_ERRORS = (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare, CurrencyMismatch)
-
-# Idempotency keys of the entries jobs write begin with this: clients' keys are
-# printable ASCII, so a job's key never meets one of theirs.
-JOB_KEY_PREFIX = "job\u00b7"
-
-# Entries an order's lifecycle wrote: undone by refunds, which keep the order's
-# refund state and pending credit in step, never by a bare reversal.
-ORDER_KINDS = frozenset({"earn", "refund", "activate"})
-# A hold's entries are undone by its own lifecycle (capture, release). An expiry is
-# not undone either: its points would return to lots that have expired and leave
-# again with the next run; reinstate points with an award and a new expiry instead.
-# Points spent to keep a tier bought the term they extended: not undone either.
-LIFECYCLE_KINDS = frozenset({"hold", "capture", "release", "expire", "tier_keep"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +161,7 @@ async def replay_or_raise(context: AppContext, request: Request, error: AppError
 async def post_in_transaction(
     connection: Connection,
     request: Request,
-    kind: str,
+    kind: EntryKind,
     legs: list[Leg],
     now: datetime,
     *,
@@ -204,7 +200,7 @@ async def keep_response(connection: Connection, request: Request, body: bytes, n
 
 
 def _new_entry(
-    request: Request, kind: str, legs: list[Leg], now: datetime, fields: dict[str, Any]
+    request: Request, kind: EntryKind, legs: list[Leg], now: datetime, fields: dict[str, Any]
 ) -> NewEntry:
     return NewEntry(
         id=fields.pop("entry_id", None) or uuid7(),
@@ -221,7 +217,7 @@ def _new_entry(
 
 
 async def _post(
-    context: AppContext, request: Request, kind: str, legs: list[Leg], now: datetime, **fields: Any
+    context: AppContext, request: Request, kind: EntryKind, legs: list[Leg], now: datetime, **fields: Any
 ) -> StoredResponse:
     entry = _new_entry(request, kind, legs, now, fields)
 
@@ -257,7 +253,7 @@ async def award(context: AppContext, request: Request, member: str, body: AwardI
         and body.pending_until >= body.expires_at
     ):
         raise ValidationFailed.on("body.pending_until", "must be before expires_at")
-    account = "pending" if pending else "available"
+    account: MemberAccount = "pending" if pending else "available"
     rules_version = None
     expires_at = body.expires_at
     if expires_at is None:

@@ -10,7 +10,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Connection
-from app.ledger.models import MEMBER_ACCOUNT_KINDS, Account, MemberBalance
+from app.ledger.entries import MEMBER_ACCOUNT_KINDS
+from app.ledger.models import Account, MemberBalance
 from app.members.models import Member
 
 MEMBER_VIEW = """

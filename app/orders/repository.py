@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.db import Connection
+from app.ledger.entries import Leg
 
 # Everything the rules need to know about the member, and the balance row's version
 # that ledger_post_order() checks, in one round trip. Earned points are summed per
@@ -38,11 +39,17 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
 # The same, holding the member's balance row until the caller's transaction ends.
 LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
 
+# app/sql/functions/ledger_post_order.sql states the contract.
 POST_ORDER = """
 SELECT outcome, request_fingerprint, response_body
-  FROM ledger_post_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17::jsonb, $18::jsonb, $19::jsonb, $20::jsonb, $21, $22, $23, $24, $25, $26,
-                         $27::jsonb)
+  FROM ledger_post_order(
+       p_entry_id => $1, p_program_id => $2, p_member_id => $3, p_expected_version => $4,
+       p_order_id => $5, p_idempotency_key => $6, p_request_fingerprint => $7, p_paid_at => $8,
+       p_recorded_at => $9, p_actor_key_id => $10, p_rules_version => $11, p_local_day => $12,
+       p_currency => $13, p_total => $14, p_channel => $15, p_lines => $16::jsonb, p_facts => $17::jsonb,
+       p_segments => $18::jsonb, p_explanation => $19::jsonb, p_points => $20, p_pending_until => $21,
+       p_expires_at => $22, p_members => $23, p_accounts => $24, p_amounts => $25,
+       p_response_body => $26, p_tier => $27::jsonb)
 """
 
 STORED_ORDER = """
@@ -154,7 +161,6 @@ class NewOrder:
     entry_id: uuid.UUID
     program_id: int
     member_id: int
-    member: str
     expected_version: int
     order_id: str
     idempotency_key: str
@@ -173,8 +179,7 @@ class NewOrder:
     explanation: list[dict[str, Any]]
     points: int
     pending_until: datetime | None
-    accounts: list[str]
-    amounts: list[int]
+    legs: tuple[Leg, ...]  # the earn entry's postings; none when the order earns nothing
     response_body: bytes
     expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
     tier: dict[str, Any] | None = None  # the member's upgrade this order makes (tier_apply()'s element)
@@ -186,7 +191,6 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         order.entry_id,
         order.program_id,
         order.member_id,
-        order.member,
         order.expected_version,
         order.order_id,
         order.idempotency_key,
@@ -205,10 +209,11 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         json.dumps(order.explanation),
         order.points,
         order.pending_until,
-        order.accounts,
-        order.amounts,
-        order.response_body,
         order.expires_at,
+        [leg.member for leg in order.legs],
+        [leg.account for leg in order.legs],
+        [leg.amount for leg in order.legs],
+        order.response_body,
         None if order.tier is None else json.dumps(order.tier),
     )
     assert row is not None

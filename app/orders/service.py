@@ -30,6 +30,7 @@ from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.fields import money
 from app.idempotency import StoredResponse
 from app.ledger import service as ledger
+from app.ledger.entries import MemberAccount
 from app.members.errors import MemberNotFound
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
@@ -257,19 +258,22 @@ def _new_order(
         entry_id if earning.points else None,
         tier_reached,
     )
-    accounts: list[str] = []
-    amounts: list[int] = []
+    # The earn entry: debt repaid first, the rest to the member, all from issuance.
+    legs: list[ledger.Leg] = []
     if repaid:
-        accounts.append("debt")
-        amounts.append(repaid)
+        legs.append(ledger.Leg(body.member, "debt", repaid))
     if earning.points - repaid:
-        accounts.append("pending" if pending_until is not None else "available")
-        amounts.append(earning.points - repaid)
+        legs.append(
+            ledger.Leg(
+                body.member, "pending" if pending_until is not None else "available", earning.points - repaid
+            )
+        )
+    if legs:
+        legs.append(ledger.Leg(None, "issuance", -earning.points))
     return NewOrder(
         entry_id=entry_id,
         program_id=request.principal.program_id,
         member_id=facts.member_id,
-        member=body.member,
         expected_version=facts.version,
         order_id=body.order_id,
         idempotency_key=request.idempotency_key,
@@ -296,8 +300,7 @@ def _new_order(
         explanation=[line.model_dump() for line in result.breakdown],
         points=earning.points,
         pending_until=pending_until,
-        accounts=accounts,
-        amounts=amounts,
+        legs=tuple(legs),
         response_body=result.model_dump_json().encode(),
         expires_at=lot_expiry(rules, body.paid_at),
         tier=upgrade,
@@ -415,11 +418,12 @@ async def _take_back(
     response = result.model_dump_json().encode()
     if entry_id is not None:
         member = order["member"]
-        legs = [
-            ledger.Leg(member, account, -taken)
-            for account, taken in (("pending", from_pending), ("available", from_available), ("debt", debt))
-            if taken
-        ]
+        taken_back: tuple[tuple[MemberAccount, int], ...] = (
+            ("pending", from_pending),
+            ("available", from_available),
+            ("debt", debt),
+        )
+        legs = [ledger.Leg(member, account, -taken) for account, taken in taken_back if taken]
         legs.append(ledger.Leg(None, "issuance", from_pending + from_available + debt))
         explanation = [
             {

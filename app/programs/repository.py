@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ledger.models import SYSTEM_ACCOUNT_KINDS, Account
+from app.ledger.entries import SYSTEM_ACCOUNT_KINDS
+from app.ledger.models import Account
 from app.programs.models import Program
 
 

@@ -1,4 +1,4 @@
-"""All SQL of tiers. Decisions are written by tier_apply() (see the tiers migration)."""
+"""All SQL of tiers. Decisions are written by tier_apply() (app/sql/functions/tier_apply.sql)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ SELECT {_STATE_COLUMNS}
    FOR UPDATE OF b
 """
 
-APPLY = "SELECT tier_apply($1, $2, $3, $4::jsonb)"
+# app/sql/functions/tier_apply.sql states the contract.
+APPLY = """
+SELECT tier_apply(p_program_id => $1, p_rules_version => $2, p_recorded_at => $3, p_decisions => $4::jsonb)
+"""
 
 HISTORY = """
 SELECT id, from_tier, to_tier, reason, effective_at, recorded_at, term_ends_at, activity, rules_version,

@@ -12,7 +12,7 @@
 --                          "grace_ends_at": ts, "override_until": ts, "pinned": bool},
 --                "changes": [{"from", "to", "reason", "effective_at", "term_ends_at",
 --                             "activity", "entry_id", "actor_key_id", "note"}]}]
-CREATE FUNCTION tier_apply(
+CREATE OR REPLACE FUNCTION tier_apply(
     p_program_id bigint,
     p_rules_version integer,
     p_recorded_at timestamptz,

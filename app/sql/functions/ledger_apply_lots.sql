@@ -17,7 +17,7 @@
 -- - What is left of a credit becomes new lots: in the same entry as debits (a
 --   transfer), lots like the ones taken, same expiry; otherwise one lot with the
 --   entry's expiry.
-CREATE FUNCTION ledger_apply_lots(
+CREATE OR REPLACE FUNCTION ledger_apply_lots(
     p_entry_id uuid,
     p_program_id bigint,
     p_source_entry_id uuid,  -- the reversed entry; the hold a capture or release closes; a refund's order entry

@@ -1,10 +1,44 @@
--- ledger_post(): the one way points move (see the first two revisions). Same
--- contract as before, plus p_source_entry_id (stored on the entry) and the member's
--- lots, kept by ledger_apply_lots() for every change of available points.
--- p_source_entry_id names the entry whose lots this one deals with first: the
--- hold a capture or release gives points back to, or the order entry whose own
--- points a refund takes back before any other.
-CREATE FUNCTION ledger_post(
+-- ledger_post(): the one way points move. In one statement it writes a journal
+-- entry, its postings, the balances of the members it touches, the projections
+-- that follow the postings (pending credits, lots) and the idempotency record with
+-- the response to replay; callers send it in autocommit or inside their own
+-- transaction (orders, refunds, events, holds, jobs).
+--
+-- Legs: p_members / p_accounts / p_amounts are parallel arrays, one element per
+-- posting: the member's external id (NULL for a program's system account), the
+-- account kind (available, pending, held, debt; issuance, redemption, expiry) and
+-- the signed points. Two or more legs summing to zero, or SQLSTATE LP003.
+--
+-- Idempotency: the unique (program_id, idempotency_key) index decides. A key that
+-- is already taken writes nothing and answers replayed = true with the first
+-- request's fingerprint, status and body (a concurrent request with the same key
+-- waits for the first to commit, then replays it). The caller compares the
+-- fingerprint to tell a retry from a reuse.
+--
+-- Balances: one row per member, updated in ascending member id (entries touching
+-- the same members queue, never deadlock); the UPDATE's WHERE clause is the balance
+-- check (available, pending, held >= 0, debt <= 0), re-evaluated under READ
+-- COMMITTED against the row as the previous holder left it. A member missing from
+-- the program: LP004 (DETAIL: the external id). A balance that would go negative:
+-- LP001 (DETAIL: JSON with the member, its balances and the entry's changes). A leg
+-- naming an account that does not exist: LP005. A balance past 2^63-1: 22003.
+-- Each member posting records the member's balances right after the entry.
+-- System accounts have no balance row and take no lock: concurrent earns never
+-- queue on the issuance account.
+--
+-- Projections, under the same member locks:
+-- - a credit of a pending account with p_pending_until opens a pending_credit; a
+--   reversal's debit of a pending account takes from the reversed entry's credit;
+-- - every change of available points goes through ledger_apply_lots(), with
+--   p_expires_at for new lots and, as the entry whose lots come first, the
+--   reversed entry or p_source_entry_id (the hold a capture or release closes; the
+--   order entry a refund takes back).
+--
+-- The response: p_response_body when given (orders, refunds, events, holds answer
+-- in their own shape); otherwise the entry rendered as EntryOut
+-- (app/ledger/schemas.py; tests/ledger/test_entry_shape.py holds them equal):
+-- compact JSON, balances sorted by external id in byte order.
+CREATE OR REPLACE FUNCTION ledger_post(
     p_entry_id uuid,
     p_program_id bigint,
     p_kind text,
@@ -159,8 +193,13 @@ BEGIN
 
     -- The lots follow the available points, under the same member locks.
     IF cardinality(v_member_ids) > 0 THEN
-        PERFORM ledger_apply_lots(p_entry_id, p_program_id, coalesce(p_reverses_entry_id, p_source_entry_id),
-                                  p_expires_at, v_member_ids, v_changes);
+        PERFORM ledger_apply_lots(
+            p_entry_id => p_entry_id,
+            p_program_id => p_program_id,
+            p_source_entry_id => coalesce(p_reverses_entry_id, p_source_entry_id),
+            p_expires_at => p_expires_at,
+            p_member_ids => v_member_ids,
+            p_changes => v_changes);
     END IF;
 
     -- System accounts (issuance, redemption...) have no balance row and take no

@@ -11,7 +11,7 @@
 -- Rerunning for the same instant finds nothing left to expire. Members are
 -- locked in id order, like ledger_post() does, so a batch and an earn never
 -- deadlock; a batch holds its members only until the caller commits it.
-CREATE FUNCTION ledger_expire(
+CREATE OR REPLACE FUNCTION ledger_expire(
     p_program_id bigint,
     p_after_member_id bigint,
     p_limit integer,
@@ -94,14 +94,26 @@ BEGIN
         -- them), so ledger_post()'s ordinary debit takes these and no others.
         v_n := v_n + 1;
         SELECT * INTO v_posted FROM ledger_post(
-            p_entry_ids[v_n], p_program_id, 'expire', 'job' || chr(183) || 'expire:' || p_entry_ids[v_n]::text, 'job:expire',
-            p_as_of, p_recorded_at, NULL, NULL,
-            CASE WHEN v_inactive THEN format('no order for %s months', p_inactivity_months)
-                 ELSE 'points reached their expiry date' END,
-            NULL, p_rules_version, NULL, NULL,
-            jsonb_build_object('as_of', ledger_rfc3339(p_as_of), 'lots', v_due.lots),
-            ARRAY[v_member.external_id, NULL], ARRAY['available', 'expiry'],
-            ARRAY[-v_due.points, v_due.points]);
+            p_entry_id => p_entry_ids[v_n],
+            p_program_id => p_program_id,
+            p_kind => 'expire',
+            -- a job's key starts with 'job·', which no client key can (printable ASCII)
+            p_idempotency_key => 'job' || chr(183) || 'expire:' || p_entry_ids[v_n]::text,
+            p_request_fingerprint => 'job:expire',
+            p_occurred_at => p_as_of,
+            p_recorded_at => p_recorded_at,
+            p_actor_key_id => NULL,
+            p_reverses_entry_id => NULL,
+            p_reason => CASE WHEN v_inactive THEN format('no order for %s months', p_inactivity_months)
+                             ELSE 'points reached their expiry date' END,
+            p_order_id => NULL,
+            p_rules_version => p_rules_version,
+            p_expires_at => NULL,
+            p_pending_until => NULL,
+            p_metadata => jsonb_build_object('as_of', ledger_rfc3339(p_as_of), 'lots', v_due.lots),
+            p_members => ARRAY[v_member.external_id, NULL],
+            p_accounts => ARRAY['available', 'expiry'],
+            p_amounts => ARRAY[-v_due.points, v_due.points]);
         v_members := v_members + 1;
         v_lots := v_lots + v_due.lots;
         v_points := v_points + v_due.points;

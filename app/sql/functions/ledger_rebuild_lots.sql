@@ -1,15 +1,14 @@
--- Rebuild every lot from the ledger: lots are a projection of it. The migration
--- that introduced lots built them this way for the ledgers written before, and
--- `points-ledger rebuild-lots` runs it again to repair a projection that `verify`
--- finds out of step (point_lot and lot_use are locked meanwhile: points wait).
+-- Rebuild every lot (point_lot, lot_use) from the ledger alone: lots are a
+-- projection of it. `points-ledger rebuild-lots` runs it to repair a projection
+-- that `verify` finds out of step; point_lot and lot_use are locked meanwhile, so
+-- earning and spending wait. Answers the number of lots written.
 --
 -- Every entry that changed available points is replayed through
 -- ledger_apply_lots(), in commit order: an entry's postings are all written while
 -- it holds its members' locks, so for any member two entries touched, the one that
--- committed first has the smaller last posting id. Activations written before
--- lots existed carry no expiry; their lots take the expiry of the credit they
--- activated.
-CREATE FUNCTION ledger_rebuild_lots() RETURNS bigint  -- lots written
+-- committed first has the smaller last posting id. An activation that carries no
+-- expiry of its own gives its lot the expiry of the credit it activated.
+CREATE OR REPLACE FUNCTION ledger_rebuild_lots() RETURNS bigint  -- lots written
 LANGUAGE plpgsql AS $$
 DECLARE
     v_entry record;
@@ -40,8 +39,13 @@ BEGIN
          WHERE ch.member_ids IS NOT NULL
          ORDER BY last.last_posting
     LOOP
-        PERFORM ledger_apply_lots(v_entry.id, v_entry.program_id, v_entry.source,
-                                  v_entry.expires_at, v_entry.member_ids, v_entry.changes);
+        PERFORM ledger_apply_lots(
+            p_entry_id => v_entry.id,
+            p_program_id => v_entry.program_id,
+            p_source_entry_id => v_entry.source,
+            p_expires_at => v_entry.expires_at,
+            p_member_ids => v_entry.member_ids,
+            p_changes => v_entry.changes);
     END LOOP;
     SELECT count(*) INTO v_lots FROM point_lot;
     RETURN v_lots;

@@ -1,0 +1,97 @@
+"""The ledger's vocabulary, shared by every domain that moves points: entry kinds,
+account kinds, and the typed shape of an entry to post (`NewEntry`, its `Leg`s)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+EntryKind = Literal[
+    "award",
+    "redemption",
+    "transfer",
+    "reversal",
+    "earn",
+    "refund",
+    "activate",
+    "event",
+    "hold",
+    "capture",
+    "release",
+    "expire",
+    "tier_keep",
+]
+# A member's accounts. `debt` holds what a member owes (zero or negative) after a
+# refund took back points they had already spent, in programs whose rules say so;
+# later earnings repay it.
+MemberAccount = Literal["available", "pending", "held", "debt"]
+# A program's system accounts: unbounded, no balance row, no lock on the hot path.
+SystemAccount = Literal["issuance", "redemption", "expiry"]
+AccountKind = Literal[MemberAccount, SystemAccount]
+
+ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
+MEMBER_ACCOUNT_KINDS: tuple[MemberAccount, ...] = get_args(MemberAccount)
+SYSTEM_ACCOUNT_KINDS: tuple[SystemAccount, ...] = get_args(SystemAccount)
+
+# Entries an order's lifecycle wrote: undone by refunds, which keep the order's
+# refund state and pending credit in step, never by a bare reversal.
+ORDER_KINDS: frozenset[EntryKind] = frozenset({"earn", "refund", "activate"})
+# A hold's entries are undone by its own lifecycle (capture, release). An expiry is
+# not undone either: its points would return to lots that have expired and leave
+# again with the next run; reinstate points with an award and a new expiry instead.
+# Points spent to keep a tier bought the term they extended: not undone either.
+LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset({"hold", "capture", "release", "expire", "tier_keep"})
+
+# Idempotency keys of the entries jobs write begin with this: clients' keys are
+# printable ASCII, so a job's key never meets one of theirs.
+JOB_KEY_PREFIX = "job\u00b7"
+
+
+def sql_in(values: tuple[str, ...]) -> str:
+    """`'a', 'b'` for a CHECK constraint that lists the known values."""
+    return ", ".join(f"'{value}'" for value in values)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One posting of an entry to post: signed points on one account."""
+
+    member: str | None  # external id; None for a system account
+    account: AccountKind
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry for ledger_post() (app/sql/functions/ledger_post.sql)."""
+
+    id: uuid.UUID
+    program_id: int
+    kind: EntryKind
+    idempotency_key: str
+    request_fingerprint: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor_key_id: uuid.UUID | None
+    legs: tuple[Leg, ...]
+    reverses: uuid.UUID | None = None
+    reason: str | None = None
+    order_id: str | None = None
+    rules_version: int | None = None
+    expires_at: datetime | None = None
+    pending_until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    explanation: list[dict[str, Any]] | None = None
+    source_entry_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """ledger_post()'s answer: the response it stored for this key, new or earlier."""
+
+    replayed: bool
+    request_fingerprint: str
+    status_code: int | None
+    response_body: bytes | None
