@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import Settings
+from app.sql import SqlState
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Base(DeclarativeBase):
 # rolled back. Under READ COMMITTED with members locked in id order they should
 # not happen at all; the retry is a safety net, bounded so that a pathological
 # case surfaces as an error instead of a hang.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+RETRYABLE_SQLSTATES = frozenset({SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED})
 ATTEMPTS = 4
 
 

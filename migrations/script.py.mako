@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
+from app.sql import frozen, install
+
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
@@ -17,7 +19,12 @@ depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
+% if upgrades:
+    ${upgrades}
+% endif
+    # The SQL objects this revision changes: frozen copies of app/sql/ written by
+    # migrations/new_revision.py into migrations/sql/<revision>/ (none: nothing to do).
+    install(op.get_bind(), frozen(revision))
 
 
 def downgrade() -> None:

@@ -1,7 +1,7 @@
 """The lots, rebuilt from the ledger alone: `verify` compares them with point_lot.
 
 This is a second, independent statement of the rules ledger_apply_lots() keeps in
-SQL (migrations/sql/20261125_0002/ledger_apply_lots.sql); when the two disagree,
+SQL (app/sql/functions/ledger_apply_lots.sql); when the two disagree,
 one of them is wrong, or the table was changed behind the ledger's back."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ledger's tables. The migration adds what models can't say: the posting
+"""The ledger's tables. What models can't say lives in app/sql/: the posting
 function, the append-only triggers and the deferred balance check."""
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class PointLot(Base):
     """What is left of one credit of a member's available points, and when it expires.
 
     A projection of the ledger kept by ledger_post() under the member's lock (see
-    migrations/sql/20261125_0002/ledger_apply_lots.sql): a member's lots add up to
+    app/sql/functions/ledger_apply_lots.sql): a member's lots add up to
     their available points; debits take from the oldest-expiring first. `verify`
     replays the ledger and checks the lots agree."""
 

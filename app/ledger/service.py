@@ -48,6 +48,7 @@ from app.pagination import decode_cursor, encode_cursor
 from app.rules import RulesDocument
 from app.rules.lifecycle import lot_expiry, redeem_refusal
 from app.rulesets.cache import RulesCache
+from app.sql import SqlState
 
 
 class InsufficientPoints(AppError):
@@ -113,19 +114,21 @@ def _insufficient(exc: asyncpg.PostgresError) -> InsufficientPoints:
 
 
 def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
-    """The problem a database refusal means for the caller; None if it is not the caller's."""
+    """The problem a database refusal means for the caller; None if it is not the
+    caller's (app/sql/README.md lists every SQLSTATE and its problem)."""
     state = exc.sqlstate
-    if state == "LP001":
+    constraint = getattr(exc, "constraint_name", None)
+    if state == SqlState.INSUFFICIENT_POINTS:
         return _insufficient(exc)
-    if state == "LP007" or (
-        state == "23505" and getattr(exc, "constraint_name", None) == "pk_idempotency_record"
+    if state == SqlState.IDEMPOTENCY_KEY_REUSED or (
+        state == SqlState.UNIQUE_VIOLATION and constraint == "pk_idempotency_record"
     ):
         return IdempotencyKeyReused("this Idempotency-Key was used for a different request")
-    if state == "LP004":
+    if state == SqlState.MEMBER_NOT_FOUND:
         return MemberNotFound(f"no member {getattr(exc, 'detail', '')!s} in this program")
-    if state == "22003":
+    if state == SqlState.NUMERIC_VALUE_OUT_OF_RANGE:
         return PointsOutOfRange("the entry would take a balance beyond 9223372036854775807 points")
-    if state == "23505" and getattr(exc, "constraint_name", None) == "uq_journal_entry_reverses_entry_id":
+    if state == SqlState.UNIQUE_VIOLATION and constraint == "uq_journal_entry_reverses_entry_id":
         return AlreadyReversed(
             "the entry has already been reversed; reverse the reversal's effect with a new award"
         )

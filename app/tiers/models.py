@@ -27,7 +27,7 @@ from app.db import Base
 class MemberTier(Base):
     """The member's tier now: since when, when its term ends, a grace period after a
     missed retention, an operator override. Written only under the member's
-    balance-row lock, through tier_apply() (see the tiers migration)."""
+    balance-row lock, through tier_apply() (app/sql/functions/tier_apply.sql)."""
 
     __tablename__ = "member_tier"
     __table_args__ = (CheckConstraint("(tier_code IS NULL) = (since IS NULL)", name="since_with_tier"),)

@@ -1,0 +1,102 @@
+"""app/sql/ holds the current definition of every function, trigger and type the
+database runs; the migrations install frozen copies. These tests fail when the two
+drift apart: "edited the live file, forgot the revision" cannot land."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.sql import LIVE, catalog, differences, install, install_one, objects
+from tests.conftest import scratch_database
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[str]:
+    """A database at `upgrade head`, for this module alone (it gets rewritten)."""
+    with scratch_database("sql_definitions") as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(head: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(head)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _drift(engine: AsyncEngine, *, then: dict[str, str] | None = None) -> list[str]:
+    """How the catalog `upgrade head` left differs from the same database after the
+    live definitions (and then the texts in `then`, by object key) are installed
+    over it. Rolled back: the database stays at head."""
+
+    def compare(connection: Connection) -> list[str]:
+        installed = catalog(connection)
+        install(connection, LIVE)
+        live = {obj.key: obj for obj in objects(LIVE)}
+        for key, text in (then or {}).items():
+            install_one(connection, live[key], text)
+        return differences(installed, catalog(connection))
+
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            return await connection.run_sync(compare)
+        finally:
+            await transaction.rollback()
+
+
+class TestLiveDefinitions:
+    async def test_upgrade_head_installs_exactly_the_live_definitions(self, engine: AsyncEngine) -> None:
+        assert await _drift(engine) == []
+
+    async def test_an_edited_live_definition_without_a_revision_is_caught(self, engine: AsyncEngine) -> None:
+        # As if someone changed the live file and forgot the revision: the body differs.
+        edited = (LIVE / "functions" / "ledger_rfc3339.sql").read_text().replace('.US"Z"', '"Z"')
+        assert await _drift(engine, then={"functions/ledger_rfc3339": edited}) == [
+            "functions/ledger_rfc3339 ledger_rfc3339(timestamp with time zone): "
+            "the installed definition differs from app/sql/"
+        ]
+
+    async def test_a_new_parameter_without_a_revision_is_caught(self, engine: AsyncEngine) -> None:
+        edited = (
+            (LIVE / "functions" / "tier_apply.sql")
+            .read_text()
+            .replace("    p_decisions jsonb\n", "    p_decisions jsonb,\n    p_note text DEFAULT NULL\n")
+        )
+        drift = await _drift(engine, then={"functions/tier_apply": edited})
+        assert [line.split(":")[0] for line in drift] == [
+            "functions/tier_apply tier_apply(bigint,integer,timestamp with time zone,jsonb)",
+            "functions/tier_apply tier_apply(bigint,integer,timestamp with time zone,jsonb,text)",
+        ]
+
+    async def test_an_edited_trigger_is_caught(self, engine: AsyncEngine) -> None:
+        edited = (
+            (LIVE / "triggers" / "posting_append_only.sql").read_text().replace("UPDATE OR DELETE", "UPDATE")
+        )
+        drift = await _drift(engine, then={"triggers/posting_append_only": edited})
+        assert drift == [
+            "triggers/posting_append_only posting_append_only ON posting: "
+            "the installed definition differs from app/sql/"
+        ]
+
+
+class TestEveryObjectHasAHome:
+    async def test_everything_the_database_runs_has_a_live_file(self, engine: AsyncEngine) -> None:
+        async with engine.connect() as connection:
+            installed = await connection.run_sync(catalog)
+        homes = {obj.key for obj in objects(LIVE)}
+        assert {key.split(" ")[0] for key in installed} == homes
+
+    def test_each_file_is_one_object_headed_by_its_contract(self) -> None:
+        for obj in objects(LIVE):
+            text = obj.definition()
+            assert text.startswith("-- "), f"{obj.path} starts without its contract"
+            creates = text.upper().count("CREATE ")
+            assert creates == 1, f"{obj.path} creates {creates} objects"
+            assert f" {obj.name}" in text.split("CREATE", 1)[1].split("\n")[0], f"{obj.path} is misnamed"
