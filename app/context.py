@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth.service import Authenticator, Principal
+from app.auth.service import Authenticator
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
+from app.principal import Principal
 from app.rulesets.cache import RulesCache
 
 

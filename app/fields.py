@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from app.rules.document import Amount
@@ -49,6 +50,9 @@ ExternalId = Annotated[
         examples=["cust-10042"],
     ),
 ]
+
+# A member named in a URL path, by external id.
+MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
 
 # Free text stored in the ledger: no control characters (PostgreSQL text can't hold NUL).
 Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]

@@ -7,12 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from app.errors import AppError, ValidationFailed
 from app.fields import canonical_json
+from app.principal import Principal
 
 KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -54,6 +55,15 @@ def fingerprint(method: str, path: str, body: BaseModel) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """One ledger-changing request: who asks, under which key, for what exactly."""
+
+    principal: Principal
+    idempotency_key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredResponse:
     status_code: int
     body: bytes
@@ -64,3 +74,11 @@ class StoredResponse:
         return Response(
             self.body, status_code=self.status_code, media_type="application/json", headers=headers
         )
+
+
+IdempotencyKey = Annotated[str, Depends(idempotency_key)]
+
+
+def keyed_request(http: Request, principal: Principal, key: str, body: BaseModel) -> KeyedRequest:
+    """The request an endpoint serves under its Idempotency-Key: who, which key, what exactly."""
+    return KeyedRequest(principal, key, fingerprint(http.method, http.url.path, body))

@@ -50,15 +50,16 @@ from multiprocessing.synchronize import Event
 
 import asyncpg
 
-from app.auth.service import Authenticator, Principal
+from app.auth.service import Authenticator
 from app.clock import SystemClock
 from app.config import Environment, Settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
-from app.idempotency import fingerprint
+from app.idempotency import KeyedRequest, fingerprint
 from app.ledger import expiry
 from app.ledger import service as ledger
 from app.ledger.schemas import AwardIn
+from app.principal import Principal
 from bench import common
 
 DATABASE = "points_ledger_bench_expire"
@@ -248,7 +249,7 @@ async def award_until_stopped(
             body = AwardIn(
                 points=rng.randint(1, 100), reason="bench: award during expiry", expires_at=expires_at
             )
-            request = ledger.Request(
+            request = KeyedRequest(
                 PROGRAM, f"bench-award-{number}", fingerprint("POST", f"/v1/members/{member}/awards", body)
             )
             began = time.monotonic()
@@ -370,7 +371,7 @@ async def run_job(db: Database, as_of: datetime, batch: int) -> JobRun:
     began = time.monotonic()
     expired = await expiry.expire(
         db,
-        program_id=PROGRAM.program_id,
+        program_ids=[PROGRAM.program_id],
         as_of=as_of,
         now=datetime.now(UTC),
         batch=batch,
@@ -431,7 +432,7 @@ async def second_run(url: str, as_of: datetime) -> tuple[expiry.Expired, float]:
     await db.connect()
     try:
         began = time.perf_counter()
-        done = await expiry.expire(db, program_id=PROGRAM.program_id, as_of=as_of, now=datetime.now(UTC))
+        done = await expiry.expire(db, program_ids=[PROGRAM.program_id], as_of=as_of, now=datetime.now(UTC))
         return done, time.perf_counter() - began
     finally:
         await db.dispose()

@@ -29,16 +29,16 @@ from typing import Any
 
 import asyncpg
 
-from app.auth.service import Authenticator, Principal
+from app.auth.service import Authenticator
 from app.clock import SystemClock
 from app.config import Environment, Settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
-from app.idempotency import fingerprint
-from app.ledger import service as ledger
+from app.idempotency import KeyedRequest, fingerprint
 from app.orders import repository as orders_repository
 from app.orders import service as orders
 from app.orders.schemas import OrderIn
+from app.principal import Principal
 from app.rulesets import service as rulesets
 from app.rulesets.schemas import SimulationIn
 from bench import common
@@ -119,7 +119,7 @@ async def place_orders(context: AppContext, count: int, members: int, start: dat
     async def worker() -> None:
         while not queue.empty():
             body = queue.get_nowait()
-            request = ledger.Request(PROGRAM, f"k-{body.order_id}", fingerprint("POST", "/v1/orders", body))
+            request = KeyedRequest(PROGRAM, f"k-{body.order_id}", fingerprint("POST", "/v1/orders", body))
             await orders.place(context, request, body)
 
     began = time.perf_counter()

@@ -33,11 +33,12 @@ from typing import Any
 
 import asyncpg
 
-from app.auth.service import Authenticator, Principal
+from app.auth.service import Authenticator
 from app.clock import SystemClock
 from app.config import Environment, Settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
+from app.principal import Principal
 from app.rules.tiers import window_start
 from app.rulesets import service as rulesets
 from app.tiers import repository as tiers_repository
@@ -182,10 +183,10 @@ async def run(members: int, rounds: int) -> None:
             async with db.pool.acquire() as connection:
                 await connection.execute(RESTORE_TIERS)
             began = time.perf_counter()
-            done = await evaluate_tiers(db, program_id=1, as_of=now, now=now)
+            done = await evaluate_tiers(db, program_ids=[1], as_of=now, now=now)
             evaluated.append(time.perf_counter() - began)
             began = time.perf_counter()
-            second = await evaluate_tiers(db, program_id=1, as_of=now, now=now)
+            second = await evaluate_tiers(db, program_ids=[1], as_of=now, now=now)
             again.append(time.perf_counter() - began)
             read.append(await read_activity_only(context, now))
             print(
@@ -197,7 +198,7 @@ async def run(members: int, rounds: int) -> None:
         async with db.pool.acquire() as connection:
             await connection.execute(RESTORE_TIERS)
         tracemalloc.start()
-        await evaluate_tiers(db, program_id=1, as_of=now, now=now)
+        await evaluate_tiers(db, program_ids=[1], as_of=now, now=now)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     finally:

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -9,7 +9,6 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -18,30 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import repository
 from app.auth.models import ApiKey
 from app.db import listen
-from app.errors import AppError, Forbidden, NotFound, Unauthorized
+from app.errors import AppError, NotFound, Unauthorized
+from app.principal import Principal
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "plk_"
 DEFAULT_PROGRAM = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: one program, its scopes, and the key (None for the bootstrap key)."""
-
-    program_id: int
-    program_code: str
-    key_id: uuid.UUID | None
-    scopes: frozenset[str]
-    partner_code: str | None = None
-
-    def allows(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
-
-    def require(self, scope: str) -> None:
-        if not self.allows(scope):
-            raise Forbidden(f"this API key lacks the scope {scope}")
 
 
 class ApiKeyNotFound(NotFound):

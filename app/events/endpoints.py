@@ -7,16 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.events import service
 from app.events.schemas import EventIn
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
-from app.ledger import service as ledger
-from app.ledger.endpoints import MemberPath, ledger_request
+from app.fields import MemberPath
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
+from app.ledger.errors import MemberNotFound, PointsOutOfRange
 from app.ledger.schemas import EntryOut
-from app.members.errors import MemberNotFound
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1/members", tags=["points"])
 
@@ -34,7 +33,7 @@ router = APIRouter(prefix="/v1/members", tags=["points"])
         service.UnknownEventType,
         service.EventLimitReached,
         service.NoReferrer,
-        ledger.PointsOutOfRange,
+        PointsOutOfRange,
     ),
 )
 async def create_member_event(
@@ -42,7 +41,7 @@ async def create_member_event(
     member: MemberPath,
     body: EventIn,
     context: Context,
-    key: Annotated[str, Depends(idempotency_key)],
+    key: IdempotencyKey,
     principal: Annotated[Principal, Depends(require("points:earn"))],
 ) -> Response:
     """Record a non-order activity (sign-up, review, check-in, referral, or a type of
@@ -50,5 +49,5 @@ async def create_member_event(
     local day are the rules' `max_per_day` (422 `event_limit_reached`). A `referral`
     event is posted for the new member and also pays the member who referred them
     (set at enrolment with `referred_by`), once."""
-    result = await service.record(context, ledger_request(http, principal, key, body), member, body)
+    result = await service.record(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()

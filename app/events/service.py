@@ -10,10 +10,10 @@ from app.db import Connection
 from app.errors import AppError, ValidationFailed
 from app.events import repository
 from app.events.schemas import EventIn
-from app.idempotency import StoredResponse
-from app.ledger import service as ledger
-from app.ledger.entries import MemberAccount
-from app.members.errors import MemberNotFound
+from app.idempotency import KeyedRequest, StoredResponse
+from app.ledger import posting
+from app.ledger.entries import Leg, MemberAccount
+from app.ledger.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
 from app.rules.events import local_day
 from app.rules.lifecycle import lot_expiry
@@ -39,7 +39,7 @@ _PROBLEMS: dict[str, type[AppError]] = {
 }
 
 
-async def record(context: AppContext, request: ledger.Request, member: str, body: EventIn) -> StoredResponse:
+async def record(context: AppContext, request: KeyedRequest, member: str, body: EventIn) -> StoredResponse:
     now = context.clock.now()
     if body.occurred_at > now:
         raise ValidationFailed.on("body.occurred_at", "must not be in the future")
@@ -51,7 +51,7 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
             if facts is None:
                 raise MemberNotFound(f"no member {member} in this program")
             # Under the member's lock: a concurrent retry of this request has committed.
-            found = await ledger.stored(connection, request)
+            found = await posting.stored(connection, request)
             if found is not None:
                 return found
             rules = await context.rules.document(connection, program_id, facts["rules_version"])
@@ -76,12 +76,12 @@ async def record(context: AppContext, request: ledger.Request, member: str, body
                 ("debt", repaid),
                 ("available", earning.points - repaid),
             )
-            legs = [ledger.Leg(member, account, points) for account, points in credits if points]
+            legs = [Leg(member, account, points) for account, points in credits if points]
             if earning.referrer_points:
-                legs.append(ledger.Leg(facts["referrer"], "available", earning.referrer_points))
-            legs.append(ledger.Leg(None, "issuance", -(earning.points + earning.referrer_points)))
+                legs.append(Leg(facts["referrer"], "available", earning.referrer_points))
+            legs.append(Leg(None, "issuance", -(earning.points + earning.referrer_points)))
             entry_id = uuid7()
-            response = await ledger.post_in_transaction(
+            response = await posting.post_in_transaction(
                 connection,
                 request,
                 "event",

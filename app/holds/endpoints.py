@@ -8,19 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
+from app.fields import MemberPath
 from app.holds import service
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
-from app.ledger import service as ledger
-from app.ledger.endpoints import MemberPath, ledger_request
-from app.members.errors import MemberNotFound
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
+from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["holds"])
 Burner = Annotated[Principal, Depends(require("points:burn"))]
-IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 HoldPath = Annotated[uuid.UUID, Path(description="the hold's id")]
 _CLOSE_ERRORS = (
     Forbidden,
@@ -41,8 +39,8 @@ _CLOSE_ERRORS = (
         IdempotencyKeyRequired,
         IdempotencyKeyReused,
         MemberNotFound,
-        ledger.InsufficientPoints,
-        *ledger.REDEEM_LIMIT_ERRORS,
+        InsufficientPoints,
+        *REDEEM_LIMIT_ERRORS,
     ),
 )
 async def create_hold(
@@ -53,7 +51,7 @@ async def create_hold(
     them; an active hold past `expires_at` is released by the worker. The rules'
     `redeem` limits apply (minimum, increments, and with `order_total` the largest
     share of the order points may pay). Not enough points: 422 `insufficient_points`."""
-    result = await service.place(context, ledger_request(http, principal, key, body), member, body)
+    result = await service.place(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
 
@@ -76,7 +74,7 @@ async def capture_hold(
     to available (to the lots they came from). A hold that is no longer active
     (captured, released, or past its expiry) is 409 `hold_not_active`; more than
     held is 422 `capture_exceeds_hold`."""
-    result = await service.capture(context, ledger_request(http, principal, key, body), hold_id, body)
+    result = await service.capture(context, keyed_request(http, principal, key, body), hold_id, body)
     return result.to_response()
 
 
@@ -97,7 +95,7 @@ async def release_hold(
 ) -> Response:
     """Give all held points back to available, with their original expiry dates."""
     body = body or ReleaseIn()
-    result = await service.release(context, ledger_request(http, principal, key, body), hold_id, body)
+    result = await service.release(context, keyed_request(http, principal, key, body), hold_id, body)
     return result.to_response()
 
 

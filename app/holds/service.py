@@ -21,14 +21,17 @@ from typing import Any
 import asyncpg
 from uuid_utils.compat import uuid7
 
-from app.auth.service import Principal
 from app.context import AppContext
 from app.db import Connection, Database
 from app.errors import AppError, NotFound, ValidationFailed
 from app.holds import repository
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
-from app.idempotency import StoredResponse
+from app.idempotency import KeyedRequest, StoredResponse
+from app.ledger import posting
 from app.ledger import service as ledger
+from app.ledger.entries import JOB_KEY_PREFIX, Leg, NewEntry
+from app.ledger.jobs import run_batches
+from app.principal import Principal
 
 
 class HoldNotFound(NotFound):
@@ -60,7 +63,7 @@ def _out(hold: asyncpg.Record | dict[str, Any], **changes: Any) -> HoldOut:
     return HoldOut.model_validate(fields)
 
 
-async def place(context: AppContext, request: ledger.Request, member: str, body: HoldIn) -> StoredResponse:
+async def place(context: AppContext, request: KeyedRequest, member: str, body: HoldIn) -> StoredResponse:
     now = context.clock.now()
     settings = context.settings
     expires_at = (body.expires_at or now + timedelta(seconds=settings.hold_ttl_seconds)).astimezone(UTC)
@@ -68,7 +71,7 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
 
     async def work(connection: Connection) -> StoredResponse:
         async with connection.transaction():
-            found = await ledger.stored(connection, request)
+            found = await posting.stored(connection, request)
             if found is not None:  # a retry: its checks held when it was first made
                 return found
             if expires_at <= now:
@@ -77,7 +80,7 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
                 raise ValidationFailed.on(
                     "body.expires_at", f"a hold lasts at most {settings.hold_max_seconds} seconds"
                 )
-            rules_version, rules = await ledger.active_rules(context.rules, connection, program_id)
+            rules_version, rules = await context.rules.active(connection, program_id)
             ledger.check_redeem_limits(rules, body.points, body.order_total)
             hold_id = uuid7()
             out = HoldOut(
@@ -92,11 +95,11 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
                 closed_at=None,
                 entry_id=hold_id,
             )
-            response = await ledger.post_in_transaction(
+            response = await posting.post_in_transaction(
                 connection,
                 request,
                 "hold",
-                [ledger.Leg(member, "available", -body.points), ledger.Leg(member, "held", body.points)],
+                [Leg(member, "available", -body.points), Leg(member, "held", body.points)],
                 now,
                 response_body=out.model_dump_json().encode(),
                 replay_ok=True,
@@ -124,7 +127,7 @@ async def place(context: AppContext, request: ledger.Request, member: str, body:
 
 async def _close(
     context: AppContext,
-    request: ledger.Request,
+    request: KeyedRequest,
     hold_id: uuid.UUID,
     *,
     release: bool,
@@ -141,7 +144,7 @@ async def _close(
             if hold is None:
                 raise HoldNotFound(f"no hold {hold_id} in this program")
             # Under the hold's lock: a retry of a close that committed replays it.
-            found = await ledger.stored(connection, request)
+            found = await posting.stored(connection, request)
             if found is not None:
                 return found
             if hold["status"] != "active":
@@ -162,13 +165,13 @@ async def _close(
                 )
             entry_id = uuid7()
             status = "released" if release else "captured"
-            legs = [ledger.Leg(hold["member"], "held", -held)]
+            legs = [Leg(hold["member"], "held", -held)]
             if captured:
-                legs.append(ledger.Leg(None, "redemption", captured))
+                legs.append(Leg(None, "redemption", captured))
             if held - captured:
-                legs.append(ledger.Leg(hold["member"], "available", held - captured))
+                legs.append(Leg(hold["member"], "available", held - captured))
             out = _out(hold, status=status, captured_points=captured, closed_at=now, entry_id=entry_id)
-            response = await ledger.post_in_transaction(
+            response = await posting.post_in_transaction(
                 connection,
                 request,
                 "release" if release else "capture",
@@ -189,7 +192,7 @@ async def _close(
 
 
 async def capture(
-    context: AppContext, request: ledger.Request, hold_id: uuid.UUID, body: CaptureIn
+    context: AppContext, request: KeyedRequest, hold_id: uuid.UUID, body: CaptureIn
 ) -> StoredResponse:
     return await _close(
         context, request, hold_id, release=False, points=body.points, reason="points spent at checkout"
@@ -197,7 +200,7 @@ async def capture(
 
 
 async def release(
-    context: AppContext, request: ledger.Request, hold_id: uuid.UUID, body: ReleaseIn
+    context: AppContext, request: KeyedRequest, hold_id: uuid.UUID, body: ReleaseIn
 ) -> StoredResponse:
     return await _close(
         context, request, hold_id, release=True, points=None, reason=body.reason or "hold released"
@@ -233,7 +236,7 @@ async def release_expired(
     crash loses at most the batch in flight; a rerun picks up the rest). A second
     run for the same instant finds no active hold past its expiry: it changes nothing."""
     work = _release_batch(program_id, as_of, now, batch)
-    holds, points = await ledger.run_batches(db, work, "release", "points", on_progress)
+    holds, points = await run_batches(db, work, "release", "points", on_progress)
     return Released(holds, points)
 
 
@@ -245,26 +248,26 @@ def _release_batch(
             due = await repository.due(connection, program_id, as_of, batch)
             # Members in id order, as every other writer locks them: no deadlocks.
             for hold in sorted(due, key=lambda hold: hold["member_id"]):
-                entry = ledger.NewEntry(
+                entry = NewEntry(
                     id=uuid7(),
                     program_id=hold["program_id"],
                     kind="release",
                     # One expiry release per hold, ever: the key says which.
-                    idempotency_key=f"{ledger.JOB_KEY_PREFIX}release-holds:{hold['id']}",
+                    idempotency_key=f"{JOB_KEY_PREFIX}release-holds:{hold['id']}",
                     request_fingerprint="job:release-holds",
                     occurred_at=hold["expires_at"],
                     recorded_at=now,
                     actor_key_id=None,
                     legs=(
-                        ledger.Leg(hold["member"], "held", -hold["points"]),
-                        ledger.Leg(hold["member"], "available", hold["points"]),
+                        Leg(hold["member"], "held", -hold["points"]),
+                        Leg(hold["member"], "available", hold["points"]),
                     ),
                     reason="hold expired",
                     order_id=hold["order_id"],
                     source_entry_id=hold["id"],
                 )
                 out = _out(hold, status="expired", closed_at=now, entry_id=entry.id)
-                await ledger.post_job_entry(connection, entry, out.model_dump_json().encode())
+                await posting.post_job_entry(connection, entry, out.model_dump_json().encode())
                 await repository.close(
                     connection,
                     hold["id"],

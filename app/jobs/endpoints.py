@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.auth.service import Principal
 from app.config import Environment
 from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
 from app.fields import Instant
 from app.jobs import service
 from app.jobs.service import JobSummary
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

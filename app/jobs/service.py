@@ -16,7 +16,8 @@ from app.db import Database
 from app.errors import NotFound
 from app.holds import service as holds
 from app.ledger import expiry
-from app.ledger import service as ledger
+from app.ledger import jobs as ledger_jobs
+from app.programs import service as programs
 from app.tiers import service as tiers
 
 
@@ -51,10 +52,14 @@ class NoProgress:
         pass
 
 
+async def _programs(db: Database, program_id: int | None) -> list[int]:
+    return [program_id] if program_id is not None else await programs.program_ids(db)
+
+
 async def _activate_pending(
     db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
 ) -> dict[str, int]:
-    done = await ledger.activate_pending(
+    done = await ledger_jobs.activate_pending(
         db, program_id=program_id, as_of=as_of, now=now, on_progress=progress.advance
     )
     return {"credits": done.credits, "points": done.points}
@@ -74,7 +79,7 @@ async def _expire(
 ) -> dict[str, int]:
     done = await expiry.expire(
         db,
-        program_id=program_id,
+        program_ids=await _programs(db, program_id),
         as_of=as_of,
         now=now,
         on_total=progress.total,
@@ -87,7 +92,12 @@ async def _evaluate_tiers(
     db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
 ) -> dict[str, int]:
     done = await tiers.evaluate_tiers(
-        db, program_id=program_id, as_of=as_of, now=now, on_total=progress.total, on_progress=progress.advance
+        db,
+        program_ids=await _programs(db, program_id),
+        as_of=as_of,
+        now=now,
+        on_total=progress.total,
+        on_progress=progress.advance,
     )
     return {
         "members": done.members,

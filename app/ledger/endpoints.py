@@ -7,19 +7,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
-from app.fields import ExternalId, Instant
-from app.idempotency import (
-    IdempotencyKeyRequired,
-    IdempotencyKeyReused,
-    fingerprint,
-    idempotency_key,
-)
+from app.fields import Instant, MemberPath
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger import service
+from app.ledger.errors import (
+    REDEEM_LIMIT_ERRORS,
+    AlreadyReversed,
+    EntryNotFound,
+    EntryNotReversible,
+    InsufficientPoints,
+    MemberNotFound,
+    PointsOutOfRange,
+)
 from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
@@ -29,25 +31,18 @@ from app.ledger.schemas import (
     StatementPage,
     TransferIn,
 )
-from app.members.errors import MemberNotFound
 from app.pagination import Cursor, Limit
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["points"])
 
-MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
-IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 _POST_ERRORS = (
     Forbidden,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     MemberNotFound,
-    service.PointsOutOfRange,
+    PointsOutOfRange,
 )
-
-
-def ledger_request(http: Request, principal: Principal, key: str, body: BaseModel) -> service.Request:
-    """The ledger-changing request an endpoint serves: who, under which key, what exactly."""
-    return service.Request(principal, key, fingerprint(http.method, http.url.path, body))
 
 
 @router.post(
@@ -69,7 +64,7 @@ async def create_award(
 
     The points come from the program's issuance account. With `pending_until` in the
     future they wait in the member's pending account."""
-    result = await service.award(context, ledger_request(http, principal, key, body), member, body)
+    result = await service.award(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
 
@@ -78,7 +73,7 @@ async def create_award(
     status_code=201,
     response_model=EntryOut,
     operation_id="createRedemption",
-    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints, *service.REDEEM_LIMIT_ERRORS),
+    responses=error_responses(*_POST_ERRORS, InsufficientPoints, *REDEEM_LIMIT_ERRORS),
 )
 async def create_redemption(
     http: Request,
@@ -91,7 +86,7 @@ async def create_redemption(
     """Spend a member's available points on a reward. Not enough points: 422
     `insufficient_points`, and nothing changes. The rules' `redeem` limits apply:
     `min_points`, `increment`, and with `order_total`, `max_share_of_order`."""
-    result = await service.redeem(context, ledger_request(http, principal, key, body), member, body)
+    result = await service.redeem(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
 
@@ -100,7 +95,7 @@ async def create_redemption(
     status_code=201,
     response_model=EntryOut,
     operation_id="createTransfer",
-    responses=error_responses(*_POST_ERRORS, service.InsufficientPoints),
+    responses=error_responses(*_POST_ERRORS, InsufficientPoints),
 )
 async def create_transfer(
     http: Request,
@@ -110,7 +105,7 @@ async def create_transfer(
     principal: Annotated[Principal, Depends(require("points:transfer"))],
 ) -> Response:
     """Move available points from one member to another of the same program."""
-    result = await service.transfer(context, ledger_request(http, principal, key, body), body)
+    result = await service.transfer(context, keyed_request(http, principal, key, body), body)
     return result.to_response()
 
 
@@ -121,10 +116,10 @@ async def create_transfer(
     operation_id="reverseEntry",
     responses=error_responses(
         *_POST_ERRORS,
-        service.InsufficientPoints,
-        service.EntryNotFound,
-        service.AlreadyReversed,
-        service.EntryNotReversible,
+        InsufficientPoints,
+        EntryNotFound,
+        AlreadyReversed,
+        EntryNotReversible,
     ),
 )
 async def reverse_entry(
@@ -138,7 +133,7 @@ async def reverse_entry(
     """Undo an entry with a new entry of opposite postings. An entry is reversed at
     most once (409 `already_reversed`); reversing points the member no longer has is
     422 `insufficient_points`."""
-    result = await service.reverse(context, ledger_request(http, principal, key, body), entry_id, body)
+    result = await service.reverse(context, keyed_request(http, principal, key, body), entry_id, body)
     return result.to_response()
 
 

@@ -8,14 +8,14 @@ for the policy's months; the active rules version decides that, at each run."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from uuid_utils.compat import uuid7
 
 from app.db import Connection, Database
-from app.ledger import repository, service
+from app.ledger import repository
 from app.metrics import ENTRIES
 from app.rules import RulesDocument
 from app.rules.lifecycle import inactivity_deadline
@@ -45,28 +45,28 @@ class _Policy:
 
 
 async def _policy(connection: Connection, cache: RulesCache, program_id: int) -> _Policy:
-    return _Policy(*await service.active_rules(cache, connection, program_id))
+    return _Policy(*await cache.active(connection, program_id))
 
 
 async def expire(
     db: Database,
     *,
-    program_id: int | None,
+    program_ids: Sequence[int],
     as_of: datetime,
     now: datetime,
     batch: int = BATCH,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Expired:
-    """Expire what has expired as of `as_of`: one `expire` entry per member.
+    """Expire what has expired as of `as_of` in the given programs: one `expire`
+    entry per member.
 
     Batches of `batch` members, each its own transaction, in member id order: a
     crash loses at most the batch in flight, and a rerun (or a second run for the
     same instant) finds only what is still left to expire."""
     cache = RulesCache()
     async with db.pool.acquire() as connection:
-        programs = [program_id] if program_id is not None else await repository.program_ids(connection)
-        policies = {program: await _policy(connection, cache, program) for program in programs}
+        policies = {program: await _policy(connection, cache, program) for program in program_ids}
         if on_total is not None:
             total = 0
             for program, policy in policies.items():

@@ -176,8 +176,6 @@ async def mark_activated(
     await connection.execute(MARK_ACTIVATED, credit_ids, now, entry_ids)
 
 
-PROGRAM_IDS = "SELECT id FROM program ORDER BY id"
-
 # app/sql/functions/ledger_expire.sql states the contract.
 EXPIRE_BATCH = """
 SELECT last_member_id, candidates, members, lots, points
@@ -220,10 +218,6 @@ class ExpiredBatch:
     members: int
     lots: int
     points: int
-
-
-async def program_ids(connection: Connection) -> list[int]:
-    return [row["id"] for row in await connection.fetch(PROGRAM_IDS)]
 
 
 async def expire_batch(

@@ -4,13 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import ExternalId
+from app.ledger.errors import MemberNotFound
 from app.members import service
-from app.members.errors import MemberExists, MemberNotFound
+from app.members.errors import MemberExists
 from app.members.schemas import MemberCreate, MemberOut
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 

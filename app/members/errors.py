@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-from app.errors import AppError, NotFound
-
-
-class MemberNotFound(NotFound):
-    code, title = "member_not_found", "Member not found"
+from app.errors import AppError
 
 
 class MemberExists(AppError):

@@ -7,13 +7,14 @@ import json
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.service import Principal
 from app.context import AppContext
 from app.errors import ValidationFailed
 from app.ledger import expiry
+from app.ledger.errors import MemberNotFound
 from app.members import repository
-from app.members.errors import MemberExists, MemberNotFound
+from app.members.errors import MemberExists
 from app.members.schemas import Balances, Expiring, MemberCreate, MemberOut, MemberTier, TierProgress
+from app.principal import Principal
 from app.tiers import service as tiers
 
 

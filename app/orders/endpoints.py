@@ -7,20 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import ShortText
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
-from app.ledger import service as ledger
-from app.ledger.endpoints import ledger_request
-from app.members.errors import MemberNotFound
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
+from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange
 from app.orders import service
 from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult
+from app.principal import Principal
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 Earner = Annotated[Principal, Depends(require("points:earn"))]
-IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 
 
 @router.post(
@@ -34,8 +31,8 @@ IdempotencyKey = Annotated[str, Depends(idempotency_key)]
         IdempotencyKeyReused,
         MemberNotFound,
         service.OrderExists,
-        service.CurrencyMismatch,
-        ledger.PointsOutOfRange,
+        CurrencyMismatch,
+        PointsOutOfRange,
     ),
 )
 async def create_order(
@@ -47,7 +44,7 @@ async def create_order(
     replays the first answer; another body under the same `order_id` is 409
     `order_exists`. Points stay pending for the rules' `pending_days` after
     `paid_at`, then become available (job `activate-pending`)."""
-    result = await service.place(context, ledger_request(http, principal, key, body), body)
+    result = await service.place(context, keyed_request(http, principal, key, body), body)
     return result.to_response()
 
 
@@ -55,7 +52,7 @@ async def create_order(
     "/preview",
     response_model=OrderResult,
     operation_id="previewOrder",
-    responses=error_responses(Forbidden, MemberNotFound, service.CurrencyMismatch, ledger.PointsOutOfRange),
+    responses=error_responses(Forbidden, MemberNotFound, CurrencyMismatch, PointsOutOfRange),
 )
 async def preview_order(body: OrderIn, context: Context, principal: Earner) -> OrderResult:
     """What the order would earn now, with the same breakdown; nothing is written."""
@@ -74,7 +71,7 @@ async def preview_order(body: OrderIn, context: Context, principal: Earner) -> O
         service.OrderNotFound,
         service.RefundExists,
         service.RefundExceedsOrder,
-        service.CurrencyMismatch,
+        CurrencyMismatch,
     ),
 )
 async def create_order_refund(
@@ -90,5 +87,5 @@ async def create_order_refund(
     number of steps, takes back exactly what it earned. Points the member already
     spent are recorded as `shortfall`, or become `debt` if the rules say so. More
     than is left of the order is 422 `refund_exceeds_order`."""
-    result = await service.refund(context, ledger_request(http, principal, key, body), order_id, body)
+    result = await service.refund(context, keyed_request(http, principal, key, body), order_id, body)
     return result.to_response()

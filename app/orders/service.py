@@ -28,10 +28,10 @@ from app.context import AppContext
 from app.db import Connection
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.fields import money
-from app.idempotency import StoredResponse
-from app.ledger import service as ledger
-from app.ledger.entries import MemberAccount
-from app.members.errors import MemberNotFound
+from app.idempotency import KeyedRequest, StoredResponse
+from app.ledger import posting
+from app.ledger.entries import Leg, MemberAccount
+from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange, as_app_error
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
 from app.orders.schemas import BreakdownLine, OrderIn, OrderResult, RefundIn, RefundResult
@@ -70,10 +70,6 @@ class RefundExceedsOrder(AppError):
     status, code, title = 422, "refund_exceeds_order", "The refund exceeds what is left of the order"
 
 
-# One problem for orders, refunds and redemptions against an order total.
-CurrencyMismatch = ledger.CurrencyMismatch
-
-
 def rules_problem(error: RulesError) -> AppError:
     """The HTTP problem for a rules module refusal."""
     if error.field is not None and error.code == "validation_error":
@@ -81,7 +77,7 @@ def rules_problem(error: RulesError) -> AppError:
     kinds: dict[str, type[AppError]] = {
         "refund_exceeds_order": RefundExceedsOrder,
         "currency_mismatch": CurrencyMismatch,
-        "points_out_of_range": ledger.PointsOutOfRange,
+        "points_out_of_range": PointsOutOfRange,
     }
     kind = kinds.get(error.code)
     if kind is None:
@@ -178,7 +174,7 @@ async def _facts(
     return facts, rules
 
 
-async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> StoredResponse:
+async def place(context: AppContext, request: KeyedRequest, body: OrderIn) -> StoredResponse:
     """Record a paid order and post what it earns (POST /v1/orders)."""
     now = context.clock.now()
     _refuse_future(body, now)
@@ -209,7 +205,7 @@ async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> 
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
-            problem = ledger.as_app_error(exc)
+            problem = as_app_error(exc)
             if problem is None:
                 raise
             raise problem from exc
@@ -235,7 +231,7 @@ async def place(context: AppContext, request: ledger.Request, body: OrderIn) -> 
 
 
 def _new_order(
-    request: ledger.Request,
+    request: KeyedRequest,
     body: OrderIn,
     rules: RulesDocument,
     facts: MemberFacts,
@@ -259,17 +255,15 @@ def _new_order(
         tier_reached,
     )
     # The earn entry: debt repaid first, the rest to the member, all from issuance.
-    legs: list[ledger.Leg] = []
+    legs: list[Leg] = []
     if repaid:
-        legs.append(ledger.Leg(body.member, "debt", repaid))
+        legs.append(Leg(body.member, "debt", repaid))
     if earning.points - repaid:
         legs.append(
-            ledger.Leg(
-                body.member, "pending" if pending_until is not None else "available", earning.points - repaid
-            )
+            Leg(body.member, "pending" if pending_until is not None else "available", earning.points - repaid)
         )
     if legs:
-        legs.append(ledger.Leg(None, "issuance", -earning.points))
+        legs.append(Leg(None, "issuance", -earning.points))
     return NewOrder(
         entry_id=entry_id,
         program_id=request.principal.program_id,
@@ -308,7 +302,7 @@ def _new_order(
 
 
 def _replay_order(
-    request: ledger.Request, body: OrderIn, fingerprint: str, response_body: bytes | None
+    request: KeyedRequest, body: OrderIn, fingerprint: str, response_body: bytes | None
 ) -> StoredResponse:
     if fingerprint != request.fingerprint or response_body is None:
         raise OrderExists(f"order {body.order_id} was already recorded with other details")
@@ -316,7 +310,7 @@ def _replay_order(
 
 
 async def _stored_order(
-    connection: Connection, program_id: int, body: OrderIn, request: ledger.Request
+    connection: Connection, program_id: int, body: OrderIn, request: KeyedRequest
 ) -> StoredResponse | None:
     row = await repository.stored_order(connection, program_id, body.order_id)
     if row is None:
@@ -337,9 +331,7 @@ def _lines(raw: str) -> list[OrderLine]:
     ]
 
 
-async def refund(
-    context: AppContext, request: ledger.Request, order_id: str, body: RefundIn
-) -> StoredResponse:
+async def refund(context: AppContext, request: KeyedRequest, order_id: str, body: RefundIn) -> StoredResponse:
     """Take back what the refunded part of an order earned (POST /v1/orders/{id}/refunds)."""
     now = context.clock.now()
     program_id = request.principal.program_id
@@ -350,7 +342,7 @@ async def refund(
             if order is None:
                 raise OrderNotFound(f"no order {order_id} in this program")
             # After the order's lock: a concurrent retry of this refund has committed.
-            found = await ledger.stored(connection, request)
+            found = await posting.stored(connection, request)
             if found is not None:
                 return found
             earlier = await repository.stored_refund(connection, program_id, order["id"], body.refund_id)
@@ -368,7 +360,7 @@ async def refund(
 
 async def _take_back(
     connection: Connection,
-    request: ledger.Request,
+    request: KeyedRequest,
     order: asyncpg.Record,
     body: RefundIn,
     rules: RulesDocument,
@@ -423,8 +415,8 @@ async def _take_back(
             ("available", from_available),
             ("debt", debt),
         )
-        legs = [ledger.Leg(member, account, -taken) for account, taken in taken_back if taken]
-        legs.append(ledger.Leg(None, "issuance", from_pending + from_available + debt))
+        legs = [Leg(member, account, -taken) for account, taken in taken_back if taken]
+        legs.append(Leg(None, "issuance", from_pending + from_available + debt))
         explanation = [
             {
                 "rule": "refund",
@@ -441,7 +433,7 @@ async def _take_back(
                     "detail": "already spent; recorded, not taken back",
                 }
             )
-        await ledger.post_in_transaction(
+        await posting.post_in_transaction(
             connection,
             request,
             "refund",
@@ -457,7 +449,7 @@ async def _take_back(
             source_entry_id=order["lot_entry_id"] if from_available else None,
         )
     else:
-        await ledger.keep_response(connection, request, response, now)
+        await posting.keep_response(connection, request, response, now)
     await repository.record_refund(
         connection,
         NewRefund(

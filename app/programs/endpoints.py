@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
+from app.principal import Principal
 from app.programs import service
 from app.programs.schemas import ProgramCreate, ProgramCreated
 

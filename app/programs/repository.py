@@ -32,3 +32,7 @@ async def insert_program(
 async def program_id(session: AsyncSession, code: str) -> int | None:
     found = await session.scalar(select(Program.id).where(Program.code == code))
     return None if found is None else int(found)
+
+
+async def program_ids(session: AsyncSession) -> list[int]:
+    return [int(value) for value in await session.scalars(select(Program.id).order_by(Program.id))]

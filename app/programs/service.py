@@ -7,9 +7,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth
-from app.auth.service import DEFAULT_PROGRAM, Principal
+from app.auth.service import DEFAULT_PROGRAM
 from app.context import AppContext
+from app.db import Database
 from app.errors import AppError, Forbidden
+from app.principal import Principal
 from app.programs import repository
 from app.programs.schemas import ProgramCreate, ProgramCreated
 from app.rulesets import service as rulesets
@@ -47,3 +49,8 @@ async def create_program(context: AppContext, principal: Principal, body: Progra
     return ProgramCreated(
         code=body.code, name=body.name, point_name=point_name, created_at=now, admin_key=key
     )
+
+
+async def program_ids(db: Database) -> list[int]:
+    """Every program, for jobs that run over all of them."""
+    return await db.run(repository.program_ids)

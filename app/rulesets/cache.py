@@ -58,6 +58,13 @@ class RulesCache:
             self._active[program_id] = version
         return version
 
+    async def active(self, connection: Connection, program_id: int) -> tuple[int, RulesDocument]:
+        """The program's active rules version and its document (every program has one)."""
+        version = await self.active_version(connection, program_id)
+        if version is None:
+            raise LookupError(f"program {program_id} has no active rules version")
+        return version, await self.document(connection, program_id, version)
+
     def activated(self) -> None:
         self._generation += 1
         self._active.clear()

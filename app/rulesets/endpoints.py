@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, MalformedJson, error_responses
+from app.principal import Principal
 from app.rulesets import service
 from app.rulesets.schemas import RulesVersionOut, SimulationIn, SimulationOut
 

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.service import Principal
 from app.context import AppContext
 from app.errors import AppError, FieldError, NotFound, ValidationFailed
 from app.orders import service as orders
+from app.principal import Principal
 from app.rules import RulesDocument, RulesError, default_document, earn_order
 from app.rulesets import repository
 from app.rulesets.models import RulesVersion

@@ -7,14 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.auth.service import Principal
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
-from app.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused, idempotency_key
-from app.ledger import service as ledger
-from app.ledger.endpoints import MemberPath, ledger_request
-from app.members.errors import MemberNotFound
+from app.fields import MemberPath
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
+from app.ledger.errors import InsufficientPoints, MemberNotFound
 from app.pagination import Cursor, Limit
+from app.principal import Principal
 from app.tiers import service
 from app.tiers.schemas import KeepIn, OverrideIn, TierOut
 
@@ -50,7 +49,7 @@ async def get_member_tier(
         IdempotencyKeyRequired,
         IdempotencyKeyReused,
         MemberNotFound,
-        ledger.InsufficientPoints,
+        InsufficientPoints,
         service.NotEligible,
     ),
 )
@@ -58,7 +57,7 @@ async def keep_member_tier(
     http: Request,
     member: MemberPath,
     context: Context,
-    key: Annotated[str, Depends(idempotency_key)],
+    key: IdempotencyKey,
     principal: Annotated[Principal, Depends(require("points:burn"))],
     body: KeepIn | None = None,
 ) -> Response:
@@ -67,7 +66,7 @@ async def keep_member_tier(
     A tier the rules give no price, or no term (set by an operator), is 422
     `not_eligible`; not enough points, 422 `insufficient_points`."""
     body = body or KeepIn()
-    result = await service.keep(context, ledger_request(http, principal, key, body), member, body)
+    result = await service.keep(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,14 +25,15 @@ from typing import Any
 import asyncpg
 from uuid_utils.compat import uuid7
 
-from app.auth.service import Principal
 from app.context import AppContext
 from app.db import Connection, Database
 from app.errors import AppError, ValidationFailed
-from app.idempotency import StoredResponse
-from app.ledger import service as ledger
-from app.members.errors import MemberNotFound
+from app.idempotency import KeyedRequest, StoredResponse
+from app.ledger import posting
+from app.ledger.entries import Leg
+from app.ledger.errors import MemberNotFound
 from app.pagination import decode_cursor, encode_cursor
+from app.principal import Principal
 from app.rules import RulesDocument
 from app.rules.document import Tier
 from app.rules.tiers import (
@@ -386,7 +387,7 @@ async def member_view(
 
 
 async def _active(connection: Connection, cache: RulesCache, program_id: int) -> tuple[int, RulesDocument]:
-    return await ledger.active_rules(cache, connection, program_id)
+    return await cache.active(connection, program_id)
 
 
 def _change_out(row: asyncpg.Record) -> TierChangeOut:
@@ -466,7 +467,7 @@ async def _view(
 # -- keeping and overriding -------------------------------------------------------------------
 
 
-async def keep(context: AppContext, request: ledger.Request, member: str, body: KeepIn) -> StoredResponse:
+async def keep(context: AppContext, request: KeyedRequest, member: str, body: KeepIn) -> StoredResponse:
     """Spend the tier's `keep_with_points` to move the term's end forward by
     `term_months` (POST /v1/members/{id}/tier/keep)."""
     now = context.clock.now()
@@ -477,7 +478,7 @@ async def keep(context: AppContext, request: ledger.Request, member: str, body: 
             row = await repository.state(connection, program_id, member, lock=True)
             if row is None:
                 raise MemberNotFound(f"no member {member} in this program")
-            found = await ledger.stored(connection, request)
+            found = await posting.stored(connection, request)
             if found is not None:
                 return found
             rules_version, rules = await _active(connection, context.rules, program_id)
@@ -505,11 +506,11 @@ async def keep(context: AppContext, request: ledger.Request, member: str, body: 
             assert kept is not None
             await repository.apply(connection, program_id, rules_version, now, [kept])
             out = await _view(connection, rules, member, row["member_id"], now)
-            return await ledger.post_in_transaction(
+            return await posting.post_in_transaction(
                 connection,
                 request,
                 "tier_keep",
-                [ledger.Leg(member, "available", -price), ledger.Leg(None, "redemption", price)],
+                [Leg(member, "available", -price), Leg(None, "redemption", price)],
                 now,
                 response_body=out.model_dump_json().encode(),
                 entry_id=entry_id,
@@ -584,24 +585,23 @@ class Evaluated:
 async def evaluate_tiers(
     db: Database,
     *,
-    program_id: int | None,
+    program_ids: Sequence[int],
     as_of: datetime,
     now: datetime,
     batch: int = BATCH,
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Evaluated:
-    """Judge every member of every program (or one) as of `as_of`: term ends, grace
+    """Judge every member of the given programs as of `as_of`: term ends, grace
     ends, override ends, and upgrades the active rules allow. Batches of `batch`
     members in id order, each in its own transaction holding those members' locks;
     running again for the same instant finds nothing left to change."""
     cache = RulesCache()
     async with db.pool.acquire() as connection:
-        programs = [program_id] if program_id is not None else await ledger.program_ids(connection)
         if on_total is not None:
-            on_total(sum([await repository.count_members(connection, program) for program in programs]))
+            on_total(sum([await repository.count_members(connection, program) for program in program_ids]))
     totals = {"members": 0, "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
-    for program in programs:
+    for program in program_ids:
         after = 0
         while True:
             done = await db.call(_evaluate_batch(cache, program, after, as_of, now, batch))

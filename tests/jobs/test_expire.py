@@ -338,7 +338,7 @@ class TestResume:
             with pytest.raises(Crash):
                 await expiry.expire(
                     database,
-                    program_id=program_id,
+                    program_ids=[program_id],
                     as_of=date,
                     now=datetime.now(UTC),
                     batch=2,
@@ -346,7 +346,7 @@ class TestResume:
                 )
             assert sorted([await api.available(member) for member in members]) == [0, 0, 2, 2, 2]
             done = await expiry.expire(
-                database, program_id=program_id, as_of=date, now=datetime.now(UTC), batch=2
+                database, program_ids=[program_id], as_of=date, now=datetime.now(UTC), batch=2
             )
         finally:
             await database.dispose()

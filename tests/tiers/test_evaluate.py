@@ -452,7 +452,7 @@ class TestEvaluateTiersJob:
         as_of = months_later(qualified, 12) + timedelta(days=1)
         done = await evaluate_tiers(
             database,
-            program_id=program_id,
+            program_ids=[program_id],
             as_of=as_of,
             now=datetime.now(UTC),
             batch=2,
