@@ -51,8 +51,9 @@ ExternalId = Annotated[
     ),
 ]
 
-# A member named in a URL path, by external id.
+# A member named in a URL path, by external id; a rules version likewise.
 MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
+RulesVersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number")]
 
 # Free text stored in the ledger: no control characters (PostgreSQL text can't hold NUL).
 Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]

@@ -24,6 +24,7 @@ from app.members.endpoints import router as members_router
 from app.metrics import MetricsMiddleware
 from app.ops.endpoints import router as ops_router
 from app.orders.endpoints import router as orders_router
+from app.orders.endpoints import simulation_router
 from app.programs.endpoints import router as programs_router
 from app.rulesets.endpoints import router as rules_router
 from app.tiers.endpoints import router as tiers_router
@@ -81,6 +82,7 @@ def create_app(
         ledger_router,
         holds_router,
         rules_router,
+        simulation_router,
         orders_router,
         jobs_router,
         events_router,

@@ -37,10 +37,10 @@ from app.db import Database, asyncpg_dsn
 from app.idempotency import KeyedRequest, fingerprint
 from app.orders import repository as orders_repository
 from app.orders import service as orders
-from app.orders.schemas import OrderIn
+from app.orders import simulation
+from app.orders.schemas import OrderIn, SimulationIn
 from app.principal import Principal
 from app.rulesets import service as rulesets
-from app.rulesets.schemas import SimulationIn
 from bench import common
 
 DATABASE = "points_ledger_bench_simulate"
@@ -171,7 +171,7 @@ async def run(orders_count: int, members: int, rounds: int) -> None:
         result = None
         for number in range(rounds):
             began = time.perf_counter()
-            result = await rulesets.simulate(context, PROGRAM, draft.version, period)
+            result = await simulation.simulate(context, PROGRAM, draft.version, period)
             simulated.append(time.perf_counter() - began)
             read.append(await read_only(context, start, end))
             print(
@@ -182,7 +182,7 @@ async def run(orders_count: int, members: int, rounds: int) -> None:
         assert result is not None
 
         tracemalloc.start()
-        await rulesets.simulate(context, PROGRAM, draft.version, period)
+        await simulation.simulate(context, PROGRAM, draft.version, period)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     finally:

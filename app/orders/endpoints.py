@@ -9,12 +9,13 @@ from fastapi.responses import Response
 
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
-from app.fields import ShortText
+from app.fields import RulesVersionPath, ShortText
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange
-from app.orders import service
-from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult
+from app.orders import service, simulation
+from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult, SimulationIn, SimulationOut
 from app.principal import Principal
+from app.rulesets.service import RulesVersionNotFound
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 Earner = Annotated[Principal, Depends(require("points:earn"))]
@@ -89,3 +90,24 @@ async def create_order_refund(
     than is left of the order is 422 `refund_exceeds_order`."""
     result = await service.refund(context, keyed_request(http, principal, key, body), order_id, body)
     return result.to_response()
+
+
+# The what-if replay answers under the rules paths (it simulates a rules version).
+simulation_router = APIRouter(prefix="/v1/rules", tags=["rules"])
+RulesReader = Annotated[Principal, Depends(require("rules:read"))]
+
+
+@simulation_router.post(
+    "/{version}/simulate",
+    response_model=SimulationOut,
+    response_model_by_alias=True,
+    operation_id="simulateRulesVersion",
+    responses=error_responses(Forbidden, RulesVersionNotFound),
+)
+async def simulate_rules_version(
+    version: RulesVersionPath, body: SimulationIn, context: Context, principal: RulesReader
+) -> SimulationOut:
+    """What the program's orders paid in [`from`, `to`) would have earned under this
+    version (a draft, say), beside what they did earn, in total and rule by rule.
+    Nothing is written."""
+    return await simulation.simulate(context, principal, version, body)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.context import Context, require
 from app.errors import Forbidden, MalformedJson, error_responses
+from app.fields import RulesVersionPath
 from app.principal import Principal
 from app.rulesets import service
-from app.rulesets.schemas import RulesVersionOut, SimulationIn, SimulationOut
+from app.rulesets.schemas import RulesVersionOut
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 Reader = Annotated[Principal, Depends(require("rules:read"))]
 Writer = Annotated[Principal, Depends(require("rules:write"))]
-Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number")]
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -63,7 +63,9 @@ async def create_rules_version(request: Request, context: Context, principal: Wr
     operation_id="getRulesVersion",
     responses=error_responses(Forbidden, service.RulesVersionNotFound),
 )
-async def get_rules_version(version: Version, context: Context, principal: Reader) -> RulesVersionOut:
+async def get_rules_version(
+    version: RulesVersionPath, context: Context, principal: Reader
+) -> RulesVersionOut:
     """One stored version of the program's rules."""
     return await service.get(context, principal, version)
 
@@ -74,23 +76,9 @@ async def get_rules_version(version: Version, context: Context, principal: Reade
     operation_id="activateRulesVersion",
     responses=error_responses(Forbidden, service.RulesVersionNotFound),
 )
-async def activate_rules_version(version: Version, context: Context, principal: Writer) -> RulesVersionOut:
+async def activate_rules_version(
+    version: RulesVersionPath, context: Context, principal: Writer
+) -> RulesVersionOut:
     """Switch the program to this version: orders and events from now on earn under
     it and record it. Activating the active version changes nothing."""
     return await service.activate(context, principal, version)
-
-
-@router.post(
-    "/{version}/simulate",
-    response_model=SimulationOut,
-    response_model_by_alias=True,
-    operation_id="simulateRulesVersion",
-    responses=error_responses(Forbidden, service.RulesVersionNotFound),
-)
-async def simulate_rules_version(
-    version: Version, body: SimulationIn, context: Context, principal: Reader
-) -> SimulationOut:
-    """What the program's orders paid in [`from`, `to`) would have earned under this
-    version (a draft, say), beside what they did earn, in total and rule by rule.
-    Nothing is written."""
-    return await service.simulate(context, principal, version, body)
