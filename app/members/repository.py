@@ -10,8 +10,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import Connection
-from app.ledger.entries import MEMBER_ACCOUNT_KINDS
-from app.ledger.models import Account, MemberBalance
 from app.members.models import Member
 
 MEMBER_VIEW = """
@@ -42,7 +40,7 @@ async def insert_member(
     metadata: dict[str, Any],
     now: datetime,
 ) -> int:
-    """The member, its three accounts and its balance row, in the caller's transaction."""
+    """The member row, in the caller's transaction (the ledger opens its accounts)."""
     new_id = await session.scalar(
         insert(Member)
         .values(
@@ -57,13 +55,7 @@ async def insert_member(
         .returning(Member.id)
     )
     assert new_id is not None
-    new_id = int(new_id)
-    await session.execute(
-        insert(Account),
-        [{"program_id": program_id, "member_id": new_id, "kind": kind} for kind in MEMBER_ACCOUNT_KINDS],
-    )
-    await session.execute(insert(MemberBalance).values(member_id=new_id, updated_at=now))
-    return new_id
+    return int(new_id)
 
 
 async def member_view(connection: Connection, program_id: int, external_id: str) -> asyncpg.Record | None:

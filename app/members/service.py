@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import AppContext
 from app.errors import ValidationFailed
-from app.ledger import expiry
+from app.ledger import accounts, expiry
 from app.ledger.errors import MemberNotFound
 from app.members import repository
 from app.members.errors import MemberExists
@@ -30,7 +30,7 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
             if referrer is None:
                 raise ValidationFailed.on("body.referred_by", f"no member {body.referred_by} in this program")
         try:
-            await repository.insert_member(
+            member_id = await repository.insert_member(
                 session,
                 program_id=principal.program_id,
                 external_id=body.external_id,
@@ -42,6 +42,7 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
             )
         except IntegrityError as exc:
             raise MemberExists(f"member {body.external_id} already exists in this program") from exc
+        await accounts.open_member_accounts(session, principal.program_id, member_id, now)
 
     await context.db.run(work)
     return await view(context, principal, body.external_id)

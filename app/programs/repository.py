@@ -7,26 +7,20 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ledger.entries import SYSTEM_ACCOUNT_KINDS
-from app.ledger.models import Account
 from app.programs.models import Program
 
 
 async def insert_program(
     session: AsyncSession, *, code: str, name: str, point_name: str, now: datetime
 ) -> int:
-    """The program and its system accounts."""
+    """The program row (the ledger opens its accounts)."""
     program_id = await session.scalar(
         insert(Program)
         .values(code=code, name=name, point_name=point_name, created_at=now)
         .returning(Program.id)
     )
     assert program_id is not None
-    program_id = int(program_id)
-    await session.execute(
-        insert(Account), [{"program_id": program_id, "kind": kind} for kind in SYSTEM_ACCOUNT_KINDS]
-    )
-    return program_id
+    return int(program_id)
 
 
 async def program_id(session: AsyncSession, code: str) -> int | None:

@@ -11,6 +11,7 @@ from app.auth.service import DEFAULT_PROGRAM
 from app.context import AppContext
 from app.db import Database
 from app.errors import AppError, Forbidden
+from app.ledger import accounts
 from app.principal import Principal
 from app.programs import repository
 from app.programs.schemas import ProgramCreate, ProgramCreated
@@ -34,6 +35,7 @@ async def create_program(context: AppContext, principal: Principal, body: Progra
             )
         except IntegrityError as exc:
             raise ProgramExists(f"program {body.code} already exists") from exc
+        await accounts.open_program_accounts(session, program_id)
         await rulesets.create_default(session, program_id, now)
         _, key = await auth.create_key(
             session,
