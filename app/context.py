@@ -1,20 +1,44 @@
-"""What every request can reach: settings, database, clock, authenticator."""
+"""What every request can reach: settings, database, clock, the key authenticator
+and the rules cache.
+
+Shared infrastructure: it names what it needs of the authenticator (app.auth) and
+the rules cache (app.rulesets) as protocols, and the composition root
+(app/main.py) hands it the real ones, so every domain can depend on this module
+without depending upward."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth.service import Authenticator
 from app.clock import Clock
 from app.config import Settings
-from app.db import Database
+from app.db import Connection, Database
 from app.principal import Principal
-from app.rulesets.cache import RulesCache
+from app.rules import RulesDocument
+
+
+class Authenticates(Protocol):
+    """Resolves a bearer token to the caller (app.auth.service.Authenticator)."""
+
+    async def authenticate(self, authorization: str | None) -> Principal: ...
+
+    def forget(self) -> None: ...
+
+
+class RulesSource(Protocol):
+    """Rules documents by version, and each program's active one
+    (app.rulesets.cache.RulesCache)."""
+
+    async def document(self, connection: Connection, program_id: int, version: int) -> RulesDocument: ...
+
+    async def active(self, connection: Connection, program_id: int) -> tuple[int, RulesDocument]: ...
+
+    def activated(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -22,8 +46,8 @@ class AppContext:
     settings: Settings
     db: Database
     clock: Clock
-    auth: Authenticator
-    rules: RulesCache = field(default_factory=RulesCache)
+    auth: Authenticates
+    rules: RulesSource
 
 
 async def get_context(request: Request) -> AppContext:

@@ -26,6 +26,7 @@ from app.ops.endpoints import router as ops_router
 from app.orders.endpoints import router as orders_router
 from app.orders.endpoints import simulation_router
 from app.programs.endpoints import router as programs_router
+from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
 from app.tiers.endpoints import router as tiers_router
 
@@ -49,7 +50,10 @@ def create_app(
         await db.connect()
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         auth = Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds)
-        app.state.context = AppContext(settings=settings, db=db, clock=clock or SystemClock(), auth=auth)
+        rules = RulesCache()
+        app.state.context = AppContext(
+            settings=settings, db=db, clock=clock or SystemClock(), auth=auth, rules=rules
+        )
         # Startup objects (routes, models, schemas) live as long as the process:
         # keep them out of the collector's full passes, which otherwise show up
         # as latency spikes under load (bench/awards.py p99).
@@ -57,7 +61,7 @@ def create_app(
         stop = asyncio.Event()
         watchers = [
             asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop)),
-            asyncio.create_task(app.state.context.rules.watch(asyncpg_dsn(url), stop)),
+            asyncio.create_task(rules.watch(asyncpg_dsn(url), stop)),
         ]
         try:
             yield

@@ -60,6 +60,7 @@ from app.ledger import expiry
 from app.ledger import service as ledger
 from app.ledger.schemas import AwardIn
 from app.principal import Principal
+from app.rulesets.cache import RulesCache
 from bench import common
 
 DATABASE = "points_ledger_bench_expire"
@@ -230,6 +231,7 @@ async def award_until_stopped(
         db=db,
         clock=SystemClock(),
         auth=Authenticator(db.pool, admin_key=None, cache_seconds=0),
+        rules=RulesCache(),
     )
     starts: array[float] = array("d")
     latencies: array[float] = array("d")

@@ -41,6 +41,7 @@ from app.orders import simulation
 from app.orders.schemas import OrderIn, SimulationIn
 from app.principal import Principal
 from app.rulesets import service as rulesets
+from app.rulesets.cache import RulesCache
 from bench import common
 
 DATABASE = "points_ledger_bench_simulate"
@@ -154,6 +155,7 @@ async def run(orders_count: int, members: int, rounds: int) -> None:
         db=db,
         clock=SystemClock(),
         auth=Authenticator(db.pool, admin_key=None, cache_seconds=0),
+        rules=RulesCache(),
     )
     try:
         actual = await rulesets.create(context, PROGRAM, ACTUAL)

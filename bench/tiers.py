@@ -41,6 +41,7 @@ from app.db import Database, asyncpg_dsn
 from app.principal import Principal
 from app.rules.tiers import window_start
 from app.rulesets import service as rulesets
+from app.rulesets.cache import RulesCache
 from app.tiers import repository as tiers_repository
 from app.tiers.service import BATCH, evaluate_tiers
 from bench import common
@@ -172,6 +173,7 @@ async def run(members: int, rounds: int) -> None:
         db=db,
         clock=SystemClock(),
         auth=Authenticator(db.pool, admin_key=None, cache_seconds=0),
+        rules=RulesCache(),
     )
     now = datetime.now(UTC).replace(microsecond=0)
     evaluated: list[float] = []

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from uuid_utils.compat import uuid7
 
+from app.context import RulesSource
 from app.db import Connection, Database
 from app.ledger import repository
 from app.metrics import ENTRIES
@@ -44,7 +45,7 @@ class _Policy:
         return expiry.months if expiry.policy == "inactivity" else None
 
 
-async def _policy(connection: Connection, cache: RulesCache, program_id: int) -> _Policy:
+async def _policy(connection: Connection, cache: RulesSource, program_id: int) -> _Policy:
     return _Policy(*await cache.active(connection, program_id))
 
 
@@ -121,7 +122,7 @@ class Expiring:
 
 
 async def expiring(
-    connection: Connection, cache: RulesCache, program_id: int, member_id: int, *, limit: int = 10
+    connection: Connection, cache: RulesSource, program_id: int, member_id: int, *, limit: int = 10
 ) -> list[Expiring]:
     """The member's next expiries, soonest first: their lots grouped by date and,
     under an inactivity policy, everything else at the date they would lose it all."""

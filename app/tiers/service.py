@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from uuid_utils.compat import uuid7
 
-from app.context import AppContext
+from app.context import AppContext, RulesSource
 from app.db import Connection, Database
 from app.errors import AppError, ValidationFailed
 from app.idempotency import KeyedRequest, StoredResponse
@@ -373,7 +373,7 @@ class MemberTierView:
 
 
 async def member_view(
-    connection: Connection, cache: RulesCache, program_id: int, member_id: int, now: datetime
+    connection: Connection, cache: RulesSource, program_id: int, member_id: int, now: datetime
 ) -> MemberTierView:
     """The member view's tier and progress (nothing under rules without tiers)."""
     _, rules = await _active(connection, cache, program_id)
@@ -386,7 +386,7 @@ async def member_view(
     return MemberTierView(_state_out(rules, state), _progress_out(rules, state, activity))
 
 
-async def _active(connection: Connection, cache: RulesCache, program_id: int) -> tuple[int, RulesDocument]:
+async def _active(connection: Connection, cache: RulesSource, program_id: int) -> tuple[int, RulesDocument]:
     return await cache.active(connection, program_id)
 
 
@@ -643,7 +643,7 @@ async def _outcomes(
 
 
 def _evaluate_batch(
-    cache: RulesCache, program_id: int, after: int, as_of: datetime, now: datetime, batch: int
+    cache: RulesSource, program_id: int, after: int, as_of: datetime, now: datetime, batch: int
 ) -> Callable[[Connection], Any]:
     async def work(connection: Connection) -> tuple[int, dict[str, int]] | None:
         rows = await repository.batch(connection, program_id, after, batch)
