@@ -55,7 +55,8 @@ class Account(Base):
 
 
 class MemberBalance(Base):
-    """Cached balances of a member's three accounts, updated with every posting."""
+    """Cached balances of a member's four accounts (available, pending, held, debt),
+    updated in the same statement as every posting, with a version."""
 
     __tablename__ = "member_balance"
     __table_args__ = (
@@ -146,8 +147,8 @@ class Posting(Base):
     # The member owning the account, copied so a statement is one index range scan.
     member_id: Mapped[int | None] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
-    # The member's three balances right after this entry: statements and
-    # balance-as-of read them instead of summing history.
+    # The member's available, pending and held balances right after this entry:
+    # statements and balance-as-of read them instead of summing history.
     available_after: Mapped[int | None] = mapped_column(BigInteger)
     pending_after: Mapped[int | None] = mapped_column(BigInteger)
     held_after: Mapped[int | None] = mapped_column(BigInteger)
