@@ -21,7 +21,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from app.cli import run_migrations
-from app.config import Environment, Settings
+from app.config import Environment, Settings, get_settings
+from app.db import Database
 from app.ledger.verify import verify
 from app.main import create_app
 from tests.support import (
@@ -137,3 +138,23 @@ async def db(migrated_database: str) -> AsyncIterator[asyncpg.Connection]:
 async def other(client: httpx.AsyncClient) -> Api:
     """A second program, to show one program never sees another's data."""
     return await new_program(client)
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """For tests that run the CLI in-process: it reads its settings (the database URL
+    among them) through the cached get_settings()."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def database(migrated_database: str) -> AsyncIterator[Database]:
+    """A connected Database (pool, unit of work, retries) on the worker's database."""
+    db = Database(migrated_database, Settings(env=Environment.test, database_url=None))
+    await db.connect()
+    try:
+        yield db
+    finally:
+        await db.dispose()

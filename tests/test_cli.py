@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -13,19 +12,12 @@ from typer.testing import CliRunner
 
 from app import embedded
 from app.cli import cli, run_migrations
-from app.config import get_settings
 from app.db import asyncpg_dsn
 from tests.conftest import scratch_database
 from tests.support import dsn, scratch_name
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("fresh_settings")
 
 
 def invoke(url: str, *args: str) -> tuple[int, str]:

@@ -3,24 +3,10 @@ bounded number of times, and never on anything else."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import pytest
 
-from app.config import Settings
 from app.db import ATTEMPTS, Connection, Database
-from tests.support import database_url
-
-
-@pytest.fixture
-async def database(migrated_database: str) -> AsyncIterator[Database]:
-    db = Database(database_url(), Settings(database_url=None))
-    await db.connect()
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 class TestRetry:

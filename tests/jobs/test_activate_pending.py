@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -156,14 +155,7 @@ class TestConcurrentRuns:
         assert [await api.available(member) for member in members] == [3] * 30
 
 
-@pytest.fixture
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-@pytest.mark.usefixtures("_fresh_settings")
+@pytest.mark.usefixtures("fresh_settings")
 class TestActivatePendingFromTheCli:
     async def test_runs_for_one_program_as_of_an_instant(self, api: Api) -> None:
         member = await api.enrol()

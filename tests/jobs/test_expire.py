@@ -5,7 +5,6 @@ the CLI and from two runs at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -291,14 +290,7 @@ class TestConcurrentRuns:
         assert entries == 25
 
 
-@pytest.fixture
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-@pytest.mark.usefixtures("_fresh_settings")
+@pytest.mark.usefixtures("fresh_settings")
 class TestExpireFromTheCli:
     async def test_runs_with_a_progress_bar_and_reruns_as_a_no_op(self, api: Api) -> None:
         members = [await api.enrol() for _ in range(3)]

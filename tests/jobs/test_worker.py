@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -15,14 +14,6 @@ from app.config import get_settings
 from app.db import Database
 from app.jobs.worker import LOCK_SPACE, Round, run_forever, run_round
 from tests.support import Api, MovableClock, database_url, dsn
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[Database]:
-    db = Database(database_url(), get_settings())
-    await db.connect()
-    yield db
-    await db.dispose()
 
 
 async def lots_to_expire(api: Api, clock: MovableClock) -> tuple[str, str, str]:
@@ -125,14 +116,7 @@ class TestForever:
         assert [list(done.ran) for done in rounds[1:]] == [["activate-pending", "release-holds"]] * 2
 
 
-@pytest.fixture
-def _fresh_settings() -> Iterator[None]:
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
-@pytest.mark.usefixtures("_fresh_settings")
+@pytest.mark.usefixtures("fresh_settings")
 class TestWorkerCli:
     async def test_once_runs_a_round_and_reports_it(self) -> None:
         env = {"LEDGER_DATABASE_URL": database_url(), "LEDGER_ENV": "test"}
