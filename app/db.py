@@ -21,6 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy import MetaData, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -67,6 +68,57 @@ def postgres_error_of(exc: BaseException) -> asyncpg.PostgresError | None:
             return seen
         seen = seen.orig if isinstance(seen, DBAPIError) else seen.__cause__
     return None
+
+
+# SQLSTATE classes that say the database can't serve now, not that the request is
+# wrong: 08 connection exception, 53 insufficient resources, 57 operator
+# intervention (57P01 admin shutdown, 57P03 cannot connect now, 57014 a statement
+# cancelled by statement_timeout), 58 system error; and 40001/40P01 once the
+# retries are spent, 55P03 a lock not available.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+_UNAVAILABLE_STATES = frozenset({SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED, "55P03"})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, through SQLAlchemy's wrapping."""
+    found: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in found and len(found) < 16:
+        found.append(seen)
+        if isinstance(seen, DBAPIError) and isinstance(seen.orig, BaseException):
+            seen = seen.orig
+        else:
+            seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database could not serve the request now (down,
+    restarting, out of connections, too slow), so the caller should retry later
+    with the same Idempotency-Key: a 503, never a 500."""
+    for cause in _causes(exc):
+        if isinstance(cause, asyncpg.PostgresError):
+            state = str(cause.sqlstate or "")
+            if state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES:
+                return True
+        if isinstance(
+            cause,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.InternalClientError
+            | ConnectionError
+            | TimeoutError
+            | SQLAlchemyTimeoutError,
+        ):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+        # A socket that could not connect: asyncpg raises a bare OSError when every
+        # address of the server refused ("Multiple exceptions: ... Connect call
+        # failed"). The database is the only thing a request connects to.
+        if isinstance(cause, OSError):
+            return True
+    return False
 
 
 def sqlstate_of(exc: BaseException) -> str | None:

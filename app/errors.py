@@ -11,7 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db import database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +179,11 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = "1"
         return response
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if database_unavailable(exc):  # however SQLAlchemy wrapped it on the way up
+            return await on_database_unavailable(request, exc)
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(
@@ -188,16 +196,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    # A statement cancelled by statement_timeout (a lock held too long) or a lost
-    # connection is the service's trouble, not the caller's input: 503, retry.
-    for unavailable in (
-        asyncpg.QueryCanceledError,
-        asyncpg.PostgresConnectionError,
+    # A database that is down, restarting, out of connections or too slow (a lock
+    # held past statement_timeout) is the service's trouble, not the caller's
+    # input: 503 with Retry-After, and the retry with the same key is safe.
+    # database_unavailable() decides, looking through SQLAlchemy's wrapping.
+    for database_error in (
+        asyncpg.PostgresError,
         asyncpg.InterfaceError,
-        ConnectionError,
-        TimeoutError,
+        asyncpg.InternalClientError,
+        SQLAlchemyError,
+        OSError,  # ConnectionError, TimeoutError and the sockets that could not connect
     ):
-        app.add_exception_handler(unavailable, on_database_unavailable)
+        app.add_exception_handler(database_error, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
