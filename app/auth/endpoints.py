@@ -4,19 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Depends, Path
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, ValidationFailed, error_responses
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+router = api_router(prefix="/v1/api-keys", tags=["api keys"])
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.events import service
 from app.events.schemas import EventIn
@@ -17,7 +17,7 @@ from app.ledger.errors import MemberNotFound, PointsOutOfRange
 from app.ledger.schemas import EntryOut
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1/members", tags=["points"])
+router = api_router(prefix="/v1/members", tags=["points"])
 
 
 @router.post(

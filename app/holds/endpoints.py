@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import Response
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.fields import MemberPath
 from app.holds import service
@@ -17,7 +17,7 @@ from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyK
 from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1", tags=["holds"])
+router = api_router(prefix="/v1", tags=["holds"])
 Burner = Annotated[Principal, Depends(require("points:burn"))]
 HoldPath = Annotated[uuid.UUID, Path(description="the hold's id")]
 _CLOSE_ERRORS = (

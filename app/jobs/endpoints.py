@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Environment
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, ValidationFailed, error_responses
 from app.fields import Instant
 from app.jobs import service
 from app.jobs.service import JobSummary
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = api_router(prefix="/v1/jobs", tags=["jobs"])
 
 
 class JobIn(BaseModel):

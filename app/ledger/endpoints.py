@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.fields import Instant, MemberPath
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
@@ -34,7 +34,7 @@ from app.ledger.schemas import (
 from app.pagination import Cursor, Limit
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1", tags=["points"])
+router = api_router(prefix="/v1", tags=["points"])
 
 _POST_ERRORS = (
     Forbidden,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Depends, Path
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.fields import ExternalId
 from app.ledger.errors import MemberNotFound
@@ -13,7 +13,7 @@ from app.members.errors import MemberExists
 from app.members.schemas import MemberCreate, MemberOut
 from app.principal import Principal
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = api_router(prefix="/v1/members", tags=["members"])
 
 
 @router.post(

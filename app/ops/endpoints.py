@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from app.context import Context
+from app.context import Context, api_router
 from app.errors import ServiceUnavailable, error_responses
 
-router = APIRouter(tags=["operations"])
+router = api_router(tags=["operations"])
 
 
 class Health(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import Response
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.fields import RulesVersionPath, ShortText
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
@@ -17,7 +17,7 @@ from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult, Sim
 from app.principal import Principal
 from app.rulesets.service import RulesVersionNotFound
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"])
+router = api_router(prefix="/v1/orders", tags=["orders"])
 Earner = Annotated[Principal, Depends(require("points:earn"))]
 
 
@@ -93,7 +93,7 @@ async def create_order_refund(
 
 
 # The what-if replay answers under the rules paths (it simulates a rules version).
-simulation_router = APIRouter(prefix="/v1/rules", tags=["rules"])
+simulation_router = api_router(prefix="/v1/rules", tags=["rules"])
 RulesReader = Annotated[Principal, Depends(require("rules:read"))]
 
 

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.principal import Principal
 from app.programs import service
 from app.programs.schemas import ProgramCreate, ProgramCreated
 
-router = APIRouter(prefix="/v1/programs", tags=["programs"])
+router = api_router(prefix="/v1/programs", tags=["programs"])
 
 
 @router.post(

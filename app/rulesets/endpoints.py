@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, MalformedJson, error_responses
 from app.fields import RulesVersionPath
 from app.principal import Principal
 from app.rulesets import service
 from app.rulesets.schemas import RulesVersionOut
 
-router = APIRouter(prefix="/v1/rules", tags=["rules"])
+router = api_router(prefix="/v1/rules", tags=["rules"])
 Reader = Annotated[Principal, Depends(require("rules:read"))]
 Writer = Annotated[Principal, Depends(require("rules:write"))]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from app.context import Context, require
+from app.context import Context, api_router, require
 from app.errors import Forbidden, error_responses
 from app.fields import MemberPath
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
@@ -17,7 +17,7 @@ from app.principal import Principal
 from app.tiers import service
 from app.tiers.schemas import KeepIn, OverrideIn, TierOut
 
-router = APIRouter(prefix="/v1/members/{member}/tier", tags=["tiers"])
+router = api_router(prefix="/v1/members/{member}/tier", tags=["tiers"])
 
 
 @router.get(
