@@ -31,13 +31,13 @@ def api_routes(routes: Sequence[BaseRoute]) -> list[APIRoute]:
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, str]]:
-    found = []
+    found: list[tuple[str, str, str]] = []
     for route in api_routes(app.routes):
         scope = _required_scope(route.dependant)
         if scope is None:
             continue
         path = re.sub(r"\{[^}]+\}", JUNK_PATH_PARAMETER, route.path_format)
-        found.extend((method, path, scope) for method in sorted(route.methods))
+        found.extend((method, path, scope) for method in sorted(route.methods or ()))
     return found
 
 
