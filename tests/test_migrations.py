@@ -21,7 +21,6 @@ from tests.conftest import scratch_database
 from tests.support import Api, database_url
 
 
-
 @pytest.fixture(scope="module")
 def migrated_scratch() -> Iterator[str]:
     with scratch_database("migrations") as url:
