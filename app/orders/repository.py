@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from app.db import Connection
+from app.rules.tier_machine import TierDecision
 
 # Everything the rules need to know about the member, and the balance row's version
 # that ledger_post_order() checks, in one round trip. Earned points are summed per
@@ -177,7 +178,7 @@ class NewOrder:
     amounts: list[int]
     response_body: bytes
     expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
-    tier: dict[str, Any] | None = None  # the member's upgrade this order makes (tier_apply()'s element)
+    tier: TierDecision | None = None  # the member's upgrade this order makes
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -209,7 +210,7 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         order.amounts,
         order.response_body,
         order.expires_at,
-        None if order.tier is None else json.dumps(order.tier),
+        None if order.tier is None else json.dumps(order.tier.as_json()),  # tier_apply()'s element
     )
     assert row is not None
     return row
