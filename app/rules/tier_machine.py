@@ -10,16 +10,16 @@ instant, and writes the `TierDecision` it gets back through tier_apply().
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.rules.document import RulesDocument
+from app.rules.document import RulesDocument, Tier
 
 # One notion of rank for "no tier" and for a code these rules no longer have (0,
 # below every tier), shared with the verdicts.
-from app.rules.tiers import Activity, _rank, qualified, retention, term_end, window_start
+from app.rules.tiers import Activity, _rank, qualified, retention, term_end, upgrade, window_start
 
 __all__ = [
     "Change",
@@ -27,9 +27,11 @@ __all__ = [
     "TierDecision",
     "TierState",
     "Window",
+    "best_upgrade",
     "decision",
     "evaluate",
     "nothing_above",
+    "upgrade_windows",
     "window",
 ]
 
@@ -225,6 +227,50 @@ def nothing_above(rules: RulesDocument, current: str | None) -> bool:
     """True when no activity can upgrade a member holding `current`: the rules have no
     tiers, or none ranks above it (a code these rules dropped ranks below them all)."""
     return not rules.tiers or _rank(rules, current) == max(tier.rank for tier in rules.tiers)
+
+
+def upgrade_windows(rules: RulesDocument, at: datetime, now: datetime) -> tuple[Window, ...]:
+    """The windows an order or event at `at` is judged on for an upgrade: the one
+    ending at `at` (orders posted in the order they were paid, an import say, climb
+    as they did then) and the one ending `now` (an order reported late completes
+    what later ones began); one when they are the same instant."""
+    return tuple(window(rules, end) for end in sorted({at, now}))
+
+
+def best_upgrade(
+    rules: RulesDocument,
+    *,
+    member_id: int,
+    current: str | None,
+    at: datetime,
+    judged: Iterable[tuple[Window, Activity]],
+    extra: Activity | None = None,
+    entry_id: uuid.UUID | None = None,
+) -> TierDecision | None:
+    """The upgrade an order or event at `at` makes for a member holding `current`, if
+    the activity of one of the `judged` windows (`upgrade_windows`, with what each
+    holds as recorded, earliest first) qualifies them for a higher tier: the highest
+    such tier, on the first window that reaches it. `extra` is the order's own activity when it is
+    not yet recorded; it counts in each window that contains `at`."""
+    best: tuple[Tier, Activity, Window] | None = None
+    for judged_window, recorded in judged:
+        activity = recorded
+        if extra is not None and (judged_window.start is None or at >= judged_window.start):
+            activity = Activity(
+                activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
+            )
+        reached = upgrade(rules, current, activity)
+        if reached is not None and (best is None or reached.rank > best[0].rank):
+            best = (reached, activity, judged_window)
+    if best is None:
+        return None
+    reached, activity, closed = best
+    # The member qualified when that window closed: at the order itself, or, when
+    # only the window up to now qualifies (the order came in late), now.
+    since = closed.end
+    ends = term_end(rules, since)
+    change = Change(current, reached.code, "qualified", since, ends, activity, closed, entry_id=entry_id)
+    return TierDecision(member_id, current, TierState(reached.code, since, ends), (change,))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -6,8 +6,9 @@ and the `TierDecision` that records them); this module reads the member's state 
 the activity the decisions ask for, holds the members' locks, and writes the
 decisions through tier_apply():
 - an order or event that qualifies a member for a higher tier upgrades them in
-  the same transaction (`upgrade_decision`); the term starts at the order's
-  `paid_at` (the event's `occurred_at`) and lasts `term_months`;
+  the same transaction (`upgrade_decision`); the term starts when the window that
+  qualified them closed (the order's `paid_at`, the event's `occurred_at`, or now
+  for one reported late) and lasts `term_months`;
 - the job judges each term at its end, on the activity of the window that ends
   then, whenever it actually runs (`evaluate_tiers`); a miss drops the tier after
   `grace_days`; it also applies upgrades that new rules allow;
@@ -37,19 +38,19 @@ from app.ledger import service as ledger
 from app.members.errors import MemberNotFound
 from app.pagination import decode_cursor, encode_cursor
 from app.rules import RulesDocument
-from app.rules.document import Tier
 from app.rules.tier_machine import (
     Change,
     Outcome,
     TierDecision,
     TierState,
-    Window,
+    best_upgrade,
     decision,
     evaluate,
     nothing_above,
+    upgrade_windows,
     window,
 )
-from app.rules.tiers import Activity, keep_price, progress, term_end, tier_by_code, upgrade, window_start
+from app.rules.tiers import Activity, keep_price, progress, term_end, tier_by_code, window_start
 from app.rulesets.cache import RulesCache
 from app.tiers import repository
 from app.tiers.schemas import (
@@ -93,35 +94,23 @@ async def upgrade_decision(
     entry_id: uuid.UUID | None = None,
 ) -> TierDecision | None:
     """The upgrade an order or event at `at` makes, if it qualifies the member for a
-    higher tier; `extra` is its own activity when it is not yet recorded. It is
-    judged on the window ending at `at` (orders posted in the order they were paid,
-    an import say, climb as they did then) and on the window ending `now` (an order
-    reported late completes what later ones began), both in one query; the term
-    starts at `at`. The caller holds the member's lock and applies the decision in
-    its transaction."""
+    higher tier (app.rules.tier_machine.best_upgrade); `extra` is its own
+    activity when it is not yet recorded. Both windows it is judged on are read in
+    one query. The caller holds the member's lock and applies the decision in its
+    transaction."""
     if nothing_above(rules, current):
         return None  # no tiers, or nothing above this one: no query on the checkout's path
-    windows = [window(rules, end) for end in sorted({at, now})]
+    windows = upgrade_windows(rules, at, now)
     rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
-    best: tuple[Tier, Activity, Window] | None = None
-    for judged, row in zip(windows, rows, strict=True):
-        activity = _activity(row)
-        if extra is not None and (judged.start is None or at >= judged.start):
-            activity = Activity(
-                activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
-            )
-        reached = upgrade(rules, current, activity)
-        if reached is not None and (best is None or reached.rank > best[0].rank):
-            best = (reached, activity, judged)
-    if best is None:
-        return None
-    reached, activity, judged = best
-    # The member qualified when that window closed: at the order itself, or, when
-    # only the window up to now qualifies (the order came in late), now.
-    since = judged.end
-    ends = term_end(rules, since)
-    change = Change(current, reached.code, "qualified", since, ends, activity, judged, entry_id=entry_id)
-    return TierDecision(member_id, current, TierState(reached.code, since, ends), (change,))
+    return best_upgrade(
+        rules,
+        member_id=member_id,
+        current=current,
+        at=at,
+        judged=zip(windows, map(_activity, rows), strict=True),
+        extra=extra,
+        entry_id=entry_id,
+    )
 
 
 async def apply_upgrade(
