@@ -14,6 +14,7 @@ import asyncpg
 
 from app.db import Connection
 from app.ledger.entries import Leg
+from app.rules.tier_machine import TierDecision
 
 # Everything the rules need to know about the member, and the balance row's version
 # that ledger_post_order() checks, in one round trip. Earned points are summed per
@@ -182,7 +183,7 @@ class NewOrder:
     legs: tuple[Leg, ...]  # the earn entry's postings; none when the order earns nothing
     response_body: bytes
     expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
-    tier: dict[str, Any] | None = None  # the member's upgrade this order makes (tier_apply()'s element)
+    tier: TierDecision | None = None  # the member's upgrade this order makes
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -214,7 +215,7 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         [leg.account for leg in order.legs],
         [leg.amount for leg in order.legs],
         order.response_body,
-        None if order.tier is None else json.dumps(order.tier),
+        None if order.tier is None else json.dumps(order.tier.as_json()),  # tier_apply()'s element
     )
     assert row is not None
     return row

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -50,6 +49,7 @@ from app.rules import (
 )
 from app.rules.earning import display_places, local_time
 from app.rules.lifecycle import lot_expiry
+from app.rules.tier_machine import TierDecision
 from app.rules.tiers import Activity
 from app.tiers import service as tiers
 
@@ -239,11 +239,11 @@ def _new_order(
     earning: OrderEarning,
     now: datetime,
     entry_id: uuid.UUID,
-    upgrade: dict[str, Any] | None,
+    upgrade: TierDecision | None,
 ) -> NewOrder:
     owed = -facts.debt
     repaid = min(earning.points, owed)
-    tier_reached = None if upgrade is None else upgrade["state"]["tier"]
+    tier_reached = None if upgrade is None else upgrade.state.tier
     result, pending_until = _result(
         body,
         rules,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 
 from app.db import Connection
+from app.rules.tier_machine import TierDecision, TierState
 
 # Qualifying activity of members in windows [start, end] (start NULL: since ever):
 # orders not fully refunded, spend net of refunds, points earned by orders (net of
@@ -134,6 +134,18 @@ async def activity(
     return [(row["orders"], row["spend"], row["points"]) for row in rows]
 
 
+def state_of(row: asyncpg.Record) -> TierState:
+    """The tier state in a row read with _STATE_COLUMNS (no tier: all None, not pinned)."""
+    return TierState(
+        row["tier_code"],
+        row["since"],
+        row["term_ends_at"],
+        row["grace_ends_at"],
+        row["override_until"],
+        row["pinned"],
+    )
+
+
 async def state(
     connection: Connection, program_id: int, member: str, *, lock: bool = False
 ) -> asyncpg.Record | None:
@@ -159,11 +171,13 @@ async def apply(
     program_id: int,
     rules_version: int,
     now: datetime,
-    decisions: list[dict[str, Any]],
+    decisions: list[TierDecision],
 ) -> int:
+    """Write the decisions (tier_apply()); history rows written."""
     if not decisions:
         return 0
-    return int(await connection.fetchval(APPLY, program_id, rules_version, now, json.dumps(decisions)))
+    elements = json.dumps([found.as_json() for found in decisions])
+    return int(await connection.fetchval(APPLY, program_id, rules_version, now, elements))
 
 
 async def history(connection: Connection, member_id: int, before_id: int, limit: int) -> list[asyncpg.Record]:

@@ -1,12 +1,16 @@
 """Tiers: each member's tier state, its changes, and the evaluate-tiers job.
 
-The rules module decides (app/rules/tiers.py: windows, qualification, retention);
-this module keeps the state and decides *when*:
+The rules module decides (app/rules/tiers.py: windows, qualification, retention;
+app/rules/tier_machine.py: term ends, grace, override ends and upgrades in order,
+and the `TierDecision` that records them); this module reads the member's state and
+the activity the decisions ask for, holds the members' locks, and writes the
+decisions through tier_apply():
 - an order or event that qualifies a member for a higher tier upgrades them in
-  the same transaction (`upgrade_decision`); the term starts at the order's
-  `paid_at` (the event's `occurred_at`) and lasts `term_months`;
+  the same transaction (`upgrade_decision`); the term starts when the window that
+  qualified them closed (the order's `paid_at`, the event's `occurred_at`, or now
+  for one reported late) and lasts `term_months`;
 - the job judges each term at its end, on the activity of the window that ends
-  then, whenever it actually runs (`evaluate`); a miss drops the tier after
+  then, whenever it actually runs (`evaluate_tiers`); a miss drops the tier after
   `grace_days`; it also applies upgrades that new rules allow;
 - a member may spend the tier's `keep_with_points` to move the term's end
   forward; an operator may set a tier, with or without an end.
@@ -16,8 +20,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,18 +39,19 @@ from app.ledger.errors import MemberNotFound
 from app.pagination import decode_cursor, encode_cursor
 from app.principal import Principal
 from app.rules import RulesDocument
-from app.rules.document import Tier
-from app.rules.tiers import (
-    Activity,
-    keep_price,
-    progress,
-    qualified,
-    retention,
-    term_end,
-    tier_by_code,
-    upgrade,
-    window_start,
+from app.rules.tier_machine import (
+    Change,
+    Outcome,
+    TierDecision,
+    TierState,
+    best_upgrade,
+    decision,
+    evaluate,
+    nothing_above,
+    upgrade_windows,
+    window,
 )
+from app.rules.tiers import Activity, keep_price, progress, term_end, tier_by_code, window_start
 from app.rulesets.cache import RulesCache
 from app.tiers import repository
 from app.tiers.schemas import (
@@ -64,195 +69,6 @@ BATCH = 500
 
 class NotEligible(AppError):
     status, code, title = 422, "not_eligible", "The member cannot keep their tier with points now"
-
-
-@dataclass(frozen=True, slots=True)
-class TierState:
-    tier: str | None = None
-    since: datetime | None = None
-    term_ends_at: datetime | None = None
-    grace_ends_at: datetime | None = None
-    override_until: datetime | None = None
-    pinned: bool = False
-
-    @classmethod
-    def of(cls, row: asyncpg.Record) -> TierState:
-        return cls(
-            row["tier_code"],
-            row["since"],
-            row["term_ends_at"],
-            row["grace_ends_at"],
-            row["override_until"],
-            row["pinned"],
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "tier": self.tier,
-            "since": _iso(self.since),
-            "term_ends_at": _iso(self.term_ends_at),
-            "grace_ends_at": _iso(self.grace_ends_at),
-            "override_until": _iso(self.override_until),
-            "pinned": self.pinned,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    start: datetime | None
-    end: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    before: str | None
-    after: str | None
-    reason: str
-    effective_at: datetime
-    term_ends_at: datetime | None
-    activity: Activity | None = None
-    window: Window | None = None
-    entry_id: uuid.UUID | None = None
-    actor_key_id: uuid.UUID | None = None
-    note: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "from": self.before,
-            "to": self.after,
-            "reason": self.reason,
-            "effective_at": _iso(self.effective_at),
-            "term_ends_at": _iso(self.term_ends_at),
-            "activity": None if self.activity is None else _activity_json(self.activity, self.window),
-            "entry_id": None if self.entry_id is None else str(self.entry_id),
-            "actor_key_id": None if self.actor_key_id is None else str(self.actor_key_id),
-            "note": self.note,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    state: TierState
-    changes: list[Change] = field(default_factory=list)
-    needs: datetime | None = None  # the end of a window whose activity is needed to go on
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _activity_json(activity: Activity, window: Window | None) -> dict[str, Any]:
-    return {
-        "orders": activity.orders,
-        "spend": str(activity.spend),
-        "points": activity.points,
-        "window_start": None if window is None else _iso(window.start),
-        "window_end": None if window is None else _iso(window.end),
-    }
-
-
-def _rank(rules: RulesDocument, code: str | None) -> int:
-    tier = None if code is None else tier_by_code(rules, code)
-    return 0 if tier is None else tier.rank
-
-
-def window(rules: RulesDocument, end: datetime) -> Window:
-    return Window(window_start(rules, end), end)
-
-
-def evaluate(
-    rules: RulesDocument, state: TierState, as_of: datetime, known: Mapping[datetime, Activity]
-) -> Outcome:
-    """Where the member's tier stands at `as_of`, judging every term end, grace end
-    and override end up to then in order (the job may run weeks late: each is judged
-    as of its own time), then upgrading if the activity up to `as_of` qualifies for
-    more. `known` maps a window's end to its activity; when one is missing the
-    outcome says which (`needs`), and the caller asks again with it."""
-    changes: list[Change] = []
-    current = state
-    for _ in range(1000):  # a term is at least a month: this is centuries
-        if current.override_until is not None and current.override_until <= as_of:
-            # The override ended: from here the tier is judged as at a term's end.
-            current = replace(current, term_ends_at=current.override_until, override_until=None, pinned=False)
-        if (
-            current.tier is None
-            or current.pinned
-            or current.override_until is not None
-            or current.term_ends_at is None
-            or current.term_ends_at > as_of
-        ):
-            break
-        end = current.term_ends_at
-        activity = known.get(end)
-        if activity is None:
-            return Outcome(current, changes, needs=end)
-        judged = retention(rules, current.tier, activity)
-        if judged.keeps:
-            renewed = term_end(rules, end)
-            changes.append(
-                Change(current.tier, current.tier, "retained", end, renewed, activity, window(rules, end))
-            )
-            current = replace(current, term_ends_at=renewed, grace_ends_at=None)
-            continue
-        drop_at = current.grace_ends_at or end + timedelta(days=rules.tier_policy.grace_days)
-        if drop_at > as_of:
-            current = replace(current, grace_ends_at=drop_at)  # missed: in grace until then
-            break
-        if drop_at != end:
-            # Qualifying again during the grace keeps the tier, however late the job runs.
-            at_drop = known.get(drop_at)
-            if at_drop is None:
-                return Outcome(current, changes, needs=drop_at)
-            again = qualified(rules, at_drop)
-            if again is not None and again.rank >= _rank(rules, current.tier):
-                renewed = term_end(rules, end)
-                changes.append(
-                    Change(
-                        current.tier,
-                        current.tier,
-                        "retained",
-                        drop_at,
-                        renewed,
-                        at_drop,
-                        window(rules, drop_at),
-                    )
-                )
-                current = replace(current, term_ends_at=renewed, grace_ends_at=None)
-                continue
-        target = None if judged.target is None else judged.target.code
-        ends = None if target is None else term_end(rules, drop_at)
-        changes.append(
-            Change(current.tier, target, "downgraded", drop_at, ends, activity, window(rules, end))
-        )
-        current = TierState(target, None if target is None else drop_at, ends)
-    now_activity = known.get(as_of)
-    if now_activity is None:
-        return Outcome(current, changes, needs=as_of)
-    reached = qualified(rules, now_activity)
-    if reached is not None and (
-        reached.rank > _rank(rules, current.tier)
-        or (current.grace_ends_at is not None and reached.code == current.tier)
-    ):
-        # Up (or, in grace, qualifying again for the same tier): a new term from now.
-        ends = term_end(rules, as_of)
-        reason = "qualified" if reached.code != current.tier else "retained"
-        changes.append(
-            Change(current.tier, reached.code, reason, as_of, ends, now_activity, window(rules, as_of))
-        )
-        current = TierState(reached.code, as_of if reached.code != current.tier else current.since, ends)
-    return Outcome(current, changes)
-
-
-def decision(member_id: int, before: TierState, outcome: Outcome) -> dict[str, Any] | None:
-    """tier_apply()'s element for an outcome; None when nothing changed."""
-    if outcome.state == before and not outcome.changes:
-        return None
-    return {
-        "member_id": member_id,
-        "from": before.tier,
-        "state": outcome.state.as_json(),
-        "changes": [change.as_json() for change in outcome.changes],
-    }
 
 
 def _activity(row: tuple[int, Decimal, int]) -> Activity:
@@ -277,42 +93,25 @@ async def upgrade_decision(
     now: datetime,
     extra: Activity | None = None,
     entry_id: uuid.UUID | None = None,
-) -> dict[str, Any] | None:
+) -> TierDecision | None:
     """The upgrade an order or event at `at` makes, if it qualifies the member for a
-    higher tier; `extra` is its own activity when it is not yet recorded. It is
-    judged on the window ending at `at` (orders posted in the order they were paid,
-    an import say, climb as they did then) and on the window ending `now` (an order
-    reported late completes what later ones began), both in one query; the term
-    starts at `at`. The caller holds the member's lock and applies the decision in
-    its transaction."""
-    if not rules.tiers or _rank(rules, current) == max(tier.rank for tier in rules.tiers):
+    higher tier (app.rules.tier_machine.best_upgrade); `extra` is its own
+    activity when it is not yet recorded. Both windows it is judged on are read in
+    one query. The caller holds the member's lock and applies the decision in its
+    transaction."""
+    if nothing_above(rules, current):
         return None  # no tiers, or nothing above this one: no query on the checkout's path
-    windows = [window(rules, end) for end in sorted({at, now})]
+    windows = upgrade_windows(rules, at, now)
     rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
-    best: tuple[Tier, Activity, Window] | None = None
-    for judged, row in zip(windows, rows, strict=True):
-        activity = _activity(row)
-        if extra is not None and (judged.start is None or at >= judged.start):
-            activity = Activity(
-                activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
-            )
-        reached = upgrade(rules, current, activity)
-        if reached is not None and (best is None or reached.rank > best[0].rank):
-            best = (reached, activity, judged)
-    if best is None:
-        return None
-    reached, activity, judged = best
-    # The member qualified when that window closed: at the order itself, or, when
-    # only the window up to now qualifies (the order came in late), now.
-    since = judged.end
-    ends = term_end(rules, since)
-    change = Change(current, reached.code, "qualified", since, ends, activity, judged, entry_id=entry_id)
-    return {
-        "member_id": member_id,
-        "from": current,
-        "state": TierState(reached.code, since, ends).as_json(),
-        "changes": [change.as_json()],
-    }
+    return best_upgrade(
+        rules,
+        member_id=member_id,
+        current=current,
+        at=at,
+        judged=zip(windows, map(_activity, rows), strict=True),
+        extra=extra,
+        entry_id=entry_id,
+    )
 
 
 async def apply_upgrade(
@@ -338,7 +137,7 @@ async def apply_upgrade(
     if found is None:
         return None
     await repository.apply(connection, program_id, rules_version, now, [found])
-    return str(found["state"]["tier"])
+    return found.state.tier
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -379,7 +178,7 @@ async def member_view(
     _, rules = await _active(connection, cache, program_id)
     row = await repository.state_by_id(connection, member_id)
     assert row is not None
-    state = TierState.of(row)
+    state = repository.state_of(row)
     if not rules.tiers and state.tier is None:
         return MemberTierView(None, None)
     activity = await activity_in(connection, rules, member_id, now)
@@ -443,7 +242,7 @@ async def _view(
 ) -> TierOut:
     row = await repository.state_by_id(connection, member_id)
     assert row is not None
-    state = TierState.of(row)
+    state = repository.state_of(row)
     activity = await activity_in(connection, rules, member_id, now)
     rows = await repository.history(connection, member_id, before, limit + 1)
     more = len(rows) > limit
@@ -482,7 +281,7 @@ async def keep(context: AppContext, request: KeyedRequest, member: str, body: Ke
             if found is not None:
                 return found
             rules_version, rules = await _active(connection, context.rules, program_id)
-            state = TierState.of(row)
+            state = repository.state_of(row)
             price = None if state.tier is None else keep_price(rules, state.tier)
             if state.tier is None or price is None:
                 raise NotEligible(
@@ -502,7 +301,7 @@ async def keep(context: AppContext, request: KeyedRequest, member: str, body: Ke
             # after it; the entry it names follows in the same transaction (the
             # foreign key is checked at commit), and a refusal undoes both.
             change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
-            kept = decision(row["member_id"], state, Outcome(after, [change]))
+            kept = decision(row["member_id"], state, Outcome(after, (change,)))
             assert kept is not None
             await repository.apply(connection, program_id, rules_version, now, [kept])
             out = await _view(connection, rules, member, row["member_id"], now)
@@ -541,7 +340,7 @@ async def override(context: AppContext, principal: Principal, member: str, body:
                 raise ValidationFailed.on(
                     "body.code", f"no tier {body.code} in the active rules (tiers: {known})"
                 )
-            state = TierState.of(row)
+            state = repository.state_of(row)
             until = None if body.until is None else body.until
             after = TierState(
                 body.code,
@@ -562,7 +361,7 @@ async def override(context: AppContext, principal: Principal, member: str, body:
                 actor_key_id=principal.key_id,
                 note=body.reason,
             )
-            found = decision(row["member_id"], state, Outcome(after, [change]))
+            found = decision(row["member_id"], state, Outcome(after, (change,)))
             assert found is not None
             await repository.apply(connection, principal.program_id, rules_version, now, [found])
 
@@ -654,13 +453,13 @@ def _evaluate_batch(
         # First without locks: most members change nothing on most runs, and locking
         # them would only make earning wait. Those that do change are then locked,
         # read again and judged again, so a decision is never made on stale state.
-        seen = {row["member_id"]: TierState.of(row) for row in rows}
+        seen = {row["member_id"]: repository.state_of(row) for row in rows}
         first = await _outcomes(connection, rules, seen, as_of)
         changing = [m for m, outcome in first.items() if decision(m, seen[m], outcome) is not None]
         if changing:
             async with connection.transaction():
                 locked = await repository.locked_members(connection, changing)
-                states = {row["member_id"]: TierState.of(row) for row in locked}
+                states = {row["member_id"]: repository.state_of(row) for row in locked}
                 decisions = []
                 for member_id, outcome in (await _outcomes(connection, rules, states, as_of)).items():
                     found = decision(member_id, states[member_id], outcome)

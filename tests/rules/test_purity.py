@@ -24,6 +24,8 @@ def test_the_sources_are_found() -> None:
         "earning.py",
         "events.py",
         "refunds.py",
+        "tiers.py",
+        "tier_machine.py",
     }
 
 
