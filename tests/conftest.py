@@ -158,3 +158,10 @@ async def database(migrated_database: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def session_loop() -> asyncio.AbstractEventLoop:
+    """The loop the session's async fixtures (app, client) live on, for sync tests
+    that drive them (hypothesis's @given wants a sync test)."""
+    return asyncio.get_running_loop()

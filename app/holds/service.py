@@ -29,7 +29,7 @@ from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger import service as ledger
-from app.ledger.entries import JOB_KEY_PREFIX, Leg, NewEntry
+from app.ledger.entries import Leg
 from app.ledger.jobs import run_batches
 from app.principal import Principal
 
@@ -248,16 +248,13 @@ def _release_batch(
             due = await repository.due(connection, program_id, as_of, batch)
             # Members in id order, as every other writer locks them: no deadlocks.
             for hold in sorted(due, key=lambda hold: hold["member_id"]):
-                entry = NewEntry(
-                    id=uuid7(),
+                entry = posting.job_entry(
+                    "release-holds",
+                    hold["id"],  # one expiry release per hold, ever
                     program_id=hold["program_id"],
                     kind="release",
-                    # One expiry release per hold, ever: the key says which.
-                    idempotency_key=f"{JOB_KEY_PREFIX}release-holds:{hold['id']}",
-                    request_fingerprint="job:release-holds",
                     occurred_at=hold["expires_at"],
-                    recorded_at=now,
-                    actor_key_id=None,
+                    now=now,
                     legs=(
                         Leg(hold["member"], "held", -hold["points"]),
                         Leg(hold["member"], "available", hold["points"]),

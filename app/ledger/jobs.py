@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from uuid_utils.compat import uuid7
 
 from app.db import Connection, Database
 from app.ledger import repository
-from app.ledger.entries import JOB_KEY_PREFIX, Leg, NewEntry
-from app.ledger.posting import post_job_entry
+from app.ledger.entries import Leg
+from app.ledger.posting import job_entry, post_job_entry
 from app.metrics import ENTRIES
 
 
@@ -74,17 +73,13 @@ def _activation_batch(
             # Members in id order, as every other writer locks them: no deadlocks.
             due = sorted(due, key=lambda credit: credit["member_id"])
             for credit in due:
-                entry = NewEntry(
-                    id=uuid7(),
+                entry = job_entry(
+                    "activate-pending",
+                    credit["id"],  # one activation per credit, ever
                     program_id=credit["program_id"],
                     kind="activate",
-                    # One activation per credit, ever: the key says which. Job keys
-                    # start with "job·", which no client key can (printable ASCII only).
-                    idempotency_key=f"{JOB_KEY_PREFIX}activate-pending:{credit['id']}",
-                    request_fingerprint="job:activate-pending",
                     occurred_at=credit["pending_until"],
-                    recorded_at=now,
-                    actor_key_id=None,
+                    now=now,
                     legs=(
                         Leg(credit["member"], "pending", -credit["remaining"]),
                         Leg(credit["member"], "available", credit["remaining"]),

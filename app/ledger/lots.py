@@ -13,31 +13,11 @@ from datetime import UTC, datetime
 
 from app.db import Connection
 
-# Every entry that changed some member's available points, in commit order: an
-# entry writes all its postings while holding its members' locks, so of two
-# entries that touched one member, the first to commit has the smaller last
-# posting id. Activations written before lots existed carry no expiry; their lots
-# took the expiry of the credit they activated (as ledger_rebuild_lots() does).
+# Every entry that changed some member's available points, in commit order: the
+# same history ledger_rebuild_lots() replays (app/sql/functions/ledger_lot_changes.sql).
 ENTRIES = """
-SELECT e.id, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
-       coalesce(e.expires_at, (SELECT o.expires_at
-                                 FROM pending_credit c JOIN journal_entry o ON o.id = c.entry_id
-                                WHERE c.activation_entry_id = e.id
-                                LIMIT 1)) AS expires_at,
-       ch.member_ids, ch.changes
-  FROM (SELECT p.entry_id, max(p.id) AS last_posting FROM posting p GROUP BY p.entry_id) last
-  JOIN journal_entry e ON e.id = last.entry_id
- CROSS JOIN LATERAL (
-       SELECT array_agg(x.member_id ORDER BY x.member_id) AS member_ids,
-              array_agg(x.change ORDER BY x.member_id) AS changes
-         FROM (SELECT p.member_id, sum(p.amount)::bigint AS change
-                 FROM posting p JOIN account a ON a.id = p.account_id AND a.kind = 'available'
-                WHERE p.entry_id = e.id
-                GROUP BY p.member_id
-               HAVING sum(p.amount) <> 0) x
-       ) ch
- WHERE ch.member_ids IS NOT NULL
- ORDER BY last.last_posting
+SELECT entry_id AS id, source_entry_id AS source, expires_at, member_ids, changes
+  FROM ledger_lot_changes()
 """
 
 STORED = """

@@ -6,7 +6,7 @@ Idempotency-Key, atomically.
 - `post`: one entry in autocommit (awards, redemptions, transfers, reversals);
 - `post_in_transaction`: one entry inside the caller's transaction (refunds,
   events, holds, tier keeps), with the caller's response body;
-- `post_job_entry`: a job's entry inside its batch transaction;
+- `job_entry` / `post_job_entry`: a job's entry, inside its batch transaction;
 - `stored` / `replay` / `replay_or_raise` / `keep_response`: the Idempotency-Key's
   first response, for retries."""
 
@@ -23,7 +23,7 @@ from app.db import Connection
 from app.errors import AppError
 from app.idempotency import IdempotencyKeyReused, KeyedRequest, StoredResponse
 from app.ledger import repository
-from app.ledger.entries import EntryKind, Leg, NewEntry, Posted
+from app.ledger.entries import JOB_KEY_PREFIX, EntryKind, Leg, NewEntry, Posted
 from app.ledger.errors import as_app_error
 from app.metrics import ENTRIES
 
@@ -133,6 +133,34 @@ async def post(
     ENTRIES.labels(kind).inc()
     assert posted.response_body is not None
     return StoredResponse(201, bytes(posted.response_body))
+
+
+def job_entry(
+    job: str,
+    once_per: object,
+    *,
+    program_id: int,
+    kind: EntryKind,
+    occurred_at: datetime,
+    now: datetime,
+    legs: tuple[Leg, ...],
+    **fields: Any,
+) -> NewEntry:
+    """An entry a job writes. Its key names the one thing it may happen to once
+    (`once_per`: a pending credit, a hold), so a rerun can never write it twice; job
+    keys start with "job·", which no client key can (printable ASCII only)."""
+    return NewEntry(
+        id=uuid7(),
+        program_id=program_id,
+        kind=kind,
+        idempotency_key=f"{JOB_KEY_PREFIX}{job}:{once_per}",
+        request_fingerprint=f"job:{job}",
+        occurred_at=occurred_at,
+        recorded_at=now,
+        actor_key_id=None,
+        legs=legs,
+        **fields,
+    )
 
 
 async def post_job_entry(connection: Connection, entry: NewEntry, response_body: bytes | None = None) -> None:

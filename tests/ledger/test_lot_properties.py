@@ -148,9 +148,10 @@ async def run(api: Api, ops: list[Operation]) -> None:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-def test_lots_follow_every_movement_of_points(client: httpx.AsyncClient, ops: list[Operation]) -> None:
-    loop = asyncio.get_event_loop_policy().get_event_loop()
-    loop.run_until_complete(_example(client, ops))
+def test_lots_follow_every_movement_of_points(
+    client: httpx.AsyncClient, session_loop: asyncio.AbstractEventLoop, ops: list[Operation]
+) -> None:
+    session_loop.run_until_complete(_example(client, ops))
 
 
 async def _example(client: httpx.AsyncClient, ops: list[Operation]) -> None:

@@ -107,9 +107,10 @@ async def run(api: Api, ops: list[Operation]) -> None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-def test_random_operations_keep_the_ledger_sound(client: httpx.AsyncClient, ops: list[Operation]) -> None:
-    loop = asyncio.get_event_loop_policy().get_event_loop()
-    loop.run_until_complete(_example(client, ops))
+def test_random_operations_keep_the_ledger_sound(
+    client: httpx.AsyncClient, session_loop: asyncio.AbstractEventLoop, ops: list[Operation]
+) -> None:
+    session_loop.run_until_complete(_example(client, ops))
 
 
 async def _example(client: httpx.AsyncClient, ops: list[Operation]) -> None:

@@ -33,28 +33,7 @@ from app.rules.tier_machine import (
     window,
 )
 from app.rules.tiers import Activity
-
-SILVER: dict[str, Any] = {
-    "code": "silver",
-    "name": "Silver",
-    "rank": 1,
-    "qualify": {"orders": 2},
-    "retain": {"orders": 1},
-}
-GOLD: dict[str, Any] = {
-    "code": "gold",
-    "name": "Gold",
-    "rank": 2,
-    "qualify": {"orders": 4, "spend": "200.00"},
-    "retain": {"orders": 3},
-}
-PLATINUM: dict[str, Any] = {
-    "code": "platinum",
-    "name": "Platinum",
-    "rank": 3,
-    "qualify": {"orders": 6},
-    "retain": {"orders": 5},
-}
+from tests.tiers.helpers import GOLD, PLATINUM, SILVER
 
 
 def tier_rules(tiers: list[dict[str, Any]] | None = None, **policy: Any) -> RulesDocument:
