@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         ge=100,
         description="upper bound for any statement, waits on row locks included",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        description="the largest request body accepted; a larger one is refused with 413 "
+        "payload_too_large before it is read in full",
+    )
     auth_cache_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -8,14 +8,12 @@ without depending upward."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import Response
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.clock import Clock
@@ -67,7 +65,9 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: 
 _PRINCIPAL = "principal"  # where AuthorizedRoute leaves the caller, in request.state
 
 
-async def _authorize(request: Request, scope: str) -> Principal:
+async def authorize(request: Request, scope: str) -> Principal:
+    """The caller, checked once per request (401 without a valid key, 403 without
+    `scope`); the same Principal for every later check of the request."""
     found: Principal | None = getattr(request.state, _PRINCIPAL, None)
     if found is None:
         context: AppContext = request.app.state.context
@@ -78,48 +78,26 @@ async def _authorize(request: Request, scope: str) -> Principal:
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: the calling key, which must hold `scope` (or `admin`). On an
-    AuthorizedRoute the key was checked before anything else about the request."""
+    """Dependency: the calling key, which must hold `scope` (or `admin`). An
+    ApiRoute (app.http) checked it before anything else about the request."""
 
     async def principal(
         request: Request,
         _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> Principal:
-        return await _authorize(request, scope)
+        return await authorize(request, scope)
 
-    principal.required_scope = scope  # type: ignore[attr-defined]  # read by AuthorizedRoute
+    principal.required_scope = scope  # type: ignore[attr-defined]  # read by app.http.ApiRoute
     return principal
 
 
-def _required_scope(dependant: Dependant) -> str | None:
+def required_scope(dependant: Dependant) -> str | None:
+    """The scope a route's `require()` dependency asks for, if it has one."""
     for dependency in dependant.dependencies:
         scope = getattr(dependency.call, "required_scope", None)
         if isinstance(scope, str):
             return scope
-        scope = _required_scope(dependency)
+        scope = required_scope(dependency)
         if scope is not None:
             return scope
     return None
-
-
-class AuthorizedRoute(APIRoute):
-    """A route that decides authentication (401) and authorization (403) before
-    anything about the request is read or validated: body, path, query, headers
-    such as Idempotency-Key. A caller without a key learns nothing else."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        scope = _required_scope(self.dependant)
-        if scope is None:
-            return handler
-
-        async def authorized(request: Request) -> Response:
-            await _authorize(request, scope)
-            return await handler(request)
-
-        return authorized
-
-
-def api_router(**options: Any) -> APIRouter:
-    """Every router of the API: its routes are AuthorizedRoutes."""
-    return APIRouter(route_class=AuthorizedRoute, **options)

@@ -18,6 +18,7 @@ from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
 from app.events.endpoints import router as events_router
 from app.holds.endpoints import router as holds_router
+from app.http import BodyLimit
 from app.jobs.endpoints import router as jobs_router
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
@@ -75,9 +76,12 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /v1/members/ is not /v1/members: a 404 problem, never a 307 to another URL.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     for router in (
         ops_router,
         programs_router,

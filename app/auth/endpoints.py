@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
+from app.http import api_router
 from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from app.principal import Principal
 

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.events import service
 from app.events.schemas import EventIn
 from app.fields import MemberPath
+from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import MemberNotFound, PointsOutOfRange
 from app.ledger.schemas import EntryOut

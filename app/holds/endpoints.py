@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.responses import Response
 
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import MemberPath
 from app.holds import service
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
+from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
 from app.principal import Principal

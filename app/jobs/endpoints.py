@@ -9,9 +9,10 @@ from fastapi import Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Environment
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
 from app.fields import Instant
+from app.http import api_router
 from app.jobs import service
 from app.jobs.service import JobSummary
 from app.principal import Principal

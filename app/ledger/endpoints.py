@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import Instant, MemberPath
+from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger import service
 from app.ledger.errors import (

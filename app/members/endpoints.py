@@ -4,9 +4,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import ExternalId
+from app.http import api_router
 from app.ledger.errors import MemberNotFound
 from app.members import service
 from app.members.errors import MemberExists

@@ -8,8 +8,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from app.context import Context, api_router
+from app.context import Context
 from app.errors import ServiceUnavailable, error_responses
+from app.http import api_router
 
 router = api_router(tags=["operations"])
 

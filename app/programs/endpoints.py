@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from app.context import Context, api_router, require
+from app.context import Context, require
 from app.errors import Forbidden, error_responses
+from app.http import api_router
 from app.principal import Principal
 from app.programs import service
 from app.programs.schemas import ProgramCreate, ProgramCreated

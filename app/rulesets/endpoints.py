@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from app.context import Context, api_router, require
-from app.errors import Forbidden, MalformedJson, error_responses
+from app.context import Context, require
+from app.errors import Forbidden, MalformedJson, ValidationFailed, error_responses
 from app.fields import RulesVersionPath
+from app.http import api_router
 from app.principal import Principal
 from app.rulesets import service
 from app.rulesets.schemas import RulesVersionOut
@@ -50,11 +50,9 @@ async def create_rules_version(request: Request, context: Context, principal: Wr
     """Validate a rules document and store it as the program's next version, not yet
     active. A bad document is 422 `invalid_rules`, with each bad field's path in
     `errors` (e.g. `body.earn.multipliers.0.factor`)."""
-    try:
-        raw = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJson("the body could not be parsed as JSON") from exc
-    return await service.create(context, principal, raw)
+    if not await request.body():  # as FastAPI answers a missing body everywhere else
+        raise ValidationFailed.on("body", "Field required", "missing")
+    return await service.create(context, principal, await request.json())
 
 
 @router.get(

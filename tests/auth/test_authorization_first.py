@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from app.context import AuthorizedRoute, _required_scope
+from app.context import required_scope
+from app.http import ApiRoute
 from tests.support import Api
 
 JUNK_PATH_PARAMETER = "%20not%20a%20valid%20anything%20" + "x" * 300
@@ -33,7 +34,7 @@ def api_routes(routes: Sequence[BaseRoute]) -> list[APIRoute]:
 def operations(app: FastAPI) -> list[tuple[str, str, str]]:
     found: list[tuple[str, str, str]] = []
     for route in api_routes(app.routes):
-        scope = _required_scope(route.dependant)
+        scope = required_scope(route.dependant)
         if scope is None:
             continue
         path = re.sub(r"\{[^}]+\}", JUNK_PATH_PARAMETER, route.path_format)
@@ -42,9 +43,9 @@ def operations(app: FastAPI) -> list[tuple[str, str, str]]:
 
 
 def test_every_authenticated_route_is_an_authorized_route(app: FastAPI) -> None:
-    routes = [r for r in api_routes(app.routes) if _required_scope(r.dependant)]
+    routes = [r for r in api_routes(app.routes) if required_scope(r.dependant)]
     assert len(routes) > 25
-    assert [r.path for r in routes if not isinstance(r, AuthorizedRoute)] == []
+    assert [r.path for r in routes if not isinstance(r, ApiRoute)] == []
 
 
 class TestBeforeAnythingElse:

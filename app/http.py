@@ -1,0 +1,147 @@
+"""What every API route does before its endpoint runs, in this order:
+
+1. authentication and authorization (401, 403), before anything about the request
+   is read or validated: a caller without a key learns nothing else;
+2. the body: one that is not JSON by its Content-Type is 415
+   `unsupported_media_type`; a JSON body is parsed strictly (RFC 8259: no NaN or
+   Infinity, no number a double can't hold, no key twice in one object), else
+   400 `malformed_json`. Its size was already bounded (413, BodyLimit).
+
+Then FastAPI validates the parsed body, path, query and headers as declared."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.context import authorize, required_scope
+from app.errors import AppError, MalformedJson, render
+
+# application/json, and any +json type (application/merge-patch+json, ...), with
+# parameters (charset) allowed.
+_JSON_MEDIA_TYPE = re.compile(r"^application/(?:json|[a-z0-9.!#$&^_-]+\+json)\s*(?:;.*)?$", re.IGNORECASE)
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "The body must be JSON"
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "The body is larger than the service accepts"
+
+
+class BodyLimit:
+    """Refuses a body over `limit` bytes with 413 `payload_too_large` before it is
+    read in full: at once when Content-Length says so, otherwise as soon as the
+    bytes received pass the limit (a chunked body)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PayloadTooLarge(f"the body may be at most {self.limit} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await render(too_large)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise too_large  # rendered by the error handlers, wherever the body is read
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large for a double")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def strict_json(body: bytes) -> Any:
+    """Parse a request body as RFC 8259 JSON; 400 `malformed_json` if it isn't."""
+    try:
+        return json.loads(
+            body.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite,
+            object_pairs_hook=_unique_keys,
+        )
+    except UnicodeDecodeError as exc:
+        raise MalformedJson("the body is not UTF-8") from exc
+    except RecursionError as exc:
+        raise MalformedJson("the body nests too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and the refusals above
+        raise MalformedJson(f"the body is not valid JSON: {str(exc)[:200]}") from exc
+
+
+class JsonRequest(Request):
+    """A request whose `json()` is strict_json() (FastAPI parses bodies through it)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_strict_json"):
+            self._strict_json = strict_json(await self.body())
+        return self._strict_json
+
+
+class ApiRoute(APIRoute):
+    """Every API route: authorization first, then a strict JSON body (see above)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        scope = required_scope(self.dependant)
+
+        async def handle(request: Request) -> Response:
+            if scope is not None:
+                await authorize(request, scope)
+            request = JsonRequest(request.scope, request.receive)
+            body = await request.body()
+            if body:
+                content_type = request.headers.get("content-type", "")
+                if not _JSON_MEDIA_TYPE.match(content_type):
+                    raise UnsupportedMediaType(
+                        f"send the body as application/json (Content-Type was {content_type[:60]!r})"
+                        if content_type
+                        else "send the body with Content-Type: application/json"
+                    )
+                await request.json()  # parsed strictly now; FastAPI reads the cached value
+            return await handler(request)
+
+        return handle
+
+
+def api_router(**options: Any) -> APIRouter:
+    """Every router of the API: its routes are ApiRoutes."""
+    return APIRouter(route_class=ApiRoute, **options)
