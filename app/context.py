@@ -9,7 +9,7 @@ without depending upward."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request, Security
@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.clock import Clock
 from app.config import Settings
 from app.db import Connection, Database
+from app.pagination import Cursors
 from app.principal import Principal
 from app.rules import RulesDocument
 
@@ -49,6 +50,9 @@ class AppContext:
     clock: Clock
     auth: Authenticates
     rules: RulesSource
+    # Signs list cursors; app.main gives it the service's own key (every replica
+    # the same), tools and benchmarks a key of their own.
+    cursors: Cursors = field(default_factory=Cursors.ephemeral)
 
 
 async def get_context(request: Request) -> AppContext:

@@ -26,9 +26,11 @@ from app.metrics import MetricsMiddleware
 from app.ops.endpoints import router as ops_router
 from app.orders.endpoints import router as orders_router
 from app.orders.endpoints import simulation_router
+from app.pagination import Cursors
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
+from app.service_keys import CURSOR_KEY, service_secret
 from app.tiers.endpoints import router as tiers_router
 
 DESCRIPTION = """A headless loyalty-points service over an append-only double-entry ledger.
@@ -52,8 +54,10 @@ def create_app(
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         auth = Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds)
         rules = RulesCache()
+        async with db.pool.acquire() as connection:
+            cursors = Cursors(await service_secret(connection, CURSOR_KEY))
         app.state.context = AppContext(
-            settings=settings, db=db, clock=clock or SystemClock(), auth=auth, rules=rules
+            settings=settings, db=db, clock=clock or SystemClock(), auth=auth, rules=rules, cursors=cursors
         )
         # Startup objects (routes, models, schemas) live as long as the process:
         # keep them out of the collector's full passes, which otherwise show up

@@ -18,6 +18,7 @@ from app.members.models import Member
 from app.orders.models import OrderRefund, PaidOrder
 from app.programs.models import Program
 from app.rulesets.models import RulesActivation, RulesVersion
+from app.service_keys import ServiceSecret
 from app.tiers.models import MemberTier, TierChange
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "Program",
     "RulesActivation",
     "RulesVersion",
+    "ServiceSecret",
     "TierChange",
 ]

@@ -12,9 +12,9 @@ from app.auth import service
 from app.auth.models import ApiKey
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.context import Context, require
-from app.errors import Forbidden, ValidationFailed, error_responses
+from app.errors import Forbidden, error_responses
 from app.http import api_router
-from app.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit
 from app.principal import Principal
 
 router = api_router(prefix="/v1/api-keys", tags=["api keys"])
@@ -64,13 +64,11 @@ async def list_api_keys(
     context: Context, principal: Admin, limit: Limit = 50, cursor: Cursor = None
 ) -> ApiKeyPage:
     """The program's keys, newest first, revoked ones included. Secrets are never shown."""
+    list_id = f"api-keys:{principal.program_id}"
     before = None
     if cursor is not None:
-        created, key_id = decode_cursor(cursor, 2)
-        try:
-            before = (datetime.fromisoformat(created), uuid.UUID(key_id))
-        except (TypeError, ValueError) as exc:
-            raise ValidationFailed.on("query.cursor", "not a cursor this API issued") from exc
+        created, key_id = context.cursors.read(list_id, cursor)
+        before = (datetime.fromisoformat(created), uuid.UUID(key_id))
 
     async def work(session: AsyncSession) -> list[ApiKey]:
         return await service.list_keys(session, principal.program_id, limit=limit + 1, before=before)
@@ -78,7 +76,9 @@ async def list_api_keys(
     rows = await context.db.run(work)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+    next_cursor = (
+        context.cursors.issue(list_id, rows[-1].created_at.isoformat(), str(rows[-1].id)) if more else None
+    )
     return ApiKeyPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
 
 

@@ -34,7 +34,6 @@ from app.ledger.schemas import (
     StatementPage,
     TransferIn,
 )
-from app.pagination import decode_cursor, encode_cursor
 from app.principal import Principal
 from app.rules import RulesDocument
 from app.rules.lifecycle import lot_expiry, redeem_refusal
@@ -176,14 +175,10 @@ async def _member_id(connection: Connection, program_id: int, member: str) -> in
 async def statement(
     context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
 ) -> StatementPage:
-    before = 2**63 - 1
-    if cursor is not None:
-        (value,) = decode_cursor(cursor, 1)
-        if not isinstance(value, int) or value <= 0:
-            raise ValidationFailed.on("query.cursor", "not a cursor this API issued")
-        before = value
     async with context.db.pool.acquire() as connection:
         member_id = await _member_id(connection, principal.program_id, member)
+        list_id = f"statement:{member_id}"
+        (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         rows = await repository.statement_postings(
             connection, member_id, before_posting_id=before, limit=4 * limit + 1
         )
@@ -196,7 +191,7 @@ async def statement(
     more = len(groups) > limit
     groups = groups[:limit]
     items = [_statement_item(group) for group in groups]
-    next_cursor = encode_cursor(groups[-1][-1]["posting_id"]) if more else None
+    next_cursor = context.cursors.issue(list_id, groups[-1][-1]["posting_id"]) if more else None
     return StatementPage(items=items, next_cursor=next_cursor)
 
 

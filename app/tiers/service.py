@@ -36,7 +36,7 @@ from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger.entries import Leg
 from app.ledger.errors import MemberNotFound
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import Cursors
 from app.principal import Principal
 from app.rules import RulesDocument
 from app.rules.tier_machine import (
@@ -217,22 +217,21 @@ def _change_out(row: asyncpg.Record) -> TierChangeOut:
 async def get(
     context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
 ) -> TierOut:
-    before = 2**63 - 1
-    if cursor is not None:
-        (value,) = decode_cursor(cursor, 1)
-        if not isinstance(value, int) or value <= 0:
-            raise ValidationFailed.on("query.cursor", "not a cursor this API issued")
-        before = value
     async with context.db.pool.acquire() as connection:
         row = await repository.state(connection, principal.program_id, member)
         if row is None:
             raise MemberNotFound(f"no member {member} in this program")
+        list_id = f"tier-history:{row['member_id']}"
+        (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         _, rules = await _active(connection, context.rules, principal.program_id)
-        return await _view(connection, rules, member, row["member_id"], context.clock.now(), limit, before)
+        return await _view(
+            connection, context.cursors, rules, member, row["member_id"], context.clock.now(), limit, before
+        )
 
 
 async def _view(
     connection: Connection,
+    cursors: Cursors,
     rules: RulesDocument,
     member: str,
     member_id: int,
@@ -259,7 +258,7 @@ async def _view(
             window_end=now,
         ),
         history=[_change_out(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1]["id"]) if more else None,
+        next_cursor=cursors.issue(f"tier-history:{member_id}", rows[-1]["id"]) if more else None,
     )
 
 
@@ -304,7 +303,7 @@ async def keep(context: AppContext, request: KeyedRequest, member: str, body: Ke
             kept = decision(row["member_id"], state, Outcome(after, (change,)))
             assert kept is not None
             await repository.apply(connection, program_id, rules_version, now, [kept])
-            out = await _view(connection, rules, member, row["member_id"], now)
+            out = await _view(connection, context.cursors, rules, member, row["member_id"], now)
             return await posting.post_in_transaction(
                 connection,
                 request,

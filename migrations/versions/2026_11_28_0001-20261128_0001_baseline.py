@@ -6,7 +6,8 @@ Nothing was deployed before 0.1.0, so the four revisions of its development
 - Tables: programs, API keys, members, accounts (a member's available, pending,
   held and debt; a program's issuance, redemption and expiry), the journal
   (journal_entry, posting), cached balances, idempotency records; rules versions
-  and activations; paid orders, refunds, member events; the projections kept
+  and activations; paid orders, refunds, member events; the service's own
+  secrets (service_secret: the key that signs list cursors); the projections kept
   beside the ledger (pending_credit, point_lot, lot_use, point_hold, member_tier,
   tier_change). Column comments live on the models (app/*/models.py).
 - The database's own code, installed from frozen copies of app/sql/ in
@@ -20,6 +21,7 @@ Revises:
 Create Date: 2026-11-28
 """
 
+import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -565,6 +567,18 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "paid_order_id", "refund_id", name=op.f("uq_order_refund_paid_order_id_refund_id")
         ),
+    )
+    op.create_table(
+        "service_secret",
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("value", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_service_secret")),
+    )
+    # The key that signs list cursors: one per deployment, shared by every replica.
+    op.get_bind().execute(
+        sa.text("INSERT INTO service_secret (name, value, created_at) VALUES ('cursor', :value, now())"),
+        {"value": secrets.token_bytes(32)},
     )
     # The database guards the ledger itself: the posting functions, the append-only
     # and balance triggers, the notifications (frozen copies of app/sql/).

@@ -53,11 +53,15 @@ class TestListMemberEntries:
         assert len(page["items"]) == 3
         assert page["next_cursor"] is None
 
-    async def test_bad_cursor_and_limit_are_422(self, api: Api) -> None:
+    async def test_a_cursor_the_service_did_not_issue_is_400(self, api: Api) -> None:
+        member = await api.enrol()
+        for cursor in ("garbage!", "WyJ4Il0"):
+            response = await api.get(f"/v1/members/{member}/entries", cursor=cursor)
+            assert (response.status_code, response.json()["code"]) == (400, "invalid_cursor")
+
+    async def test_bad_limit_is_422(self, api: Api) -> None:
         member = await api.enrol()
         for params in (
-            {"cursor": "garbage!"},
-            {"cursor": "WyJ4Il0"},
             {"limit": 0},
             {"limit": 501},
             {"limit": "x"},

@@ -31,10 +31,10 @@ class TestTierHistory:
         assert len(everything["history"]) == 5
         assert everything["next_cursor"] is None
 
-    async def test_a_cursor_this_api_did_not_issue_is_422_and_unknown_members_404(self, api: Api) -> None:
+    async def test_a_cursor_this_api_did_not_issue_is_400_and_unknown_members_404(self, api: Api) -> None:
         member = await api.enrol()
         response = await api.get(f"/v1/members/{member}/tier", cursor="not-a-cursor")
-        assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_cursor")
         missing = await api.get("/v1/members/no-such-member/tier")
         assert (missing.status_code, missing.json()["code"]) == (404, "member_not_found")
 
