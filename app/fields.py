@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
 
 from app.rules.document import Amount
 
@@ -20,6 +31,19 @@ EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+# RFC 3339: a date, "T", a time with seconds (a fraction if any) and an offset.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Instants are RFC 3339 strings; never a number read as Unix time, nor a date."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, like 2026-11-24T10:00:00Z")
+    return value
+
+
 def _within_range(value: datetime) -> datetime:
     if not EARLIEST <= value < LATEST:
         raise ValueError("must be between 1900-01-01 and 9000-01-01")
@@ -27,7 +51,7 @@ def _within_range(value: datetime) -> datetime:
 
 
 # An RFC 3339 instant with its offset, in the supported range.
-Instant = Annotated[AwareDatetime, AfterValidator(_within_range)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_within_range)]
 
 Points = Annotated[
     int,
@@ -55,9 +79,23 @@ ExternalId = Annotated[
 MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
 RulesVersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number")]
 
+
+def _nfc(value: str) -> str:
+    # The composed and the decomposed "é" look alike and differ byte for byte: two
+    # order ids that earn twice. Ids and labels are compared as sent, so they must
+    # come in one normal form.
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError("must be in Unicode normal form NFC")
+    return value
+
+
 # Free text stored in the ledger: no control characters (PostgreSQL text can't hold NUL).
 Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
-ShortText = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Ids and labels the caller chooses (order, refund and reference ids, SKUs,
+# categories, channels): no control characters, and in NFC.
+ShortText = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"), AfterValidator(_nfc)
+]
 
 
 def _storable(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
@@ -88,8 +126,41 @@ class Money(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: Amount = Field(description="decimal string, at most 4 decimal places", examples=["120.50"])
+    amount: Amount = Field(
+        description="decimal string, with at most as many decimals as the currency has (2 for EUR, "
+        "0 for JPY, 3 for KWD)",
+        examples=["120.50"],
+    )
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])
+
+    @model_validator(mode="after")
+    def _minor_units(self) -> Money:
+        places = minor_units(self.currency)
+        exponent = self.amount.as_tuple().exponent
+        if (
+            isinstance(exponent, int)
+            and -exponent > places
+            and self.amount != self.amount.quantize(Decimal(1).scaleb(-places))
+        ):
+            raise ValueError(f"{self.currency} amounts have at most {places} decimals")
+        return self
+
+
+# ISO 4217 currencies whose minor unit is not a hundredth (the rest have 2 decimals).
+_MINOR_UNITS = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+         "VUV", "XAF", "XOF", "XPF"),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}  # fmt: skip
+
+
+def minor_units(currency: str) -> int:
+    """How many decimals the currency's amounts have (ISO 4217)."""
+    return _MINOR_UNITS.get(currency, 2)
 
 
 def money(amount: Decimal, currency: str, places: int = 2) -> Money:

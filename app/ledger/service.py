@@ -224,8 +224,10 @@ async def balance(
     context: AppContext, principal: Principal, member: str, as_of: datetime | None
 ) -> BalanceOut:
     now = context.clock.now()
+    if as_of is not None and as_of > now:
+        raise ValidationFailed.on("query.as_of", "must not be in the future: the ledger knows only the past")
     async with context.db.pool.acquire() as connection:
-        if as_of is None or as_of >= now:
+        if as_of is None:
             row = await repository.balance_now(connection, principal.program_id, member)
             if row is None:
                 raise MemberNotFound(f"no member {member} in this program")

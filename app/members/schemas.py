@@ -6,13 +6,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.fields import ExternalId, Instant, Metadata
+from app.rules.document import CalendarDate
 
 
 class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     external_id: ExternalId
-    birthday: date | None = Field(
+    birthday: CalendarDate | None = Field(
         default=None, description="for birthday-month rules", examples=["1990-04-17"]
     )
     enrolled_at: Instant | None = Field(

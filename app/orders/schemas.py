@@ -39,10 +39,17 @@ class OrderIn(BaseModel):
     paid_at: Instant = Field(description="when it was paid (RFC 3339; not in the future)")
 
     @model_validator(mode="after")
-    def _one_currency(self) -> OrderIn:
+    def _one_currency_and_one_line_per_sku(self) -> OrderIn:
+        seen: set[str] = set()
         for index, line in enumerate(self.lines or []):
             if line.unit_price.currency != self.total.currency:
                 raise ValueError(f"lines.{index}.unit_price.currency must be the total's currency")
+            if line.sku in seen:
+                # A refund by line names a SKU: two lines of one SKU would make it ambiguous.
+                raise ValueError(
+                    f"lines.{index}.sku {line.sku} is on another line already: give one line per SKU"
+                )
+            seen.add(line.sku)
         return self
 
 

@@ -8,6 +8,7 @@ that nobody can see in the document.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -27,6 +28,23 @@ from pydantic import (
 MAX_POINTS = 2**63 - 1
 MAX_AMOUNT = Decimal("1000000000000")  # 10^12 currency units
 AMOUNT_PLACES = 4
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_text(value: Any) -> Any:
+    """Dates are ISO 8601 strings ("2027-03-01"), never numbers read as Unix time."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+# A calendar date, as a JSON string only.
+CalendarDate = Annotated[date, BeforeValidator(_date_text)]
+# true or false, as JSON booleans only (not 0, 1 or "yes").
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 def _decimal_string(value: Any) -> Decimal:
@@ -139,7 +157,7 @@ class When(_Section):
     weekday: list[Annotated[int, Field(strict=True, ge=1, le=7)]] | None = Field(
         default=None, min_length=1, description="ISO weekdays, 1 = Monday ... 7 = Sunday", examples=[[6, 7]]
     )
-    between: tuple[date, date] | None = Field(
+    between: tuple[CalendarDate, CalendarDate] | None = Field(
         default=None,
         description="first and last local date, both included",
         examples=[["2027-03-01", "2027-03-31"]],
@@ -157,7 +175,7 @@ class When(_Section):
     order_total_gte: Amount | None = Field(
         default=None, description="the order total is at least this amount", examples=["500.00"]
     )
-    birthday_month: bool | None = Field(
+    birthday_month: StrictBool | None = Field(
         default=None, description="true: the order is in the member's birthday month", examples=[True]
     )
     tier: list[Code] | None = Field(
@@ -182,7 +200,7 @@ class When(_Section):
         description="lines with these SKUs (like `category`)",
         examples=[["SKU-123"]],
     )
-    first_order: bool | None = Field(
+    first_order: StrictBool | None = Field(
         default=None, description="true: the member's first order in the program", examples=[True]
     )
 
