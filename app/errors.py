@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app import requestid
 from app.db import database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ class Problem(BaseModel):
     )
     code: str = Field(description="stable machine-readable error code", examples=["insufficient_points"])
     errors: list[FieldError] | None = Field(default=None, description="field errors, for validation problems")
+    request_id: str | None = Field(
+        default=None,
+        description="the request's id (its X-Request-ID), to find it in the service's logs",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
 
 
 class AppError(Exception):
@@ -102,6 +108,7 @@ def problem_response(
         detail=detail,
         code=code,
         errors=errors,
+        request_id=requestid.current.get(),
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request latency by route, ledger entries by kind, problems by code."""
+"""Prometheus metrics: request latency by route, ledger entries by kind, problems by
+code; and the per-request middleware that times each request and gives it its id."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import requestid
 
 REQUESTS = Histogram(
     "points_ledger_http_request_duration_seconds",
@@ -16,7 +19,8 @@ REQUESTS = Histogram(
 
 
 class MetricsMiddleware:
-    """Plain ASGI (no BaseHTTPMiddleware) to keep the per-request cost to a timer."""
+    """Plain ASGI (no BaseHTTPMiddleware) to keep the per-request cost to a timer and
+    a header: it times the request and gives it its id (app/requestid.py)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -27,16 +31,21 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        request_id = requestid.accept(dict(scope["headers"]).get(b"x-request-id"))
+        token = requestid.current.set(request_id)
+        header = (b"x-request-id", request_id.encode())
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            requestid.current.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from app.openapi import render_openapi
+from tests.support import Api
 
 SPEC = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
@@ -33,3 +35,58 @@ def test_every_public_schema_field_is_described() -> None:
         if "description" not in definition and "$ref" not in definition and "allOf" not in definition
     ]
     assert missing == []
+
+
+def _operations() -> list[tuple[str, str, dict[str, Any]]]:
+    spec = yaml.safe_load(SPEC.read_text())
+    return [
+        (method, path, operation)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+class TestTheContractTellsTheTruth:
+    def test_problems_are_declared_as_problem_json_only(self) -> None:
+        wrong = [
+            f"{method} {path} {status}"
+            for method, path, operation in _operations()
+            for status, response in operation["responses"].items()
+            if int(status) >= 400 and set(response.get("content", {})) != {"application/problem+json"}
+        ]
+        assert wrong == []
+
+    def test_idempotency_key_is_required_where_it_is_taken(self) -> None:
+        keyed = [
+            (path, parameter["required"])
+            for _, path, operation in _operations()
+            for parameter in operation.get("parameters", [])
+            if parameter["name"] == "Idempotency-Key"
+        ]
+        assert len(keyed) >= 11
+        assert all(required for _, required in keyed)
+
+    def test_every_database_backed_operation_declares_503_and_body_ones_400_413_415(self) -> None:
+        for method, path, operation in _operations():
+            if path.startswith("/v1/"):
+                assert "503" in operation["responses"], (method, path)
+                assert "Retry-After" in operation["responses"]["503"]["headers"], (method, path)
+            if "requestBody" in operation:
+                for status in ("400", "413", "415"):
+                    assert status in operation["responses"], (method, path, status)
+                assert "malformed_json" in operation["responses"]["400"]["description"]
+
+    def test_the_points_maximum_is_the_integer_2_63_minus_1(self) -> None:
+        text = SPEC.read_text()
+        assert "9.223372036854776e+18" not in text
+        assert "maximum: 9223372036854775807" in text
+
+
+async def test_every_answer_carries_a_request_id_and_problems_name_it(api: Api) -> None:
+    mine = await api.client.get("/v1/members/nobody", headers={**api.headers(), "X-Request-ID": "trace-123"})
+    assert mine.headers["x-request-id"] == "trace-123"
+    assert mine.json()["request_id"] == "trace-123"
+    made = await api.client.get("/v1/members/nobody", headers={**api.headers(), "X-Request-ID": "bad id\x7f"})
+    assert made.headers["x-request-id"] != "bad id\x7f"
+    assert made.json()["request_id"] == made.headers["x-request-id"]
+    assert (await api.client.get("/healthz")).headers["x-request-id"]

@@ -33,7 +33,10 @@ Name = Annotated[
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "checkout", "scopes": ["points:earn", "members:read"]}]},
+    )
 
     name: Name = Field(examples=["checkout-eu"])
     scopes: list[Scope] = Field(

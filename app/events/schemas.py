@@ -9,7 +9,18 @@ from app.rules.document import EventType
 class EventIn(BaseModel):
     """A non-order activity of the member; the rules decide what it earns."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "check_in",
+                    "occurred_at": "2026-11-24T08:00:00Z",
+                    "attributes": {"store": "berlin-mitte"},
+                }
+            ]
+        },
+    )
 
     type: EventType = Field(
         description="sign_up, review, check_in, referral, or a type the program's rules define",

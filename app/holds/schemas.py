@@ -12,7 +12,14 @@ HoldStatus = Literal["active", "captured", "released", "expired"]
 
 
 class HoldIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"points": 100, "order_id": "o-1002", "order_total": {"amount": "45.00", "currency": "EUR"}}
+            ]
+        },
+    )
 
     points: Points
     order_id: ShortText | None = Field(
@@ -35,7 +42,7 @@ class HoldIn(BaseModel):
 
 
 class CaptureIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"points": 60}]})
 
     points: Points | None = Field(
         default=None,
@@ -46,7 +53,7 @@ class CaptureIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "order cancelled"}]})
 
     reason: Text | None = Field(default=None, description="why", examples=["payment failed"])
 

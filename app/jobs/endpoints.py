@@ -21,7 +21,9 @@ router = api_router(prefix="/v1/jobs", tags=["jobs"])
 
 
 class JobIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"as_of": "2026-11-25T00:00:00Z"}]}
+    )
 
     as_of: Instant | None = Field(
         default=None,

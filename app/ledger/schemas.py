@@ -10,7 +10,12 @@ from app.ledger.entries import AccountKind, EntryKind
 
 
 class AwardIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"points": 500, "reason": "welcome bonus", "metadata": {"campaign": "spring"}}]
+        },
+    )
 
     points: Points
     reason: Text = Field(description="why the points are given", examples=["goodwill: late delivery"])
@@ -30,7 +35,9 @@ class AwardIn(BaseModel):
 
 
 class RedemptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"points": 120, "reward": "coffee-voucher"}]}
+    )
 
     points: Points
     reward: ShortText | None = Field(
@@ -51,7 +58,19 @@ class RedemptionIn(BaseModel):
 
 
 class TransferIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "from_member": "cust-10042",
+                    "to_member": "cust-20077",
+                    "points": 80,
+                    "reason": "family pooling",
+                }
+            ]
+        },
+    )
 
     from_member: ExternalId = Field(description="member giving the points")
     to_member: ExternalId = Field(description="member receiving the points", examples=["cust-20077"])
@@ -60,7 +79,9 @@ class TransferIn(BaseModel):
 
 
 class ReversalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "awarded twice by mistake"}]}
+    )
 
     reason: Text = Field(description="why the entry is reversed", examples=["awarded twice by mistake"])
 

@@ -10,7 +10,14 @@ from app.rules.document import CalendarDate
 
 
 class MemberCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"external_id": "cust-10042", "birthday": "1990-04-17", "metadata": {"signup_channel": "app"}}
+            ]
+        },
+    )
 
     external_id: ExternalId
     birthday: CalendarDate | None = Field(

@@ -23,7 +23,34 @@ class OrderLineIn(BaseModel):
 class OrderIn(BaseModel):
     """A paid order, as the checkout knows it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "o-1001",
+                    "member": "cust-10042",
+                    "total": {"amount": "120.50", "currency": "EUR"},
+                    "lines": [
+                        {
+                            "sku": "SHOE-42",
+                            "category": "shoes",
+                            "quantity": 1,
+                            "unit_price": {"amount": "100.50", "currency": "EUR"},
+                        },
+                        {
+                            "sku": "SOCK-7",
+                            "category": "socks",
+                            "quantity": 2,
+                            "unit_price": {"amount": "10.00", "currency": "EUR"},
+                        },
+                    ],
+                    "channel": "app",
+                    "paid_at": "2026-11-24T10:00:00Z",
+                }
+            ]
+        },
+    )
 
     order_id: Label = Field(
         description="the checkout's id for the order, unique per program", examples=["o-1001"]
@@ -97,7 +124,10 @@ class RefundLineIn(BaseModel):
 class RefundIn(BaseModel):
     """A refund of part or all of an order: by `amount`, or by `lines`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refund_id": "rf-1", "lines": [{"sku": "SOCK-7", "quantity": 1}]}]},
+    )
 
     refund_id: Label = Field(
         description="the checkout's id for the refund, unique per order", examples=["rf-1"]
@@ -139,7 +169,11 @@ class RefundResult(BaseModel):
 
 
 class SimulationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"examples": [{"from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}]},
+    )
 
     from_: Instant = Field(
         alias="from",

@@ -8,7 +8,12 @@ from app.auth.schemas import Name
 
 
 class ProgramCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"code": "acme-coffee", "name": "ACME Coffee Club", "point_name": "beans"}]
+        },
+    )
 
     code: str = Field(
         min_length=1,

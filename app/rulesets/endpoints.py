@@ -22,7 +22,34 @@ _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "a rules document (see RULES.md); every section but `earn.base` may be left out",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RulesDocument"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/RulesDocument"},
+                "example": {
+                    "timezone": "Europe/Berlin",
+                    "currency": "EUR",
+                    "earn": {
+                        "base": {"points": 1, "per": "1.00", "rounding": "floor"},
+                        "multipliers": [
+                            {"id": "member-day", "factor": "2", "when": {"day_of_month": [8]}},
+                            {"id": "shoes", "factor": "3", "when": {"category": ["shoes"]}},
+                        ],
+                        "caps": {"per_order": 5000},
+                    },
+                    "events": {"check_in": {"points": 5, "max_per_day": 1}},
+                    "tiers": [
+                        {"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 5}},
+                        {
+                            "code": "gold",
+                            "name": "Gold",
+                            "rank": 2,
+                            "qualify": {"orders": 20, "spend": "200.00"},
+                            "retain": {"orders": 10},
+                        },
+                    ],
+                },
+            }
+        },
     }
 }
 

@@ -75,7 +75,9 @@ class TierOut(BaseModel):
 
 
 class KeepIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"metadata": {"requested_via": "app"}}]}
+    )
 
     metadata: Metadata | None = Field(
         default=None, description="free-form JSON object kept with the entry (at most 8 KiB)"
@@ -83,7 +85,18 @@ class KeepIn(BaseModel):
 
 
 class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "gold",
+                    "until": "2027-06-30T00:00:00Z",
+                    "reason": "service recovery after a lost order",
+                }
+            ]
+        },
+    )
 
     code: ShortText | None = Field(description="the tier code to set; null: no tier", examples=["gold"])
     until: Instant | None = Field(
