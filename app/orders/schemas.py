@@ -56,11 +56,16 @@ class OrderIn(BaseModel):
         description="the checkout's id for the order, unique per program", examples=["o-1001"]
     )
     member: ExternalId = Field(description="the member who paid")
-    total: Money = Field(description="what the member paid")
+    total: Money = Field(
+        description="what the member paid. Above the lines' sum, the rest (shipping, fees) earns like any "
+        "money but no line's multiplier reaches it; below it (an order-level discount), the total is "
+        "shared among the lines in proportion, so each line's multiplier applies to its share"
+    )
     lines: list[OrderLineIn] | None = Field(
         default=None,
         max_length=500,
-        description="the order's lines; needed for category and SKU rules and for refunds by line",
+        description="the order's lines, one per SKU; needed for category and SKU rules and for refunds by "
+        "line",
     )
     channel: Label | None = Field(default=None, description="where the order was placed", examples=["app"])
     paid_at: Instant = Field(description="when it was paid (RFC 3339; not in the future)")
