@@ -19,23 +19,31 @@ RETURNS TABLE (
     member_ids bigint[],    -- ascending
     changes bigint[]        -- each member's change of available points
 ) LANGUAGE sql STABLE AS $$
+WITH member_change AS (  -- each entry's net change of each member's available points
+    SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
+      FROM posting p JOIN account a ON a.id = p.account_id AND a.kind = 'available'
+     GROUP BY p.entry_id, p.member_id
+    HAVING sum(p.amount) <> 0
+), entry_change AS (
+    SELECT c.entry_id, array_agg(c.member_id ORDER BY c.member_id) AS member_ids,
+           array_agg(c.change ORDER BY c.member_id) AS changes
+      FROM member_change c
+     GROUP BY c.entry_id
+), last_posting AS (
+    SELECT p.entry_id, max(p.id) AS id FROM posting p GROUP BY p.entry_id
+), activated AS (  -- an activation's lot takes the expiry of the credit it activated
+    SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
+      FROM pending_credit c JOIN journal_entry o ON o.id = c.entry_id
+     WHERE c.activation_entry_id IS NOT NULL
+     ORDER BY c.activation_entry_id, c.id
+)
+-- Whole-table passes and joins on keys only: the same plan shape with or without
+-- fresh statistics (a correlated form went quadratic right after a bulk load).
 SELECT e.id, e.program_id, coalesce(e.reverses_entry_id, e.source_entry_id),
-       coalesce(e.expires_at, (SELECT o.expires_at
-                                 FROM pending_credit c JOIN journal_entry o ON o.id = c.entry_id
-                                WHERE c.activation_entry_id = e.id
-                                LIMIT 1)),
-       ch.member_ids, ch.changes
-  FROM (SELECT p.entry_id, max(p.id) AS last_posting FROM posting p GROUP BY p.entry_id) last
-  JOIN journal_entry e ON e.id = last.entry_id
- CROSS JOIN LATERAL (
-       SELECT array_agg(x.member_id ORDER BY x.member_id) AS member_ids,
-              array_agg(x.change ORDER BY x.member_id) AS changes
-         FROM (SELECT p.member_id, sum(p.amount)::bigint AS change
-                 FROM posting p JOIN account a ON a.id = p.account_id AND a.kind = 'available'
-                WHERE p.entry_id = e.id
-                GROUP BY p.member_id
-               HAVING sum(p.amount) <> 0) x
-       ) ch
- WHERE ch.member_ids IS NOT NULL
- ORDER BY last.last_posting
+       coalesce(e.expires_at, v.expires_at), x.member_ids, x.changes
+  FROM entry_change x
+  JOIN last_posting l ON l.entry_id = x.entry_id
+  JOIN journal_entry e ON e.id = x.entry_id
+  LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
+ ORDER BY l.id
 $$;
