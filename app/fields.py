@@ -98,7 +98,8 @@ ShortText = Annotated[
 ]
 
 
-def _storable(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+def storable_metadata(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """Metadata the ledger can keep: no NUL, at most MAX_METADATA_BYTES of JSON."""
     encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in encoded:
         raise ValueError("must not contain NUL characters")
@@ -109,7 +110,7 @@ def _storable(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
 
 Metadata = Annotated[
     dict[str, JsonValue],
-    AfterValidator(_storable),
+    AfterValidator(storable_metadata),
     Field(
         description="free-form JSON object kept with the record (at most 8 KiB)",
         examples=[{"campaign": "spring"}],
@@ -163,6 +164,6 @@ def minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency, 2)
 
 
-def money(amount: Decimal, currency: str, places: int = 2) -> Money:
-    """Money rounded for people: `places` decimals (half-even), no exponent."""
-    return Money(amount=amount.quantize(Decimal(1).scaleb(-places)), currency=currency)
+def money(amount: Decimal, currency: str) -> Money:
+    """Money rounded for people: the currency's own decimals (half-even), no exponent."""
+    return Money(amount=amount.quantize(Decimal(1).scaleb(-minor_units(currency))), currency=currency)

@@ -26,8 +26,8 @@ from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
 from app.metrics import MetricsMiddleware
 from app.ops.endpoints import router as ops_router
+from app.orders.endpoints import member_orders_router, simulation_router
 from app.orders.endpoints import router as orders_router
-from app.orders.endpoints import simulation_router
 from app.pagination import Cursors
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
@@ -106,6 +106,7 @@ def create_app(
         rules_router,
         simulation_router,
         orders_router,
+        member_orders_router,
         jobs_router,
         events_router,
         tiers_router,

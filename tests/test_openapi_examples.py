@@ -20,6 +20,7 @@ SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "openapi.yaml").
 ORDER = [
     "createRulesVersion",
     "createMember",
+    "updateMember",
     "createAward",
     "createRedemption",
     "createTransfer",

@@ -5,17 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import MemberPath
 from app.holds import service
-from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
+from app.holds.schemas import CaptureIn, HoldIn, HoldOut, HoldPage, HoldStatus, ReleaseIn
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
+from app.pagination import Cursor, Limit
 from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["holds"])
@@ -111,3 +112,21 @@ async def get_hold(
 ) -> HoldOut:
     """A hold and its status."""
     return await service.get(context, principal, hold_id)
+
+
+@router.get(
+    "/members/{member}/holds",
+    response_model=HoldPage,
+    operation_id="listMemberHolds",
+    responses=error_responses(Forbidden, MemberNotFound),
+)
+async def list_member_holds(
+    member: MemberPath,
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+    status: Annotated[HoldStatus | None, Query(description="only holds with this status")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> HoldPage:
+    """A member's holds, newest first: active ones and how each closed."""
+    return await service.member_holds(context, principal, member, status=status, limit=limit, cursor=cursor)

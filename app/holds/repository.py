@@ -31,6 +31,16 @@ SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.
  WHERE h.program_id = $1 AND h.id = $2
 """
 
+# A member's holds, newest first, optionally of one status.
+MEMBER_HOLDS = """
+SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
+       h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
+  FROM point_hold h JOIN member m ON m.id = h.member_id
+ WHERE h.member_id = $1 AND ($2::text IS NULL OR h.status = $2) AND (h.created_at, h.id) < ($3, $4)
+ ORDER BY h.created_at DESC, h.id DESC
+ LIMIT $5
+"""
+
 CLOSE = """
 UPDATE point_hold SET status = $2, captured_points = $3, closed_at = $4, close_entry_id = $5
  WHERE id = $1 AND status = 'active'
@@ -89,3 +99,14 @@ async def due(
     connection: Connection, program_id: int | None, as_of: datetime, limit: int
 ) -> list[asyncpg.Record]:
     return await connection.fetch(DUE, as_of, program_id, limit)
+
+
+async def member_holds(
+    connection: Connection,
+    member_id: int,
+    *,
+    status: str | None,
+    before: tuple[datetime, uuid.UUID],
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await connection.fetch(MEMBER_HOLDS, member_id, status, before[0], before[1], limit)

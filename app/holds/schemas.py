@@ -83,3 +83,8 @@ class HoldOut(BaseModel):
         description="the ledger entry of this change: the hold's own entry, or the capture or release",
         examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"],
     )
+
+
+class HoldPage(BaseModel):
+    items: list[HoldOut] = Field(description="holds, newest first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])

@@ -24,8 +24,9 @@ from uuid_utils.compat import uuid7
 from app.context import AppContext
 from app.db import Connection, Database
 from app.errors import AppError, NotFound, ValidationFailed
+from app.fields import LATEST
 from app.holds import repository
-from app.holds.schemas import CaptureIn, HoldIn, HoldOut, ReleaseIn
+from app.holds.schemas import CaptureIn, HoldIn, HoldOut, HoldPage, ReleaseIn
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger import service as ledger
@@ -213,6 +214,33 @@ async def get(context: AppContext, principal: Principal, hold_id: uuid.UUID) -> 
     if hold is None:
         raise HoldNotFound(f"no hold {hold_id} in this program")
     return _out(hold)
+
+
+async def member_holds(
+    context: AppContext,
+    principal: Principal,
+    member: str,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> HoldPage:
+    """A member's holds, newest first (GET /v1/members/{id}/holds?status=)."""
+    async with context.db.pool.acquire() as connection:
+        member_id = await ledger.internal_member_id(connection, principal.program_id, member)
+        list_id = f"member-holds:{member_id}:{status}"
+        before: tuple[datetime, uuid.UUID] = (LATEST, uuid.UUID(int=2**128 - 1))
+        if cursor is not None:
+            created, hold_id = context.cursors.read(list_id, cursor)
+            before = (datetime.fromisoformat(created), uuid.UUID(hold_id))
+        rows = await repository.member_holds(
+            connection, member_id, status=status, before=before, limit=limit + 1
+        )
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = context.cursors.issue(list_id, page[-1]["created_at"].isoformat(), str(page[-1]["id"]))
+    return HoldPage(items=[_out(row) for row in page], next_cursor=next_cursor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,22 @@ async def reverse_entry(
 
 
 @router.get(
+    "/entries/{entry_id}",
+    response_model=EntryOut,
+    operation_id="getEntry",
+    responses=error_responses(Forbidden, EntryNotFound),
+)
+async def get_entry(
+    entry_id: Annotated[uuid.UUID, Path(description="the entry")],
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+) -> EntryOut:
+    """One journal entry as the ledger's POSTs answer it: what moved on which accounts,
+    and each member's balances right after it."""
+    return await service.entry(context, principal, entry_id)
+
+
+@router.get(
     "/members/{member}/entries",
     response_model=StatementPage,
     operation_id="listMemberEntries",

@@ -44,6 +44,21 @@ SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS acc
  ORDER BY p.id
 """
 
+# One entry as the ledger POSTs answer it: its fields, then each posting with the
+# member's balances right after the entry (equal on all of one member's postings).
+ENTRY = """
+SELECT e.id, e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
+       e.rules_version, e.expires_at, e.pending_until, e.metadata,
+       m.external_id AS member, a.kind AS account, p.amount,
+       p.available_after, p.pending_after, p.held_after
+  FROM journal_entry e
+  JOIN posting p ON p.entry_id = e.id
+  JOIN account a ON a.id = p.account_id
+  LEFT JOIN member m ON m.id = p.member_id
+ WHERE e.program_id = $1 AND e.id = $2
+ ORDER BY p.id
+"""
+
 MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
 
 # Each entry puts at most four postings on one member (available, pending, held,
@@ -143,6 +158,10 @@ async def entry_with_postings(
     connection: Connection, program_id: int, entry_id: uuid.UUID
 ) -> list[asyncpg.Record]:
     return await connection.fetch(ENTRY_WITH_POSTINGS, program_id, entry_id)
+
+
+async def entry(connection: Connection, program_id: int, entry_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await connection.fetch(ENTRY, program_id, entry_id)
 
 
 async def member_id(connection: Connection, program_id: int, external_id: str) -> int | None:

@@ -28,6 +28,9 @@ from app.ledger.posting import post, replay_or_raise
 from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
+    EntryOut,
+    MemberBalances,
+    PostingOut,
     RedemptionIn,
     ReversalIn,
     StatementItem,
@@ -165,7 +168,46 @@ async def reverse(
     )
 
 
-async def _member_id(connection: Connection, program_id: int, member: str) -> int:
+async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) -> EntryOut:
+    """One entry as the ledger's POSTs answer it (GET /v1/entries/{id})."""
+    async with context.db.pool.acquire() as connection:
+        rows = await repository.entry(connection, principal.program_id, entry_id)
+    if not rows:
+        raise EntryNotFound(f"no entry {entry_id} in this program")
+    first = rows[0]
+    balances = {
+        row["member"]: MemberBalances(
+            member=row["member"],
+            available=row["available_after"],
+            pending=row["pending_after"],
+            held=row["held_after"],
+        )
+        for row in rows
+        if row["member"] is not None
+    }
+    return EntryOut(
+        id=first["id"],
+        kind=first["kind"],
+        points=sum(row["amount"] for row in rows if row["amount"] > 0),
+        occurred_at=first["occurred_at"],
+        recorded_at=first["recorded_at"],
+        reason=first["reason"],
+        order_id=first["order_id"],
+        reverses=first["reverses_entry_id"],
+        rules_version=first["rules_version"],
+        expires_at=first["expires_at"],
+        pending_until=first["pending_until"],
+        metadata=json.loads(first["metadata"]),
+        postings=[
+            PostingOut(member=row["member"], account=row["account"], points=row["amount"]) for row in rows
+        ],
+        # by external id in byte order, as ledger_post() renders them
+        balances=[balances[member] for member in sorted(balances, key=lambda name: name.encode())],
+    )
+
+
+async def internal_member_id(connection: Connection, program_id: int, member: str) -> int:
+    """A member's internal id from its external id; 404 `member_not_found`."""
     found = await repository.member_id(connection, program_id, member)
     if found is None:
         raise MemberNotFound(f"no member {member} in this program")
@@ -176,7 +218,7 @@ async def statement(
     context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
 ) -> StatementPage:
     async with context.db.pool.acquire() as connection:
-        member_id = await _member_id(connection, principal.program_id, member)
+        member_id = await internal_member_id(connection, principal.program_id, member)
         list_id = f"statement:{member_id}"
         (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         rows = await repository.statement_postings(
@@ -238,7 +280,7 @@ async def balance(
                 pending=row["pending"],
                 held=row["held"],
             )
-        member_id = await _member_id(connection, principal.program_id, member)
+        member_id = await internal_member_id(connection, principal.program_id, member)
         past = await repository.balance_as_of(connection, member_id, as_of)
     values = (
         (0, 0, 0) if past is None else (past["available_after"], past["pending_after"], past["held_after"])

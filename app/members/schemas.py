@@ -64,11 +64,12 @@ class TierProgress(BaseModel):
     missing: dict[str, JsonValue] = Field(description="what is missing to reach it", examples=[{"orders": 2}])
 
 
+MemberStatus = Literal["active", "suspended", "closed"]
+
+
 class MemberOut(BaseModel):
     external_id: str = Field(description="the caller's id for the member", examples=["cust-10042"])
-    status: Literal["active", "suspended", "closed"] = Field(
-        description="membership status", examples=["active"]
-    )
+    status: MemberStatus = Field(description="membership status", examples=["active"])
     enrolled_at: datetime = Field(
         description="when the member joined (UTC)", examples=["2026-11-24T10:00:00Z"]
     )
@@ -84,3 +85,44 @@ class MemberOut(BaseModel):
         description="current tier (none until tiers are configured)", examples=[None]
     )
     tier_progress: TierProgress | None = Field(description="progress to the next tier", examples=[None])
+
+
+class MemberSummary(BaseModel):
+    """A member as lists show it: the member view without the upcoming expiries."""
+
+    external_id: str = Field(description="the caller's id for the member", examples=["cust-10042"])
+    status: MemberStatus = Field(description="membership status", examples=["active"])
+    enrolled_at: datetime = Field(
+        description="when the member joined (UTC)", examples=["2026-11-24T10:00:00Z"]
+    )
+    birthday: date | None = Field(description="birthday, if given", examples=[None])
+    referred_by: str | None = Field(description="referring member", examples=[None])
+    metadata: dict[str, JsonValue] = Field(description="caller-supplied data", examples=[{}])
+    balances: Balances
+    tier: MemberTier | None = Field(
+        description="current tier (none until tiers are configured)", examples=[None]
+    )
+    tier_progress: TierProgress | None = Field(description="progress to the next tier", examples=[None])
+
+
+class MemberPage(BaseModel):
+    items: list[MemberSummary] = Field(description="members, newest enrolment first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])
+
+
+class MemberPatch(BaseModel):
+    """A JSON merge patch (RFC 7396) of the member: `birthday` and `metadata` only.
+    A field left out is kept; `null` clears it; `metadata` is merged key by key (a key
+    set to null is removed)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"birthday": "1990-04-17", "metadata": {"tier_note": None, "city": "Berlin"}}]
+        },
+    )
+
+    birthday: CalendarDate | None = Field(default=None, description="the new birthday; null clears it")
+    metadata: dict[str, JsonValue] | None = Field(
+        default=None, description="merged into the member's metadata; null clears all of it"
+    )

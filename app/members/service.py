@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import AppContext
 from app.errors import ValidationFailed
+from app.fields import LATEST, storable_metadata
 from app.ledger import accounts, expiry
 from app.ledger.errors import MemberNotFound
 from app.members import repository
 from app.members.errors import MemberExists
-from app.members.schemas import Balances, Expiring, MemberCreate, MemberOut, MemberTier, TierProgress
+from app.members.schemas import (
+    Balances,
+    Expiring,
+    MemberCreate,
+    MemberOut,
+    MemberPage,
+    MemberPatch,
+    MemberSummary,
+    MemberTier,
+    TierProgress,
+)
 from app.principal import Principal
 from app.tiers import service as tiers
 
@@ -58,6 +72,13 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
             connection, context.rules, row["program_id"], row["id"], context.clock.now()
         )
     return MemberOut(
+        **_summary(row, standing).model_dump(),
+        expiring=[Expiring(points=item.points, expires_at=item.expires_at) for item in upcoming],
+    )
+
+
+def _summary(row: asyncpg.Record, standing: tiers.MemberTierView) -> MemberSummary:
+    return MemberSummary(
         external_id=row["external_id"],
         status=row["status"],
         enrolled_at=row["enrolled_at"],
@@ -67,7 +88,6 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         balances=Balances(
             available=row["available"], pending=row["pending"], held=row["held"], debt=-row["debt"]
         ),
-        expiring=[Expiring(points=item.points, expires_at=item.expires_at) for item in upcoming],
         tier=None
         if standing.tier is None
         else MemberTier(
@@ -80,3 +100,77 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         if standing.progress is None
         else TierProgress(next_tier=standing.progress.next_tier, missing=standing.progress.missing),
     )
+
+
+async def members(
+    context: AppContext,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    prefix: str | None,
+    tier: str | None,
+    status: str | None,
+) -> MemberPage:
+    """The program's members, newest enrolment first (GET /v1/members). A cursor
+    belongs to one list: the same filters."""
+    list_id = f"members:{principal.program_id}:{json.dumps([prefix, tier, status])}"
+    before: tuple[datetime, int] = (LATEST, 2**63 - 1)
+    if cursor is not None:
+        enrolled, member_id = context.cursors.read(list_id, cursor)
+        before = (datetime.fromisoformat(enrolled), member_id)
+    async with context.db.pool.acquire() as connection:
+        rows = await repository.member_page(
+            connection,
+            principal.program_id,
+            prefix=prefix,
+            tier=tier,
+            status=status,
+            before=before,
+            limit=limit + 1,
+        )
+        page = rows[:limit]
+        standings = await tiers.member_views(
+            connection, context.rules, principal.program_id, [row["id"] for row in page], context.clock.now()
+        )
+    last = page[-1] if len(rows) > limit else None
+    return MemberPage(
+        items=[_summary(row, standings[row["id"]]) for row in page],
+        next_cursor=None
+        if last is None
+        else context.cursors.issue(list_id, last["enrolled_at"].isoformat(), last["id"]),
+    )
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+async def patch(context: AppContext, principal: Principal, external_id: str, body: MemberPatch) -> MemberOut:
+    """Change a member's birthday and metadata by JSON merge patch (PATCH /v1/members/{id})."""
+    sent = body.model_fields_set
+
+    async def work(session: AsyncSession) -> None:
+        member = await repository.locked_member(session, principal.program_id, external_id)
+        if member is None:
+            raise MemberNotFound(f"no member {external_id} in this program")
+        if "birthday" in sent:
+            member.birthday = body.birthday
+        if "metadata" in sent:
+            merged = {} if body.metadata is None else merge_patch(member.metadata_, body.metadata)
+            try:
+                member.metadata_ = storable_metadata(merged)
+            except ValueError as exc:
+                raise ValidationFailed.on("body.metadata", str(exc)) from exc
+
+    await context.db.run(work)
+    return await view(context, principal, external_id)

@@ -9,17 +9,28 @@ from fastapi.responses import Response
 
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
-from app.fields import RulesVersionPath, ShortText
+from app.fields import MemberPath, RulesVersionPath, ShortText
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange
 from app.orders import service, simulation
-from app.orders.schemas import OrderIn, OrderResult, RefundIn, RefundResult, SimulationIn, SimulationOut
+from app.orders.schemas import (
+    OrderIn,
+    OrderOut,
+    OrderPage,
+    OrderResult,
+    RefundIn,
+    RefundResult,
+    SimulationIn,
+    SimulationOut,
+)
+from app.pagination import Cursor, Limit
 from app.principal import Principal
 from app.rulesets.service import RulesVersionNotFound
 
 router = api_router(prefix="/v1/orders", tags=["orders"])
 Earner = Annotated[Principal, Depends(require("points:earn"))]
+Reader = Annotated[Principal, Depends(require("members:read"))]
 
 
 @router.post(
@@ -91,6 +102,40 @@ async def create_order_refund(
     than is left of the order is 422 `refund_exceeds_order`."""
     result = await service.refund(context, keyed_request(http, principal, key, body), order_id, body)
     return result.to_response()
+
+
+@router.get(
+    "/{order_id}",
+    response_model=OrderOut,
+    operation_id="getOrder",
+    responses=error_responses(Forbidden, service.OrderNotFound),
+)
+async def get_order(
+    order_id: Annotated[ShortText, Path(description="the order's order_id")],
+    context: Context,
+    principal: Reader,
+) -> OrderOut:
+    """An order as recorded: member, total, lines, channel, when it was paid, the
+    rules version that decided it, its points and their status, the breakdown, and
+    its refunds."""
+    return await service.order(context, principal, order_id)
+
+
+member_orders_router = api_router(prefix="/v1/members", tags=["orders"])
+
+
+@member_orders_router.get(
+    "/{member}/orders",
+    response_model=OrderPage,
+    operation_id="listMemberOrders",
+    responses=error_responses(Forbidden, MemberNotFound),
+)
+async def list_member_orders(
+    member: MemberPath, context: Context, principal: Reader, limit: Limit = 50, cursor: Cursor = None
+) -> OrderPage:
+    """A member's orders, newest payment first, each as `GET /v1/orders/{order_id}`
+    shows it."""
+    return await service.member_orders(context, principal, member, limit=limit, cursor=cursor)
 
 
 # The what-if replay answers under the rules paths (it simulates a rules version).

@@ -53,6 +53,29 @@ SELECT outcome, request_fingerprint, response_body
        p_response_body => $26, p_tier => $27::jsonb)
 """
 
+# An order as recorded, with what the read endpoints show of it: the answer it got
+# (its breakdown), whether its points still wait in pending, its refunds.
+_RECORDED_ORDER = """
+SELECT o.id, o.order_id, m.external_id AS member, o.currency, o.total, o.lines, o.channel, o.paid_at,
+       o.recorded_at, o.rules_version, o.points, o.points_taken_back, o.entry_id,
+       e.pending_until, r.response_body,
+       EXISTS (SELECT 1 FROM pending_credit c
+                WHERE c.entry_id = o.entry_id AND c.activated_at IS NULL AND c.remaining > 0) AS pending,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'refund_id', f.refund_id, 'amount', f.amount::text, 'points_reversed', f.points,
+                   'created_at', f.created_at) ORDER BY f.id), '[]')
+          FROM order_refund f WHERE f.paid_order_id = o.id) AS refunds
+  FROM paid_order o
+  JOIN member m ON m.id = o.member_id
+  LEFT JOIN journal_entry e ON e.id = o.entry_id
+  LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
+"""
+RECORDED_ORDER = _RECORDED_ORDER + " WHERE o.program_id = $1 AND o.order_id = $2\n"
+MEMBER_ORDERS = (
+    _RECORDED_ORDER
+    + " WHERE o.member_id = $1 AND (o.paid_at, o.id) < ($2, $3) ORDER BY o.paid_at DESC, o.id DESC LIMIT $4\n"
+)
+
 STORED_ORDER = """
 SELECT o.request_fingerprint, r.response_body
   FROM paid_order o
@@ -219,6 +242,16 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
     )
     assert row is not None
     return row
+
+
+async def recorded_order(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(RECORDED_ORDER, program_id, order_id)
+
+
+async def member_orders(
+    connection: Connection, member_id: int, *, before: tuple[datetime, int], limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(MEMBER_ORDERS, member_id, before[0], before[1], limit)
 
 
 async def stored_order(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:

@@ -215,3 +215,44 @@ class SimulationOut(BaseModel):
     )
     delta_points: int = Field(description="simulated minus actual", examples=[250000])
     rules: list[RuleSplit] = Field(description="the split by rule, largest change first")
+
+
+class OrderRefundOut(BaseModel):
+    refund_id: str = Field(description="the refund's id", examples=["rf-1"])
+    amount: Money = Field(description="money the refund returned (in the currency's decimals)")
+    points_reversed: int = Field(description="points it took back", examples=[40])
+    created_at: datetime = Field(description="when it was recorded (UTC)", examples=["2026-11-25T09:00:00Z"])
+
+
+class OrderOut(BaseModel):
+    """A paid order as the ledger recorded it, with its points and refunds."""
+
+    order_id: str = Field(description="the checkout's id for the order", examples=["o-1001"])
+    member: str = Field(description="the member who paid", examples=["cust-10042"])
+    total: Money = Field(description="what the member paid")
+    lines: list[OrderLineIn] | None = Field(description="the order's lines, as sent")
+    channel: str | None = Field(description="where the order was placed", examples=["app"])
+    paid_at: datetime = Field(description="when it was paid (UTC)", examples=["2026-11-24T10:00:00Z"])
+    recorded_at: datetime = Field(
+        description="when the ledger recorded it (UTC)", examples=["2026-11-24T10:00:01Z"]
+    )
+    rules_version: int = Field(description="the rules version that decided its points", examples=[3])
+    points: int = Field(description="points the order earned", examples=[240])
+    points_refunded: int = Field(description="of those, points refunds took back", examples=[40])
+    status: Literal["pending", "available"] = Field(
+        description="pending while its points wait out the return window; then available",
+        examples=["available"],
+    )
+    available_at: datetime = Field(
+        description="when its points became (or become) available (UTC)", examples=["2026-12-08T10:00:00Z"]
+    )
+    breakdown: list[BreakdownLine] = Field(description="how the rules arrived at the points")
+    entry_id: uuid.UUID | None = Field(
+        description="the earn entry (null: the order earned nothing)", examples=[None]
+    )
+    refunds: list[OrderRefundOut] = Field(description="its refunds, oldest first")
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut] = Field(description="orders, newest payment first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])

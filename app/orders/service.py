@@ -26,14 +26,26 @@ from uuid_utils.compat import uuid7
 from app.context import AppContext
 from app.db import Connection
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
-from app.fields import money
+from app.fields import LATEST, Money, money
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
+from app.ledger import service as ledger
 from app.ledger.entries import Leg, MemberAccount
 from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange, as_app_error
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
-from app.orders.schemas import BreakdownLine, OrderIn, OrderResult, RefundIn, RefundResult
+from app.orders.schemas import (
+    BreakdownLine,
+    OrderIn,
+    OrderLineIn,
+    OrderOut,
+    OrderPage,
+    OrderRefundOut,
+    OrderResult,
+    RefundIn,
+    RefundResult,
+)
+from app.principal import Principal
 from app.rules import (
     OrderEarning,
     OrderFacts,
@@ -47,7 +59,7 @@ from app.rules import (
     refund_amount,
     refund_lines,
 )
-from app.rules.earning import display_places, local_time
+from app.rules.earning import local_time
 from app.rules.lifecycle import lot_expiry
 from app.rules.tier_machine import TierDecision
 from app.rules.tiers import Activity
@@ -398,7 +410,7 @@ async def _take_back(
     result = RefundResult(
         refund_id=body.refund_id,
         order_id=order["order_id"],
-        amount=money(amount, currency, display_places(order["total"])),
+        amount=money(amount, currency),
         points_reversed=points,
         from_pending=from_pending,
         from_available=from_available,
@@ -519,3 +531,63 @@ async def past_points_by_rule(
 ) -> dict[str, int]:
     """What each rule gave the orders paid in [start, end)."""
     return await repository.past_points_by_rule(connection, program_id, start, end)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def _order_out(row: asyncpg.Record) -> OrderOut:
+    answered = json.loads(row["response_body"]) if row["response_body"] is not None else {}
+    return OrderOut(
+        order_id=row["order_id"],
+        member=row["member"],
+        total=Money(amount=row["total"], currency=row["currency"]),
+        lines=[OrderLineIn.model_validate(line) for line in json.loads(row["lines"])] or None,
+        channel=row["channel"],
+        paid_at=row["paid_at"],
+        recorded_at=row["recorded_at"],
+        rules_version=row["rules_version"],
+        points=row["points"],
+        points_refunded=row["points_taken_back"],
+        status="pending" if row["pending"] else "available",
+        available_at=row["pending_until"] or row["recorded_at"],
+        breakdown=[BreakdownLine.model_validate(line) for line in answered.get("breakdown", [])],
+        entry_id=row["entry_id"],
+        refunds=[
+            OrderRefundOut(
+                refund_id=refund["refund_id"],
+                amount=money(Decimal(refund["amount"]), row["currency"]),
+                points_reversed=refund["points_reversed"],
+                created_at=refund["created_at"],
+            )
+            for refund in json.loads(row["refunds"])
+        ],
+    )
+
+
+async def order(context: AppContext, principal: Principal, order_id: str) -> OrderOut:
+    """One order as recorded (GET /v1/orders/{order_id})."""
+    async with context.db.pool.acquire() as connection:
+        row = await repository.recorded_order(connection, principal.program_id, order_id)
+    if row is None:
+        raise OrderNotFound(f"no order {order_id} in this program")
+    return _order_out(row)
+
+
+async def member_orders(
+    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+) -> OrderPage:
+    """A member's orders, newest payment first (GET /v1/members/{id}/orders)."""
+    async with context.db.pool.acquire() as connection:
+        member_id = await ledger.internal_member_id(connection, principal.program_id, member)
+        list_id = f"member-orders:{member_id}"
+        before: tuple[datetime, int] = (LATEST, 2**63 - 1)
+        if cursor is not None:
+            paid_at, paid_order_id = context.cursors.read(list_id, cursor)
+            before = (datetime.fromisoformat(paid_at), paid_order_id)
+        rows = await repository.member_orders(connection, member_id, before=before, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = context.cursors.issue(list_id, page[-1]["paid_at"].isoformat(), page[-1]["id"])
+    return OrderPage(items=[_order_out(row) for row in page], next_cursor=next_cursor)

@@ -10,9 +10,10 @@ from app.context import Context, require
 from app.errors import Forbidden, MalformedJson, ValidationFailed, error_responses
 from app.fields import RulesVersionPath
 from app.http import api_router
+from app.pagination import Cursor, Limit
 from app.principal import Principal
 from app.rulesets import service
-from app.rulesets.schemas import RulesVersionOut
+from app.rulesets.schemas import RulesVersionOut, RulesVersionPage
 
 router = api_router(prefix="/v1/rules", tags=["rules"])
 Reader = Annotated[Principal, Depends(require("rules:read"))]
@@ -80,6 +81,20 @@ async def create_rules_version(request: Request, context: Context, principal: Wr
     if not await request.body():  # as FastAPI answers a missing body everywhere else
         raise ValidationFailed.on("body", "Field required", "missing")
     return await service.create(context, principal, await request.json())
+
+
+@router.get(
+    "/versions",
+    response_model=RulesVersionPage,
+    operation_id="listRulesVersions",
+    responses=error_responses(Forbidden),
+)
+async def list_rules_versions(
+    context: Context, principal: Reader, limit: Limit = 50, cursor: Cursor = None
+) -> RulesVersionPage:
+    """Every version the program has stored, newest first, with when it was stored
+    and last switched on; the active one says so."""
+    return await service.versions(context, principal, limit=limit, cursor=cursor)
 
 
 @router.get(

@@ -23,6 +23,17 @@ async def active(session: AsyncSession, program_id: int) -> RulesVersion | None:
     )
 
 
+async def versions(
+    session: AsyncSession, program_id: int, *, before: int | None, limit: int
+) -> list[RulesVersion]:
+    """The program's versions (below `before`, if given), newest first."""
+    query = select(RulesVersion).where(RulesVersion.program_id == program_id)
+    if before is not None:
+        query = query.where(RulesVersion.version < before)
+    found = await session.scalars(query.order_by(RulesVersion.version.desc()).limit(limit))
+    return list(found)
+
+
 async def get(session: AsyncSession, program_id: int, version: int) -> RulesVersion | None:
     return await session.get(RulesVersion, (program_id, version))
 

@@ -16,7 +16,7 @@ from app.principal import Principal
 from app.rules import RulesDocument, default_document
 from app.rulesets import repository
 from app.rulesets.models import RulesVersion
-from app.rulesets.schemas import RulesVersionOut
+from app.rulesets.schemas import RulesVersionOut, RulesVersionPage, RulesVersionSummary
 
 
 class InvalidRules(AppError):
@@ -79,6 +79,29 @@ async def active(context: AppContext, principal: Principal) -> RulesVersionOut:
         if row is None:  # every program gets version 1 when it is created
             raise RulesVersionNotFound("the program has no active rules")
         return _out(row)
+
+
+async def versions(
+    context: AppContext, principal: Principal, *, limit: int, cursor: str | None
+) -> RulesVersionPage:
+    """Every stored version, newest first (GET /v1/rules/versions)."""
+    list_id = f"rules-versions:{principal.program_id}"
+    (before,) = [None] if cursor is None else context.cursors.read(list_id, cursor)
+    async with context.db.unit_of_work() as session:
+        rows = await repository.versions(session, principal.program_id, before=before, limit=limit + 1)
+    page = rows[:limit]
+    return RulesVersionPage(
+        items=[
+            RulesVersionSummary(
+                version=row.version,
+                active=row.active,
+                created_at=row.created_at,
+                activated_at=row.activated_at,
+            )
+            for row in page
+        ],
+        next_cursor=context.cursors.issue(list_id, page[-1].version) if len(rows) > limit else None,
+    )
 
 
 async def get(context: AppContext, principal: Principal, version: int) -> RulesVersionOut:

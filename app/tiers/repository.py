@@ -80,6 +80,13 @@ SELECT {_STATE_COLUMNS}
  WHERE m.id = $1
 """
 
+STATES_BY_IDS = f"""
+SELECT {_STATE_COLUMNS}
+  FROM member m
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.id = ANY ($1::bigint[])
+"""
+
 # The next batch of a program's members after a member id, in id order.
 BATCH = f"""
 SELECT {_STATE_COLUMNS}
@@ -178,6 +185,10 @@ async def apply(
         return 0
     elements = json.dumps([found.as_json() for found in decisions])
     return int(await connection.fetchval(APPLY, program_id, rules_version, now, elements))
+
+
+async def states_by_ids(connection: Connection, member_ids: list[int]) -> list[asyncpg.Record]:
+    return await connection.fetch(STATES_BY_IDS, member_ids)
 
 
 async def history(connection: Connection, member_id: int, before_id: int, limit: int) -> list[asyncpg.Record]:

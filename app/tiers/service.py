@@ -185,6 +185,27 @@ async def member_view(
     return MemberTierView(_state_out(rules, state), _progress_out(rules, state, activity))
 
 
+async def member_views(
+    connection: Connection, cache: RulesSource, program_id: int, member_ids: list[int], now: datetime
+) -> dict[int, MemberTierView]:
+    """member_view() for a page of members: two queries, whatever the page's size."""
+    _, rules = await _active(connection, cache, program_id)
+    states = {
+        row["member_id"]: repository.state_of(row)
+        for row in await repository.states_by_ids(connection, member_ids)
+    }
+    judged = [m for m in member_ids if rules.tiers or states[m].tier is not None]
+    w = window(rules, now)
+    rows = await repository.activity(connection, [(m, w.start, w.end) for m in judged]) if judged else []
+    views = {m: MemberTierView(None, None) for m in member_ids}
+    for member_id, row in zip(judged, rows, strict=True):
+        state = states[member_id]
+        views[member_id] = MemberTierView(
+            _state_out(rules, state), _progress_out(rules, state, _activity(row))
+        )
+    return views
+
+
 async def _active(connection: Connection, cache: RulesSource, program_id: int) -> tuple[int, RulesDocument]:
     return await cache.active(connection, program_id)
 

@@ -209,3 +209,13 @@ class TestOrderLines:
         assert response.status_code == 201, response.text
         # shoes' share 48.00 at x3 = 144, socks' share 32.00 at x1 = 32
         assert response.json()["points"] == 144 + 32
+
+
+class TestMoneyOut:
+    async def test_a_refund_of_a_yen_order_answers_in_whole_yen(self, api: Api) -> None:
+        await api.use_rules({"currency": "JPY", "earn": {"base": {"points": 1, "per": "100"}}})
+        member = await api.enrol()
+        await api.order(member, "1000", order_id="yen-1", currency="JPY")
+        refund = await api.refund("yen-1", amount={"amount": "333", "currency": "JPY"})
+        assert refund.status_code == 201, refund.text
+        assert refund.json()["amount"] == {"amount": "333", "currency": "JPY"}
