@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +11,8 @@ from typing import Annotated
 import typer
 
 from app.config import Environment, Settings, get_settings
+
+log = logging.getLogger("points_ledger")
 
 cli = typer.Typer(
     help="points-ledger: a loyalty-points service over a double-entry ledger.",
@@ -41,10 +42,7 @@ def database_url(settings: Settings) -> str:
     from app import embedded
 
     url = embedded.start(settings.data_dir)
-    typer.echo(
-        f"LEDGER_DATABASE_URL is not set: using the embedded PostgreSQL in {settings.data_dir}",
-        err=True,
-    )
+    log.info("embedded PostgreSQL ready in %s (LEDGER_DATABASE_URL is not set)", settings.data_dir)
     return url
 
 
@@ -77,39 +75,68 @@ def migrate() -> None:
 
 @cli.command()
 def serve(
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    host: Annotated[
+        str, typer.Option(envvar="LEDGER_HOST", help="The interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="LEDGER_PORT", help="The TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="How many worker processes.")] = 1,
 ) -> None:
-    """Serve the HTTP API (with no LEDGER_DATABASE_URL: an embedded, migrated PostgreSQL)."""
+    """Serve the HTTP API.
+
+    With no LEDGER_DATABASE_URL, an embedded PostgreSQL is started in LEDGER_DATA_DIR
+    and migrated first. Ctrl+C (or SIGTERM) stops the service and the embedded server.
+    """
     import os
+    import signal
 
     import uvicorn
 
     settings = _settings()
     url = database_url(settings)
-    if not settings.database_url:
-        from app import embedded
+    embedded = not settings.database_url
+    try:
+        if embedded:
+            run_migrations(url)
+            log.info("schema at revision %s", _head())
+            os.environ["LEDGER_DATABASE_URL"] = url  # worker processes read it
+            if settings.admin_key is None:
+                log.info(
+                    "no LEDGER_ADMIN_KEY: make a key with "
+                    "`points-ledger api-key create --program default --scopes admin`"
+                )
+        get_settings.cache_clear()
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        log.info("serving on http://%s:%d; docs at http://%s:%d/docs", shown, port, shown, port)
+        # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal
+        # again with the handler it found: this one, which lets it return to the
+        # finally below. A second signal meanwhile (uv run forwards the terminal's
+        # Ctrl+C once more) must not cut the shutdown short either.
+        for stopping in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stopping, lambda *_: None)
+        uvicorn.run(
+            "app.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            access_log=False,  # the service logs each request itself, with its request id
+            log_config=None,  # keep the logging app.logs set up
+        )
+    except KeyboardInterrupt:
+        pass  # Ctrl+C: uvicorn has shut down; what is left is below
+    finally:
+        if embedded:
+            from app import embedded as server
 
-        embedded.stop_on_signals()
-        run_migrations(url)
-        os.environ["LEDGER_DATABASE_URL"] = url  # worker processes read it
-        if settings.admin_key is None:
-            typer.echo(
-                "no LEDGER_ADMIN_KEY: create a key with `points-ledger api-key create --program default "
-                "--scopes admin`",
-                err=True,
-            )
-    get_settings.cache_clear()
-    uvicorn.run(
-        "app.asgi:app",
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        access_log=False,
-        log_level="info",
-    )
+            server.stop()
+        log.info("stopped")
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql://unused/none"))  # type: ignore[arg-type]
+    return str(script.get_current_head())
 
 
 @cli.command()
@@ -391,6 +418,41 @@ def openapi(
     typer.echo(f"wrote {output}")
 
 
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"points-ledger {version('points-ledger')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also show the embedded server's, Alembic's and uvicorn's lines."
+        ),
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """points-ledger: a loyalty-points service over a double-entry ledger."""
+    from app.logs import configure
+
+    level, fmt = "info", "text"
+    try:
+        settings = get_settings()
+        level, fmt = settings.log_level, settings.log_format
+    except ValueError:
+        pass  # _settings() reports it when a command needs the settings
+    configure(level, fmt, verbose=verbose)
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    cli()
+    try:
+        cli()
+    except KeyboardInterrupt:  # Ctrl+C outside serve: one line, no traceback
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130) from None

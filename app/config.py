@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,6 +86,23 @@ class Settings(BaseSettings):
         description="seconds between runs of particular jobs (JSON, e.g. "
         '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="debug also shows the embedded server's, Alembic's and uvicorn's own lines",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line"
+    )
+    access_log: bool | None = Field(
+        default=None,
+        description="one log line per request (method, path, status, time, request id); "
+        "unset: on outside production",
+    )
+
+    @property
+    def access_log_on(self) -> bool:
+        return self.access_log if self.access_log is not None else self.env is not Environment.production
 
     @field_validator("database_url")
     @classmethod

@@ -5,8 +5,8 @@ LEDGER_DATABASE_URL."""
 
 from __future__ import annotations
 
+import atexit
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,24 +24,23 @@ def start(data_dir: Path) -> str:
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     if pgdata not in _servers:
-        logger.info("starting embedded PostgreSQL in %s", pgdata)
+        logger.debug("starting embedded PostgreSQL in %s", pgdata)
         _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
     # The server listens on a Unix socket in its data folder.
     return f"postgresql+asyncpg://postgres@/postgres?host={quote(str(pgdata))}"
 
 
-def stop_on_signals() -> None:
-    """Stop the embedded server when a signal ends this process.
+def stop() -> None:
+    """Stop the embedded servers this process started, once, quietly.
 
-    The server's own atexit hook does not run when a signal kills the process,
-    and uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown (restoring
-    the handlers it found, these)."""
-
-    def stop(signum: int, _: object) -> None:
-        for server in list(_servers.values()):
-            server.cleanup()
-        _servers.clear()
-        raise SystemExit(128 + signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    Called when `serve` ends (Ctrl+C included). The terminal's Ctrl+C reaches the
+    server's processes too (one process group), and PostgreSQL takes SIGINT as a
+    fast shutdown of its own: whatever state it is in, stopping again is harmless,
+    and nothing is left for the wheel's exit hook to do."""
+    for server in list(_servers.values()):
+        atexit.unregister(server._cleanup)
+        try:
+            server._cleanup()
+        except Exception:  # already stopped (by the same Ctrl+C), or stopping
+            logger.debug("the embedded PostgreSQL was already stopping", exc_info=True)
+    _servers.clear()

@@ -87,7 +87,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware)  # the outermost: times everything, ids every answer
+    # The outermost: times everything, ids every answer, logs it.
+    app.add_middleware(MetricsMiddleware, access_log=settings.access_log_on)
     generated = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import requestid
+from app.logs import access
 
 REQUESTS = Histogram(
     "points_ledger_http_request_duration_seconds",
@@ -22,8 +23,9 @@ class MetricsMiddleware:
     """Plain ASGI (no BaseHTTPMiddleware) to keep the per-request cost to a timer and
     a header: it times the request and gives it its id (app/requestid.py)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,10 +47,20 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            elapsed = time.perf_counter() - started
+            if self.access_log:
+                access.info(
+                    "%s %s %s %.1f ms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1000,
+                    extra={"method": scope["method"], "path": scope["path"], "status": status},
+                )
             requestid.current.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)
+            REQUESTS.labels(scope["method"], template, str(status)).observe(elapsed)
 
 
 ENTRIES = Counter("points_ledger_entries_total", "journal entries written, by kind", ("kind",))
