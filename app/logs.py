@@ -11,6 +11,7 @@ import logging
 import sys
 import warnings
 from datetime import UTC, datetime
+from typing import TextIO
 
 from app import requestid
 
@@ -55,10 +56,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "info", fmt: str = "text", *, verbose: bool = False) -> None:
-    """Set up the process's logging (the CLI and every server worker call this)."""
+def configure(
+    level: str = "info", fmt: str = "text", *, verbose: bool = False, stream: TextIO | None = None
+) -> None:
+    """Set up the process's logging, to stderr (the CLI and every server worker call this)."""
     debug = verbose or level == "debug"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RequestId())
     root = logging.getLogger()
