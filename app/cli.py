@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from app.config import Environment, Settings, get_settings
+from app.jobs import JobName
 
 log = logging.getLogger("points_ledger")
 
@@ -18,10 +20,11 @@ cli = typer.Typer(
     help="points-ledger: a loyalty-points service over a double-entry ledger.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: click wraps the text, no type placeholders
 )
-api_key_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+api_key_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(api_key_cli, name="api-key")
-jobs_cli = typer.Typer(help="Run the ledger's jobs.", no_args_is_help=True)
+jobs_cli = typer.Typer(help="Run the ledger's jobs.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(jobs_cli, name="jobs")
 
 
@@ -76,10 +79,10 @@ def migrate() -> None:
 @cli.command()
 def serve(
     host: Annotated[
-        str, typer.Option(envvar="LEDGER_HOST", help="The interface to listen on.")
+        str, typer.Option(envvar="LEDGER_HOST", metavar="HOST", help="The interface to listen on.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="LEDGER_PORT", help="The TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="How many worker processes.")] = 1,
+    port: Annotated[int, typer.Option(envvar="LEDGER_PORT", metavar="PORT", help="The TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="How many worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API.
 
@@ -206,9 +209,12 @@ def _split_scopes(values: list[str]) -> list[str]:
 
 @api_key_cli.command("create")
 def api_key_create(
-    program: Annotated[str, typer.Option(help="program code, e.g. default")],
-    scopes: Annotated[list[str], typer.Option(help="scopes, repeated or comma-separated")],
-    name: Annotated[str, typer.Option(help="a label for the key")] = "cli",
+    program: Annotated[str, typer.Option(metavar="CODE", help="The program's code, e.g. default.")],
+    scopes: Annotated[
+        list[str],
+        typer.Option(metavar="SCOPES", help="The key's scopes, comma-separated (or the option repeated)."),
+    ],
+    name: Annotated[str, typer.Option(metavar="NAME", help="A label for the key.")] = "cli",
 ) -> None:
     """Create an API key and print it once."""
     chosen = _split_scopes(scopes)
@@ -245,6 +251,75 @@ async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> s
         await db.dispose()
 
 
+@api_key_cli.command("list")
+def api_key_list(
+    program: Annotated[str, typer.Option(metavar="CODE", help="The program's code, e.g. default.")],
+) -> None:
+    """List a program's keys, newest first: id, name, prefix, scopes, created, revoked.
+    Secrets are never shown (only their digests are kept)."""
+    rows = asyncio.run(_list_keys(database_url(_settings()), program))
+    if rows is None:
+        typer.echo(f"no program {program}", err=True)
+        raise typer.Exit(1)
+    for row in rows:
+        revoked = f"revoked {row.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if row.revoked_at else "active"
+        typer.echo(
+            f"{row.id}  {row.name:<16} {row.key_prefix}...  {','.join(row.scopes):<40} "
+            f"created {row.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}"
+        )
+
+
+async def _list_keys(url: str, program: str) -> list[Any] | None:
+    from app.auth.service import list_keys
+    from app.db import Database
+    from app.programs.repository import program_id
+
+    db = Database(url, _settings())
+    try:
+        async with db.unit_of_work() as session:
+            found = await program_id(session, program)
+            if found is None:
+                return None
+            return await list_keys(session, found, limit=10_000, before=None)
+    finally:
+        await db.dispose()
+
+
+@api_key_cli.command("revoke")
+def api_key_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, as `api-key list` shows it.")],
+) -> None:
+    """Revoke a key: its next request, in every process, is 401."""
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError as exc:
+        raise typer.BadParameter("an API key id, like 0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d") from exc
+    if not asyncio.run(_revoke_key(database_url(_settings()), parsed)):
+        typer.echo(f"no API key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+async def _revoke_key(url: str, key_id: uuid.UUID) -> bool:
+    from app.auth.service import ApiKeyNotFound, program_of_key, revoke_key
+    from app.clock import SystemClock
+    from app.db import Database
+
+    db = Database(url, _settings())
+    try:
+        async with db.unit_of_work() as session:
+            program = await program_of_key(session, key_id)
+            if program is None:
+                return False
+            try:
+                await revoke_key(session, program, key_id, SystemClock().now())
+            except ApiKeyNotFound:
+                return False
+            return True
+    finally:
+        await db.dispose()
+
+
 def _instant(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -263,26 +338,24 @@ def _instant(value: str | None) -> datetime | None:
 
 @jobs_cli.command("run")
 def jobs_run(
-    name: Annotated[
-        str, typer.Argument(help="the job: activate-pending, release-holds, expire or evaluate-tiers")
-    ],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="run as of this instant (default now)")] = None,
-    program: Annotated[str | None, typer.Option(help="only this program (default all)")] = None,
+    job: Annotated[JobName, typer.Argument(help="The job to run.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", metavar="INSTANT", help="Run as of this RFC 3339 instant (default: now)."),
+    ] = None,
+    program: Annotated[
+        str | None, typer.Option(metavar="CODE", help="Only this program (default: all).")
+    ] = None,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="draw a progress bar (default: on a terminal)"),
+        typer.Option("--progress/--no-progress", help="Draw a progress bar (default: on a terminal)."),
     ] = None,
 ) -> None:
     """Run a job to completion, as of now or `--as-of`, and print what it did."""
-    from app.jobs.service import JOBS
-
-    if name not in JOBS:
-        typer.echo(f"no job {name}; jobs: {', '.join(sorted(JOBS))}", err=True)
-        raise typer.Exit(2)
     settings = _settings()
     instant = _instant(as_of)
     url = database_url(settings)
-    summary = asyncio.run(_run_job(url, settings, name, program, instant, progress))
+    summary = asyncio.run(_run_job(url, settings, job.value, program, instant, progress))
     if summary is None:
         typer.echo(f"no program {program}", err=True)
         raise typer.Exit(1)
@@ -358,9 +431,12 @@ async def _run_job(
 @cli.command()
 def worker(
     interval: Annotated[
-        float | None, typer.Option(help="seconds between rounds (default LEDGER_WORKER_INTERVAL_SECONDS)")
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Seconds between rounds (default: LEDGER_WORKER_INTERVAL_SECONDS)."
+        ),
     ] = None,
-    once: Annotated[bool, typer.Option("--once", help="run one round of every job, then exit")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Run one round of every job, then exit.")] = False,
 ) -> None:
     """Run every job (activate-pending, release-holds, expire, evaluate-tiers) as of now, every
     `--interval` seconds (expire and evaluate-tiers hourly, or as LEDGER_WORKER_JOB_INTERVALS
@@ -409,7 +485,9 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
 
 @cli.command()
 def openapi(
-    output: Annotated[Path, typer.Option(help="where to write the spec")] = Path("openapi.yaml"),
+    output: Annotated[Path, typer.Option(metavar="PATH", help="Where to write the document.")] = Path(
+        "openapi.yaml"
+    ),
 ) -> None:
     """Write the OpenAPI document generated from the app."""
     from app.openapi import render_openapi

@@ -162,3 +162,47 @@ class TestEmbeddedDatabase:
                 await connection.close()
 
         assert asyncio.run(programs()) == 1
+
+
+class TestApiKeyListAndRevoke:
+    def test_list_shows_the_keys_and_revoke_stops_one(self, migrated_database: str) -> None:
+        code, output = invoke(migrated_database, "api-key", "create", "--program", "default", "--scopes",
+                              "members:read", "--name", "listed")  # fmt: skip
+        assert code == 0, output
+        code, listing = invoke(migrated_database, "api-key", "list", "--program", "default")
+        assert code == 0, listing
+        line = next(line for line in listing.splitlines() if " listed " in line)
+        assert line.endswith("active")
+        assert "members:read" in line
+        key_id = line.split()[0]
+        code, output = invoke(migrated_database, "api-key", "revoke", key_id)
+        assert (code, output.strip()) == (0, f"revoked {key_id}")
+        code, listing = invoke(migrated_database, "api-key", "list", "--program", "default")
+        assert "revoked 2" in next(line for line in listing.splitlines() if line.startswith(key_id))
+
+    def test_unknown_keys_and_programs_fail(self, migrated_database: str) -> None:
+        code, _ = invoke(migrated_database, "api-key", "revoke", str(uuid.uuid4()))
+        assert code == 1
+        code, _ = invoke(migrated_database, "api-key", "revoke", "not-an-id")
+        assert code == 2
+        code, _ = invoke(migrated_database, "api-key", "list", "--program", "nope")
+        assert code == 1
+
+
+class TestHelp:
+    def test_version(self) -> None:
+        code, output = invoke("postgresql://unused/none", "--version")
+        assert (code, output.strip()) == (0, "points-ledger 0.1.0")
+
+    def test_help_has_no_type_placeholders(self) -> None:
+        for command in (
+            ["--help"],
+            ["serve", "--help"],
+            ["api-key", "create", "--help"],
+            ["jobs", "run", "--help"],
+        ):
+            code, output = invoke("postgresql://unused/none", *command)
+            assert code == 0, output
+            assert "<str>" not in output
+            assert "<list" not in output
+            assert "<bool>" not in output

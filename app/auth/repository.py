@@ -66,3 +66,8 @@ async def revoke_key(session: AsyncSession, program_id: int, key_id: uuid.UUID, 
         .returning(ApiKey.id)
     )
     return result.first() is not None
+
+
+async def program_of_key(session: AsyncSession, key_id: uuid.UUID) -> int | None:
+    found = await session.scalar(select(ApiKey.program_id).where(ApiKey.id == key_id))
+    return None if found is None else int(found)

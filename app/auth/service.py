@@ -159,3 +159,8 @@ async def list_keys(
 async def revoke_key(session: AsyncSession, program_id: int, key_id: uuid.UUID, now: datetime) -> None:
     if not await repository.revoke_key(session, program_id, key_id, now):
         raise ApiKeyNotFound(f"no API key {key_id} in this program")
+
+
+async def program_of_key(session: AsyncSession, key_id: uuid.UUID) -> int | None:
+    """The program a key belongs to (operators revoke by id alone, from the CLI)."""
+    return await repository.program_of_key(session, key_id)

@@ -1,0 +1,16 @@
+"""Jobs that span domains, run on a schedule, "as of" an instant."""
+
+from enum import StrEnum
+
+
+class JobName(StrEnum):
+    """The jobs, in the order the worker runs them (app/jobs/service.py's JOBS); the
+    CLI offers them without importing every domain."""
+
+    activate_pending = "activate-pending"
+    release_holds = "release-holds"
+    expire = "expire"
+    evaluate_tiers = "evaluate-tiers"
+
+
+NAMES = tuple(job.value for job in JobName)
