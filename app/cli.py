@@ -90,13 +90,16 @@ def serve(
     and migrated first. Ctrl+C (or SIGTERM) stops the service and the embedded server.
     """
     import os
+    import shutil
     import signal
+    import tempfile
 
     import uvicorn
 
     settings = _settings()
     url = database_url(settings)
     embedded = not settings.database_url
+    metrics_dir = None
     try:
         if embedded:
             run_migrations(url)
@@ -107,6 +110,11 @@ def serve(
                     "no LEDGER_ADMIN_KEY: make a key with "
                     "`points-ledger api-key create --program default --scopes admin`"
                 )
+        if workers > 1:
+            # Every worker counts in files here and /metrics sums them (prometheus_client
+            # reads the variable when it is imported: each worker imports it afresh).
+            metrics_dir = tempfile.mkdtemp(prefix="points-ledger-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         get_settings.cache_clear()
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
         log.info("serving on http://%s:%d; docs at http://%s:%d/docs", shown, port, shown, port)
@@ -132,6 +140,8 @@ def serve(
             from app import embedded as server
 
             server.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("stopped")
 
 

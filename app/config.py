@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )
 
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, GET /metrics needs it as a bearer token"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info",
         description="debug also shows the embedded server's, Alembic's and uvicorn's own lines",

@@ -3,9 +3,10 @@ code; and the per-request middleware that times each request and gives it its id
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import requestid
@@ -61,6 +62,16 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope["method"], template, str(status)).observe(elapsed)
+
+
+def scrape() -> bytes:
+    """The exposition: this process's metrics, or with PROMETHEUS_MULTIPROC_DIR set
+    (`serve --workers N` sets it), every worker process's, summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
 
 
 ENTRIES = Counter("points_ledger_entries_total", "journal entries written, by kind", ("kind",))

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+from typing import Annotated
 
+from fastapi import Header, Security
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from app.context import Context
-from app.errors import ServiceUnavailable, error_responses
+from app.errors import ServiceUnavailable, Unauthorized, error_responses
 from app.http import api_router
+from app.metrics import scrape
 
 router = api_router(tags=["operations"])
+_metrics_bearer = HTTPBearer(auto_error=False, description="LEDGER_METRICS_TOKEN, when it is set")
 
 
 class Health(BaseModel):
@@ -41,7 +47,26 @@ async def readyz(context: Context) -> Health:
     return Health(status="ok")
 
 
-@router.get("/metrics", operation_id="metrics", response_class=Response)
-async def metrics() -> Response:
-    """Prometheus text exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "the metrics"},
+        **error_responses(),
+    },
+)
+async def metrics(
+    context: Context,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_metrics_bearer)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """Prometheus text exposition: every worker process's counters together when the
+    service runs several (`serve --workers N`). With LEDGER_METRICS_TOKEN set, a
+    scrape must send it as a bearer token."""
+    token = context.settings.metrics_token
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}"
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise Unauthorized("send the metrics token: Authorization: Bearer <LEDGER_METRICS_TOKEN>")
+    return Response(scrape(), media_type=CONTENT_TYPE_LATEST)
