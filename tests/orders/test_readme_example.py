@@ -1,4 +1,4 @@
-"""The worked example in README.md ("The rules document"), run for real."""
+"""The worked example in docs/orders-and-rules.md ("The rules document"), run for real."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Any
 
 from tests.support import Api, MovableClock
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "orders-and-rules.md"
 
 
 def readme_block(marker: str) -> Any:
-    """The JSON code block that follows `<!-- marker -->` in the README."""
-    text = README.read_text()
+    """The JSON code block that follows `<!-- marker -->` in the document."""
+    text = DOC.read_text()
     found = re.search(rf"<!-- {marker} -->\s*```json\n(.*?)```", text, re.DOTALL)
-    assert found is not None, f"README has no block marked {marker}"
+    assert found is not None, f"{DOC.name} has no block marked {marker}"
     return json.loads(found.group(1))
 
 

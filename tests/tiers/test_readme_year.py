@@ -1,5 +1,5 @@
-"""The README's "A member's year", played through the API with a moved clock: if the
-README's table and the service disagree, this fails."""
+"""docs/tiers.md's "A member's year", played through the API with a moved clock: if
+the document's table and the service disagree, this fails."""
 
 from __future__ import annotations
 
