@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from app.config import Environment, Settings, get_settings
 from app.jobs import JobName
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger("points_ledger")
 
@@ -236,29 +241,32 @@ def api_key_create(
     typer.echo(key)
 
 
-async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> str | None:
-    from app.auth.service import create_key
-    from app.clock import SystemClock
+@asynccontextmanager
+async def _unit_of_work(url: str) -> AsyncIterator[AsyncSession]:
+    """One transaction on the database, for the commands that manage keys."""
     from app.db import Database
-    from app.programs.repository import program_id
 
     db = Database(url, _settings())
     try:
         async with db.unit_of_work() as session:
-            found = await program_id(session, program)
-            if found is None:
-                return None
-            _, key = await create_key(
-                session,
-                program_id=found,
-                name=name,
-                scopes=scopes,
-                partner_code=None,
-                now=SystemClock().now(),
-            )
-            return key
+            yield session
     finally:
         await db.dispose()
+
+
+async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> str | None:
+    from app.auth.service import create_key
+    from app.clock import SystemClock
+    from app.programs.repository import program_id
+
+    async with _unit_of_work(url) as session:
+        found = await program_id(session, program)
+        if found is None:
+            return None
+        _, key = await create_key(
+            session, program_id=found, name=name, scopes=scopes, partner_code=None, now=SystemClock().now()
+        )
+        return key
 
 
 @api_key_cli.command("list")
@@ -281,18 +289,13 @@ def api_key_list(
 
 async def _list_keys(url: str, program: str) -> list[Any] | None:
     from app.auth.service import list_keys
-    from app.db import Database
     from app.programs.repository import program_id
 
-    db = Database(url, _settings())
-    try:
-        async with db.unit_of_work() as session:
-            found = await program_id(session, program)
-            if found is None:
-                return None
-            return await list_keys(session, found, limit=10_000, before=None)
-    finally:
-        await db.dispose()
+    async with _unit_of_work(url) as session:
+        found = await program_id(session, program)
+        if found is None:
+            return None
+        return await list_keys(session, found, limit=10_000, before=None)
 
 
 @api_key_cli.command("revoke")
@@ -313,21 +316,16 @@ def api_key_revoke(
 async def _revoke_key(url: str, key_id: uuid.UUID) -> bool:
     from app.auth.service import ApiKeyNotFound, program_of_key, revoke_key
     from app.clock import SystemClock
-    from app.db import Database
 
-    db = Database(url, _settings())
-    try:
-        async with db.unit_of_work() as session:
-            program = await program_of_key(session, key_id)
-            if program is None:
-                return False
-            try:
-                await revoke_key(session, program, key_id, SystemClock().now())
-            except ApiKeyNotFound:
-                return False
-            return True
-    finally:
-        await db.dispose()
+    async with _unit_of_work(url) as session:
+        program = await program_of_key(session, key_id)
+        if program is None:
+            return False
+        try:
+            await revoke_key(session, program, key_id, SystemClock().now())
+        except ApiKeyNotFound:
+            return False
+        return True
 
 
 def _instant(value: str | None) -> datetime | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -190,3 +192,15 @@ async def new_program(client: httpx.AsyncClient) -> Api:
     )
     assert response.status_code == 201, response.text
     return Api(client, response.json()["admin_key"], code)
+
+
+def wait_ready(base_url: str, seconds: float = 60) -> None:
+    """Until a service started by a test answers /readyz."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/readyz", timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{base_url} did not come up in {seconds} s"
+            time.sleep(0.3)

@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 
 from tests.conftest import scratch_database
 from tests.pgcluster import free_port
+from tests.support import wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,14 +47,7 @@ def service() -> Iterator[str]:
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/readyz", timeout=1):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "the service did not come up"
-                    time.sleep(0.3)
+            wait_ready(base)
             yield base
         finally:
             process.send_signal(signal.SIGINT)

@@ -34,16 +34,6 @@ SELECT request_fingerprint, status_code, response_body
   FROM idempotency_record WHERE program_id = $1 AND key = $2
 """
 
-ENTRY_WITH_POSTINGS = """
-SELECT e.id, e.kind, e.reverses_entry_id, m.external_id AS member, a.kind AS account, p.amount
-  FROM journal_entry e
-  JOIN posting p ON p.entry_id = e.id
-  JOIN account a ON a.id = p.account_id
-  LEFT JOIN member m ON m.id = p.member_id
- WHERE e.program_id = $1 AND e.id = $2
- ORDER BY p.id
-"""
-
 # One entry as the ledger POSTs answer it: its fields, then each posting with the
 # member's balances right after the entry (equal on all of one member's postings).
 ENTRY = """
@@ -152,12 +142,6 @@ async def keep_response(
 
 async def stored_response(connection: Connection, program_id: int, key: str) -> asyncpg.Record | None:
     return await connection.fetchrow(STORED_RESPONSE, program_id, key)
-
-
-async def entry_with_postings(
-    connection: Connection, program_id: int, entry_id: uuid.UUID
-) -> list[asyncpg.Record]:
-    return await connection.fetch(ENTRY_WITH_POSTINGS, program_id, entry_id)
 
 
 async def entry(connection: Connection, program_id: int, entry_id: uuid.UUID) -> list[asyncpg.Record]:

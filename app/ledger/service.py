@@ -144,7 +144,7 @@ async def reverse(
     context: AppContext, request: KeyedRequest, entry_id: uuid.UUID, body: ReversalIn
 ) -> StoredResponse:
     async with context.db.pool.acquire() as connection:
-        rows = await repository.entry_with_postings(connection, request.principal.program_id, entry_id)
+        rows = await repository.entry(connection, request.principal.program_id, entry_id)
     if not rows:
         raise EntryNotFound(f"no entry {entry_id} in this program")
     if rows[0]["kind"] == "reversal":

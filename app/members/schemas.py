@@ -67,26 +67,6 @@ class TierProgress(BaseModel):
 MemberStatus = Literal["active", "suspended", "closed"]
 
 
-class MemberOut(BaseModel):
-    external_id: str = Field(description="the caller's id for the member", examples=["cust-10042"])
-    status: MemberStatus = Field(description="membership status", examples=["active"])
-    enrolled_at: datetime = Field(
-        description="when the member joined (UTC)", examples=["2026-11-24T10:00:00Z"]
-    )
-    birthday: date | None = Field(description="birthday, if given", examples=[None])
-    referred_by: str | None = Field(description="referring member", examples=[None])
-    metadata: dict[str, JsonValue] = Field(description="caller-supplied data", examples=[{}])
-    balances: Balances
-    expiring: list[Expiring] = Field(
-        description="upcoming expiries, soonest first: the next 10 expiry dates of the member's "
-        "available points (held points do not expire while held); empty under expiry policy none"
-    )
-    tier: MemberTier | None = Field(
-        description="current tier (none until tiers are configured)", examples=[None]
-    )
-    tier_progress: TierProgress | None = Field(description="progress to the next tier", examples=[None])
-
-
 class MemberSummary(BaseModel):
     """A member as lists show it: the member view without the upcoming expiries."""
 
@@ -103,6 +83,15 @@ class MemberSummary(BaseModel):
         description="current tier (none until tiers are configured)", examples=[None]
     )
     tier_progress: TierProgress | None = Field(description="progress to the next tier", examples=[None])
+
+
+class MemberOut(MemberSummary):
+    """A member with balances, upcoming expiries and tier."""
+
+    expiring: list[Expiring] = Field(
+        description="upcoming expiries, soonest first: the next 10 expiry dates of the member's "
+        "available points (held points do not expire while held); empty under expiry policy none"
+    )
 
 
 class MemberPage(BaseModel):

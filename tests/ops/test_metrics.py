@@ -8,8 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,7 +17,7 @@ from pydantic import SecretStr
 from app.config import Environment, Settings
 from app.main import create_app
 from tests.pgcluster import free_port
-from tests.support import BOOTSTRAP_KEY
+from tests.support import BOOTSTRAP_KEY, wait_ready
 
 
 @pytest.fixture
@@ -65,14 +63,7 @@ def test_metrics_add_up_every_worker(migrated_database: str) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "not ready"
-                time.sleep(0.3)
+        wait_ready(base)
         sent = 40
         for _ in range(sent):  # a fresh connection each: the kernel spreads them over both workers
             assert httpx.get(f"{base}/healthz").status_code == 200
