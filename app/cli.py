@@ -446,7 +446,8 @@ def worker(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one round of every job, then exit.")] = False,
 ) -> None:
-    """Run every job (activate-pending, release-holds, expire, evaluate-tiers) as of now, every
+    """Run the chainer and the webhook dispatcher continuously, and every job
+    (activate-pending, release-holds, expire, evaluate-tiers, notify-expiring) as of now, every
     `--interval` seconds (expire and evaluate-tiers hourly, or as LEDGER_WORKER_JOB_INTERVALS
     says), until SIGINT or SIGTERM. Several workers may run at once:
     each job runs in one of them at a time (a PostgreSQL advisory lock)."""
@@ -459,8 +460,11 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
     import signal
 
     from app.clock import SystemClock
-    from app.db import Database
+    from app.db import Database, asyncpg_dsn
     from app.jobs.worker import Round, run_forever, run_round
+    from app.ledger import chain
+    from app.main import background
+    from app.webhooks.dispatcher import Dispatcher
 
     def report(done: Round) -> None:
         for name, counts in done.ran.items():
@@ -471,22 +475,38 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
     db = Database(url, settings)
     await db.connect()
     try:
+        clock = SystemClock()
         if once:
-            report(await run_round(db, SystemClock()))
+            report(await run_round(db, clock))
+            typer.echo(f"chained: {await chain.chain_all(db, clock.now())} entries and events")
+            dispatcher = Dispatcher(db, settings, clock)
+            try:
+                typer.echo(f"webhooks: {await dispatcher.run_once()} delivery attempts")
+            finally:
+                await dispatcher.close()
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        typer.echo(f"worker: running every job every {interval:g} s; stop with SIGINT or SIGTERM", err=True)
-        await run_forever(
-            db,
-            SystemClock(),
-            interval=interval,
-            stop=stop,
-            on_round=report,
-            job_intervals=settings.worker_job_intervals,
+        typer.echo(
+            f"worker: running every job every {interval:g} s, the chainer and the webhook dispatcher; "
+            "stop with SIGINT or SIGTERM",
+            err=True,
         )
+        tasks = background(db, settings, clock, asyncpg_dsn(url), stop)
+        try:
+            await run_forever(
+                db,
+                clock,
+                interval=interval,
+                stop=stop,
+                on_round=report,
+                job_intervals=settings.worker_job_intervals,
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
     finally:
         await db.dispose()
 

@@ -87,6 +87,23 @@ class Settings(BaseSettings):
         '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )
 
+    serve_background: bool = Field(
+        default=True,
+        description="run the chainer and the webhook dispatcher inside `points-ledger serve` too "
+        "(they always run in `points-ledger worker`; any number of processes may run them)",
+    )
+    chain_interval_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="how often the chainer looks for newly committed entries"
+    )
+    webhook_retry_seconds: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="the waits before each retry of a failed webhook delivery, comma-separated seconds "
+        "(each with up to 10% jitter); after the last, the delivery is failed",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15.0, gt=0, le=60, description="a delivery that has no 2xx answer within this has failed"
+    )
+
     metrics_token: SecretStr | None = Field(
         default=None, description="when set, GET /metrics needs it as a bearer token"
     )
@@ -106,6 +123,21 @@ class Settings(BaseSettings):
     @property
     def access_log_on(self) -> bool:
         return self.access_log if self.access_log is not None else self.env is not Environment.production
+
+    @property
+    def webhook_retries(self) -> list[float]:
+        return [float(part) for part in self.webhook_retry_seconds.split(",")]
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _retries(cls, value: str) -> str:
+        try:
+            waits = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be comma-separated seconds, e.g. 5,300,1800") from None
+        if not waits or any(wait < 0 or wait != wait for wait in waits):
+            raise ValueError("must be comma-separated non-negative seconds, e.g. 5,300,1800")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -18,10 +18,12 @@ from app.config import Settings, get_settings
 from app.context import AppContext
 from app.db import Database, asyncpg_dsn
 from app.errors import install_error_handlers
+from app.eventlog.endpoints import router as eventlog_router
 from app.events.endpoints import router as events_router
 from app.holds.endpoints import router as holds_router
 from app.http import BodyLimit
 from app.jobs.endpoints import router as jobs_router
+from app.ledger import chain
 from app.ledger.endpoints import router as ledger_router
 from app.members.endpoints import router as members_router
 from app.metrics import MetricsMiddleware
@@ -34,11 +36,23 @@ from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
 from app.service_keys import CURSOR_KEY, service_secret
 from app.tiers.endpoints import router as tiers_router
+from app.webhooks import dispatcher
+from app.webhooks.endpoints import router as webhooks_router
 
 DESCRIPTION = """A headless loyalty-points service over an append-only double-entry ledger.
 
 Every ledger-changing POST needs an `Idempotency-Key`; errors are RFC 9457
 `application/problem+json` with a stable `code`."""
+
+
+def background(
+    db: Database, settings: Settings, clock: Clock, dsn: str, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """The chainer and the webhook dispatcher, until `stop` (serve and worker)."""
+    return [
+        asyncio.create_task(chain.run(db, clock, stop, every=settings.chain_interval_seconds)),
+        asyncio.create_task(dispatcher.run(dispatcher.Dispatcher(db, settings, clock), dsn, stop)),
+    ]
 
 
 def create_app(
@@ -70,6 +84,8 @@ def create_app(
             asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop)),
             asyncio.create_task(rules.watch(asyncpg_dsn(url), stop)),
         ]
+        if settings.serve_background:
+            watchers += background(db, settings, app.state.context.clock, asyncpg_dsn(url), stop)
         try:
             yield
         finally:
@@ -111,6 +127,8 @@ def create_app(
         jobs_router,
         events_router,
         tiers_router,
+        eventlog_router,
+        webhooks_router,
     ):
         app.include_router(router)
     return app

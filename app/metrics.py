@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import requestid
@@ -75,3 +75,27 @@ def scrape() -> bytes:
 
 
 ENTRIES = Counter("points_ledger_entries_total", "journal entries written, by kind", ("kind",))
+
+CHAIN_LAG = Gauge(
+    "points_ledger_chain_lag_seconds",
+    "age of the oldest journal entry the chainer has not chained yet (0: none waiting)",
+    multiprocess_mode="max",
+)
+
+OUTBOX_DEPTH = Gauge(
+    "points_ledger_outbox_depth",
+    "events written but not yet given their place in the event log's sequence",
+    multiprocess_mode="max",
+)
+
+WEBHOOK_DELIVERIES = Counter(
+    "points_ledger_webhook_deliveries_total",
+    "webhook delivery attempts, by result (success, failure, gone, blocked)",
+    ("result",),
+)
+
+WEBHOOK_DELIVERY_LATENCY = Histogram(
+    "points_ledger_webhook_delivery_latency_seconds",
+    "from an event's creation to its first successful delivery",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600),
+)

@@ -2,10 +2,14 @@
 
 from app.auth.models import ApiKey
 from app.db import Base
+from app.eventlog.models import EventLogRow
 from app.events.models import MemberEvent
 from app.holds.models import PointHold
 from app.ledger.models import (
     Account,
+    ChainHead,
+    EntryChain,
+    ExpiryNotice,
     IdempotencyRecord,
     JournalEntry,
     LotUse,
@@ -20,11 +24,16 @@ from app.programs.models import Program
 from app.rulesets.models import RulesActivation, RulesVersion
 from app.service_keys import ServiceSecret
 from app.tiers.models import MemberTier, TierChange
+from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFanout
 
 __all__ = [
     "Account",
     "ApiKey",
     "Base",
+    "ChainHead",
+    "EntryChain",
+    "EventLogRow",
+    "ExpiryNotice",
     "IdempotencyRecord",
     "JournalEntry",
     "LotUse",
@@ -43,4 +52,8 @@ __all__ = [
     "RulesVersion",
     "ServiceSecret",
     "TierChange",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookFanout",
 ]

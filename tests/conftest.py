@@ -91,6 +91,8 @@ def settings() -> Settings:
         admin_key=SecretStr(BOOTSTRAP_KEY),
         db_pool_size=40,
         db_max_overflow=10,
+        # tests drive the chainer and the dispatcher themselves
+        serve_background=False,
     )
 
 

@@ -204,3 +204,19 @@ def wait_ready(base_url: str, seconds: float = 60) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"{base_url} did not come up in {seconds} s"
             time.sleep(0.3)
+
+
+async def program_id(db: asyncpg.Connection, code: str) -> int:
+    return int(await db.fetchval("SELECT id FROM program WHERE code = $1", code))
+
+
+async def chain_program(db: asyncpg.Connection, code: str) -> int:
+    """Run the chainer over one program until it has nothing left (the tests' stand-in
+    for the background chainer); how many entries it chained."""
+    from app.ledger.chain import chain_batch, head
+
+    pid = await program_id(db, code)
+    before = (await head(db, pid)).sequence
+    while await chain_batch(db, pid, datetime.now(UTC)) > 0:
+        pass
+    return (await head(db, pid)).sequence - before

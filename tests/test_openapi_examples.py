@@ -37,6 +37,9 @@ ORDER = [
     "setMemberTier",
     "keepMemberTier",
     "createApiKey",
+    "createWebhook",
+    "updateWebhook",
+    "replayWebhook",
     "createProgram",
 ]
 # The one example that meets a business rule on this path: the tier it would keep
@@ -92,6 +95,8 @@ async def test_every_request_example_is_accepted(api: Api, client: httpx.AsyncCl
             made["entry_id"] = body["id"]
         if operation_id == "createHold":
             made["hold_id"] = body["hold_id"]
+        if operation_id == "createWebhook":
+            made["webhook_id"] = body["id"]
     failures = {
         op: answer
         for op, answer in answers.items()

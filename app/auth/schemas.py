@@ -16,6 +16,7 @@ Scope = Literal[
     "rules:read",
     "rules:write",
     "reports:read",
+    "events:read",
     "webhooks:write",
     "admin",
 ]

@@ -27,6 +27,7 @@ from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
     EntryOut,
+    EntryView,
     RedemptionIn,
     ReversalIn,
     StatementPage,
@@ -140,7 +141,7 @@ async def reverse_entry(
 
 @router.get(
     "/entries/{entry_id}",
-    response_model=EntryOut,
+    response_model=EntryView,
     operation_id="getEntry",
     responses=error_responses(Forbidden, EntryNotFound),
 )
@@ -148,9 +149,10 @@ async def get_entry(
     entry_id: Annotated[uuid.UUID, Path(description="the entry")],
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
-) -> EntryOut:
+) -> EntryView:
     """One journal entry as the ledger's POSTs answer it: what moved on which accounts,
-    and each member's balances right after it."""
+    and each member's balances right after it; and its `sequence` and `hash` in the
+    program's hash chain (null for the few seconds before the chainer reaches it)."""
     return await service.entry(context, principal, entry_id)
 
 

@@ -81,6 +81,7 @@ class JournalEntry(Base):
     __tablename__ = "journal_entry"
     __table_args__ = (
         UniqueConstraint("program_id", "idempotency_key"),
+        Index("ix_journal_entry_program_id_txid_id", "program_id", "txid", "id"),
         Index(
             "uq_journal_entry_reverses_entry_id",
             "reverses_entry_id",
@@ -115,6 +116,41 @@ class JournalEntry(Base):
     # A capture or release: the hold entry it closes (its lots get points back). A
     # refund: the entry that put the order's points in lots (taken back first).
     source_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    # The writing transaction's id (pg_current_xact_id()). The chainer orders entries
+    # by it and takes only those of transactions that can no longer commit, so the
+    # chain never needs to insert an entry before one it has already chained.
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
+
+
+class EntryChain(Base):
+    """Each entry's place in its program's hash chain: a dense `sequence` from 1 and
+    `hash` = SHA-256(previous hash || the entry's canonical form) (app/ledger/chain.py).
+    Written by the chainer after the entry committed, never changed."""
+
+    __tablename__ = "entry_chain"
+    __table_args__ = (UniqueConstraint("program_id", "sequence"),)
+
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+    chained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChainHead(Base):
+    """Where each program's chain ends: its last sequence and hash, and the last
+    entry it took, in (txid, id) order; the chainer starts after it."""
+
+    __tablename__ = "chain_head"
+
+    program_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+    last_txid: Mapped[int] = mapped_column(BigInteger)
+    last_entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # the program's event log: its last sequence (entries and other events together)
+    event_sequence: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Posting(Base):
@@ -245,3 +281,17 @@ class LotUse(Base):
     entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
     lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("point_lot.id"))
     points: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExpiryNotice(Base):
+    """A `points.expiring_soon` already emitted: once per member, expiry date and
+    threshold (days before), whatever the job's reruns."""
+
+    __tablename__ = "expiry_notice"
+    __table_args__ = (PrimaryKeyConstraint("member_id", "expires_at", "days_before"),)
+
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    days_before: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

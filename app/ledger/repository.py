@@ -36,16 +36,18 @@ SELECT request_fingerprint, status_code, response_body
 
 # One entry as the ledger POSTs answer it: its fields, then each posting with the
 # member's balances right after the entry (equal on all of one member's postings).
-ENTRY = """
+# entries by id, each with its postings (in order) and its place in the chain
+ENTRIES = """
 SELECT e.id, e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
-       e.rules_version, e.expires_at, e.pending_until, e.metadata,
-       m.external_id AS member, a.kind AS account, p.amount,
-       p.available_after, p.pending_after, p.held_after
+       e.rules_version, e.expires_at, e.pending_until, e.metadata, e.idempotency_key, e.source_entry_id,
+       m.external_id AS member, p.member_id, a.kind AS account, p.amount,
+       p.available_after, p.pending_after, p.held_after, c.sequence, c.hash
   FROM journal_entry e
   JOIN posting p ON p.entry_id = e.id
   JOIN account a ON a.id = p.account_id
   LEFT JOIN member m ON m.id = p.member_id
- WHERE e.program_id = $1 AND e.id = $2
+  LEFT JOIN entry_chain c ON c.entry_id = e.id
+ WHERE e.program_id = $1 AND e.id = ANY($2::uuid[])
  ORDER BY p.id
 """
 
@@ -58,10 +60,11 @@ STATEMENT = """
 SELECT p.id AS posting_id, p.entry_id, a.kind AS account, p.amount,
        p.available_after, p.pending_after, p.held_after,
        e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
-       e.rules_version, e.metadata, e.explanation
+       e.rules_version, e.metadata, e.explanation, c.sequence, c.hash
   FROM posting p
   JOIN account a ON a.id = p.account_id
   JOIN journal_entry e ON e.id = p.entry_id
+  LEFT JOIN entry_chain c ON c.entry_id = e.id
  WHERE p.member_id = $1 AND p.id < $2
  ORDER BY p.id DESC
  LIMIT $3
@@ -144,8 +147,10 @@ async def stored_response(connection: Connection, program_id: int, key: str) -> 
     return await connection.fetchrow(STORED_RESPONSE, program_id, key)
 
 
-async def entry(connection: Connection, program_id: int, entry_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await connection.fetch(ENTRY, program_id, entry_id)
+async def entries(
+    connection: Connection, program_id: int, entry_ids: list[uuid.UUID]
+) -> list[asyncpg.Record]:
+    return await connection.fetch(ENTRIES, program_id, entry_ids)
 
 
 async def member_id(connection: Connection, program_id: int, external_id: str) -> int | None:

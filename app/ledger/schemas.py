@@ -126,6 +126,27 @@ class EntryOut(BaseModel):
     balances: list[MemberBalances] = Field(description="each member's balances right after the entry")
 
 
+class EntryView(EntryOut):
+    """A journal entry as written, with its place in the hash chain."""
+
+    sequence: int | None = Field(
+        description="the entry's place in the program's hash chain (null until the chainer reached it, "
+        "within seconds)",
+        examples=[1042],
+    )
+    hash: str | None = Field(
+        description="SHA-256 (hex) of the previous entry's hash and this entry's canonical form "
+        "(docs/events.md); null until chained",
+        examples=["9f2c4e0b7a1d3c5e8f6a2b4d6c8e0f1a3b5d7e9f1a2c4e6b8d0f2a4c6e8b0d2f"],
+    )
+    canonical: str | None = Field(
+        description="exactly what the hash covers after the previous hash: the entry's canonical JSON "
+        "(internal ids, no personal data); check hash = SHA-256(previous hash bytes || these bytes). "
+        "Null until chained",
+        examples=[None],
+    )
+
+
 class StatementItem(BaseModel):
     id: uuid.UUID = Field(description="entry id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
     kind: EntryKind = Field(description="business event", examples=["redemption"])
@@ -150,6 +171,16 @@ class StatementItem(BaseModel):
     rules_version: int | None = Field(description="rules version that decided the points", examples=[None])
     explanation: list[JsonValue] | None = Field(
         description="how the rules computed the points", examples=[None]
+    )
+    sequence: int | None = Field(
+        description="the entry's place in the program's hash chain (null until the chainer reached it, "
+        "within seconds)",
+        examples=[1042],
+    )
+    hash: str | None = Field(
+        description="SHA-256 (hex) of the previous entry's hash and this entry's canonical form "
+        "(docs/events.md); null until chained",
+        examples=["9f2c4e0b7a1d3c5e8f6a2b4d6c8e0f1a3b5d7e9f1a2c4e6b8d0f2a4c6e8b0d2f"],
     )
 
 

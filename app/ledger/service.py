@@ -15,7 +15,7 @@ from app.db import Connection
 from app.errors import AppError, FieldError, ValidationFailed
 from app.fields import Money
 from app.idempotency import KeyedRequest, StoredResponse
-from app.ledger import repository
+from app.ledger import chain, repository
 from app.ledger.entries import LIFECYCLE_KINDS, ORDER_KINDS, Leg, MemberAccount
 from app.ledger.errors import (
     REDEEM_REFUSALS,
@@ -28,7 +28,7 @@ from app.ledger.posting import post, replay_or_raise
 from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
-    EntryOut,
+    EntryView,
     MemberBalances,
     PostingOut,
     RedemptionIn,
@@ -144,7 +144,7 @@ async def reverse(
     context: AppContext, request: KeyedRequest, entry_id: uuid.UUID, body: ReversalIn
 ) -> StoredResponse:
     async with context.db.pool.acquire() as connection:
-        rows = await repository.entry(connection, request.principal.program_id, entry_id)
+        rows = await repository.entries(connection, request.principal.program_id, [entry_id])
     if not rows:
         raise EntryNotFound(f"no entry {entry_id} in this program")
     if rows[0]["kind"] == "reversal":
@@ -168,12 +168,27 @@ async def reverse(
     )
 
 
-async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) -> EntryOut:
-    """One entry as the ledger's POSTs answer it (GET /v1/entries/{id})."""
+async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) -> EntryView:
+    """One entry as the ledger's POSTs answer it, with its place in the chain
+    (GET /v1/entries/{id})."""
     async with context.db.pool.acquire() as connection:
-        rows = await repository.entry(connection, principal.program_id, entry_id)
-    if not rows:
+        found = await entry_views(connection, principal.program_id, [entry_id])
+    if entry_id not in found:
         raise EntryNotFound(f"no entry {entry_id} in this program")
+    return found[entry_id]
+
+
+async def entry_views(
+    connection: Connection, program_id: int, entry_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, EntryView]:
+    """The program's entries among `entry_ids`, as GET /v1/entries/{id} shows them."""
+    by_entry: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in await repository.entries(connection, program_id, entry_ids):
+        by_entry.setdefault(row["id"], []).append(row)
+    return {entry_id: _entry_view(rows) for entry_id, rows in by_entry.items()}
+
+
+def _entry_view(rows: list[asyncpg.Record]) -> EntryView:
     first = rows[0]
     balances = {
         row["member"]: MemberBalances(
@@ -185,7 +200,7 @@ async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) 
         for row in rows
         if row["member"] is not None
     }
-    return EntryOut(
+    return EntryView(
         id=first["id"],
         kind=first["kind"],
         points=sum(row["amount"] for row in rows if row["amount"] > 0),
@@ -203,6 +218,16 @@ async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) 
         ],
         # by external id in byte order, as ledger_post() renders them
         balances=[balances[member] for member in sorted(balances, key=lambda name: name.encode())],
+        sequence=first["sequence"],
+        hash=None if first["hash"] is None else bytes(first["hash"]).hex(),
+        canonical=None
+        if first["sequence"] is None
+        else chain.canonical(
+            {
+                **{key: first[key] for key in chain.ENTRY_FIELDS},
+                "postings": [(row["account"], row["member_id"], row["amount"]) for row in rows],
+            }
+        ).decode(),
     )
 
 
@@ -259,6 +284,8 @@ def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
         reverses=first["reverses_entry_id"],
         rules_version=first["rules_version"],
         explanation=json.loads(first["explanation"]) if first["explanation"] is not None else None,
+        sequence=first["sequence"],
+        hash=None if first["hash"] is None else bytes(first["hash"]).hex(),
     )
 
 

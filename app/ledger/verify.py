@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.db import Connection
-from app.ledger import lots
+from app.ledger import chain, lots
 
 SHOW = 20  # mismatches printed per check; all are counted
 
@@ -192,6 +192,25 @@ CHECKS = (
         """,
     ),
     Check(
+        "each program's event log is dense (1, 2, 3, ...), ends at its head, and has one event per "
+        "chained entry",
+        """
+        WITH logged AS (
+            SELECT program_id, count(*) AS events, max(sequence) AS last
+              FROM event_log WHERE sequence IS NOT NULL GROUP BY program_id
+        )
+        SELECT coalesce(l.program_id, h.program_id)::text AS program, l.events, l.last,
+               h.event_sequence AS head, NULL::text AS entry
+          FROM logged l FULL JOIN chain_head h ON h.program_id = l.program_id
+         WHERE coalesce(l.events, 0) <> coalesce(l.last, 0)
+            OR coalesce(l.last, 0) <> coalesce(h.event_sequence, 0)
+        UNION ALL
+        SELECT c.program_id::text, NULL, NULL, NULL, c.entry_id::text
+          FROM entry_chain c LEFT JOIN event_log l ON l.entry_id = c.entry_id
+         WHERE l.id IS NULL
+        """,
+    ),
+    Check(
         "every program has exactly one active rules version, and entries name versions it has",
         """
         SELECT g.id::text, count(r.version) AS active_versions, NULL::integer AS unknown_version
@@ -228,6 +247,14 @@ async def verify(connection: Connection) -> list[Outcome]:
             )
         replay = await lots.disagreements(connection)
         outcomes.append(Outcome("the lots agree with a replay of the ledger", len(replay), replay[:SHOW]))
+        breaks = await chain.breaks(connection)
+        outcomes.append(
+            Outcome(
+                "each program's hash chain recomputes from its entries, dense and in order (first break)",
+                len(breaks),
+                breaks[:SHOW],
+            )
+        )
     return outcomes
 
 

@@ -28,6 +28,7 @@ from app.members.schemas import (
     MemberTier,
     TierProgress,
 )
+from app.outbox import emit_in_session
 from app.principal import Principal
 from app.tiers import service as tiers
 
@@ -57,6 +58,20 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
         except IntegrityError as exc:
             raise MemberExists(f"member {body.external_id} already exists in this program") from exc
         await accounts.open_member_accounts(session, principal.program_id, member_id, now)
+        enrolled_at = body.enrolled_at or now
+        await emit_in_session(
+            session,
+            principal.program_id,
+            "member.created",
+            {
+                "member": body.external_id,
+                "enrolled_at": enrolled_at.isoformat().replace("+00:00", "Z"),
+                "referred_by": body.referred_by,
+            },
+            occurred_at=enrolled_at,
+            now=now,
+            members=[member_id],
+        )
 
     await context.db.run(work)
     return await view(context, principal, body.external_id)
@@ -171,6 +186,17 @@ async def patch(context: AppContext, principal: Principal, external_id: str, bod
                 member.metadata_ = storable_metadata(merged)
             except ValueError as exc:
                 raise ValidationFailed.on("body.metadata", str(exc)) from exc
+        if sent:
+            now = context.clock.now()
+            await emit_in_session(
+                session,
+                principal.program_id,
+                "member.updated",
+                {"member": external_id, "fields": sorted(sent)},
+                occurred_at=now,
+                now=now,
+                members=[member.id],
+            )
 
     await context.db.run(work)
     return await view(context, principal, external_id)

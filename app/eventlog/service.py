@@ -1,0 +1,85 @@
+"""Reading the event log (GET /v1/events) and the chain's head (GET /v1/ledger/head)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import asyncpg
+
+from app.context import AppContext
+from app.db import Connection
+from app.errors import ValidationFailed
+from app.eventlog import repository
+from app.eventlog.schemas import ChainHeadOut, EventOut, EventPage
+from app.eventlog.types import check_pattern, sql_filter
+from app.ledger import chain
+from app.ledger.service import entry_views, internal_member_id
+from app.principal import Principal
+
+
+async def render(connection: Connection, program_id: int, rows: Sequence[asyncpg.Record]) -> list[EventOut]:
+    """Events as the API and webhooks show them: a `points.*` event's data is its
+    entry as GET /v1/entries/{id} shows it (read now: the entry never changes)."""
+    views = await entry_views(connection, program_id, [row["entry_id"] for row in rows if row["entry_id"]])
+    return [
+        EventOut(
+            id=row["id"],
+            type=row["type"],
+            sequence=row["sequence"],
+            occurred_at=row["occurred_at"],
+            created_at=row["created_at"],
+            data=(
+                views[row["entry_id"]].model_dump(mode="json")
+                if row["entry_id"] is not None
+                else json.loads(row["data"])
+            ),
+        )
+        for row in rows
+    ]
+
+
+def parse_types(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        return [check_pattern(part.strip()) for part in value.split(",")]
+    except ValueError as exc:
+        raise ValidationFailed.on("query.type", str(exc)) from exc
+
+
+async def events(
+    context: AppContext,
+    principal: Principal,
+    *,
+    after: int,
+    limit: int,
+    types: str | None,
+    member: str | None,
+    cursor: str | None,
+) -> EventPage:
+    patterns = parse_types(types)
+    list_id = f"events:{types or ''}:{member or ''}"
+    if cursor is not None:
+        (after,) = context.cursors.read(list_id, cursor)
+    async with context.db.pool.acquire() as connection:
+        member_id = (
+            None if member is None else await internal_member_id(connection, principal.program_id, member)
+        )
+        rows = await repository.page(
+            connection,
+            principal.program_id,
+            after=after,
+            types=None if patterns is None else sql_filter(patterns),
+            member_id=member_id,
+            limit=limit + 1,
+        )
+        items = await render(connection, principal.program_id, rows[:limit])
+    next_cursor = context.cursors.issue(list_id, items[-1].sequence) if len(rows) > limit else None
+    return EventPage(items=items, next_cursor=next_cursor)
+
+
+async def head(context: AppContext, principal: Principal) -> ChainHeadOut:
+    async with context.db.pool.acquire() as connection:
+        found = await chain.state(connection, principal.program_id)
+    return ChainHeadOut(sequence=found.sequence, hash=found.hash, entries_unchained=found.entries_unchained)

@@ -1,0 +1,1 @@
+"""Webhooks: endpoints that receive the program's events, signed (Standard Webhooks)."""

@@ -1,0 +1,79 @@
+"""Where webhooks may be sent. In production: `https` only, and never to a
+loopback, private, link-local (cloud metadata among them), multicast, reserved or
+otherwise non-public address. Checked when the URL is given (a literal address)
+and again on the addresses its host resolves to at each delivery, so a name that
+later points inside the network is refused then. Outside production, loopback
+addresses and `http` are allowed too, so tests and newcomers can use a local
+receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from app.config import Environment
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeUrl(ValueError):
+    pass
+
+
+def _unwrap(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is not None:
+            return mapped
+    return address
+
+
+def check_address(address: Address, env: Environment) -> None:
+    address = _unwrap(address)
+    if address.is_loopback and env is not Environment.production:
+        return
+    if not address.is_global or address.is_multicast:
+        raise UnsafeUrl(f"{address} is not a public address")
+
+
+def check_url(url: str, env: Environment) -> str:
+    """The URL as given if it may receive webhooks (as far as can be told without
+    resolving its host); UnsafeUrl otherwise."""
+    parts = urlsplit(url)
+    allowed = ("https",) if env is Environment.production else ("https", "http")
+    if parts.scheme not in allowed:
+        raise UnsafeUrl(f"the scheme must be {' or '.join(allowed)}")
+    if not parts.hostname:
+        raise UnsafeUrl("the URL names no host")
+    if parts.username or parts.password:
+        raise UnsafeUrl("credentials in the URL are refused; authenticate with the signature")
+    if parts.fragment:
+        raise UnsafeUrl("a URL with a #fragment is refused")
+    try:
+        parts.port  # noqa: B018  # raises on a bad port
+    except ValueError as exc:
+        raise UnsafeUrl(str(exc)) from None
+    try:
+        literal = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        if env is Environment.production and parts.hostname.rstrip(".").lower() in ("localhost",):
+            raise UnsafeUrl("localhost is not a public address") from None
+        return url
+    check_address(literal, env)
+    return url
+
+
+async def check_resolved(url: str, env: Environment) -> None:
+    """At delivery: every address the host resolves to must be allowed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeUrl(f"{host} does not resolve: {exc}") from None
+    for info in infos:
+        check_address(ipaddress.ip_address(str(info[4][0]).split("%")[0]), env)
