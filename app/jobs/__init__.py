@@ -11,6 +11,7 @@ class JobName(StrEnum):
     release_holds = "release-holds"
     expire = "expire"
     evaluate_tiers = "evaluate-tiers"
+    notify_expiring = "notify-expiring"
 
 
 NAMES = tuple(job.value for job in JobName)

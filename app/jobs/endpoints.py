@@ -41,7 +41,10 @@ class JobIn(BaseModel):
 async def run_job(
     name: Annotated[
         str,
-        Path(max_length=64, description="the job: activate-pending, release-holds, expire or evaluate-tiers"),
+        Path(
+            max_length=64,
+            description="the job: activate-pending, release-holds, expire, evaluate-tiers or notify-expiring",
+        ),
     ],
     context: Context,
     principal: Annotated[Principal, Depends(require("admin"))],

@@ -31,7 +31,7 @@ class JobSummary(BaseModel):
     counts: dict[str, int] = Field(
         description="what it did: activate-pending counts `credits` and `points`; release-holds "
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
-        "`changes`, `upgraded`, `retained` and `downgraded`",
+        "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -108,6 +108,14 @@ async def _evaluate_tiers(
     }
 
 
+async def _notify_expiring(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    done = await expiry.notify_expiring(db, program_ids=await _programs(db, program_id), as_of=as_of, now=now)
+    progress.advance(done.members)
+    return {"members": done.members, "events": done.events}
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: pending points become available before
 # anything expires, and expired holds give their points back first.
@@ -116,6 +124,7 @@ JOBS: dict[str, Job] = {
     "release-holds": _release_holds,
     "expire": _expire,
     "evaluate-tiers": _evaluate_tiers,
+    "notify-expiring": _notify_expiring,
 }
 
 

@@ -258,16 +258,18 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
         return len(items)
 
 
-async def chain_all(db: Database, now: datetime, programs: Iterable[int] | None = None) -> int:
-    """Chain every program's final entries; how many were chained."""
+async def chain_all(
+    db: Database, now: datetime, programs: Iterable[int] | None = None, batch: int = BATCH
+) -> int:
+    """Chain every program's final entries and events; how many were taken."""
     chained = 0
     async with db.pool.acquire() as connection:
         for program_id in (
             programs if programs is not None else [r["id"] for r in await connection.fetch(PROGRAMS)]
         ):
-            while (done := await chain_batch(connection, program_id, now)) > 0:
+            while (done := await chain_batch(connection, program_id, now, batch)) > 0:
                 chained += done
-                if done < BATCH:
+                if done < batch:
                     break
     return chained
 
@@ -363,13 +365,15 @@ async def state(connection: Connection, program_id: int) -> ChainState:
     return ChainState(at.sequence, at.hash.hex() if at.sequence else None, int(row["waiting"]), row["oldest"])
 
 
-async def run(db: Database, clock: Clock, stop: asyncio.Event, every: float = 0.5) -> None:
+async def run(
+    db: Database, clock: Clock, stop: asyncio.Event, every: float = 0.5, batch: int = BATCH
+) -> None:
     """Chain every `every` seconds until `stop`; report the chain's lag (the age of
     the oldest entry still waiting) as a metric. A failed round (the database away)
     is logged and the next one tries again."""
     while not stop.is_set():
         try:
-            await chain_all(db, clock.now())
+            await chain_all(db, clock.now(), batch=batch)
             async with db.pool.acquire() as connection:
                 lags = []
                 for row in await connection.fetch(PROGRAMS):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from uuid_utils.compat import uuid7
 
@@ -18,6 +19,7 @@ from app.context import RulesSource
 from app.db import Connection, Database
 from app.ledger import repository
 from app.metrics import ENTRIES
+from app.outbox import emit
 from app.rules import RulesDocument
 from app.rules.lifecycle import inactivity_deadline
 from app.rulesets.cache import RulesCache
@@ -138,3 +140,82 @@ async def expiring(
     before = [item for item in items if item.expires_at < deadline]
     rest = available - sum(item.points for item in before)
     return [*before, Expiring(rest, deadline)][:limit] if rest > 0 else before
+
+
+# Each member's lots by expiry date within the widest threshold; for each
+# threshold reached (fewer than that many days left), a notice row unless it
+# exists. Returns every threshold reached and whether this run wrote its notice.
+NOTICES = """
+WITH due AS (
+    SELECT l.member_id, l.expires_at, sum(l.remaining)::bigint AS points
+      FROM point_lot l
+     WHERE l.program_id = $1 AND l.remaining > 0
+       AND l.expires_at > $2 AND l.expires_at < $2 + make_interval(days => $3)
+     GROUP BY l.member_id, l.expires_at
+), reached AS (
+    SELECT d.member_id, d.expires_at, d.points, t.days
+      FROM due d CROSS JOIN unnest($4::int[]) AS t(days)
+     WHERE d.expires_at < $2 + make_interval(days => t.days)
+), fresh AS (
+    INSERT INTO expiry_notice (member_id, expires_at, days_before, created_at)
+    SELECT member_id, expires_at, days, $5 FROM reached
+    ON CONFLICT DO NOTHING
+    RETURNING member_id, expires_at, days_before
+)
+SELECT r.member_id, m.external_id, r.expires_at, r.points, r.days,
+       EXISTS (SELECT 1 FROM fresh f WHERE (f.member_id, f.expires_at, f.days_before)
+                                         = (r.member_id, r.expires_at, r.days)) AS fresh
+  FROM reached r JOIN member m ON m.id = r.member_id
+ ORDER BY r.member_id, r.expires_at, r.days
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    members: int
+    events: int
+
+
+async def notify_expiring(
+    db: Database, *, program_ids: Sequence[int], as_of: datetime, now: datetime
+) -> Notified:
+    """The `notify-expiring` job: a `points.expiring_soon` event
+    ({member, points, expires_at, days_before}) per member, expiry date and threshold
+    of the rules' `expiry.warn_days_before` once fewer than that many days are left
+    at `as_of`. When a run finds several thresholds reached at once (the first run,
+    or after a pause), only the tightest is announced: a member is not told "30 days
+    left" and "7 days left" in the same breath. Idempotent: each notice is written
+    once (expiry_notice), in the transaction of its event."""
+    members: set[int] = set()
+    events = 0
+    cache = RulesCache()
+    for program_id in program_ids:
+        async with db.pool.acquire() as connection, connection.transaction():
+            policy = await _policy(connection, cache, program_id)
+            thresholds = sorted(set(policy.rules.expiry.warn_days_before))
+            if not thresholds:
+                continue
+            rows = await connection.fetch(NOTICES, program_id, as_of, max(thresholds), thresholds, now)
+            tightest: dict[tuple[int, datetime], Any] = {}
+            for row in rows:  # ordered by days: the first per (member, date) is the tightest
+                tightest.setdefault((row["member_id"], row["expires_at"]), row)
+            for row in tightest.values():
+                if not row["fresh"]:
+                    continue
+                await emit(
+                    connection,
+                    program_id,
+                    "points.expiring_soon",
+                    {
+                        "member": row["external_id"],
+                        "points": row["points"],
+                        "expires_at": row["expires_at"].isoformat().replace("+00:00", "Z"),
+                        "days_before": row["days"],
+                    },
+                    occurred_at=as_of,
+                    now=now,
+                    members=[row["member_id"]],
+                )
+                members.add(row["member_id"])
+                events += 1
+    return Notified(len(members), events)

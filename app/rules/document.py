@@ -360,6 +360,14 @@ class Expiry(_Section):
         examples=[None],
     )
     warn_days: int = Field(default=30, strict=True, ge=0, le=366, description="warn this long before")
+    warn_days_before: list[Annotated[int, Field(strict=True, ge=1, le=366)]] = Field(
+        default_factory=list,
+        max_length=5,
+        description="the `notify-expiring` job emits a points.expiring_soon event once per member, "
+        "expiry date and threshold when fewer than this many days are left (the tightest threshold "
+        "reached); empty: no such events",
+        examples=[[30, 7]],
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Expiry:

@@ -42,8 +42,11 @@ from app.webhooks.urls import UnsafeUrl, check_resolved
 logger = logging.getLogger(__name__)
 
 FANOUT_BATCH = 1000
-CLAIM_BATCH = 64
+# a round claims as many as it sends at once, so a claim's lease need only cover
+# one attempt (the timeout) and the recording of its outcome
 CONCURRENCY = 16
+CLAIM_BATCH = CONCURRENCY
+LEASE_MARGIN = timedelta(seconds=5)
 # an endpoint whose every attempt failed this long is disabled
 FAILING_LIMIT = timedelta(days=5)
 
@@ -184,7 +187,7 @@ class Dispatcher:
     async def dispatch(self) -> int:
         """Claim and send one batch of due deliveries; how many were attempted."""
         now = self.clock.now()
-        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds + 30)
+        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds) + LEASE_MARGIN
         async with self.db.pool.acquire() as connection:
             claimed = await connection.fetch(CLAIM, now, CLAIM_BATCH, lease)
             if not claimed:

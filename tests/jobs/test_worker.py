@@ -35,7 +35,13 @@ class TestRound:
     async def test_runs_every_job_as_of_now(self, api: Api, clock: MovableClock, database: Database) -> None:
         expiring, pending, holding = await lots_to_expire(api, clock)
         done = await run_round(database, clock)
-        assert list(done.ran) == ["activate-pending", "release-holds", "expire", "evaluate-tiers"]
+        assert list(done.ran) == [
+            "activate-pending",
+            "release-holds",
+            "expire",
+            "evaluate-tiers",
+            "notify-expiring",
+        ]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
         assert await api.balances(pending) == {"available": 7, "pending": 0, "held": 0, "debt": 0}
@@ -107,12 +113,18 @@ class TestForever:
             if len(rounds) == 3:
                 stop.set()
 
-        hourly = {"expire": 3600.0, "evaluate-tiers": 3600.0}
+        hourly = {"expire": 3600.0, "evaluate-tiers": 3600.0, "notify-expiring": 3600.0}
         await asyncio.wait_for(
             run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
             timeout=60,
         )
-        assert list(rounds[0].ran) == ["activate-pending", "release-holds", "expire", "evaluate-tiers"]
+        assert list(rounds[0].ran) == [
+            "activate-pending",
+            "release-holds",
+            "expire",
+            "evaluate-tiers",
+            "notify-expiring",
+        ]
         assert [list(done.ran) for done in rounds[1:]] == [["activate-pending", "release-holds"]] * 2
 
 
@@ -122,5 +134,7 @@ class TestWorkerCli:
         env = {"LEDGER_DATABASE_URL": database_url(), "LEDGER_ENV": "test"}
         result = await asyncio.to_thread(CliRunner().invoke, cli, ["worker", "--once"], env=env)
         assert result.exit_code == 0, result.output
-        for job in ("activate-pending", "release-holds", "expire", "evaluate-tiers"):
+        for job in ("activate-pending", "release-holds", "expire", "evaluate-tiers", "notify-expiring"):
             assert f"{job}: " in result.output
+        assert "chained: " in result.output
+        assert "webhooks: " in result.output
