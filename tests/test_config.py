@@ -23,9 +23,22 @@ class TestSettings:
         assert Settings(database_url=given).database_url == expected
 
     def test_worker_job_intervals_come_from_json(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        assert Settings(_env_file=None).worker_job_intervals == {"expire": 3600.0, "evaluate-tiers": 3600.0}
+        assert Settings(_env_file=None).worker_job_intervals == {
+            "expire": 3600.0,
+            "evaluate-tiers": 3600.0,
+            "notify-expiring": 3600.0,
+        }
         monkeypatch.setenv("LEDGER_WORKER_JOB_INTERVALS", '{"evaluate-tiers": 86400}')
         assert Settings(_env_file=None).worker_job_intervals == {"evaluate-tiers": 86400.0}
+
+    def test_webhook_retries_are_comma_separated_seconds(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        assert Settings(_env_file=None).webhook_retries == [5, 300, 1800, 7200, 18000, 36000, 36000]
+        monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SECONDS", "0,1.5")
+        assert Settings(_env_file=None).webhook_retries == [0, 1.5]
+        for bad in ("", "5,,6", "-1", "nan", "soon"):
+            monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SECONDS", bad)
+            with pytest.raises(ValidationError):
+                Settings(_env_file=None)
 
     def test_rejects_other_databases(self) -> None:
         with pytest.raises(ValidationError):

@@ -42,13 +42,19 @@ async def list_events(
         str | None,
         Query(
             max_length=512,
+            pattern=r"^[a-z_.*,]+$",
             description="only these types, comma-separated; `points.*` selects a family",
             examples=["points.*,tier.changed"],
         ),
     ] = None,
     member: Annotated[
         str | None,
-        Query(min_length=1, max_length=128, description="only events concerning this member (external id)"),
+        Query(
+            min_length=1,
+            max_length=128,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$",
+            description="only events concerning this member (external id)",
+        ),
     ] = None,
 ) -> EventPage:
     """The program's event log in sequence order (1, 2, 3, ... with no gap): every

@@ -9,11 +9,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from app.eventlog.types import check_pattern
 
 Pattern = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_pattern)]
+Note = Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$", description="a note for people")]
 Url = Annotated[
     str,
     Field(
         min_length=8,
         max_length=2000,
+        pattern=r"^[^\x00-\x20\x7f]+$",
         description="where to POST events: https (and, outside production, http to loopback)",
         examples=["https://crm.example.com/hooks/loyalty"],
     ),
@@ -45,8 +47,8 @@ class WebhookIn(BaseModel):
 
     url: Url
     events: Patterns
-    description: str | None = Field(
-        default=None, max_length=500, description="a note for people", examples=["CRM balance mirror"]
+    description: Note | None = Field(
+        default=None, description="a note for people", examples=["CRM balance mirror"]
     )
 
 
@@ -60,7 +62,7 @@ class WebhookPatch(BaseModel):
     status: Literal["enabled", "disabled"] | None = Field(
         default=None, description="disabled: nothing is sent; deliveries wait until it is enabled again"
     )
-    description: str | None = Field(default=None, max_length=500, description="a note for people")
+    description: Note | None = Field(default=None, description="a note for people")
 
 
 class WebhookOut(BaseModel):

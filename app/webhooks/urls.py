@@ -41,24 +41,24 @@ def check_address(address: Address, env: Environment) -> None:
 def check_url(url: str, env: Environment) -> str:
     """The URL as given if it may receive webhooks (as far as can be told without
     resolving its host); UnsafeUrl otherwise."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # either raises on a malformed host or port
+    except ValueError as exc:
+        raise UnsafeUrl(f"not a valid URL: {exc}") from None
     allowed = ("https",) if env is Environment.production else ("https", "http")
     if parts.scheme not in allowed:
         raise UnsafeUrl(f"the scheme must be {' or '.join(allowed)}")
-    if not parts.hostname:
+    if not hostname:
         raise UnsafeUrl("the URL names no host")
     if parts.username or parts.password:
         raise UnsafeUrl("credentials in the URL are refused; authenticate with the signature")
     if parts.fragment:
         raise UnsafeUrl("a URL with a #fragment is refused")
     try:
-        parts.port  # noqa: B018  # raises on a bad port
-    except ValueError as exc:
-        raise UnsafeUrl(str(exc)) from None
-    try:
-        literal = ipaddress.ip_address(parts.hostname)
+        literal = ipaddress.ip_address(hostname)
     except ValueError:
-        if env is Environment.production and parts.hostname.rstrip(".").lower() in ("localhost",):
+        if env is Environment.production and hostname.rstrip(".").lower().endswith("localhost"):
             raise UnsafeUrl("localhost is not a public address") from None
         return url
     check_address(literal, env)
