@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -68,7 +69,17 @@ def test_metrics_add_up_every_worker(migrated_database: str) -> None:
         for _ in range(sent):  # a fresh connection each: the kernel spreads them over both workers
             assert httpx.get(f"{base}/healthz").status_code == 200
         scrapes = [_healthz_count(httpx.get(f"{base}/metrics").text) for _ in range(6)]
+        # the workers' chainers (serve runs them by default) report the chain's lag
+        # and the outbox's depth
+        deadline = time.monotonic() + 20
+        while True:
+            text = httpx.get(f"{base}/metrics").text
+            if "points_ledger_chain_lag_seconds " in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)
     assert scrapes == [float(sent)] * 6
+    assert re.search(r"^points_ledger_chain_lag_seconds \S+$", text, re.MULTILINE), text[-2000:]
+    assert re.search(r"^points_ledger_outbox_depth \S+$", text, re.MULTILINE)
