@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -126,19 +127,30 @@ class EntryOut(BaseModel):
     balances: list[MemberBalances] = Field(description="each member's balances right after the entry")
 
 
-class EntryView(EntryOut):
-    """A journal entry as written, with its place in the hash chain."""
-
-    sequence: int | None = Field(
+# an entry's place in its program's hash chain (app/ledger/chain.py)
+ChainSequence = Annotated[
+    int | None,
+    Field(
         description="the entry's place in the program's hash chain (null until the chainer reached it, "
         "within seconds)",
         examples=[1042],
-    )
-    hash: str | None = Field(
+    ),
+]
+ChainHash = Annotated[
+    str | None,
+    Field(
         description="SHA-256 (hex) of the previous entry's hash and this entry's canonical form "
         "(docs/events.md); null until chained",
         examples=["9f2c4e0b7a1d3c5e8f6a2b4d6c8e0f1a3b5d7e9f1a2c4e6b8d0f2a4c6e8b0d2f"],
-    )
+    ),
+]
+
+
+class EntryView(EntryOut):
+    """A journal entry as written, with its place in the hash chain."""
+
+    sequence: ChainSequence
+    hash: ChainHash
     canonical: str | None = Field(
         description="exactly what the hash covers after the previous hash: the entry's canonical JSON "
         "(internal ids, no personal data); check hash = SHA-256(previous hash bytes || these bytes). "
@@ -172,16 +184,8 @@ class StatementItem(BaseModel):
     explanation: list[JsonValue] | None = Field(
         description="how the rules computed the points", examples=[None]
     )
-    sequence: int | None = Field(
-        description="the entry's place in the program's hash chain (null until the chainer reached it, "
-        "within seconds)",
-        examples=[1042],
-    )
-    hash: str | None = Field(
-        description="SHA-256 (hex) of the previous entry's hash and this entry's canonical form "
-        "(docs/events.md); null until chained",
-        examples=["9f2c4e0b7a1d3c5e8f6a2b4d6c8e0f1a3b5d7e9f1a2c4e6b8d0f2a4c6e8b0d2f"],
-    )
+    sequence: ChainSequence
+    hash: ChainHash
 
 
 class StatementPage(BaseModel):
