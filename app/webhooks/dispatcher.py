@@ -157,10 +157,17 @@ class Dispatcher:
             cursor = await connection.fetchval(
                 "SELECT sequence FROM webhook_fanout WHERE program_id = $1 FOR UPDATE", program_id
             )
+            endpoints = await connection.fetch(FANOUT_ENDPOINTS, program_id)
+            if not endpoints:  # nobody to send to: move past what is there without reading it
+                await connection.execute(
+                    "UPDATE webhook_fanout f SET sequence = h.event_sequence FROM chain_head h"
+                    " WHERE f.program_id = $1 AND h.program_id = $1",
+                    program_id,
+                )
+                return 0, False
             events = await connection.fetch(FANOUT_EVENTS, program_id, cursor, FANOUT_BATCH)
             if not events:
                 return 0, False
-            endpoints = await connection.fetch(FANOUT_ENDPOINTS, program_id)
             endpoint_ids: list[uuid.UUID] = []
             event_ids: list[uuid.UUID] = []
             for event in events:
