@@ -252,7 +252,7 @@ def main() -> None:
                 print(f"round {number + 1} {name:9s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True)
         module, port, env = modes["chained"]
         # production refuses http and loopback receivers: development allows them
-        process = start(module, port, {**env, "LEDGER_ENV": "development"})
+        process = start(module, port, {**env, "LEDGER_ENV": "development", "LEDGER_ACCESS_LOG": "false"})
         try:
             asyncio.run(
                 deliveries(port, {**wrk_env, **service_paths}, args.webhook_seconds, args.connections)

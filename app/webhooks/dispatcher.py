@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 FANOUT_BATCH = 1000
 # a round claims as many as it sends at once, so a claim's lease need only cover
 # one attempt (the timeout) and the recording of its outcome
-CONCURRENCY = 16
+CONCURRENCY = 64
 CLAIM_BATCH = CONCURRENCY
 LEASE_MARGIN = timedelta(seconds=5)
 # an endpoint whose every attempt failed this long is disabled
@@ -126,7 +126,10 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self.client = client or httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False, trust_env=False
+            timeout=settings.webhook_timeout_seconds,
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
         )
         self.retries = settings.webhook_retries
 
@@ -287,36 +290,36 @@ class Dispatcher:
         )
 
     async def _record(self, outcomes: list[Outcome]) -> None:
-        async with self.db.pool.acquire() as connection:
-            for outcome in outcomes:
-                async with connection.transaction():
-                    await self._record_one(connection, outcome)
-
-    async def _record_one(self, connection: Connection, outcome: Outcome) -> None:
+        """Every attempt of a round and what follows from it, in one transaction."""
         now = self.clock.now()
-        await connection.execute(
-            RECORD_ATTEMPT,
-            outcome.delivery_id,
-            outcome.attempt,
-            outcome.attempted_at,
-            outcome.status_code,
-            outcome.duration_ms,
-            outcome.error,
-        )
-        if outcome.succeeded:
-            await connection.execute(
-                "UPDATE webhook_delivery SET status = 'succeeded', next_attempt_at = NULL, updated_at = $2"
-                " WHERE id = $1",
-                outcome.delivery_id,
-                now,
+        succeeded = [outcome for outcome in outcomes if outcome.succeeded]
+        async with self.db.pool.acquire() as connection, connection.transaction():
+            await connection.executemany(
+                RECORD_ATTEMPT,
+                [
+                    (o.delivery_id, o.attempt, o.attempted_at, o.status_code, o.duration_ms, o.error)
+                    for o in outcomes
+                ],
             )
-            await connection.execute(
-                "UPDATE webhook_endpoint SET failing_since = NULL"
-                " WHERE id = $1 AND failing_since IS NOT NULL",
-                outcome.endpoint_id,
-            )
+            if succeeded:
+                await connection.execute(
+                    "UPDATE webhook_delivery SET status = 'succeeded', next_attempt_at = NULL,"
+                    " updated_at = $2 WHERE id = ANY($1::bigint[])",
+                    [outcome.delivery_id for outcome in succeeded],
+                    now,
+                )
+                await connection.execute(
+                    "UPDATE webhook_endpoint SET failing_since = NULL"
+                    " WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL",
+                    list({outcome.endpoint_id for outcome in succeeded}),
+                )
+            for outcome in outcomes:
+                if not outcome.succeeded:
+                    await self._record_failure(connection, outcome, now)
+        for outcome in succeeded:
             WEBHOOK_DELIVERY_LATENCY.observe(max(0.0, (now - outcome.event_created_at).total_seconds()))
-            return
+
+    async def _record_failure(self, connection: Connection, outcome: Outcome, now: datetime) -> None:
         if outcome.gone:
             await connection.execute(
                 "UPDATE webhook_delivery SET status = 'failed', next_attempt_at = NULL, updated_at = $2"
