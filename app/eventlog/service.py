@@ -59,7 +59,7 @@ async def events(
     cursor: str | None,
 ) -> EventPage:
     patterns = parse_types(types)
-    list_id = f"events:{types or ''}:{member or ''}"
+    list_id = f"events:{principal.program_id}:{types or ''}:{member or ''}"
     if cursor is not None:
         (after,) = context.cursors.read(list_id, cursor)
     async with context.db.pool.acquire() as connection:

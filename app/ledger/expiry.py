@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from uuid_utils.compat import uuid7
@@ -209,7 +209,7 @@ async def notify_expiring(
                     {
                         "member": row["external_id"],
                         "points": row["points"],
-                        "expires_at": row["expires_at"].isoformat().replace("+00:00", "Z"),
+                        "expires_at": row["expires_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
                         "days_before": row["days"],
                     },
                     occurred_at=as_of,

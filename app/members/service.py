@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -65,7 +65,7 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
             "member.created",
             {
                 "member": body.external_id,
-                "enrolled_at": enrolled_at.isoformat().replace("+00:00", "Z"),
+                "enrolled_at": enrolled_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
                 "referred_by": body.referred_by,
             },
             occurred_at=enrolled_at,
