@@ -138,8 +138,8 @@ class Settings(BaseSettings):
             waits = [float(part) for part in value.split(",")]
         except ValueError:
             raise ValueError("must be comma-separated seconds, e.g. 5,300,1800") from None
-        if not waits or any(wait < 0 or wait != wait for wait in waits):
-            raise ValueError("must be comma-separated non-negative seconds, e.g. 5,300,1800")
+        if not waits or not all(0 <= wait <= 7 * 86_400 for wait in waits):  # NaN and inf fail too
+            raise ValueError("must be comma-separated seconds from 0 to 604800 (7 days), e.g. 5,300,1800")
         return value
 
     @field_validator("database_url")

@@ -28,12 +28,14 @@ from pathlib import Path
 
 import asyncpg
 
-from app.auth.service import mint_key
 from app.db import asyncpg_dsn
 from bench import common
 
 HERE = Path(__file__).resolve().parent
 DATABASE = "points_ledger_bench"
+# where awards.lua sends its POSTs: the service's award endpoint, and the bare one
+SERVICE_PATHS = {"BENCH_PATH_PREFIX": "/v1/members/", "BENCH_PATH_SUFFIX": "/awards"}
+BARE_PATHS = {"BENCH_PATH_PREFIX": "/awards/", "BENCH_PATH_SUFFIX": ""}
 
 
 @dataclass
@@ -49,17 +51,24 @@ def database_url() -> str:
     return common.database_url(DATABASE)
 
 
+def service_env(connections: int) -> dict[str, str]:
+    """The service's environment: the bench database, production, a pool per connection."""
+    return {
+        "LEDGER_DATABASE_URL": database_url(),
+        "LEDGER_ENV": "production",
+        "LEDGER_DB_POOL_SIZE": str(connections),
+    }
+
+
+def bare_env(connections: int) -> dict[str, str]:
+    return {"BENCH_DSN": asyncpg_dsn(database_url()), "BENCH_POOL": str(connections)}
+
+
 async def prepare(members: int) -> str:
     await common.fresh_database(DATABASE)
-    key, prefix, digest = mint_key()
     connection = await asyncpg.connect(asyncpg_dsn(database_url()))
     try:
-        await connection.execute(
-            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
-            " VALUES (gen_random_uuid(), 1, 'bench', $1, $2, ARRAY['points:adjust'], now())",
-            prefix,
-            digest,
-        )
+        key = await common.add_api_key(connection, 1, "bench", ["points:adjust"])
         await common.add_members(connection, 1, members)
     finally:
         await connection.close()
@@ -100,7 +109,7 @@ def drive(target: str, port: int, env: dict[str, str], seconds: int, connections
     output = subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, check=True
     ).stdout
-    if re.search(r"^\s+99%", output, re.MULTILINE) is None:
+    if re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE) is None:
         raise SystemExit(f"wrk against {target} completed no request:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -109,6 +118,20 @@ def drive(target: str, port: int, env: dict[str, str], seconds: int, connections
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
     return Round(target, rps, p50, p99, errors)
+
+
+def report(rounds: list[Round], targets: list[str], width: int = 8) -> dict[str, float]:
+    """A line per target (medians over its rounds, errors summed); the medians of req/s."""
+    print(f"{'target':{width}s} {'req/s (median)':>15s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
+    medians = {}
+    for name in targets:
+        mine = [r for r in rounds if r.target == name]
+        medians[name] = statistics.median(r.requests_per_second for r in mine)
+        p50 = statistics.median(r.p50_ms for r in mine)
+        p99 = statistics.median(r.p99_ms for r in mine)
+        errors = sum(r.errors for r in mine)
+        print(f"{name:{width}s} {medians[name]:15.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
+    return medians
 
 
 def main() -> None:
@@ -124,26 +147,9 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     key = asyncio.run(prepare(args.members))
-    pool = str(args.connections)
-    service_env = {
-        "LEDGER_DATABASE_URL": database_url(),
-        "LEDGER_ENV": "production",
-        "LEDGER_DB_POOL_SIZE": pool,
-    }
-    bare_env = {"BENCH_DSN": asyncpg_dsn(database_url()), "BENCH_POOL": pool}
     targets = {
-        "service": (
-            "app.asgi:app",
-            8701,
-            service_env,
-            {"BENCH_PATH_PREFIX": "/v1/members/", "BENCH_PATH_SUFFIX": "/awards"},
-        ),
-        "bare": (
-            "bench.bare_app:app",
-            8702,
-            bare_env,
-            {"BENCH_PATH_PREFIX": "/awards/", "BENCH_PATH_SUFFIX": ""},
-        ),
+        "service": ("app.asgi:app", 8701, service_env(args.connections), SERVICE_PATHS),
+        "bare": ("bench.bare_app:app", 8702, bare_env(args.connections), BARE_PATHS),
     }
     wrk_env = {"BENCH_MEMBERS": str(args.members), "BENCH_API_KEY": key}
     processes = {name: start(module, port, env) for name, (module, port, env, _) in targets.items()}
@@ -164,15 +170,7 @@ def main() -> None:
     print(
         f"\n{args.members} members, {args.connections} connections, {args.rounds} rounds of {args.seconds}s"
     )
-    print(f"{'target':8s} {'req/s (median)':>15s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
-    medians = {}
-    for name in targets:
-        mine = [r for r in rounds if r.target == name]
-        medians[name] = statistics.median(r.requests_per_second for r in mine)
-        p50 = statistics.median(r.p50_ms for r in mine)
-        p99 = statistics.median(r.p99_ms for r in mine)
-        errors = sum(r.errors for r in mine)
-        print(f"{name:8s} {medians[name]:15.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
+    medians = report(rounds, list(targets))
     print(f"ratio service/bare: {medians['service'] / medians['bare']:.2f}")
     print(
         "verify after the run:",

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a fresh, migrated database and members to work on."""
+"""What the benchmarks share: a fresh, migrated database, members and API keys to
+work on, and a percentile."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 import asyncpg
 
+from app.auth.service import mint_key
 from app.cli import run_migrations
 from app.db import asyncpg_dsn
 from app.ledger.entries import MEMBER_ACCOUNT_KINDS
@@ -48,6 +50,29 @@ async def add_members(connection: asyncpg.Connection, program_id: int, count: in
         count,
         list(MEMBER_ACCOUNT_KINDS),
     )
+
+
+async def add_api_key(connection: asyncpg.Connection, program_id: int, name: str, scopes: list[str]) -> str:
+    """A new API key of the program with these scopes; the key itself."""
+    key, prefix, digest = mint_key()
+    await connection.execute(
+        "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
+        " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, now())",
+        program_id,
+        name,
+        prefix,
+        digest,
+        scopes,
+    )
+    return key
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (share 0.99: p99); nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def sound(name: str) -> bool:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from app.config import Environment, Settings
 from app.db import Database, asyncpg_dsn
 from app.ledger import chain
 from bench import common
-from bench.awards import DATABASE, Round, database_url, drive, prepare, start, stop
+from bench.awards import DATABASE, HERE, Round, database_url, drive, prepare, start, stop
 
 
 async def webhook_key() -> str:
@@ -96,6 +98,20 @@ async def drained_after(seconds: float) -> float:
     finally:
         await connection.close()
     return time.monotonic() - started
+
+
+def warm_up(port: int, env: dict[str, str], connections: int) -> None:
+    """Two seconds of load whose figures are not kept (a fresh process warms its caches)."""
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        "-d2s",
+        "-s",
+        str(HERE / "awards.lua"),
+        f"http://127.0.0.1:{port}",
+    ]
+    subprocess.run(command, env={**os.environ, **env}, capture_output=True, check=False)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -237,7 +253,7 @@ def main() -> None:
                     # would chain this one's entries
                     process = start(module, port, env)
                     try:
-                        drive(name, port, {**wrk_env, **service_paths}, 2, args.connections)  # warm up
+                        warm_up(port, {**wrk_env, **service_paths}, args.connections)
                         measured, samples, drained = asyncio.run(
                             measured_round(
                                 name, port, {**wrk_env, **service_paths}, args.seconds, args.connections

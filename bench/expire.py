@@ -62,6 +62,7 @@ from app.ledger.schemas import AwardIn
 from app.principal import Principal
 from app.rulesets.cache import RulesCache
 from bench import common
+from bench.common import percentile
 
 DATABASE = "points_ledger_bench_expire"
 PROGRAM = Principal(program_id=1, program_code="default", key_id=None, scopes=frozenset({"admin"}))
@@ -100,13 +101,6 @@ SELECT count(*) FILTER (WHERE query LIKE '%ledger_post(%') AS awarders,
   FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
 """
-
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def max_rss_mib() -> float:

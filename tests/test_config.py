@@ -35,7 +35,7 @@ class TestSettings:
         assert Settings(_env_file=None).webhook_retries == [5, 300, 1800, 7200, 18000, 36000, 36000]
         monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SECONDS", "0,1.5")
         assert Settings(_env_file=None).webhook_retries == [0, 1.5]
-        for bad in ("", "5,,6", "-1", "nan", "soon"):
+        for bad in ("", "5,,6", "-1", "nan", "inf", "1e9", "soon"):
             monkeypatch.setenv("LEDGER_WEBHOOK_RETRY_SECONDS", bad)
             with pytest.raises(ValidationError):
                 Settings(_env_file=None)

@@ -142,29 +142,32 @@ async def expiring(
     return [*before, Expiring(rest, deadline)][:limit] if rest > 0 else before
 
 
-# Each member's lots by expiry date within the widest threshold; for each
+# Each member's lots by local expiry date (the program's timezone: lots of one day
+# expire at many instants under a rolling policy) within the widest threshold; for each
 # threshold reached (fewer than that many days left), a notice row unless it
 # exists. Returns every threshold reached and whether this run wrote its notice.
 NOTICES = """
 WITH due AS (
-    SELECT l.member_id, l.expires_at, sum(l.remaining)::bigint AS points
+    SELECT l.member_id, (l.expires_at AT TIME ZONE $6)::date AS day,
+           min(l.expires_at) AS expires_at, sum(l.remaining)::bigint AS points
       FROM point_lot l
      WHERE l.program_id = $1 AND l.remaining > 0
        AND l.expires_at > $2 AND l.expires_at < $2 + make_interval(days => $3)
-     GROUP BY l.member_id, l.expires_at
+     GROUP BY l.member_id, (l.expires_at AT TIME ZONE $6)::date
 ), reached AS (
-    SELECT d.member_id, d.expires_at, d.points, t.days
+    SELECT d.member_id, d.day, d.expires_at, d.points, t.days
       FROM due d CROSS JOIN unnest($4::int[]) AS t(days)
      WHERE d.expires_at < $2 + make_interval(days => t.days)
 ), fresh AS (
+    -- one notice per member, local expiry date (kept as its midnight) and threshold
     INSERT INTO expiry_notice (member_id, expires_at, days_before, created_at)
-    SELECT member_id, expires_at, days, $5 FROM reached
+    SELECT member_id, day::timestamp AT TIME ZONE $6, days, $5 FROM reached
     ON CONFLICT DO NOTHING
     RETURNING member_id, expires_at, days_before
 )
 SELECT r.member_id, m.external_id, r.expires_at, r.points, r.days,
        EXISTS (SELECT 1 FROM fresh f WHERE (f.member_id, f.expires_at, f.days_before)
-                                         = (r.member_id, r.expires_at, r.days)) AS fresh
+                                         = (r.member_id, r.day::timestamp AT TIME ZONE $6, r.days)) AS fresh
   FROM reached r JOIN member m ON m.id = r.member_id
  ORDER BY r.member_id, r.expires_at, r.days
 """
@@ -180,7 +183,8 @@ async def notify_expiring(
     db: Database, *, program_ids: Sequence[int], as_of: datetime, now: datetime
 ) -> Notified:
     """The `notify-expiring` job: a `points.expiring_soon` event
-    ({member, points, expires_at, days_before}) per member, expiry date and threshold
+    ({member, points, expires_at, days_before}) per member, local expiry date (the
+    first instant that day) and threshold
     of the rules' `expiry.warn_days_before` once fewer than that many days are left
     at `as_of`. When a run finds several thresholds reached at once (the first run,
     or after a pause), only the tightest is announced: a member is not told "30 days
@@ -195,7 +199,9 @@ async def notify_expiring(
             thresholds = sorted(set(policy.rules.expiry.warn_days_before))
             if not thresholds:
                 continue
-            rows = await connection.fetch(NOTICES, program_id, as_of, max(thresholds), thresholds, now)
+            rows = await connection.fetch(
+                NOTICES, program_id, as_of, max(thresholds), thresholds, now, policy.rules.timezone
+            )
             tightest: dict[tuple[int, datetime], Any] = {}
             for row in rows:  # ordered by days: the first per (member, date) is the tightest
                 tightest.setdefault((row["member_id"], row["expires_at"]), row)

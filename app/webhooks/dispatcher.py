@@ -242,29 +242,10 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            await check_resolved(endpoint["url"], self.settings.env)
-            secrets = [endpoint["secret"]]
-            if (
-                endpoint["previous_secret"]
-                and endpoint["previous_until"]
-                and endpoint["previous_until"] > attempted_at
-            ):
-                secrets.append(endpoint["previous_secret"])
-            event_id = str(row["event_id"])
-            # the wall clock, not the service's: receivers check it against theirs
-            signed_at = datetime.fromtimestamp(time.time(), UTC)
-            response = await self.client.post(
-                endpoint["url"],
-                content=body.encode(),
-                headers={
-                    "content-type": "application/json",
-                    "user-agent": "points-ledger-webhooks/0.1",
-                    "webhook-id": event_id,
-                    "webhook-timestamp": str(int(signed_at.timestamp())),
-                    "webhook-signature": signature(secrets, event_id, signed_at, body),
-                },
-            )
-            status_code = response.status_code
+            # one deadline for the whole attempt (resolving the host included), inside
+            # the claim's lease
+            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
+                status_code = await self._post(row, endpoint, body, attempted_at)
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
             WEBHOOK_DELIVERIES.labels(
@@ -273,7 +254,10 @@ class Dispatcher:
         except UnsafeUrl as exc:
             error = f"refused: {exc}"
             WEBHOOK_DELIVERIES.labels("blocked").inc()
-        except httpx.HTTPError as exc:
+        except TimeoutError:
+            error = f"no answer within {self.settings.webhook_timeout_seconds:g} s"
+            WEBHOOK_DELIVERIES.labels("failure").inc()
+        except Exception as exc:  # any failure of one attempt is that attempt's, never the round's
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             WEBHOOK_DELIVERIES.labels("failure").inc()
         duration_ms = int((time.perf_counter() - started) * 1000)
@@ -288,6 +272,27 @@ class Dispatcher:
             error,
             created_at,
         )
+
+    async def _post(self, row: asyncpg.Record, endpoint: asyncpg.Record, body: str, at: datetime) -> int:
+        await check_resolved(endpoint["url"], self.settings.env)
+        secrets = [endpoint["secret"]]
+        if endpoint["previous_secret"] and endpoint["previous_until"] and endpoint["previous_until"] > at:
+            secrets.append(endpoint["previous_secret"])
+        event_id = str(row["event_id"])
+        # the wall clock, not the service's: receivers check it against theirs
+        signed_at = datetime.fromtimestamp(time.time(), UTC)
+        response = await self.client.post(
+            endpoint["url"],
+            content=body.encode(),
+            headers={
+                "content-type": "application/json",
+                "user-agent": "points-ledger-webhooks/0.1",
+                "webhook-id": event_id,
+                "webhook-timestamp": str(int(signed_at.timestamp())),
+                "webhook-signature": signature(secrets, event_id, signed_at, body),
+            },
+        )
+        return response.status_code
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Every attempt of a round and what follows from it, in one transaction."""
@@ -304,7 +309,7 @@ class Dispatcher:
             if succeeded:
                 await connection.execute(
                     "UPDATE webhook_delivery SET status = 'succeeded', next_attempt_at = NULL,"
-                    " updated_at = $2 WHERE id = ANY($1::bigint[])",
+                    " updated_at = $2 WHERE id = ANY($1::bigint[]) AND status = 'pending'",
                     [outcome.delivery_id for outcome in succeeded],
                     now,
                 )
@@ -320,30 +325,28 @@ class Dispatcher:
             WEBHOOK_DELIVERY_LATENCY.observe(max(0.0, (now - outcome.event_created_at).total_seconds()))
 
     async def _record_failure(self, connection: Connection, outcome: Outcome, now: datetime) -> None:
+        # Only while this attempt is still the delivery's latest: an outcome that
+        # comes back after its lease ran out (another dispatcher has claimed the
+        # delivery again since) is kept in the attempts and changes nothing else.
+        if outcome.gone or outcome.attempt > len(self.retries):
+            status, next_attempt = "failed", None
+        else:
+            wait = self.retries[outcome.attempt - 1] * (1 + random.uniform(0, 0.1))  # jitter
+            status, next_attempt = "pending", now + timedelta(seconds=wait)
+        current = await connection.fetchval(
+            "UPDATE webhook_delivery SET status = $3, next_attempt_at = $4, updated_at = $5"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            outcome.delivery_id,
+            outcome.attempt,
+            status,
+            next_attempt,
+            now,
+        )
+        if current is None:
+            return
         if outcome.gone:
-            await connection.execute(
-                "UPDATE webhook_delivery SET status = 'failed', next_attempt_at = NULL, updated_at = $2"
-                " WHERE id = $1",
-                outcome.delivery_id,
-                now,
-            )
             await self._disable(connection, outcome, "gone", now)
             return
-        if outcome.attempt <= len(self.retries):
-            wait = self.retries[outcome.attempt - 1] * (1 + random.uniform(0, 0.1))  # jitter
-            await connection.execute(
-                "UPDATE webhook_delivery SET next_attempt_at = $2, updated_at = $3 WHERE id = $1",
-                outcome.delivery_id,
-                now + timedelta(seconds=wait),
-                now,
-            )
-        else:
-            await connection.execute(
-                "UPDATE webhook_delivery SET status = 'failed', next_attempt_at = NULL, updated_at = $2"
-                " WHERE id = $1",
-                outcome.delivery_id,
-                now,
-            )
         since = await connection.fetchval(
             "UPDATE webhook_endpoint SET failing_since = coalesce(failing_since, $2) WHERE id = $1"
             " RETURNING failing_since",

@@ -13,6 +13,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
+
 from app.config import Environment
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -22,19 +24,31 @@ class UnsafeUrl(ValueError):
     pass
 
 
+# IPv6 that carries an IPv4 address a gateway may reach: NAT64 (RFC 6052, 8215)
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
 def _unwrap(address: Address) -> Address:
+    """The IPv4 address inside an IPv6 one that embeds it (mapped, 6to4, NAT64)."""
     if isinstance(address, ipaddress.IPv6Address):
         mapped = address.ipv4_mapped or address.sixtofour
         if mapped is not None:
             return mapped
+        if any(address in network for network in NAT64):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 
 
 def check_address(address: Address, env: Environment) -> None:
-    address = _unwrap(address)
-    if address.is_loopback and env is not Environment.production:
+    inner = _unwrap(address)
+    if inner.is_loopback and env is not Environment.production:
         return
-    if not address.is_global or address.is_multicast:
+    if not inner.is_global or inner.is_multicast:
+        raise UnsafeUrl(f"{address} is not a public address")
+    # beyond what is_global knows: only global unicast IPv6 (no IPv4-compatible,
+    # IPv4-translated or site-local forms)
+    if inner is address and isinstance(address, ipaddress.IPv6Address) and address not in GLOBAL_UNICAST:
         raise UnsafeUrl(f"{address} is not a public address")
 
 
@@ -51,6 +65,11 @@ def check_url(url: str, env: Environment) -> str:
         raise UnsafeUrl(f"the scheme must be {' or '.join(allowed)}")
     if not hostname:
         raise UnsafeUrl("the URL names no host")
+    try:  # a host no resolver or HTTP client would take (an empty or 64-character label...)
+        hostname.encode("idna")
+        httpx.URL(url)
+    except (UnicodeError, httpx.InvalidURL) as exc:
+        raise UnsafeUrl(f"not a valid host: {exc}") from None
     if parts.username or parts.password:
         raise UnsafeUrl("credentials in the URL are refused; authenticate with the signature")
     if parts.fragment:
@@ -73,7 +92,7 @@ async def check_resolved(url: str, env: Environment) -> None:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise UnsafeUrl(f"{host} does not resolve: {exc}") from None
     for info in infos:
         check_address(ipaddress.ip_address(str(info[4][0]).split("%")[0]), env)

@@ -79,3 +79,19 @@ async def test_spent_points_and_programs_without_thresholds_are_not_announced(
     assert await notify(api, now) == {"members": 0, "events": 0}
     assert await notify(other, now) == {"members": 0, "events": 0}
     assert await warnings(api, db) == []
+
+
+async def test_lots_of_one_local_day_are_one_notice(api: Api, db: asyncpg.Connection) -> None:
+    """Under a rolling policy every purchase expires at its own instant: a member is
+    told once per day (the program's timezone), with the day's points."""
+    await api.use_rules({"earn": {"base": {"points": 1, "per": "1"}}, "expiry": {"warn_days_before": [30]}})
+    day = (datetime.now(UTC) + timedelta(days=10)).replace(hour=8, minute=0, second=0, microsecond=0)
+    member = await api.enrol()
+    for hours, points in ((0, 3), (5, 4), (9, 5)):
+        await api.award(member, points, expires_at=(day + timedelta(hours=hours)).isoformat())
+    await api.award(member, 6, expires_at=(day + timedelta(days=1)).isoformat())
+    assert await notify(api, datetime.now(UTC)) == {"members": 1, "events": 2}
+    assert [(w["points"], w["expires_at"]) for w in await warnings(api, db)] == [
+        (12, instant(day)),
+        (6, instant(day + timedelta(days=1))),
+    ]

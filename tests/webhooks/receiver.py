@@ -4,6 +4,7 @@ request and answers with the status codes a test scripts."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.answers: list[int] = []  # next status codes; 204 once they run out
+        self.delays: list[float] = []  # seconds to wait before the next answers; none once they run out
         self.lock = threading.Lock()
         receiver = self
 
@@ -30,9 +32,15 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.answers.pop(0) if receiver.answers else 204
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                    delay = receiver.delays.pop(0) if receiver.delays else 0.0
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender gave up waiting (a timeout the test scripted)
 
             def log_message(self, *_: object) -> None:
                 pass

@@ -4,7 +4,10 @@ rotation, replay, patterns, test events, and never another program's events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -15,8 +18,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.config import Environment, Settings
 from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.urls import UnsafeUrl, check_url
-from tests.support import Api, MovableClock, chain_program
+from app.webhooks.urls import UnsafeUrl, check_resolved, check_url
+from tests.support import Api, MovableClock
+from tests.webhooks.chaining import chain_settled
 from tests.webhooks.receiver import Receiver
 
 
@@ -37,7 +41,7 @@ async def deliver(
 ) -> int:
     """Chain the programs, then one dispatcher round; how many attempts it made."""
     for api in programs:
-        await chain_program(db, api.program)
+        await chain_settled(db, api.program)
     dispatcher = Dispatcher(app.state.context.db, settings.model_copy(update=overrides), clock)
     try:
         return await dispatcher.run_once()
@@ -73,7 +77,10 @@ async def test_a_delivery_is_the_event_signed(
     assert await deliver(app, db, settings, clock, api) == 1
     (request,) = receiver.received
     event = verified(hook["secret"], request)
+    assert set(event) == {"id", "type", "sequence", "occurred_at", "created_at", "data"}
     assert request.headers["webhook-id"] == event["id"]
+    assert request.headers["content-type"] == "application/json"
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 60
     assert event["type"] == "points.award"
     assert event["data"]["id"] == entry["id"]
     assert event["data"]["balances"] == [{"member": member, "available": 240, "pending": 0, "held": 0}]
@@ -120,6 +127,54 @@ async def test_a_failed_attempt_is_retried_with_the_same_webhook_id(
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 204]
 
 
+async def test_a_500_then_a_200_with_no_wait_between(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    hook = await create(api, receiver.url, ["points.*"])
+    await api.award(await api.enrol(), 7)
+    receiver.answers = [500, 200]
+    # every retry is due at once: one round makes both attempts
+    assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="0,0,0") == 2
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.body == second.body
+    assert verified(hook["secret"], first) == verified(hook["secret"], second)
+    (delivery,) = await deliveries(api, hook["id"])
+    assert delivery["event_id"] == first.headers["webhook-id"]
+    assert delivery["status"] == "succeeded"
+    assert delivery["next_attempt_at"] is None
+    assert [(a["attempt"], a["status_code"]) for a in delivery["attempts"]] == [(1, 500), (2, 200)]
+    assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="0,0,0") == 0  # nothing more
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    hook = await create(api, receiver.url, ["points.*"])
+    await api.award(await api.enrol(), 7)
+    receiver.delays = [1.0]
+    attempts = await deliver(
+        app, db, settings, clock, api, webhook_retry_seconds="0", webhook_timeout_seconds=0.2
+    )
+    assert attempts == 2
+    (delivery,) = await deliveries(api, hook["id"])
+    assert delivery["status"] == "succeeded"
+    timed_out, answered = delivery["attempts"]
+    assert timed_out["status_code"] is None
+    assert timed_out["error"].startswith("no answer within")
+    assert (answered["status_code"], answered["error"]) == (204, None)
+
+
 async def test_attempts_run_out_and_the_delivery_fails(
     api: Api,
     app: FastAPI,
@@ -149,9 +204,14 @@ async def test_410_disables_the_webhook_and_says_so(
     member = await api.enrol()
     await api.award(member, 5)
     receiver.answers = [410]
-    await deliver(app, db, settings, clock, api)
+    assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="0,0,0") == 1
     shown = (await api.get(f"/v1/webhooks/{hook['id']}")).json()
     assert (shown["status"], shown["disabled_reason"]) == ("disabled", "gone")
+    (delivery,) = await deliveries(api, hook["id"])
+    assert delivery["status"] == "failed"
+    assert [(a["attempt"], a["status_code"]) for a in delivery["attempts"]] == [(1, 410)]
+    # the webhook.disabled event is in the log once the chainer has given it its place
+    assert (await api.get("/v1/events", type="webhook.disabled")).json()["items"] == []
     await api.award(member, 5)
     await deliver(app, db, settings, clock, api)
     assert len(receiver.received) == 1  # nothing more is sent
@@ -296,19 +356,38 @@ async def test_another_programs_events_and_webhooks_stay_apart(
     receiver: Receiver,
 ) -> None:
     hook = await create(api, receiver.url, ["*"])
-    await other.award(await other.enrol(), 5)
-    await deliver(app, db, settings, clock, api, other)
-    assert receiver.received == []
+    theirs = Receiver()
+    try:
+        their_hook = await create(other, theirs.url, ["*"])
+        their_entry = (await other.award(await other.enrol(), 5)).json()
+        our_entry = (await api.award(await api.enrol(), 6)).json()
+        await deliver(app, db, settings, clock, api, other)
+        ours = [verified(hook["secret"], r) for r in receiver.received]
+        assert sorted(e["type"] for e in ours) == ["member.created", "points.award"]
+        assert [e["data"]["id"] for e in ours if e["type"] == "points.award"] == [our_entry["id"]]
+        their_events = [verified(their_hook["secret"], r) for r in theirs.received]
+        assert [e["data"]["id"] for e in their_events if e["type"] == "points.award"] == [their_entry["id"]]
+        assert not {e["id"] for e in ours} & {e["id"] for e in their_events}
+    finally:
+        theirs.close()
+    listed = (await api.get("/v1/events")).json()["items"]
+    assert not {e["id"] for e in listed} & {e["id"] for e in their_events}
+    assert {d["event_id"] for d in await deliveries(api, hook["id"])} == {e["id"] for e in ours}
     for call in (
         other.get(f"/v1/webhooks/{hook['id']}"),
         other.get(f"/v1/webhooks/{hook['id']}/deliveries"),
+        other.client.patch(
+            f"/v1/webhooks/{hook['id']}", json={"status": "disabled"}, headers=other.headers()
+        ),
+        other.client.delete(f"/v1/webhooks/{hook['id']}", headers=other.headers()),
         other.post(f"/v1/webhooks/{hook['id']}/test", {}, idempotency_key=None),
         other.post(f"/v1/webhooks/{hook['id']}/rotate-secret", {}, idempotency_key=None),
         other.post(f"/v1/webhooks/{hook['id']}/replay", {"after_sequence": 0}, idempotency_key=None),
     ):
         response = await call
         assert (response.status_code, response.json()["code"]) == (404, "webhook_not_found")
-    assert (await other.get("/v1/webhooks")).json()["items"] == []
+    assert [w["id"] for w in (await other.get("/v1/webhooks")).json()["items"]] == [their_hook["id"]]
+    assert (await api.get(f"/v1/webhooks/{hook['id']}")).json()["status"] == "enabled"
 
 
 async def test_change_disable_enable_and_delete(
@@ -343,15 +422,31 @@ async def test_change_disable_enable_and_delete(
 
 
 async def test_webhooks_need_their_scope(api: Api, receiver: Receiver) -> None:
-    reader = await api.key_with("members:read", "events:read")
+    hook = await create(api, receiver.url, ["*"])
+    path = f"/v1/webhooks/{hook['id']}"
+    reader = await api.key_with("members:read")
     writer = await api.key_with("webhooks:write")
-    refused = await api.post(
-        "/v1/webhooks", {"url": receiver.url, "events": ["*"]}, idempotency_key=None, key=reader
-    )
-    assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
-    assert (await api.get("/v1/webhooks", key=reader)).status_code == 403
-    await create(api, receiver.url, ["*"], key=writer)
-    assert len((await api.get("/v1/webhooks", key=writer)).json()["items"]) == 1
+    for call in (
+        api.post("/v1/webhooks", {"url": receiver.url, "events": ["*"]}, idempotency_key=None, key=reader),
+        api.get("/v1/webhooks", key=reader),
+        api.get(path, key=reader),
+        api.client.patch(path, json={"status": "disabled"}, headers=api.headers(reader)),
+        api.client.delete(path, headers=api.headers(reader)),
+        api.post(f"{path}/rotate-secret", {}, idempotency_key=None, key=reader),
+        api.post(f"{path}/test", {}, idempotency_key=None, key=reader),
+        api.get(f"{path}/deliveries", key=reader),
+        api.post(f"{path}/replay", {"after_sequence": 0}, idempotency_key=None, key=reader),
+    ):
+        refused = await call
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+    assert (await api.get(path)).json()["status"] == "enabled"  # the refused PATCH and DELETE did nothing
+    mine = await create(api, receiver.url, ["*"], key=writer)
+    assert [w["id"] for w in (await api.get("/v1/webhooks", key=writer)).json()["items"]] == [
+        mine["id"],
+        hook["id"],
+    ]
+    assert (await api.post(f"{path}/test", {}, idempotency_key=None, key=writer)).status_code == 202
+    assert (await api.get(f"{path}/deliveries", key=writer)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -367,6 +462,7 @@ async def test_urls_that_may_not_receive_webhooks_are_refused(api: Api, url: str
     "url",
     [
         "http://crm.example.com/hook",  # not https
+        "http://127.0.0.1:9000/hook",
         "https://127.0.0.1/hook",
         "https://localhost/hook",
         "https://10.0.0.7/hook",
@@ -374,9 +470,12 @@ async def test_urls_that_may_not_receive_webhooks_are_refused(api: Api, url: str
         "https://169.254.169.254/latest",  # cloud metadata
         "https://[::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",
+        "https://[::ffff:169.254.169.254]/hook",
         "https://[fd00:ec2::254]/hook",
         "https://100.64.0.1/hook",
+        "https://0.0.0.0/hook",
         "https://user:pw@crm.example.com/hook",
+        "https://crm.example.com/hook#part",
     ],
 )
 def test_production_refuses_unsafe_urls(url: str) -> None:
@@ -384,9 +483,127 @@ def test_production_refuses_unsafe_urls(url: str) -> None:
         check_url(url, Environment.production)
 
 
-def test_production_accepts_public_https_and_development_loopback() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible loopback (::/8, reserved)
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of 169.254.169.254 (reserved as Python counts it)
+    ],
+)
+async def test_production_refuses_reserved_ipv6_literals(url: str) -> None:
+    """urls.py promises never to send to a reserved address: these are (ipaddress
+    says is_reserved), so neither the check when given nor the one at delivery may
+    let them through."""
+    passed = []
+    try:
+        check_url(url, Environment.production)
+        passed.append("check_url")
+    except UnsafeUrl:
+        pass
+    try:
+        await check_resolved(url, Environment.production)
+        passed.append("check_resolved")
+    except UnsafeUrl:
+        pass
+    assert passed == [], f"{url} passed {passed}"
+
+
+def test_production_accepts_public_https_and_the_test_env_loopback() -> None:
     assert check_url("https://crm.example.com/hook", Environment.production)
     assert check_url("https://93.184.215.14/hook", Environment.production)
-    assert check_url("http://127.0.0.1:9000/", Environment.development)
+    for env in (Environment.test, Environment.development):
+        assert check_url("http://127.0.0.1:9000/", env) == "http://127.0.0.1:9000/"
+        assert check_url("http://[::1]:9000/", env)
+        assert check_url("http://[::ffff:127.0.0.1]:9000/", env)
+        assert check_url("http://localhost:9000/", env)
+        for refused in ("http://10.0.0.7/", "http://169.254.169.254/", "ftp://127.0.0.1/"):
+            with pytest.raises(UnsafeUrl):
+                check_url(refused, env)  # private and link-local stay refused everywhere
+
+
+@pytest.mark.parametrize("url", ["https://localhost/", "https://127.1/", "https://2130706433/"])
+async def test_production_refuses_at_delivery_what_resolves_to_loopback(url: str) -> None:
+    await check_resolved(url, Environment.test)
     with pytest.raises(UnsafeUrl):
-        check_url("http://10.0.0.7/", Environment.development)  # private stays refused everywhere
+        await check_resolved(url, Environment.production)
+
+
+async def test_the_dispatcher_checks_the_address_before_it_sends(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    """A URL accepted when given (here in the test env) that the delivery's
+    environment refuses is never sent to: the attempt fails, refused."""
+    hook = await create(api, receiver.url, ["points.*"])
+    await api.award(await api.enrol(), 5)
+    production = {"env": Environment.production, "webhook_retry_seconds": "0"}
+    assert await deliver(app, db, settings, clock, api, **production) == 2
+    assert receiver.received == []
+    (delivery,) = await deliveries(api, hook["id"])
+    assert delivery["status"] == "failed"
+    for attempt in delivery["attempts"]:
+        assert attempt["status_code"] is None
+        assert attempt["error"].startswith("refused: 127.0.0.1 is not a public address")
+
+
+async def test_two_dispatchers_at_once_send_each_event_once(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    hook = await create(api, receiver.url, ["points.*"])
+    member = await api.enrol()
+    for points in range(1, 11):
+        await api.award(member, points)
+    await chain_settled(db, api.program)
+    dispatchers = [Dispatcher(app.state.context.db, settings, clock) for _ in range(2)]
+    try:
+        attempts = await asyncio.gather(*(d.run_once() for d in dispatchers))
+    finally:
+        for dispatcher in dispatchers:
+            await dispatcher.close()
+    assert sum(attempts) == 10
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 10
+    assert sorted(verified(hook["secret"], r)["data"]["points"] for r in receiver.received) == list(
+        range(1, 11)
+    )
+    shown = await deliveries(api, hook["id"])
+    assert [len(d["attempts"]) for d in shown] == [1] * 10
+    assert {d["status"] for d in shown} == {"succeeded"}
+
+
+async def test_an_attempt_that_breaks_oddly_is_a_failed_attempt_not_a_lost_round(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    """A URL stored before today's checks (here: written behind the API's back) whose
+    host no resolver accepts fails its own attempt; the others in the round are sent
+    and recorded."""
+    bad = await create(api, "http://127.0.0.1:9/bad", ["points.*"])
+    good = await create(api, receiver.url, ["points.*"])
+    await db.execute(
+        "UPDATE webhook_endpoint SET url = $2 WHERE id = $1",
+        uuid.UUID(bad["id"]),
+        "http://" + "a" * 64 + ".test/",
+    )
+    await api.award(await api.enrol(), 5)
+    await deliver(app, db, settings, clock, api, webhook_retry_seconds="60")
+    assert len(receiver.received) == 1
+    (sent,) = await deliveries(api, good["id"])
+    assert sent["status"] == "succeeded"
+    (failed,) = await deliveries(api, bad["id"])
+    assert failed["status"] == "pending"
+    assert failed["attempts"][0]["status_code"] is None
+    assert failed["attempts"][0]["error"]
