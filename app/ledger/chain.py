@@ -120,7 +120,24 @@ SELECT count(*) AS waiting, min(e.recorded_at) AS oldest FROM journal_entry e
 
 UNSEQUENCED = "SELECT count(*) FROM event_log WHERE sequence IS NULL"
 
-PROGRAMS = "SELECT id FROM program ORDER BY id"
+# programs with something for the chainer (entries past their head, or events
+# without a sequence), in one round trip whatever the number of programs
+WAITING = """
+SELECT p.id FROM program p LEFT JOIN chain_head h ON h.program_id = p.id
+ WHERE EXISTS (SELECT 1 FROM journal_entry e
+                WHERE e.program_id = p.id
+                  AND (e.txid, e.id) > (coalesce(h.last_txid, -1), coalesce(h.last_entry_id, $1)))
+    OR EXISTS (SELECT 1 FROM event_log l WHERE l.program_id = p.id AND l.sequence IS NULL)
+ ORDER BY p.id
+"""
+
+# the oldest committed entry not yet chained, over every program
+OLDEST_WAITING = """
+SELECT min(o.oldest) FROM program p LEFT JOIN chain_head h ON h.program_id = p.id
+ CROSS JOIN LATERAL (SELECT min(e.recorded_at) AS oldest FROM journal_entry e
+                      WHERE e.program_id = p.id
+                        AND (e.txid, e.id) > (coalesce(h.last_txid, -1), coalesce(h.last_entry_id, $1))) o
+"""
 
 
 def _instant(value: datetime) -> str:
@@ -265,7 +282,9 @@ async def chain_all(
     chained = 0
     async with db.pool.acquire() as connection:
         for program_id in (
-            programs if programs is not None else [r["id"] for r in await connection.fetch(PROGRAMS)]
+            programs
+            if programs is not None
+            else [r["id"] for r in await connection.fetch(WAITING, START.last_entry_id)]
         ):
             while (done := await chain_batch(connection, program_id, now, batch)) > 0:
                 chained += done
@@ -375,12 +394,9 @@ async def run(
         try:
             await chain_all(db, clock.now(), batch=batch)
             async with db.pool.acquire() as connection:
-                lags = []
-                for row in await connection.fetch(PROGRAMS):
-                    oldest = (await state(connection, row["id"])).oldest_unchained_at
-                    lags.append(0.0 if oldest is None else (clock.now() - oldest).total_seconds())
+                oldest = await connection.fetchval(OLDEST_WAITING, START.last_entry_id)
                 depth = int(await connection.fetchval(UNSEQUENCED))
-            CHAIN_LAG.set(max(lags, default=0.0))
+            CHAIN_LAG.set(0.0 if oldest is None else max(0.0, (clock.now() - oldest).total_seconds()))
             OUTBOX_DEPTH.set(depth)
         except Exception:
             logger.warning("chaining failed; trying again", exc_info=True)
