@@ -85,7 +85,7 @@ async def test_an_entry_committed_while_an_older_transaction_runs_waits_for_it(
         await transaction.start()
         await blocker.fetchval("SELECT pg_current_xact_id()")  # holds a transaction id
         await api.award(member, 7)
-        assert await chain_program(db, api.program) == 0
+        assert await chain_program(db, api.program, settle=0) == 0
         assert (await api.get("/v1/ledger/head")).json()["entries_unchained"] == 1
         await transaction.rollback()
     finally:

@@ -243,7 +243,7 @@ async def test_events_are_invisible_until_the_chainer_gives_them_their_sequence(
         await blocker.fetchval("SELECT pg_current_xact_id()")
         bob = await api.enrol()
         await api.award(bob, 7)
-        await chain_program(db, api.program)
+        await chain_program(db, api.program, settle=0)
         assert await items(api, after=4) == []
         assert await unsequenced(db, api.program) == 1
         await transaction.rollback()
@@ -273,7 +273,7 @@ async def test_a_consumer_polling_while_changes_and_the_chainer_run_misses_nothi
         connection = await asyncpg.connect(dsn())
         try:
             while not done.is_set():
-                await chain_program(connection, api.program)
+                await chain_program(connection, api.program, settle=0)
                 await asyncio.sleep(0.01)
         finally:
             await connection.close()

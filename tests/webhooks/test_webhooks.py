@@ -421,6 +421,24 @@ async def test_change_disable_enable_and_delete(
     assert (await api.get("/v1/webhooks")).json()["items"] == []
 
 
+async def test_a_deleted_webhooks_retries_are_never_sent(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    receiver: Receiver,
+) -> None:
+    hook = await create(api, receiver.url, ["points.*"])
+    await api.award(await api.enrol(), 5)
+    receiver.answers = [500]
+    assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="60") == 1
+    assert (await api.client.delete(f"/v1/webhooks/{hook['id']}", headers=api.headers())).status_code == 204
+    clock.offset = timedelta(seconds=70)  # the retry is due
+    assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="60") == 0
+    assert len(receiver.received) == 1
+
+
 async def test_webhooks_need_their_scope(api: Api, receiver: Receiver) -> None:
     hook = await create(api, receiver.url, ["*"])
     path = f"/v1/webhooks/{hook['id']}"
@@ -456,6 +474,20 @@ async def test_webhooks_need_their_scope(api: Api, receiver: Receiver) -> None:
 async def test_urls_that_may_not_receive_webhooks_are_refused(api: Api, url: str) -> None:
     refused = await api.post("/v1/webhooks", {"url": url, "events": ["*"]}, idempotency_key=None)
     assert (refused.status_code, refused.json()["code"]) == (422, "webhook_url_refused")
+    hook = await create(api, "http://127.0.0.1:9/hook", ["*"])
+    path = f"/v1/webhooks/{hook['id']}"
+    changed = await api.client.patch(path, json={"url": url}, headers=api.headers())
+    assert (changed.status_code, changed.json()["code"]) == (422, "webhook_url_refused")
+    assert (await api.get(path)).json()["url"] == "http://127.0.0.1:9/hook"
+
+
+async def test_patching_an_unknown_pattern_is_refused(api: Api) -> None:
+    hook = await create(api, "http://127.0.0.1:9/hook", ["points.*"])
+    path = f"/v1/webhooks/{hook['id']}"
+    for bad in (["points.nope"], ["bogus.*"], []):
+        refused = await api.client.patch(path, json={"events": bad}, headers=api.headers())
+        assert (refused.status_code, refused.json()["code"]) == (422, "validation_error"), bad
+    assert (await api.get(path)).json()["events"] == ["points.*"]
 
 
 @pytest.mark.parametrize(
