@@ -3,6 +3,7 @@ calendar months apart (UTC, day 10, so no month-end clamping), and short calls."
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,10 +57,13 @@ def tier_rules(tiers: list[dict[str, Any]] | None = None, **policy: Any) -> dict
 
 
 def months_later(instant: datetime, months: int) -> datetime:
-    """The same wall time `months` calendar months on (day <= 28: never clamped)."""
-    assert instant.day <= 28
+    """The same wall time `months` calendar months on, the day clamped to the end of
+    a shorter month (Jan 31 + 1 month is Feb 28), as the service counts terms."""
     index = instant.year * 12 + instant.month - 1 + months
-    return instant.replace(year=index // 12, month=index % 12 + 1)
+    year, month_ = index // 12, index % 12 + 1
+    return instant.replace(
+        year=year, month=month_, day=min(instant.day, calendar.monthrange(year, month_)[1])
+    )
 
 
 def month(offset: int) -> datetime:
