@@ -1,20 +1,28 @@
-"""Events out under load: what chaining costs the checkout, how far the chain lags,
-and how fast webhooks go out.
+"""Events out under load: what chaining costs the awards endpoint, how far the chain
+lags behind, and how fast webhooks go out.
 
     uv run python -m bench.events            # needs wrk (apt-get install wrk)
 
-In one run, on one fresh database, it prints:
+In one run, on one fresh database (bench.awards' own), it prints:
 1. awards per second through the service with the chainer and the webhook
-   dispatcher running inside it (LEDGER_SERVE_BACKGROUND=true) and without them
-   (false), each against the bare FastAPI+asyncpg endpoint of bench/awards.py, in
-   alternating rounds; the medians, each mode's ratio to bare, and the drop from
-   chaining. The ledger is chained before each round, so no round inherits a backlog.
-2. the chain's lag during the rounds with chaining on: the age of the oldest
-   committed entry not yet chained, sampled every 100 ms (max and p99), and how long
-   after the load stopped the last entry was chained;
-3. webhook deliveries of points.award events to a receiver on 127.0.0.1 (204 at
-   once): events per second, and the time from each event's creation to its arrival
-   (p50, p99);
+   dispatcher running inside it (LEDGER_SERVE_BACKGROUND=true: "chained") and
+   without them (false, and no `points-ledger worker` either: "unchained"), and
+   through the bare FastAPI+asyncpg endpoint of bench/awards.py, in rounds that
+   rotate the three (wrk, as bench.awards drives them); the medians, each mode's
+   ratio service/bare, and the drop from chaining (target: at most 5%). Only one
+   service runs at a time, and every entry is chained before each round, so no
+   round inherits a backlog;
+2. the chain's lag during the chained rounds: the age of the oldest committed entry
+   not yet chained, sampled every 100 ms (max and p99; target: at most 2 s), and
+   how long after the load stopped the last entry was chained (the worst round);
+3. webhooks: a receiver on 127.0.0.1 (bench/webhook_receiver.py, 204 at once)
+   subscribed to points.* through POST /v1/webhooks, then about N awards
+   (--webhook-awards) through the service (chainer and dispatcher in it), wrk
+   driving it as in part 1 for as long as N takes at part 1's chained rate: the
+   awards written and their rate, the events delivered (all of them, or as many as
+   came within --delivery-timeout) and per second from the first award to the last
+   arrival, how long after the last award the last event arrived, and each event's
+   time from its created_at to its first arrival (p50, p99, max);
 then `verify` over everything the run wrote. Only 127.0.0.1 is ever targeted.
 """
 
@@ -22,40 +30,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
+import contextlib
 import shutil
 import statistics
-import subprocess
-import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import asyncpg
 import httpx
 
-from app.auth.service import mint_key
 from app.config import Environment, Settings
 from app.db import Database, asyncpg_dsn
 from app.ledger import chain
 from bench import common
-from bench.awards import DATABASE, HERE, Round, database_url, drive, prepare, start, stop
+from bench.awards import (
+    BARE_PATHS,
+    DATABASE,
+    SERVICE_PATHS,
+    Round,
+    bare_env,
+    database_url,
+    drive,
+    prepare,
+    report,
+    service_env,
+    start,
+    stop,
+)
 
-
-async def webhook_key() -> str:
-    key, prefix, digest = mint_key()
-    connection = await asyncpg.connect(asyncpg_dsn(database_url()))
-    try:
-        await connection.execute(
-            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
-            " VALUES (gen_random_uuid(), 1, 'bench-webhooks', $1, $2, ARRAY['webhooks:write'], now())",
-            prefix,
-            digest,
-        )
-    finally:
-        await connection.close()
-    return key
+SERVICE_PORT, BARE_PORT, RECEIVER_PORT = 8711, 8713, 8714
+BACKGROUND = {"chained": "true", "unchained": "false"}
+PROGRAM_ID = 1
 
 
 async def chain_everything() -> None:
@@ -73,26 +81,23 @@ async def lag_samples(stop_sampling: asyncio.Event) -> list[float]:
     connection = await asyncpg.connect(asyncpg_dsn(database_url()))
     try:
         while not stop_sampling.is_set():
-            found = await chain.state(connection, 1)
+            found = await chain.state(connection, PROGRAM_ID)
             now = await connection.fetchval("SELECT clock_timestamp()")
-            samples.append(
-                0.0
-                if found.oldest_unchained_at is None
-                else (now - found.oldest_unchained_at).total_seconds()
-            )
+            oldest = found.oldest_unchained_at
+            samples.append(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
             await asyncio.sleep(0.1)
     finally:
         await connection.close()
     return samples
 
 
-async def drained_after(seconds: float) -> float:
-    """Seconds until no entry waits for the chainer."""
+async def drained_after(limit: float) -> float:
+    """Seconds until no entry waits for the chainer (inf after `limit`)."""
     started = time.monotonic()
     connection = await asyncpg.connect(asyncpg_dsn(database_url()))
     try:
-        while (await chain.state(connection, 1)).entries_unchained > 0:
-            if time.monotonic() - started > seconds:
+        while (await chain.state(connection, PROGRAM_ID)).entries_unchained > 0:
+            if time.monotonic() - started > limit:
                 return float("inf")
             await asyncio.sleep(0.05)
     finally:
@@ -100,107 +105,169 @@ async def drained_after(seconds: float) -> float:
     return time.monotonic() - started
 
 
-def warm_up(port: int, env: dict[str, str], connections: int) -> None:
-    """Two seconds of load whose figures are not kept (a fresh process warms its caches)."""
-    command = [
-        "wrk",
-        "-t2",
-        f"-c{connections}",
-        "-d2s",
-        "-s",
-        str(HERE / "awards.lua"),
-        f"http://127.0.0.1:{port}",
-    ]
-    subprocess.run(command, env={**os.environ, **env}, capture_output=True, check=False)
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
-
-
-class Receiver:
-    """Counts deliveries and when each arrived, against the event's created_at."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.arrivals: list[float] = []
-        self.ids: set[str] = set()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                arrived = datetime.now(UTC)
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-                created = datetime.fromisoformat(json.loads(body)["created_at"])
-                with receiver.lock:
-                    receiver.ids.add(self.headers["webhook-id"])
-                    receiver.arrivals.append(time.monotonic())
-                    receiver.latencies.append((arrived - created).total_seconds())
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-
-async def measured_round(
-    name: str, port: int, env: dict[str, str], seconds: int, connections: int
+async def chained_round(
+    port: int, env: dict[str, str], seconds: int, connections: int
 ) -> tuple[Round, list[float], float]:
+    """A measured round with the lag sampled all through it; then the time to drain."""
     stop_sampling = asyncio.Event()
     sampler = asyncio.create_task(lag_samples(stop_sampling))
-    measured = await asyncio.to_thread(drive, name, port, env, seconds, connections)
-    stop_sampling.set()
-    samples = await sampler
-    drained = await drained_after(30) if name == "chained" else 0.0
-    return measured, samples, drained
+    try:
+        measured = await asyncio.to_thread(drive, "chained", port, env, seconds, connections)
+    finally:
+        stop_sampling.set()
+        samples = await sampler
+    return measured, samples, await drained_after(30)
 
 
-async def deliveries(port: int, wrk_env: dict[str, str], seconds: int, connections: int) -> None:
-    receiver = Receiver()
-    key = await webhook_key()
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+@dataclass
+class Lag:
+    samples: list[float] = field(default_factory=list)
+    drains: list[float] = field(default_factory=list)
+
+
+def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, lag: Lag) -> Round:
+    """Start the service in this mode, warm it up, measure a round, stop it: only one
+    service runs at a time (an idle chainer in another would chain this one's entries)."""
+    env = {**service_env(args.connections), "LEDGER_SERVE_BACKGROUND": BACKGROUND[name]}
+    process = start("app.asgi:app", SERVICE_PORT, env)
+    try:
+        # a fresh process warms its caches; its figures are not kept (and may be none)
+        with contextlib.suppress(SystemExit):
+            drive(name, SERVICE_PORT, wrk_env, 2, args.connections)
+        if name == "unchained":
+            return drive(name, SERVICE_PORT, wrk_env, args.seconds, args.connections)
+        measured, samples, drained = asyncio.run(
+            chained_round(SERVICE_PORT, wrk_env, args.seconds, args.connections)
+        )
+        lag.samples += samples
+        lag.drains.append(drained)
+        return measured
+    finally:
+        stop(process)
+
+
+@dataclass
+class Deliveries:
+    awards: Round  # wrk's figures for the awards written
+    expected: int  # points.* events after the webhook was created (each award is one)
+    started: float  # wall clock: wrk started, and finished
+    written: float
+    posts: int  # what the receiver saw: POSTs, distinct events, when each first came
+    events: int
+    arrivals: list[float]
+    latencies: list[float]  # each event's created_at to its first arrival, s
+
+
+async def subscribe() -> uuid.UUID:
+    """A webhook for points.* to the receiver, created through the API with a key of
+    scope webhooks:write; its id."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url()))
+    try:
+        key = await common.add_api_key(connection, PROGRAM_ID, "bench-webhooks", ["webhooks:write"])
+    finally:
+        await connection.close()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{SERVICE_PORT}", timeout=30) as client:
         created = await client.post(
             "/v1/webhooks",
-            json={"url": receiver.url, "events": ["points.award"]},
+            json={"url": f"http://127.0.0.1:{RECEIVER_PORT}/", "events": ["points.*"]},
             headers={"Authorization": f"Bearer {key}"},
         )
         created.raise_for_status()
-    since = datetime.now(UTC)
-    await asyncio.to_thread(drive, "chained", port, wrk_env, seconds, connections)
+    return uuid.UUID(created.json()["id"])
+
+
+async def collect(webhook_id: uuid.UUID, patience: float) -> tuple[int, dict[str, Any]]:
+    """Once the awards in flight have landed and the chain has caught up: how many
+    events the webhook should get, and what the receiver got by the time it had
+    them all (or `patience` seconds ran out)."""
+    await asyncio.sleep(1)  # requests wrk left in flight still commit
+    await drained_after(60)
     connection = await asyncpg.connect(asyncpg_dsn(database_url()))
     try:
-        expected = await connection.fetchval(
-            "SELECT count(*) FROM journal_entry WHERE kind = 'award' AND recorded_at >= $1", since
+        expected = int(
+            await connection.fetchval(
+                "SELECT count(*) FROM journal_entry e JOIN webhook_endpoint w ON w.id = $1"
+                " WHERE e.program_id = w.program_id AND e.recorded_at >= w.created_at",
+                webhook_id,
+            )
         )
-        deadline = time.monotonic() + 300
-        while len(receiver.ids) < expected and time.monotonic() < deadline:  # noqa: ASYNC110  # a thread fills it
-            await asyncio.sleep(0.1)
     finally:
         await connection.close()
-    receiver.server.shutdown()
-    with receiver.lock:
-        arrivals, latencies, received = list(receiver.arrivals), list(receiver.latencies), len(receiver.ids)
-    span = max(arrivals) - min(arrivals) if len(arrivals) > 1 else float("nan")
-    print(f"\nwebhooks: {received} of {expected} points.award events delivered (each once or more)")
-    print(
-        f"delivery throughput: {len(arrivals) / span:.0f} events/s over {span:.1f} s"
-        " (arrivals while and after the awards ran)"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{RECEIVER_PORT}", timeout=30) as receiver:
+        deadline = time.monotonic() + patience
+        # the receiver is another process: ask it every 100 ms
+        while (await receiver.get("/stats")).json()["events"] < expected:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        return expected, (await receiver.get("/stats", params={"details": "1"})).json()
+
+
+def webhook_part(wrk_env: dict[str, str], seconds: int, args: argparse.Namespace) -> Deliveries:
+    """Awards for `seconds` through the service (chainer and dispatcher in it) with a
+    webhook for points.* to the receiver."""
+    asyncio.run(chain_everything())  # the chainer starts with nothing waiting
+    receiver = start("bench.webhook_receiver:app", RECEIVER_PORT, {})
+    try:
+        # production refuses http and loopback receivers: development allows them
+        env = {
+            **service_env(args.connections),
+            "LEDGER_SERVE_BACKGROUND": "true",
+            "LEDGER_ENV": "development",
+            "LEDGER_ACCESS_LOG": "false",
+        }
+        service = start("app.asgi:app", SERVICE_PORT, env)
+        try:
+            with contextlib.suppress(SystemExit):  # warm up, before the webhook exists
+                drive("webhooks", SERVICE_PORT, wrk_env, 2, args.connections)
+            asyncio.run(drained_after(30))
+            webhook_id = asyncio.run(subscribe())
+            started = time.time()
+            awards = drive("webhooks", SERVICE_PORT, wrk_env, seconds, args.connections)
+            written = time.time()
+            expected, found = asyncio.run(collect(webhook_id, args.delivery_timeout))
+        finally:
+            stop(service)
+    finally:
+        stop(receiver)
+    return Deliveries(
+        awards,
+        expected,
+        started,
+        written,
+        found["posts"],
+        found["events"],
+        found["arrivals"],
+        found["latencies"],
     )
+
+
+def print_deliveries(found: Deliveries) -> None:
     print(
-        f"event creation to arrival: p50 {percentile(latencies, 0.5):.2f} s,"
-        f" p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies, default=0):.2f} s"
+        f"\nwebhooks (points.*) to a receiver on 127.0.0.1: {found.expected} awards written in"
+        f" {found.written - found.started:.1f} s ({found.awards.requests_per_second:.0f}/s,"
+        f" {found.awards.errors} errors)"
+    )
+    print(f"events delivered: {found.events} of {found.expected} ({found.posts} POSTs)")
+    if not found.arrivals:
+        return
+    last = max(found.arrivals)
+    span = last - found.started
+    after = sum(arrived > found.written for arrived in found.arrivals)
+    print(
+        f"delivery throughput: {found.events / span:.0f} events/s from the first award to the last arrival"
+        f" ({span:.1f} s); the last arrived {last - found.written:.1f} s after the last award"
+    )
+    if after and last > found.written:
+        during = (found.events - after) / (found.written - found.started)
+        print(
+            f"  while the awards ran: {during:.0f} events/s; after: {after} events in"
+            f" {last - found.written:.1f} s, {after / (last - found.written):.0f} events/s"
+        )
+    latencies = found.latencies
+    print(
+        f"event creation to arrival: p50 {common.percentile(latencies, 0.5):.2f} s,"
+        f" p99 {common.percentile(latencies, 0.99):.2f} s, max {max(latencies, default=0):.2f} s"
     )
 
 
@@ -213,92 +280,62 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of one measured round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--webhook-seconds", type=int, default=5, help="how long awards run for the webhook part"
+        "--webhook-awards",
+        type=int,
+        default=2_000,
+        help="about how many awards part 3 writes (wrk runs as long as that takes at the chained rate"
+        " of part 1, 2 to 60 s)",
+    )
+    parser.add_argument(
+        "--delivery-timeout", type=float, default=120, help="how long to wait for every event to arrive"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     key = asyncio.run(prepare(args.members))
-    pool = str(args.connections)
-    service_env = {
-        "LEDGER_DATABASE_URL": database_url(),
-        "LEDGER_ENV": "production",
-        "LEDGER_DB_POOL_SIZE": pool,
-    }
-    modes = {
-        "chained": ("app.asgi:app", 8711, {**service_env, "LEDGER_SERVE_BACKGROUND": "true"}),
-        "unchained": ("app.asgi:app", 8712, {**service_env, "LEDGER_SERVE_BACKGROUND": "false"}),
-    }
-    service_paths = {"BENCH_PATH_PREFIX": "/v1/members/", "BENCH_PATH_SUFFIX": "/awards"}
-    bare_paths = {"BENCH_PATH_PREFIX": "/awards/", "BENCH_PATH_SUFFIX": ""}
     wrk_env = {"BENCH_MEMBERS": str(args.members), "BENCH_API_KEY": key}
-    bare = start("bench.bare_app:app", 8713, {"BENCH_DSN": asyncpg_dsn(database_url()), "BENCH_POOL": pool})
+    targets = ["chained", "unchained", "bare"]
     rounds: list[Round] = []
-    lags: list[float] = []
-    drains: list[float] = []
+    lag = Lag()
+    bare = start("bench.bare_app:app", BARE_PORT, bare_env(args.connections))
     try:
-        drive("bare", 8713, {**wrk_env, **bare_paths}, 3, args.connections)
+        drive("bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, 3, args.connections)  # warm up
         for number in range(args.rounds):
-            order = list(modes) if number % 2 == 0 else list(reversed(modes))
-            for name in [*order, "bare"]:
+            for name in targets[number % 3 :] + targets[: number % 3]:
                 asyncio.run(chain_everything())  # no round starts with a backlog
                 if name == "bare":
-                    rounds.append(
-                        drive("bare", 8713, {**wrk_env, **bare_paths}, args.seconds, args.connections)
+                    measured = drive(
+                        "bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, args.seconds, args.connections
                     )
                 else:
-                    module, port, env = modes[name]
-                    # only one service runs at a time: an idle chainer in the other
-                    # would chain this one's entries
-                    process = start(module, port, env)
-                    try:
-                        warm_up(port, {**wrk_env, **service_paths}, args.connections)
-                        measured, samples, drained = asyncio.run(
-                            measured_round(
-                                name, port, {**wrk_env, **service_paths}, args.seconds, args.connections
-                            )
-                        )
-                    finally:
-                        stop(process)
-                    rounds.append(measured)
-                    if name == "chained":
-                        lags += samples
-                        drains.append(drained)
-                print(f"round {number + 1} {name:9s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True)
-        module, port, env = modes["chained"]
-        # production refuses http and loopback receivers: development allows them
-        process = start(module, port, {**env, "LEDGER_ENV": "development", "LEDGER_ACCESS_LOG": "false"})
-        try:
-            asyncio.run(
-                deliveries(port, {**wrk_env, **service_paths}, args.webhook_seconds, args.connections)
-            )
-        finally:
-            stop(process)
+                    measured = service_round(name, {**wrk_env, **SERVICE_PATHS}, args, lag)
+                rounds.append(measured)
+                print(f"round {number + 1} {name:9s} {measured.requests_per_second:8.0f} req/s", flush=True)
     finally:
         stop(bare)
+    chained_rate = statistics.median(r.requests_per_second for r in rounds if r.target == "chained")
+    seconds = max(2, min(60, round(args.webhook_awards / chained_rate)))
+    found = webhook_part({**wrk_env, **SERVICE_PATHS}, seconds, args)
 
     print(
         f"\n{args.members} members, {args.connections} connections, {args.rounds} rounds of {args.seconds}s"
     )
-    print(f"{'target':9s} {'req/s (median)':>15s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>7s}")
-    medians = {}
-    for name in (*modes, "bare"):
-        mine = [r for r in rounds if r.target == name]
-        medians[name] = statistics.median(r.requests_per_second for r in mine)
-        print(
-            f"{name:9s} {medians[name]:15.0f} {statistics.median(r.p50_ms for r in mine):8.2f}"
-            f" {statistics.median(r.p99_ms for r in mine):8.2f} {sum(r.errors for r in mine):7d}"
-        )
+    medians = report(rounds, targets, width=9)
     on, off = medians["chained"] / medians["bare"], medians["unchained"] / medians["bare"]
+    print(f"ratio service/bare with chaining: {on:.2f}; without: {off:.2f}")
+    print(f"drop from chaining: {100 * (1 - on / off):.1f}% (target: at most 5%)")
     print(
-        f"ratio service/bare with chaining: {on:.2f}; without: {off:.2f}; drop: {100 * (1 - on / off):.1f}%"
+        f"chain lag under load ({len(lag.samples)} samples every 100 ms):"
+        f" max {max(lag.samples, default=0):.2f} s, p99 {common.percentile(lag.samples, 0.99):.2f} s"
+        " (target: at most 2 s)"
     )
     print(
-        f"chain lag under load ({len(lags)} samples): max {max(lags, default=0):.2f} s,"
-        f" p99 {percentile(lags, 0.99):.2f} s;"
-        f" last entry chained {max(drains, default=0):.2f} s after the load stopped (worst round)"
+        f"entries unchained reached 0 {max(lag.drains, default=0):.2f} s after the load stopped (worst round)"
     )
+    print_deliveries(found)
     print(
         "verify after the run:",
         "ledger is sound" if asyncio.run(common.sound(DATABASE)) else "MISMATCHES (run points-ledger verify)",

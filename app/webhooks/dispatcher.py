@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 FANOUT_BATCH = 1000
 # a round claims as many as it sends at once, so a claim's lease need only cover
 # one attempt (the timeout) and the recording of its outcome
-CONCURRENCY = 64
+CONCURRENCY = 16
 CLAIM_BATCH = CONCURRENCY
 LEASE_MARGIN = timedelta(seconds=5)
 # an endpoint whose every attempt failed this long is disabled
