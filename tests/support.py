@@ -211,13 +211,24 @@ async def program_id(db: asyncpg.Connection, code: str) -> int:
     return int(await db.fetchval("SELECT id FROM program WHERE code = $1", code))
 
 
+async def waiting_for_chainer(db: asyncpg.Connection, pid: int) -> int:
+    """The program's committed entries and events the chainer has not taken yet."""
+    from app.ledger.chain import state
+
+    unsequenced = await db.fetchval(
+        "SELECT count(*) FROM event_log WHERE program_id = $1 AND sequence IS NULL", pid
+    )
+    return (await state(db, pid)).entries_unchained + int(unsequenced)
+
+
 async def chain_program(db: asyncpg.Connection, code: str, *, settle: float = 10.0) -> int:
     """Run the chainer over one program (the tests' stand-in for the background
-    chainer) until nothing it committed waits, for up to `settle` seconds: the
+    chainer) until nothing it committed waits; how many entries it chained. The
     chainer takes only what transactions older than every running one wrote, so a
     transaction elsewhere on the server (another test worker, a benchmark) can hold
-    it back for a moment. How many entries it chained."""
-    from app.ledger.chain import chain_batch, head, state
+    it back for a moment: wait up to `settle` seconds, then fail. `settle=0`: one
+    pass, whatever stays waiting (for tests that hold a transaction on purpose)."""
+    from app.ledger.chain import chain_batch, head
 
     pid = await program_id(db, code)
     before = (await head(db, pid)).sequence
@@ -225,11 +236,7 @@ async def chain_program(db: asyncpg.Connection, code: str, *, settle: float = 10
     while True:
         while await chain_batch(db, pid, datetime.now(UTC)) > 0:
             pass
-        waiting = (await state(db, pid)).entries_unchained + int(
-            await db.fetchval(
-                "SELECT count(*) FROM event_log WHERE program_id = $1 AND sequence IS NULL", pid
-            )
-        )
-        if waiting == 0 or time.monotonic() >= deadline:
+        if settle == 0 or await waiting_for_chainer(db, pid) == 0:
             return (await head(db, pid)).sequence - before
+        assert time.monotonic() < deadline, f"the chainer was held back over {settle} s"
         await asyncio.sleep(0.02)

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app.ledger.chain import chain_batch, state
+from app.ledger.chain import chain_batch
 from app.outbox import emit
-from tests.support import Api, chain_program, dsn, program_id, unique
+from tests.support import Api, chain_program, dsn, program_id, unique, waiting_for_chainer
 from tests.tiers.helpers import history, order, set_tier, tier_rules
 
 Event = dict[str, Any]
@@ -112,27 +112,9 @@ async def unsequenced(db: asyncpg.Connection, program: str) -> int:
     return int(count)
 
 
-SETTLE_SECONDS = 30
-
-
 async def settled(db: asyncpg.Connection, program: str) -> bool:
     """Nothing of the program committed waits for the chainer: no entry, no event."""
-    waiting = (await state(db, await program_id(db, program))).entries_unchained
-    return waiting == 0 and await unsequenced(db, program) == 0
-
-
-async def settle(db: asyncpg.Connection, program: str) -> int:
-    """chain_program until everything the program committed is in the log; how many
-    entries it chained. The chainer takes only transactions older than every one
-    still running on the server, so another session's transaction (another test
-    run's) may hold it back for a moment."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    chained = await chain_program(db, program)
-    while not await settled(db, program):
-        assert time.monotonic() < deadline, "the chainer was held back too long"
-        await asyncio.sleep(0.02)
-        chained += await chain_program(db, program)
-    return chained
+    return await waiting_for_chainer(db, await program_id(db, program)) == 0
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
@@ -151,7 +133,7 @@ async def test_a_consumer_from_after_0_reads_every_event_once_in_order_dense_fro
     redeemed = posted(await api.redeem(alice, 30))
     transferred = posted(await api.transfer(alice, bob, 20))
     assert await patch_member(api, bob, {"birthday": "1990-04-17"}) == 200
-    assert await settle(db, api.program) == 3
+    assert await chain_program(db, api.program) == 3
 
     events = await items(api)
     assert sequences(events) == [1, 2, 3, 4, 5, 6, 7]
@@ -207,7 +189,7 @@ async def test_a_consumer_from_after_0_reads_every_event_once_in_order_dense_fro
 
     # resuming after the last sequence seen: only what came since, nothing twice
     await api.award(bob, 1)
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     since = await items(api, after=events[-1]["sequence"])
     assert [(event["sequence"], event["type"]) for event in since] == [(8, "points.award")]
     assert since[0]["data"]["sequence"] == 4
@@ -226,13 +208,13 @@ async def test_events_are_invisible_until_the_chainer_gives_them_their_sequence(
     await api.award(alice, 10)
     assert await items(api) == []
     assert await page(api, limit=1) == {"items": [], "next_cursor": None}
-    assert await settle(db, api.program) == 1
+    assert await chain_program(db, api.program) == 1
     assert await unsequenced(db, api.program) == 0
     assert types(await items(api)) == ["rules.activated", "member.created", "points.award"]
 
     await api.award(alice, 5)
     assert await items(api, after=3) == []
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     assert [(e["sequence"], e["type"]) for e in await items(api, after=3)] == [(4, "points.award")]
 
     # a transaction older than the change holds it back: nothing may later go before it
@@ -249,7 +231,7 @@ async def test_events_are_invisible_until_the_chainer_gives_them_their_sequence(
         await transaction.rollback()
     finally:
         await blocker.close()
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     later = await items(api, after=4)
     assert [(e["sequence"], e["type"]) for e in later] == [(5, "member.created"), (6, "points.award")]
     assert later[0]["data"]["member"] == bob
@@ -296,7 +278,7 @@ async def test_a_consumer_polling_while_changes_and_the_chainer_run_misses_nothi
     finally:
         done.set()
         await chaining
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     await reading
     # one last catch-up after the final chaining
     seen += await items(api, after=seen[-1]["sequence"] if seen else 0)
@@ -340,9 +322,9 @@ async def test_the_chainers_batch_size_never_changes_the_log(
         await program.transfer(alice, bob, 5)
         assert await patch_member(program, alice, {"metadata": {"x": 1}}) == 200
         assert (await set_tier(program, alice, "gold", "vip")).status_code == 200
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     pid = await program_id(db, other.program)
-    deadline = time.monotonic() + SETTLE_SECONDS
+    deadline = time.monotonic() + 10
     while await chain_batch(db, pid, datetime.now(UTC), batch=1) > 0 or not await settled(db, other.program):
         assert time.monotonic() < deadline, "the chainer was held back too long"
         await asyncio.sleep(0.02)
@@ -366,7 +348,7 @@ async def test_the_chainers_batch_size_never_changes_the_log(
 async def test_a_new_programs_first_event_is_its_rules_version_1_then_member_and_rules_events(
     api: Api, db: asyncpg.Connection
 ) -> None:
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     [first] = await items(api)
     assert (first["sequence"], first["type"], first["data"]) == (1, "rules.activated", {"version": 1})
     rules = (await api.get("/v1/rules/1")).json()
@@ -389,7 +371,7 @@ async def test_a_new_programs_first_event_is_its_rules_version_1_then_member_and
     missing = await api.post("/v1/rules/99/activate", {}, idempotency_key=None)
     assert missing.status_code == 404, missing.text
     await api.post("/v1/rules/3/activate", {}, idempotency_key=None)
-    await settle(db, api.program)
+    await chain_program(db, api.program)
 
     events = await items(api)
     assert sequences(events) == list(range(1, 8))
@@ -427,7 +409,7 @@ async def test_member_created_writes_enrolled_at_in_utc_like_the_member_view(
     """Every instant the API answers is UTC (`...Z`), the event's own occurred_at
     among them; data.enrolled_at should be too, whatever offset the enrolment named."""
     member = await api.enrol(enrolled_at="2026-01-01T12:00:00.5+02:00")
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     [created] = await items(api, type="member.created")
     shown = (await member_view(api, member))["enrolled_at"]
     assert shown == "2026-01-01T10:00:00.500000Z"
@@ -447,7 +429,7 @@ async def test_every_tier_change_is_a_tier_changed_event(api: Api, db: asyncpg.C
     assert (await set_tier(api, member, None, "again")).status_code == 200  # no change: no event
     refused = await set_tier(api, member, "diamond", "no such tier")
     assert refused.status_code == 422, refused.text
-    await settle(db, api.program)
+    await chain_program(db, api.program)
 
     mine = await items(api, member=member)
     assert types(mine) == [
@@ -488,7 +470,7 @@ async def test_every_tier_change_is_a_tier_changed_event(api: Api, db: asyncpg.C
 
 async def test_a_refused_or_rolled_back_change_leaves_no_event(api: Api, db: asyncpg.Connection) -> None:
     alice, bob = await api.enrol(), await api.enrol()
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     start = await items(api)
     assert types(start) == ["rules.activated", "member.created", "member.created"]
 
@@ -510,7 +492,7 @@ async def test_a_refused_or_rolled_back_change_leaves_no_event(api: Api, db: asy
     )
     assert (first.status_code, replay.status_code) == (201, 201)
     assert first.json()["id"] == replay.json()["id"]
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     assert await unsequenced(db, api.program) == 0
     events = await items(api)
     assert types(events) == ["rules.activated", "member.created", "member.created", "points.award"]
@@ -548,7 +530,7 @@ async def test_a_refused_or_rolled_back_change_leaves_no_event(api: Api, db: asy
         await writer.close()
     assert await unsequenced(db, api.program) == 0
     assert await patch_member(api, alice, {"birthday": "1985-02-03"}) == 200
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     [after] = await items(api, after=4)
     assert (after["sequence"], after["type"], after["data"]) == (
         5,
@@ -568,7 +550,7 @@ async def test_type_and_member_filters(api: Api, db: asyncpg.Connection) -> None
     await api.award(carol, 7)
     assert (await set_tier(api, carol, "gold", "vip")).status_code == 200
     assert await patch_member(api, bob, {"metadata": {"a": 1}}) == 200
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     everything = await items(api)
 
     points = await items(api, type="points.*")
@@ -621,8 +603,8 @@ async def test_other_programs_events_are_never_listed(api: Api, other: Api, db: 
     await api.enrol(shared)
     await other.enrol(shared)
     await api.award(shared, 1)
-    await settle(db, api.program)
-    await settle(db, other.program)
+    await chain_program(db, api.program)
+    await chain_program(db, other.program)
 
     mine, theirs = await items(api), await items(other)
     assert types(mine) == ["rules.activated", "member.created", "points.award"]
@@ -647,8 +629,8 @@ async def test_a_cursor_of_another_programs_log_is_refused(
     await other.enrol()
     await other.enrol()
     await api.enrol()
-    await settle(db, api.program)
-    await settle(db, other.program)
+    await chain_program(db, api.program)
+    await chain_program(db, other.program)
     theirs = await page(other, limit=2)
     assert theirs["next_cursor"] is not None
     assert_refused(await api.get("/v1/events", cursor=theirs["next_cursor"], limit=2), 400, "invalid_cursor")
@@ -656,7 +638,7 @@ async def test_a_cursor_of_another_programs_log_is_refused(
 
 async def test_events_read_or_admin_may_read_the_log_nothing_else(api: Api, db: asyncpg.Connection) -> None:
     await api.enrol()
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     expected = await items(api)
     reader = await api.key_with("events:read")
     admin = await api.key_with("admin")
@@ -676,7 +658,7 @@ async def test_a_forged_or_other_lists_cursor_is_invalid_cursor(api: Api, db: as
     await api.enrol()
     for points in (1, 2, 3):
         await api.award(alice, points)
-    await settle(db, api.program)
+    await chain_program(db, api.program)
     first = await page(api, limit=2)
     cursor = first["next_cursor"]
     assert cursor is not None

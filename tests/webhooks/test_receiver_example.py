@@ -22,8 +22,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.webhooks.dispatcher import Dispatcher, signature
 from tests.pgcluster import free_port
-from tests.support import Api
-from tests.webhooks.chaining import chain_settled
+from tests.support import Api, chain_program
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webhook_receiver.py"
 
@@ -71,7 +70,7 @@ async def test_the_example_receives_signed_events_once(
     running.append(receiver)
     member = await api.enrol()
     entry = (await api.award(member, 240)).json()
-    await chain_settled(db, api.program)
+    await chain_program(db, api.program)
     dispatcher = Dispatcher(app.state.context.db, settings, clock)
     try:
         assert await dispatcher.run_once() == 1

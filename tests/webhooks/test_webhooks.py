@@ -19,8 +19,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from app.config import Environment, Settings
 from app.webhooks.dispatcher import Dispatcher
 from app.webhooks.urls import UnsafeUrl, check_resolved, check_url
-from tests.support import Api, MovableClock
-from tests.webhooks.chaining import chain_settled
+from tests.support import Api, MovableClock, chain_program
 from tests.webhooks.receiver import Receiver
 
 
@@ -41,7 +40,7 @@ async def deliver(
 ) -> int:
     """Chain the programs, then one dispatcher round; how many attempts it made."""
     for api in programs:
-        await chain_settled(db, api.program)
+        await chain_program(db, api.program)
     dispatcher = Dispatcher(app.state.context.db, settings.model_copy(update=overrides), clock)
     try:
         return await dispatcher.run_once()
@@ -594,7 +593,7 @@ async def test_two_dispatchers_at_once_send_each_event_once(
     member = await api.enrol()
     for points in range(1, 11):
         await api.award(member, points)
-    await chain_settled(db, api.program)
+    await chain_program(db, api.program)
     dispatchers = [Dispatcher(app.state.context.db, settings, clock) for _ in range(2)]
     try:
         attempts = await asyncio.gather(*(d.run_once() for d in dispatchers))
