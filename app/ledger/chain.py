@@ -51,13 +51,17 @@ LOCK_SPACE = 0x5043
 
 XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
-# $5: the oldest transaction still running; older ones are final
-NEXT_ENTRIES = """
-SELECT e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
+# what an entry's hash covers (its row and postings, as canonical() reads them) and
+# its writing transaction: one column list for the chainer and for verify
+CANONICAL_COLUMNS = """e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
        e.reverses_entry_id, e.source_entry_id, e.reason, e.order_id,
        (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount) ORDER BY p.id)
           FROM posting p JOIN account a ON a.id = p.account_id
-         WHERE p.entry_id = e.id)::text AS postings
+         WHERE p.entry_id = e.id)::text AS postings"""
+
+# $5: the oldest transaction still running; older ones are final
+NEXT_ENTRIES = f"""
+SELECT {CANONICAL_COLUMNS}
   FROM journal_entry e
  WHERE e.program_id = $1
    AND (e.txid, e.id) > ($2, $3)
@@ -295,13 +299,9 @@ async def chain_all(
 
 # every chained entry in chain order, with what its hash covers (LEFT JOIN: a
 # chained entry that has gone is a break too)
-WALK = """
+WALK = f"""
 SELECT c.program_id, c.sequence, c.hash AS stored_hash, c.entry_id AS chained_id,
-       e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
-       e.reverses_entry_id, e.source_entry_id, e.reason, e.order_id,
-       (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount) ORDER BY p.id)
-          FROM posting p JOIN account a ON a.id = p.account_id
-         WHERE p.entry_id = e.id)::text AS postings
+       {CANONICAL_COLUMNS}
   FROM entry_chain c LEFT JOIN journal_entry e ON e.id = c.entry_id
  ORDER BY c.program_id, c.sequence
 """
