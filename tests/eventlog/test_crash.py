@@ -9,16 +9,14 @@ import inspect
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import asyncpg
-import pytest
 
 from app.ledger import chain
 from tests.support import Api, chain_program, database_url, dsn, program_id
+from tests.webhooks.receiver import Receiver
 
 
 def start_worker(**settings: str) -> subprocess.Popen[bytes]:
@@ -119,55 +117,8 @@ async def test_killed_mid_chaining(api: Api, db: asyncpg.Connection) -> None:
     await assert_dense_and_sound(db, pid, 45)
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that holds every request until released."""
-
-    def __init__(self) -> None:
-        self.released = threading.Event()
-        self.arrived: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
-                with receiver.lock:
-                    receiver.arrived.append(self.headers["webhook-id"])
-                receiver.released.wait(timeout=30)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def ids(self) -> set[str]:
-        with self.lock:
-            return set(self.arrived)
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    try:
-        yield found
-    finally:
-        found.close()
-
-
 async def test_killed_mid_dispatch(api: Api, db: asyncpg.Connection, receiver: Receiver) -> None:
+    receiver.released.clear()  # every request is held unanswered until the worker is killed
     created = await api.post(
         "/v1/webhooks", {"url": receiver.url, "events": ["points.*"]}, idempotency_key=None
     )

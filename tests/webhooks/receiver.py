@@ -23,6 +23,8 @@ class Receiver:
         self.received: list[Received] = []
         self.answers: list[int] = []  # next status codes; 204 once they run out
         self.delays: list[float] = []  # seconds to wait before the next answers; none once they run out
+        self.released = threading.Event()  # cleared: every request is held (unanswered) until set
+        self.released.set()
         self.lock = threading.Lock()
         receiver = self
 
@@ -33,6 +35,7 @@ class Receiver:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.answers.pop(0) if receiver.answers else 204
                     delay = receiver.delays.pop(0) if receiver.delays else 0.0
+                receiver.released.wait(timeout=30)
                 if delay:
                     time.sleep(delay)
                 try:
@@ -53,7 +56,13 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
+    def ids(self) -> set[str]:
+        """The webhook-ids that arrived (each event once, however often it came)."""
+        with self.lock:
+            return {request.headers["webhook-id"] for request in self.received}
+
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
