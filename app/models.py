@@ -20,6 +20,15 @@ from app.ledger.models import (
 )
 from app.members.models import Member
 from app.orders.models import OrderRefund, PaidOrder
+from app.partners.models import (
+    Conversion,
+    Partner,
+    PartnerBalance,
+    PartnerLine,
+    PartnerRate,
+    PartnerRedemption,
+    PartnerStatement,
+)
 from app.programs.models import Program
 from app.rulesets.models import RulesActivation, RulesVersion
 from app.service_keys import ServiceSecret
@@ -31,6 +40,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "ChainHead",
+    "Conversion",
     "EntryChain",
     "EventLogRow",
     "ExpiryNotice",
@@ -43,6 +53,12 @@ __all__ = [
     "MemberTier",
     "OrderRefund",
     "PaidOrder",
+    "Partner",
+    "PartnerBalance",
+    "PartnerLine",
+    "PartnerRate",
+    "PartnerRedemption",
+    "PartnerStatement",
     "PendingCredit",
     "PointHold",
     "PointLot",

@@ -38,11 +38,14 @@ def _out(row: ApiKey) -> ApiKeyOut:
     status_code=201,
     response_model=ApiKeyCreated,
     operation_id="createApiKey",
-    responses=error_responses(Forbidden),
+    responses=error_responses(Forbidden, service.PartnerNotFound),
 )
 async def create_api_key(body: ApiKeyCreate, context: Context, principal: Admin) -> ApiKeyCreated:
     """Create an API key of the caller's program. The key is in this response only;
-    the service keeps its SHA-256 digest."""
+    the service keeps its SHA-256 digest. With `partner`, the key is that partner's:
+    it holds only `partner:earn`, `partner:redeem` and `partner:convert` scopes and
+    calls only the `/v1/partner/` endpoints, for its partner (404
+    `partner_not_found` for a code the program has no partner with)."""
     now = context.clock.now()
 
     async def work(session: AsyncSession) -> tuple[ApiKey, str]:

@@ -19,8 +19,12 @@ Scope = Literal[
     "events:read",
     "webhooks:write",
     "admin",
+    "partner:earn",
+    "partner:redeem",
+    "partner:convert",
 ]
 ALL_SCOPES: tuple[str, ...] = get_args(Scope)
+PARTNER_SCOPES: frozenset[str] = frozenset(scope for scope in ALL_SCOPES if scope.startswith("partner:"))
 
 Name = Annotated[
     str,
@@ -48,7 +52,8 @@ class ApiKeyCreate(BaseModel):
         min_length=1,
         max_length=64,
         pattern=r"^[a-z0-9][a-z0-9_-]*$",
-        description="binds the key to one partner agreement",
+        description="binds the key to one partner of the program: it may then hold only partner:* "
+        "scopes and call only the /v1/partner/ endpoints, for that partner",
         examples=[None],
     )
 

@@ -12,13 +12,14 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import repository
 from app.auth.models import ApiKey
 from app.db import listen
-from app.errors import AppError, NotFound, Unauthorized
-from app.principal import Principal
+from app.errors import AppError, NotFound, Unauthorized, ValidationFailed
+from app.principal import PARTNER_SCOPE_PREFIX, Principal
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,10 @@ DEFAULT_PROGRAM = "default"
 
 class ApiKeyNotFound(NotFound):
     code, title = "api_key_not_found", "API key not found"
+
+
+class PartnerNotFound(NotFound):
+    code, title = "partner_not_found", "Partner not found"
 
 
 def hash_key(key: str) -> str:
@@ -116,6 +121,8 @@ class Authenticator:
             key_id=row["id"],
             scopes=frozenset(row["scopes"]),
             partner_code=row["partner_code"],
+            partner_id=row["partner_id"],
+            partner_active=row["partner_status"] in (None, "active"),
         )
 
     async def _default_program(self) -> int:
@@ -136,8 +143,33 @@ async def create_key(
     partner_code: str | None,
     now: datetime,
 ) -> tuple[ApiKey, str]:
+    partner_scopes = sorted(scope for scope in scopes if scope.startswith(PARTNER_SCOPE_PREFIX))
+    if partner_code is None and partner_scopes:
+        raise ValidationFailed.on(
+            "body.scopes", f"{', '.join(partner_scopes)} are for a partner's key: name the partner"
+        )
+    if partner_code is not None and len(partner_scopes) != len(set(scopes)):
+        raise ValidationFailed.on("body.scopes", "a partner's key holds only partner:* scopes")
     key, prefix, digest = mint_key()
-    row = await repository.insert_key(
+    try:
+        async with session.begin_nested():
+            row = await _insert_key(session, program_id, name, prefix, digest, scopes, partner_code, now)
+    except IntegrityError as exc:
+        raise PartnerNotFound(f"no partner {partner_code} in this program") from exc
+    return row, key
+
+
+async def _insert_key(
+    session: AsyncSession,
+    program_id: int,
+    name: str,
+    prefix: str,
+    digest: str,
+    scopes: list[str],
+    partner_code: str | None,
+    now: datetime,
+) -> ApiKey:
+    return await repository.insert_key(
         session,
         program_id=program_id,
         name=name,
@@ -147,7 +179,6 @@ async def create_key(
         partner_code=partner_code,
         created_at=now,
     )
-    return row, key
 
 
 async def list_keys(

@@ -19,7 +19,8 @@ instants as RFC 3339 UTC with microseconds. Its keys: `id`, `kind`, `occurred_at
 `recorded_at`, `idempotency_key`, `rules_version`, `reverses`, `source`, `reason`,
 `order_id`, and `postings`: each posting, in the order written, as `account` (its
 kind), `member` (the member's internal id, null for a system account) and `points`
-(signed). Internal ids only, never external ids or personal data, so erasing a
+(signed), and for a partner's account `partner` (the partner's internal id; the key
+is absent on other postings). Internal ids only, never external ids or personal data, so erasing a
 member's personal data never changes a hash.
 """
 
@@ -55,7 +56,7 @@ XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 # its writing transaction: one column list for the chainer and for verify
 CANONICAL_COLUMNS = """e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
        e.reverses_entry_id, e.source_entry_id, e.reason, e.order_id,
-       (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount) ORDER BY p.id)
+       (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount, a.partner_id) ORDER BY p.id)
           FROM posting p JOIN account a ON a.id = p.account_id
          WHERE p.entry_id = e.id)::text AS postings"""
 
@@ -178,11 +179,18 @@ def canonical(entry: Mapping[str, Any] | asyncpg.Record) -> bytes:
         "source": None if entry["source_entry_id"] is None else str(entry["source_entry_id"]),
         "reason": entry["reason"],
         "order_id": entry["order_id"],
-        "postings": [
-            {"account": kind, "member": member, "points": points} for kind, member, points in postings
-        ],
+        "postings": [_posting(*posting) for posting in postings],
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _posting(kind: str, member: int | None, points: int, partner: int | None = None) -> dict[str, Any]:
+    # A partner's account is named by the partner's internal id too; other postings
+    # have no `partner` key, so their hashes are what they were before partners.
+    posting: dict[str, Any] = {"account": kind, "member": member, "points": points}
+    if partner is not None:
+        posting["partner"] = partner
+    return posting
 
 
 def link(previous: bytes, entry: Mapping[str, Any] | asyncpg.Record) -> bytes:

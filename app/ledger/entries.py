@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, get_args
 
 EntryKind = Literal[
@@ -22,6 +23,9 @@ EntryKind = Literal[
     "release",
     "expire",
     "tier_keep",
+    "funding",
+    "donation",
+    "conversion",
 ]
 # A member's accounts. `debt` holds what a member owes (zero or negative) after a
 # refund took back points they had already spent, in programs whose rules say so;
@@ -29,11 +33,16 @@ EntryKind = Literal[
 MemberAccount = Literal["available", "pending", "held", "debt"]
 # A program's system accounts: unbounded, no balance row, no lock on the hot path.
 SystemAccount = Literal["issuance", "redemption", "expiry"]
-AccountKind = Literal[MemberAccount, SystemAccount]
+# A partner's own accounts (app.partners): `partner_funding` holds points the partner
+# has paid for and not given out yet (below zero only for a postpaid partner, down
+# to its credit limit); `partner_payable` holds points members spent with it.
+PartnerAccount = Literal["partner_funding", "partner_payable"]
+AccountKind = Literal[MemberAccount, SystemAccount, PartnerAccount]
 
 ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
 MEMBER_ACCOUNT_KINDS: tuple[MemberAccount, ...] = get_args(MemberAccount)
 SYSTEM_ACCOUNT_KINDS: tuple[SystemAccount, ...] = get_args(SystemAccount)
+PARTNER_ACCOUNT_KINDS: tuple[PartnerAccount, ...] = get_args(PartnerAccount)
 
 # Entries an order's lifecycle wrote: undone by refunds, which keep the order's
 # refund state and pending credit in step, never by a bare reversal.
@@ -42,7 +51,11 @@ ORDER_KINDS: frozenset[EntryKind] = frozenset({"earn", "refund", "activate"})
 # not undone either: its points would return to lots that have expired and leave
 # again with the next run; reinstate points with an award and a new expiry instead.
 # Points spent to keep a tier bought the term they extended: not undone either.
-LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset({"hold", "capture", "release", "expire", "tier_keep"})
+# Partner entries are undone by their own operations (refunds of partner orders,
+# reversals of partner redemptions), which keep the partner's settlement in step.
+LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset(
+    {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion"}
+)
 
 # Idempotency keys of the entries jobs write begin with this: clients' keys are
 # printable ASCII, so a job's key never meets one of theirs.
@@ -61,6 +74,7 @@ class Leg:
     member: str | None  # external id; None for a system account
     account: AccountKind
     amount: int
+    partner: int | None = None  # the partner's id, for its partner_* accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,35 @@ class NewEntry:
     metadata: dict[str, Any] | None = None
     explanation: list[dict[str, Any]] | None = None
     source_entry_id: uuid.UUID | None = None
+    partner_line: PartnerLine | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerLine:
+    """What a partner entry means for the partner's settlement (app.partners), kept
+    with the entry in its transaction: the section, the points in it (negative for
+    refunds and reversals), and the price each point carries there: a rate's
+    `price_per_point` (with the rate), or a funding's whole `price`; neither when
+    the line carries points and no money."""
+
+    partner_id: int
+    section: str
+    points: int
+    rate_id: int | None = None
+    price_per_point: Decimal | None = None
+    price: Decimal | None = None
+    undoes: uuid.UUID | None = None  # the entry a refund or reversal line undoes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "partner_id": self.partner_id,
+            "section": self.section,
+            "points": self.points,
+            "rate_id": self.rate_id,
+            "price_per_point": None if self.price_per_point is None else str(self.price_per_point),
+            "price": None if self.price is None else str(self.price),
+            "undoes": None if self.undoes is None else str(self.undoes),
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,14 @@ class PointsExceedOrderShare(AppError):
     status, code, title = 422, "points_exceed_order_share", "Points may pay only part of an order"
 
 
+class PartnerFundsInsufficient(AppError):
+    status, code, title = 422, "partner_funds_insufficient", "The partner has not enough funded points"
+
+
+class PartnerCreditExceeded(AppError):
+    status, code, title = 422, "partner_credit_exceeded", "The partner's credit limit would be exceeded"
+
+
 REDEEM_REFUSALS: dict[str, type[AppError]] = {
     cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
 }
@@ -69,6 +77,22 @@ def _insufficient(exc: asyncpg.PostgresError) -> InsufficientPoints:
         return InsufficientPoints("a member has not enough available points for this entry")
 
 
+def _partner_funds(exc: asyncpg.PostgresError) -> AppError:
+    try:
+        facts: dict[str, Any] = json.loads(getattr(exc, "detail", None) or "{}")
+        needed = -int(facts["change_funding"])
+        if facts["billing"] == "postpaid":
+            return PartnerCreditExceeded(
+                f"partner {facts['partner']} has {facts['funding']} funded points and a credit limit of "
+                f"{facts['credit_limit']}; this needs {needed}"
+            )
+        return PartnerFundsInsufficient(
+            f"partner {facts['partner']} has {facts['funding']} funded points; this needs {needed}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return PartnerFundsInsufficient("the partner has not enough funded points for this entry")
+
+
 def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
     """The problem a database refusal means for the caller; None if it is not the
     caller's (app/sql/README.md lists every SQLSTATE and its problem)."""
@@ -76,6 +100,8 @@ def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
     constraint = getattr(exc, "constraint_name", None)
     if state == SqlState.INSUFFICIENT_POINTS:
         return _insufficient(exc)
+    if state == SqlState.PARTNER_FUNDS:
+        return _partner_funds(exc)
     if state == SqlState.IDEMPOTENCY_KEY_REUSED or (
         state == SqlState.UNIQUE_VIOLATION and constraint == "pk_idempotency_record"
     ):

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.ledger.entries import ENTRY_KINDS, MEMBER_ACCOUNT_KINDS, sql_in
+from app.ledger.entries import ENTRY_KINDS, MEMBER_ACCOUNT_KINDS, PARTNER_ACCOUNT_KINDS, sql_in
 
 
 class Account(Base):
@@ -35,16 +35,23 @@ class Account(Base):
     __tablename__ = "account"
     __table_args__ = (
         UniqueConstraint("member_id", "kind"),
+        # a program's system accounts, and each partner's two (partner_id set)
         Index(
-            "uq_account_program_id_kind_system",
+            "uq_account_program_id_kind_partner_id_system",
             "program_id",
             "kind",
+            "partner_id",
             unique=True,
             postgresql_where=text("member_id IS NULL"),
+            postgresql_nulls_not_distinct=True,
         ),
         CheckConstraint(
             f"(member_id IS NOT NULL) = (kind IN ({sql_in(MEMBER_ACCOUNT_KINDS)}))",
             name="member_kinds",
+        ),
+        CheckConstraint(
+            f"(partner_id IS NOT NULL) = (kind IN ({sql_in(PARTNER_ACCOUNT_KINDS)}))",
+            name="partner_kinds",
         ),
     )
 
@@ -52,6 +59,7 @@ class Account(Base):
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
     kind: Mapped[str] = mapped_column(Text)
+    partner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("partner.id"))
 
 
 class MemberBalance(Base):

@@ -20,7 +20,8 @@ SELECT replayed, request_fingerprint, status_code, response_body
                    p_actor_key_id => $8, p_reverses_entry_id => $9, p_reason => $10, p_order_id => $11,
                    p_rules_version => $12, p_expires_at => $13, p_pending_until => $14,
                    p_metadata => $15::jsonb, p_members => $16, p_accounts => $17, p_amounts => $18,
-                   p_explanation => $19::jsonb, p_response_body => $20, p_source_entry_id => $21)
+                   p_explanation => $19::jsonb, p_response_body => $20, p_source_entry_id => $21,
+                   p_partners => $22, p_partner_line => $23::jsonb)
 """
 
 KEEP_RESPONSE = """
@@ -40,11 +41,12 @@ SELECT request_fingerprint, status_code, response_body
 ENTRIES = """
 SELECT e.id, e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
        e.rules_version, e.expires_at, e.pending_until, e.metadata, e.idempotency_key, e.source_entry_id,
-       m.external_id AS member, p.member_id, a.kind AS account, p.amount,
+       m.external_id AS member, p.member_id, a.kind AS account, p.amount, a.partner_id, pa.code AS partner,
        p.available_after, p.pending_after, p.held_after, c.sequence, c.hash
   FROM journal_entry e
   JOIN posting p ON p.entry_id = e.id
   JOIN account a ON a.id = p.account_id
+  LEFT JOIN partner pa ON pa.id = a.partner_id
   LEFT JOIN member m ON m.id = p.member_id
   LEFT JOIN entry_chain c ON c.entry_id = e.id
  WHERE e.program_id = $1 AND e.id = ANY($2::uuid[])
@@ -130,6 +132,8 @@ async def post(connection: Connection, entry: NewEntry, *, response_body: bytes 
         None if entry.explanation is None else json.dumps(entry.explanation),
         response_body,
         entry.source_entry_id,
+        [leg.partner for leg in entry.legs] if any(leg.partner for leg in entry.legs) else None,
+        None if entry.partner_line is None else json.dumps(entry.partner_line.to_json()),
     )
     assert row is not None
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])

@@ -93,6 +93,11 @@ class PostingOut(BaseModel):
     )
     account: AccountKind = Field(description="which account moved", examples=["available"])
     points: int = Field(description="signed points on that account", examples=[100])
+    partner: str | None = Field(
+        default=None,
+        description="the partner's code, for a partner's account (partner_funding, partner_payable)",
+        examples=[None],
+    )
 
 
 class MemberBalances(BaseModel):

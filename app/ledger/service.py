@@ -151,6 +151,11 @@ async def reverse(
         raise EntryNotReversible("a reversal cannot itself be reversed; post a new entry instead")
     if rows[0]["kind"] in ORDER_KINDS:
         raise EntryNotReversible(f"a {rows[0]['kind']} entry belongs to an order: refund the order instead")
+    if any(row["partner_id"] is not None for row in rows):
+        raise EntryNotReversible(
+            "an entry with a partner is undone by the partner's own operations (a partner order's "
+            "refund, a partner redemption's reversal), which keep its settlement in step"
+        )
     if rows[0]["kind"] in LIFECYCLE_KINDS:
         raise EntryNotReversible(
             f"a {rows[0]['kind']} entry cannot be reversed: holds are undone by release, expired "
@@ -214,7 +219,10 @@ def _entry_view(rows: list[asyncpg.Record]) -> EntryView:
         pending_until=first["pending_until"],
         metadata=json.loads(first["metadata"]),
         postings=[
-            PostingOut(member=row["member"], account=row["account"], points=row["amount"]) for row in rows
+            PostingOut(
+                member=row["member"], account=row["account"], points=row["amount"], partner=row["partner"]
+            )
+            for row in rows
         ],
         # by external id in byte order, as ledger_post() renders them
         balances=[balances[member] for member in sorted(balances, key=lambda name: name.encode())],
@@ -225,7 +233,9 @@ def _entry_view(rows: list[asyncpg.Record]) -> EntryView:
         else chain.canonical(
             {
                 **{key: first[key] for key in chain.ENTRY_FIELDS},
-                "postings": [(row["account"], row["member_id"], row["amount"]) for row in rows],
+                "postings": [
+                    (row["account"], row["member_id"], row["amount"], row["partner_id"]) for row in rows
+                ],
             }
         ).decode(),
     )

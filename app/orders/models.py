@@ -33,7 +33,8 @@ class PaidOrder(Base):
 
     __tablename__ = "paid_order"
     __table_args__ = (
-        UniqueConstraint("program_id", "order_id"),
+        # order ids are unique per program, and per partner for partner orders
+        UniqueConstraint("program_id", "order_id", "partner_id", postgresql_nulls_not_distinct=True),
         Index(None, "member_id", "local_day"),
         Index(None, "program_id", "paid_at"),
         CheckConstraint("points >= 0", name="points_not_negative"),
@@ -43,6 +44,10 @@ class PaidOrder(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
     order_id: Mapped[str] = mapped_column(Text)
+    # A partner's co-branded order (POST /v1/partner/orders): the partner funds its
+    # points. No foreign key, as for JournalEntry.program_id: every concurrent order
+    # of one partner would share-lock the partner's row; partners are never deleted.
+    partner_id: Mapped[int | None] = mapped_column(BigInteger)
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
     # The request that created it: its Idempotency-Key finds the stored response.
     idempotency_key: Mapped[str] = mapped_column(Text)

@@ -13,13 +13,15 @@ from typing import Any
 import asyncpg
 
 from app.db import Connection
-from app.ledger.entries import Leg
+from app.ledger.entries import Leg, PartnerLine
 from app.rules.tier_machine import TierDecision
 
 # Everything the rules need to know about the member, and the balance row's version
 # that ledger_post_order() checks, in one round trip. Earned points are summed per
 # local day over the three UTC dates around `paid_at`, since the active rules'
 # timezone (and so the order's local day) is only known once this row is read.
+# A daily cap counts the orders of the same earner: the program's own orders, or
+# one partner's ($5).
 ORDER_FACTS = """
 SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
        EXISTS (SELECT 1 FROM paid_order o WHERE o.member_id = m.id) AS has_orders,
@@ -33,6 +35,7 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
          FROM (SELECT o.local_day, sum(o.points)::bigint AS points
                  FROM paid_order o
                 WHERE o.member_id = m.id AND o.local_day BETWEEN $3 AND $4
+                  AND o.partner_id IS NOT DISTINCT FROM $5
                 GROUP BY o.local_day) x
        ) d
  WHERE m.program_id = $1 AND m.external_id = $2
@@ -50,13 +53,14 @@ SELECT outcome, request_fingerprint, response_body
        p_currency => $13, p_total => $14, p_channel => $15, p_lines => $16::jsonb, p_facts => $17::jsonb,
        p_segments => $18::jsonb, p_explanation => $19::jsonb, p_points => $20, p_pending_until => $21,
        p_expires_at => $22, p_members => $23, p_accounts => $24, p_amounts => $25,
-       p_response_body => $26, p_tier => $27::jsonb)
+       p_response_body => $26, p_tier => $27::jsonb, p_partner_id => $28, p_partners => $29,
+       p_partner_line => $30::jsonb)
 """
 
 # An order as recorded, with what the read endpoints show of it: the answer it got
 # (its breakdown), whether its points still wait in pending, its refunds.
 _RECORDED_ORDER = """
-SELECT o.id, o.order_id, m.external_id AS member, o.currency, o.total, o.lines, o.channel, o.paid_at,
+SELECT o.id, o.order_id, pa.code AS partner, m.external_id AS member, o.currency, o.total, o.lines, o.channel, o.paid_at,
        o.recorded_at, o.rules_version, o.points, o.points_taken_back, o.entry_id,
        e.pending_until, r.response_body,
        EXISTS (SELECT 1 FROM pending_credit c
@@ -67,10 +71,14 @@ SELECT o.id, o.order_id, m.external_id AS member, o.currency, o.total, o.lines, 
           FROM order_refund f WHERE f.paid_order_id = o.id) AS refunds
   FROM paid_order o
   JOIN member m ON m.id = o.member_id
+  LEFT JOIN partner pa ON pa.id = o.partner_id
   LEFT JOIN journal_entry e ON e.id = o.entry_id
   LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
 """
-RECORDED_ORDER = _RECORDED_ORDER + " WHERE o.program_id = $1 AND o.order_id = $2\n"
+RECORDED_ORDER = (
+    _RECORDED_ORDER
+    + " WHERE o.program_id = $1 AND o.order_id = $2 AND o.partner_id IS NOT DISTINCT FROM $3\n"
+)
 MEMBER_ORDERS = (
     _RECORDED_ORDER
     + " WHERE o.member_id = $1 AND (o.paid_at, o.id) < ($2, $3) ORDER BY o.paid_at DESC, o.id DESC LIMIT $4\n"
@@ -80,18 +88,18 @@ STORED_ORDER = """
 SELECT o.request_fingerprint, r.response_body
   FROM paid_order o
   LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
- WHERE o.program_id = $1 AND o.order_id = $2
+ WHERE o.program_id = $1 AND o.order_id = $2 AND o.partner_id IS NOT DISTINCT FROM $3
 """
 
 ORDER_FOR_REFUND = """
-SELECT o.id, o.order_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version, o.currency,
+SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version, o.currency,
        o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
        (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
        -- the entry that put the order's points in lots: its activation, or itself
        coalesce((SELECT c.activation_entry_id FROM pending_credit c
                   WHERE c.entry_id = o.entry_id AND c.member_id = o.member_id), o.entry_id) AS lot_entry_id
   FROM paid_order o JOIN member m ON m.id = o.member_id
- WHERE o.program_id = $1 AND o.order_id = $2
+ WHERE o.program_id = $1 AND o.order_id = $2 AND o.partner_id IS NOT DISTINCT FROM $3
    FOR UPDATE OF o
 """
 
@@ -124,8 +132,9 @@ UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refund
 # Orders paid in a period, in the order they were recorded, with the facts the
 # rules saw and what they earned: the input of a what-if replay.
 PAST_ORDERS = """
-SELECT o.member_id, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts, o.points
-  FROM paid_order o
+SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts,
+       o.points
+  FROM paid_order o LEFT JOIN partner pa ON pa.id = o.partner_id
  WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
  ORDER BY o.id
 """
@@ -161,9 +170,10 @@ async def member_facts(
     last_day: date,
     *,
     lock: bool = False,
+    partner_id: int | None = None,
 ) -> MemberFacts | None:
     query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
-    row = await connection.fetchrow(query, program_id, member, first_day, last_day)
+    row = await connection.fetchrow(query, program_id, member, first_day, last_day, partner_id)
     if row is None:
         return None
     days = row["days"] or []
@@ -207,6 +217,8 @@ class NewOrder:
     response_body: bytes
     expires_at: datetime | None = None  # the lot's expiry, when the points are available or activate
     tier: TierDecision | None = None  # the member's upgrade this order makes
+    partner_id: int | None = None  # a partner's order: the partner that funds it
+    partner_line: PartnerLine | None = None  # its settlement line
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -239,13 +251,18 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         [leg.amount for leg in order.legs],
         order.response_body,
         None if order.tier is None else json.dumps(order.tier.as_json()),  # tier_apply()'s element
+        order.partner_id,
+        None if order.partner_id is None else [leg.partner for leg in order.legs],
+        None if order.partner_line is None else json.dumps(order.partner_line.to_json()),
     )
     assert row is not None
     return row
 
 
-async def recorded_order(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
-    return await connection.fetchrow(RECORDED_ORDER, program_id, order_id)
+async def recorded_order(
+    connection: Connection, program_id: int, order_id: str, partner_id: int | None = None
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(RECORDED_ORDER, program_id, order_id, partner_id)
 
 
 async def member_orders(
@@ -254,13 +271,17 @@ async def member_orders(
     return await connection.fetch(MEMBER_ORDERS, member_id, before[0], before[1], limit)
 
 
-async def stored_order(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
-    return await connection.fetchrow(STORED_ORDER, program_id, order_id)
+async def stored_order(
+    connection: Connection, program_id: int, order_id: str, partner_id: int | None = None
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(STORED_ORDER, program_id, order_id, partner_id)
 
 
-async def order_for_refund(connection: Connection, program_id: int, order_id: str) -> asyncpg.Record | None:
+async def order_for_refund(
+    connection: Connection, program_id: int, order_id: str, partner_id: int | None = None
+) -> asyncpg.Record | None:
     """The order, locked until the end of the caller's transaction."""
-    return await connection.fetchrow(ORDER_FOR_REFUND, program_id, order_id)
+    return await connection.fetchrow(ORDER_FOR_REFUND, program_id, order_id, partner_id)
 
 
 async def stored_refund(

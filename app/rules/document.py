@@ -318,6 +318,7 @@ class EventRule(_Section):
 
 
 EventType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+PartnerCode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 class Redeem(_Section):
@@ -451,6 +452,12 @@ class RulesDocument(_Section):
     earn: Earn = Field(description="how orders earn points")
     events: dict[EventType, EventRule] = Field(
         default_factory=dict, description="points for non-order activities, by event type"
+    )
+    partner_earn: dict[PartnerCode, Earn] = Field(
+        default_factory=dict,
+        description="how partners' co-branded orders earn, by partner code; the same shape and "
+        "meaning as `earn`. A partner without a section earns nothing.",
+        examples=[{"coffee-co": {"base": {"points": 2, "per": "1", "rounding": "floor"}}}],
     )
     redeem: Redeem = Field(default_factory=Redeem, description="limits on redemptions")
     expiry: Expiry = Field(default_factory=Expiry, description="when earned points expire")

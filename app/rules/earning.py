@@ -219,22 +219,27 @@ def _money(value: Decimal, facts: OrderFacts) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT):f} {facts.currency}"
 
 
-def earn_order(rules: RulesDocument, facts: OrderFacts, *, explain: bool = True) -> OrderEarning:
+def earn_order(
+    rules: RulesDocument, facts: OrderFacts, *, explain: bool = True, section: Earn | None = None
+) -> OrderEarning:
     """Points for one paid order, with the explanation that adds up to them.
+
+    `section` is the earning rules to apply when not the program's own `earn` (a
+    partner's section of `partner_earn`); the document still gives the timezone,
+    the currency and the tiers.
 
     `explain=False` leaves the lines' `detail` empty and `segments` out: a what-if
     replay of many orders needs the points of each rule, not the sentences or what
     a refund would need."""
     with decimal.localcontext(_CONTEXT):
-        return _earn_order(rules, facts, explain)
+        return _earn_order(rules, rules.earn if section is None else section, facts, explain)
 
 
-def _earn_order(rules: RulesDocument, facts: OrderFacts, explain: bool) -> OrderEarning:
+def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bool) -> OrderEarning:
     if rules.currency is not None and facts.currency != rules.currency:
         raise RulesError(
             "currency_mismatch", f"the program earns on {rules.currency} orders, not {facts.currency}"
         )
-    earn = rules.earn
     local = local_time(rules, facts.paid_at)
     pieces, denominator = _pieces(earn, facts)
     # Exact points are sum(amount x factor) x points / (denominator x per). Every

@@ -33,14 +33,22 @@ class TestCreateApiKey:
         )
         assert response.status_code == 422
 
-    async def test_partner_key_is_bound(self, api: Api) -> None:
+    async def test_partner_key_needs_a_partner_of_the_program(self, api: Api) -> None:
+        # (tests/partners holds the keys of partners that exist)
         response = await api.client.post(
             "/v1/api-keys",
-            json={"name": "p", "scopes": ["points:earn"], "partner": "airline"},
+            json={"name": "p", "scopes": ["partner:earn"], "partner": "airline"},
             headers=api.headers(),
         )
-        assert response.status_code == 201
-        assert response.json()["partner"] == "airline"
+        assert response.status_code == 404
+        assert response.json()["code"] == "partner_not_found"
+
+    async def test_partner_scopes_need_a_partner(self, api: Api) -> None:
+        response = await api.client.post(
+            "/v1/api-keys", json={"name": "p", "scopes": ["partner:earn"]}, headers=api.headers()
+        )
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "body.scopes"
 
     async def test_needs_admin(self, api: Api) -> None:
         key = await api.key_with("members:write", "points:adjust")

@@ -26,6 +26,16 @@
 -- System accounts have no balance row and take no lock: concurrent earns never
 -- queue on the issuance account.
 --
+-- Partners: p_partners (parallel to the legs; NULL or NULL elements elsewhere)
+-- names the partner whose partner_funding / partner_payable account a system leg
+-- posts to. Each partner's balance row is updated after the members', in ascending
+-- partner id, under its lock: a debit of partner_funding below zero (prepaid) or
+-- below -credit_limit_points (postpaid with a limit) is refused with LP010 (DETAIL:
+-- JSON with the partner's code, billing, funding and limit); credits always pass.
+-- p_partner_line, when given, is the entry's settlement line for that partner
+-- ({partner_id, section, points, rate_id, price_per_point, price, undoes}),
+-- written into partner_line with the entry.
+--
 -- Projections, under the same member locks:
 -- - a credit of a pending account with p_pending_until opens a pending_credit; a
 --   reversal's debit of a pending account takes from the reversed entry's credit;
@@ -37,7 +47,8 @@
 -- The response: p_response_body when given (orders, refunds, events, holds answer
 -- in their own shape); otherwise the entry rendered as EntryOut
 -- (app/ledger/schemas.py; tests/ledger/test_entry_shape.py holds them equal):
--- compact JSON, balances sorted by external id in byte order.
+-- compact JSON, balances sorted by external id in byte order; each posting names
+-- its partner's code (null but for partner accounts).
 CREATE OR REPLACE FUNCTION ledger_post(
     p_entry_id uuid,
     p_program_id bigint,
@@ -59,7 +70,9 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_amounts bigint[], -- each leg's signed points
     p_explanation jsonb DEFAULT NULL,
     p_response_body bytea DEFAULT NULL,
-    p_source_entry_id uuid DEFAULT NULL  -- capture, release: the hold; refund: the order's lot entry
+    p_source_entry_id uuid DEFAULT NULL, -- capture, release: the hold; refund: the order's lot entry
+    p_partners bigint[] DEFAULT NULL,    -- each leg's partner id, for partner_* accounts (else NULL)
+    p_partner_line jsonb DEFAULT NULL    -- the entry's partner settlement line, if any
 ) RETURNS TABLE (
     replayed boolean,           -- true: the key was already used; the rest is what was stored
     request_fingerprint text,
@@ -79,10 +92,14 @@ DECLARE
     v_body bytea;
     v_member_ids bigint[] := '{}';
     v_changes bigint[] := '{}';
+    v_partner record;
+    v_detail text;
+    v_partners bigint[] := coalesce(p_partners, array_fill(NULL::bigint, ARRAY[cardinality(p_amounts)]));
 BEGIN
     IF cardinality(p_amounts) < 2
        OR cardinality(p_members) <> cardinality(p_amounts)
        OR cardinality(p_accounts) <> cardinality(p_amounts)
+       OR cardinality(v_partners) <> cardinality(p_amounts)
        OR (SELECT sum(a) FROM unnest(p_amounts) AS a) <> 0 THEN
         RAISE EXCEPTION 'an entry needs two or more legs summing to zero'
             USING ERRCODE = 'LP003';
@@ -202,17 +219,68 @@ BEGIN
             p_changes => v_changes);
     END IF;
 
+    -- A partner's balance row, after the members' (every writer locks members
+    -- first, then partners, each in ascending id: no deadlocks). Its WHERE clause is
+    -- the funding check; credits always pass, so refunds and fundings never fail.
+    FOR v_partner IN
+        SELECT l.partner_id,
+               coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_funding'), 0) AS d_funding,
+               coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_payable'), 0) AS d_payable
+          FROM unnest(v_partners, p_accounts, p_amounts) AS l(partner_id, account, amount)
+         WHERE l.partner_id IS NOT NULL
+         GROUP BY l.partner_id
+         ORDER BY l.partner_id
+    LOOP
+        UPDATE partner_balance b
+           SET funding = b.funding + v_partner.d_funding,
+               payable = b.payable + v_partner.d_payable,
+               version = b.version + 1,
+               updated_at = p_recorded_at
+          FROM partner pa
+         WHERE b.partner_id = v_partner.partner_id AND pa.id = b.partner_id
+           AND pa.program_id = p_program_id
+           AND (v_partner.d_funding >= 0
+                OR b.funding + v_partner.d_funding >= 0
+                OR (pa.billing = 'postpaid'
+                    AND (pa.credit_limit_points IS NULL
+                         OR b.funding + v_partner.d_funding >= -pa.credit_limit_points)));
+        IF NOT FOUND THEN
+            SELECT json_build_object(
+                       'partner', pa.code, 'billing', pa.billing, 'funding', b.funding,
+                       'credit_limit', pa.credit_limit_points,
+                       'change_funding', v_partner.d_funding)::text
+              INTO v_detail
+              FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id
+             WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
+            IF v_detail IS NULL THEN
+                RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
+            END IF;
+            RAISE EXCEPTION 'the partner has not enough funding for this entry'
+                USING ERRCODE = 'LP010', DETAIL = v_detail;
+        END IF;
+    END LOOP;
+
     -- System accounts (issuance, redemption...) have no balance row and take no
     -- lock: their balance is the sum of their postings.
     INSERT INTO posting (entry_id, account_id, amount)
     SELECT p_entry_id, a.id, l.amount
-      FROM unnest(p_members, p_accounts, p_amounts)
-           WITH ORDINALITY AS l(external_id, account, amount, n)
+      FROM unnest(p_members, p_accounts, p_amounts, v_partners)
+           WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)
       JOIN account a ON a.program_id = p_program_id AND a.member_id IS NULL AND a.kind = l.account
+                    AND a.partner_id IS NOT DISTINCT FROM l.partner_id
      WHERE l.external_id IS NULL
      ORDER BY l.n;
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     v_written := v_written + v_rows;
+
+    IF p_partner_line IS NOT NULL THEN
+        INSERT INTO partner_line (entry_id, partner_id, section, points, rate_id, price_per_point,
+                                  price, undoes_entry_id, recorded_at)
+        VALUES (p_entry_id, (p_partner_line ->> 'partner_id')::bigint, p_partner_line ->> 'section',
+                (p_partner_line ->> 'points')::bigint, (p_partner_line ->> 'rate_id')::bigint,
+                (p_partner_line ->> 'price_per_point')::numeric, (p_partner_line ->> 'price')::numeric,
+                (p_partner_line ->> 'undoes')::uuid, p_recorded_at);
+    END IF;
 
     IF v_written <> cardinality(p_amounts) THEN
         RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
@@ -237,9 +305,11 @@ BEGIN
                    ledger_rfc3339(p_pending_until) AS pending_until,
                    coalesce(p_metadata, '{}'::jsonb) AS metadata,
                    (SELECT array_to_json(array_agg(
-                               ROW(l.external_id, l.account, l.amount)::ledger_posting_out ORDER BY l.n))
-                      FROM unnest(p_members, p_accounts, p_amounts)
-                           WITH ORDINALITY AS l(external_id, account, amount, n)) AS postings,
+                               ROW(l.external_id, l.account, l.amount,
+                                   (SELECT pa.code FROM partner pa WHERE pa.id = l.partner_id)
+                               )::ledger_posting_out ORDER BY l.n))
+                      FROM unnest(p_members, p_accounts, p_amounts, v_partners)
+                           WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)) AS postings,
                    coalesce((SELECT array_to_json(array_agg(
                                         ROW(b.member, b.available, b.pending, b.held)::ledger_balance_out
                                         ORDER BY b.member COLLATE "C"))

@@ -12,6 +12,9 @@
 -- p_points is what the order earned (kept on paid_order for refunds and tiers);
 -- p_expires_at dates the lot of the order's points; p_tier is the upgrade the
 -- order makes (one element of tier_apply()'s p_decisions), or NULL.
+-- A partner's co-branded order: p_partner_id is the partner (order ids are unique
+-- per partner; NULL: the program's own order), and p_partners / p_partner_line go
+-- to ledger_post() (the partner's funding pays for the points, LP010 when it can't).
 --
 -- Answers one row, `outcome`:
 -- - 'posted': done; response_body is p_response_body;
@@ -50,7 +53,10 @@ CREATE OR REPLACE FUNCTION ledger_post_order(
     p_accounts text[],
     p_amounts bigint[],
     p_response_body bytea,
-    p_tier jsonb DEFAULT NULL  -- the order's tier upgrade (a tier_apply() decision), or NULL
+    p_tier jsonb DEFAULT NULL,  -- the order's tier upgrade (a tier_apply() decision), or NULL
+    p_partner_id bigint DEFAULT NULL,   -- a partner's order: the partner
+    p_partners bigint[] DEFAULT NULL,   -- as ledger_post() takes them
+    p_partner_line jsonb DEFAULT NULL
 ) RETURNS TABLE (outcome text, request_fingerprint text, response_body bytea)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -62,7 +68,8 @@ BEGIN
     SELECT o.request_fingerprint, r.response_body INTO v_order
       FROM paid_order o
       LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
-     WHERE o.program_id = p_program_id AND o.order_id = p_order_id;
+     WHERE o.program_id = p_program_id AND o.partner_id IS NOT DISTINCT FROM p_partner_id
+       AND o.order_id = p_order_id;
     IF FOUND THEN
         RETURN QUERY SELECT 'exists', v_order.request_fingerprint, v_order.response_body;
         RETURN;
@@ -75,21 +82,22 @@ BEGIN
     END IF;
 
     INSERT INTO paid_order (
-        program_id, order_id, member_id, idempotency_key, request_fingerprint, entry_id,
+        program_id, partner_id, order_id, member_id, idempotency_key, request_fingerprint, entry_id,
         rules_version, paid_at, recorded_at, local_day, currency, total, channel, lines, facts,
         points, segments)
     VALUES (
-        p_program_id, p_order_id, p_member_id, p_idempotency_key, p_request_fingerprint,
+        p_program_id, p_partner_id, p_order_id, p_member_id, p_idempotency_key, p_request_fingerprint,
         CASE WHEN cardinality(p_amounts) > 0 THEN p_entry_id END,
         p_rules_version, p_paid_at, p_recorded_at, p_local_day, p_currency, p_total, p_channel,
         p_lines, p_facts, p_points, p_segments)
-    ON CONFLICT (program_id, order_id) DO NOTHING;
+    ON CONFLICT ON CONSTRAINT uq_paid_order_program_id_order_id_partner_id DO NOTHING;
     IF NOT FOUND THEN  -- the same order_id, committed by a concurrent request meanwhile
         RETURN QUERY
             SELECT 'exists', o.request_fingerprint, r.response_body
               FROM paid_order o
               LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
-             WHERE o.program_id = p_program_id AND o.order_id = p_order_id;
+             WHERE o.program_id = p_program_id AND o.partner_id IS NOT DISTINCT FROM p_partner_id
+               AND o.order_id = p_order_id;
         RETURN;
     END IF;
 
@@ -114,7 +122,9 @@ BEGIN
             p_accounts => p_accounts,
             p_amounts => p_amounts,
             p_explanation => p_explanation,
-            p_response_body => p_response_body);
+            p_response_body => p_response_body,
+            p_partners => p_partners,
+            p_partner_line => p_partner_line);
         IF v_posted.replayed THEN
             RAISE EXCEPTION 'Idempotency-Key % was used for another request', p_idempotency_key
                 USING ERRCODE = 'LP007';

@@ -1,3 +1,3 @@
 -- ledger_posting_out: one posting as ledger_post() renders it in an entry's
--- response (PostingOut in app/ledger/schemas.py: member, account, points).
-CREATE TYPE ledger_posting_out AS (member text, account text, points bigint);
+-- response (PostingOut in app/ledger/schemas.py: member, account, points, partner).
+CREATE TYPE ledger_posting_out AS (member text, account text, points bigint, partner text);
