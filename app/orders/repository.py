@@ -60,8 +60,8 @@ SELECT outcome, request_fingerprint, response_body
 # An order as recorded, with what the read endpoints show of it: the answer it got
 # (its breakdown), whether its points still wait in pending, its refunds.
 _RECORDED_ORDER = """
-SELECT o.id, o.order_id, pa.code AS partner, m.external_id AS member, o.currency, o.total, o.lines, o.channel, o.paid_at,
-       o.recorded_at, o.rules_version, o.points, o.points_taken_back, o.entry_id,
+SELECT o.id, o.order_id, pa.code AS partner, m.external_id AS member, o.currency, o.total, o.lines,
+       o.channel, o.paid_at, o.recorded_at, o.rules_version, o.points, o.points_taken_back, o.entry_id,
        e.pending_until, r.response_body,
        EXISTS (SELECT 1 FROM pending_credit c
                 WHERE c.entry_id = o.entry_id AND c.activated_at IS NULL AND c.remaining > 0) AS pending,
@@ -92,8 +92,8 @@ SELECT o.request_fingerprint, r.response_body
 """
 
 ORDER_FOR_REFUND = """
-SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version, o.currency,
-       o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
+SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version,
+       o.currency, o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
        (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
        -- the entry that put the order's points in lots: its activation, or itself
        coalesce((SELECT c.activation_entry_id FROM pending_credit c
