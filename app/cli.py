@@ -170,12 +170,13 @@ async def _verify(url: str) -> bool:
 
     from app.db import asyncpg_dsn
     from app.ledger.verify import totals, verify
+    from app.partners.settlement import VERIFY_CHECKS
 
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         counts = await totals(connection)
         typer.echo("checked " + ", ".join(f"{n} {what}" for what, n in counts.items()))
-        outcomes = await verify(connection)
+        outcomes = await verify(connection, VERIFY_CHECKS)
     finally:
         await connection.close()
     for outcome in outcomes:

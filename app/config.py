@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     hold_max_seconds: int = Field(
         default=7 * 86_400, ge=1, description="the longest a hold may last (a later expires_at is refused)"
     )
+    conversion_timeout_seconds: float = Field(
+        default=7 * 86_400,
+        gt=0,
+        allow_inf_nan=False,
+        description="how long a conversion to a partner's units may wait for the partner's "
+        "confirmation; the worker then fails it and gives the points back",
+    )
     worker_interval_seconds: float = Field(
         default=60.0,
         gt=0,

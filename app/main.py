@@ -31,6 +31,9 @@ from app.ops.endpoints import router as ops_router
 from app.orders.endpoints import member_orders_router, simulation_router
 from app.orders.endpoints import router as orders_router
 from app.pagination import Cursors
+from app.partners.endpoints import admin_router as partners_router
+from app.partners.endpoints import member_router as partner_member_router
+from app.partners.endpoints import partner_router
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
@@ -131,6 +134,9 @@ def create_app(
         tiers_router,
         eventlog_router,
         webhooks_router,
+        partners_router,
+        partner_router,
+        partner_member_router,
     ):
         app.include_router(router)
     return app

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from app.errors import AppError, Forbidden
 
 PARTNER_SCOPE_PREFIX = "partner:"
+# what reads of a partner's own things ask for: any key of a partner
+PARTNER_ANY = "partner:*"
 
 
 class PartnerInactive(AppError):
@@ -29,10 +31,13 @@ class Principal:
     partner_code: str | None = None
     partner_id: int | None = None
     partner_active: bool = True
+    # what the partner's agreement lets it do, and how it pays (neither changes)
+    partner_roles: frozenset[str] = frozenset()
+    partner_billing: str | None = None
 
     def allows(self, scope: str) -> bool:
         if self.partner_code is not None or scope.startswith(PARTNER_SCOPE_PREFIX):
-            return self.partner_code is not None and scope in self.scopes
+            return self.partner_code is not None and (scope == PARTNER_ANY or scope in self.scopes)
         return "admin" in self.scopes or scope in self.scopes
 
     def require(self, scope: str) -> None:

@@ -25,6 +25,7 @@ from app.config import Environment, Settings, get_settings
 from app.db import Database
 from app.ledger.verify import verify
 from app.main import create_app
+from app.partners.settlement import VERIFY_CHECKS
 from tests.support import (
     BOOTSTRAP_KEY,
     TEST_DATABASE,
@@ -60,7 +61,7 @@ async def _unsound_checks() -> list[str]:
     try:
         return [
             f"{outcome.name}: {outcome.mismatches} mismatches, e.g. {outcome.examples[:3]}"
-            for outcome in await verify(connection)
+            for outcome in await verify(connection, VERIFY_CHECKS)
             if outcome.mismatches
         ]
     finally:

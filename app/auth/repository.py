@@ -13,7 +13,8 @@ from app.auth.models import ApiKey
 # Looked up on every request, straight through asyncpg (see app/db.py).
 PRINCIPAL_BY_HASH = """
 SELECT k.id, k.program_id, p.code AS program_code, k.scopes, k.partner_code,
-       pa.id AS partner_id, pa.status AS partner_status
+       pa.id AS partner_id, pa.status AS partner_status, pa.roles AS partner_roles,
+       pa.billing AS partner_billing
   FROM api_key k JOIN program p ON p.id = k.program_id
   LEFT JOIN partner pa ON pa.program_id = k.program_id AND pa.code = k.partner_code
  WHERE k.key_hash = $1 AND k.revoked_at IS NULL

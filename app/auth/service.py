@@ -123,6 +123,8 @@ class Authenticator:
             partner_code=row["partner_code"],
             partner_id=row["partner_id"],
             partner_active=row["partner_status"] in (None, "active"),
+            partner_roles=frozenset(row["partner_roles"] or ()),
+            partner_billing=row["partner_billing"],
         )
 
     async def _default_program(self) -> int:

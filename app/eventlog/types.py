@@ -13,6 +13,11 @@ EVENT_TYPES: tuple[str, ...] = (
     "member.updated",
     "tier.changed",
     "rules.activated",
+    "conversion.requested",
+    "conversion.confirmed",
+    "conversion.rejected",
+    "conversion.failed",
+    "partner.statement_closed",
     "webhook.test",
     "webhook.disabled",
 )

@@ -12,6 +12,8 @@ class JobName(StrEnum):
     expire = "expire"
     evaluate_tiers = "evaluate-tiers"
     notify_expiring = "notify-expiring"
+    fail_conversions = "fail-conversions"
+    close_statements = "close-statements"
 
 
 NAMES = tuple(job.value for job in JobName)

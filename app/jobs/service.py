@@ -12,11 +12,14 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from app.config import get_settings
 from app.db import Database
 from app.errors import NotFound
 from app.holds import service as holds
 from app.ledger import expiry
 from app.ledger import jobs as ledger_jobs
+from app.partners import service as partners
+from app.partners import settlement as partner_settlement
 from app.programs import service as programs
 from app.tiers import service as tiers
 
@@ -31,7 +34,8 @@ class JobSummary(BaseModel):
     counts: dict[str, int] = Field(
         description="what it did: activate-pending counts `credits` and `points`; release-holds "
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
-        "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`",
+        "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
+        "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -116,6 +120,28 @@ async def _notify_expiring(
     return {"members": done.members, "events": done.events}
 
 
+async def _fail_conversions(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    conversions, points = await partners.fail_conversions(
+        db,
+        program_id=program_id,
+        timeout_seconds=get_settings().conversion_timeout_seconds,
+        as_of=as_of,
+        now=now,
+    )
+    progress.advance(conversions)
+    return {"conversions": conversions, "points": points}
+
+
+async def _close_statements(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    statements, lines = await partner_settlement.close_due(db, program_id=program_id, as_of=as_of, now=now)
+    progress.advance(statements)
+    return {"statements": statements, "lines": lines}
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: pending points become available before
 # anything expires, and expired holds give their points back first.
@@ -125,6 +151,8 @@ JOBS: dict[str, Job] = {
     "expire": _expire,
     "evaluate-tiers": _evaluate_tiers,
     "notify-expiring": _notify_expiring,
+    "fail-conversions": _fail_conversions,
+    "close-statements": _close_statements,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.db import Connection
@@ -233,7 +234,12 @@ class Outcome:
     examples: list[str] = field(default_factory=list)
 
 
-async def verify(connection: Connection) -> list[Outcome]:
+# a check a domain above the ledger adds (partners' settlement): its name, and a
+# function that answers the mismatches it finds, read in verify's snapshot
+ExtraCheck = tuple[str, Callable[[Connection], Awaitable[list[str]]]]
+
+
+async def verify(connection: Connection, extra: Sequence[ExtraCheck] = ()) -> list[Outcome]:
     outcomes: list[Outcome] = []
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         for check in CHECKS:
@@ -255,6 +261,9 @@ async def verify(connection: Connection) -> list[Outcome]:
                 breaks[:SHOW],
             )
         )
+        for name, extra_check in extra:
+            found = await extra_check(connection)
+            outcomes.append(Outcome(name, len(found), found[:SHOW]))
     return outcomes
 
 

@@ -42,6 +42,18 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
 """
 # The same, holding the member's balance row until the caller's transaction ends.
 LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
+# A partner's order ($5): the same facts and the partner's earn rate in force at $6.
+PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
+    "SELECT m.id AS member_id,", "SELECT pr.id AS rate_id, pr.price_per_point, m.id AS member_id,"
+).replace(
+    " WHERE m.program_id = $1 AND m.external_id = $2",
+    """  LEFT JOIN LATERAL (
+       SELECT r.id, r.price_per_point FROM partner_rate r
+        WHERE r.partner_id = $5 AND r.kind = 'earn' AND r.effective_from <= $6
+        ORDER BY r.effective_from DESC LIMIT 1) pr ON true
+ WHERE m.program_id = $1 AND m.external_id = $2""",
+)
+LOCKED_PARTNER_ORDER_FACTS = PARTNER_ORDER_FACTS + "   FOR UPDATE OF b\n"
 
 # app/sql/functions/ledger_post_order.sql states the contract.
 POST_ORDER = """
@@ -95,6 +107,11 @@ ORDER_FOR_REFUND = """
 SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version,
        o.currency, o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
        (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
+       -- a partner's order: the price its points were given out at
+       (SELECT l.price_per_point FROM partner_line l
+         WHERE l.entry_id = o.entry_id AND l.partner_id = o.partner_id) AS earn_price_per_point,
+       (SELECT l.rate_id FROM partner_line l
+         WHERE l.entry_id = o.entry_id AND l.partner_id = o.partner_id) AS earn_rate_id,
        -- the entry that put the order's points in lots: its activation, or itself
        coalesce((SELECT c.activation_entry_id FROM pending_credit c
                   WHERE c.entry_id = o.entry_id AND c.member_id = o.member_id), o.entry_id) AS lot_entry_id
@@ -160,6 +177,9 @@ class MemberFacts:
     has_orders: bool
     earned_by_day: dict[date, int]
     tier: str | None = None
+    # a partner's order: its earn rate in force, if any
+    rate_id: int | None = None
+    price_per_point: Decimal | None = None
 
 
 async def member_facts(
@@ -171,9 +191,14 @@ async def member_facts(
     *,
     lock: bool = False,
     partner_id: int | None = None,
+    now: datetime | None = None,
 ) -> MemberFacts | None:
-    query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
-    row = await connection.fetchrow(query, program_id, member, first_day, last_day, partner_id)
+    if partner_id is None:
+        query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
+        row = await connection.fetchrow(query, program_id, member, first_day, last_day, None)
+    else:
+        query = LOCKED_PARTNER_ORDER_FACTS if lock else PARTNER_ORDER_FACTS
+        row = await connection.fetchrow(query, program_id, member, first_day, last_day, partner_id, now)
     if row is None:
         return None
     days = row["days"] or []
@@ -187,6 +212,8 @@ async def member_facts(
         has_orders=row["has_orders"],
         earned_by_day=dict(zip(days, points, strict=True)),
         tier=row["tier"],
+        rate_id=row["rate_id"] if partner_id is not None else None,
+        price_per_point=row["price_per_point"] if partner_id is not None else None,
     )
 
 

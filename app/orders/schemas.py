@@ -228,6 +228,9 @@ class OrderOut(BaseModel):
     """A paid order as the ledger recorded it, with its points and refunds."""
 
     order_id: str = Field(description="the checkout's id for the order", examples=["o-1001"])
+    partner: str | None = Field(
+        default=None, description="a partner's co-branded order: the partner's code", examples=[None]
+    )
     member: str = Field(description="the member who paid", examples=["cust-10042"])
     total: Money = Field(description="what the member paid")
     lines: list[OrderLineIn] | None = Field(description="the order's lines, as sent")

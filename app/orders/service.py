@@ -30,7 +30,7 @@ from app.fields import LATEST, Money, money
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger import service as ledger
-from app.ledger.entries import Leg, MemberAccount
+from app.ledger.entries import Leg, MemberAccount, PartnerLine
 from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange, as_app_error
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
@@ -82,6 +82,25 @@ class RefundExceedsOrder(AppError):
     status, code, title = 422, "refund_exceeds_order", "The refund exceeds what is left of the order"
 
 
+class PartnerNotEarning(AppError):
+    status, code, title = 422, "partner_not_earning", "The rules give this partner's orders no points"
+
+
+class RateNotEffective(AppError):
+    status, code, title = 422, "rate_not_effective", "No rate of this kind is in force for the partner"
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerOrders:
+    """Whose orders: a partner's co-branded ones (POST /v1/partner/orders) are
+    earned by its `partner_earn` section and funded by its partner_funding account;
+    a postpaid partner's points are priced at its earn rate in force."""
+
+    partner_id: int
+    code: str
+    priced: bool
+
+
 def rules_problem(error: RulesError) -> AppError:
     """The HTTP problem for a rules module refusal."""
     if error.field is not None and error.code == "validation_error":
@@ -114,13 +133,26 @@ def _order_facts(body: OrderIn, facts: MemberFacts, local_day: date) -> OrderFac
     )
 
 
-def _compute(rules: RulesDocument, body: OrderIn, facts: MemberFacts) -> tuple[OrderFacts, OrderEarning]:
+def _compute(
+    rules: RulesDocument, body: OrderIn, facts: MemberFacts, partner: PartnerOrders | None = None
+) -> tuple[OrderFacts, OrderEarning]:
     local_day = local_time(rules, body.paid_at).date()
     order_facts = _order_facts(body, facts, local_day)
+    section = None
+    if partner is not None:
+        section = rules.partner_earn.get(partner.code)
+        if section is None:
+            raise PartnerNotEarning(f"the active rules have no partner_earn section for {partner.code}")
     try:
-        return order_facts, earn_order(rules, order_facts)
+        return order_facts, earn_order(rules, order_facts, section=section)
     except RulesError as exc:
         raise rules_problem(exc) from exc
+
+
+def _pending_days(rules: RulesDocument, partner: PartnerOrders | None) -> int:
+    if partner is not None and partner.code in rules.partner_earn:
+        return rules.partner_earn[partner.code].pending_days
+    return rules.earn.pending_days
 
 
 def _result(
@@ -132,8 +164,9 @@ def _result(
     now: datetime,
     entry_id: uuid.UUID | None,
     tier_reached: str | None = None,
+    partner: PartnerOrders | None = None,
 ) -> tuple[OrderResult, datetime | None]:
-    pending_until = body.paid_at + timedelta(days=rules.earn.pending_days)
+    pending_until = body.paid_at + timedelta(days=_pending_days(rules, partner))
     pending = earning.points - debt_repaid > 0 and pending_until > now
     result = OrderResult(
         order_id=body.order_id,
@@ -158,14 +191,23 @@ def _day_window(body: OrderIn) -> tuple[date, date]:
     return day - timedelta(days=1), day + timedelta(days=1)
 
 
-async def preview(context: AppContext, program_id: int, body: OrderIn) -> OrderResult:
+async def preview(
+    context: AppContext, program_id: int, body: OrderIn, partner: PartnerOrders | None = None
+) -> OrderResult:
     now = context.clock.now()
     _refuse_future(body, now)
     async with context.db.pool.acquire() as connection:
-        facts, rules = await _facts(context, connection, program_id, body)
-    _, earning = _compute(rules, body, facts)
+        facts, rules = await _facts(context, connection, program_id, body, partner=partner, now=now)
+    _, earning = _compute(rules, body, facts, partner)
     result, _ = _result(
-        body, rules, facts.rules_version, earning, min(earning.points, -facts.debt), now, None
+        body,
+        rules,
+        facts.rules_version,
+        earning,
+        min(earning.points, -facts.debt),
+        now,
+        None,
+        partner=partner,
     )
     return result
 
@@ -176,29 +218,52 @@ def _refuse_future(body: OrderIn, now: datetime) -> None:
 
 
 async def _facts(
-    context: AppContext, connection: Connection, program_id: int, body: OrderIn, *, lock: bool = False
+    context: AppContext,
+    connection: Connection,
+    program_id: int,
+    body: OrderIn,
+    *,
+    lock: bool = False,
+    partner: PartnerOrders | None = None,
+    now: datetime | None = None,
 ) -> tuple[MemberFacts, RulesDocument]:
     first, last = _day_window(body)
-    facts = await repository.member_facts(connection, program_id, body.member, first, last, lock=lock)
+    facts = await repository.member_facts(
+        connection,
+        program_id,
+        body.member,
+        first,
+        last,
+        lock=lock,
+        partner_id=None if partner is None else partner.partner_id,
+        now=now,
+    )
     if facts is None:
         raise MemberNotFound(f"no member {body.member} in this program")
     rules = await context.rules.document(connection, program_id, facts.rules_version)
     return facts, rules
 
 
-async def place(context: AppContext, request: KeyedRequest, body: OrderIn) -> StoredResponse:
-    """Record a paid order and post what it earns (POST /v1/orders)."""
+async def place(
+    context: AppContext, request: KeyedRequest, body: OrderIn, partner: PartnerOrders | None = None
+) -> StoredResponse:
+    """Record a paid order and post what it earns (POST /v1/orders; a partner's:
+    POST /v1/partner/orders)."""
     now = context.clock.now()
     _refuse_future(body, now)
     program_id = request.principal.program_id
 
     async def attempt(connection: Connection, *, lock: bool = False) -> StoredResponse | None:
-        facts, rules = await _facts(context, connection, program_id, body, lock=lock)
+        facts, rules = await _facts(
+            context, connection, program_id, body, lock=lock, partner=partner, now=now
+        )
         try:
-            order_facts, earning = _compute(rules, body, facts)
+            order_facts, earning = _compute(rules, body, facts, partner)
+            if partner is not None and partner.priced and earning.points and facts.rate_id is None:
+                raise RateNotEffective(f"partner {partner.code} has no earn rate in force; add one first")
         except AppError:
             # A retry of an order that was recorded under other rules replays it.
-            found = await _stored_order(connection, program_id, body, request)
+            found = await _stored_order(connection, program_id, body, request, partner)
             if found is None:
                 raise
             return found
@@ -213,7 +278,7 @@ async def place(context: AppContext, request: KeyedRequest, body: OrderIn) -> St
             extra=Activity(orders=1, spend=body.total.amount, points=earning.points),
             entry_id=entry_id if earning.points else None,
         )
-        order = _new_order(request, body, rules, facts, order_facts, earning, now, entry_id, upgrade)
+        order = _new_order(request, body, rules, facts, order_facts, earning, now, entry_id, upgrade, partner)
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
@@ -252,6 +317,7 @@ def _new_order(
     now: datetime,
     entry_id: uuid.UUID,
     upgrade: TierDecision | None,
+    partner: PartnerOrders | None = None,
 ) -> NewOrder:
     owed = -facts.debt
     repaid = min(earning.points, owed)
@@ -265,8 +331,10 @@ def _new_order(
         now,
         entry_id if earning.points else None,
         tier_reached,
+        partner,
     )
-    # The earn entry: debt repaid first, the rest to the member, all from issuance.
+    # The earn entry: debt repaid first, the rest to the member, all from issuance
+    # (a partner's order: from the partner's funding).
     legs: list[Leg] = []
     if repaid:
         legs.append(Leg(body.member, "debt", repaid))
@@ -274,7 +342,17 @@ def _new_order(
         legs.append(
             Leg(body.member, "pending" if pending_until is not None else "available", earning.points - repaid)
         )
-    if legs:
+    partner_line = None
+    if legs and partner is not None:
+        legs.append(Leg(None, "partner_funding", -earning.points, partner=partner.partner_id))
+        partner_line = PartnerLine(
+            partner.partner_id,
+            "earn",
+            earning.points,
+            rate_id=facts.rate_id if partner.priced else None,
+            price_per_point=facts.price_per_point if partner.priced else None,
+        )
+    elif legs:
         legs.append(Leg(None, "issuance", -earning.points))
     return NewOrder(
         entry_id=entry_id,
@@ -310,6 +388,8 @@ def _new_order(
         response_body=result.model_dump_json().encode(),
         expires_at=lot_expiry(rules, body.paid_at),
         tier=upgrade,
+        partner_id=None if partner is None else partner.partner_id,
+        partner_line=partner_line,
     )
 
 
@@ -322,9 +402,15 @@ def _replay_order(
 
 
 async def _stored_order(
-    connection: Connection, program_id: int, body: OrderIn, request: KeyedRequest
+    connection: Connection,
+    program_id: int,
+    body: OrderIn,
+    request: KeyedRequest,
+    partner: PartnerOrders | None = None,
 ) -> StoredResponse | None:
-    row = await repository.stored_order(connection, program_id, body.order_id)
+    row = await repository.stored_order(
+        connection, program_id, body.order_id, None if partner is None else partner.partner_id
+    )
     if row is None:
         return None
     return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
@@ -343,14 +429,22 @@ def _lines(raw: str) -> list[OrderLine]:
     ]
 
 
-async def refund(context: AppContext, request: KeyedRequest, order_id: str, body: RefundIn) -> StoredResponse:
-    """Take back what the refunded part of an order earned (POST /v1/orders/{id}/refunds)."""
+async def refund(
+    context: AppContext,
+    request: KeyedRequest,
+    order_id: str,
+    body: RefundIn,
+    partner: PartnerOrders | None = None,
+) -> StoredResponse:
+    """Take back what the refunded part of an order earned (POST /v1/orders/{id}/refunds;
+    a partner's order: POST /v1/partner/orders/{id}/refunds, back to its funding)."""
     now = context.clock.now()
     program_id = request.principal.program_id
+    partner_id = None if partner is None else partner.partner_id
 
     async def work(connection: Connection) -> StoredResponse:
         async with connection.transaction():
-            order = await repository.order_for_refund(connection, program_id, order_id)
+            order = await repository.order_for_refund(connection, program_id, order_id, partner_id)
             if order is None:
                 raise OrderNotFound(f"no order {order_id} in this program")
             # After the order's lock: a concurrent retry of this refund has committed.
@@ -428,7 +522,21 @@ async def _take_back(
             ("debt", debt),
         )
         legs = [Leg(member, account, -taken) for account, taken in taken_back if taken]
-        legs.append(Leg(None, "issuance", from_pending + from_available + debt))
+        returned = from_pending + from_available + debt
+        partner_line = None
+        if order["partner_id"] is not None:
+            # back to the partner that funded them, at the price they were given out at
+            legs.append(Leg(None, "partner_funding", returned, partner=order["partner_id"]))
+            partner_line = PartnerLine(
+                order["partner_id"],
+                "earn_refunds",
+                -returned,
+                rate_id=order["earn_rate_id"],
+                price_per_point=order["earn_price_per_point"],
+                undoes=order["entry_id"],
+            )
+        else:
+            legs.append(Leg(None, "issuance", returned))
         explanation = [
             {
                 "rule": "refund",
@@ -459,6 +567,7 @@ async def _take_back(
             explanation=explanation,
             # Take back the order's own points first, not the member's oldest ones.
             source_entry_id=order["lot_entry_id"] if from_available else None,
+            partner_line=partner_line,
         )
     else:
         await posting.keep_response(connection, request, response, now)
@@ -491,6 +600,7 @@ class PastOrder:
     member_id: int
     facts: OrderFacts
     points: int  # what it earned
+    partner: str | None = None  # a partner's order: the partner's code
 
 
 async def past_orders(
@@ -523,6 +633,7 @@ async def past_orders(
                 earned_today=earned_today(row["member_id"], row["paid_at"]),
             ),
             points=row["points"],
+            partner=row["partner"],
         )
 
 
@@ -540,6 +651,7 @@ def _order_out(row: asyncpg.Record) -> OrderOut:
     answered = json.loads(row["response_body"]) if row["response_body"] is not None else {}
     return OrderOut(
         order_id=row["order_id"],
+        partner=row["partner"],
         member=row["member"],
         total=Money(amount=row["total"], currency=row["currency"]),
         lines=[OrderLineIn.model_validate(line) for line in json.loads(row["lines"])] or None,

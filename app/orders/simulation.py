@@ -28,7 +28,9 @@ async def simulate(
     Orders are replayed in the order they were recorded, each with the facts it was
     recorded with (tier, birthday, first order), except what the member had earned
     that day: the daily cap counts the replay's own points, from the start of the
-    period. Orders in a currency the version does not take earn nothing under it."""
+    period. Orders in a currency the version does not take earn nothing under it;
+    partners' orders earn by the version's `partner_earn` section for their partner,
+    and nothing when it has none."""
     if body.to <= body.from_:
         raise ValidationFailed.on("body.to", "must be after from")
     program_id = principal.program_id
@@ -57,8 +59,16 @@ async def simulate(
                     # of this process run between small slices of it.
                     await asyncio.sleep(0)
                 actual += order.points
+                section = rules.earn
+                if order.partner is not None:
+                    # a partner's order earns by its partner's section, or nothing
+                    found = rules.partner_earn.get(order.partner)
+                    if found is None:
+                        skipped += 1
+                        continue
+                    section = found
                 try:
-                    earning = earn_order(rules, order.facts, explain=False)
+                    earning = earn_order(rules, order.facts, explain=False, section=section)
                 except RulesError:
                     skipped += 1
                     continue

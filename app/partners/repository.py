@@ -1,0 +1,470 @@
+"""All SQL about partners: agreements, balances, rates, redemptions, conversions,
+settlement lines and statements."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.db import Connection
+
+_PARTNER = """
+SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency, pa.credit_limit_points,
+       pa.timezone, pa.settlement_period, pa.status, pa.created_at, pa.updated_at,
+       b.funding AS funding_points, b.payable AS payable_points
+  FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id
+"""
+
+INSERT_PARTNER = """
+WITH partner AS (
+    INSERT INTO partner (program_id, code, name, roles, billing, currency, credit_limit_points, timezone,
+                         settlement_period, status, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $10, $10)
+    ON CONFLICT (program_id, code) DO NOTHING
+    RETURNING id
+), balance AS (
+    INSERT INTO partner_balance (partner_id, updated_at) SELECT id, $10 FROM partner
+), accounts AS (
+    INSERT INTO account (program_id, kind, partner_id)
+    SELECT $1, kind, partner.id FROM partner, unnest(ARRAY['partner_funding', 'partner_payable']) AS kind
+)
+SELECT id FROM partner
+"""
+
+UPDATE_PARTNER = """
+UPDATE partner SET name = coalesce($3, name), status = coalesce($4, status),
+       credit_limit_points = CASE WHEN $5 THEN $6 ELSE credit_limit_points END, updated_at = $7
+ WHERE program_id = $1 AND code = $2
+RETURNING id
+"""
+
+INSERT_RATE = """
+INSERT INTO partner_rate (partner_id, kind, effective_from, price_per_point, partner_units_per_point,
+                          min_points, increment, rounding, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (partner_id, kind, effective_from) DO NOTHING
+RETURNING *
+"""
+
+RATES = "SELECT * FROM partner_rate WHERE partner_id = $1 ORDER BY effective_from DESC, id DESC"
+
+# the rate of each kind in force at $2 (the latest effective_from at or before it)
+RATES_AT = """
+SELECT DISTINCT ON (kind) * FROM partner_rate
+ WHERE partner_id = $1 AND effective_from <= $2
+ ORDER BY kind, effective_from DESC
+"""
+
+RATE_AT = """
+SELECT * FROM partner_rate WHERE partner_id = $1 AND kind = $2 AND effective_from <= $3
+ ORDER BY effective_from DESC LIMIT 1
+"""
+
+RATE_BY_ID = "SELECT * FROM partner_rate WHERE id = $1"
+
+MEMBER_VIEW = """
+SELECT m.external_id AS member, b.available, t.tier_code AS tier
+  FROM member m JOIN member_balance b ON b.member_id = m.id
+  LEFT JOIN member_tier t ON t.member_id = m.id
+ WHERE m.program_id = $1 AND m.external_id = $2
+"""
+
+INSERT_REDEMPTION = """
+INSERT INTO partner_redemption
+       (id, program_id, partner_id, member_id, points, reference, donation, created_at)
+SELECT $1, $2, $3, m.id, $5, $6, $7, $8 FROM member m WHERE m.program_id = $2 AND m.external_id = $4
+"""
+
+_REDEMPTION = """
+SELECT r.id, r.program_id, r.partner_id, pa.code AS partner, r.member_id, m.external_id AS member, r.points,
+       r.reference, r.donation, r.created_at, r.reversal_entry_id, r.reversed_at, l.price_per_point, l.rate_id
+  FROM partner_redemption r
+  JOIN partner pa ON pa.id = r.partner_id
+  JOIN member m ON m.id = r.member_id
+  LEFT JOIN partner_line l ON l.entry_id = r.id AND l.partner_id = r.partner_id
+"""
+REDEMPTION = _REDEMPTION + " WHERE r.id = $1 AND r.partner_id = $2\n"
+LOCKED_REDEMPTION = REDEMPTION + "   FOR UPDATE OF r\n"
+
+REVERSE_REDEMPTION = "UPDATE partner_redemption SET reversal_entry_id = $2, reversed_at = $3 WHERE id = $1"
+
+INSERT_CONVERSION = """
+INSERT INTO conversion (id, program_id, partner_id, member_id, direction, status, points, partner_units,
+                        rate_id, partner_member_id, reference, created_at, closed_at)
+SELECT $1, $2, $3, m.id, $5, $6, $7, $8, $9, $10, $11, $12, $13
+  FROM member m WHERE m.program_id = $2 AND m.external_id = $4
+"""
+
+_CONVERSION = """
+SELECT c.id, c.program_id, c.partner_id, pa.code AS partner, c.member_id, m.external_id AS member,
+       c.direction, c.status, c.points, c.partner_units, c.partner_member_id, c.reference, c.reason,
+       c.created_at, c.closed_at, c.close_entry_id, r.id AS rate_id, r.partner_units_per_point,
+       r.price_per_point, r.rounding
+  FROM conversion c
+  JOIN partner pa ON pa.id = c.partner_id
+  JOIN member m ON m.id = c.member_id
+  JOIN partner_rate r ON r.id = c.rate_id
+"""
+CONVERSION = _CONVERSION + " WHERE c.id = $1 AND c.partner_id = $2\n"
+LOCKED_CONVERSION = CONVERSION + "   FOR UPDATE OF c\n"
+MEMBER_CONVERSIONS = (
+    _CONVERSION
+    + " WHERE c.member_id = $1 AND (c.created_at, c.id) < ($2, $3)"
+    + " ORDER BY c.created_at DESC, c.id DESC LIMIT $4\n"
+)
+# pending conversions out requested at or before $1, oldest first, locked for the job
+DUE_CONVERSIONS = (
+    _CONVERSION
+    + """ WHERE c.status = 'pending' AND c.created_at <= $1 AND ($3::bigint IS NULL OR c.program_id = $3)
+ ORDER BY c.created_at, c.id LIMIT $2
+   FOR UPDATE OF c SKIP LOCKED
+"""
+)
+
+CLOSE_CONVERSION = """
+UPDATE conversion SET status = $2, reason = $3, closed_at = $4, close_entry_id = $5 WHERE id = $1
+"""
+
+
+async def insert_partner(
+    connection: Connection, program_id: int, fields: dict[str, Any], now: datetime
+) -> int | None:
+    found: int | None = await connection.fetchval(
+        INSERT_PARTNER,
+        program_id,
+        fields["code"],
+        fields["name"],
+        fields["roles"],
+        fields["billing"],
+        fields["currency"],
+        fields["credit_limit_points"],
+        fields["timezone"],
+        fields["settlement_period"],
+        now,
+    )
+    return found
+
+
+async def partner(connection: Connection, program_id: int, code: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        _PARTNER + " WHERE pa.program_id = $1 AND pa.code = $2", program_id, code
+    )
+
+
+async def partner_by_id(connection: Connection, partner_id: int) -> asyncpg.Record | None:
+    return await connection.fetchrow(_PARTNER + " WHERE pa.id = $1", partner_id)
+
+
+async def partners(connection: Connection, program_id: int, after: str, limit: int) -> list[asyncpg.Record]:
+    return await connection.fetch(
+        _PARTNER + " WHERE pa.program_id = $1 AND pa.code > $2 ORDER BY pa.code LIMIT $3",
+        program_id,
+        after,
+        limit,
+    )
+
+
+async def all_partners(connection: Connection, program_id: int | None) -> list[asyncpg.Record]:
+    return await connection.fetch(
+        _PARTNER + " WHERE $1::bigint IS NULL OR pa.program_id = $1 ORDER BY pa.id", program_id
+    )
+
+
+async def update_partner(
+    connection: Connection,
+    program_id: int,
+    code: str,
+    *,
+    name: str | None,
+    status: str | None,
+    set_limit: bool,
+    credit_limit_points: int | None,
+    now: datetime,
+) -> int | None:
+    found: int | None = await connection.fetchval(
+        UPDATE_PARTNER, program_id, code, name, status, set_limit, credit_limit_points, now
+    )
+    return found
+
+
+async def insert_rate(
+    connection: Connection, partner_id: int, fields: dict[str, Any], now: datetime
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        INSERT_RATE,
+        partner_id,
+        fields["kind"],
+        fields["effective_from"],
+        fields["price_per_point"],
+        fields["partner_units_per_point"],
+        fields["min_points"],
+        fields["increment"],
+        fields["rounding"],
+        now,
+    )
+
+
+async def rates(connection: Connection, partner_id: int) -> list[asyncpg.Record]:
+    return await connection.fetch(RATES, partner_id)
+
+
+async def rates_at(connection: Connection, partner_id: int, at: datetime) -> list[asyncpg.Record]:
+    return await connection.fetch(RATES_AT, partner_id, at)
+
+
+async def rate_at(connection: Connection, partner_id: int, kind: str, at: datetime) -> asyncpg.Record | None:
+    return await connection.fetchrow(RATE_AT, partner_id, kind, at)
+
+
+async def member_view(connection: Connection, program_id: int, member: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(MEMBER_VIEW, program_id, member)
+
+
+async def insert_redemption(
+    connection: Connection,
+    *,
+    redemption_id: uuid.UUID,
+    program_id: int,
+    partner_id: int,
+    member: str,
+    points: int,
+    reference: str | None,
+    donation: bool,
+    now: datetime,
+) -> None:
+    await connection.execute(
+        INSERT_REDEMPTION, redemption_id, program_id, partner_id, member, points, reference, donation, now
+    )
+
+
+async def redemption(
+    connection: Connection, redemption_id: uuid.UUID, partner_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(LOCKED_REDEMPTION if lock else REDEMPTION, redemption_id, partner_id)
+
+
+async def reverse_redemption(
+    connection: Connection, redemption_id: uuid.UUID, entry_id: uuid.UUID, now: datetime
+) -> None:
+    await connection.execute(REVERSE_REDEMPTION, redemption_id, entry_id, now)
+
+
+async def insert_conversion(connection: Connection, fields: dict[str, Any]) -> None:
+    await connection.execute(
+        INSERT_CONVERSION,
+        fields["id"],
+        fields["program_id"],
+        fields["partner_id"],
+        fields["member"],
+        fields["direction"],
+        fields["status"],
+        fields["points"],
+        fields["partner_units"],
+        fields["rate_id"],
+        fields["partner_member_id"],
+        fields["reference"],
+        fields["created_at"],
+        fields["closed_at"],
+    )
+
+
+async def conversion(
+    connection: Connection, conversion_id: uuid.UUID, partner_id: int, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(LOCKED_CONVERSION if lock else CONVERSION, conversion_id, partner_id)
+
+
+async def member_conversions(
+    connection: Connection, member_id: int, before: tuple[datetime, uuid.UUID], limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(MEMBER_CONVERSIONS, member_id, before[0], before[1], limit)
+
+
+async def due_conversions(
+    connection: Connection, requested_before: datetime, limit: int, program_id: int | None
+) -> list[asyncpg.Record]:
+    return await connection.fetch(DUE_CONVERSIONS, requested_before, limit, program_id)
+
+
+async def close_conversion(
+    connection: Connection,
+    conversion_id: uuid.UUID,
+    *,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    entry_id: uuid.UUID,
+) -> None:
+    await connection.execute(CLOSE_CONVERSION, conversion_id, status, reason, now, entry_id)
+
+
+# -- settlement -----------------------------------------------------------------------------------
+
+# A line as settlement reads it: the partner line and its entry's kind. Its points
+# are the line's own, which verify checks against the entry's postings.
+_LINE = """
+SELECT l.entry_id, l.section, e.kind, l.recorded_at, l.points, l.rate_id, l.price_per_point, l.price,
+       l.undoes_entry_id
+  FROM partner_line l JOIN journal_entry e ON e.id = l.entry_id
+"""
+# recorded in [$2, $3), after ($4, $5) in (recorded_at, entry_id) order
+PERIOD_LINES = (
+    _LINE
+    + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
+   AND (l.recorded_at, l.entry_id) > ($4, $5)
+ ORDER BY l.recorded_at, l.entry_id
+ LIMIT $6
+"""
+)
+STATEMENT_LINES = (
+    _LINE
+    + """ WHERE l.statement_id = $1 AND (l.recorded_at, l.entry_id) > ($2, $3)
+ ORDER BY l.recorded_at, l.entry_id
+ LIMIT $4
+"""
+)
+
+# A statement claims the partner's unclaimed lines recorded before its end whose
+# entries the chain has reached (so chain_sequence covers every one of them).
+CLAIM_LINES = """
+UPDATE partner_line l SET statement_id = $2
+  FROM entry_chain c
+ WHERE c.entry_id = l.entry_id AND l.partner_id = $1 AND l.statement_id IS NULL AND l.recorded_at < $3
+   AND c.sequence <= $4
+"""
+
+LOCK_PARTNER = "SELECT id FROM partner WHERE id = $1 FOR UPDATE"
+
+LAST_STATEMENT = """
+SELECT period_end FROM partner_statement WHERE partner_id = $1 ORDER BY period_end DESC LIMIT 1
+"""
+
+INSERT_STATEMENT = """
+INSERT INTO partner_statement (id, program_id, partner_id, period_start, period_end, sections, totals,
+                               lines_count, lines_digest, chain_sequence, created_at)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11)
+"""
+
+_STATEMENT = """
+SELECT s.*, pa.code AS partner, pa.currency FROM partner_statement s JOIN partner pa ON pa.id = s.partner_id
+"""
+STATEMENT = _STATEMENT + " WHERE s.id = $1 AND s.partner_id = $2\n"
+STATEMENTS = (
+    _STATEMENT + " WHERE s.partner_id = $1 AND s.period_end < $2 ORDER BY s.period_end DESC LIMIT $3\n"
+)
+ALL_STATEMENTS = _STATEMENT + " ORDER BY s.partner_id, s.period_end\n"
+
+# verify: each partner line's points against its entry's postings on the partner's accounts
+LINES_AGAINST_POSTINGS = """
+SELECT l.entry_id::text, l.section, l.points,
+       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding,
+       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable
+  FROM partner_line l
+  LEFT JOIN posting p ON p.entry_id = l.entry_id
+  LEFT JOIN account a ON a.id = p.account_id AND a.partner_id = l.partner_id
+ GROUP BY l.entry_id, l.partner_id, l.section, l.points
+"""
+
+# verify: each partner's cached balances against the sums of its postings
+BALANCES_AGAINST_POSTINGS = """
+SELECT pa.code, b.funding, b.payable,
+       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding_postings,
+       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable_postings
+  FROM partner pa
+  JOIN partner_balance b ON b.partner_id = pa.id
+  LEFT JOIN account a ON a.partner_id = pa.id
+  LEFT JOIN posting p ON p.account_id = a.id
+ GROUP BY pa.code, b.funding, b.payable
+HAVING b.funding <> coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0)
+    OR b.payable <> coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0)
+"""
+
+
+async def period_lines(
+    connection: Connection,
+    partner_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    after: tuple[datetime, uuid.UUID],
+    limit: int,
+) -> list[asyncpg.Record]:
+    return await connection.fetch(PERIOD_LINES, partner_id, start, end, after[0], after[1], limit)
+
+
+async def statement_lines(
+    connection: Connection, statement_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID], limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(STATEMENT_LINES, statement_id, after[0], after[1], limit)
+
+
+async def lines_cursor(
+    connection: Connection, query: str, *args: Any, prefetch: int = 5000
+) -> AsyncIterator[asyncpg.Record]:
+    """Every line a query selects, through a server-side cursor (the caller holds a
+    transaction): memory stays flat whatever the number of lines."""
+    async for row in connection.cursor(query, *args, prefetch=prefetch):
+        yield row
+
+
+ALL_PERIOD_LINES = (
+    _LINE
+    + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
+ ORDER BY l.recorded_at, l.entry_id
+"""
+)
+ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at, l.entry_id\n"
+
+
+async def lock_partner(connection: Connection, partner_id: int) -> None:
+    await connection.execute(LOCK_PARTNER, partner_id)
+
+
+async def last_period_end(connection: Connection, partner_id: int) -> datetime | None:
+    found: datetime | None = await connection.fetchval(LAST_STATEMENT, partner_id)
+    return found
+
+
+async def claim_lines(
+    connection: Connection,
+    partner_id: int,
+    statement_id: uuid.UUID,
+    period_end: datetime,
+    chain_sequence: int,
+) -> int:
+    status = await connection.execute(CLAIM_LINES, partner_id, statement_id, period_end, chain_sequence)
+    return int(status.split()[-1])
+
+
+async def insert_statement(connection: Connection, fields: dict[str, Any]) -> None:
+    await connection.execute(
+        INSERT_STATEMENT,
+        fields["id"],
+        fields["program_id"],
+        fields["partner_id"],
+        fields["period_start"],
+        fields["period_end"],
+        json.dumps(fields["sections"]),
+        json.dumps(fields["totals"]),
+        fields["lines_count"],
+        fields["lines_digest"],
+        fields["chain_sequence"],
+        fields["created_at"],
+    )
+
+
+async def statement(
+    connection: Connection, statement_id: uuid.UUID, partner_id: int
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(STATEMENT, statement_id, partner_id)
+
+
+async def statements(
+    connection: Connection, partner_id: int, before: datetime, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(STATEMENTS, partner_id, before, limit)
