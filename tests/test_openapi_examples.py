@@ -40,11 +40,34 @@ ORDER = [
     "createWebhook",
     "updateWebhook",
     "replayWebhook",
+    "createPartner",
+    "updatePartner",
+    "createPartnerRate",
+    "createPartnerFunding",
+    "createPartnerOrder",
+    "previewPartnerOrder",
+    "createPartnerOrderRefund",
+    "createPartnerRedemption",
+    "reversePartnerRedemption",
+    "createPartnerConversion",
+    "createDonation",
+    "createConversion",
+    "confirmPartnerConversion",
+    "rejectPartnerConversion",
+    "closePartnerStatement",
     "createProgram",
 ]
-# The one example that meets a business rule on this path: the tier it would keep
-# was just set by an operator (setMemberTier's example), so it has no term to extend.
-EXPECTED_PROBLEMS = {"keepMemberTier": (422, "not_eligible")}
+# The examples that meet a business rule on this path: the tier it would keep was
+# just set by an operator (setMemberTier's example), so it has no term to extend;
+# the statement example's period ended before the example partner was created.
+EXPECTED_PROBLEMS = {
+    "keepMemberTier": (422, "not_eligible"),
+    "closePartnerStatement": (409, "period_closed"),
+}
+# Whose partner key calls each /v1/partner/ example (the conversion out example is
+# to the airline partner); the funding example funds a prepaid partner.
+PARTNER_OF = {"confirmPartnerConversion": "sky-air", "rejectPartnerConversion": "sky-air"}
+PATH_OVERRIDES = {"createPartnerFunding": {"code": "tea-house"}}
 
 
 def operations() -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -68,7 +91,13 @@ async def test_every_operation_with_a_body_is_exercised() -> None:
 async def test_every_request_example_is_accepted(api: Api, client: httpx.AsyncClient) -> None:
     ops = operations()
     await api.enrol("cust-20077")  # the transfer example's receiver
-    made: dict[str, str] = {"member": "cust-10042", "order_id": "o-1001", "name": "activate-pending"}
+    made: dict[str, str] = {
+        "member": "cust-10042",
+        "order_id": "o-1001",
+        "name": "activate-pending",
+        "code": "coffee-co",
+    }
+    partner_keys = await _example_partners(api)
     answers: dict[str, tuple[int, str | None]] = {}
     for operation_id in ORDER:
         method, path, operation = ops[operation_id]
@@ -76,8 +105,21 @@ async def test_every_request_example_is_accepted(api: Api, client: httpx.AsyncCl
         if operation_id == "releaseHold":  # the example hold was captured: release a fresh one
             hold = await api.post("/v1/members/cust-10042/holds", {"points": 10})
             made["hold_id"] = hold.json()["hold_id"]
-        url = path.format(**made)
-        headers = {"Authorization": f"Bearer {BOOTSTRAP_KEY if operation_id == 'createProgram' else api.key}"}
+        if operation_id == "createPartnerOrder":  # the example partner's rates and key
+            await _price_coffee_co(api, partner_keys)
+        if operation_id == "rejectPartnerConversion":  # the example one was confirmed: a fresh one
+            fresh = await api.post(
+                "/v1/members/cust-10042/conversions",
+                {"partner": "sky-air", "points": 1000, "partner_member_id": "SKY-1"},
+            )
+            made["conversion_id"] = fresh.json()["id"]
+        url = path.format(**{**made, **PATH_OVERRIDES.get(operation_id, {})})
+        key = api.key
+        if operation_id == "createProgram":
+            key = BOOTSTRAP_KEY
+        elif path.startswith("/v1/partner/"):
+            key = partner_keys[PARTNER_OF.get(operation_id, "coffee-co")]
+        headers = {"Authorization": f"Bearer {key}"}
         if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])):
             headers["Idempotency-Key"] = unique("example")
         response = await client.request(method, url, json=example, headers=headers)
@@ -97,9 +139,65 @@ async def test_every_request_example_is_accepted(api: Api, client: httpx.AsyncCl
             made["hold_id"] = body["hold_id"]
         if operation_id == "createWebhook":
             made["webhook_id"] = body["id"]
+        if operation_id == "createPartnerRedemption":
+            made["redemption_id"] = body["id"]
+        if operation_id == "createConversion":
+            made["conversion_id"] = body["id"]
     failures = {
         op: answer
         for op, answer in answers.items()
         if answer[0] >= 400 and EXPECTED_PROBLEMS.get(op) != answer
     }
     assert failures == {}
+
+
+async def _example_partners(api: Api) -> dict[str, str]:
+    """The partners the examples name besides coffee-co (which createPartner's example
+    makes): an airline for conversions, a charity for donations, a prepaid tea house
+    for funding; each with its rates and a partner key."""
+    keys: dict[str, str] = {}
+    partners = {
+        "sky-air": (
+            ["convert_out"],
+            "postpaid",
+            [{"kind": "convert_out", "partner_units_per_point": "0.5", "min_points": 1000, "increment": 500}],
+        ),
+        "red-cross": (["donation"], "postpaid", [{"kind": "redeem", "price_per_point": "0.01"}]),
+        "tea-house": (["earn"], "prepaid", []),
+    }
+    for code, (roles, billing, rates) in partners.items():
+        created = await api.post(
+            "/v1/partners",
+            {"code": code, "name": code, "roles": roles, "billing": billing, "currency": "EUR"},
+            idempotency_key=None,
+        )
+        assert created.status_code == 201, created.text
+        for rate in rates:
+            added = await api.post(f"/v1/partners/{code}/rates", rate, idempotency_key=None)
+            assert added.status_code == 201, added.text
+        keys[code] = await _partner_key(api, code)
+    return keys
+
+
+async def _partner_key(api: Api, code: str) -> str:
+    response = await api.post(
+        "/v1/api-keys",
+        {"name": code, "scopes": ["partner:earn", "partner:redeem", "partner:convert"], "partner": code},
+        idempotency_key=None,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["key"])
+
+
+async def _price_coffee_co(api: Api, keys: dict[str, str]) -> None:
+    """coffee-co (made by the createPartner example, its earn rate by the rate example):
+    its other rates, and its key. cust-10042 gets points to spend and convert."""
+    for rate in (
+        {"kind": "redeem", "price_per_point": "0.008"},
+        {"kind": "convert_in", "partner_units_per_point": "2"},
+    ):
+        added = await api.post("/v1/partners/coffee-co/rates", rate, idempotency_key=None)
+        assert added.status_code == 201, added.text
+    keys["coffee-co"] = await _partner_key(api, "coffee-co")
+    awarded = await api.award("cust-10042", 5000)
+    assert awarded.status_code == 201, awarded.text

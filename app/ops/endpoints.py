@@ -13,9 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from app.context import Context
+from app.db import database_unavailable
 from app.errors import ServiceUnavailable, Unauthorized, error_responses
 from app.http import api_router
 from app.metrics import scrape
+from app.partners import service as partners
 
 router = api_router(tags=["operations"])
 _metrics_bearer = HTTPBearer(auto_error=False, description="LEDGER_METRICS_TOKEN, when it is set")
@@ -62,11 +64,19 @@ async def metrics(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Prometheus text exposition: every worker process's counters together when the
-    service runs several (`serve --workers N`). With LEDGER_METRICS_TOKEN set, a
+    service runs several (`serve --workers N`), and each partner's funding and payable
+    points, read at scrape time. With LEDGER_METRICS_TOKEN set, a
     scrape must send it as a bearer token."""
     token = context.settings.metrics_token
     if token is not None:
         expected = f"Bearer {token.get_secret_value()}"
         if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
             raise Unauthorized("send the metrics token: Authorization: Bearer <LEDGER_METRICS_TOKEN>")
-    return Response(scrape(), media_type=CONTENT_TYPE_LATEST)
+    exposition = scrape()
+    try:
+        exposition += await partners.balance_metrics(context.db)
+    except Exception as exc:
+        # The process's own metrics matter most while the database is away.
+        if not database_unavailable(exc):
+            raise
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)

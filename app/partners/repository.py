@@ -20,6 +20,12 @@ SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency
   FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id
 """
 
+BALANCES = """
+SELECT g.code AS program, pa.code AS partner, b.funding, b.payable
+  FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id JOIN program g ON g.id = pa.program_id
+ ORDER BY g.code, pa.code
+"""
+
 INSERT_PARTNER = """
 WITH partner AS (
     INSERT INTO partner (program_id, code, name, roles, billing, currency, credit_limit_points, timezone,
@@ -148,6 +154,10 @@ async def insert_partner(
         now,
     )
     return found
+
+
+async def balances(connection: Connection) -> list[asyncpg.Record]:
+    return await connection.fetch(BALANCES)
 
 
 async def partner(connection: Connection, program_id: int, code: str) -> asyncpg.Record | None:

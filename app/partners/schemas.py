@@ -76,7 +76,7 @@ class PartnerCreate(BaseModel):
                 {
                     "code": "coffee-co",
                     "name": "Coffee Co",
-                    "roles": ["earn", "redeem"],
+                    "roles": ["earn", "redeem", "convert_in"],
                     "billing": "postpaid",
                     "currency": "EUR",
                     "credit_limit_points": 1000000,
@@ -118,7 +118,7 @@ class PartnerCreate(BaseModel):
 class PartnerUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"status": "suspended"}, {"credit_limit_points": 2000000}]},
+        json_schema_extra={"examples": [{"credit_limit_points": 2000000}, {"status": "suspended"}]},
     )
 
     name: Text | None = Field(default=None, description="a new name", examples=["Coffee Co Europe"])
@@ -169,7 +169,7 @@ class RateIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"kind": "earn", "effective_from": "2026-12-01T00:00:00Z", "price_per_point": "0.0100"},
+                {"kind": "earn", "price_per_point": "0.0100"},
                 {
                     "kind": "convert_out",
                     "effective_from": "2026-12-01T00:00:00Z",
@@ -292,7 +292,7 @@ class PartnerRedemptionIn(BaseModel):
             "examples": [
                 {
                     "member": "cust-10042",
-                    "points": 500,
+                    "points": 50,
                     "reference": "till-4-rcpt-991",
                     "order_total": {"amount": "12.40", "currency": "EUR"},
                 }
@@ -480,7 +480,7 @@ class SettlementLinePage(BaseModel):
 
 class StatementIn(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"period_end": "2026-12-01T00:00:00+01:00"}]}
+        extra="forbid", json_schema_extra={"examples": [{"period_end": "2026-11-01T00:00:00+01:00"}]}
     )
 
     period_end: Instant = Field(

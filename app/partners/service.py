@@ -17,6 +17,8 @@ from typing import Any
 from zoneinfo import available_timezones
 
 import asyncpg
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from uuid_utils.compat import uuid7
 
 from app.auth.service import PartnerNotFound as PartnerNotFound
@@ -881,3 +883,36 @@ async def fail_conversions(
             return due
 
     return await run_batches(db, work, "release", "points", None)
+
+
+class _Families:
+    """A collector answering metric families read once (for one scrape)."""
+
+    def __init__(self, families: list[GaugeMetricFamily]) -> None:
+        self.families = families
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self.families
+
+
+async def balance_metrics(db: Database) -> bytes:
+    """Each partner's funding and payable points, for /metrics: read from the
+    database at scrape time (the same figures whichever process answers)."""
+    async with db.pool.acquire() as connection:
+        rows = await repository.balances(connection)
+    funding = GaugeMetricFamily(
+        "points_ledger_partner_funding_points",
+        "points a partner has paid for and not given out (below zero: given out on credit)",
+        labels=("program", "partner"),
+    )
+    payable = GaugeMetricFamily(
+        "points_ledger_partner_payable_points",
+        "points members spent with a partner, which the program owes it for",
+        labels=("program", "partner"),
+    )
+    for row in rows:
+        funding.add_metric((row["program"], row["partner"]), row["funding"])
+        payable.add_metric((row["program"], row["partner"]), row["payable"])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([funding, payable]))
+    return generate_latest(registry)
