@@ -38,7 +38,9 @@ _DOCUMENT_BODY: dict[str, Any] = {
                         "caps": {"per_order": 5000},
                     },
                     "events": {"check_in": {"points": 5, "max_per_day": 1}},
-                    "partner_earn": {"coffee-co": {"base": {"points": 2, "per": "1.00", "rounding": "floor"}}},
+                    "partner_earn": {
+                        "coffee-co": {"base": {"points": 2, "per": "1.00", "rounding": "floor"}}
+                    },
                     "tiers": [
                         {"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 5}},
                         {
