@@ -80,5 +80,12 @@ IdempotencyKey = Annotated[str, Depends(idempotency_key)]
 
 
 def keyed_request(http: Request, principal: Principal, key: str, body: BaseModel) -> KeyedRequest:
-    """The request an endpoint serves under its Idempotency-Key: who, which key, what exactly."""
+    """The request an endpoint serves under its Idempotency-Key: who, which key, what exactly.
+
+    Keys are the program's, except a partner's: each partner's keys live in a space
+    of their own ("partner·<id>·<key>"; client keys are printable ASCII, so they
+    never meet), so one partner can neither replay another's response nor collide
+    with the program's checkout."""
+    if principal.partner_id is not None:
+        key = f"partner\u00b7{principal.partner_id}\u00b7{key}"
     return KeyedRequest(principal, key, fingerprint(http.method, http.url.path, body))

@@ -127,7 +127,10 @@ class PartnerLine(Base):
     price: Mapped[Decimal | None] = mapped_column(Numeric)
     undoes_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    statement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("partner_statement.id"))
+    # Deferred: a close claims its lines before it writes the statement it derived.
+    statement_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("partner_statement.id", deferrable=True, initially="DEFERRED")
+    )
 
 
 class PartnerRedemption(Base):

@@ -348,7 +348,9 @@ UPDATE partner_line l SET statement_id = $2
    AND c.sequence <= $4
 """
 
-LOCK_PARTNER = "SELECT id FROM partner WHERE id = $1 FOR UPDATE"
+# NO KEY UPDATE: closes of one partner queue, while its entries (whose settlement
+# lines' foreign key share-locks the partner's key) go on meanwhile
+LOCK_PARTNER = "SELECT id FROM partner WHERE id = $1 FOR NO KEY UPDATE"
 
 LAST_STATEMENT = """
 SELECT period_end FROM partner_statement WHERE partner_id = $1 ORDER BY period_end DESC LIMIT 1

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from app.fields import ExternalId, Instant, Money, Points, ShortText, Text
 
@@ -62,6 +62,18 @@ PositiveDecimal = Annotated[
     BeforeValidator(_decimal_text),
     Field(gt=0, max_digits=24, decimal_places=10, allow_inf_nan=False),
 ]
+
+
+class SignedMoney(BaseModel):
+    """An amount of money that may be negative (refunds and reversals in a settlement)."""
+
+    amount: Annotated[Decimal, PlainSerializer(lambda value: f"{value:f}", return_type=str)] = Field(
+        description="decimal string in the currency's minor unit; negative for what is undone",
+        examples=["-0.30"],
+    )
+    currency: str = Field(description="ISO 4217 code", examples=["EUR"])
+
+
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])]
 Timezone = Annotated[
     str, Field(min_length=1, max_length=64, description="IANA timezone", examples=["Europe/Berlin"])
@@ -423,7 +435,7 @@ class ConversionPage(BaseModel):
 
 class SectionTotal(BaseModel):
     points: int = Field(description="points in the section (refunds and reversals negative)", examples=[1200])
-    money: Money = Field(description="their value", examples=[{"amount": "12.00", "currency": "EUR"}])
+    money: SignedMoney = Field(description="their value", examples=[{"amount": "12.00", "currency": "EUR"}])
 
 
 class Sections(BaseModel):
@@ -438,9 +450,9 @@ class Sections(BaseModel):
 
 
 class Totals(BaseModel):
-    partner_owes: Money = Field(description="earn, earn refunds, funding, conversions in")
-    program_owes: Money = Field(description="redemptions, their reversals, donations, conversions out")
-    net: Money = Field(description="partner_owes - program_owes")
+    partner_owes: SignedMoney = Field(description="earn, earn refunds, funding, conversions in")
+    program_owes: SignedMoney = Field(description="redemptions, their reversals, donations, conversions out")
+    net: SignedMoney = Field(description="partner_owes - program_owes")
     direction: Literal["partner_owes", "program_owes", "none"] = Field(
         description="who pays whom", examples=["partner_owes"]
     )
@@ -468,7 +480,7 @@ class SettlementLine(BaseModel):
     )
     points: int = Field(description="points (refunds and reversals negative)", examples=[120])
     price_per_point: Decimal | None = Field(description="the price per point applied", examples=["0.0100"])
-    money: Money = Field(description="the line's money, rounded half up to the currency's minor unit")
+    money: SignedMoney = Field(description="the line's money, rounded half up to the currency's minor unit")
     rate_id: int | None = Field(description="the rate it was priced at", examples=[7])
     undoes: uuid.UUID | None = Field(description="the entry a refund or reversal undoes", examples=[None])
 

@@ -37,7 +37,7 @@ from uuid_utils.compat import uuid7
 from app.context import AppContext
 from app.db import Connection, Database
 from app.errors import AppError, NotFound, ValidationFailed
-from app.fields import Money, minor_units
+from app.fields import minor_units
 from app.ledger import chain
 from app.outbox import emit
 from app.pagination import InvalidCursor
@@ -49,6 +49,7 @@ from app.partners.schemas import (
     Settlement,
     SettlementLine,
     SettlementLinePage,
+    SignedMoney,
     StatementOut,
     StatementPage,
     Totals,
@@ -105,9 +106,9 @@ class Tally:
         self.digest.update(_line_text(line, money))
         return money
 
-    def _money(self, amount: Decimal) -> Money:
+    def _money(self, amount: Decimal) -> SignedMoney:
         places = Decimal(1).scaleb(-minor_units(self.currency))
-        return Money(amount=amount.quantize(places), currency=self.currency)
+        return SignedMoney(amount=amount.quantize(places), currency=self.currency)
 
     def sections(self) -> Sections:
         return Sections(
@@ -176,7 +177,7 @@ def _line_out(line: asyncpg.Record, currency: str) -> SettlementLine:
         recorded_at=line["recorded_at"],
         points=line["points"],
         price_per_point=line["price_per_point"],
-        money=Money(amount=money, currency=currency),
+        money=SignedMoney(amount=money, currency=currency),
         rate_id=line["rate_id"],
         undoes=line["undoes_entry_id"],
     )

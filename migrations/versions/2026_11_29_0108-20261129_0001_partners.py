@@ -233,6 +233,8 @@ def upgrade() -> None:
             ["statement_id"],
             ["partner_statement.id"],
             name=op.f("fk_partner_line_statement_id_partner_statement"),
+            initially="DEFERRED",
+            deferrable=True,
         ),
         sa.PrimaryKeyConstraint("entry_id", "partner_id", name=op.f("pk_partner_line")),
     )
