@@ -156,7 +156,7 @@ async def _example_partners(api: Api) -> dict[str, str]:
     makes): an airline for conversions, a charity for donations, a prepaid tea house
     for funding; each with its rates and a partner key."""
     keys: dict[str, str] = {}
-    partners = {
+    partners: dict[str, tuple[list[str], str, list[dict[str, Any]]]] = {
         "sky-air": (
             ["convert_out"],
             "postpaid",
