@@ -89,7 +89,12 @@ class Settings(BaseSettings):
         description="how often `points-ledger worker` runs each job not in worker_job_intervals",
     )
     worker_job_intervals: dict[str, float] = Field(
-        default_factory=lambda: {"expire": 3600.0, "evaluate-tiers": 3600.0, "notify-expiring": 3600.0},
+        default_factory=lambda: {
+            "expire": 3600.0,
+            "evaluate-tiers": 3600.0,
+            "notify-expiring": 3600.0,
+            "close-statements": 3600.0,
+        },
         description="seconds between runs of particular jobs (JSON, e.g. "
         '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
     )

@@ -41,6 +41,8 @@ class TestRound:
             "expire",
             "evaluate-tiers",
             "notify-expiring",
+            "fail-conversions",
+            "close-statements",
         ]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
@@ -113,7 +115,12 @@ class TestForever:
             if len(rounds) == 3:
                 stop.set()
 
-        hourly = {"expire": 3600.0, "evaluate-tiers": 3600.0, "notify-expiring": 3600.0}
+        hourly = {
+            "expire": 3600.0,
+            "evaluate-tiers": 3600.0,
+            "notify-expiring": 3600.0,
+            "close-statements": 3600.0,
+        }
         await asyncio.wait_for(
             run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
             timeout=60,
@@ -124,8 +131,12 @@ class TestForever:
             "expire",
             "evaluate-tiers",
             "notify-expiring",
+            "fail-conversions",
+            "close-statements",
         ]
-        assert [list(done.ran) for done in rounds[1:]] == [["activate-pending", "release-holds"]] * 2
+        assert [list(done.ran) for done in rounds[1:]] == [
+            ["activate-pending", "release-holds", "fail-conversions"]
+        ] * 2
 
 
 @pytest.mark.usefixtures("fresh_settings")
