@@ -145,6 +145,7 @@ class Database:
     def __init__(self, url: str, settings: Settings) -> None:
         self.url = url
         self._settings = settings
+        self.settings = settings  # what jobs that run over this database are configured with
         self._server_settings = {
             "application_name": "points-ledger",
             "statement_timeout": str(settings.db_statement_timeout_ms),

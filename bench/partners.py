@@ -5,20 +5,22 @@ month's settlement over 1,000,000 partner entries.
     uv run python -m bench.partners --quick    # a few minutes: short rounds, 50,000 entries
 
 Part 1, orders, on a fresh database (points_ledger_bench_partners) with --members
-members, one service (uvicorn, one worker, as bench/awards.py starts it): a
-postpaid partner with no credit limit, an earn rate and a `partner_earn` section
-shaped like the program's `earn` (1 point per 1 EUR), and a prepaid partner with
-the same section, funded with far more points than the run gives out, all set up
-through the API. wrk (bench/partner_orders.lua: 25.00 EUR orders of random
-members, each with its own order_id and Idempotency-Key) drives `POST
-/v1/partner/orders` with the postpaid partner's key and `POST /v1/orders` with a
-checkout key (points:earn), same connections and duration, in alternating rounds
-(partner first in odd rounds, orders first in even ones). Printed: each one's
-req/s, p50/p99 latency and errors (medians over its rounds, errors summed), the
-ratio partner/orders of the medians (target: at least 0.9) and of each round's
-pair; then --prepaid-rounds rounds of the prepaid partner (its funding row is
-locked by every earn), reported apart; the orders written, and `verify` (the
-ledger's checks and the partners' ones, as `points-ledger verify` runs them).
+members, one service (uvicorn, one worker, its chainer on, as bench/awards.py
+starts it): a postpaid partner with no credit limit, an earn rate and a
+`partner_earn` section shaped like the program's `earn` (1 point per 1 EUR), and
+a prepaid partner with the same section, funded with far more points than the run
+gives out, set up through the API (each partner's key, like the program's keys,
+is written in SQL as bench.common.add_api_key() writes them). wrk
+(bench/partner_orders.lua: 25.00 EUR orders of random members, each with its own
+order_id and Idempotency-Key) drives `POST /v1/partner/orders` with the postpaid
+partner's key and `POST /v1/orders` with a checkout key (points:earn), same
+connections and duration, in alternating rounds (partner first in odd rounds,
+orders first in even ones). Printed: each one's req/s, p50/p99 latency and
+errors (medians over its rounds, errors summed), the ratio partner/orders of the
+medians (target: at least 0.9) and of each round's pair; then --prepaid-rounds
+rounds of the prepaid partner (its funding row is locked by every earn), reported
+apart; the orders written, and `verify` (the ledger's checks and the partners'
+ones, as `points-ledger verify` runs them).
 
 Part 2, settlement, on another fresh database (points_ledger_bench_settle) with
 --settle-members members and one postpaid partner (earn rate 0.0125 EUR a point,
@@ -42,7 +44,9 @@ measurements), it times, through HTTP:
 and for each, the service process's peak RSS growth (VmHWM reset through
 /proc/<pid>/clear_refs before, minus VmRSS before). It also calls
 app.partners.settlement.settlement() in this process once under tracemalloc (peak
-Python memory of the derivation). Finally `verify` over that database, timed.
+Python memory of the derivation). `verify` runs over that database twice, timed:
+before the chain (every entry unchained; --no-verify-before-chain skips it) and
+at the end.
 
 Only 127.0.0.1 is ever targeted; every process the script starts, it stops.
 Timings are printed, never asserted. The machine is shared and noisy: compare
@@ -59,9 +63,11 @@ import re
 import shutil
 import statistics
 import subprocess
+import threading
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -169,6 +175,9 @@ class WrkRound:
     requests: int
     non_2xx: int
     socket_errors: int
+    load: float = float("nan")  # the 1-minute load average right after the round
+    waiting: float = float("nan")  # backends waiting on a lock, mean over the samples
+    waited: float = float("nan")  # share of the samples with any backend waiting on a lock
 
 
 def _ms(value: str) -> float:
@@ -188,6 +197,31 @@ def _search(pattern: str, output: str) -> str:
 
 _runs = iter(range(1, 1_000_000))
 
+# The service's backends as the server sees them: how many wait on a lock (a row
+# lock: a member's balance row, or the partner's, which every earn of a partner
+# updates, postpaid or prepaid, and holds until its transaction commits).
+LOCK_WAITS = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+"""
+
+
+def lock_samples(stop_sampling: threading.Event) -> list[int]:
+    """Backends waiting on a lock, every 100 ms until stopped (in its own thread)."""
+
+    async def sample() -> list[int]:
+        found: list[int] = []
+        connection = await connect(DATABASE)
+        try:
+            while not stop_sampling.is_set():
+                found.append(int(await connection.fetchval(LOCK_WAITS)))
+                await asyncio.sleep(0.1)
+        finally:
+            await connection.close()
+        return found
+
+    return asyncio.run(sample())
+
 
 def drive(target: str, key: str, seconds: int, args: argparse.Namespace, paid_at: str) -> WrkRound:
     """One wrk run of `seconds` against `target`'s endpoint with `key`."""
@@ -200,9 +234,16 @@ def drive(target: str, key: str, seconds: int, args: argparse.Namespace, paid_at
     }
     command = ["wrk", "-t2", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
     command += ["-s", str(HERE / "partner_orders.lua"), f"http://127.0.0.1:{ORDERS_PORT}"]
-    output = subprocess.run(
-        command, env={**os.environ, **env}, capture_output=True, text=True, check=True
-    ).stdout
+    stop_sampling = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        sampler = pool.submit(lock_samples, stop_sampling)
+        try:
+            output = subprocess.run(
+                command, env={**os.environ, **env}, capture_output=True, text=True, check=True
+            ).stdout
+        finally:
+            stop_sampling.set()
+        samples = sampler.result() or [0]
     if re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE) is None:
         raise SystemExit(f"wrk against {target} completed no request:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -215,6 +256,9 @@ def drive(target: str, key: str, seconds: int, args: argparse.Namespace, paid_at
         int(_search(r"(\d+) requests in", output)),
         int(non_2xx.group(1)) if non_2xx else 0,
         sum(map(int, socket.groups())) if socket else 0,
+        os.getloadavg()[0],
+        statistics.mean(samples),
+        sum(1 for n in samples if n) / len(samples),
     )
 
 
@@ -328,6 +372,9 @@ def median_round(rounds: list[WrkRound], target: str) -> WrkRound:
         sum(r.requests for r in mine),
         sum(r.non_2xx for r in mine),
         sum(r.socket_errors for r in mine),
+        max(r.load for r in mine),
+        statistics.mean(r.waiting for r in mine),
+        statistics.mean(r.waited for r in mine),
     )
 
 
@@ -373,7 +420,8 @@ def run_orders(args: argparse.Namespace) -> OrdersResult:
                 print(
                     f"round {number + 1}  {target:8s} {found.requests_per_second:8.0f} req/s"
                     f"  p50 {found.p50_ms:6.2f} ms  p99 {found.p99_ms:6.2f} ms"
-                    f"  errors {found.non_2xx + found.socket_errors}",
+                    f"  errors {found.non_2xx + found.socket_errors}  load {found.load:.1f}"
+                    f"  lock-waits {found.waiting:.2f}",
                     flush=True,
                 )
         for number in range(args.prepaid_rounds):
@@ -382,7 +430,8 @@ def run_orders(args: argparse.Namespace) -> OrdersResult:
             print(
                 f"prepaid {number + 1} {found.requests_per_second:8.0f} req/s"
                 f"  p50 {found.p50_ms:6.2f} ms  p99 {found.p99_ms:6.2f} ms"
-                f"  errors {found.non_2xx + found.socket_errors}",
+                f"  errors {found.non_2xx + found.socket_errors}  load {found.load:.1f}"
+                f"  lock-waits {found.waiting:.2f}",
                 flush=True,
             )
         for target in ("orders", "partner", "prepaid"):
@@ -402,7 +451,7 @@ def orders_report(result: OrdersResult, args: argparse.Namespace) -> list[str]:
         f"{args.members} members, {args.connections} connections, wrk -t2, {args.rounds} alternating rounds"
         f" of {args.seconds}s per target (+ {args.prepaid_rounds} prepaid), warm-up {args.warmup}s each",
         f"{'target':28s} {'req/s (median)':>14s} {'p50 ms':>8s} {'p99 ms':>8s}"
-        f" {'non-2xx':>8s} {'socket':>7s}",
+        f" {'non-2xx':>8s} {'socket':>7s} {'lock-waits':>10s}",
     ]
     names = {
         "partner": "POST /v1/partner/orders",
@@ -413,7 +462,7 @@ def orders_report(result: OrdersResult, args: argparse.Namespace) -> list[str]:
         m = result.medians[target]
         lines.append(
             f"{names[target]:28s} {m.requests_per_second:14.0f} {m.p50_ms:8.2f} {m.p99_ms:8.2f}"
-            f" {m.non_2xx:8d} {m.socket_errors:7d}"
+            f" {m.non_2xx:8d} {m.socket_errors:7d} {m.waiting:5.2f} {100 * m.waited:3.0f}%"
         )
     partner, orders = result.medians["partner"], result.medians["orders"]
     pairs = [
@@ -437,6 +486,11 @@ def orders_report(result: OrdersResult, args: argparse.Namespace) -> list[str]:
         + ", ".join(f"{who} {count}" for who, count in result.written.items())
         + f"; prepaid partner's funding left {result.prepaid_funding} of {PREPAID_FUNDING}"
     )
+    lines.append(
+        "(lock-waits: backends waiting on a lock, sampled every 100 ms: mean, and share of samples with any)"
+    )
+    loads = [r.load for r in result.rounds]
+    lines.append(f"1-minute load average after each measured round: {min(loads):.1f} .. {max(loads):.1f}")
     lines.extend(f"a refused request ({probe})" for probe in result.probes)
     lines.append(
         f"verify ({DATABASE}, ledger + partner checks, {result.verified.seconds:.1f} s):"
@@ -730,8 +784,11 @@ class Settled:
     csv_mib: float
     chain_seconds: float
     chained: int
-    close: Timed
-    verified: Verified
+    unchained: Verified | None
+    # closing the month's statement: each attempt (the statement timeout it ran
+    # with, its time and memory, and its answer or error), then verify
+    closes: list[tuple[str, Timed]] = field(default_factory=list)
+    verified: Verified | None = None
 
 
 async def derive_in_process(month: Month) -> tuple[float, float, int]:
@@ -839,20 +896,14 @@ async def settle(args: argparse.Namespace, month: Month, admin: str, pid: int) -
             raise SystemExit(f"the CSV has {csv_rows} lines, SQL {expected['lines']}")
         print(f"  CSV export: {csv.seconds:.1f} s, {csv_rows} lines, {csv_bytes / 2**20:.0f} MiB", flush=True)
 
+        unchained = None
+        if args.verify_before_chain:
+            print("  verifying before the chain has taken any entry...", flush=True)
+            unchained = await verify_all(SETTLE_DATABASE)
+            print(f"  {verdict(unchained)} ({unchained.seconds:.1f} s)", flush=True)
         chained, chain_seconds = await chain_everything()
         print(f"  chained {chained} entries in {chain_seconds:.1f} s", flush=True)
 
-        async def close() -> Any:
-            return await call(
-                client, "POST", f"{base}/statements", admin, json={"period_end": iso(month.end)}
-            )
-
-        closed = await timed(pid, close)
-        if closed.outcome["lines_count"] != expected["lines"]:
-            raise SystemExit(f"the statement claimed {closed.outcome['lines_count']} lines")
-        print(f"  statement closed: {closed.seconds:.1f} s", flush=True)
-    print("verifying the settlement database...", flush=True)
-    verified = await verify_all(SETTLE_DATABASE)
     return Settled(
         expected,
         settlements,
@@ -863,8 +914,7 @@ async def settle(args: argparse.Namespace, month: Month, admin: str, pid: int) -
         csv_bytes / 2**20,
         chain_seconds,
         chained,
-        closed,
-        verified,
+        unchained,
     )
 
 
@@ -877,14 +927,48 @@ def run_settlement(args: argparse.Namespace) -> tuple[Load, Settled, Month]:
         flush=True,
     )
     loaded = asyncio.run(load(args, month, partner))
-    service = start(
-        "app.asgi:app", SETTLE_PORT, service_env(SETTLE_DATABASE, args.connections, background=False)
-    )
+    env = service_env(SETTLE_DATABASE, args.connections, background=False)
+    service = start("app.asgi:app", SETTLE_PORT, env)
     try:
         settled = asyncio.run(settle(args, month, admin, service.pid))
+        closed = asyncio.run(timed(service.pid, lambda: close_statement(admin, month)))
+        default = Settings.model_fields["db_statement_timeout_ms"].default
+        timeout_ms = os.environ.get("LEDGER_DB_STATEMENT_TIMEOUT_MS", default)
+        settled.closes.append((f"statement timeout {timeout_ms} ms", closed))
     finally:
         stop(service)
+    if closed.outcome[0] >= 300 and args.retry_timeout_ms:
+        # refused, most likely by the statement timeout: again with a longer one, labelled
+        print(f"  closing failed ({closed.outcome[1][:200]}); again with a longer statement timeout")
+        env["LEDGER_DB_STATEMENT_TIMEOUT_MS"] = str(args.retry_timeout_ms)
+        service = start("app.asgi:app", SETTLE_PORT, env)
+        try:
+            closed = asyncio.run(timed(service.pid, lambda: close_statement(admin, month)))
+            settled.closes.append((f"LEDGER_DB_STATEMENT_TIMEOUT_MS={args.retry_timeout_ms}", closed))
+        finally:
+            stop(service)
+    status, body = closed.outcome
+    if status < 300 and body["lines_count"] != settled.expected["lines"]:
+        raise SystemExit(f"the statement claimed {body['lines_count']} lines")
+    print("verifying the settlement database...", flush=True)
+    settled.verified = asyncio.run(verify_all(SETTLE_DATABASE))
     return loaded, settled, month
+
+
+async def close_statement(admin: str, month: Month) -> tuple[int, Any]:
+    """POST .../statements closing the month: (status, JSON body or the error's text)."""
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{SETTLE_PORT}", timeout=httpx.Timeout(1800)
+    ) as client:
+        response = await client.post(
+            f"/v1/partners/{SETTLED}/statements",
+            json={"period_end": iso(month.end)},
+            headers=headers(admin),
+        )
+    if response.status_code >= 300:
+        return response.status_code, f"{response.status_code} {response.text[:160]}"
+    print(f"  statement closed ({response.json()['lines_count']} lines)", flush=True)
+    return response.status_code, response.json()
 
 
 def settlement_report(loaded: Load, settled: Settled, month: Month, args: argparse.Namespace) -> list[str]:
@@ -907,8 +991,8 @@ def settlement_report(loaded: Load, settled: Settled, month: Month, args: argpar
     growth = [t.growth for t in settled.settlements]
     e = settled.expected
     lines += [
-        f"GET settlement, whole month ({e['lines']} lines, {e['points']} points, {e['money']} EUR, checked"
-        f" against SQL): median {statistics.median(times):.2f} s of {len(times)}"
+        f"GET settlement, whole month ({e['lines']} lines, {int(e['points'])} points, {e['money']} EUR,"
+        f" checked against SQL): median {statistics.median(times):.2f} s of {len(times)}"
         f" ({', '.join(f'{t:.2f}' for t in times)});"
         f" service peak RSS growth max {max(growth):.1f} MiB",
         f"settlement() in this process under tracemalloc: {settled.in_process_seconds:.2f} s (slowed by"
@@ -919,12 +1003,25 @@ def settlement_report(loaded: Load, settled: Settled, month: Month, args: argpar
         f"chain_all over the {settled.chained} entries (needed before a statement claims them):"
         f" {settled.chain_seconds:.1f} s"
         f" ({settled.chained / max(settled.chain_seconds, 1e-9):.0f} entries/s)",
-        f"POST statements (claims all {settled.close.outcome['lines_count']} lines):"
-        f" {settled.close.seconds:.1f} s; service peak RSS growth {settled.close.growth:.1f} MiB",
-        f"verify ({SETTLE_DATABASE}, ledger + partner checks): {settled.verified.seconds:.1f} s,"
-        f" {verdict(settled.verified)}",
     ]
-    if not all(t.resettable for t in [*settled.settlements, settled.csv, settled.close]):
+    for how, closed in settled.closes:
+        status, body = closed.outcome
+        what = f"claimed {body['lines_count']} lines" if status < 300 else f"FAILED: {body}"
+        lines.append(
+            f"POST statements over the month ({how}): {closed.seconds:.1f} s, {what};"
+            f" service peak RSS growth {closed.growth:.1f} MiB"
+        )
+    if settled.verified is not None:
+        lines.append(
+            f"verify ({SETTLE_DATABASE}, ledger + partner checks) after the statement:"
+            f" {settled.verified.seconds:.1f} s, {verdict(settled.verified)}"
+        )
+    if settled.unchained is not None:
+        lines.append(
+            f"verify before chaining (every entry unchained): {settled.unchained.seconds:.1f} s,"
+            f" {verdict(settled.unchained)}"
+        )
+    if not all(t.resettable for t in [*settled.settlements, settled.csv] + [c for _, c in settled.closes]):
         lines.append("(VmHWM could not be reset: peak growth is against the process's earlier peak)")
     return lines
 
@@ -963,6 +1060,18 @@ def parse() -> argparse.Namespace:
     )
     group.add_argument("--post-batch", type=int, default=5_000, help="ledger_post() calls per transaction")
     group.add_argument("--settlement-runs", type=int, default=3)
+    group.add_argument(
+        "--retry-timeout-ms",
+        type=int,
+        default=600_000,
+        help="if closing the statement fails, retry once with this LEDGER_DB_STATEMENT_TIMEOUT_MS (0: no)",
+    )
+    group.add_argument(
+        "--no-verify-before-chain",
+        dest="verify_before_chain",
+        action="store_false",
+        help="skip verify between the load and the chain (it shows unchained entries pass)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.warmup = 4, 3, 2

@@ -12,7 +12,6 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from app.config import get_settings
 from app.db import Database
 from app.errors import NotFound
 from app.holds import service as holds
@@ -126,7 +125,7 @@ async def _fail_conversions(
     conversions, points = await partners.fail_conversions(
         db,
         program_id=program_id,
-        timeout_seconds=get_settings().conversion_timeout_seconds,
+        timeout_seconds=db.settings.conversion_timeout_seconds,
         as_of=as_of,
         now=now,
     )

@@ -176,11 +176,18 @@ CHECKS = (
         """,
     ),
     Check(
-        "each active hold's points are held, and each closed hold was closed by its entry",
+        "each active hold's (and pending conversion's) points are held, and each closed hold was "
+        "closed by its entry",
         """
         SELECT b.member_id::text, b.held, coalesce(h.points, 0) AS in_active_holds, NULL::text AS hold
           FROM member_balance b
-          LEFT JOIN (SELECT member_id, sum(points) AS points FROM point_hold WHERE status = 'active'
+          LEFT JOIN (SELECT member_id, sum(points) AS points
+                       FROM (SELECT member_id, points FROM point_hold WHERE status = 'active'
+                             UNION ALL
+                             -- a conversion to a partner's units holds its points until the
+                             -- partner confirms or rejects it (app/partners)
+                             SELECT member_id, points FROM conversion
+                              WHERE direction = 'out' AND status = 'pending') held
                       GROUP BY member_id) h ON h.member_id = b.member_id
          WHERE b.held <> coalesce(h.points, 0)
         UNION ALL

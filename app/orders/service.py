@@ -608,13 +608,13 @@ async def past_orders(
     program_id: int,
     start: datetime,
     end: datetime,
-    earned_today: Callable[[int, datetime], int],
+    earned_today: Callable[[int, str | None, datetime], int],
 ) -> AsyncIterator[PastOrder]:
     """Orders paid in [start, end), in the order they were recorded. Call inside a
     transaction (a read-only, repeatable-read one gives a consistent replay).
 
     A replay has its own idea of what a member earned on a day, so `earned_today`
-    (member id, paid_at) supplies it; each order is built only once the caller is
+    (member id, partner code or None, paid_at) supplies it; each order is built only once the caller is
     done with the previous one, so the answer can count that one."""
     async for row in repository.past_orders(connection, program_id, start, end):
         facts = json.loads(row["facts"])
@@ -630,7 +630,7 @@ async def past_orders(
                 tier=facts.get("tier"),
                 birthday=None if birthday is None else date.fromisoformat(birthday),
                 first_order=bool(facts.get("first_order")),
-                earned_today=earned_today(row["member_id"], row["paid_at"]),
+                earned_today=earned_today(row["member_id"], row["partner"], row["paid_at"]),
             ),
             points=row["points"],
             partner=row["partner"],

@@ -36,7 +36,9 @@ async def simulate(
     program_id = principal.program_id
     actual = simulated = count = skipped = 0
     split: dict[str, list[int]] = {}
-    earned: dict[tuple[int, date], int] = {}
+    # what each member earned per local day, from each earner (the program: None, or a
+    # partner), as daily caps count it
+    earned: dict[tuple[int, str | None, date], int] = {}
     async with context.db.pool.acquire() as connection:
         try:
             rules = await context.rules.document(connection, program_id, version)
@@ -44,8 +46,8 @@ async def simulate(
             raise RulesVersionNotFound(f"the program has no rules version {version}") from None
         zone = ZoneInfo(rules.timezone)
 
-        def earned_today(member_id: int, paid_at: datetime) -> int:
-            return earned.get((member_id, paid_at.astimezone(zone).date()), 0)
+        def earned_today(member_id: int, partner: str | None, paid_at: datetime) -> int:
+            return earned.get((member_id, partner, paid_at.astimezone(zone).date()), 0)
 
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             for rule, points in (
@@ -73,7 +75,7 @@ async def simulate(
                     skipped += 1
                     continue
                 simulated += earning.points
-                day = (order.member_id, earning.local_day)
+                day = (order.member_id, order.partner, earning.local_day)
                 earned[day] = earned.get(day, 0) + earning.points
                 for line in earning.lines:
                     split.setdefault(line.rule, [0, 0])[1] += line.points

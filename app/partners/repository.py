@@ -433,6 +433,14 @@ ALL_PERIOD_LINES = (
 ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at, l.entry_id\n"
 
 
+async def lock_balance(connection: Connection, partner_id: int) -> int:
+    """The partner's funding points, its balance row locked until the transaction ends."""
+    funding: int = await connection.fetchval(
+        "SELECT funding FROM partner_balance WHERE partner_id = $1 FOR UPDATE", partner_id
+    )
+    return funding
+
+
 async def lock_partner(connection: Connection, partner_id: int) -> None:
     await connection.execute(LOCK_PARTNER, partner_id)
 

@@ -255,6 +255,8 @@ async def fund(context: AppContext, request: KeyedRequest, code: str, body: Fund
             if found is not None:
                 return found
             partner = await find(connection, request.principal.program_id, code)
+            # the balance row's lock first: the answer's funding is the one right after it
+            funding = await repository.lock_balance(connection, partner["id"])
             if partner["billing"] != "prepaid":
                 raise PartnerNotPrepaid(
                     f"partner {code} is postpaid: it is billed for the points it gives out"
@@ -268,7 +270,7 @@ async def fund(context: AppContext, request: KeyedRequest, code: str, body: Fund
                 points=body.points,
                 price=body.price,
                 reference=body.reference,
-                funding_points=partner["funding_points"] + body.points,
+                funding_points=funding + body.points,
                 recorded_at=now,
             )
             return await posting.post_in_transaction(

@@ -96,7 +96,10 @@ async def test_lot_and_hold_checks_catch_tampered_rows(api: Api, db: asyncpg.Con
         " (SELECT member_id FROM point_lot WHERE entry_id = $1)": (
             "UPDATE point_hold SET points = points - 1 WHERE member_id ="
             " (SELECT member_id FROM point_lot WHERE entry_id = $1)",
-            {"each active hold's points are held, and each closed hold was closed by its entry"},
+            {
+                "each active hold's (and pending conversion's) points are held, and each closed hold was "
+                "closed by its entry"
+            },
         ),
     }
     for tamper, (restore, checks) in tampering.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -71,8 +72,7 @@ async def partner_earning(api: Api, code: str, points: int = 1, per: str = "1", 
 
 
 async def partner_order(api: Api, key: str, member: str, total: str, **fields: Any) -> httpx.Response:
-    from datetime import UTC, datetime
-
+    idempotency_key = fields.pop("idempotency_key", "auto")
     body = {
         "order_id": fields.pop("order_id", None) or unique("po"),
         "member": member,
@@ -80,9 +80,7 @@ async def partner_order(api: Api, key: str, member: str, total: str, **fields: A
         "paid_at": fields.pop("paid_at", datetime.now(UTC).isoformat()),
         **fields,
     }
-    return await api.post(
-        "/v1/partner/orders", body, key=key, idempotency_key=fields.pop("idempotency_key", "auto")
-    )
+    return await api.post("/v1/partner/orders", body, key=key, idempotency_key=idempotency_key)
 
 
 # -- shortcuts of the partner feature tests (appended) ----------------------------------------

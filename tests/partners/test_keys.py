@@ -3,7 +3,10 @@ things, and suspension."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import httpx
 
 from tests.partners.helpers import (
     add_rate,
@@ -227,7 +230,7 @@ class TestSuspendedPartner:
         suspended = await patch(api, code, {"status": "suspended"})
         assert suspended.status_code == 200, suspended.text
 
-        calls = [
+        calls: list[Callable[[], Awaitable[httpx.Response]]] = [
             lambda: partner_order(api, key, member, "10.00"),
             lambda: redeem_at(api, key, member, 5),
             lambda: api.get(f"/v1/partner/members/{member}", key=key),

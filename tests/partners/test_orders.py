@@ -412,3 +412,109 @@ class TestFunding:
         )
         assert problem(response) == (403, "forbidden")
         assert (await get_partner(api, code))["funding_points"] == 0
+
+
+class TestIdempotencyKeysOfAPartner:
+    async def test_the_same_key_string_at_two_partners_and_the_program_never_meets(self, api: Api) -> None:
+        a, a_key = await partner_with_key(api)
+        b, b_key = await partner_with_key(api)
+        for code in (a, b):
+            await add_rate(api, code, "earn", price_per_point="0.01")
+        section = {"base": {"points": 1, "per": "1"}}
+        await api.use_rules({"earn": section, "partner_earn": {a: section, b: section}})
+        member = await api.enrol()
+        at_a = await api.post(
+            "/v1/partner/orders", order_body(member, "10.00"), key=a_key, idempotency_key="same"
+        )
+        at_b = await api.post(
+            "/v1/partner/orders", order_body(member, "20.00"), key=b_key, idempotency_key="same"
+        )
+        own = await api.post("/v1/orders", order_body(member, "30.00"), idempotency_key="same")
+        assert (at_a.status_code, at_b.status_code, own.status_code) == (201, 201, 201), (at_b.text, own.text)
+        assert [r.json()["points"] for r in (at_a, at_b, own)] == [10, 20, 30]
+        assert len({r.json()["entry_id"] for r in (at_a, at_b, own)}) == 3
+        assert await api.available(member) == 60
+
+    async def test_the_daily_cap_counts_the_members_orders_with_that_partner(self, api: Api) -> None:
+        code, key = await partner_with_key(api)
+        await add_rate(api, code, "earn", price_per_point="0.01")
+        await api.use_rules(
+            {
+                "earn": {"base": {"points": 1, "per": "1"}, "caps": {"per_member_per_day": 15}},
+                "partner_earn": {
+                    code: {"base": {"points": 1, "per": "1"}, "caps": {"per_member_per_day": 25}}
+                },
+            }
+        )
+        member = await api.enrol()
+        own = await api.post("/v1/orders", order_body(member, "15.00"))
+        assert own.json()["points"] == 15
+        first = await earned(api, key, member, "20.00")
+        second = await earned(api, key, member, "20.00")
+        assert (first["points"], second["points"]) == (20, 5)
+        assert await api.available(member) == 40
+
+
+async def draft(api: Api, document: dict[str, Any]) -> int:
+    created = await api.post("/v1/rules", document, idempotency_key=None)
+    assert created.status_code == 201, created.text
+    return int(created.json()["version"])
+
+
+async def simulate(api: Api, version: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    window = {"from": (now - timedelta(hours=1)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
+    response = await api.post(f"/v1/rules/{version}/simulate", window, idempotency_key=None)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+class TestSimulationOfPartnerOrders:
+    async def test_a_draft_replays_partner_orders_by_its_partner_earn(self, api: Api) -> None:
+        code, key = await postpaid(api)
+        member = await api.enrol()
+        await earned(api, key, member, "10.00")
+        assert (await api.post("/v1/orders", order_body(member, "10.00"))).status_code == 201
+        base = {"base": {"points": 1, "per": "1"}}
+        richer = await draft(api, {"earn": base, "partner_earn": {code: {"base": {"points": 3, "per": "1"}}}})
+        result = await simulate(api, richer)
+        assert (result["orders"], result["orders_not_earning"]) == (2, 0)
+        assert (result["actual_points"], result["simulated_points"], result["delta_points"]) == (20, 40, 20)
+        without = await draft(api, {"earn": base})
+        result = await simulate(api, without)
+        assert (result["orders_not_earning"], result["simulated_points"]) == (1, 10)
+
+    async def test_replaying_the_active_version_reproduces_per_partner_daily_caps(self, api: Api) -> None:
+        code, key = await partner_with_key(api)
+        await add_rate(api, code, "earn", price_per_point="0.01")
+        active = await api.use_rules(
+            {
+                "earn": {"base": {"points": 1, "per": "1"}, "caps": {"per_member_per_day": 15}},
+                "partner_earn": {
+                    code: {"base": {"points": 1, "per": "1"}, "caps": {"per_member_per_day": 25}}
+                },
+            }
+        )
+        member = await api.enrol()
+        assert (await api.post("/v1/orders", order_body(member, "15.00"))).json()["points"] == 15
+        await earned(api, key, member, "20.00")
+        await earned(api, key, member, "20.00")
+        assert await api.available(member) == 40
+        result = await simulate(api, active)
+        assert (result["actual_points"], result["simulated_points"], result["delta_points"]) == (40, 40, 0)
+
+
+class TestPartnerOrdersInTheMembersHistory:
+    async def test_the_members_orders_name_the_partner(self, api: Api) -> None:
+        code, key = await postpaid(api)
+        member = await api.enrol()
+        order = await earned(api, key, member, "10.00")
+        own = await api.post("/v1/orders", order_body(member, "5.00"))
+        assert own.status_code == 201, own.text
+        response = await api.get(f"/v1/members/{member}/orders")
+        assert response.status_code == 200, response.text
+        listed = {item["order_id"]: item for item in response.json()["items"]}
+        assert listed[order["order_id"]]["partner"] == code
+        assert listed[order["order_id"]]["points"] == 10
+        assert listed[own.json()["order_id"]]["partner"] is None

@@ -76,7 +76,7 @@ class TestAddRate:
 
     async def test_incomplete_or_mixed_rates_are_422(self, api: Api) -> None:
         code = await onboard(api)
-        cases = [
+        cases: list[dict[str, Any]] = [
             {"kind": "earn"},
             {"kind": "redeem", "partner_units_per_point": "2"},
             {"kind": "redeem", "price_per_point": "0.01", "partner_units_per_point": "2"},

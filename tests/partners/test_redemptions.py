@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from tests.partners.helpers import (
     add_rate,
+    earned,
     eur,
     get_partner,
     instant,
     member_with,
     onboard,
+    partner_earning,
     partner_key,
     partner_with_key,
     problem,
@@ -36,7 +39,7 @@ REDEMPTION_FIELDS = {
 }
 
 
-async def redeemer(api: Api, **fields: object) -> tuple[str, str]:
+async def redeemer(api: Api, **fields: Any) -> tuple[str, str]:
     code, key = await partner_with_key(api, **fields)
     await add_rate(api, code, "redeem", price_per_point="0.008")
     return code, key
@@ -238,3 +241,32 @@ class TestDonation:
         _, partner_key_ = await partner_with_key(api)
         assert problem(await donate(api, member, code, 5, key=partner_key_)) == (403, "forbidden")
         assert await api.available(member) == 30
+
+
+class TestPartnerEntriesAreUndoneOnlyByTheirOwnOperations:
+    async def test_generic_reversal_refuses_partner_entries(self, api: Api) -> None:
+        code, key = await redeemer(api)
+        await add_rate(api, code, "earn", price_per_point="0.01")
+        await partner_earning(api, code)
+        member = await member_with(api, 100)
+        order = await earned(api, key, member, "10.00")
+        redemption = (await redeem_at(api, key, member, 30)).json()
+        for entry_id in (order["entry_id"], redemption["id"]):
+            response = await api.reverse(entry_id)
+            assert problem(response) == (422, "entry_not_reversible"), response.text
+        assert await api.available(member) == 80
+        partner = await get_partner(api, code)
+        assert (partner["funding_points"], partner["payable_points"]) == (-10, 30)
+
+    async def test_a_charity_does_not_reverse_a_donation(self, api: Api) -> None:
+        code, key = await partner_with_key(api, "partner:redeem", roles=("redeem", "donation"))
+        await add_rate(api, code, "redeem", price_per_point="0.01")
+        member = await member_with(api, 100)
+        donation = (await donate(api, member, code, 25)).json()
+        read = await api.get(f"/v1/partner/redemptions/{donation['id']}", key=key)
+        assert read.status_code == 200, read.text
+        assert read.json()["donation"] is True
+        response = await api.post(f"/v1/partner/redemptions/{donation['id']}/reversal", {}, key=key)
+        assert problem(response) == (422, "entry_not_reversible")
+        assert await api.available(member) == 75
+        assert (await get_partner(api, code))["payable_points"] == 25
