@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     Text,
     UniqueConstraint,
     Uuid,
@@ -63,15 +64,21 @@ class Partner(Base):
 
 
 class PartnerBalance(Base):
-    """The partner's two accounts, kept by ledger_post() in the statement that
-    posts to them, under this row's lock: the funding check (prepaid: not below
-    zero; postpaid: not below -credit_limit_points) is the UPDATE's WHERE clause."""
+    """The partner's two accounts' balances, in slots: ledger_post() puts each entry
+    on one slot and checks the funding there, so concurrent entries of one partner
+    rarely queue on one row; a debit its slot cannot cover locks every slot and checks
+    the partner's whole funding (app/sql/functions/partner_balance_spread.sql). The
+    partner's balances are the sums of its slots."""
 
     __tablename__ = "partner_balance"
+    __table_args__ = (PrimaryKeyConstraint("partner_id", "slot"),)
 
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    slot: Mapped[int] = mapped_column(SmallInteger)
     funding: Mapped[int] = mapped_column(BigInteger, server_default="0")
     payable: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # how low this slot's funding may go on its own (NULL: the partner has no floor)
+    floor: Mapped[int | None] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

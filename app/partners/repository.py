@@ -17,12 +17,22 @@ _PARTNER = """
 SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency, pa.credit_limit_points,
        pa.timezone, pa.settlement_period, pa.status, pa.created_at, pa.updated_at,
        b.funding AS funding_points, b.payable AS payable_points
-  FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id
+  FROM partner pa
+ CROSS JOIN LATERAL (SELECT sum(s.funding)::bigint AS funding, sum(s.payable)::bigint AS payable
+                       FROM partner_balance s WHERE s.partner_id = pa.id) b
 """
 
+# Rows of partner_balance per partner: how many of one partner's entries can check
+# its funding at once without queueing (app/sql/functions/partner_balance_spread.sql).
+BALANCE_SLOTS = 8
+
+SPREAD = "SELECT partner_balance_spread(p_partner_id => $1)"
+
 BALANCES = """
-SELECT g.code AS program, pa.code AS partner, b.funding, b.payable
+SELECT g.code AS program, pa.code AS partner, sum(b.funding)::bigint AS funding,
+       sum(b.payable)::bigint AS payable
   FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id JOIN program g ON g.id = pa.program_id
+ GROUP BY g.code, pa.code
  ORDER BY g.code, pa.code
 """
 
@@ -34,7 +44,8 @@ WITH partner AS (
     ON CONFLICT (program_id, code) DO NOTHING
     RETURNING id
 ), balance AS (
-    INSERT INTO partner_balance (partner_id, updated_at) SELECT id, $10 FROM partner
+    INSERT INTO partner_balance (partner_id, slot, updated_at)
+    SELECT id, slot, $10 FROM partner, generate_series(0, $11 - 1) AS slot
 ), accounts AS (
     INSERT INTO account (program_id, kind, partner_id)
     SELECT $1, kind, partner.id FROM partner, unnest(ARRAY['partner_funding', 'partner_payable']) AS kind
@@ -152,6 +163,7 @@ async def insert_partner(
         fields["timezone"],
         fields["settlement_period"],
         now,
+        BALANCE_SLOTS,
     )
     return found
 
@@ -384,16 +396,22 @@ SELECT l.entry_id::text, l.section, l.points,
 
 # verify: each partner's cached balances against the sums of its postings
 BALANCES_AGAINST_POSTINGS = """
-SELECT pa.code, b.funding, b.payable,
-       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding_postings,
-       coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable_postings
+WITH balances AS (
+    SELECT partner_id, sum(funding) AS funding, sum(payable) AS payable FROM partner_balance GROUP BY partner_id
+), postings AS (
+    SELECT a.partner_id,
+           coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding,
+           coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable
+      FROM account a LEFT JOIN posting p ON p.account_id = a.id
+     WHERE a.partner_id IS NOT NULL
+     GROUP BY a.partner_id
+)
+SELECT pa.code, b.funding, b.payable, coalesce(s.funding, 0) AS funding_postings,
+       coalesce(s.payable, 0) AS payable_postings
   FROM partner pa
-  JOIN partner_balance b ON b.partner_id = pa.id
-  LEFT JOIN account a ON a.partner_id = pa.id
-  LEFT JOIN posting p ON p.account_id = a.id
- GROUP BY pa.code, b.funding, b.payable
-HAVING b.funding <> coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0)
-    OR b.payable <> coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0)
+  JOIN balances b ON b.partner_id = pa.id
+  LEFT JOIN postings s ON s.partner_id = pa.id
+ WHERE b.funding <> coalesce(s.funding, 0) OR b.payable <> coalesce(s.payable, 0)
 """
 
 
@@ -434,11 +452,20 @@ ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at
 
 
 async def lock_balance(connection: Connection, partner_id: int) -> int:
-    """The partner's funding points, its balance row locked until the transaction ends."""
+    """The partner's funding points, every slot of its balance locked (in slot order,
+    as ledger_post() locks them) until the transaction ends."""
     funding: int = await connection.fetchval(
-        "SELECT funding FROM partner_balance WHERE partner_id = $1 FOR UPDATE", partner_id
+        "SELECT sum(funding)::bigint FROM (SELECT funding FROM partner_balance WHERE partner_id = $1"
+        " ORDER BY slot FOR UPDATE) s",
+        partner_id,
     )
     return funding
+
+
+async def spread(connection: Connection, partner_id: int) -> None:
+    """Share the partner's funding headroom out over its slots again (after it is
+    created, or its credit limit changed)."""
+    await connection.execute(SPREAD, partner_id)
 
 
 async def lock_partner(connection: Connection, partner_id: int) -> None:

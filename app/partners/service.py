@@ -155,6 +155,7 @@ async def create(context: AppContext, principal: Principal, body: PartnerCreate)
         partner_id = await repository.insert_partner(connection, principal.program_id, body.model_dump(), now)
         if partner_id is None:
             raise PartnerExists(f"partner {body.code} already exists in this program")
+        await repository.spread(connection, partner_id)
         row = await repository.partner_by_id(connection, partner_id)
     assert row is not None
     return partner_out(row)
@@ -208,6 +209,8 @@ async def update(context: AppContext, principal: Principal, code: str, body: Par
             credit_limit_points=body.credit_limit_points,
             now=now,
         )
+        if "credit_limit_points" in fields:  # the slots' share of the new floor
+            await repository.spread(connection, current["id"])
         row = await find(connection, principal.program_id, code)
     # A suspension reaches every process's key cache through the partner_status_changed
     # trigger's NOTIFY; this process forgets its own at once.

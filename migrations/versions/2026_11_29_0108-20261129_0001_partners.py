@@ -1,7 +1,7 @@
 """Partners: agreements, balances, rates, settlement lines, statements,
 redemptions and conversions.
 
-- partner, partner_balance (funding and payable, checked by ledger_post()),
+- partner, partner_balance (funding and payable in slots, checked by ledger_post()),
   partner_rate (effective-dated), partner_line (each partner entry's settlement
   line), partner_statement (closed periods; append-only), partner_redemption,
   conversion.
@@ -66,14 +66,16 @@ def upgrade() -> None:
     op.create_table(
         "partner_balance",
         sa.Column("partner_id", sa.BigInteger(), nullable=False),
+        sa.Column("slot", sa.SmallInteger(), nullable=False),
         sa.Column("funding", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("payable", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("floor", sa.BigInteger(), nullable=True),
         sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["partner_id"], ["partner.id"], name=op.f("fk_partner_balance_partner_id_partner")
         ),
-        sa.PrimaryKeyConstraint("partner_id", name=op.f("pk_partner_balance")),
+        sa.PrimaryKeyConstraint("partner_id", "slot", name=op.f("pk_partner_balance")),
     )
     op.create_table(
         "partner_rate",

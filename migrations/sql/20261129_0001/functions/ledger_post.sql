@@ -28,10 +28,11 @@
 --
 -- Partners: p_partners (parallel to the legs; NULL or NULL elements elsewhere)
 -- names the partner whose partner_funding / partner_payable account a system leg
--- posts to. Each partner's balance row is updated after the members', in ascending
--- partner id, under its lock: a debit of partner_funding below zero (prepaid) or
--- below -credit_limit_points (postpaid with a limit) is refused with LP010 (DETAIL:
--- JSON with the partner's code, billing, funding and limit); credits always pass.
+-- posts to. Each partner's balance (its slots in partner_balance, see
+-- partner_balance_spread()) is updated after the members', in ascending partner
+-- id: a debit of partner_funding below zero (prepaid) or below
+-- -credit_limit_points (postpaid with a limit) is refused with LP010 (DETAIL: JSON
+-- with the partner's code, billing, funding and limit); credits always pass.
 -- p_partner_line, when given, is the entry's settlement line for that partner
 -- ({partner_id, section, points, rate_id, price_per_point, price, undoes}),
 -- written into partner_line with the entry.
@@ -93,7 +94,10 @@ DECLARE
     v_member_ids bigint[] := '{}';
     v_changes bigint[] := '{}';
     v_partner record;
-    v_detail text;
+    v_payee record;
+    v_slot integer;
+    v_fitted boolean;
+    v_funding bigint;
     v_partners bigint[] := coalesce(p_partners, array_fill(NULL::bigint, ARRAY[cardinality(p_amounts)]));
 BEGIN
     IF cardinality(p_amounts) < 2
@@ -219,9 +223,14 @@ BEGIN
             p_changes => v_changes);
     END IF;
 
-    -- A partner's balance row, after the members' (every writer locks members
-    -- first, then partners, each in ascending id: no deadlocks). Its WHERE clause is
-    -- the funding check; credits always pass, so refunds and fundings never fail.
+    -- A partner's balance, after the members' (every writer locks members first,
+    -- then partners in ascending id: no deadlocks). Its rows are slots (see
+    -- partner_balance_spread()); the entry takes the slot its id names (UUIDv7's
+    -- last byte is random), so concurrent entries of one partner rarely queue on one
+    -- row. A credit, or a debit its slot's headroom covers, updates that slot alone
+    -- (in a subtransaction, so that a failed check leaves no lock behind); any other
+    -- debit locks every slot in ascending order, checks the partner's whole funding
+    -- against its floor, and shares the headroom out again.
     FOR v_partner IN
         SELECT l.partner_id,
                coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_funding'), 0) AS d_funding,
@@ -231,32 +240,52 @@ BEGIN
          GROUP BY l.partner_id
          ORDER BY l.partner_id
     LOOP
-        UPDATE partner_balance b
-           SET funding = b.funding + v_partner.d_funding,
-               payable = b.payable + v_partner.d_payable,
-               version = b.version + 1,
-               updated_at = p_recorded_at
-          FROM partner pa
-         WHERE b.partner_id = v_partner.partner_id AND pa.id = b.partner_id
-           AND pa.program_id = p_program_id
-           AND (v_partner.d_funding >= 0
-                OR b.funding + v_partner.d_funding >= 0
-                OR (pa.billing = 'postpaid'
-                    AND (pa.credit_limit_points IS NULL
-                         OR b.funding + v_partner.d_funding >= -pa.credit_limit_points)));
-        IF NOT FOUND THEN
-            SELECT json_build_object(
-                       'partner', pa.code, 'billing', pa.billing, 'funding', b.funding,
-                       'credit_limit', pa.credit_limit_points,
-                       'change_funding', v_partner.d_funding)::text
-              INTO v_detail
-              FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id
-             WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
-            IF v_detail IS NULL THEN
-                RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
+        SELECT pa.code, pa.billing, pa.credit_limit_points,
+               (SELECT count(*) FROM partner_balance b WHERE b.partner_id = pa.id) AS slots
+          INTO v_payee
+          FROM partner pa WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
+        IF NOT FOUND OR v_payee.slots = 0 THEN
+            RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
+        END IF;
+        v_slot := get_byte(uuid_send(p_entry_id), 15) % v_payee.slots;
+        v_fitted := false;
+        BEGIN
+            UPDATE partner_balance b
+               SET funding = b.funding + v_partner.d_funding,
+                   payable = b.payable + v_partner.d_payable,
+                   version = b.version + 1,
+                   updated_at = p_recorded_at
+             WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
+               AND (v_partner.d_funding >= 0 OR b.floor IS NULL
+                    OR b.funding + v_partner.d_funding >= b.floor);
+            v_fitted := FOUND;
+            IF NOT v_fitted THEN
+                RAISE EXCEPTION USING ERRCODE = 'LP011';  -- release what the UPDATE locked
             END IF;
-            RAISE EXCEPTION 'the partner has not enough funding for this entry'
-                USING ERRCODE = 'LP010', DETAIL = v_detail;
+        EXCEPTION WHEN SQLSTATE 'LP011' THEN
+            v_fitted := false;
+        END;
+        IF NOT v_fitted THEN
+            PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
+              ORDER BY b.slot FOR UPDATE;
+            SELECT sum(b.funding) INTO v_funding FROM partner_balance b WHERE b.partner_id = v_partner.partner_id;
+            IF (v_payee.billing = 'prepaid' AND v_funding + v_partner.d_funding < 0)
+               OR (v_payee.billing = 'postpaid' AND v_payee.credit_limit_points IS NOT NULL
+                   AND v_funding + v_partner.d_funding < -v_payee.credit_limit_points) THEN
+                RAISE EXCEPTION 'the partner has not enough funding for this entry'
+                    USING ERRCODE = 'LP010',
+                          DETAIL = json_build_object(
+                              'partner', v_payee.code, 'billing', v_payee.billing, 'funding', v_funding,
+                              'credit_limit', v_payee.credit_limit_points,
+                              'change_funding', v_partner.d_funding)::text;
+            END IF;
+            UPDATE partner_balance b
+               SET funding = b.funding + v_partner.d_funding,
+                   payable = b.payable + v_partner.d_payable,
+                   version = b.version + 1,
+                   updated_at = p_recorded_at
+             WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot;
+            PERFORM partner_balance_spread(p_partner_id => v_partner.partner_id);
         END IF;
     END LOOP;
 
