@@ -397,7 +397,8 @@ SELECT l.entry_id::text, l.section, l.points,
 # verify: each partner's cached balances against the sums of its postings
 BALANCES_AGAINST_POSTINGS = """
 WITH balances AS (
-    SELECT partner_id, sum(funding) AS funding, sum(payable) AS payable FROM partner_balance GROUP BY partner_id
+    SELECT partner_id, sum(funding) AS funding, sum(payable) AS payable
+      FROM partner_balance GROUP BY partner_id
 ), postings AS (
     SELECT a.partner_id,
            coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding,
