@@ -386,7 +386,7 @@ async def written_orders() -> tuple[dict[str, int], int]:
             " FROM paid_order o LEFT JOIN partner pa ON pa.id = o.partner_id GROUP BY 1 ORDER BY 1"
         )
         funding = await connection.fetchval(
-            "SELECT b.funding FROM partner_balance b JOIN partner pa ON pa.id = b.partner_id"
+            "SELECT sum(b.funding) FROM partner_balance b JOIN partner pa ON pa.id = b.partner_id"
             " WHERE pa.code = $1",
             PREPAID,
         )
@@ -562,7 +562,7 @@ SELECT id, $1, 'earn', points, $2, $3, recorded_at FROM bench_batch ORDER BY g""
     """UPDATE partner_balance
    SET funding = funding - (SELECT sum(points) FROM bench_batch),
        version = version + (SELECT count(*) FROM bench_batch), updated_at = now()
- WHERE partner_id = $1""",
+ WHERE partner_id = $1 AND slot = 0""",
 ]
 
 # The same entries through ledger_post() itself, one call per entry (as a partner

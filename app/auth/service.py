@@ -67,8 +67,12 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._listening = False
         self._default_program_id: int | None = None
+        # bumped by every forget(): a lookup that began before a revocation or a
+        # partner's suspension committed must not put what it read in the cache
+        self._generation = 0
 
     def forget(self) -> None:
+        self._generation += 1
         self._cache.clear()
 
     @property
@@ -102,10 +106,11 @@ class Authenticator:
             hit = self._cache.get(digest)
             if hit is not None and hit[0] > time.monotonic():
                 return hit[1]
+        generation = self._generation
         principal = await self._lookup(digest)
         if principal is None:
             raise Unauthorized("the API key is not valid or has been revoked")
-        if self.caching:
+        if self.caching and generation == self._generation:
             if len(self._cache) >= 10_000:
                 self._cache.clear()
             self._cache[digest] = (time.monotonic() + self._cache_seconds, principal)
@@ -157,6 +162,8 @@ async def create_key(
         async with session.begin_nested():
             row = await _insert_key(session, program_id, name, prefix, digest, scopes, partner_code, now)
     except IntegrityError as exc:
+        if "fk_api_key_program_id_partner" not in str(exc.orig):
+            raise
         raise PartnerNotFound(f"no partner {partner_code} in this program") from exc
     return row, key
 

@@ -7,6 +7,7 @@ the program's app backend (donations and conversions of a member)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -77,6 +78,15 @@ IdPath = Annotated[uuid.UUID, Path(description="its id")]
 From = Annotated[Instant, Query(alias="from", description="start of the period, recorded time (included)")]
 To = Annotated[Instant, Query(description="end of the period (excluded)")]
 Format = Annotated[Literal["json", "csv"], Query(description="json pages, or every line as CSV")]
+Pin = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**63 - 1,
+        description="only entries the hash chain had reached by this sequence (a settlement's "
+        "`chain_sequence`): the same figures whenever asked; unset: every entry recorded",
+    ),
+]
 CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "with ?format=csv: every line, as CSV"}
 }
@@ -212,12 +222,15 @@ async def create_partner_funding(
     responses=error_responses(*_PARTNER_ERRORS),
 )
 async def get_partner_settlement(
-    code: CodePath, start: From, to: To, context: Context, principal: Admin
+    code: CodePath, start: From, to: To, context: Context, principal: Admin, chain_sequence: Pin = None
 ) -> Settlement:
     """What the partner owes and is owed for the entries recorded in [from, to), by
-    section, derived from the ledger now: the same figures whenever it is asked."""
+    section, each line at the price it carried when recorded. The answer names the
+    ledger head it was read at (`chain_sequence`); asked again with that
+    `chain_sequence`, it is the same whenever it is asked (without it, an entry whose
+    transaction began in the period and committed later may still join it)."""
     return await settlement.settlement(
-        context, principal.program_id, await _partner(context, principal, code), start, to
+        context, principal.program_id, await _partner(context, principal, code), start, to, chain_sequence
     )
 
 
@@ -236,10 +249,11 @@ async def list_partner_settlement_lines(
     limit: Limit = 100,
     cursor: Cursor = None,
     format: Format = "json",
+    chain_sequence: Pin = None,
 ) -> Response | SettlementLinePage:
     """Every line behind the settlement of [from, to), in recorded order."""
     partner = await _partner(context, principal, code)
-    return await _lines(context, partner, start, to, limit, cursor, format)
+    return await _lines(context, partner, start, to, limit, cursor, format, chain_sequence)
 
 
 async def _lines(
@@ -250,12 +264,30 @@ async def _lines(
     limit: int,
     cursor: str | None,
     format: str,
+    chain_sequence: int | None,
 ) -> Response | SettlementLinePage:
     if format == "csv":
         settlement.check_period(start, to)
-        body = settlement.lines_csv(context, partner, repository.ALL_PERIOD_LINES, partner["id"], start, to)
-        return StreamingResponse(body, media_type="text/csv")
-    return await settlement.period_lines(context, partner, start, to, limit=limit, cursor=cursor)
+        body = settlement.lines_csv(
+            context, partner, repository.ALL_PERIOD_LINES, partner["id"], start, to, chain_sequence
+        )
+        return await _streamed(body)
+    return await settlement.period_lines(
+        context, partner, start, to, limit=limit, cursor=cursor, chain_sequence=chain_sequence
+    )
+
+
+async def _streamed(body: AsyncIterator[bytes]) -> StreamingResponse:
+    """A CSV stream whose first row is read before the answer starts: a problem
+    getting at the lines (no connection, say) is still a problem response."""
+    first = await anext(body)
+
+    async def rows() -> AsyncIterator[bytes]:
+        yield first
+        async for row in body:
+            yield row
+
+    return StreamingResponse(rows(), media_type="text/csv")
 
 
 @admin_router.post(
@@ -338,7 +370,7 @@ async def _statement_lines(
         async with context.db.pool.acquire() as connection:
             await settlement.statement(connection, partner, statement_id)
         body = settlement.lines_csv(context, partner, repository.ALL_STATEMENT_LINES, statement_id)
-        return StreamingResponse(body, media_type="text/csv")
+        return await _streamed(body)
     return await settlement.statement_lines(context, partner, statement_id, limit=limit, cursor=cursor)
 
 
@@ -473,13 +505,14 @@ async def get_partner_redemption(
 async def reverse_partner_redemption(
     http: Request,
     redemption_id: IdPath,
-    body: ReversalIn,
     context: Context,
     key: IdempotencyKey,
     principal: PartnerRedeemer,
+    body: ReversalIn | None = None,
 ) -> Response:
     """Give a redemption's points back to the member's own lots, with their own
-    expiry dates; once (again: 409 `already_reversed`)."""
+    expiry dates; once (again: 409 `already_reversed`). The body is optional."""
+    body = body or ReversalIn()
     result = await service.reverse_redemption(
         context, keyed_request(http, principal, key, body), redemption_id, body
     )
@@ -550,12 +583,14 @@ _DECIDE_ERRORS = (*_PARTNER_KEY_ERRORS, *_KEYED, service.ConversionNotFound, ser
 async def confirm_partner_conversion(
     http: Request,
     conversion_id: IdPath,
-    body: ConfirmIn,
     context: Context,
     key: IdempotencyKey,
     principal: PartnerConverter,
+    body: ConfirmIn | None = None,
 ) -> Response:
-    """The partner credited the units: the held points are spent into its payable."""
+    """The partner credited the units: the held points are spent into its payable.
+    The body is optional."""
+    body = body or ConfirmIn()
     result = await service.confirm(context, keyed_request(http, principal, key, body), conversion_id)
     return result.to_response()
 
@@ -587,10 +622,13 @@ async def reject_partner_conversion(
     operation_id="getOwnSettlement",
     responses=error_responses(*_PARTNER_KEY_ERRORS),
 )
-async def get_own_settlement(start: From, to: To, context: Context, principal: PartnerReader) -> Settlement:
-    """The partner's own settlement for [from, to), as the program sees it."""
+async def get_own_settlement(
+    start: From, to: To, context: Context, principal: PartnerReader, chain_sequence: Pin = None
+) -> Settlement:
+    """The partner's own settlement for [from, to), as the program sees it (with
+    `chain_sequence`: pinned to that ledger head, the same whenever asked)."""
     return await settlement.settlement(
-        context, principal.program_id, await _own(context, principal), start, to
+        context, principal.program_id, await _own(context, principal), start, to, chain_sequence
     )
 
 
@@ -608,9 +646,12 @@ async def list_own_settlement_lines(
     limit: Limit = 100,
     cursor: Cursor = None,
     format: Format = "json",
+    chain_sequence: Pin = None,
 ) -> Response | SettlementLinePage:
     """The lines behind the partner's own settlement."""
-    return await _lines(context, await _own(context, principal), start, to, limit, cursor, format)
+    return await _lines(
+        context, await _own(context, principal), start, to, limit, cursor, format, chain_sequence
+    )
 
 
 @partner_router.get(

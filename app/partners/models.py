@@ -126,10 +126,13 @@ class PartnerLine(Base):
     )
 
     entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    # No foreign keys to partner or partner_rate, as for JournalEntry.program_id: each
+    # would share-lock the partner's (or its rate's) row in every one of its entries.
+    # ledger_post() writes them from the legs it posted; `verify` checks them.
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     section: Mapped[str] = mapped_column(Text)
     points: Mapped[int] = mapped_column(BigInteger)
-    rate_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("partner_rate.id"))
+    rate_id: Mapped[int | None] = mapped_column(BigInteger)
     price_per_point: Mapped[Decimal | None] = mapped_column(Numeric)
     price: Mapped[Decimal | None] = mapped_column(Numeric)
     undoes_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
@@ -145,11 +148,22 @@ class PartnerRedemption(Base):
     donation). Its id is the redemption entry's; a reversal is recorded once."""
 
     __tablename__ = "partner_redemption"
-    __table_args__ = (Index(None, "partner_id", "created_at"), Index(None, "member_id"))
+    __table_args__ = (
+        Index(None, "partner_id", "created_at"),
+        Index(None, "member_id"),
+        # a till's receipt is spent once, whatever Idempotency-Key a retry carries
+        Index(
+            "uq_partner_redemption_partner_id_reference",
+            "partner_id",
+            "reference",
+            unique=True,
+            postgresql_where=text("NOT donation"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    partner_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: see PartnerLine
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
     points: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str | None] = mapped_column(Text)
@@ -168,6 +182,14 @@ class Conversion(Base):
     __table_args__ = (
         Index(None, "member_id", "created_at"),
         Index("ix_conversion_pending", "created_at", postgresql_where=text("status = 'pending'")),
+        # a partner's transfer of units is credited once, whatever Idempotency-Key a retry carries
+        Index(
+            "uq_conversion_partner_id_reference",
+            "partner_id",
+            "reference",
+            unique=True,
+            postgresql_where=text("direction = 'in'"),
+        ),
         CheckConstraint("direction IN ('out', 'in')", name="direction_known"),
         CheckConstraint(
             "status IN ('pending', 'confirmed', 'rejected', 'failed', 'completed')", name="status_known"
@@ -177,13 +199,13 @@ class Conversion(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    partner_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: see PartnerLine
     member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
     direction: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
     points: Mapped[int] = mapped_column(BigInteger)
     partner_units: Mapped[int] = mapped_column(BigInteger)
-    rate_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner_rate.id"))
+    rate_id: Mapped[int] = mapped_column(BigInteger)
     partner_member_id: Mapped[str | None] = mapped_column(Text)
     reference: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)

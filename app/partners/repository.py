@@ -334,11 +334,14 @@ SELECT l.entry_id, l.section, e.kind, l.recorded_at, l.points, l.rate_id, l.pric
        l.undoes_entry_id
   FROM partner_line l JOIN journal_entry e ON e.id = l.entry_id
 """
-# recorded in [$2, $3), after ($4, $5) in (recorded_at, entry_id) order
+# recorded in [$2, $3), after ($4, $5) in (recorded_at, entry_id) order; with $7,
+# only entries the chain reached by that sequence (a settlement pinned to a head)
 PERIOD_LINES = (
     _LINE
     + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
    AND (l.recorded_at, l.entry_id) > ($4, $5)
+   AND ($7::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $7))
  ORDER BY l.recorded_at, l.entry_id
  LIMIT $6
 """
@@ -394,6 +397,34 @@ SELECT l.entry_id::text, l.section, l.points,
  GROUP BY l.entry_id, l.partner_id, l.section, l.points
 """
 
+# verify: entries with a partner posting and no settlement line; lines priced
+# otherwise than their rate (a refund or reversal carries the price of the line it
+# undoes; a prepaid partner's earn and conversions in carry none); lines a
+# statement claimed outside its period or past its chain sequence
+LINES_MISSING_OR_MISPRICED = """
+SELECT p.entry_id::text, a.partner_id, 'no settlement line' AS problem
+  FROM posting p JOIN account a ON a.id = p.account_id
+ WHERE a.partner_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM partner_line l WHERE l.entry_id = p.entry_id AND l.partner_id = a.partner_id)
+ GROUP BY p.entry_id, a.partner_id
+UNION ALL
+SELECT l.entry_id::text, l.partner_id, 'priced otherwise than its rate'
+  FROM partner_line l JOIN partner_rate r ON r.id = l.rate_id
+ WHERE l.undoes_entry_id IS NULL AND l.price_per_point IS NOT NULL
+   AND (r.partner_id <> l.partner_id OR l.price_per_point <> r.price_per_point)
+UNION ALL
+SELECT l.entry_id::text, l.partner_id, 'priced otherwise than the line it undoes'
+  FROM partner_line l JOIN partner_line u ON u.entry_id = l.undoes_entry_id AND u.partner_id = l.partner_id
+ WHERE l.price_per_point IS DISTINCT FROM u.price_per_point
+UNION ALL
+SELECT l.entry_id::text, l.partner_id, 'claimed outside its statement''s period or chain'
+  FROM partner_line l
+  JOIN partner_statement s ON s.id = l.statement_id
+  LEFT JOIN entry_chain c ON c.entry_id = l.entry_id
+ WHERE l.partner_id <> s.partner_id OR l.recorded_at >= s.period_end
+    OR c.sequence IS NULL OR c.sequence > s.chain_sequence
+"""
+
 # verify: each partner's cached balances against the sums of its postings
 BALANCES_AGAINST_POSTINGS = """
 WITH balances AS (
@@ -424,8 +455,11 @@ async def period_lines(
     *,
     after: tuple[datetime, uuid.UUID],
     limit: int,
+    chain_sequence: int | None = None,
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(PERIOD_LINES, partner_id, start, end, after[0], after[1], limit)
+    return await connection.fetch(
+        PERIOD_LINES, partner_id, start, end, after[0], after[1], limit, chain_sequence
+    )
 
 
 async def statement_lines(
@@ -446,6 +480,8 @@ async def lines_cursor(
 ALL_PERIOD_LINES = (
     _LINE
     + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
+   AND ($4::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
  ORDER BY l.recorded_at, l.entry_id
 """
 )

@@ -57,10 +57,11 @@ def _decimal_text(value: object) -> object:
     return value
 
 
+# rates: positive, at most 10 decimals, at most 1,000,000 (money or units per point)
 PositiveDecimal = Annotated[
     Decimal,
     BeforeValidator(_decimal_text),
-    Field(gt=0, max_digits=24, decimal_places=10, allow_inf_nan=False),
+    Field(gt=0, le=1_000_000, max_digits=17, decimal_places=10, allow_inf_nan=False),
 ]
 
 

@@ -11,6 +11,7 @@ its funding below zero."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -25,12 +26,18 @@ from app.auth.service import PartnerNotFound as PartnerNotFound
 from app.context import AppContext
 from app.db import Connection, Database
 from app.errors import AppError, Forbidden, NotFound, ValidationFailed
-from app.fields import LATEST
+from app.fields import LATEST, MAX_POINTS
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger import service as ledger
 from app.ledger.entries import EntryKind, Leg, PartnerLine
-from app.ledger.errors import AlreadyReversed, CurrencyMismatch, EntryNotReversible, MemberNotFound
+from app.ledger.errors import (
+    AlreadyReversed,
+    CurrencyMismatch,
+    EntryNotReversible,
+    MemberNotFound,
+    PointsOutOfRange,
+)
 from app.ledger.jobs import run_batches
 from app.orders.service import PartnerOrders, RateNotEffective
 from app.outbox import emit
@@ -98,6 +105,10 @@ class ConversionNotPending(AppError):
 
 class ConversionBelowMinimum(AppError):
     status, code, title = 422, "conversion_below_minimum", "Fewer points than the rate converts at once"
+
+
+class ReferenceExists(AppError):
+    status, code, title = 409, "reference_exists", "The partner already used this reference"
 
 
 class ConversionNotInIncrements(AppError):
@@ -358,7 +369,7 @@ def _redemption_out(row: asyncpg.Record | dict[str, Any]) -> PartnerRedemptionOu
 async def _spend_with_partner(
     context: AppContext,
     request: KeyedRequest,
-    partner: asyncpg.Record | None,
+    role: str | None,
     *,
     code: str,
     member: str,
@@ -367,8 +378,9 @@ async def _spend_with_partner(
     donation: bool,
     check: Any,
 ) -> StoredResponse:
-    """A member's points into the partner's payable: a partner redemption, or a
-    donation. `partner` is None when the partner key's own partner (read here)."""
+    """A member's points into the partner's payable: a partner redemption (for the
+    partner key's own partner: `role` None), or a donation (to a partner named by the
+    program's key, which must be active and have `role`)."""
     now = context.clock.now()
     program_id = request.principal.program_id
 
@@ -377,7 +389,10 @@ async def _spend_with_partner(
             found = await posting.stored(connection, request)
             if found is not None:  # a retry: its checks held when it was first made
                 return found
-            payee = partner if partner is not None else await find(connection, program_id, code)
+            if role is None:  # the partner key's own partner: its key was checked
+                payee = await find(connection, program_id, code)
+            else:  # a partner the program's key names: after the replay lookup above
+                payee = await _active_partner(connection, program_id, code, role)
             rules_version, rules = await context.rules.active(connection, program_id)
             check(rules)
             rate = await _rate(connection, payee["id"], code, "redeem", now)
@@ -416,20 +431,37 @@ async def _spend_with_partner(
                 ),
             )
             if not response.replayed:
-                await repository.insert_redemption(
-                    connection,
-                    redemption_id=entry_id,
-                    program_id=program_id,
-                    partner_id=payee["id"],
-                    member=member,
-                    points=points,
-                    reference=reference,
-                    donation=donation,
-                    now=now,
+                await _once_per_reference(
+                    repository.insert_redemption(
+                        connection,
+                        redemption_id=entry_id,
+                        program_id=program_id,
+                        partner_id=payee["id"],
+                        member=member,
+                        points=points,
+                        reference=reference,
+                        donation=donation,
+                        now=now,
+                    ),
+                    code,
+                    reference,
                 )
             return response
 
     return await context.db.call(work)
+
+
+async def _once_per_reference(insert: Awaitable[None], code: str, reference: str | None) -> None:
+    """Record a partner's operation under its own reference, once: a second one with
+    the same reference (a retry under a new Idempotency-Key) is refused, and its
+    transaction, entry included, rolls back."""
+    try:
+        await insert
+    except asyncpg.UniqueViolationError as exc:
+        raise ReferenceExists(
+            f"partner {code} already used reference {reference}; retry with the first Idempotency-Key "
+            "to get its answer"
+        ) from exc
 
 
 async def redeem(context: AppContext, request: KeyedRequest, body: PartnerRedemptionIn) -> StoredResponse:
@@ -455,8 +487,6 @@ async def redeem(context: AppContext, request: KeyedRequest, body: PartnerRedemp
 
 async def donate(context: AppContext, request: KeyedRequest, member: str, body: DonationIn) -> StoredResponse:
     """POST /v1/members/{id}/donations: points given to a charity partner."""
-    async with context.db.pool.acquire() as connection:
-        partner = await _active_partner(connection, request.principal.program_id, body.partner, "donation")
 
     def check(rules: Any) -> None:
         ledger.check_redeem_limits(rules, body.points, None)
@@ -464,7 +494,7 @@ async def donate(context: AppContext, request: KeyedRequest, member: str, body: 
     return await _spend_with_partner(
         context,
         request,
-        partner,
+        "donation",
         code=body.partner,
         member=member,
         points=body.points,
@@ -577,6 +607,8 @@ def _check_conversion(points: int, rate: asyncpg.Record) -> int:
     if increment is not None and points % increment:
         raise ConversionNotInIncrements(f"the rate converts points in multiples of {increment}")
     units = partner_units(points, rate)
+    if units > MAX_POINTS:
+        raise PointsOutOfRange(f"{points} points are worth more partner units than the service counts")
     if units < 1:
         raise ConversionBelowMinimum(f"{points} points are worth less than one of the partner's units")
     return units
@@ -774,6 +806,10 @@ async def convert_in(context: AppContext, request: KeyedRequest, body: Conversio
             )
             if points < 1:
                 raise ConversionBelowMinimum(f"{body.partner_units} units are worth less than one point")
+            if points > MAX_POINTS:
+                raise PointsOutOfRange(
+                    f"{body.partner_units} units are worth more points than a balance holds"
+                )
             rules_version, rules = await context.rules.active(connection, program_id)
             conversion_id = uuid7()
             fields: dict[str, Any] = {
@@ -820,7 +856,9 @@ async def convert_in(context: AppContext, request: KeyedRequest, body: Conversio
                 ),
             )
             if not response.replayed:
-                await repository.insert_conversion(connection, fields)
+                await _once_per_reference(
+                    repository.insert_conversion(connection, fields), code, body.reference
+                )
             return response
 
     return await context.db.call(work)

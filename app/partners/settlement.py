@@ -20,11 +20,13 @@ closed statement again and compares."""
 from __future__ import annotations
 
 import csv
+import decimal
 import hashlib
 import io
 import json
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -55,6 +57,8 @@ from app.partners.schemas import (
     Totals,
 )
 
+logger = logging.getLogger(__name__)
+
 PARTNER_OWES = ("earn", "earn_refunds", "funding", "conversions_in")
 PROGRAM_OWES = ("redemptions", "redemption_reversals", "donations", "conversions_out")
 EARLIEST_LINE = (datetime(1900, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
@@ -68,15 +72,32 @@ class PeriodClosed(AppError):
     status, code, title = 409, "period_closed", "A statement already closed this period"
 
 
+# Money is exact: 60 digits hold any line (19-digit points x a rate of at most
+# 1,000,000 with 10 decimals) and any sum of lines; an inexact product or sum
+# raises instead of rounding silently. The one rounding is the quantize below.
+MONEY = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+ROUNDING = decimal.Context(prec=60, rounding=ROUND_HALF_UP)
+
+
 def line_money(points: int, price_per_point: Decimal | None, price: Decimal | None, currency: str) -> Decimal:
     """One line's money: a funding's own price, or points x price per point rounded
     half up to the currency's minor unit; zero when the line carries no price."""
     places = Decimal(1).scaleb(-minor_units(currency))
     if price is not None:
-        return price.quantize(places, rounding=ROUND_HALF_UP)
-    if price_per_point is None:
-        return Decimal(0).quantize(places)
-    return (Decimal(points) * price_per_point).quantize(places, rounding=ROUND_HALF_UP)
+        amount = price
+    elif price_per_point is None:
+        amount = Decimal(0)
+    else:
+        amount = MONEY.multiply(Decimal(points), price_per_point)
+    # `+ 0` turns a negative zero (-0.004 rounded) into 0.00
+    return MONEY.add(amount.quantize(places, context=ROUNDING), Decimal(0))
+
+
+def _sum(amounts: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for amount in amounts:
+        total = MONEY.add(total, amount)
+    return total
 
 
 def _line_text(line: asyncpg.Record, money: Decimal) -> bytes:
@@ -101,7 +122,7 @@ class Tally:
     def add(self, line: asyncpg.Record) -> Decimal:
         money = line_money(line["points"], line["price_per_point"], line["price"], self.currency)
         self.points[line["section"]] += line["points"]
-        self.money[line["section"]] += money
+        self.money[line["section"]] = MONEY.add(self.money[line["section"]], money)
         self.count += 1
         self.digest.update(_line_text(line, money))
         return money
@@ -119,9 +140,9 @@ class Tally:
         )
 
     def totals(self) -> Totals:
-        partner_owes = sum((self.money[name] for name in PARTNER_OWES), Decimal(0))
-        program_owes = sum((self.money[name] for name in PROGRAM_OWES), Decimal(0))
-        net = partner_owes - program_owes
+        partner_owes = _sum(self.money[name] for name in PARTNER_OWES)
+        program_owes = _sum(self.money[name] for name in PROGRAM_OWES)
+        net = MONEY.subtract(partner_owes, program_owes)
         direction: Literal["partner_owes", "program_owes", "none"] = (
             "partner_owes" if net > 0 else "program_owes" if net < 0 else "none"
         )
@@ -145,16 +166,40 @@ def check_period(start: datetime, end: datetime) -> None:
         raise ValidationFailed.on("query.to", "must be after from")
 
 
+async def _pinned(connection: Connection, program_id: int, chain_sequence: int | None) -> int:
+    """The head a settlement is read at: the ledger's now, or an earlier one asked for."""
+    head = (await chain.head(connection, program_id)).sequence
+    if chain_sequence is not None and chain_sequence > head:
+        raise ValidationFailed.on(
+            "query.chain_sequence", f"the chain has reached {head}; ask for a sequence it has reached"
+        )
+    return head if chain_sequence is None else chain_sequence
+
+
 async def settlement(
-    context: AppContext, program_id: int, partner: asyncpg.Record, start: datetime, end: datetime
+    context: AppContext,
+    program_id: int,
+    partner: asyncpg.Record,
+    start: datetime,
+    end: datetime,
+    chain_sequence: int | None = None,
 ) -> Settlement:
-    """GET .../settlement?from=&to=: the entries recorded in [from, to), derived now."""
+    """GET .../settlement?from=&to=: the entries recorded in [from, to), derived now;
+    with `chain_sequence`, only the entries the chain had reached by then, so the
+    same question always gets the same figures (a transaction that started inside
+    the period may commit, and be chained, after it ended)."""
     check_period(start, end)
     async with context.db.pool.acquire() as connection:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            head = await chain.head(connection, program_id)
+            head = await _pinned(connection, program_id, chain_sequence)
             tally = await _tally(
-                connection, partner["currency"], repository.ALL_PERIOD_LINES, partner["id"], start, end
+                connection,
+                partner["currency"],
+                repository.ALL_PERIOD_LINES,
+                partner["id"],
+                start,
+                end,
+                chain_sequence,
             )
     return Settlement(
         partner=partner["code"],
@@ -164,7 +209,7 @@ async def settlement(
         sections=tally.sections(),
         totals=tally.totals(),
         lines_count=tally.count,
-        chain_sequence=head.sequence,
+        chain_sequence=head,
     )
 
 
@@ -213,13 +258,14 @@ async def period_lines(
     *,
     limit: int,
     cursor: str | None,
+    chain_sequence: int | None = None,
 ) -> SettlementLinePage:
     check_period(start, end)
-    list_id = f"settlement-lines:{partner['id']}:{start.isoformat()}:{end.isoformat()}"
+    list_id = f"settlement-lines:{partner['id']}:{start.isoformat()}:{end.isoformat()}:{chain_sequence}"
     after = _after(context, list_id, cursor)
     async with context.db.pool.acquire() as connection:
         rows = await repository.period_lines(
-            connection, partner["id"], start, end, after=after, limit=limit + 1
+            connection, partner["id"], start, end, after=after, limit=limit + 1, chain_sequence=chain_sequence
         )
     return _line_page(context, list_id, rows, limit, partner["currency"])
 
@@ -249,11 +295,13 @@ async def lines_csv(
         csv.writer(buffer, lineterminator="\n").writerow(values)
         return buffer.getvalue().encode()
 
-    yield row_text(list(CSV_COLUMNS))
     async with (
         context.db.pool.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
+        # the header once the database answers (the endpoint reads it before it
+        # starts the response, so a database that is away is a 503, not a cut CSV)
+        yield row_text(list(CSV_COLUMNS))
         async for line in repository.lines_cursor(connection, query, *args):
             out = _line_out(line, currency)
             yield row_text(
@@ -422,6 +470,10 @@ async def close_due(
                 row = await close(db, partner, end, now)
             except PeriodClosed:  # another worker closed it meanwhile
                 continue
+            except Exception:
+                # one partner's failure (logged) must not stop every other partner's close
+                logger.exception("closing partner %s's statement to %s failed", partner["code"], end)
+                break
             closed += 1
             lines += row["lines_count"]
     return closed, lines
@@ -464,6 +516,8 @@ async def verify_lines(connection: Connection) -> list[str]:
                 f"entry={row['entry_id']}, section={row['section']}, line={row['points']}, "
                 f"postings={expected}"
             )
+    for row in await connection.fetch(repository.LINES_MISSING_OR_MISPRICED):
+        problems.append(f"entry={row['entry_id']}, partner={row['partner_id']}: {row['problem']}")
     for row in await connection.fetch(repository.BALANCES_AGAINST_POSTINGS):
         problems.append(
             f"partner={row['code']}, funding={row['funding']} vs postings {row['funding_postings']}, "
@@ -485,7 +539,8 @@ def _expected_points(section: str, funding: int, payable: int) -> int:
 # what `points-ledger verify` checks of partners, beside the ledger's own checks
 VERIFY_CHECKS = (
     (
-        "each partner settlement line matches its entry's postings, and each partner's balances its postings",
+        "each partner entry has its settlement line, matching its postings and priced as recorded, "
+        "and each partner's balances match its postings",
         verify_lines,
     ),
     (

@@ -125,14 +125,18 @@ def upgrade() -> None:
             ["member_id"], ["member.id"], name=op.f("fk_partner_redemption_member_id_member")
         ),
         sa.ForeignKeyConstraint(
-            ["partner_id"], ["partner.id"], name=op.f("fk_partner_redemption_partner_id_partner")
-        ),
-        sa.ForeignKeyConstraint(
             ["reversal_entry_id"],
             ["journal_entry.id"],
             name=op.f("fk_partner_redemption_reversal_entry_id_journal_entry"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_partner_redemption")),
+    )
+    op.create_index(
+        "uq_partner_redemption_partner_id_reference",
+        "partner_redemption",
+        ["partner_id", "reference"],
+        unique=True,
+        postgresql_where=sa.text("NOT donation"),
     )
     op.create_index(
         op.f("ix_partner_redemption_member_id"), "partner_redemption", ["member_id"], unique=False
@@ -192,16 +196,17 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["id"], ["journal_entry.id"], name=op.f("fk_conversion_id_journal_entry")),
         sa.ForeignKeyConstraint(["member_id"], ["member.id"], name=op.f("fk_conversion_member_id_member")),
-        sa.ForeignKeyConstraint(
-            ["partner_id"], ["partner.id"], name=op.f("fk_conversion_partner_id_partner")
-        ),
-        sa.ForeignKeyConstraint(
-            ["rate_id"], ["partner_rate.id"], name=op.f("fk_conversion_rate_id_partner_rate")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversion")),
     )
     op.create_index(
         op.f("ix_conversion_member_id_created_at"), "conversion", ["member_id", "created_at"], unique=False
+    )
+    op.create_index(
+        "uq_conversion_partner_id_reference",
+        "conversion",
+        ["partner_id", "reference"],
+        unique=True,
+        postgresql_where=sa.text("direction = 'in'"),
     )
     op.create_index(
         "ix_conversion_pending",
@@ -224,12 +229,6 @@ def upgrade() -> None:
         sa.Column("statement_id", sa.Uuid(), nullable=True),
         sa.ForeignKeyConstraint(
             ["entry_id"], ["journal_entry.id"], name=op.f("fk_partner_line_entry_id_journal_entry")
-        ),
-        sa.ForeignKeyConstraint(
-            ["partner_id"], ["partner.id"], name=op.f("fk_partner_line_partner_id_partner")
-        ),
-        sa.ForeignKeyConstraint(
-            ["rate_id"], ["partner_rate.id"], name=op.f("fk_partner_line_rate_id_partner_rate")
         ),
         sa.ForeignKeyConstraint(
             ["statement_id"],
@@ -269,6 +268,9 @@ def upgrade() -> None:
         postgresql_nulls_not_distinct=True,
     )
     op.create_foreign_key(op.f("fk_account_partner_id_partner"), "account", "partner", ["partner_id"], ["id"])
+    # A key's `partner` was a label with no effect before this revision: keys that
+    # carry one keep working as they did, as program keys (no partner existed yet).
+    op.execute("UPDATE api_key SET partner_code = NULL WHERE partner_code IS NOT NULL")
     op.create_foreign_key(
         op.f("fk_api_key_program_id_partner"),
         "api_key",

@@ -95,6 +95,7 @@ DECLARE
     v_changes bigint[] := '{}';
     v_partner record;
     v_payee record;
+    v_limit record;
     v_slot integer;
     v_fitted boolean;
     v_funding bigint;
@@ -231,63 +232,68 @@ BEGIN
     -- (in a subtransaction, so that a failed check leaves no lock behind); any other
     -- debit locks every slot in ascending order, checks the partner's whole funding
     -- against its floor, and shares the headroom out again.
-    FOR v_partner IN
-        SELECT l.partner_id,
-               coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_funding'), 0) AS d_funding,
-               coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_payable'), 0) AS d_payable
-          FROM unnest(v_partners, p_accounts, p_amounts) AS l(partner_id, account, amount)
-         WHERE l.partner_id IS NOT NULL
-         GROUP BY l.partner_id
-         ORDER BY l.partner_id
-    LOOP
-        SELECT pa.code, pa.billing, pa.credit_limit_points,
-               (SELECT count(*) FROM partner_balance b WHERE b.partner_id = pa.id) AS slots
-          INTO v_payee
-          FROM partner pa WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
-        IF NOT FOUND OR v_payee.slots = 0 THEN
-            RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
-        END IF;
-        v_slot := get_byte(uuid_send(p_entry_id), 15) % v_payee.slots;
-        v_fitted := false;
-        BEGIN
-            UPDATE partner_balance b
-               SET funding = b.funding + v_partner.d_funding,
-                   payable = b.payable + v_partner.d_payable,
-                   version = b.version + 1,
-                   updated_at = p_recorded_at
-             WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
-               AND (v_partner.d_funding >= 0 OR b.floor IS NULL
-                    OR b.funding + v_partner.d_funding >= b.floor);
-            v_fitted := FOUND;
-            IF NOT v_fitted THEN
-                RAISE EXCEPTION USING ERRCODE = 'LP011';  -- release what the UPDATE locked
+    IF p_partners IS NOT NULL THEN  -- most entries have no partner: no query for them
+        FOR v_partner IN
+            SELECT l.partner_id,
+                   coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_funding'), 0) AS d_funding,
+                   coalesce(sum(l.amount) FILTER (WHERE l.account = 'partner_payable'), 0) AS d_payable
+              FROM unnest(v_partners, p_accounts, p_amounts) AS l(partner_id, account, amount)
+             WHERE l.partner_id IS NOT NULL
+             GROUP BY l.partner_id
+             ORDER BY l.partner_id
+        LOOP
+            SELECT pa.code, pa.billing, pa.credit_limit_points,
+                   (SELECT count(*) FROM partner_balance b WHERE b.partner_id = pa.id) AS slots
+              INTO v_payee
+              FROM partner pa WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
+            IF NOT FOUND OR v_payee.slots = 0 THEN
+                RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
             END IF;
-        EXCEPTION WHEN SQLSTATE 'LP011' THEN
+            v_slot := get_byte(uuid_send(p_entry_id), 15) % v_payee.slots;
             v_fitted := false;
-        END;
-        IF NOT v_fitted THEN
-            PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
-              ORDER BY b.slot FOR UPDATE;
-            SELECT sum(b.funding) INTO v_funding FROM partner_balance b WHERE b.partner_id = v_partner.partner_id;
-            IF (v_payee.billing = 'prepaid' AND v_funding + v_partner.d_funding < 0)
-               OR (v_payee.billing = 'postpaid' AND v_payee.credit_limit_points IS NOT NULL
-                   AND v_funding + v_partner.d_funding < -v_payee.credit_limit_points) THEN
-                RAISE EXCEPTION 'the partner has not enough funding for this entry'
-                    USING ERRCODE = 'LP010',
-                          DETAIL = json_build_object(
-                              'partner', v_payee.code, 'billing', v_payee.billing, 'funding', v_funding,
-                              'credit_limit', v_payee.credit_limit_points,
-                              'change_funding', v_partner.d_funding)::text;
+            BEGIN
+                UPDATE partner_balance b
+                   SET funding = b.funding + v_partner.d_funding,
+                       payable = b.payable + v_partner.d_payable,
+                       version = b.version + 1,
+                       updated_at = p_recorded_at
+                 WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
+                   AND (v_partner.d_funding >= 0 OR b.floor IS NULL
+                        OR b.funding + v_partner.d_funding >= b.floor);
+                v_fitted := FOUND;
+                IF NOT v_fitted THEN
+                    RAISE EXCEPTION USING ERRCODE = 'LP011';  -- release what the UPDATE locked
+                END IF;
+            EXCEPTION WHEN SQLSTATE 'LP011' THEN
+                v_fitted := false;
+            END;
+            IF NOT v_fitted THEN
+                PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
+                  ORDER BY b.slot FOR UPDATE;
+                -- the limit as it is now that every slot is ours (a PATCH spreads under them)
+                SELECT pa.billing, pa.credit_limit_points INTO v_limit
+                  FROM partner pa WHERE pa.id = v_partner.partner_id;
+                SELECT sum(b.funding) INTO v_funding FROM partner_balance b WHERE b.partner_id = v_partner.partner_id;
+                IF (v_limit.billing = 'prepaid' AND v_funding + v_partner.d_funding < 0)
+                   OR (v_limit.billing = 'postpaid' AND v_limit.credit_limit_points IS NOT NULL
+                       AND v_funding + v_partner.d_funding < -v_limit.credit_limit_points) THEN
+                    RAISE EXCEPTION 'the partner has not enough funding for this entry'
+                        USING ERRCODE = 'LP010',
+                              DETAIL = json_build_object(
+                                  'partner', v_payee.code, 'billing', v_payee.billing, 'funding', v_funding,
+                                  'credit_limit', v_limit.credit_limit_points,
+                                  'change_funding', v_partner.d_funding)::text;
+                END IF;
+                UPDATE partner_balance b
+                   SET funding = b.funding + v_partner.d_funding,
+                       payable = b.payable + v_partner.d_payable,
+                       version = b.version + 1,
+                       updated_at = p_recorded_at
+                 WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot;
+                PERFORM partner_balance_spread(p_partner_id => v_partner.partner_id);
             END IF;
-            UPDATE partner_balance b
-               SET funding = b.funding + v_partner.d_funding,
-                   payable = b.payable + v_partner.d_payable,
-                   version = b.version + 1,
-                   updated_at = p_recorded_at
-             WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot;
-            PERFORM partner_balance_spread(p_partner_id => v_partner.partner_id);
-        END IF;
-    END LOOP;
+        END LOOP;
+    END IF;
 
     -- System accounts (issuance, redemption...) have no balance row and take no
     -- lock: their balance is the sum of their postings.
