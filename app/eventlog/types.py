@@ -18,6 +18,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "conversion.rejected",
     "conversion.failed",
     "partner.statement_closed",
+    "partner.statement_paid",
     "webhook.test",
     "webhook.disabled",
 )

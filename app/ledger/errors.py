@@ -82,9 +82,10 @@ def _partner_funds(exc: asyncpg.PostgresError) -> AppError:
         facts: dict[str, Any] = json.loads(getattr(exc, "detail", None) or "{}")
         needed = -int(facts["change_funding"])
         if facts["billing"] == "postpaid":
+            unpaid = -int(facts["funding"]) - int(facts.get("paid") or 0)
             return PartnerCreditExceeded(
-                f"partner {facts['partner']} has {facts['funding']} funded points and a credit limit of "
-                f"{facts['credit_limit']}; this needs {needed}"
+                f"partner {facts['partner']} has given out {unpaid} points on credit not yet paid for, "
+                f"of a credit limit of {facts['credit_limit']}; this needs {needed} more"
             )
         return PartnerFundsInsufficient(
             f"partner {facts['partner']} has {facts['funding']} funded points; this needs {needed}"

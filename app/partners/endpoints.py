@@ -51,6 +51,8 @@ from app.partners.schemas import (
     PartnerRedemptionIn,
     PartnerRedemptionOut,
     PartnerUpdate,
+    PaymentIn,
+    PaymentOut,
     RateIn,
     RateOut,
     RatePage,
@@ -306,6 +308,28 @@ async def close_partner_statement(
     partner = await _partner(context, principal, code)
     row = await settlement.close(context.db, partner, body.period_end, context.clock.now())
     return settlement.statement_out(row)
+
+
+@admin_router.post(
+    "/{code}/statements/{statement_id}/payment",
+    status_code=201,
+    response_model=PaymentOut,
+    operation_id="payPartnerStatement",
+    responses=error_responses(
+        *_PARTNER_ERRORS,
+        settlement.StatementNotFound,
+        settlement.StatementPaid,
+        settlement.PartnerNotPostpaid,
+    ),
+)
+async def pay_partner_statement(
+    code: CodePath, statement_id: IdPath, body: PaymentIn, context: Context, principal: Admin
+) -> PaymentOut:
+    """Record that a postpaid partner paid a statement: the points it gave out on
+    credit in that period (earn, their refunds, conversions in) stop counting against
+    its credit limit. Once per statement (again: 409 `statement_paid`)."""
+    partner = await _partner(context, principal, code)
+    return await settlement.pay(context.db, partner, statement_id, body.reference, context.clock.now())
 
 
 @admin_router.get(

@@ -54,8 +54,11 @@ class Partner(Base):
     roles: Mapped[list[str]] = mapped_column(ARRAY(Text))
     billing: Mapped[str] = mapped_column(Text)
     currency: Mapped[str] = mapped_column(Text)
-    # postpaid only: how far below zero its funding may go; NULL: no limit
+    # postpaid only: how many points it may have given out on credit and not paid
+    # for yet (its funding may go down to -(credit_limit_points + paid_points)); NULL: no limit
     credit_limit_points: Mapped[int | None] = mapped_column(BigInteger)
+    # postpaid: the points of its statements whose payment was recorded
+    paid_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     timezone: Mapped[str] = mapped_column(Text)
     settlement_period: Mapped[str] = mapped_column(Text, server_default="month")
     status: Mapped[str] = mapped_column(Text, server_default="active")
@@ -233,3 +236,19 @@ class PartnerStatement(Base):
     lines_digest: Mapped[str] = mapped_column(Text)
     chain_sequence: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PartnerPayment(Base):
+    """A postpaid partner paid a statement: the points given out on credit that the
+    statement billed no longer count against its credit limit. Once per statement;
+    never changed."""
+
+    __tablename__ = "partner_payment"
+
+    statement_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("partner_statement.id"), primary_key=True
+    )
+    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    reference: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

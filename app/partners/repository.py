@@ -15,6 +15,7 @@ from app.db import Connection
 
 _PARTNER = """
 SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency, pa.credit_limit_points,
+       pa.paid_points,
        pa.timezone, pa.settlement_period, pa.status, pa.created_at, pa.updated_at,
        b.funding AS funding_points, b.payable AS payable_points
   FROM partner pa
@@ -378,7 +379,20 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11)
 """
 
 _STATEMENT = """
-SELECT s.*, pa.code AS partner, pa.currency FROM partner_statement s JOIN partner pa ON pa.id = s.partner_id
+SELECT s.*, pa.code AS partner, pa.currency, pp.recorded_at AS paid_at
+  FROM partner_statement s JOIN partner pa ON pa.id = s.partner_id
+  LEFT JOIN partner_payment pp ON pp.statement_id = s.id
+"""
+
+INSERT_PAYMENT = """
+WITH payment AS (
+    INSERT INTO partner_payment (statement_id, partner_id, points, reference, recorded_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (statement_id) DO NOTHING
+    RETURNING points
+)
+UPDATE partner SET paid_points = paid_points + payment.points FROM payment WHERE partner.id = $2
+RETURNING partner.paid_points
 """
 STATEMENT = _STATEMENT + " WHERE s.id = $1 AND s.partner_id = $2\n"
 STATEMENTS = (
@@ -503,6 +517,22 @@ async def spread(connection: Connection, partner_id: int) -> None:
     """Share the partner's funding headroom out over its slots again (after it is
     created, or its credit limit changed)."""
     await connection.execute(SPREAD, partner_id)
+
+
+async def insert_payment(
+    connection: Connection,
+    statement_id: uuid.UUID,
+    partner_id: int,
+    points: int,
+    reference: str,
+    now: datetime,
+) -> int | None:
+    """Record a statement's payment; the partner's paid points after it, or None
+    when the statement was already paid."""
+    paid: int | None = await connection.fetchval(
+        INSERT_PAYMENT, statement_id, partner_id, points, reference, now
+    )
+    return paid
 
 
 async def lock_partner(connection: Connection, partner_id: int) -> None:

@@ -157,7 +157,13 @@ class PartnerOut(BaseModel):
     roles: list[Role] = Field(description="what the partner may do", examples=[["earn", "redeem"]])
     billing: Billing = Field(description="how the partner pays", examples=["postpaid"])
     currency: str = Field(description="its settlement's currency", examples=["EUR"])
-    credit_limit_points: int | None = Field(description="postpaid: its credit limit", examples=[1000000])
+    credit_limit_points: int | None = Field(
+        description="postpaid: how many points it may have given out on credit and not paid for",
+        examples=[1000000],
+    )
+    paid_points: int = Field(
+        description="postpaid: the points of its statements whose payment was recorded", examples=[0]
+    )
     timezone: str = Field(description="its settlement periods' timezone", examples=["UTC"])
     settlement_period: SettlementPeriod = Field(description="its statements' period", examples=["month"])
     status: PartnerStatus = Field(description="active or suspended", examples=["active"])
@@ -514,6 +520,32 @@ class StatementOut(BaseModel):
     lines_digest: str = Field(description="SHA-256 (hex) over its lines, in order", examples=["9f2c..."])
     chain_sequence: int = Field(description="the ledger head it was derived from", examples=[1042])
     created_at: datetime = Field(description="when it was closed", examples=["2026-12-01T00:05:00Z"])
+    paid_at: datetime | None = Field(
+        default=None, description="postpaid: when its payment was recorded", examples=[None]
+    )
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reference": "bank-2026-12-0042"}]}
+    )
+
+    reference: ShortText = Field(description="the payment's reference", examples=["bank-2026-12-0042"])
+
+
+class PaymentOut(BaseModel):
+    statement_id: uuid.UUID = Field(
+        description="the statement paid", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"]
+    )
+    partner: str = Field(description="the partner's code", examples=["coffee-co"])
+    points: int = Field(
+        description="the points it gave out on credit that the statement billed (earn, its refunds, "
+        "conversions in), which no longer count against its credit limit",
+        examples=[99000],
+    )
+    reference: str = Field(description="the payment's reference", examples=["bank-2026-12-0042"])
+    paid_points: int = Field(description="the partner's paid points after it", examples=[99000])
+    recorded_at: datetime = Field(description="when it was recorded", examples=["2026-12-05T10:00:00Z"])
 
 
 class StatementPage(BaseModel):

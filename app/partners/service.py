@@ -131,6 +131,7 @@ def partner_out(row: asyncpg.Record) -> PartnerOut:
         billing=row["billing"],
         currency=row["currency"],
         credit_limit_points=row["credit_limit_points"],
+        paid_points=row["paid_points"],
         timezone=row["timezone"],
         settlement_period=row["settlement_period"],
         status=row["status"],

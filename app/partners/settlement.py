@@ -46,6 +46,7 @@ from app.pagination import InvalidCursor
 from app.partners import repository
 from app.partners.schemas import (
     SECTIONS,
+    PaymentOut,
     Sections,
     SectionTotal,
     Settlement,
@@ -66,6 +67,14 @@ EARLIEST_LINE = (datetime(1900, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
 
 class StatementNotFound(NotFound):
     code, title = "statement_not_found", "Statement not found"
+
+
+class StatementPaid(AppError):
+    status, code, title = 409, "statement_paid", "The statement's payment was already recorded"
+
+
+class PartnerNotPostpaid(AppError):
+    status, code, title = 422, "partner_not_postpaid", "Only a postpaid partner pays statements"
 
 
 class PeriodClosed(AppError):
@@ -336,6 +345,7 @@ def statement_out(row: asyncpg.Record) -> StatementOut:
         lines_digest=row["lines_digest"],
         chain_sequence=row["chain_sequence"],
         created_at=row["created_at"],
+        paid_at=row["paid_at"],
     )
 
 
@@ -392,6 +402,53 @@ async def close(db: Database, partner: asyncpg.Record, period_end: datetime, now
                 now=now,
             )
             return row
+
+    return await db.call(work)
+
+
+# what a postpaid partner's statement billed it for, in points given out on credit
+BILLED_SECTIONS = ("earn", "earn_refunds", "conversions_in")
+
+
+async def pay(
+    db: Database, partner: asyncpg.Record, statement_id: uuid.UUID, reference: str, now: datetime
+) -> PaymentOut:
+    """A postpaid partner paid a statement: the points it billed no longer count
+    against the partner's credit limit (its slots share the new headroom out)."""
+    if partner["billing"] != "postpaid":
+        raise PartnerNotPostpaid(f"partner {partner['code']} is prepaid: it pays for points in advance")
+
+    async def work(connection: Connection) -> PaymentOut:
+        async with connection.transaction():
+            await repository.lock_partner(connection, partner["id"])
+            row = await statement(connection, partner, statement_id)
+            if row["paid_at"] is not None:
+                raise StatementPaid(f"statement {statement_id} was paid at {row['paid_at'].isoformat()}")
+            sections = json.loads(row["sections"])
+            points = sum(int(sections[name]["points"]) for name in BILLED_SECTIONS)
+            paid = await repository.insert_payment(
+                connection, statement_id, partner["id"], points, reference, now
+            )
+            if paid is None:
+                raise StatementPaid(f"statement {statement_id} was already paid")
+            await repository.spread(connection, partner["id"])
+            out = PaymentOut(
+                statement_id=statement_id,
+                partner=partner["code"],
+                points=points,
+                reference=reference,
+                paid_points=paid,
+                recorded_at=now,
+            )
+            await emit(
+                connection,
+                partner["program_id"],
+                "partner.statement_paid",
+                out.model_dump(mode="json"),
+                occurred_at=now,
+                now=now,
+            )
+            return out
 
     return await db.call(work)
 

@@ -3,7 +3,8 @@ redemptions and conversions.
 
 - partner, partner_balance (funding and payable in slots, checked by ledger_post()),
   partner_rate (effective-dated), partner_line (each partner entry's settlement
-  line), partner_statement (closed periods; append-only), partner_redemption,
+  line), partner_statement (closed periods; append-only), partner_payment (a
+  postpaid partner's paid statements), partner_redemption,
   conversion.
 - account.partner_id: a partner's two accounts (partner_funding,
   partner_payable); the unique index on system accounts now includes it.
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("billing", sa.Text(), nullable=False),
         sa.Column("currency", sa.Text(), nullable=False),
         sa.Column("credit_limit_points", sa.BigInteger(), nullable=True),
+        sa.Column("paid_points", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("timezone", sa.Text(), nullable=False),
         sa.Column("settlement_period", sa.Text(), server_default="month", nullable=False),
         sa.Column("status", sa.Text(), server_default="active", nullable=False),
@@ -167,6 +169,23 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "partner_id", "period_end", name=op.f("uq_partner_statement_partner_id_period_end")
         ),
+    )
+    op.create_table(
+        "partner_payment",
+        sa.Column("statement_id", sa.Uuid(), nullable=False),
+        sa.Column("partner_id", sa.BigInteger(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.Column("reference", sa.Text(), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["partner_id"], ["partner.id"], name=op.f("fk_partner_payment_partner_id_partner")
+        ),
+        sa.ForeignKeyConstraint(
+            ["statement_id"],
+            ["partner_statement.id"],
+            name=op.f("fk_partner_payment_statement_id_partner_statement"),
+        ),
+        sa.PrimaryKeyConstraint("statement_id", name=op.f("pk_partner_payment")),
     )
     op.create_table(
         "conversion",

@@ -30,6 +30,7 @@ PARTNER_FIELDS = {
     "status",
     "funding_points",
     "payable_points",
+    "paid_points",
     "created_at",
     "updated_at",
 }

@@ -42,6 +42,7 @@ STATEMENT_FIELDS = {
     "totals",
     "lines_count",
     "lines_digest",
+    "paid_at",
     "chain_sequence",
     "created_at",
 }

@@ -31,7 +31,8 @@
 -- posts to. Each partner's balance (its slots in partner_balance, see
 -- partner_balance_spread()) is updated after the members', in ascending partner
 -- id: a debit of partner_funding below zero (prepaid) or below
--- -credit_limit_points (postpaid with a limit) is refused with LP010 (DETAIL: JSON
+-- -(credit_limit_points + paid_points) (postpaid with a limit: what it gave out on
+-- credit and has not paid for stays within the limit) is refused with LP010 (DETAIL: JSON
 -- with the partner's code, billing, funding and limit); credits always pass.
 -- p_partner_line, when given, is the entry's settlement line for that partner
 -- ({partner_id, section, points, rate_id, price_per_point, price, undoes}),
@@ -271,17 +272,19 @@ BEGIN
                 PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
                   ORDER BY b.slot FOR UPDATE;
                 -- the limit as it is now that every slot is ours (a PATCH spreads under them)
-                SELECT pa.billing, pa.credit_limit_points INTO v_limit
+                SELECT pa.billing, pa.credit_limit_points, pa.paid_points INTO v_limit
                   FROM partner pa WHERE pa.id = v_partner.partner_id;
                 SELECT sum(b.funding) INTO v_funding FROM partner_balance b WHERE b.partner_id = v_partner.partner_id;
                 IF (v_limit.billing = 'prepaid' AND v_funding + v_partner.d_funding < 0)
                    OR (v_limit.billing = 'postpaid' AND v_limit.credit_limit_points IS NOT NULL
-                       AND v_funding + v_partner.d_funding < -v_limit.credit_limit_points) THEN
+                       AND v_funding + v_partner.d_funding
+                           < -(v_limit.credit_limit_points + v_limit.paid_points)) THEN
                     RAISE EXCEPTION 'the partner has not enough funding for this entry'
                         USING ERRCODE = 'LP010',
                               DETAIL = json_build_object(
                                   'partner', v_payee.code, 'billing', v_payee.billing, 'funding', v_funding,
                                   'credit_limit', v_limit.credit_limit_points,
+                                  'paid', v_limit.paid_points,
                                   'change_funding', v_partner.d_funding)::text;
                 END IF;
                 UPDATE partner_balance b

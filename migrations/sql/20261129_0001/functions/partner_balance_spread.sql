@@ -3,9 +3,10 @@
 -- entries, each on one slot, can check the partner's funding without queueing on
 -- one row.
 --
--- A partner's floor is how low its funding may go: 0 (prepaid), -credit_limit_points
--- (postpaid with a limit), or none (postpaid without one: every slot's floor is
--- NULL and nothing is checked). Its headroom H is the funding of all slots minus
+-- A partner's floor is how low its funding may go: 0 (prepaid),
+-- -(credit_limit_points + paid_points) (postpaid with a limit: the points it gave out
+-- on credit and has not paid for yet stay within its limit), or none (postpaid
+-- without one: every slot's floor is NULL and nothing is checked). Its headroom H is the funding of all slots minus
 -- the floor. This function locks every slot of the partner (ascending slot order,
 -- the order every writer that needs more than one slot uses) and sets each slot's
 -- `floor` so that the slot's own headroom (funding - floor) is H / slots (the first
@@ -16,7 +17,7 @@
 -- its own, each one goes to ledger_post()'s exact check over all slots.
 --
 -- Called by ledger_post() when a debit does not fit its slot, and when a partner is
--- created or its credit limit changes (app/partners).
+-- created, its credit limit changes or a statement's payment is recorded (app/partners).
 CREATE OR REPLACE FUNCTION partner_balance_spread(p_partner_id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -24,7 +25,8 @@ DECLARE
     v_headroom bigint;
     v_slots integer;
 BEGIN
-    SELECT CASE WHEN pa.billing = 'prepaid' THEN 0 ELSE -pa.credit_limit_points END INTO v_floor
+    SELECT CASE WHEN pa.billing = 'prepaid' THEN 0 ELSE -(pa.credit_limit_points + pa.paid_points) END
+      INTO v_floor
       FROM partner pa WHERE pa.id = p_partner_id;
     PERFORM 1 FROM partner_balance b WHERE b.partner_id = p_partner_id ORDER BY b.slot FOR UPDATE;
     SELECT sum(b.funding) - v_floor, count(*) INTO v_headroom, v_slots
