@@ -20,11 +20,12 @@ from app.rules.tier_machine import TierDecision
 # that ledger_post_order() checks, in one round trip. Earned points are summed per
 # local day over the three UTC dates around `paid_at`, since the active rules'
 # timezone (and so the order's local day) is only known once this row is read.
-# A daily cap counts the orders of the same earner: the program's own orders, or
-# one partner's ($5).
+# A daily cap, and "first order", count the orders of the same earner: the
+# program's own orders, or one partner's ($5).
 ORDER_FACTS = """
 SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
-       EXISTS (SELECT 1 FROM paid_order o WHERE o.member_id = m.id) AS has_orders,
+       EXISTS (SELECT 1 FROM paid_order o
+                WHERE o.member_id = m.id AND o.partner_id IS NOT DISTINCT FROM $5) AS has_orders,
        d.days, d.points
   FROM member m
   JOIN member_balance b ON b.member_id = m.id

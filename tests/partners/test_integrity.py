@@ -13,6 +13,7 @@ from app.partners.settlement import VERIFY_CHECKS
 from tests.partners.helpers import (
     add_rate,
     member_with,
+    partner_order,
     partner_with_key,
     period,
     problem,
@@ -174,3 +175,25 @@ class TestOptionalBodies:
         )
         assert confirmed.status_code == 201, confirmed.text
         assert confirmed.json()["status"] == "confirmed"
+
+
+class TestFirstOrderPerEarner:
+    async def test_a_partner_order_leaves_the_programs_first_order_bonus(self, api: Api) -> None:
+        code, key = await partner_with_key(api, roles=("earn",))
+        await add_rate(api, code, "earn", price_per_point="0.01")
+        first_order = {"id": "first-order", "points": 100, "when": {"first_order": True}}
+        await api.use_rules(
+            {
+                "earn": {"base": {"points": 1, "per": "1", "rounding": "floor"}, "bonuses": [first_order]},
+                "partner_earn": {
+                    code: {"base": {"points": 1, "per": "1", "rounding": "floor"}, "bonuses": [first_order]}
+                },
+            }
+        )
+        member = await api.enrol()
+        at_partner = await partner_order(api, key, member, "10.00")
+        assert at_partner.json()["points"] == 110, at_partner.text  # its first with this partner
+        again = await partner_order(api, key, member, "10.00")
+        assert again.json()["points"] == 10
+        own = await api.order(member, "10.00")
+        assert own.json()["points"] == 110, own.text  # and still its first with the program
