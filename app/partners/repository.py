@@ -25,7 +25,7 @@ SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency
 
 # Rows of partner_balance per partner: how many of one partner's entries can check
 # its funding at once without queueing (app/sql/functions/partner_balance_spread.sql).
-BALANCE_SLOTS = 8
+BALANCE_SLOTS = 32
 
 SPREAD = "SELECT partner_balance_spread(p_partner_id => $1)"
 

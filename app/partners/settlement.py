@@ -65,6 +65,10 @@ PROGRAM_OWES = ("redemptions", "redemption_reversals", "donations", "conversions
 EARLIEST_LINE = (datetime(1900, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
 
 
+# how long one statement's close may take (its claim of the period's lines)
+CLOSE_TIMEOUT_MS = 30 * 60 * 1000
+
+
 class StatementNotFound(NotFound):
     code, title = "statement_not_found", "Statement not found"
 
@@ -357,6 +361,9 @@ async def close(db: Database, partner: asyncpg.Record, period_end: datetime, now
 
     async def work(connection: Connection) -> asyncpg.Record:
         async with connection.transaction():
+            # A close is batch work (a busy partner's month is millions of lines), not
+            # a request a caller waits on: the service's statement timeout is for those.
+            await connection.execute(f"SET LOCAL statement_timeout = {CLOSE_TIMEOUT_MS}")
             await repository.lock_partner(connection, partner["id"])
             previous = await repository.last_period_end(connection, partner["id"])
             period_start = previous or partner["created_at"]

@@ -8,6 +8,7 @@ import asyncio
 
 import asyncpg
 
+from app.partners.repository import BALANCE_SLOTS
 from tests.partners.helpers import (
     add_rate,
     get_partner,
@@ -61,16 +62,20 @@ class TestSlots:
         assert refund.status_code == 201, refund.text  # funding -50: at the limit, not under
         assert problem(await partner_order(api, key, member, "1.00")) == (422, "partner_credit_exceeded")
         assert (await get_partner(api, code))["funding_points"] == -50
+        limit = 50 + BALANCE_SLOTS  # a headroom of one point per slot
         raised = await api.client.patch(
-            f"/v1/partners/{code}", json={"credit_limit_points": 58}, headers=api.headers()
+            f"/v1/partners/{code}", json={"credit_limit_points": limit}, headers=api.headers()
         )
         assert raised.status_code == 200, raised.text
         rows = await slots(db, code)
         assert sum(row["funding"] for row in rows) == -50
-        assert sum(row["floor"] for row in rows) == -58  # the headroom of 8, one point per slot
-        results = await asyncio.gather(*(partner_order(api, key, member, "1.00") for _ in range(12)))
-        assert sorted(response.status_code for response in results) == [201] * 8 + [422] * 4
-        assert (await get_partner(api, code))["funding_points"] == -58
+        assert sum(row["floor"] for row in rows) == -limit
+        assert {row["funding"] - row["floor"] for row in rows} == {1}
+        results = await asyncio.gather(
+            *(partner_order(api, key, member, "1.00") for _ in range(BALANCE_SLOTS + 6))
+        )
+        assert sorted(response.status_code for response in results) == [201] * BALANCE_SLOTS + [422] * 6
+        assert (await get_partner(api, code))["funding_points"] == -limit
 
     async def test_a_postpaid_partner_without_a_limit_checks_nothing(
         self, api: Api, db: asyncpg.Connection
@@ -81,6 +86,6 @@ class TestSlots:
         member = await api.enrol()
         assert (await partner_order(api, key, member, "1000.00")).status_code == 201
         rows = await slots(db, code)
-        assert len(rows) == 8
+        assert len(rows) == BALANCE_SLOTS
         assert all(row["floor"] is None for row in rows)
         assert sum(row["funding"] for row in rows) == -1000

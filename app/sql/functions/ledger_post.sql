@@ -251,23 +251,40 @@ BEGIN
                 RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
             END IF;
             v_slot := get_byte(uuid_send(p_entry_id), 15) % v_payee.slots;
-            v_fitted := false;
-            BEGIN
+            IF v_partner.d_funding >= 0
+               OR (v_payee.billing = 'postpaid' AND v_payee.credit_limit_points IS NULL) THEN
+                -- a credit, or a partner with no floor: nothing to check, nothing can fail
+                -- (no subtransaction; should a credit limit be set meanwhile, the slot's
+                -- floor still stops the debit and the exact check below takes over)
                 UPDATE partner_balance b
                    SET funding = b.funding + v_partner.d_funding,
                        payable = b.payable + v_partner.d_payable,
                        version = b.version + 1,
                        updated_at = p_recorded_at
                  WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
-                   AND (v_partner.d_funding >= 0 OR b.floor IS NULL
-                        OR b.funding + v_partner.d_funding >= b.floor);
+                   AND (v_partner.d_funding >= 0 OR b.floor IS NULL);
                 v_fitted := FOUND;
-                IF NOT v_fitted THEN
-                    RAISE EXCEPTION USING ERRCODE = 'LP011';  -- release what the UPDATE locked
-                END IF;
-            EXCEPTION WHEN SQLSTATE 'LP011' THEN
+            ELSE
                 v_fitted := false;
-            END;
+            END IF;
+            IF NOT v_fitted THEN
+                BEGIN
+                    UPDATE partner_balance b
+                       SET funding = b.funding + v_partner.d_funding,
+                           payable = b.payable + v_partner.d_payable,
+                           version = b.version + 1,
+                           updated_at = p_recorded_at
+                     WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
+                       AND (v_partner.d_funding >= 0 OR b.floor IS NULL
+                            OR b.funding + v_partner.d_funding >= b.floor);
+                    v_fitted := FOUND;
+                    IF NOT v_fitted THEN
+                        RAISE EXCEPTION USING ERRCODE = 'LP011';  -- release what the UPDATE locked
+                    END IF;
+                EXCEPTION WHEN SQLSTATE 'LP011' THEN
+                    v_fitted := false;
+                END;
+            END IF;
             IF NOT v_fitted THEN
                 PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
                   ORDER BY b.slot FOR UPDATE;
