@@ -13,6 +13,7 @@ from app.cli import run_migrations
 from app.db import asyncpg_dsn
 from app.ledger.entries import MEMBER_ACCOUNT_KINDS
 from app.ledger.verify import verify
+from app.partners.settlement import VERIFY_CHECKS
 
 SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
@@ -78,6 +79,6 @@ def percentile(values: list[float], share: float) -> float:
 async def sound(name: str) -> bool:
     connection = await asyncpg.connect(asyncpg_dsn(database_url(name)))
     try:
-        return all(outcome.mismatches == 0 for outcome in await verify(connection))
+        return all(outcome.mismatches == 0 for outcome in await verify(connection, VERIFY_CHECKS))
     finally:
         await connection.close()
