@@ -87,3 +87,54 @@ class TestRevocationReachesEveryProcess:
             )
             await until(lambda: not auth.caching, seconds=5)
             await until(lambda: auth.caching, seconds=10)  # and it comes back
+
+
+class _HeldPool:
+    """A pool whose key lookups read at once but answer only when `gate` opens: a
+    lookup in flight while a revocation or a suspension commits."""
+
+    def __init__(self, pool: asyncpg.Pool, gate: asyncio.Event) -> None:
+        self.pool = pool
+        self.gate = gate
+        self.held = True
+        self.lookups = 0
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        row = await self.pool.fetchrow(query, *args)
+        self.lookups += 1
+        if self.held:
+            await self.gate.wait()
+        return row
+
+
+class TestALookupInFlight:
+    async def test_a_principal_read_before_a_suspension_is_not_cached(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        from tests.partners.helpers import partner_key, partner_with_key
+
+        code, _ = await partner_with_key(api, roles=("earn",))
+        key = await partner_key(api, code, "partner:earn")
+        pool = await asyncpg.create_pool(dsn(), min_size=1, max_size=2)
+        gate = asyncio.Event()
+        held = _HeldPool(pool, gate)
+        auth = Authenticator(held, admin_key=None, cache_seconds=300)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(auth.watch_revocations(dsn(), stop))
+        try:
+            await until(lambda: auth.caching, seconds=10)
+            lookup = asyncio.create_task(auth.authenticate(f"Bearer {key}"))
+            await until(lambda: held.lookups == 1, seconds=5)  # it has read: the partner is active
+            generation = auth._generation
+            await db.execute("UPDATE partner SET status = 'suspended' WHERE code = $1", code)
+            await until(lambda: auth._generation > generation, seconds=5)  # the NOTIFY came
+            held.held = False
+            gate.set()
+            assert (await lookup).partner_active  # what it read, for the request in flight
+            again = await auth.authenticate(f"Bearer {key}")
+            assert held.lookups == 2  # not served from the cache
+            assert not again.partner_active
+        finally:
+            stop.set()
+            await watcher
+            await pool.close()
