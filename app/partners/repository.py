@@ -499,7 +499,34 @@ ALL_PERIOD_LINES = (
  ORDER BY l.recorded_at, l.entry_id
 """
 )
+# The same lines as ALL_PERIOD_LINES summed by section in the database: each line's
+# money rounded to $5 decimals first (numeric round() is half away from zero, as
+# app.partners.settlement.line_money rounds), then added. The settlement endpoint
+# reads these sums; statements and verify derive line by line (and digest them).
+PERIOD_SECTIONS = """
+SELECT l.section, count(*) AS lines, sum(l.points)::bigint AS points,
+       sum(CASE WHEN l.price IS NOT NULL THEN round(l.price, $5)
+                WHEN l.price_per_point IS NOT NULL THEN round(l.points * l.price_per_point, $5)
+                ELSE 0 END) AS money
+  FROM partner_line l
+ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
+   AND ($4::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
+ GROUP BY l.section
+"""
+
 ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at, l.entry_id\n"
+
+
+async def period_sections(
+    connection: Connection,
+    partner_id: int,
+    start: datetime,
+    end: datetime,
+    chain_sequence: int | None,
+    places: int,
+) -> list[asyncpg.Record]:
+    return await connection.fetch(PERIOD_SECTIONS, partner_id, start, end, chain_sequence, places)
 
 
 async def lock_balance(connection: Connection, partner_id: int) -> int:

@@ -132,6 +132,12 @@ class Tally:
     count: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
 
+    def add_sums(self, row: asyncpg.Record) -> None:
+        """A section's sums, added up in the database (repository.PERIOD_SECTIONS)."""
+        self.points[row["section"]] += row["points"]
+        self.money[row["section"]] = MONEY.add(self.money[row["section"]], row["money"] + 0)
+        self.count += row["lines"]
+
     def add(self, line: asyncpg.Record) -> Decimal:
         money = line_money(line["points"], line["price_per_point"], line["price"], self.currency)
         self.points[line["section"]] += line["points"]
@@ -205,15 +211,13 @@ async def settlement(
     async with context.db.pool.acquire() as connection:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             head = await _pinned(connection, program_id, chain_sequence)
-            tally = await _tally(
-                connection,
-                partner["currency"],
-                repository.ALL_PERIOD_LINES,
-                partner["id"],
-                start,
-                end,
-                chain_sequence,
-            )
+            # Summed in the database (a month of a busy partner is millions of lines):
+            # the same rounding per line as line_money(), which statements use.
+            tally = Tally(partner["currency"])
+            for row in await repository.period_sections(
+                connection, partner["id"], start, end, chain_sequence, minor_units(partner["currency"])
+            ):
+                tally.add_sums(row)
     return Settlement(
         partner=partner["code"],
         from_=start,

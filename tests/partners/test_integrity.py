@@ -5,6 +5,8 @@ be neither repriced nor claimed twice."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import pytest
 
@@ -13,6 +15,7 @@ from app.partners.settlement import VERIFY_CHECKS
 from tests.partners.helpers import (
     add_rate,
     member_with,
+    partner_earning,
     partner_order,
     partner_with_key,
     period,
@@ -20,7 +23,7 @@ from tests.partners.helpers import (
     redeem_at,
     settlement_of,
 )
-from tests.support import Api, chain_program, unique
+from tests.support import Api, MovableClock, chain_program, unique
 
 
 class TestReferencesOnce:
@@ -197,3 +200,44 @@ class TestFirstOrderPerEarner:
         assert again.json()["points"] == 10
         own = await api.order(member, "10.00")
         assert own.json()["points"] == 110, own.text  # and still its first with the program
+
+
+class TestTwoDerivationsAgree:
+    async def test_the_settlement_sums_as_the_statement_derives_line_by_line(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        # the settlement endpoint sums in SQL; a statement (and verify) line by line
+        # in Python: halves of a cent, positive and negative, round the same way
+        code, key = await partner_with_key(api, roles=("earn", "redeem"))
+        await add_rate(api, code, "earn", price_per_point="0.005")
+        await add_rate(api, code, "redeem", price_per_point="0.0125")
+        await partner_earning(api, code)
+        member = await api.enrol()
+        for total in ("1.00", "3.00", "7.00"):
+            order = await partner_order(api, key, member, total, order_id=f"o-{total}")
+            assert order.status_code == 201, order.text
+        refund = await api.post(
+            "/v1/partner/orders/o-3.00/refunds",
+            {"refund_id": "r1", "amount": {"amount": "1.00", "currency": "EUR"}},
+            key=key,
+        )
+        assert refund.status_code == 201, refund.text
+        for points in (1, 3, 5):
+            assert (await redeem_at(api, key, member, points)).status_code == 201
+        await chain_program(db, api.program)
+        clock.offset = timedelta(minutes=1)
+        end = datetime.now(UTC)
+        closed = await api.post(
+            f"/v1/partners/{code}/statements", {"period_end": end.isoformat()}, idempotency_key=None
+        )
+        assert closed.status_code == 201, closed.text
+        statement = closed.json()
+        window = {"from": statement["period_start"], "to": statement["period_end"]}
+        summed = await settlement_of(api, code, **window, chain_sequence=str(statement["chain_sequence"]))
+        assert summed["sections"] == statement["sections"]
+        assert summed["totals"] == statement["totals"]
+        assert summed["lines_count"] == statement["lines_count"] == 7
+        # 1, 3 and 7 points at 0.005: 0.005, 0.015, 0.035, each rounded half up
+        assert statement["sections"]["earn"]["money"]["amount"] == "0.07"
+        # 1 point back: -0.005, half away from zero
+        assert statement["sections"]["earn_refunds"]["money"]["amount"] == "-0.01"
