@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+# Every table, so that SQLAlchemy can resolve foreign keys between domains (an
+# account names its partner, a key its partner) whichever domain writes first.
+import app.models  # noqa: F401
 from app.config import Environment, Settings, get_settings
 from app.jobs import JobName
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+# Every table, so that SQLAlchemy can resolve foreign keys between domains (an
+# account names its partner, a key its partner) whichever domain writes first.
+import app.models  # noqa: F401
 from app import contract
 from app.auth.endpoints import router as api_keys_router
 from app.auth.service import Authenticator

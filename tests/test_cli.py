@@ -106,6 +106,23 @@ async def _execute(name: str, sql: str) -> None:
 
 
 class TestApiKeyCreate:
+    def test_works_in_a_process_of_its_own(self, migrated_database: str) -> None:
+        # In a fresh interpreter, where only what the CLI imports is loaded: an api_key
+        # row names a partner table no auth module imports (in-process, the tests'
+        # own imports would hide that).
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "LEDGER_DATABASE_URL": migrated_database, "LEDGER_ENV": "test"}
+        result = subprocess.run(
+            [sys.executable, "-c", "from app.cli import cli; cli()", "api-key", "create", "--program",
+             "default", "--scopes", "members:read", "--name", "fresh"],
+            cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1].startswith("plk_")
+
     def test_prints_a_working_key(self, migrated_database: str) -> None:
         code, output = invoke(
             migrated_database,

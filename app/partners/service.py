@@ -42,7 +42,6 @@ from app.ledger.jobs import run_batches
 from app.orders.service import PartnerOrders, RateNotEffective
 from app.outbox import emit
 from app.pagination import InvalidCursor
-from app.partners import models as _tables  # noqa: F401  (the accounts' foreign key names partner)
 from app.partners import repository
 from app.partners.schemas import (
     ConversionInIn,
