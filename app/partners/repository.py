@@ -83,8 +83,6 @@ SELECT * FROM partner_rate WHERE partner_id = $1 AND kind = $2 AND effective_fro
  ORDER BY effective_from DESC LIMIT 1
 """
 
-RATE_BY_ID = "SELECT * FROM partner_rate WHERE id = $1"
-
 MEMBER_VIEW = """
 SELECT m.external_id AS member, b.available, t.tier_code AS tier
   FROM member m JOIN member_balance b ON b.member_id = m.id

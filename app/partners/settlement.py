@@ -138,13 +138,12 @@ class Tally:
         self.money[row["section"]] = MONEY.add(self.money[row["section"]], row["money"] + 0)
         self.count += row["lines"]
 
-    def add(self, line: asyncpg.Record) -> Decimal:
+    def add(self, line: asyncpg.Record) -> None:
         money = line_money(line["points"], line["price_per_point"], line["price"], self.currency)
         self.points[line["section"]] += line["points"]
         self.money[line["section"]] = MONEY.add(self.money[line["section"]], money)
         self.count += 1
         self.digest.update(_line_text(line, money))
-        return money
 
     def _money(self, amount: Decimal) -> SignedMoney:
         places = Decimal(1).scaleb(-minor_units(self.currency))
