@@ -100,12 +100,12 @@ DECLARE
     v_slot integer;
     v_fitted boolean;
     v_funding bigint;
-    v_partners bigint[] := coalesce(p_partners, array_fill(NULL::bigint, ARRAY[cardinality(p_amounts)]));
+    v_partners bigint[] := p_partners;  -- NULL for most entries: unnest() pads it with NULLs
 BEGIN
     IF cardinality(p_amounts) < 2
        OR cardinality(p_members) <> cardinality(p_amounts)
        OR cardinality(p_accounts) <> cardinality(p_amounts)
-       OR cardinality(v_partners) <> cardinality(p_amounts)
+       OR (p_partners IS NOT NULL AND cardinality(p_partners) <> cardinality(p_amounts))
        OR (SELECT sum(a) FROM unnest(p_amounts) AS a) <> 0 THEN
         RAISE EXCEPTION 'an entry needs two or more legs summing to zero'
             USING ERRCODE = 'LP003';
@@ -361,7 +361,8 @@ BEGIN
                    coalesce(p_metadata, '{}'::jsonb) AS metadata,
                    (SELECT array_to_json(array_agg(
                                ROW(l.external_id, l.account, l.amount,
-                                   (SELECT pa.code FROM partner pa WHERE pa.id = l.partner_id)
+                                   CASE WHEN l.partner_id IS NOT NULL
+                                        THEN (SELECT pa.code FROM partner pa WHERE pa.id = l.partner_id) END
                                )::ledger_posting_out ORDER BY l.n))
                       FROM unnest(p_members, p_accounts, p_amounts, v_partners)
                            WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)) AS postings,
