@@ -18,8 +18,8 @@ connections and duration, in alternating rounds (partner first in odd rounds,
 orders first in even ones). Printed: each one's req/s, p50/p99 latency and
 errors (medians over its rounds, errors summed), the ratio partner/orders of the
 medians (target: at least 0.9) and of each round's pair; then --prepaid-rounds
-rounds of the prepaid partner (its funding row is locked by every earn), reported
-apart; the orders written, and `verify` (the ledger's checks and the partners'
+rounds of the prepaid partner (each earn checks its funding: on one of its balance
+slots, or on all of them when that slot runs short), reported apart; the orders written, and `verify` (the ledger's checks and the partners'
 ones, as `points-ledger verify` runs them).
 
 Part 2, settlement, on another fresh database (points_ledger_bench_settle) with
@@ -198,8 +198,8 @@ def _search(pattern: str, output: str) -> str:
 _runs = iter(range(1, 1_000_000))
 
 # The service's backends as the server sees them: how many wait on a lock (a row
-# lock: a member's balance row, or the partner's, which every earn of a partner
-# updates, postpaid or prepaid, and holds until its transaction commits).
+# lock: a member's balance row, or the partner's balance slot an earn updates and
+# holds until its transaction commits).
 LOCK_WAITS = """
 SELECT count(*) FROM pg_stat_activity
  WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
