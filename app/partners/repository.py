@@ -333,16 +333,19 @@ SELECT l.entry_id, l.section, e.kind, l.recorded_at, l.points, l.rate_id, l.pric
        l.undoes_entry_id
   FROM partner_line l JOIN journal_entry e ON e.id = l.entry_id
 """
-# recorded in [$2, $3), after ($4, $5) in (recorded_at, entry_id) order; with $7,
-# only entries the chain reached by that sequence (a settlement pinned to a head)
+# A partner's ($1) lines recorded in [$2, $3); with $4, only those of entries the
+# chain reached by that sequence (a settlement pinned to a ledger head).
+_IN_PERIOD = """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
+   AND ($4::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
+"""
+# a page of them, after ($5, $6) in (recorded_at, entry_id) order
 PERIOD_LINES = (
     _LINE
-    + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
-   AND (l.recorded_at, l.entry_id) > ($4, $5)
-   AND ($7::bigint IS NULL
-        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $7))
+    + _IN_PERIOD
+    + """   AND (l.recorded_at, l.entry_id) > ($5, $6)
  ORDER BY l.recorded_at, l.entry_id
- LIMIT $6
+ LIMIT $7
 """
 )
 STATEMENT_LINES = (
@@ -470,7 +473,7 @@ async def period_lines(
     chain_sequence: int | None = None,
 ) -> list[asyncpg.Record]:
     return await connection.fetch(
-        PERIOD_LINES, partner_id, start, end, after[0], after[1], limit, chain_sequence
+        PERIOD_LINES, partner_id, start, end, chain_sequence, after[0], after[1], limit
     )
 
 
@@ -489,29 +492,21 @@ async def lines_cursor(
         yield row
 
 
-ALL_PERIOD_LINES = (
-    _LINE
-    + """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
-   AND ($4::bigint IS NULL
-        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
- ORDER BY l.recorded_at, l.entry_id
-"""
-)
+ALL_PERIOD_LINES = _LINE + _IN_PERIOD + " ORDER BY l.recorded_at, l.entry_id\n"
 # The same lines as ALL_PERIOD_LINES summed by section in the database: each line's
 # money rounded to $5 decimals first (numeric round() is half away from zero, as
 # app.partners.settlement.line_money rounds), then added. The settlement endpoint
 # reads these sums; statements and verify derive line by line (and digest them).
-PERIOD_SECTIONS = """
+PERIOD_SECTIONS = (
+    """
 SELECT l.section, count(*) AS lines, sum(l.points)::bigint AS points,
        sum(CASE WHEN l.price IS NOT NULL THEN round(l.price, $5)
                 WHEN l.price_per_point IS NOT NULL THEN round(l.points * l.price_per_point, $5)
                 ELSE 0 END) AS money
-  FROM partner_line l
- WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
-   AND ($4::bigint IS NULL
-        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
- GROUP BY l.section
-"""
+  FROM partner_line l"""
+    + _IN_PERIOD
+    + " GROUP BY l.section\n"
+)
 
 ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at, l.entry_id\n"
 
