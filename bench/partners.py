@@ -19,8 +19,9 @@ orders first in even ones). Printed: each one's req/s, p50/p99 latency and
 errors (medians over its rounds, errors summed), the ratio partner/orders of the
 medians (target: at least 0.9) and of each round's pair; then --prepaid-rounds
 rounds of the prepaid partner (each earn checks its funding: on one of its balance
-slots, or on all of them when that slot runs short), reported apart; the orders written, and `verify` (the ledger's checks and the partners'
-ones, as `points-ledger verify` runs them).
+slots, or on all of them when that slot runs short), reported apart; the orders
+written, and `verify` (the ledger's checks and the partners' ones, as
+`points-ledger verify` runs them).
 
 Part 2, settlement, on another fresh database (points_ledger_bench_settle) with
 --settle-members members and one postpaid partner (earn rate 0.0125 EUR a point,
