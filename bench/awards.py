@@ -75,9 +75,9 @@ async def prepare(members: int) -> str:
     return key
 
 
-def start(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(module: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"]
+    command += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
     process = subprocess.Popen(command, env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -103,8 +103,10 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def drive(target: str, port: int, env: dict[str, str], seconds: int, connections: int) -> Round:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / "awards.lua")]
+def drive(
+    target: str, port: int, env: dict[str, str], seconds: int, connections: int, script: str = "awards.lua"
+) -> Round:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(HERE / script)]
     command.append(f"http://127.0.0.1:{port}")
     output = subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, check=True

@@ -1,0 +1,292 @@
+"""The checkout's own call: `POST /v1/orders` against the awards endpoint and the bare
+endpoint, in one run.
+
+One fresh database, 2,000 members spread over two tiers (a third in none, a third
+silver, a third gold), and a realistic rules document: four multipliers (weekend,
+big order, shoes, gold), a first-order bonus, caps, rolling expiry, two tiers.
+Then:
+1. wrk at 16 connections drives three targets in turn, several rounds, rotating
+   the order: the bare FastAPI+asyncpg earn of bench/bare_app.py, the service's
+   awards, the service's orders (each order two lines and a channel). Medians of
+   req/s and the ratios orders/awards, awards/bare, orders/bare.
+2. A constant-rate run (bench/pace.py: open loop, latency from each request's due
+   instant) at half the bare endpoint's median maximum, for each target: p50/p99.
+3. `verify` over everything the run wrote.
+
+    uv run python -m bench.orders               # needs wrk (apt-get install wrk); about 5 minutes
+    uv run python -m bench.orders --quick       # about 2 minutes
+
+Each server runs `--workers` uvicorn processes (default 2, as in the issue's
+measurement). Only 127.0.0.1 is ever targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import shutil
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.db import asyncpg_dsn
+from bench import awards, common, pace
+
+DATABASE = "points_ledger_bench_orders"
+PORTS = {"bare": 8711, "service": 8712}
+TARGETS = ("bare", "awards", "orders")
+
+RULES: dict[str, Any] = {
+    "timezone": "Europe/Paris",
+    "currency": "EUR",
+    "earn": {
+        "base": {"points": 1, "per": "1.00", "rounding": "floor"},
+        "multipliers": [
+            {"id": "weekend", "factor": "1.5", "when": {"weekday": [6, 7]}},
+            {"id": "big-order", "factor": "2", "when": {"order_total_gte": "150.00"}},
+            {"id": "shoes", "factor": "3", "when": {"category": ["shoes"]}},
+            {"id": "gold", "factor": "1.5", "when": {"tier": ["gold"]}},
+        ],
+        "stacking": "multiply",
+        "bonuses": [{"id": "first-order", "points": 100, "when": {"first_order": True}}],
+        "caps": {"per_order": 5000, "per_member_per_day": 10000},
+    },
+    "expiry": {"policy": "rolling", "months": 12},
+    "tiers": [
+        {"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 5}, "retain": {"orders": 3}},
+        {
+            "code": "gold",
+            "name": "Gold",
+            "rank": 2,
+            "qualify": {"orders": 20, "spend": "200.00"},
+            "retain": {"orders": 12},
+        },
+    ],
+    "tier_policy": {
+        "window": "rolling_12_months",
+        "term_months": 12,
+        "downgrade": "one_down",
+        "grace_days": 30,
+    },
+}
+
+# A third of the members hold no tier, a third silver, a third gold (the top: an
+# order of theirs needs no upgrade check), each since a day of the last month.
+SEED_TIERS = """
+INSERT INTO member_tier (member_id, program_id, tier_code, since, term_ends_at, rules_version, updated_at)
+SELECT m.id, m.program_id, (ARRAY['silver', 'gold'])[m.id % 3], s.since, s.since + interval '12 months', $1,
+       s.since
+  FROM member m
+ CROSS JOIN LATERAL (SELECT now() - (m.id % 30) * interval '1 day' AS since) s
+ WHERE m.program_id = 1 AND m.id % 3 IN (1, 2)
+"""
+
+
+async def prepare(members: int) -> tuple[str, str]:
+    """A fresh database with the members; an admin key and a checkout's key."""
+    await common.fresh_database(DATABASE)
+    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
+    try:
+        admin = await common.add_api_key(connection, 1, "bench-admin", ["admin"])
+        checkout = await common.add_api_key(connection, 1, "bench-checkout", ["points:earn", "points:adjust"])
+        await common.add_members(connection, 1, members)
+    finally:
+        await connection.close()
+    return admin, checkout
+
+
+async def activate_rules(admin: str) -> None:
+    """The rules through the API, then the tiers seeded under that version."""
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['service']}", timeout=30) as client:
+        created = await client.post(
+            "/v1/rules", json=RULES, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
+        )
+        created.raise_for_status()
+        version = created.json()["version"]
+        activated = await client.post(
+            f"/v1/rules/{version}/activate",
+            json={},
+            headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        activated.raise_for_status()
+    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
+    try:
+        await connection.execute(SEED_TIERS, version)
+        await connection.execute("VACUUM (ANALYZE)")
+    finally:
+        await connection.close()
+
+
+def paid_at() -> str:
+    # A weekday's order most of the time would depend on the day the bench runs;
+    # an instant a minute ago is what a checkout sends.
+    return (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
+
+
+def wrk_env(target: str, members: int, key: str, run: str) -> dict[str, str]:
+    env = {"BENCH_MEMBERS": str(members), "BENCH_API_KEY": key, "BENCH_RUN": run, "BENCH_PAID_AT": paid_at()}
+    if target == "bare":
+        return {**env, **awards.BARE_PATHS}
+    if target == "awards":
+        return {**env, **awards.SERVICE_PATHS}
+    return env
+
+
+def target_port(target: str) -> int:
+    return PORTS["bare"] if target == "bare" else PORTS["service"]
+
+
+def script(target: str) -> str:
+    return "orders.lua" if target == "orders" else "awards.lua"
+
+
+def paced_requests(target: str, members: int, key: str) -> Any:
+    """A function making each next request of `target` (unique ids) for bench/pace.py."""
+    port = target_port(target)
+    counter = itertools.count()
+    run = uuid.uuid4().hex[:8]
+    when = paid_at()
+
+    def make() -> bytes:
+        number = next(counter)
+        member = f"m-{random.randint(1, members)}"
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key}",
+            "Idempotency-Key": f"pace-{run}-{number}",
+        }
+        if target == "orders":
+            shoes, shirt = random.randint(20, 180), random.randint(5, 40)
+            body: dict[str, Any] = {
+                "order_id": f"pace-{run}-{number}",
+                "member": member,
+                "total": {"amount": f"{shoes + 2 * shirt}.00", "currency": "EUR"},
+                "lines": [
+                    {
+                        "sku": "SHOE-1",
+                        "category": "shoes",
+                        "quantity": 1,
+                        "unit_price": {"amount": f"{shoes}.00", "currency": "EUR"},
+                    },
+                    {
+                        "sku": "TEE-2",
+                        "category": "apparel",
+                        "quantity": 2,
+                        "unit_price": {"amount": f"{shirt}.00", "currency": "EUR"},
+                    },
+                ],
+                "channel": random.choice(["app", "web"]),
+                "paid_at": when,
+            }
+            path = "/v1/orders"
+        else:
+            body = {"points": 10, "reason": "bench"}
+            path = f"/awards/{member}" if target == "bare" else f"/v1/members/{member}/awards"
+        return pace.request_bytes("POST", path, port, headers, json.dumps(body).encode())
+
+    return make
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=2_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes per server")
+    parser.add_argument("--seconds", type=int, default=10, help="length of one wrk round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paced-seconds", type=int, default=15, help="length of each constant-rate run")
+    parser.add_argument(
+        "--background",
+        choices=["serve", "off"],
+        default="serve",
+        help="run the chainer and webhook dispatcher inside serve (the default setting) or not at all",
+    )
+    parser.add_argument("--quick", action="store_true", help="5-second rounds, 2 rounds, 8-second paced runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.paced_seconds = 5, 2, 8
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    admin, checkout = asyncio.run(prepare(args.members))
+    pool = str(max(4, args.connections // args.workers))
+    service_env = {
+        "LEDGER_DATABASE_URL": common.database_url(DATABASE),
+        "LEDGER_ENV": "production",
+        "LEDGER_DB_POOL_SIZE": pool,
+        "LEDGER_SERVE_BACKGROUND": "true" if args.background == "serve" else "false",
+    }
+    bare_env = {"BENCH_DSN": asyncpg_dsn(common.database_url(DATABASE)), "BENCH_POOL": pool}
+    processes = [
+        awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers),
+        awards.start("app.asgi:app", PORTS["service"], service_env, args.workers),
+    ]
+    rounds: list[awards.Round] = []
+    paced: dict[str, pace.Paced] = {}
+    run_ids = (f"r{number}-{uuid.uuid4().hex[:6]}" for number in itertools.count())
+    try:
+        asyncio.run(activate_rules(admin))
+        for target in TARGETS:  # warm up each
+            env = wrk_env(target, args.members, checkout, next(run_ids))
+            awards.drive(target, target_port(target), env, 3, args.connections, script(target))
+        for number in range(args.rounds):
+            order = TARGETS[number % 3 :] + TARGETS[: number % 3]
+            for target in order:
+                env = wrk_env(target, args.members, checkout, next(run_ids))
+                rounds.append(
+                    awards.drive(
+                        target, target_port(target), env, args.seconds, args.connections, script(target)
+                    )
+                )
+                print(
+                    f"round {number + 1} {target:7s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True
+                )
+        bare_max = statistics.median(r.requests_per_second for r in rounds if r.target == "bare")
+        rate = bare_max / 2
+        for target in TARGETS:
+            make = paced_requests(target, args.members, checkout)
+            paced[target] = asyncio.run(
+                pace.run(target_port(target), rate, args.paced_seconds, args.connections, make)
+            )
+            print(f"paced {target:7s} at {rate:.0f} req/s done", flush=True)
+            time.sleep(1)
+    finally:
+        for process in processes:
+            awards.stop(process)
+
+    print(
+        f"\n{args.members} members, {args.connections} connections, {args.workers} workers per server, "
+        f"{args.rounds} rounds of {args.seconds}s, chainer {args.background}"
+    )
+    medians = awards.report(rounds, list(TARGETS))
+    print(f"ratio orders/awards: {medians['orders'] / medians['awards']:.2f}")
+    print(f"ratio awards/bare:   {medians['awards'] / medians['bare']:.2f}")
+    print(f"ratio orders/bare:   {medians['orders'] / medians['bare']:.2f}")
+    print(f"\nconstant rate {rate:.0f} req/s (half the bare median) for {args.paced_seconds}s each:")
+    print(f"{'target':8s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
+    for target, result in paced.items():
+        latencies = result.latencies_ms
+        print(
+            f"{target:8s} {result.achieved:7.0f} {common.percentile(latencies, 0.5):8.2f} "
+            f"{common.percentile(latencies, 0.99):8.2f} {max(latencies, default=float('nan')):8.2f} "
+            f"{result.errors:7d}"
+        )
+    print(
+        "verify after the run:",
+        "ledger is sound" if asyncio.run(common.sound(DATABASE)) else "MISMATCHES (run points-ledger verify)",
+    )
+
+
+if __name__ == "__main__":
+    main()
