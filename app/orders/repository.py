@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -21,16 +21,24 @@ from app.rules.tier_machine import TierDecision
 # local day over the three UTC dates around `paid_at`, since the active rules'
 # timezone (and so the order's local day) is only known once this row is read.
 # A daily cap, and "first order", count the orders of the same earner: the
-# program's own orders, or one partner's ($5).
+# program's own orders, or one partner's ($5). When the caller already knows the
+# active rules, it also asks for the member's activity in the windows an upgrade
+# is judged on ($6 starts, $7 ends), unless they hold the top tier ($8): the
+# checkout then needs no third round trip for tiers.
 ORDER_FACTS = """
 SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
-       EXISTS (SELECT 1 FROM paid_order o
-                WHERE o.member_id = m.id AND o.partner_id IS NOT DISTINCT FROM $5) AS has_orders,
-       d.days, d.points
+       h.found IS NOT NULL AS has_orders, d.days, d.points,
+       a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points
   FROM member m
   JOIN member_balance b ON b.member_id = m.id
   JOIN rules_version r ON r.program_id = m.program_id AND r.active
   LEFT JOIN member_tier t ON t.member_id = m.id
+  -- a LIMIT 1 lateral, not EXISTS: PostgreSQL may answer an EXISTS by hashing all
+  -- of paid_order when it expects several member rows
+  LEFT JOIN LATERAL (
+       SELECT true AS found FROM paid_order o
+        WHERE o.member_id = m.id AND o.partner_id IS NOT DISTINCT FROM $5 LIMIT 1
+       ) h ON true
  CROSS JOIN LATERAL (
        SELECT array_agg(x.local_day) AS days, array_agg(x.points) AS points
          FROM (SELECT o.local_day, sum(o.points)::bigint AS points
@@ -39,18 +47,25 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
                   AND o.partner_id IS NOT DISTINCT FROM $5
                 GROUP BY o.local_day) x
        ) d
+ CROSS JOIN LATERAL (
+       SELECT array_agg(w.orders ORDER BY w.n) AS orders, array_agg(w.spend ORDER BY w.n) AS spend,
+              array_agg(w.points ORDER BY w.n) AS points
+         FROM tier_activity(p_members => array_fill(m.id, ARRAY[cardinality($6::timestamptz[])]),
+                            p_starts => $6, p_ends => $7) w
+        WHERE $6 IS NOT NULL AND t.tier_code IS DISTINCT FROM $8
+       ) a
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 # The same, holding the member's balance row until the caller's transaction ends.
 LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
-# A partner's order ($5): the same facts and the partner's earn rate in force at $6.
+# A partner's order ($5): the same facts and the partner's earn rate in force at $9.
 PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
     "SELECT m.id AS member_id,", "SELECT pr.id AS rate_id, pr.price_per_point, m.id AS member_id,"
 ).replace(
     " WHERE m.program_id = $1 AND m.external_id = $2",
     """  LEFT JOIN LATERAL (
        SELECT r.id, r.price_per_point FROM partner_rate r
-        WHERE r.partner_id = $5 AND r.kind = 'earn' AND r.effective_from <= $6
+        WHERE r.partner_id = $5 AND r.kind = 'earn' AND r.effective_from <= $9
         ORDER BY r.effective_from DESC LIMIT 1) pr ON true
  WHERE m.program_id = $1 AND m.external_id = $2""",
 )
@@ -178,6 +193,9 @@ class MemberFacts:
     has_orders: bool
     earned_by_day: dict[date, int]
     tier: str | None = None
+    # (orders, spend, points) in each window asked for; None when not asked, or
+    # when the member holds the top tier
+    window_activity: tuple[tuple[int, Decimal, int], ...] | None = None
     # a partner's order: its earn rate in force, if any
     rate_id: int | None = None
     price_per_point: Decimal | None = None
@@ -193,17 +211,30 @@ async def member_facts(
     lock: bool = False,
     partner_id: int | None = None,
     now: datetime | None = None,
+    windows: Sequence[tuple[datetime | None, datetime]] | None = None,
+    top_tier: str | None = None,
 ) -> MemberFacts | None:
+    starts = None if windows is None else [start for start, _ in windows]
+    ends = None if windows is None else [end for _, end in windows]
     if partner_id is None:
         query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
-        row = await connection.fetchrow(query, program_id, member, first_day, last_day, None)
+        row = await connection.fetchrow(
+            query, program_id, member, first_day, last_day, None, starts, ends, top_tier
+        )
     else:
         query = LOCKED_PARTNER_ORDER_FACTS if lock else PARTNER_ORDER_FACTS
-        row = await connection.fetchrow(query, program_id, member, first_day, last_day, partner_id, now)
+        row = await connection.fetchrow(
+            query, program_id, member, first_day, last_day, partner_id, starts, ends, top_tier, now
+        )
     if row is None:
         return None
     days = row["days"] or []
     points = row["points"] or []
+    window_activity = None
+    if row["window_orders"] is not None:
+        window_activity = tuple(
+            zip(row["window_orders"], row["window_spend"], row["window_points"], strict=True)
+        )
     return MemberFacts(
         member_id=row["member_id"],
         birthday=row["birthday"],
@@ -213,6 +244,7 @@ async def member_facts(
         has_orders=row["has_orders"],
         earned_by_day=dict(zip(days, points, strict=True)),
         tier=row["tier"],
+        window_activity=window_activity,
         rate_id=row["rate_id"] if partner_id is not None else None,
         price_per_point=row["price_per_point"] if partner_id is not None else None,
     )

@@ -61,7 +61,7 @@ from app.rules import (
 )
 from app.rules.earning import local_time
 from app.rules.lifecycle import lot_expiry
-from app.rules.tier_machine import TierDecision
+from app.rules.tier_machine import TierDecision, Window, upgrade_windows
 from app.rules.tiers import Activity
 from app.tiers import service as tiers
 
@@ -217,6 +217,30 @@ def _refuse_future(body: OrderIn, now: datetime) -> None:
         raise ValidationFailed.on("body.paid_at", "must not be in the future")
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What a request knows before its first query: the program's active rules, if
+    this process has them (RulesCache.cached_active), and so the windows an upgrade
+    would be judged on, read with the member's facts in the same round trip."""
+
+    generation: int  # the rules cache's, when asked
+    version: int | None = None
+    rules: RulesDocument | None = None
+    windows: tuple[Window, ...] | None = None
+    top_tier: str | None = None
+
+    @staticmethod
+    def of(context: AppContext, program_id: int, body: OrderIn, now: datetime) -> _Known:
+        cached, generation = context.rules.cached_active(program_id)
+        if cached is None or not cached[1].tiers:
+            return _Known(
+                generation, None if cached is None else cached[0], None if cached is None else cached[1]
+            )
+        version, rules = cached
+        top = max(rules.tiers, key=lambda tier: tier.rank).code
+        return _Known(generation, version, rules, upgrade_windows(rules, body.paid_at, now), top)
+
+
 async def _facts(
     context: AppContext,
     connection: Connection,
@@ -226,6 +250,7 @@ async def _facts(
     lock: bool = False,
     partner: PartnerOrders | None = None,
     now: datetime | None = None,
+    known: _Known | None = None,
 ) -> tuple[MemberFacts, RulesDocument]:
     first, last = _day_window(body)
     facts = await repository.member_facts(
@@ -237,11 +262,27 @@ async def _facts(
         lock=lock,
         partner_id=None if partner is None else partner.partner_id,
         now=now,
+        windows=None if known is None or known.windows is None else [(w.start, w.end) for w in known.windows],
+        top_tier=None if known is None else known.top_tier,
     )
     if facts is None:
         raise MemberNotFound(f"no member {body.member} in this program")
+    if known is not None:
+        if known.rules is not None and facts.rules_version == known.version:
+            return facts, known.rules
+        # The next order's facts read can then ask for its tier windows too.
+        context.rules.remember_active(program_id, facts.rules_version, known.generation)
     rules = await context.rules.document(connection, program_id, facts.rules_version)
     return facts, rules
+
+
+def _window_activity(facts: MemberFacts, known: _Known | None) -> tuple[Activity, ...] | None:
+    """The activity read with the facts, if it was read for the rules now in force."""
+    if known is None or known.windows is None or facts.rules_version != known.version:
+        return None
+    if facts.window_activity is None:
+        return None
+    return tuple(Activity(orders=o, spend=s, points=p) for o, s, p in facts.window_activity)
 
 
 async def place(
@@ -252,10 +293,11 @@ async def place(
     now = context.clock.now()
     _refuse_future(body, now)
     program_id = request.principal.program_id
+    known = _Known.of(context, program_id, body, now)
 
     async def attempt(connection: Connection, *, lock: bool = False) -> StoredResponse | None:
         facts, rules = await _facts(
-            context, connection, program_id, body, lock=lock, partner=partner, now=now
+            context, connection, program_id, body, lock=lock, partner=partner, now=now, known=known
         )
         try:
             order_facts, earning = _compute(rules, body, facts, partner)
@@ -277,6 +319,7 @@ async def place(
             now=now,
             extra=Activity(orders=1, spend=body.total.amount, points=earning.points),
             entry_id=entry_id if earning.points else None,
+            recorded=_window_activity(facts, known),
         )
         order = _new_order(request, body, rules, facts, order_facts, earning, now, entry_id, upgrade, partner)
         try:

@@ -65,6 +65,26 @@ class RulesCache:
             raise LookupError(f"program {program_id} has no active rules version")
         return version, await self.document(connection, program_id, version)
 
+    def cached_active(self, program_id: int) -> tuple[tuple[int, RulesDocument] | None, int]:
+        """The program's active version and document if this process already knows
+        them (no query), else None; and the generation to hand remember_active()
+        with what the caller then reads. A caller that acts on the cached version
+        checks it against the one its own query read."""
+        generation = self._generation
+        version = self._active.get(program_id) if self._listening else None
+        if version is None:
+            return None, generation
+        found = self._documents.get((program_id, version))
+        return (None if found is None else (version, found)), generation
+
+    def remember_active(self, program_id: int, version: int, generation: int) -> None:
+        """Record the active version a caller read in a query of its own, unless an
+        activation came in since it asked for `generation`."""
+        if self._listening and generation == self._generation:
+            if len(self._active) >= self._capacity:
+                self._active.clear()
+            self._active[program_id] = version
+
     def activated(self) -> None:
         self._generation += 1
         self._active.clear()

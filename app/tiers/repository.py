@@ -11,44 +11,9 @@ import asyncpg
 from app.db import Connection
 from app.rules.tier_machine import TierDecision, TierState
 
-# Qualifying activity of members in windows [start, end] (start NULL: since ever):
-# orders not fully refunded, spend net of refunds, points earned by orders (net of
-# what refunds took back) and by events, the member's own and as a referrer.
-# Awards are not activity, nor are reversed events. local_day (the program's day,
-# within two days of the UTC date anywhere) lets the (member_id, local_day) index
-# narrow the orders.
+# Qualifying activity of members in windows (app/sql/functions/tier_activity.sql).
 ACTIVITY = """
-SELECT w.n,
-       coalesce(o.orders, 0)::bigint AS orders,
-       coalesce(o.spend, 0)::numeric AS spend,
-       (coalesce(o.points, 0) + coalesce(e.points, 0) + coalesce(r.points, 0))::bigint AS points
-  FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])
-       WITH ORDINALITY AS w(member_id, starts, ends, n)
-  LEFT JOIN LATERAL (
-       SELECT count(*) FILTER (WHERE p.refunded_total < p.total OR p.total = 0) AS orders,
-              sum(p.total - p.refunded_total) AS spend,
-              sum(p.points - p.points_taken_back) AS points
-         FROM paid_order p
-        WHERE p.member_id = w.member_id
-          AND p.local_day <= (w.ends AT TIME ZONE 'UTC')::date + 2
-          AND (w.starts IS NULL OR p.local_day >= (w.starts AT TIME ZONE 'UTC')::date - 2)
-          AND p.paid_at <= w.ends AND (w.starts IS NULL OR p.paid_at >= w.starts)
-       ) o ON true
-  LEFT JOIN LATERAL (
-       SELECT sum(v.points) AS points
-         FROM member_event v
-        WHERE v.member_id = w.member_id AND v.occurred_at <= w.ends
-          AND (w.starts IS NULL OR v.occurred_at >= w.starts)
-          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
-       ) e ON true
-  LEFT JOIN LATERAL (
-       SELECT sum(v.referrer_points) AS points
-         FROM member_event v
-        WHERE v.referrer_member_id = w.member_id AND v.occurred_at <= w.ends
-          AND (w.starts IS NULL OR v.occurred_at >= w.starts)
-          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
-       ) r ON true
- ORDER BY w.n
+SELECT n, orders, spend, points FROM tier_activity(p_members => $1, p_starts => $2, p_ends => $3) ORDER BY n
 """
 
 _STATE_COLUMNS = """

@@ -93,22 +93,27 @@ async def upgrade_decision(
     now: datetime,
     extra: Activity | None = None,
     entry_id: uuid.UUID | None = None,
+    recorded: Sequence[Activity] | None = None,
 ) -> TierDecision | None:
     """The upgrade an order or event at `at` makes, if it qualifies the member for a
     higher tier (app.rules.tier_machine.best_upgrade); `extra` is its own
     activity when it is not yet recorded. Both windows it is judged on are read in
-    one query. The caller holds the member's lock and applies the decision in its
+    one query, unless the caller read them already (`recorded`: the activity in
+    each of upgrade_windows(rules, at, now), as tier_activity() gives it, under the
+    same lock). The caller holds the member's lock and applies the decision in its
     transaction."""
     if nothing_above(rules, current):
         return None  # no tiers, or nothing above this one: no query on the checkout's path
     windows = upgrade_windows(rules, at, now)
-    rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
+    if recorded is None:
+        rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
+        recorded = [_activity(row) for row in rows]
     return best_upgrade(
         rules,
         member_id=member_id,
         current=current,
         at=at,
-        judged=zip(windows, map(_activity, rows), strict=True),
+        judged=zip(windows, recorded, strict=True),
         extra=extra,
         entry_id=entry_id,
     )
