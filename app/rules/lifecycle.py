@@ -3,9 +3,9 @@
 Pure, like the rest of the rules: the caller passes the instants and amounts in.
 
 Expiry dates are calendar dates in the program's timezone: "12 months after earning"
-means the same local wall time a year on, not 365 days of UTC. Month arithmetic is
-dateutil's `relativedelta`, which clamps to the month's end (Jan 31 + 1 month is
-Feb 28 or 29), as PostgreSQL's `timestamp + interval` does.
+means the same local wall time a year on, not 365 days of UTC. Month arithmetic
+(`plus_months`) clamps to the month's end (Jan 31 + 1 month is Feb 28 or 29), as
+PostgreSQL's `timestamp + interval` and dateutil's `relativedelta` do.
 
 Wall-time arithmetic keeps the order of lots by local day, not by instant: a lot
 earned later can expire earlier on the same local day. Month-end clamping sends
@@ -18,14 +18,13 @@ whoever spends lots soonest-expiring first sorts by the expiry, not by earning o
 
 from __future__ import annotations
 
+import calendar
 import decimal
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
-
-from dateutil.relativedelta import relativedelta
 
 from app.rules.document import Expiry, Redeem, RulesDocument
 
@@ -56,7 +55,7 @@ def lot_expiry(rules: RulesDocument, earned_at: datetime) -> datetime | None:
     if expiry.policy == "end_of_period":
         assert expiry.round_to is not None  # the document refuses end_of_period without it
         zone = ZoneInfo(rules.timezone)
-        day = _aware(earned_at).astimezone(zone).date() + relativedelta(months=_months(expiry))
+        day = plus_months(_aware(earned_at).astimezone(zone).date(), _months(expiry))
         start = _next_period_start(day, expiry.round_to)
         # fold=0 makes the start the day's first instant: the earlier of a repeated
         # midnight, and the moment the clocks jump when midnight is skipped.
@@ -109,6 +108,20 @@ def redeem_refusal(redeem: Redeem, points: int, order_total: Decimal | None) -> 
     )
 
 
+Day = TypeVar("Day", date, datetime)
+
+
+def plus_months(value: Day, months: int) -> Day:
+    """The same day and wall time `months` calendar months on (or back), the day
+    clamped to the end of a shorter month. Plain arithmetic: on the checkout's path
+    (a lot's expiry, a tier window's start), relativedelta cost about 10 us a call."""
+    index = value.year * 12 + value.month - 1 + months
+    year, month = divmod(index, 12)
+    return value.replace(
+        year=year, month=month + 1, day=min(value.day, calendar.monthrange(year, month + 1)[1])
+    )
+
+
 def _aware(instant: datetime) -> datetime:
     # A naive datetime would be read in the server's local time by astimezone(): wrong
     # by hours and silently so.
@@ -124,7 +137,7 @@ def _months(expiry: Expiry) -> int:
 
 def _local_months_later(timezone: str, instant: datetime, months: int) -> datetime:
     zone = ZoneInfo(timezone)
-    wall = _aware(instant).astimezone(zone).replace(tzinfo=None) + relativedelta(months=months)
+    wall = plus_months(_aware(instant).astimezone(zone).replace(tzinfo=None), months)
     # A wall time the zone skips or repeats has two readings. PostgreSQL takes the
     # offset in force before a spring gap and the standard time of an autumn repeat:
     # both are the later instant of the two.
@@ -138,4 +151,4 @@ def _next_period_start(day: date, round_to: Literal["month", "quarter", "year"])
     """The first day of the month, quarter or year after the one holding `day`."""
     span = _PERIOD_MONTHS[round_to]
     first_month = day.month - (day.month - 1) % span
-    return date(day.year, first_month, 1) + relativedelta(months=span)
+    return plus_months(date(day.year, first_month, 1), span)

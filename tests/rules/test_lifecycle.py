@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from app.rules import RulesDocument
 from app.rules.document import Redeem
-from app.rules.lifecycle import RedeemRefusal, inactivity_deadline, lot_expiry, redeem_refusal
+from app.rules.lifecycle import RedeemRefusal, inactivity_deadline, lot_expiry, plus_months, redeem_refusal
 from tests.rules.strategies import TIMEZONES, decimals, document, instants
 
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -467,3 +467,20 @@ class TestRedeemProperties:
             redeem_refusal(Redeem.model_validate({**limits.model_dump(), "min_points": None}), largest, total)
             is None
         )
+
+
+class TestPlusMonths:
+    """plus_months() is relativedelta(months=...) without its cost: same clamping."""
+
+    @given(
+        st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 12, 31)),
+        st.integers(min_value=-600, max_value=600),
+    )
+    def test_agrees_with_relativedelta(self, value: datetime, months: int) -> None:
+        assert plus_months(value, months) == value + relativedelta(months=months)
+        assert plus_months(value.date(), months) == value.date() + relativedelta(months=months)
+
+    def test_clamps_to_the_end_of_a_shorter_month(self) -> None:
+        assert plus_months(date(2027, 1, 31), 1) == date(2027, 2, 28)
+        assert plus_months(date(2028, 1, 31), 1) == date(2028, 2, 29)
+        assert plus_months(date(2027, 3, 31), -1) == date(2027, 2, 28)
