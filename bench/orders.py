@@ -13,11 +13,18 @@ Then:
    instant) at half the bare endpoint's median maximum, for each target: p50/p99.
 3. `verify` over everything the run wrote.
 
+Beside each wrk round it reads the CPU time the serving processes and the
+database's backends spent (from /proc), per request: unlike req/s, CPU per
+request barely moves when another job shares the machine, so it says where a
+change saved work.
+
     uv run python -m bench.orders               # needs wrk (apt-get install wrk); about 5 minutes
     uv run python -m bench.orders --quick       # about 2 minutes
 
 Each server runs `--workers` uvicorn processes (default 2, as in the issue's
-measurement). Only 127.0.0.1 is ever targeted.
+measurement). The chainer and the webhook dispatcher do not run meanwhile
+(`--background serve` puts them inside the service; bench/events.py measures
+their cost). Only 127.0.0.1 is ever targeted.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import shutil
 import statistics
@@ -126,6 +134,45 @@ async def activate_rules(admin: str) -> None:
         await connection.close()
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a server process and its worker processes."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rpartition(")")[2].split()[1]) == pid:
+                        children.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return _cpu_seconds(pid) + sum(_cpu_seconds(child) for child in children)
+
+
+async def database_cpu() -> float:
+    """CPU seconds of the backends connected to the bench database (the same
+    machine's PostgreSQL)."""
+    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
+    try:
+        pids = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", DATABASE
+        )
+    finally:
+        await connection.close()
+    return sum(_cpu_seconds(row["pid"]) for row in pids)
+
+
 def paid_at() -> str:
     # A weekday's order most of the time would depend on the day the bench runs;
     # an instant a minute ago is what a checkout sends.
@@ -209,8 +256,10 @@ def main() -> None:
     parser.add_argument(
         "--background",
         choices=["serve", "off"],
-        default="serve",
-        help="run the chainer and webhook dispatcher inside serve (the default setting) or not at all",
+        default="off",
+        help="off (default): no chainer or webhook dispatcher while measuring (bench/events.py measures "
+        "what they cost; inside serve they would also chain the bare endpoint's entries during its "
+        "rounds); serve: inside the service, as LEDGER_SERVE_BACKGROUND=true runs them",
     )
     parser.add_argument("--quick", action="store_true", help="5-second rounds, 2 rounds, 8-second paced runs")
     args = parser.parse_args()
@@ -233,6 +282,7 @@ def main() -> None:
         awards.start("app.asgi:app", PORTS["service"], service_env, args.workers),
     ]
     rounds: list[awards.Round] = []
+    cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in TARGETS}  # ms/request
     paced: dict[str, pace.Paced] = {}
     run_ids = (f"r{number}-{uuid.uuid4().hex[:6]}" for number in itertools.count())
     try:
@@ -273,6 +323,11 @@ def main() -> None:
     print(f"ratio orders/awards: {medians['orders'] / medians['awards']:.2f}")
     print(f"ratio awards/bare:   {medians['awards'] / medians['bare']:.2f}")
     print(f"ratio orders/bare:   {medians['orders'] / medians['bare']:.2f}")
+    print("\nCPU per request, ms (medians of the rounds): the serving processes, PostgreSQL's backends")
+    for target in TARGETS:
+        service_ms = statistics.median(server for server, _ in cpu[target])
+        database_ms = statistics.median(database for _, database in cpu[target])
+        print(f"{target:8s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")
     print(f"\nconstant rate {rate:.0f} req/s (half the bare median) for {args.paced_seconds}s each:")
     print(f"{'target':8s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
     for target, result in paced.items():
