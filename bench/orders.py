@@ -161,12 +161,14 @@ def server_cpu(pid: int) -> float:
 
 
 async def database_cpu() -> float:
-    """CPU seconds of the backends connected to the bench database (the same
-    machine's PostgreSQL)."""
+    """CPU seconds of the client backends connected to the bench database (the
+    same machine's PostgreSQL; autovacuum's are not the request's)."""
     connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
     try:
         pids = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", DATABASE
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            DATABASE,
         )
     finally:
         await connection.close()
@@ -294,9 +296,18 @@ def main() -> None:
             order = TARGETS[number % 3 :] + TARGETS[: number % 3]
             for target in order:
                 env = wrk_env(target, args.members, checkout, next(run_ids))
+                server = processes[0 if target == "bare" else 1].pid
+                server_before, database_before = server_cpu(server), asyncio.run(database_cpu())
                 rounds.append(
                     awards.drive(
                         target, target_port(target), env, args.seconds, args.connections, script(target)
+                    )
+                )
+                served = rounds[-1].requests_per_second * args.seconds
+                cpu[target].append(
+                    (
+                        (server_cpu(server) - server_before) * 1000 / served,
+                        (asyncio.run(database_cpu()) - database_before) * 1000 / served,
                     )
                 )
                 print(
@@ -325,8 +336,8 @@ def main() -> None:
     print(f"ratio orders/bare:   {medians['orders'] / medians['bare']:.2f}")
     print("\nCPU per request, ms (medians of the rounds): the serving processes, PostgreSQL's backends")
     for target in TARGETS:
-        service_ms = statistics.median(server for server, _ in cpu[target])
-        database_ms = statistics.median(database for _, database in cpu[target])
+        service_ms = statistics.median([server for server, _ in cpu[target]])
+        database_ms = statistics.median([database for _, database in cpu[target]])
         print(f"{target:8s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")
     print(f"\nconstant rate {rate:.0f} req/s (half the bare median) for {args.paced_seconds}s each:")
     print(f"{'target':8s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
