@@ -15,11 +15,11 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from sqlalchemy import MetaData, make_url
+from sqlalchemy import ForeignKeyConstraint, MetaData, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -39,13 +39,35 @@ T = TypeVar("T")
 # The hot path's connection: a plain asyncpg connection, or one borrowed from the pool.
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
-NAMING_CONVENTION = {
+
+def _fk_column_name(constraint: Any, table: Any) -> str:
+    """A foreign key is named after its first column other than program_id (which
+    every key between two tables of one program starts with), so a table's keys to
+    one table (an entry's reversed and source entries) have names of their own."""
+    names = [str(element.parent.name) for element in constraint.elements]
+    return next((name for name in names if name != "program_id"), names[0])
+
+
+NAMING_CONVENTION: dict[str, Any] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "fk_column_name": _fk_column_name,
+    "fk": "fk_%(table_name)s_%(fk_column_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def program_fk(column: str, target: str, **options: Any) -> ForeignKeyConstraint:
+    """A foreign key from one program's row to another row of the same program:
+    (program_id, `column`) references the target table's (program_id, `target`'s
+    column). Every key between two per-program tables includes program_id, so the
+    schema can be distributed by program with co-located joins
+    (tests/test_distribution_keys.py; docs/ledger.md)."""
+    table, _, referenced = target.partition(".")
+    return ForeignKeyConstraint(
+        ["program_id", column], [f"{table}.program_id", f"{table}.{referenced}"], **options
+    )
 
 
 class Base(DeclarativeBase):

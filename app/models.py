@@ -1,6 +1,6 @@
 """Every table, imported in one place for Alembic and the schema test."""
 
-from app.auth.models import ApiKey
+from app.auth.models import ApiKey, ApiKeyLookup
 from app.db import Base
 from app.eventlog.models import EventLogRow
 from app.events.models import MemberEvent
@@ -39,6 +39,7 @@ from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 __all__ = [
     "Account",
     "ApiKey",
+    "ApiKeyLookup",
     "Base",
     "ChainHead",
     "Conversion",

@@ -49,7 +49,8 @@ async def award(member: str, body: Award, request: Request) -> dict[str, Any]:
         balance = await connection.fetchrow(
             "UPDATE member_balance b SET available = b.available + $3, version = b.version + 1,"
             " updated_at = now() FROM member m"
-            " WHERE m.program_id = $1 AND m.external_id = $2 AND b.member_id = m.id"
+            " WHERE m.program_id = $1 AND m.external_id = $2 AND b.program_id = m.program_id"
+            " AND b.member_id = m.id"
             " RETURNING b.member_id, b.available, b.pending, b.held",
             PROGRAM_ID,
             member,
@@ -64,12 +65,13 @@ async def award(member: str, body: Award, request: Request) -> dict[str, Any]:
             body.reason,
         )
         await connection.execute(
-            "INSERT INTO posting (entry_id, account_id, member_id, amount, available_after, pending_after,"
-            " held_after) VALUES"
-            " ($1, (SELECT id FROM account WHERE member_id = $2 AND kind = 'available'), $2, $3::bigint,"
-            " $4, $5, $6),"
-            " ($1, (SELECT id FROM account"
-            "       WHERE program_id = $7 AND member_id IS NULL AND kind = 'issuance'),"
+            "INSERT INTO posting (program_id, entry_id, account_id, member_id, amount, available_after,"
+            " pending_after, held_after) VALUES"
+            " ($7, $1, (SELECT id FROM account"
+            "           WHERE program_id = $7 AND member_id = $2 AND kind = 'available'),"
+            " $2, $3::bigint, $4, $5, $6),"
+            " ($7, $1, (SELECT id FROM account"
+            "           WHERE program_id = $7 AND member_id IS NULL AND kind = 'issuance'),"
             " NULL, -($3::bigint), NULL, NULL, NULL)",
             entry_id,
             balance["member_id"],

@@ -67,7 +67,8 @@ async def prepare(cluster: PrivateCluster, members: int) -> tuple[str, str]:
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await connection.execute(
-            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
+            "WITH lookup AS (INSERT INTO api_key_lookup (key_hash, program_id) VALUES ($2, 1))"
+            " INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
             " VALUES (gen_random_uuid(), 1, 'chaos', $1, $2, ARRAY['admin'], now())",
             prefix,
             digest,

@@ -45,7 +45,7 @@ async def add_members(connection: asyncpg.Connection, program_id: int, count: in
             INSERT INTO account (program_id, member_id, kind)
             SELECT $1, m.id, k FROM m, unnest($3::text[]) AS k
         )
-        INSERT INTO member_balance (member_id, updated_at) SELECT id, now() FROM m
+        INSERT INTO member_balance (program_id, member_id, updated_at) SELECT $1, id, now() FROM m
         """,
         program_id,
         count,
@@ -57,7 +57,8 @@ async def add_api_key(connection: asyncpg.Connection, program_id: int, name: str
     """A new API key of the program with these scopes; the key itself."""
     key, prefix, digest = mint_key()
     await connection.execute(
-        "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
+        "WITH lookup AS (INSERT INTO api_key_lookup (key_hash, program_id) VALUES ($4, $1))"
+        " INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
         " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, now())",
         program_id,
         name,

@@ -290,7 +290,8 @@ async def add_partner_key(code: str) -> str:
     connection = await connect(DATABASE)
     try:
         await connection.execute(
-            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, partner_code,"
+            "WITH lookup AS (INSERT INTO api_key_lookup (key_hash, program_id) VALUES ($4, $1))"
+            " INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, partner_code,"
             " created_at) VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, now())",
             PROGRAM_ID,
             f"{code} till",
@@ -384,12 +385,15 @@ async def written_orders() -> tuple[dict[str, int], int]:
     try:
         rows = await connection.fetch(
             "SELECT coalesce(pa.code, '(program)') AS who, count(*) AS orders"
-            " FROM paid_order o LEFT JOIN partner pa ON pa.id = o.partner_id GROUP BY 1 ORDER BY 1"
+            " FROM paid_order o LEFT JOIN partner pa ON pa.program_id = o.program_id AND pa.id = o.partner_id"
+            " GROUP BY 1 ORDER BY 1"
         )
         funding = await connection.fetchval(
-            "SELECT sum(b.funding) FROM partner_balance b JOIN partner pa ON pa.id = b.partner_id"
-            " WHERE pa.code = $1",
+            "SELECT sum(b.funding) FROM partner_balance b"
+            " JOIN partner pa ON pa.program_id = b.program_id AND pa.id = b.partner_id"
+            " WHERE pa.program_id = $2 AND pa.code = $1",
             PREPAID,
+            PROGRAM_ID,
         )
     finally:
         await connection.close()
@@ -521,7 +525,7 @@ MEMBERS = """
 CREATE TEMP TABLE bench_member AS
 SELECT (row_number() OVER (ORDER BY m.id) - 1)::bigint AS idx, m.id AS member_id, m.external_id,
        a.id AS account_id
-  FROM member m JOIN account a ON a.member_id = m.id AND a.kind = 'available'
+  FROM member m JOIN account a ON a.program_id = m.program_id AND a.member_id = m.id AND a.kind = 'available'
  WHERE m.program_id = $1;
 CREATE UNIQUE INDEX ON bench_member (idx);
 CREATE TEMP TABLE bench_batch (g bigint, member_id bigint, external_id text, account_id bigint,
@@ -541,13 +545,13 @@ SELECT id, 1, 'earn', recorded_at, recorded_at, 'bench-settle-' || g, 'bench', '
   FROM bench_batch ORDER BY g""",
     # the member's posting records their balances right after the entry: what they
     # had before the batch plus their entries of the batch so far
-    """INSERT INTO posting (entry_id, account_id, member_id, amount,
+    """INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,
                      available_after, pending_after, held_after)
-SELECT x.id, x.account_id, x.member_id, x.amount, x.available_after, x.pending_after, x.held_after
+SELECT 1, x.id, x.account_id, x.member_id, x.amount, x.available_after, x.pending_after, x.held_after
   FROM (SELECT b.g, 1 AS leg, b.id, b.account_id, b.member_id, b.points AS amount,
                mb.available + sum(b.points) OVER (PARTITION BY b.member_id ORDER BY b.g) AS available_after,
                mb.pending AS pending_after, mb.held AS held_after
-          FROM bench_batch b JOIN member_balance mb ON mb.member_id = b.member_id
+          FROM bench_batch b JOIN member_balance mb ON mb.program_id = 1 AND mb.member_id = b.member_id
         UNION ALL
         SELECT b.g, 2, b.id, $1, NULL, -b.points, NULL, NULL, NULL FROM bench_batch b) x
  ORDER BY x.g, x.leg""",
@@ -555,15 +559,16 @@ SELECT x.id, x.account_id, x.member_id, x.amount, x.available_after, x.pending_a
    SET available = mb.available + s.points, version = mb.version + s.entries, updated_at = s.last
   FROM (SELECT member_id, sum(points) AS points, count(*) AS entries, max(recorded_at) AS last
           FROM bench_batch GROUP BY member_id) s
- WHERE mb.member_id = s.member_id""",
+ WHERE mb.program_id = 1 AND mb.member_id = s.member_id""",
     """INSERT INTO point_lot (program_id, member_id, entry_id, points, remaining, expires_at)
 SELECT 1, member_id, id, points, points, NULL FROM bench_batch ORDER BY g""",
-    """INSERT INTO partner_line (entry_id, partner_id, section, points, rate_id, price_per_point, recorded_at)
-SELECT id, $1, 'earn', points, $2, $3, recorded_at FROM bench_batch ORDER BY g""",
+    """INSERT INTO partner_line (program_id, entry_id, partner_id, section, points, rate_id, price_per_point,
+                          recorded_at)
+SELECT 1, id, $1, 'earn', points, $2, $3, recorded_at FROM bench_batch ORDER BY g""",
     """UPDATE partner_balance
    SET funding = funding - (SELECT sum(points) FROM bench_batch),
        version = version + (SELECT count(*) FROM bench_batch), updated_at = now()
- WHERE partner_id = $1 AND slot = 0""",
+ WHERE program_id = 1 AND partner_id = $1 AND slot = 0""",
 ]
 
 # The same entries through ledger_post() itself, one call per entry (as a partner
@@ -588,7 +593,7 @@ SELECT count(*) FROM ({BATCH_ROWS}) r
 EXPECTED = """
 SELECT count(*) AS lines, coalesce(sum(points), 0) AS points,
        coalesce(sum(round(points * price_per_point, 2)), 0) AS money
-  FROM partner_line WHERE partner_id = $1 AND recorded_at >= $2 AND recorded_at < $3
+  FROM partner_line WHERE program_id = 1 AND partner_id = $1 AND recorded_at >= $2 AND recorded_at < $3
 """
 
 
@@ -650,6 +655,7 @@ async def prepare_settlement(members: int, month: Month) -> tuple[str, Partner]:
         assert partner_id is not None
         rate = await repository.insert_rate(
             connection,
+            PROGRAM_ID,
             partner_id,
             {
                 "kind": "earn",

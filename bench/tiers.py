@@ -154,7 +154,7 @@ async def read_activity_only(context: AppContext, now: datetime) -> float:
             ]
             if not ids:
                 break
-            await tiers_repository.activity(connection, [(member, start, now) for member in ids])
+            await tiers_repository.activity(connection, 1, [(member, start, now) for member in ids])
             after = ids[-1]
     return time.perf_counter() - began
 

@@ -38,7 +38,7 @@ async def _sound_then_corrupt(name: str) -> None:
             member,
         )
         await connection.execute(
-            "INSERT INTO member_balance (member_id, updated_at) VALUES ($1, now())", member
+            "INSERT INTO member_balance (program_id, member_id, updated_at) VALUES (1, $1, now())", member
         )
         await connection.fetch(
             "SELECT * FROM ledger_post(p_entry_id => $1, p_program_id => 1, p_kind => 'award',"

@@ -87,26 +87,31 @@ class TestDatabaseGuards:
 
     async def test_unbalanced_entry_is_refused_at_commit(self, api: Api, db: asyncpg.Connection) -> None:
         member = await api.enrol()
-        account = await db.fetchval(
-            "SELECT a.id FROM account a JOIN member m ON m.id = a.member_id"
+        account = await db.fetchrow(
+            "SELECT a.program_id, a.id, a.member_id FROM account a"
+            " JOIN member m ON m.program_id = a.program_id AND m.id = a.member_id"
             " WHERE m.external_id = $1 AND a.kind = 'available'",
             member,
         )
+        assert account is not None
         entry_id = uuid.uuid4()
         transaction = db.transaction()
         await transaction.start()
         try:
             await db.execute(
                 "INSERT INTO journal_entry (id, program_id, kind, occurred_at, recorded_at, idempotency_key,"
-                " request_fingerprint) VALUES ($1, 1, 'award', now(), now(), $2, 'x')",
+                " request_fingerprint) VALUES ($1, $3, 'award', now(), now(), $2, 'x')",
                 entry_id,
                 str(entry_id),
+                account["program_id"],
             )
             await db.execute(
-                "INSERT INTO posting (entry_id, account_id, member_id, amount,"
-                " available_after, pending_after, held_after) VALUES ($1, $2, 1, 500, 500, 0, 0)",
+                "INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,"
+                " available_after, pending_after, held_after) VALUES ($4, $1, $2, $3, 500, 500, 0, 0)",
                 entry_id,
-                account,
+                account["id"],
+                account["member_id"],
+                account["program_id"],
             )
             with pytest.raises(asyncpg.PostgresError, match="does not balance") as refused:
                 await transaction.commit()

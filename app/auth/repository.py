@@ -8,16 +8,20 @@ from datetime import datetime
 from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import ApiKey
+from app.auth.models import ApiKey, ApiKeyLookup
 
-# Looked up on every request, straight through asyncpg (see app/db.py).
+# Looked up on every request (unless cached), straight through asyncpg (see
+# app/db.py). The program is not known yet: the global api_key_lookup names it,
+# then the key is read with its program's other rows.
 PRINCIPAL_BY_HASH = """
 SELECT k.id, k.program_id, p.code AS program_code, k.scopes, k.partner_code,
        pa.id AS partner_id, pa.status AS partner_status, pa.roles AS partner_roles,
        pa.billing AS partner_billing
-  FROM api_key k JOIN program p ON p.id = k.program_id
+  FROM api_key_lookup l
+  JOIN api_key k ON k.program_id = l.program_id AND k.key_hash = l.key_hash
+  JOIN program p ON p.id = k.program_id
   LEFT JOIN partner pa ON pa.program_id = k.program_id AND pa.code = k.partner_code
- WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+ WHERE l.key_hash = $1 AND k.revoked_at IS NULL
 """
 
 PROGRAM_ID_BY_CODE = "SELECT id FROM program WHERE code = $1"
@@ -34,6 +38,9 @@ async def insert_key(
     partner_code: str | None,
     created_at: datetime,
 ) -> ApiKey:
+    # the digest's program first: the key references it
+    session.add(ApiKeyLookup(key_hash=key_hash, program_id=program_id))
+    await session.flush()
     row = ApiKey(
         id=uuid.uuid4(),
         program_id=program_id,
@@ -72,5 +79,7 @@ async def revoke_key(session: AsyncSession, program_id: int, key_id: uuid.UUID, 
 
 
 async def program_of_key(session: AsyncSession, key_id: uuid.UUID) -> int | None:
+    # By id alone, without the program that leads the key: a scan of a small table,
+    # for the command line only (`points-ledger api-key revoke`), never a request.
     found = await session.scalar(select(ApiKey.program_id).where(ApiKey.id == key_id))
     return None if found is None else int(found)

@@ -162,7 +162,7 @@ async def create_key(
         async with session.begin_nested():
             row = await _insert_key(session, program_id, name, prefix, digest, scopes, partner_code, now)
     except IntegrityError as exc:
-        if "fk_api_key_program_id_partner" not in str(exc.orig):
+        if "fk_api_key_partner_code_partner" not in str(exc.orig):
             raise
         raise PartnerNotFound(f"no partner {partner_code} in this program") from exc
     return row, key

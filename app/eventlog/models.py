@@ -6,11 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Text, UniqueConstraint, Uuid, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class EventLogRow(Base):
@@ -21,7 +32,11 @@ class EventLogRow(Base):
 
     __tablename__ = "event_log"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "position"),
+        UniqueConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "entry_id"),
         UniqueConstraint("program_id", "sequence"),
+        program_fk("entry_id", "journal_entry.id"),
         # the outbox: events not yet in the sequence, in the order the chainer takes them
         Index(
             "ix_event_log_program_id_txid_position_unsequenced",
@@ -33,8 +48,8 @@ class EventLogRow(Base):
         Index("ix_event_log_members", "members", postgresql_using="gin"),
     )
 
-    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     type: Mapped[str] = mapped_column(Text)
     sequence: Mapped[int | None] = mapped_column(BigInteger)
@@ -43,7 +58,7 @@ class EventLogRow(Base):
     # the writing transaction (the chainer's order, as for journal entries)
     txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
     # points.*: the entry, rendered when read (GET /v1/entries/{id}'s shape); else None
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"), unique=True)
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # the members it concerns (internal ids), for ?member=
     members: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'"))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

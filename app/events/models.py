@@ -6,11 +6,11 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Identity, Index, Text, Uuid, text
+from sqlalchemy import BigInteger, Date, DateTime, Identity, Index, PrimaryKeyConstraint, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class MemberEvent(Base):
@@ -18,6 +18,10 @@ class MemberEvent(Base):
 
     __tablename__ = "member_event"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("member_id", "member.id"),
+        program_fk("entry_id", "journal_entry.id"),
+        program_fk("referrer_member_id", "member.id"),
         Index(None, "member_id", "type", "local_day"),
         Index(None, "member_id", "occurred_at"),
         Index(
@@ -28,15 +32,15 @@ class MemberEvent(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     local_day: Mapped[date] = mapped_column(Date)
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     points: Mapped[int] = mapped_column(BigInteger)
-    referrer_member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
+    referrer_member_id: Mapped[int | None] = mapped_column(BigInteger)
     referrer_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

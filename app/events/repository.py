@@ -17,20 +17,21 @@ EVENT_FACTS = """
 SELECT m.id AS member_id, m.referred_by_member_id, r.external_id AS referrer, b.debt,
        v.version AS rules_version
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   JOIN rules_version v ON v.program_id = m.program_id AND v.active
-  LEFT JOIN member r ON r.id = m.referred_by_member_id
+  LEFT JOIN member r ON r.program_id = m.program_id AND r.id = m.referred_by_member_id
  WHERE m.program_id = $1 AND m.external_id = $2
    FOR UPDATE OF b
 """
 
 # A reversed event no longer counts (its points were taken back).
 COUNTS = """
-SELECT count(*) FILTER (WHERE v.local_day = $3) AS today,
+SELECT count(*) FILTER (WHERE v.local_day = $4) AS today,
        count(*) AS ever
   FROM member_event v
- WHERE v.member_id = $1 AND v.type = $2
-   AND NOT EXISTS (SELECT 1 FROM journal_entry r WHERE r.reverses_entry_id = v.entry_id)
+ WHERE v.program_id = $1 AND v.member_id = $2 AND v.type = $3
+   AND NOT EXISTS (SELECT 1 FROM journal_entry r
+                    WHERE r.program_id = v.program_id AND r.reverses_entry_id = v.entry_id)
 """
 
 INSERT_EVENT = """
@@ -44,8 +45,10 @@ async def locked_facts(connection: Connection, program_id: int, member: str) -> 
     return await connection.fetchrow(EVENT_FACTS, program_id, member)
 
 
-async def counts(connection: Connection, member_id: int, event_type: str, day: date) -> tuple[int, int]:
-    row = await connection.fetchrow(COUNTS, member_id, event_type, day)
+async def counts(
+    connection: Connection, program_id: int, member_id: int, event_type: str, day: date
+) -> tuple[int, int]:
+    row = await connection.fetchrow(COUNTS, program_id, member_id, event_type, day)
     assert row is not None
     return int(row["today"]), int(row["ever"])
 

@@ -56,7 +56,7 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
                 return found
             rules = await context.rules.document(connection, program_id, facts["rules_version"])
             day = local_day(rules, body.occurred_at)
-            today, ever = await repository.counts(connection, facts["member_id"], body.type, day)
+            today, ever = await repository.counts(connection, program_id, facts["member_id"], body.type, day)
             try:
                 earning = earn_event(
                     rules,

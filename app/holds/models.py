@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Text, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, PrimaryKeyConstraint, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class PointHold(Base):
@@ -19,6 +19,10 @@ class PointHold(Base):
 
     __tablename__ = "point_hold"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("id", "journal_entry.id"),
+        program_fk("member_id", "member.id"),
+        program_fk("close_entry_id", "journal_entry.id"),
         Index("ix_point_hold_due", "expires_at", "id", postgresql_where=text("status = 'active'")),
         Index(None, "member_id"),
         CheckConstraint("points > 0", name="points_positive"),
@@ -27,9 +31,9 @@ class PointHold(Base):
         CheckConstraint("(status = 'active') = (close_entry_id IS NULL)", name="closed_by_entry"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
     captured_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     status: Mapped[str] = mapped_column(Text, server_default="active")
@@ -37,4 +41,4 @@ class PointHold(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    close_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    close_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

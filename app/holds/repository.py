@@ -19,7 +19,7 @@ SELECT $1, $2, m.id, $4, $5, $6, $7 FROM member m WHERE m.program_id = $2 AND m.
 LOCKED = """
 SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
        h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
-  FROM point_hold h JOIN member m ON m.id = h.member_id
+  FROM point_hold h JOIN member m ON m.program_id = h.program_id AND m.id = h.member_id
  WHERE h.program_id = $1 AND h.id = $2
    FOR UPDATE OF h
 """
@@ -27,7 +27,7 @@ SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.
 FIND = """
 SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
        h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
-  FROM point_hold h JOIN member m ON m.id = h.member_id
+  FROM point_hold h JOIN member m ON m.program_id = h.program_id AND m.id = h.member_id
  WHERE h.program_id = $1 AND h.id = $2
 """
 
@@ -35,15 +35,16 @@ SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.
 MEMBER_HOLDS = """
 SELECT h.id, h.program_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
        h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
-  FROM point_hold h JOIN member m ON m.id = h.member_id
- WHERE h.member_id = $1 AND ($2::text IS NULL OR h.status = $2) AND (h.created_at, h.id) < ($3, $4)
+  FROM point_hold h JOIN member m ON m.program_id = h.program_id AND m.id = h.member_id
+ WHERE h.program_id = $1 AND h.member_id = $2 AND ($3::text IS NULL OR h.status = $3)
+   AND (h.created_at, h.id) < ($4, $5)
  ORDER BY h.created_at DESC, h.id DESC
- LIMIT $5
+ LIMIT $6
 """
 
 CLOSE = """
-UPDATE point_hold SET status = $2, captured_points = $3, closed_at = $4, close_entry_id = $5
- WHERE id = $1 AND status = 'active'
+UPDATE point_hold SET status = $3, captured_points = $4, closed_at = $5, close_entry_id = $6
+ WHERE program_id = $1 AND id = $2 AND status = 'active'
 """
 
 # Active holds past their expiry, oldest first; SKIP LOCKED lets a capture or
@@ -51,7 +52,7 @@ UPDATE point_hold SET status = $2, captured_points = $3, closed_at = $4, close_e
 DUE = """
 SELECT h.id, h.program_id, h.member_id, h.points, h.captured_points, h.status, h.order_id, h.created_at,
        h.expires_at, h.closed_at, h.close_entry_id, m.external_id AS member
-  FROM point_hold h JOIN member m ON m.id = h.member_id
+  FROM point_hold h JOIN member m ON m.program_id = h.program_id AND m.id = h.member_id
  WHERE h.status = 'active' AND h.expires_at <= $1 AND ($2::bigint IS NULL OR h.program_id = $2)
  ORDER BY h.expires_at, h.id
  LIMIT $3
@@ -83,6 +84,7 @@ async def find(connection: Connection, program_id: int, hold_id: uuid.UUID) -> a
 
 async def close(
     connection: Connection,
+    program_id: int,
     hold_id: uuid.UUID,
     *,
     status: str,
@@ -90,7 +92,9 @@ async def close(
     closed_at: datetime,
     entry_id: uuid.UUID,
 ) -> None:
-    result = await connection.execute(CLOSE, hold_id, status, captured_points, closed_at, entry_id)
+    result = await connection.execute(
+        CLOSE, program_id, hold_id, status, captured_points, closed_at, entry_id
+    )
     if not result.endswith(" 1"):
         raise RuntimeError(f"hold {hold_id} was not active while locked")
 
@@ -103,10 +107,11 @@ async def due(
 
 async def member_holds(
     connection: Connection,
+    program_id: int,
     member_id: int,
     *,
     status: str | None,
     before: tuple[datetime, uuid.UUID],
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(MEMBER_HOLDS, member_id, status, before[0], before[1], limit)
+    return await connection.fetch(MEMBER_HOLDS, program_id, member_id, status, before[0], before[1], limit)

@@ -185,7 +185,13 @@ async def _close(
                 reason=reason,
             )
             await repository.close(
-                connection, hold_id, status=status, captured_points=captured, closed_at=now, entry_id=entry_id
+                connection,
+                hold["program_id"],
+                hold_id,
+                status=status,
+                captured_points=captured,
+                closed_at=now,
+                entry_id=entry_id,
             )
             return response
 
@@ -234,7 +240,7 @@ async def member_holds(
             created, hold_id = context.cursors.read(list_id, cursor)
             before = (datetime.fromisoformat(created), uuid.UUID(hold_id))
         rows = await repository.member_holds(
-            connection, member_id, status=status, before=before, limit=limit + 1
+            connection, principal.program_id, member_id, status=status, before=before, limit=limit + 1
         )
     page = rows[:limit]
     next_cursor = None
@@ -295,6 +301,7 @@ def _release_batch(
                 await posting.post_job_entry(connection, entry, out.model_dump_json().encode())
                 await repository.close(
                     connection,
+                    hold["program_id"],
                     hold["id"],
                     status="expired",
                     captured_points=0,

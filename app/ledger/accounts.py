@@ -18,7 +18,9 @@ async def open_member_accounts(session: AsyncSession, program_id: int, member_id
         insert(Account),
         [{"program_id": program_id, "member_id": member_id, "kind": kind} for kind in MEMBER_ACCOUNT_KINDS],
     )
-    await session.execute(insert(MemberBalance).values(member_id=member_id, updated_at=now))
+    await session.execute(
+        insert(MemberBalance).values(program_id=program_id, member_id=member_id, updated_at=now)
+    )
 
 
 async def open_program_accounts(session: AsyncSession, program_id: int) -> None:

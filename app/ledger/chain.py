@@ -57,8 +57,8 @@ XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 CANONICAL_COLUMNS = """e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
        e.reverses_entry_id, e.source_entry_id, e.reason, e.order_id,
        (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount, a.partner_id) ORDER BY p.id)
-          FROM posting p JOIN account a ON a.id = p.account_id
-         WHERE p.entry_id = e.id)::text AS postings"""
+          FROM posting p JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+         WHERE p.program_id = e.program_id AND p.entry_id = e.id)::text AS postings"""
 
 # $5: the oldest transaction still running; older ones are final
 NEXT_ENTRIES = f"""
@@ -94,9 +94,9 @@ ENTRY_EVENTS = """
 INSERT INTO event_log (id, program_id, type, sequence, occurred_at, created_at, entry_id, members)
 SELECT x.id, $1, 'points.' || e.kind, x.sequence, e.occurred_at, e.recorded_at, e.id,
        coalesce((SELECT array_agg(DISTINCT p.member_id) FROM posting p
-                  WHERE p.entry_id = e.id AND p.member_id IS NOT NULL), '{}')
+                  WHERE p.program_id = e.program_id AND p.entry_id = e.id AND p.member_id IS NOT NULL), '{}')
   FROM unnest($2::uuid[], $3::uuid[], $4::bigint[]) AS x(id, entry_id, sequence)
-  JOIN journal_entry e ON e.id = x.entry_id
+  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
 """
 
 SEQUENCE_EVENTS = """
@@ -310,7 +310,7 @@ async def chain_all(
 WALK = f"""
 SELECT c.program_id, c.sequence, c.hash AS stored_hash, c.entry_id AS chained_id,
        {CANONICAL_COLUMNS}
-  FROM entry_chain c LEFT JOIN journal_entry e ON e.id = c.entry_id
+  FROM entry_chain c LEFT JOIN journal_entry e ON e.program_id = c.program_id AND e.id = c.entry_id
  ORDER BY c.program_id, c.sequence
 """
 
@@ -319,7 +319,7 @@ SELECT c.program_id, c.sequence, c.hash AS stored_hash, c.entry_id AS chained_id
 SKIPPED = """
 SELECT e.program_id, e.id FROM journal_entry e
   JOIN chain_head h ON h.program_id = e.program_id AND (e.txid, e.id) <= (h.last_txid, h.last_entry_id)
-  LEFT JOIN entry_chain c ON c.entry_id = e.id
+  LEFT JOIN entry_chain c ON c.program_id = e.program_id AND c.entry_id = e.id
  WHERE c.entry_id IS NULL
 """
 

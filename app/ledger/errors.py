@@ -111,7 +111,7 @@ def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
         return MemberNotFound(f"no member {getattr(exc, 'detail', '')!s} in this program")
     if state == SqlState.NUMERIC_VALUE_OUT_OF_RANGE:
         return PointsOutOfRange("the entry would take a balance beyond 9223372036854775807 points")
-    if state == SqlState.UNIQUE_VIOLATION and constraint == "uq_journal_entry_reverses_entry_id":
+    if state == SqlState.UNIQUE_VIOLATION and constraint == "uq_journal_entry_program_id_reverses_entry_id":
         return AlreadyReversed(
             "the entry has already been reversed; reverse the reversal's effect with a new award"
         )

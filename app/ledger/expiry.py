@@ -129,11 +129,11 @@ async def expiring(
     """The member's next expiries, soonest first: their lots grouped by date and,
     under an inactivity policy, everything else at the date they would lose it all."""
     policy = await _policy(connection, cache, program_id)
-    rows = await repository.expiring_lots(connection, member_id, limit)
+    rows = await repository.expiring_lots(connection, program_id, member_id, limit)
     items = [Expiring(row["points"], row["expires_at"]) for row in rows]
     if policy.inactivity_months is None:
         return items
-    last_activity, available = await repository.last_activity(connection, member_id)
+    last_activity, available = await repository.last_activity(connection, program_id, member_id)
     deadline = inactivity_deadline(policy.rules, last_activity)
     if deadline is None or available == 0:
         return items
@@ -160,15 +160,15 @@ WITH due AS (
      WHERE d.expires_at < $2 + make_interval(days => t.days)
 ), fresh AS (
     -- one notice per member, local expiry date (kept as its midnight) and threshold
-    INSERT INTO expiry_notice (member_id, expires_at, days_before, created_at)
-    SELECT member_id, day::timestamp AT TIME ZONE $6, days, $5 FROM reached
+    INSERT INTO expiry_notice (program_id, member_id, expires_at, days_before, created_at)
+    SELECT $1, member_id, day::timestamp AT TIME ZONE $6, days, $5 FROM reached
     ON CONFLICT DO NOTHING
     RETURNING member_id, expires_at, days_before
 )
 SELECT r.member_id, m.external_id, r.expires_at, r.points, r.days,
        EXISTS (SELECT 1 FROM fresh f WHERE (f.member_id, f.expires_at, f.days_before)
                                          = (r.member_id, r.day::timestamp AT TIME ZONE $6, r.days)) AS fresh
-  FROM reached r JOIN member m ON m.id = r.member_id
+  FROM reached r JOIN member m ON m.program_id = $1 AND m.id = r.member_id
  ORDER BY r.member_id, r.expires_at, r.days
 """
 

@@ -92,7 +92,9 @@ def _activation_batch(
                 )
                 await post_job_entry(connection, entry)
                 entry_ids.append(entry.id)
-            await repository.mark_activated(connection, [credit["id"] for credit in due], entry_ids, now)
+            await repository.mark_activated(
+                connection, [(credit["program_id"], credit["id"]) for credit in due], entry_ids, now
+            )
             return due
 
     return work

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 from app.ledger.entries import ENTRY_KINDS, MEMBER_ACCOUNT_KINDS, PARTNER_ACCOUNT_KINDS, sql_in
 
 
@@ -34,7 +34,8 @@ class Account(Base):
 
     __tablename__ = "account"
     __table_args__ = (
-        UniqueConstraint("member_id", "kind"),
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "member_id", "kind"),
         # a program's system accounts, and each partner's two (partner_id set)
         Index(
             "uq_account_program_id_kind_partner_id_system",
@@ -53,13 +54,15 @@ class Account(Base):
             f"(partner_id IS NOT NULL) = (kind IN ({sql_in(PARTNER_ACCOUNT_KINDS)}))",
             name="partner_kinds",
         ),
+        program_fk("member_id", "member.id"),
+        program_fk("partner_id", "partner.id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
-    member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
-    partner_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    partner_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class MemberBalance(Base):
@@ -72,9 +75,12 @@ class MemberBalance(Base):
         CheckConstraint("pending >= 0", name="pending_not_negative"),
         CheckConstraint("held >= 0", name="held_not_negative"),
         CheckConstraint("debt <= 0", name="debt_not_positive"),
+        PrimaryKeyConstraint("program_id", "member_id"),
+        program_fk("member_id", "member.id"),
     )
 
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"), primary_key=True)
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
     available: Mapped[int] = mapped_column(BigInteger, server_default="0")
     pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
     held: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -88,18 +94,22 @@ class JournalEntry(Base):
 
     __tablename__ = "journal_entry"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
         UniqueConstraint("program_id", "idempotency_key"),
         Index("ix_journal_entry_program_id_txid_id", "program_id", "txid", "id"),
         Index(
-            "uq_journal_entry_reverses_entry_id",
+            "uq_journal_entry_program_id_reverses_entry_id",
+            "program_id",
             "reverses_entry_id",
             unique=True,
             postgresql_where=text("reverses_entry_id IS NOT NULL"),
         ),
         CheckConstraint(f"kind IN ({sql_in(ENTRY_KINDS)})", name="kind_known"),
+        program_fk("reverses_entry_id", "journal_entry.id"),
+        program_fk("source_entry_id", "journal_entry.id"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     # No foreign key to program or api_key on purpose: a foreign key check takes a
     # KEY SHARE lock on the referenced row, and every earn of a program (and of a
     # checkout's one API key) would share that row lock, which is the hot-row
@@ -110,7 +120,7 @@ class JournalEntry(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     idempotency_key: Mapped[str] = mapped_column(Text)
     request_fingerprint: Mapped[str] = mapped_column(Text)
-    reverses_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    reverses_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     reason: Mapped[str | None] = mapped_column(Text)
     order_id: Mapped[str | None] = mapped_column(Text)
@@ -123,7 +133,7 @@ class JournalEntry(Base):
     explanation: Mapped[list[Any] | None] = mapped_column(JSONB)
     # A capture or release: the hold entry it closes (its lots get points back). A
     # refund: the entry that put the order's points in lots (taken back first).
-    source_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    source_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # The writing transaction's id (pg_current_xact_id()). The chainer orders entries
     # by it and takes only those of transactions that can no longer commit, so the
     # chain never needs to insert an entry before one it has already chained.
@@ -136,9 +146,13 @@ class EntryChain(Base):
     Written by the chainer after the entry committed, never changed."""
 
     __tablename__ = "entry_chain"
-    __table_args__ = (UniqueConstraint("program_id", "sequence"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "entry_id"),
+        UniqueConstraint("program_id", "sequence"),
+        program_fk("entry_id", "journal_entry.id"),
+    )
 
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger)
     sequence: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[bytes] = mapped_column(LargeBinary)
@@ -166,6 +180,8 @@ class Posting(Base):
 
     __tablename__ = "posting"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("entry_id", "journal_entry.id"),
         Index(None, "entry_id"),
         Index(
             "ix_posting_member_id_id",
@@ -182,8 +198,10 @@ class Posting(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    # the entry's program, copied so every key of the posting leads with it
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     # No foreign key to account: see JournalEntry.program_id (the issuance
     # account row would be share-locked by every earn). The posting function
     # only ever writes account ids it has just looked up; accounts are never deleted.
@@ -202,14 +220,14 @@ class IdempotencyRecord(Base):
     """The first response to an Idempotency-Key, kept byte for byte for replays."""
 
     __tablename__ = "idempotency_record"
-    __table_args__ = (PrimaryKeyConstraint("program_id", "key"),)
+    __table_args__ = (PrimaryKeyConstraint("program_id", "key"), program_fk("entry_id", "journal_entry.id"))
 
     program_id: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str] = mapped_column(Text)
     request_fingerprint: Mapped[str] = mapped_column(Text)
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[bytes] = mapped_column(LargeBinary)
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -223,7 +241,11 @@ class PendingCredit(Base):
 
     __tablename__ = "pending_credit"
     __table_args__ = (
-        UniqueConstraint("entry_id", "member_id"),
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "entry_id", "member_id"),
+        program_fk("member_id", "member.id"),
+        program_fk("entry_id", "journal_entry.id"),
+        program_fk("activation_entry_id", "journal_entry.id"),
         Index(
             "ix_pending_credit_due",
             "pending_until",
@@ -234,15 +256,15 @@ class PendingCredit(Base):
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     points: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     pending_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    activation_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    activation_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class PointLot(Base):
@@ -255,6 +277,9 @@ class PointLot(Base):
 
     __tablename__ = "point_lot"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("member_id", "member.id"),
+        program_fk("entry_id", "journal_entry.id"),
         Index(
             "ix_point_lot_member_fifo",
             "member_id",
@@ -266,10 +291,10 @@ class PointLot(Base):
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     points: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -281,13 +306,16 @@ class LotUse(Base):
 
     __tablename__ = "lot_use"
     __table_args__ = (
-        PrimaryKeyConstraint("entry_id", "lot_id"),
+        PrimaryKeyConstraint("program_id", "entry_id", "lot_id"),
+        program_fk("entry_id", "journal_entry.id"),
+        program_fk("lot_id", "point_lot.id"),
         Index(None, "lot_id"),
         CheckConstraint("points >= 0", name="points_not_negative"),
     )
 
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
-    lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("point_lot.id"))
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    lot_id: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -296,9 +324,13 @@ class ExpiryNotice(Base):
     threshold (days before), whatever the job's reruns."""
 
     __tablename__ = "expiry_notice"
-    __table_args__ = (PrimaryKeyConstraint("member_id", "expires_at", "days_before"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "member_id", "expires_at", "days_before"),
+        program_fk("member_id", "member.id"),
+    )
 
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     days_before: Mapped[int] = mapped_column(Integer)
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

@@ -44,11 +44,11 @@ SELECT e.id, e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.rever
        m.external_id AS member, p.member_id, a.kind AS account, p.amount, a.partner_id, pa.code AS partner,
        p.available_after, p.pending_after, p.held_after, c.sequence, c.hash
   FROM journal_entry e
-  JOIN posting p ON p.entry_id = e.id
-  JOIN account a ON a.id = p.account_id
-  LEFT JOIN partner pa ON pa.id = a.partner_id
-  LEFT JOIN member m ON m.id = p.member_id
-  LEFT JOIN entry_chain c ON c.entry_id = e.id
+  JOIN posting p ON p.program_id = e.program_id AND p.entry_id = e.id
+  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+  LEFT JOIN partner pa ON pa.program_id = a.program_id AND pa.id = a.partner_id
+  LEFT JOIN member m ON m.program_id = p.program_id AND m.id = p.member_id
+  LEFT JOIN entry_chain c ON c.program_id = e.program_id AND c.entry_id = e.id
  WHERE e.program_id = $1 AND e.id = ANY($2::uuid[])
  ORDER BY p.id
 """
@@ -64,24 +64,24 @@ SELECT p.id AS posting_id, p.entry_id, a.kind AS account, p.amount,
        e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
        e.rules_version, e.metadata, e.explanation, c.sequence, c.hash
   FROM posting p
-  JOIN account a ON a.id = p.account_id
-  JOIN journal_entry e ON e.id = p.entry_id
-  LEFT JOIN entry_chain c ON c.entry_id = e.id
- WHERE p.member_id = $1 AND p.id < $2
+  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+  JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+  LEFT JOIN entry_chain c ON c.program_id = e.program_id AND c.entry_id = e.id
+ WHERE p.program_id = $1 AND p.member_id = $2 AND p.id < $3
  ORDER BY p.id DESC
- LIMIT $3
+ LIMIT $4
 """
 
 BALANCE_NOW = """
 SELECT b.available, b.pending, b.held
-  FROM member m JOIN member_balance b ON b.member_id = m.id
+  FROM member m JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 
 BALANCE_AS_OF = """
 SELECT p.available_after, p.pending_after, p.held_after
-  FROM posting p JOIN journal_entry e ON e.id = p.entry_id
- WHERE p.member_id = $1 AND e.recorded_at <= $2
+  FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+ WHERE p.program_id = $1 AND p.member_id = $2 AND e.recorded_at <= $3
  ORDER BY p.id DESC
  LIMIT 1
 """
@@ -93,8 +93,8 @@ DUE_PENDING_CREDITS = """
 SELECT c.id, c.program_id, c.member_id, c.remaining, c.pending_until, m.external_id AS member,
        e.order_id, e.rules_version, e.expires_at
   FROM pending_credit c
-  JOIN member m ON m.id = c.member_id
-  JOIN journal_entry e ON e.id = c.entry_id
+  JOIN member m ON m.program_id = c.program_id AND m.id = c.member_id
+  JOIN journal_entry e ON e.program_id = c.program_id AND e.id = c.entry_id
  WHERE c.remaining > 0 AND c.pending_until <= $1 AND ($2::bigint IS NULL OR c.program_id = $2)
  ORDER BY c.pending_until, c.id
  LIMIT $3
@@ -102,9 +102,9 @@ SELECT c.id, c.program_id, c.member_id, c.remaining, c.pending_until, m.external
 """
 
 MARK_ACTIVATED = """
-UPDATE pending_credit c SET remaining = 0, activated_at = $2, activation_entry_id = x.entry_id
-  FROM unnest($1::bigint[], $3::uuid[]) AS x(id, entry_id)
- WHERE c.id = x.id
+UPDATE pending_credit c SET remaining = 0, activated_at = $3, activation_entry_id = x.entry_id
+  FROM unnest($1::bigint[], $2::bigint[], $4::uuid[]) AS x(program_id, id, entry_id)
+ WHERE c.program_id = x.program_id AND c.id = x.id
 """
 
 
@@ -163,17 +163,19 @@ async def member_id(connection: Connection, program_id: int, external_id: str) -
 
 
 async def statement_postings(
-    connection: Connection, member_id: int, *, before_posting_id: int, limit: int
+    connection: Connection, program_id: int, member_id: int, *, before_posting_id: int, limit: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(STATEMENT, member_id, before_posting_id, limit)
+    return await connection.fetch(STATEMENT, program_id, member_id, before_posting_id, limit)
 
 
 async def balance_now(connection: Connection, program_id: int, external_id: str) -> asyncpg.Record | None:
     return await connection.fetchrow(BALANCE_NOW, program_id, external_id)
 
 
-async def balance_as_of(connection: Connection, member_id: int, as_of: datetime) -> asyncpg.Record | None:
-    return await connection.fetchrow(BALANCE_AS_OF, member_id, as_of)
+async def balance_as_of(
+    connection: Connection, program_id: int, member_id: int, as_of: datetime
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(BALANCE_AS_OF, program_id, member_id, as_of)
 
 
 async def due_pending_credits(
@@ -183,9 +185,15 @@ async def due_pending_credits(
 
 
 async def mark_activated(
-    connection: Connection, credit_ids: list[int], entry_ids: list[uuid.UUID], now: datetime
+    connection: Connection,
+    credits: list[tuple[int, int]],
+    entry_ids: list[uuid.UUID],
+    now: datetime,
 ) -> None:
-    await connection.execute(MARK_ACTIVATED, credit_ids, now, entry_ids)
+    """Each credit, by (program_id, id), activated by the entry at the same place."""
+    await connection.execute(
+        MARK_ACTIVATED, [program for program, _ in credits], [credit for _, credit in credits], now, entry_ids
+    )
 
 
 # app/sql/functions/ledger_expire.sql states the contract.
@@ -206,20 +214,21 @@ SELECT count(DISTINCT l.member_id)
 EXPIRING_LOTS = """
 SELECT l.expires_at, sum(l.remaining)::bigint AS points
   FROM point_lot l
- WHERE l.member_id = $1 AND l.remaining > 0 AND l.expires_at IS NOT NULL
+ WHERE l.program_id = $1 AND l.member_id = $2 AND l.remaining > 0 AND l.expires_at IS NOT NULL
  GROUP BY l.expires_at
  ORDER BY l.expires_at
- LIMIT $2
+ LIMIT $3
 """
 
 # When the member last showed activity for an inactivity policy: their last order,
 # or their enrolment if they never ordered (ledger_expire() reads it the same way).
 LAST_ACTIVITY = """
-SELECT greatest(m.enrolled_at, (SELECT max(o.paid_at) FROM paid_order o WHERE o.member_id = m.id))
+SELECT greatest(m.enrolled_at, (SELECT max(o.paid_at) FROM paid_order o
+                                 WHERE o.program_id = m.program_id AND o.member_id = m.id))
            AS last_activity,
        b.available
-  FROM member m JOIN member_balance b ON b.member_id = m.id
- WHERE m.id = $1
+  FROM member m JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+ WHERE m.program_id = $1 AND m.id = $2
 """
 
 
@@ -267,11 +276,13 @@ async def expiry_candidates(
     return int(await connection.fetchval(EXPIRY_CANDIDATES, program_id, as_of, inactivity_months))
 
 
-async def expiring_lots(connection: Connection, member_id: int, limit: int) -> list[asyncpg.Record]:
-    return await connection.fetch(EXPIRING_LOTS, member_id, limit)
+async def expiring_lots(
+    connection: Connection, program_id: int, member_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(EXPIRING_LOTS, program_id, member_id, limit)
 
 
-async def last_activity(connection: Connection, member_id: int) -> tuple[datetime, int]:
-    row = await connection.fetchrow(LAST_ACTIVITY, member_id)
+async def last_activity(connection: Connection, program_id: int, member_id: int) -> tuple[datetime, int]:
+    row = await connection.fetchrow(LAST_ACTIVITY, program_id, member_id)
     assert row is not None
     return row["last_activity"], row["available"]

@@ -257,7 +257,7 @@ async def statement(
         list_id = f"statement:{member_id}"
         (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         rows = await repository.statement_postings(
-            connection, member_id, before_posting_id=before, limit=4 * limit + 1
+            connection, principal.program_id, member_id, before_posting_id=before, limit=4 * limit + 1
         )
     groups: list[list[asyncpg.Record]] = []
     for row in rows:
@@ -318,7 +318,7 @@ async def balance(
                 held=row["held"],
             )
         member_id = await internal_member_id(connection, principal.program_id, member)
-        past = await repository.balance_as_of(connection, member_id, as_of)
+        past = await repository.balance_as_of(connection, principal.program_id, member_id, as_of)
     values = (
         (0, 0, 0) if past is None else (past["available_after"], past["pending_after"], past["held_after"])
     )

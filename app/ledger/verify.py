@@ -22,47 +22,47 @@ CHECKS = (
         "every entry has two or more postings summing to zero",
         """
         SELECT e.id::text, count(p.id) AS postings, coalesce(sum(p.amount), 0) AS total
-          FROM journal_entry e LEFT JOIN posting p ON p.entry_id = e.id
-         GROUP BY e.id
+          FROM journal_entry e LEFT JOIN posting p ON p.program_id = e.program_id AND p.entry_id = e.id
+         GROUP BY e.program_id, e.id
         HAVING count(p.id) < 2 OR coalesce(sum(p.amount), 0) <> 0
         """,
     ),
     Check(
-        "every posting is on an existing account, and member postings name its member",
+        "every posting is on an existing account of its entry's program, and member postings name its member",
         """
+        -- a posting's program is its entry's (its foreign key says so): an account of
+        -- another program is not found here
         SELECT p.id::text, p.account_id, p.member_id, a.member_id AS account_member
-          FROM posting p LEFT JOIN account a ON a.id = p.account_id
+          FROM posting p LEFT JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
          WHERE a.id IS NULL OR p.member_id IS DISTINCT FROM a.member_id
         """,
     ),
     Check(
-        "every entry belongs to an existing program, as do its accounts",
+        "every entry belongs to an existing program",
         """
-        SELECT e.id::text, e.program_id, a.program_id AS account_program
+        SELECT e.id::text, e.program_id
           FROM journal_entry e
-          JOIN posting p ON p.entry_id = e.id
-          JOIN account a ON a.id = p.account_id
           LEFT JOIN program g ON g.id = e.program_id
-         WHERE g.id IS NULL OR a.program_id <> e.program_id
+         WHERE g.id IS NULL
         """,
     ),
     Check(
         "every cached member balance equals the sum of its postings",
         """
         WITH sums AS (
-            SELECT a.member_id,
+            SELECT a.program_id, a.member_id,
                    coalesce(sum(p.amount) FILTER (WHERE a.kind = 'available'), 0) AS available,
                    coalesce(sum(p.amount) FILTER (WHERE a.kind = 'pending'), 0) AS pending,
                    coalesce(sum(p.amount) FILTER (WHERE a.kind = 'held'), 0) AS held
-              FROM account a LEFT JOIN posting p ON p.account_id = a.id
+              FROM account a LEFT JOIN posting p ON p.program_id = a.program_id AND p.account_id = a.id
              WHERE a.member_id IS NOT NULL
-             GROUP BY a.member_id
+             GROUP BY a.program_id, a.member_id
         )
         SELECT m.external_id, b.available, s.available AS posted_available,
                b.pending, s.pending AS posted_pending, b.held, s.held AS posted_held
           FROM member m
-          LEFT JOIN member_balance b ON b.member_id = m.id
-          LEFT JOIN sums s ON s.member_id = m.id
+          LEFT JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+          LEFT JOIN sums s ON s.program_id = m.program_id AND s.member_id = m.id
          WHERE b.member_id IS NULL
             OR (b.available, b.pending, b.held)
                IS DISTINCT FROM (coalesce(s.available, 0), coalesce(s.pending, 0), coalesce(s.held, 0))
@@ -79,11 +79,12 @@ CHECKS = (
         "each member's latest posting records its current balances",
         """
         SELECT * FROM (
-            SELECT DISTINCT ON (p.member_id) p.member_id::text, p.id AS posting_id,
+            SELECT DISTINCT ON (p.program_id, p.member_id) p.member_id::text, p.id AS posting_id,
                    p.available_after, p.pending_after, p.held_after, b.available, b.pending, b.held
-              FROM posting p JOIN member_balance b ON b.member_id = p.member_id
+              FROM posting p
+              JOIN member_balance b ON b.program_id = p.program_id AND b.member_id = p.member_id
              WHERE p.member_id IS NOT NULL
-             ORDER BY p.member_id, p.id DESC
+             ORDER BY p.program_id, p.member_id, p.id DESC
         ) latest
          WHERE (available_after, pending_after, held_after) IS DISTINCT FROM (available, pending, held)
         """,
@@ -95,9 +96,10 @@ CHECKS = (
           FROM journal_entry GROUP BY program_id, idempotency_key HAVING count(*) > 1
         UNION ALL
         SELECT r.program_id::text, r.key, 0
-          FROM idempotency_record r LEFT JOIN journal_entry e ON e.id = r.entry_id
+          FROM idempotency_record r
+          LEFT JOIN journal_entry e ON e.program_id = r.program_id AND e.id = r.entry_id
          WHERE r.entry_id IS NOT NULL
-           AND (e.id IS NULL OR e.program_id <> r.program_id OR e.idempotency_key <> r.key
+           AND (e.id IS NULL OR e.idempotency_key <> r.key
                 OR e.request_fingerprint <> r.request_fingerprint)
         """,
     ),
@@ -105,12 +107,13 @@ CHECKS = (
         "each reversal mirrors the entry it reverses",
         """
         WITH legs AS (
-            SELECT coalesce(e.reverses_entry_id, e.id) AS original, p.account_id,
+            SELECT e.program_id, coalesce(e.reverses_entry_id, e.id) AS original, p.account_id,
                    sum(p.amount) AS net
-              FROM journal_entry e JOIN posting p ON p.entry_id = e.id
+              FROM journal_entry e JOIN posting p ON p.program_id = e.program_id AND p.entry_id = e.id
              WHERE e.reverses_entry_id IS NOT NULL
-                OR e.id IN (SELECT reverses_entry_id FROM journal_entry WHERE reverses_entry_id IS NOT NULL)
-             GROUP BY 1, 2
+                OR (e.program_id, e.id) IN (SELECT program_id, reverses_entry_id FROM journal_entry
+                                             WHERE reverses_entry_id IS NOT NULL)
+             GROUP BY 1, 2, 3
         )
         SELECT original::text, account_id, net FROM legs WHERE net <> 0
         """,
@@ -120,8 +123,9 @@ CHECKS = (
         """
         SELECT b.member_id::text, b.pending, coalesce(c.remaining, 0) AS pending_credits
           FROM member_balance b
-          LEFT JOIN (SELECT member_id, sum(remaining) AS remaining FROM pending_credit GROUP BY member_id) c
-            ON c.member_id = b.member_id
+          LEFT JOIN (SELECT program_id, member_id, sum(remaining) AS remaining
+                       FROM pending_credit GROUP BY program_id, member_id) c
+            ON c.program_id = b.program_id AND c.member_id = b.member_id
          WHERE b.pending <> coalesce(c.remaining, 0)
         """,
     ),
@@ -130,8 +134,8 @@ CHECKS = (
         """
         SELECT o.program_id::text, o.order_id, o.points, sum(p.amount) FILTER (WHERE p.amount > 0) AS credited
           FROM paid_order o
-          LEFT JOIN posting p ON p.entry_id = o.entry_id
-         GROUP BY o.id
+          LEFT JOIN posting p ON p.program_id = o.program_id AND p.entry_id = o.entry_id
+         GROUP BY o.program_id, o.id
         HAVING (o.entry_id IS NULL AND o.points <> 0)
             OR (o.entry_id IS NOT NULL AND (
                    coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0) <> o.points
@@ -142,16 +146,16 @@ CHECKS = (
         "each order's refunds add up to what it says was taken back, and each moved what it says",
         """
         SELECT o.program_id::text, o.order_id, o.points_taken_back, sum(f.points) AS refunded
-          FROM paid_order o JOIN order_refund f ON f.paid_order_id = o.id
-         GROUP BY o.id
+          FROM paid_order o JOIN order_refund f ON f.program_id = o.program_id AND f.paid_order_id = o.id
+         GROUP BY o.program_id, o.id
         HAVING sum(f.points) <> o.points_taken_back
         UNION ALL
         SELECT o.program_id::text, f.refund_id, f.from_pending + f.from_available + f.debt, moved.points
           FROM order_refund f
-          JOIN paid_order o ON o.id = f.paid_order_id
+          JOIN paid_order o ON o.program_id = f.program_id AND o.id = f.paid_order_id
          CROSS JOIN LATERAL (
                SELECT coalesce(sum(p.amount), 0) AS points
-                 FROM posting p WHERE p.entry_id = f.entry_id AND p.amount > 0
+                 FROM posting p WHERE p.program_id = f.program_id AND p.entry_id = f.entry_id AND p.amount > 0
                ) moved
          WHERE f.from_pending + f.from_available + f.debt <> moved.points
         """,
@@ -161,8 +165,9 @@ CHECKS = (
         """
         SELECT b.member_id::text, b.available, coalesce(l.remaining, 0) AS in_lots
           FROM member_balance b
-          LEFT JOIN (SELECT member_id, sum(remaining) AS remaining FROM point_lot GROUP BY member_id) l
-            ON l.member_id = b.member_id
+          LEFT JOIN (SELECT program_id, member_id, sum(remaining) AS remaining
+                       FROM point_lot GROUP BY program_id, member_id) l
+            ON l.program_id = b.program_id AND l.member_id = b.member_id
          WHERE b.available <> coalesce(l.remaining, 0)
         """,
     ),
@@ -171,7 +176,9 @@ CHECKS = (
         """
         SELECT l.id::text, l.points, l.remaining, coalesce(u.used, 0) AS used
           FROM point_lot l
-          LEFT JOIN (SELECT lot_id, sum(points) AS used FROM lot_use GROUP BY lot_id) u ON u.lot_id = l.id
+          LEFT JOIN (SELECT program_id, lot_id, sum(points) AS used
+                       FROM lot_use GROUP BY program_id, lot_id) u
+            ON u.program_id = l.program_id AND u.lot_id = l.id
          WHERE l.points - l.remaining <> coalesce(u.used, 0)
         """,
     ),
@@ -181,19 +188,20 @@ CHECKS = (
         """
         SELECT b.member_id::text, b.held, coalesce(h.points, 0) AS in_active_holds, NULL::text AS hold
           FROM member_balance b
-          LEFT JOIN (SELECT member_id, sum(points) AS points
-                       FROM (SELECT member_id, points FROM point_hold WHERE status = 'active'
+          LEFT JOIN (SELECT program_id, member_id, sum(points) AS points
+                       FROM (SELECT program_id, member_id, points FROM point_hold WHERE status = 'active'
                              UNION ALL
                              -- a conversion to a partner's units holds its points until the
                              -- partner confirms or rejects it (app/partners)
-                             SELECT member_id, points FROM conversion
+                             SELECT program_id, member_id, points FROM conversion
                               WHERE direction = 'out' AND status = 'pending') held
-                      GROUP BY member_id) h ON h.member_id = b.member_id
+                      GROUP BY program_id, member_id) h
+            ON h.program_id = b.program_id AND h.member_id = b.member_id
          WHERE b.held <> coalesce(h.points, 0)
         UNION ALL
         SELECT h.member_id::text, h.points, h.captured_points, h.id::text
           FROM point_hold h
-          LEFT JOIN journal_entry e ON e.id = h.close_entry_id
+          LEFT JOIN journal_entry e ON e.program_id = h.program_id AND e.id = h.close_entry_id
          WHERE h.status <> 'active'
            AND (e.id IS NULL OR e.source_entry_id IS DISTINCT FROM h.id
                 OR e.kind <> CASE h.status WHEN 'captured' THEN 'capture' ELSE 'release' END)
@@ -214,7 +222,7 @@ CHECKS = (
             OR coalesce(l.last, 0) <> coalesce(h.event_sequence, 0)
         UNION ALL
         SELECT c.program_id::text, NULL, NULL, NULL, c.entry_id::text
-          FROM entry_chain c LEFT JOIN event_log l ON l.entry_id = c.entry_id
+          FROM entry_chain c LEFT JOIN event_log l ON l.program_id = c.program_id AND l.entry_id = c.entry_id
          WHERE l.id IS NULL
         """,
     ),

@@ -10,14 +10,14 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
-    Index,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 MEMBER_STATUSES = ("active", "suspended", "closed")
 
@@ -25,17 +25,18 @@ MEMBER_STATUSES = ("active", "suspended", "closed")
 class Member(Base):
     __tablename__ = "member"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
         UniqueConstraint("program_id", "external_id"),
-        Index(None, "program_id", "id"),
+        program_fk("referred_by_member_id", "member.id"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status_known"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     external_id: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text, server_default="active")
     birthday: Mapped[date | None] = mapped_column(Date)
     enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    referred_by_member_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("member.id"))
+    referred_by_member_id: Mapped[int | None] = mapped_column(BigInteger)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

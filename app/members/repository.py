@@ -17,9 +17,9 @@ _SUMMARY = """
 SELECT m.id, m.program_id, m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS referred_by,
        m.metadata, b.available, b.pending, b.held, b.debt
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
-  LEFT JOIN member r ON r.id = m.referred_by_member_id
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+  LEFT JOIN member r ON r.program_id = m.program_id AND r.id = m.referred_by_member_id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
 """
 
 MEMBER_VIEW = _SUMMARY + " WHERE m.program_id = $1 AND m.external_id = $2\n"

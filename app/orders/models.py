@@ -12,11 +12,11 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     Uuid,
@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class PaidOrder(Base):
@@ -33,6 +33,10 @@ class PaidOrder(Base):
 
     __tablename__ = "paid_order"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("member_id", "member.id"),
+        # Deferred: ledger_post_order() records the order before it posts the entry.
+        program_fk("entry_id", "journal_entry.id", deferrable=True, initially="DEFERRED"),
         # order ids are unique per program, and per partner for partner orders
         UniqueConstraint("program_id", "order_id", "partner_id", postgresql_nulls_not_distinct=True),
         Index(None, "member_id", "local_day"),
@@ -41,21 +45,18 @@ class PaidOrder(Base):
         CheckConstraint("points_taken_back >= 0 AND points_taken_back <= points", name="taken_back_within"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger)
     order_id: Mapped[str] = mapped_column(Text)
     # A partner's co-branded order (POST /v1/partner/orders): the partner funds its
     # points. No foreign key, as for JournalEntry.program_id: every concurrent order
     # of one partner would share-lock the partner's row; partners are never deleted.
     partner_id: Mapped[int | None] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     # The request that created it: its Idempotency-Key finds the stored response.
     idempotency_key: Mapped[str] = mapped_column(Text)
     request_fingerprint: Mapped[str] = mapped_column(Text)
-    # Deferred: ledger_post_order() records the order before it posts the entry.
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")
-    )
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     rules_version: Mapped[int] = mapped_column(Integer)
     paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -80,18 +81,23 @@ class OrderRefund(Base):
 
     __tablename__ = "order_refund"
     __table_args__ = (
-        UniqueConstraint("paid_order_id", "refund_id"),
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "paid_order_id", "refund_id"),
+        program_fk("paid_order_id", "paid_order.id"),
+        program_fk("entry_id", "journal_entry.id"),
         CheckConstraint(
             "points = from_pending + from_available + shortfall + debt", name="points_accounted_for"
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    paid_order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("paid_order.id"))
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    # the order's program, copied so every key of the refund leads with it
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    paid_order_id: Mapped[int] = mapped_column(BigInteger)
     refund_id: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str] = mapped_column(Text)
     request_fingerprint: Mapped[str] = mapped_column(Text)
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     amount: Mapped[Decimal] = mapped_column(Numeric)
     points: Mapped[int] = mapped_column(BigInteger)
     from_pending: Mapped[int] = mapped_column(BigInteger)

@@ -30,27 +30,30 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
        h.found IS NOT NULL AS has_orders, d.days, d.points,
        a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   JOIN rules_version r ON r.program_id = m.program_id AND r.active
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
   -- a LIMIT 1 lateral, not EXISTS: PostgreSQL may answer an EXISTS by hashing all
   -- of paid_order when it expects several member rows
   LEFT JOIN LATERAL (
        SELECT true AS found FROM paid_order o
-        WHERE o.member_id = m.id AND o.partner_id IS NOT DISTINCT FROM $5 LIMIT 1
+        WHERE o.program_id = m.program_id AND o.member_id = m.id
+          AND o.partner_id IS NOT DISTINCT FROM $5
+        LIMIT 1
        ) h ON true
  CROSS JOIN LATERAL (
        SELECT array_agg(x.local_day) AS days, array_agg(x.points) AS points
          FROM (SELECT o.local_day, sum(o.points)::bigint AS points
                  FROM paid_order o
-                WHERE o.member_id = m.id AND o.local_day BETWEEN $3 AND $4
+                WHERE o.program_id = m.program_id AND o.member_id = m.id AND o.local_day BETWEEN $3 AND $4
                   AND o.partner_id IS NOT DISTINCT FROM $5
                 GROUP BY o.local_day) x
        ) d
  CROSS JOIN LATERAL (
        SELECT array_agg(w.orders ORDER BY w.n) AS orders, array_agg(w.spend ORDER BY w.n) AS spend,
               array_agg(w.points ORDER BY w.n) AS points
-         FROM tier_activity(p_members => array_fill(m.id, ARRAY[cardinality($6::timestamptz[])]),
+         FROM tier_activity(p_program_id => m.program_id,
+                            p_members => array_fill(m.id, ARRAY[cardinality($6::timestamptz[])]),
                             p_starts => $6, p_ends => $7) w
         WHERE $6 IS NOT NULL AND t.tier_code IS DISTINCT FROM $8
        ) a
@@ -65,7 +68,8 @@ PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
     " WHERE m.program_id = $1 AND m.external_id = $2",
     """  LEFT JOIN LATERAL (
        SELECT r.id, r.price_per_point FROM partner_rate r
-        WHERE r.partner_id = $5 AND r.kind = 'earn' AND r.effective_from <= $9
+        WHERE r.program_id = m.program_id AND r.partner_id = $5 AND r.kind = 'earn'
+          AND r.effective_from <= $9
         ORDER BY r.effective_from DESC LIMIT 1) pr ON true
  WHERE m.program_id = $1 AND m.external_id = $2""",
 )
@@ -92,15 +96,16 @@ SELECT o.id, o.order_id, pa.code AS partner, m.external_id AS member, o.currency
        o.channel, o.paid_at, o.recorded_at, o.rules_version, o.points, o.points_taken_back, o.entry_id,
        e.pending_until, r.response_body,
        EXISTS (SELECT 1 FROM pending_credit c
-                WHERE c.entry_id = o.entry_id AND c.activated_at IS NULL AND c.remaining > 0) AS pending,
+                WHERE c.program_id = o.program_id AND c.entry_id = o.entry_id
+                  AND c.activated_at IS NULL AND c.remaining > 0) AS pending,
        (SELECT coalesce(json_agg(json_build_object(
                    'refund_id', f.refund_id, 'amount', f.amount::text, 'points_reversed', f.points,
                    'created_at', f.created_at) ORDER BY f.id), '[]')
-          FROM order_refund f WHERE f.paid_order_id = o.id) AS refunds
+          FROM order_refund f WHERE f.program_id = o.program_id AND f.paid_order_id = o.id) AS refunds
   FROM paid_order o
-  JOIN member m ON m.id = o.member_id
-  LEFT JOIN partner pa ON pa.id = o.partner_id
-  LEFT JOIN journal_entry e ON e.id = o.entry_id
+  JOIN member m ON m.program_id = o.program_id AND m.id = o.member_id
+  LEFT JOIN partner pa ON pa.program_id = o.program_id AND pa.id = o.partner_id
+  LEFT JOIN journal_entry e ON e.program_id = o.program_id AND e.id = o.entry_id
   LEFT JOIN idempotency_record r ON r.program_id = o.program_id AND r.key = o.idempotency_key
 """
 RECORDED_ORDER = (
@@ -109,7 +114,8 @@ RECORDED_ORDER = (
 )
 MEMBER_ORDERS = (
     _RECORDED_ORDER
-    + " WHERE o.member_id = $1 AND (o.paid_at, o.id) < ($2, $3) ORDER BY o.paid_at DESC, o.id DESC LIMIT $4\n"
+    + " WHERE o.program_id = $1 AND o.member_id = $2 AND (o.paid_at, o.id) < ($3, $4)"
+    + " ORDER BY o.paid_at DESC, o.id DESC LIMIT $5\n"
 )
 
 STORED_ORDER = """
@@ -120,18 +126,23 @@ SELECT o.request_fingerprint, r.response_body
 """
 
 ORDER_FOR_REFUND = """
-SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id, o.rules_version,
+SELECT o.id, o.program_id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id,
+       o.rules_version,
        o.currency, o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
        (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
        -- a partner's order: the price its points were given out at
        (SELECT l.price_per_point FROM partner_line l
-         WHERE l.entry_id = o.entry_id AND l.partner_id = o.partner_id) AS earn_price_per_point,
+         WHERE l.program_id = o.program_id AND l.entry_id = o.entry_id AND l.partner_id = o.partner_id)
+           AS earn_price_per_point,
        (SELECT l.rate_id FROM partner_line l
-         WHERE l.entry_id = o.entry_id AND l.partner_id = o.partner_id) AS earn_rate_id,
+         WHERE l.program_id = o.program_id AND l.entry_id = o.entry_id AND l.partner_id = o.partner_id)
+           AS earn_rate_id,
        -- the entry that put the order's points in lots: its activation, or itself
        coalesce((SELECT c.activation_entry_id FROM pending_credit c
-                  WHERE c.entry_id = o.entry_id AND c.member_id = o.member_id), o.entry_id) AS lot_entry_id
-  FROM paid_order o JOIN member m ON m.id = o.member_id
+                  WHERE c.program_id = o.program_id AND c.entry_id = o.entry_id
+                    AND c.member_id = o.member_id),
+                o.entry_id) AS lot_entry_id
+  FROM paid_order o JOIN member m ON m.program_id = o.program_id AND m.id = o.member_id
  WHERE o.program_id = $1 AND o.order_id = $2 AND o.partner_id IS NOT DISTINCT FROM $3
    FOR UPDATE OF o
 """
@@ -139,26 +150,31 @@ SELECT o.id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.e
 STORED_REFUND = """
 SELECT f.request_fingerprint, r.response_body
   FROM order_refund f
-  JOIN idempotency_record r ON r.program_id = $1 AND r.key = f.idempotency_key
- WHERE f.paid_order_id = $2 AND f.refund_id = $3
+  JOIN idempotency_record r ON r.program_id = f.program_id AND r.key = f.idempotency_key
+ WHERE f.program_id = $1 AND f.paid_order_id = $2 AND f.refund_id = $3
 """
 
 LOCK_PENDING_CREDIT = """
-SELECT id, remaining FROM pending_credit WHERE entry_id = $1 AND member_id = $2 FOR UPDATE
+SELECT id, remaining FROM pending_credit WHERE program_id = $1 AND entry_id = $2 AND member_id = $3 FOR UPDATE
 """
 
-TAKE_FROM_PENDING_CREDIT = "UPDATE pending_credit SET remaining = remaining - $2 WHERE id = $1"
+TAKE_FROM_PENDING_CREDIT = (
+    "UPDATE pending_credit SET remaining = remaining - $3 WHERE program_id = $1 AND id = $2"
+)
 
-LOCK_BALANCE = "SELECT available, debt FROM member_balance WHERE member_id = $1 FOR UPDATE"
+LOCK_BALANCE = (
+    "SELECT available, debt FROM member_balance WHERE program_id = $1 AND member_id = $2 FOR UPDATE"
+)
 
 RECORD_REFUND = """
 WITH refund AS (
-    INSERT INTO order_refund (paid_order_id, refund_id, idempotency_key, request_fingerprint, entry_id,
-                              amount, points, from_pending, from_available, shortfall, debt, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    INSERT INTO order_refund (program_id, paid_order_id, refund_id, idempotency_key, request_fingerprint,
+                              entry_id, amount, points, from_pending, from_available, shortfall, debt,
+                              created_at)
+    VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 )
 UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refunded_total = refunded_total + $6
- WHERE id = $1
+ WHERE program_id = $15 AND id = $1
 """
 
 
@@ -167,7 +183,7 @@ UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refund
 PAST_ORDERS = """
 SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts,
        o.points
-  FROM paid_order o LEFT JOIN partner pa ON pa.id = o.partner_id
+  FROM paid_order o LEFT JOIN partner pa ON pa.program_id = o.program_id AND pa.id = o.partner_id
  WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
  ORDER BY o.id
 """
@@ -176,7 +192,7 @@ SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines,
 PAST_POINTS_BY_RULE = """
 SELECT line->>'rule' AS rule, sum((line->>'points')::bigint)::bigint AS points
   FROM paid_order o
-  JOIN journal_entry e ON e.id = o.entry_id
+  JOIN journal_entry e ON e.program_id = o.program_id AND e.id = o.entry_id
  CROSS JOIN LATERAL jsonb_array_elements(e.explanation) AS line
  WHERE o.program_id = $1 AND o.paid_at >= $2 AND o.paid_at < $3
  GROUP BY 1
@@ -326,9 +342,9 @@ async def recorded_order(
 
 
 async def member_orders(
-    connection: Connection, member_id: int, *, before: tuple[datetime, int], limit: int
+    connection: Connection, program_id: int, member_id: int, *, before: tuple[datetime, int], limit: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(MEMBER_ORDERS, member_id, before[0], before[1], limit)
+    return await connection.fetch(MEMBER_ORDERS, program_id, member_id, before[0], before[1], limit)
 
 
 async def stored_order(
@@ -351,23 +367,26 @@ async def stored_refund(
 
 
 async def lock_pending_credit(
-    connection: Connection, entry_id: uuid.UUID, member_id: int
+    connection: Connection, program_id: int, entry_id: uuid.UUID, member_id: int
 ) -> asyncpg.Record | None:
-    return await connection.fetchrow(LOCK_PENDING_CREDIT, entry_id, member_id)
+    return await connection.fetchrow(LOCK_PENDING_CREDIT, program_id, entry_id, member_id)
 
 
-async def take_from_pending_credit(connection: Connection, credit_id: int, points: int) -> None:
-    await connection.execute(TAKE_FROM_PENDING_CREDIT, credit_id, points)
+async def take_from_pending_credit(
+    connection: Connection, program_id: int, credit_id: int, points: int
+) -> None:
+    await connection.execute(TAKE_FROM_PENDING_CREDIT, program_id, credit_id, points)
 
 
-async def lock_balance(connection: Connection, member_id: int) -> asyncpg.Record:
-    row = await connection.fetchrow(LOCK_BALANCE, member_id)
+async def lock_balance(connection: Connection, program_id: int, member_id: int) -> asyncpg.Record:
+    row = await connection.fetchrow(LOCK_BALANCE, program_id, member_id)
     assert row is not None
     return row
 
 
 @dataclass(frozen=True, slots=True)
 class NewRefund:
+    program_id: int
     paid_order_id: int
     refund_id: str
     idempotency_key: str
@@ -401,6 +420,7 @@ async def record_refund(connection: Connection, refund: NewRefund) -> None:
         refund.created_at,
         json.dumps(refund.refund_state),
         refund.points_taken_back,
+        refund.program_id,
     )
 
 

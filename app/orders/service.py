@@ -313,6 +313,7 @@ async def place(
         upgrade = await tiers.upgrade_decision(
             connection,
             rules,
+            program_id=program_id,
             member_id=facts.member_id,
             current=facts.tier,
             at=body.paid_at,
@@ -532,11 +533,15 @@ async def _take_back(
     points = outcome.points
     from_pending = 0
     if points and order["entry_id"] is not None:
-        credit = await repository.lock_pending_credit(connection, order["entry_id"], order["member_id"])
+        credit = await repository.lock_pending_credit(
+            connection, order["program_id"], order["entry_id"], order["member_id"]
+        )
         if credit is not None and credit["remaining"]:
             from_pending = min(points, credit["remaining"])
-            await repository.take_from_pending_credit(connection, credit["id"], from_pending)
-    balance = await repository.lock_balance(connection, order["member_id"])
+            await repository.take_from_pending_credit(
+                connection, order["program_id"], credit["id"], from_pending
+            )
+    balance = await repository.lock_balance(connection, order["program_id"], order["member_id"])
     from_available = min(points - from_pending, balance["available"])
     short = points - from_pending - from_available
     debt = short if rules.refunds.shortfall == "debt" else 0
@@ -617,6 +622,7 @@ async def _take_back(
     await repository.record_refund(
         connection,
         NewRefund(
+            program_id=order["program_id"],
             paid_order_id=order["id"],
             refund_id=body.refund_id,
             idempotency_key=request.idempotency_key,
@@ -740,7 +746,9 @@ async def member_orders(
         if cursor is not None:
             paid_at, paid_order_id = context.cursors.read(list_id, cursor)
             before = (datetime.fromisoformat(paid_at), paid_order_id)
-        rows = await repository.member_orders(connection, member_id, before=before, limit=limit + 1)
+        rows = await repository.member_orders(
+            connection, principal.program_id, member_id, before=before, limit=limit + 1
+        )
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

@@ -109,7 +109,7 @@ async def _partner(context: AppContext, principal: Principal, code: str) -> asyn
 async def _own(context: AppContext, principal: Principal) -> asyncpg.Record:
     assert principal.partner_id is not None
     async with context.db.pool.acquire() as connection:
-        row = await repository.partner_by_id(connection, principal.partner_id)
+        row = await repository.partner_by_id(connection, principal.program_id, principal.partner_id)
     assert row is not None
     return row
 
@@ -271,7 +271,14 @@ async def _lines(
     if format == "csv":
         settlement.check_period(start, to)
         body = settlement.lines_csv(
-            context, partner, repository.ALL_PERIOD_LINES, partner["id"], start, to, chain_sequence
+            context,
+            partner,
+            repository.ALL_PERIOD_LINES,
+            partner["program_id"],
+            partner["id"],
+            start,
+            to,
+            chain_sequence,
         )
         return await _streamed(body)
     return await settlement.period_lines(
@@ -393,7 +400,9 @@ async def _statement_lines(
     if format == "csv":
         async with context.db.pool.acquire() as connection:
             await settlement.statement(connection, partner, statement_id)
-        body = settlement.lines_csv(context, partner, repository.ALL_STATEMENT_LINES, statement_id)
+        body = settlement.lines_csv(
+            context, partner, repository.ALL_STATEMENT_LINES, partner["program_id"], statement_id
+        )
         return await _streamed(body)
     return await settlement.statement_lines(context, partner, statement_id, limit=limit, cursor=cursor)
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class Partner(Base):
@@ -37,6 +37,7 @@ class Partner(Base):
 
     __tablename__ = "partner"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
         UniqueConstraint("program_id", "code"),
         CheckConstraint("billing IN ('prepaid', 'postpaid')", name="billing_known"),
         CheckConstraint("status IN ('active', 'suspended')", name="status_known"),
@@ -47,7 +48,7 @@ class Partner(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
@@ -74,9 +75,13 @@ class PartnerBalance(Base):
     partner's balances are the sums of its slots."""
 
     __tablename__ = "partner_balance"
-    __table_args__ = (PrimaryKeyConstraint("partner_id", "slot"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "partner_id", "slot"),
+        program_fk("partner_id", "partner.id"),
+    )
 
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     slot: Mapped[int] = mapped_column(SmallInteger)
     funding: Mapped[int] = mapped_column(BigInteger, server_default="0")
     payable: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -91,13 +96,16 @@ class PartnerRate(Base):
 
     __tablename__ = "partner_rate"
     __table_args__ = (
-        UniqueConstraint("partner_id", "kind", "effective_from"),
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "partner_id", "kind", "effective_from"),
+        program_fk("partner_id", "partner.id"),
         CheckConstraint("kind IN ('earn', 'redeem', 'convert_out', 'convert_in')", name="kind_known"),
         CheckConstraint("rounding IN ('floor', 'half_up', 'ceil')", name="rounding_known"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     price_per_point: Mapped[Decimal | None] = mapped_column(Numeric)
@@ -117,7 +125,10 @@ class PartnerLine(Base):
 
     __tablename__ = "partner_line"
     __table_args__ = (
-        PrimaryKeyConstraint("entry_id", "partner_id"),
+        PrimaryKeyConstraint("program_id", "entry_id", "partner_id"),
+        program_fk("entry_id", "journal_entry.id"),
+        # Deferred: a close claims its lines before it writes the statement it derived.
+        program_fk("statement_id", "partner_statement.id", deferrable=True, initially="DEFERRED"),
         Index("ix_partner_line_partner_id_recorded_at", "partner_id", "recorded_at", "entry_id"),
         Index(
             "ix_partner_line_unclaimed",
@@ -128,7 +139,9 @@ class PartnerLine(Base):
         Index(None, "statement_id"),
     )
 
-    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    # the entry's program, copied so every key of the line leads with it
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     # No foreign keys to partner or partner_rate, as for JournalEntry.program_id: each
     # would share-lock the partner's (or its rate's) row in every one of its entries.
     # ledger_post() writes them from the legs it posted; `verify` checks them.
@@ -140,10 +153,7 @@ class PartnerLine(Base):
     price: Mapped[Decimal | None] = mapped_column(Numeric)
     undoes_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Deferred: a close claims its lines before it writes the statement it derived.
-    statement_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("partner_statement.id", deferrable=True, initially="DEFERRED")
-    )
+    statement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class PartnerRedemption(Base):
@@ -152,11 +162,16 @@ class PartnerRedemption(Base):
 
     __tablename__ = "partner_redemption"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("id", "journal_entry.id"),
+        program_fk("member_id", "member.id"),
+        program_fk("reversal_entry_id", "journal_entry.id"),
         Index(None, "partner_id", "created_at"),
         Index(None, "member_id"),
         # a till's receipt is spent once, whatever Idempotency-Key a retry carries
         Index(
-            "uq_partner_redemption_partner_id_reference",
+            "uq_partner_redemption_program_id_partner_id_reference",
+            "program_id",
             "partner_id",
             "reference",
             unique=True,
@@ -164,15 +179,15 @@ class PartnerRedemption(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger)
     partner_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: see PartnerLine
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str | None] = mapped_column(Text)
     donation: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    reversal_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    reversal_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     reversed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -183,11 +198,16 @@ class Conversion(Base):
 
     __tablename__ = "conversion"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("id", "journal_entry.id"),
+        program_fk("member_id", "member.id"),
+        program_fk("close_entry_id", "journal_entry.id"),
         Index(None, "member_id", "created_at"),
         Index("ix_conversion_pending", "created_at", postgresql_where=text("status = 'pending'")),
         # a partner's transfer of units is credited once, whatever Idempotency-Key a retry carries
         Index(
-            "uq_conversion_partner_id_reference",
+            "uq_conversion_program_id_partner_id_reference",
+            "program_id",
             "partner_id",
             "reference",
             unique=True,
@@ -200,10 +220,10 @@ class Conversion(Base):
         CheckConstraint("points > 0 AND partner_units > 0", name="amounts_positive"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("journal_entry.id"), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger)
     partner_id: Mapped[int] = mapped_column(BigInteger)  # no foreign key: see PartnerLine
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     direction: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
     points: Mapped[int] = mapped_column(BigInteger)
@@ -214,7 +234,7 @@ class Conversion(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    close_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("journal_entry.id"))
+    close_entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class PartnerStatement(Base):
@@ -223,11 +243,15 @@ class PartnerStatement(Base):
     `verify` can derive it again and prove nothing changed."""
 
     __tablename__ = "partner_statement"
-    __table_args__ = (UniqueConstraint("partner_id", "period_end"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "partner_id", "period_end"),
+        program_fk("partner_id", "partner.id"),
+    )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger)
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sections: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -244,11 +268,15 @@ class PartnerPayment(Base):
     never changed."""
 
     __tablename__ = "partner_payment"
-
-    statement_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("partner_statement.id"), primary_key=True
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "statement_id"),
+        program_fk("statement_id", "partner_statement.id"),
+        program_fk("partner_id", "partner.id"),
     )
-    partner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("partner.id"))
+
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    statement_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    partner_id: Mapped[int] = mapped_column(BigInteger)
     points: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

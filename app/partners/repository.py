@@ -20,19 +20,21 @@ SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency
        b.funding AS funding_points, b.payable AS payable_points
   FROM partner pa
  CROSS JOIN LATERAL (SELECT sum(s.funding)::bigint AS funding, sum(s.payable)::bigint AS payable
-                       FROM partner_balance s WHERE s.partner_id = pa.id) b
+                       FROM partner_balance s WHERE s.program_id = pa.program_id AND s.partner_id = pa.id) b
 """
 
 # Rows of partner_balance per partner: how many of one partner's entries can check
 # its funding at once without queueing (app/sql/functions/partner_balance_spread.sql).
 BALANCE_SLOTS = 32
 
-SPREAD = "SELECT partner_balance_spread(p_partner_id => $1)"
+SPREAD = "SELECT partner_balance_spread(p_program_id => $1, p_partner_id => $2)"
 
 BALANCES = """
 SELECT g.code AS program, pa.code AS partner, sum(b.funding)::bigint AS funding,
        sum(b.payable)::bigint AS payable
-  FROM partner pa JOIN partner_balance b ON b.partner_id = pa.id JOIN program g ON g.id = pa.program_id
+  FROM partner pa
+  JOIN partner_balance b ON b.program_id = pa.program_id AND b.partner_id = pa.id
+  JOIN program g ON g.id = pa.program_id
  GROUP BY g.code, pa.code
  ORDER BY g.code, pa.code
 """
@@ -45,8 +47,8 @@ WITH partner AS (
     ON CONFLICT (program_id, code) DO NOTHING
     RETURNING id
 ), balance AS (
-    INSERT INTO partner_balance (partner_id, slot, updated_at)
-    SELECT id, slot, $10 FROM partner, generate_series(0, $11 - 1) AS slot
+    INSERT INTO partner_balance (program_id, partner_id, slot, updated_at)
+    SELECT $1, id, slot, $10 FROM partner, generate_series(0, $11 - 1) AS slot
 ), accounts AS (
     INSERT INTO account (program_id, kind, partner_id)
     SELECT $1, kind, partner.id FROM partner, unnest(ARRAY['partner_funding', 'partner_payable']) AS kind
@@ -62,31 +64,34 @@ RETURNING id
 """
 
 INSERT_RATE = """
-INSERT INTO partner_rate (partner_id, kind, effective_from, price_per_point, partner_units_per_point,
-                          min_points, increment, rounding, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (partner_id, kind, effective_from) DO NOTHING
+INSERT INTO partner_rate (program_id, partner_id, kind, effective_from, price_per_point,
+                          partner_units_per_point, min_points, increment, rounding, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (program_id, partner_id, kind, effective_from) DO NOTHING
 RETURNING *
 """
 
-RATES = "SELECT * FROM partner_rate WHERE partner_id = $1 ORDER BY effective_from DESC, id DESC"
+RATES = """
+SELECT * FROM partner_rate WHERE program_id = $1 AND partner_id = $2 ORDER BY effective_from DESC, id DESC
+"""
 
 # the rate of each kind in force at $2 (the latest effective_from at or before it)
 RATES_AT = """
 SELECT DISTINCT ON (kind) * FROM partner_rate
- WHERE partner_id = $1 AND effective_from <= $2
+ WHERE program_id = $1 AND partner_id = $2 AND effective_from <= $3
  ORDER BY kind, effective_from DESC
 """
 
 RATE_AT = """
-SELECT * FROM partner_rate WHERE partner_id = $1 AND kind = $2 AND effective_from <= $3
+SELECT * FROM partner_rate
+ WHERE program_id = $1 AND partner_id = $2 AND kind = $3 AND effective_from <= $4
  ORDER BY effective_from DESC LIMIT 1
 """
 
 MEMBER_VIEW = """
 SELECT m.external_id AS member, b.available, t.tier_code AS tier
-  FROM member m JOIN member_balance b ON b.member_id = m.id
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  FROM member m JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 
@@ -100,14 +105,17 @@ _REDEMPTION = """
 SELECT r.id, r.program_id, r.partner_id, pa.code AS partner, r.member_id, m.external_id AS member, r.points,
        r.reference, r.donation, r.created_at, r.reversal_entry_id, r.reversed_at, l.price_per_point, l.rate_id
   FROM partner_redemption r
-  JOIN partner pa ON pa.id = r.partner_id
-  JOIN member m ON m.id = r.member_id
-  LEFT JOIN partner_line l ON l.entry_id = r.id AND l.partner_id = r.partner_id
+  JOIN partner pa ON pa.program_id = r.program_id AND pa.id = r.partner_id
+  JOIN member m ON m.program_id = r.program_id AND m.id = r.member_id
+  LEFT JOIN partner_line l
+    ON l.program_id = r.program_id AND l.entry_id = r.id AND l.partner_id = r.partner_id
 """
-REDEMPTION = _REDEMPTION + " WHERE r.id = $1 AND r.partner_id = $2\n"
+REDEMPTION = _REDEMPTION + " WHERE r.program_id = $1 AND r.id = $2 AND r.partner_id = $3\n"
 LOCKED_REDEMPTION = REDEMPTION + "   FOR UPDATE OF r\n"
 
-REVERSE_REDEMPTION = "UPDATE partner_redemption SET reversal_entry_id = $2, reversed_at = $3 WHERE id = $1"
+REVERSE_REDEMPTION = """
+UPDATE partner_redemption SET reversal_entry_id = $3, reversed_at = $4 WHERE program_id = $1 AND id = $2
+"""
 
 INSERT_CONVERSION = """
 INSERT INTO conversion (id, program_id, partner_id, member_id, direction, status, points, partner_units,
@@ -122,16 +130,16 @@ SELECT c.id, c.program_id, c.partner_id, pa.code AS partner, c.member_id, m.exte
        c.created_at, c.closed_at, c.close_entry_id, r.id AS rate_id, r.partner_units_per_point,
        r.price_per_point, r.rounding
   FROM conversion c
-  JOIN partner pa ON pa.id = c.partner_id
-  JOIN member m ON m.id = c.member_id
-  JOIN partner_rate r ON r.id = c.rate_id
+  JOIN partner pa ON pa.program_id = c.program_id AND pa.id = c.partner_id
+  JOIN member m ON m.program_id = c.program_id AND m.id = c.member_id
+  JOIN partner_rate r ON r.program_id = c.program_id AND r.id = c.rate_id
 """
-CONVERSION = _CONVERSION + " WHERE c.id = $1 AND c.partner_id = $2\n"
+CONVERSION = _CONVERSION + " WHERE c.program_id = $1 AND c.id = $2 AND c.partner_id = $3\n"
 LOCKED_CONVERSION = CONVERSION + "   FOR UPDATE OF c\n"
 MEMBER_CONVERSIONS = (
     _CONVERSION
-    + " WHERE c.member_id = $1 AND (c.created_at, c.id) < ($2, $3)"
-    + " ORDER BY c.created_at DESC, c.id DESC LIMIT $4\n"
+    + " WHERE c.program_id = $1 AND c.member_id = $2 AND (c.created_at, c.id) < ($3, $4)"
+    + " ORDER BY c.created_at DESC, c.id DESC LIMIT $5\n"
 )
 # pending conversions out requested at or before $1, oldest first, locked for the job
 DUE_CONVERSIONS = (
@@ -143,7 +151,8 @@ DUE_CONVERSIONS = (
 )
 
 CLOSE_CONVERSION = """
-UPDATE conversion SET status = $2, reason = $3, closed_at = $4, close_entry_id = $5 WHERE id = $1
+UPDATE conversion SET status = $3, reason = $4, closed_at = $5, close_entry_id = $6
+ WHERE program_id = $1 AND id = $2
 """
 
 
@@ -177,8 +186,10 @@ async def partner(connection: Connection, program_id: int, code: str) -> asyncpg
     )
 
 
-async def partner_by_id(connection: Connection, partner_id: int) -> asyncpg.Record | None:
-    return await connection.fetchrow(_PARTNER + " WHERE pa.id = $1", partner_id)
+async def partner_by_id(connection: Connection, program_id: int, partner_id: int) -> asyncpg.Record | None:
+    return await connection.fetchrow(
+        _PARTNER + " WHERE pa.program_id = $1 AND pa.id = $2", program_id, partner_id
+    )
 
 
 async def partners(connection: Connection, program_id: int, after: str, limit: int) -> list[asyncpg.Record]:
@@ -214,10 +225,11 @@ async def update_partner(
 
 
 async def insert_rate(
-    connection: Connection, partner_id: int, fields: dict[str, Any], now: datetime
+    connection: Connection, program_id: int, partner_id: int, fields: dict[str, Any], now: datetime
 ) -> asyncpg.Record | None:
     return await connection.fetchrow(
         INSERT_RATE,
+        program_id,
         partner_id,
         fields["kind"],
         fields["effective_from"],
@@ -230,16 +242,20 @@ async def insert_rate(
     )
 
 
-async def rates(connection: Connection, partner_id: int) -> list[asyncpg.Record]:
-    return await connection.fetch(RATES, partner_id)
+async def rates(connection: Connection, program_id: int, partner_id: int) -> list[asyncpg.Record]:
+    return await connection.fetch(RATES, program_id, partner_id)
 
 
-async def rates_at(connection: Connection, partner_id: int, at: datetime) -> list[asyncpg.Record]:
-    return await connection.fetch(RATES_AT, partner_id, at)
+async def rates_at(
+    connection: Connection, program_id: int, partner_id: int, at: datetime
+) -> list[asyncpg.Record]:
+    return await connection.fetch(RATES_AT, program_id, partner_id, at)
 
 
-async def rate_at(connection: Connection, partner_id: int, kind: str, at: datetime) -> asyncpg.Record | None:
-    return await connection.fetchrow(RATE_AT, partner_id, kind, at)
+async def rate_at(
+    connection: Connection, program_id: int, partner_id: int, kind: str, at: datetime
+) -> asyncpg.Record | None:
+    return await connection.fetchrow(RATE_AT, program_id, partner_id, kind, at)
 
 
 async def member_view(connection: Connection, program_id: int, member: str) -> asyncpg.Record | None:
@@ -264,15 +280,17 @@ async def insert_redemption(
 
 
 async def redemption(
-    connection: Connection, redemption_id: uuid.UUID, partner_id: int, *, lock: bool = False
+    connection: Connection, program_id: int, redemption_id: uuid.UUID, partner_id: int, *, lock: bool = False
 ) -> asyncpg.Record | None:
-    return await connection.fetchrow(LOCKED_REDEMPTION if lock else REDEMPTION, redemption_id, partner_id)
+    return await connection.fetchrow(
+        LOCKED_REDEMPTION if lock else REDEMPTION, program_id, redemption_id, partner_id
+    )
 
 
 async def reverse_redemption(
-    connection: Connection, redemption_id: uuid.UUID, entry_id: uuid.UUID, now: datetime
+    connection: Connection, program_id: int, redemption_id: uuid.UUID, entry_id: uuid.UUID, now: datetime
 ) -> None:
-    await connection.execute(REVERSE_REDEMPTION, redemption_id, entry_id, now)
+    await connection.execute(REVERSE_REDEMPTION, program_id, redemption_id, entry_id, now)
 
 
 async def insert_conversion(connection: Connection, fields: dict[str, Any]) -> None:
@@ -295,15 +313,17 @@ async def insert_conversion(connection: Connection, fields: dict[str, Any]) -> N
 
 
 async def conversion(
-    connection: Connection, conversion_id: uuid.UUID, partner_id: int, *, lock: bool = False
+    connection: Connection, program_id: int, conversion_id: uuid.UUID, partner_id: int, *, lock: bool = False
 ) -> asyncpg.Record | None:
-    return await connection.fetchrow(LOCKED_CONVERSION if lock else CONVERSION, conversion_id, partner_id)
+    return await connection.fetchrow(
+        LOCKED_CONVERSION if lock else CONVERSION, program_id, conversion_id, partner_id
+    )
 
 
 async def member_conversions(
-    connection: Connection, member_id: int, before: tuple[datetime, uuid.UUID], limit: int
+    connection: Connection, program_id: int, member_id: int, before: tuple[datetime, uuid.UUID], limit: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(MEMBER_CONVERSIONS, member_id, before[0], before[1], limit)
+    return await connection.fetch(MEMBER_CONVERSIONS, program_id, member_id, before[0], before[1], limit)
 
 
 async def due_conversions(
@@ -314,6 +334,7 @@ async def due_conversions(
 
 async def close_conversion(
     connection: Connection,
+    program_id: int,
     conversion_id: uuid.UUID,
     *,
     status: str,
@@ -321,7 +342,7 @@ async def close_conversion(
     now: datetime,
     entry_id: uuid.UUID,
 ) -> None:
-    await connection.execute(CLOSE_CONVERSION, conversion_id, status, reason, now, entry_id)
+    await connection.execute(CLOSE_CONVERSION, program_id, conversion_id, status, reason, now, entry_id)
 
 
 # -- settlement -----------------------------------------------------------------------------------
@@ -331,46 +352,50 @@ async def close_conversion(
 _LINE = """
 SELECT l.entry_id, l.section, e.kind, l.recorded_at, l.points, l.rate_id, l.price_per_point, l.price,
        l.undoes_entry_id
-  FROM partner_line l JOIN journal_entry e ON e.id = l.entry_id
+  FROM partner_line l JOIN journal_entry e ON e.program_id = l.program_id AND e.id = l.entry_id
 """
-# A partner's ($1) lines recorded in [$2, $3); with $4, only those of entries the
-# chain reached by that sequence (a settlement pinned to a ledger head).
-_IN_PERIOD = """ WHERE l.partner_id = $1 AND l.recorded_at >= $2 AND l.recorded_at < $3
-   AND ($4::bigint IS NULL
-        OR EXISTS (SELECT 1 FROM entry_chain c WHERE c.entry_id = l.entry_id AND c.sequence <= $4))
+# A partner's (program $1, partner $2) lines recorded in [$3, $4); with $5, only
+# those of entries the chain reached by that sequence (a settlement pinned to a
+# ledger head).
+_IN_PERIOD = """ WHERE l.program_id = $1 AND l.partner_id = $2 AND l.recorded_at >= $3 AND l.recorded_at < $4
+   AND ($5::bigint IS NULL
+        OR EXISTS (SELECT 1 FROM entry_chain c
+                    WHERE c.program_id = l.program_id AND c.entry_id = l.entry_id AND c.sequence <= $5))
 """
-# a page of them, after ($5, $6) in (recorded_at, entry_id) order
+# a page of them, after ($6, $7) in (recorded_at, entry_id) order
 PERIOD_LINES = (
     _LINE
     + _IN_PERIOD
-    + """   AND (l.recorded_at, l.entry_id) > ($5, $6)
+    + """   AND (l.recorded_at, l.entry_id) > ($6, $7)
  ORDER BY l.recorded_at, l.entry_id
- LIMIT $7
+ LIMIT $8
 """
 )
 STATEMENT_LINES = (
     _LINE
-    + """ WHERE l.statement_id = $1 AND (l.recorded_at, l.entry_id) > ($2, $3)
+    + """ WHERE l.program_id = $1 AND l.statement_id = $2 AND (l.recorded_at, l.entry_id) > ($3, $4)
  ORDER BY l.recorded_at, l.entry_id
- LIMIT $4
+ LIMIT $5
 """
 )
 
 # A statement claims the partner's unclaimed lines recorded before its end whose
 # entries the chain has reached (so chain_sequence covers every one of them).
 CLAIM_LINES = """
-UPDATE partner_line l SET statement_id = $2
+UPDATE partner_line l SET statement_id = $3
   FROM entry_chain c
- WHERE c.entry_id = l.entry_id AND l.partner_id = $1 AND l.statement_id IS NULL AND l.recorded_at < $3
-   AND c.sequence <= $4
+ WHERE c.program_id = l.program_id AND c.entry_id = l.entry_id
+   AND l.program_id = $1 AND l.partner_id = $2 AND l.statement_id IS NULL AND l.recorded_at < $4
+   AND c.sequence <= $5
 """
 
 # NO KEY UPDATE: closes of one partner queue, while its entries (whose settlement
 # lines' foreign key share-locks the partner's key) go on meanwhile
-LOCK_PARTNER = "SELECT id FROM partner WHERE id = $1 FOR NO KEY UPDATE"
+LOCK_PARTNER = "SELECT id FROM partner WHERE program_id = $1 AND id = $2 FOR NO KEY UPDATE"
 
 LAST_STATEMENT = """
-SELECT period_end FROM partner_statement WHERE partner_id = $1 ORDER BY period_end DESC LIMIT 1
+SELECT period_end FROM partner_statement WHERE program_id = $1 AND partner_id = $2
+ ORDER BY period_end DESC LIMIT 1
 """
 
 INSERT_STATEMENT = """
@@ -381,23 +406,26 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11)
 
 _STATEMENT = """
 SELECT s.*, pa.code AS partner, pa.currency, pp.recorded_at AS paid_at
-  FROM partner_statement s JOIN partner pa ON pa.id = s.partner_id
-  LEFT JOIN partner_payment pp ON pp.statement_id = s.id
+  FROM partner_statement s JOIN partner pa ON pa.program_id = s.program_id AND pa.id = s.partner_id
+  LEFT JOIN partner_payment pp ON pp.program_id = s.program_id AND pp.statement_id = s.id
 """
 
 INSERT_PAYMENT = """
 WITH payment AS (
-    INSERT INTO partner_payment (statement_id, partner_id, points, reference, recorded_at)
-    VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (statement_id) DO NOTHING
+    INSERT INTO partner_payment (program_id, statement_id, partner_id, points, reference, recorded_at)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (program_id, statement_id) DO NOTHING
     RETURNING points
 )
-UPDATE partner SET paid_points = paid_points + payment.points FROM payment WHERE partner.id = $2
+UPDATE partner SET paid_points = paid_points + payment.points FROM payment
+ WHERE partner.program_id = $1 AND partner.id = $3
 RETURNING partner.paid_points
 """
-STATEMENT = _STATEMENT + " WHERE s.id = $1 AND s.partner_id = $2\n"
+STATEMENT = _STATEMENT + " WHERE s.program_id = $1 AND s.id = $2 AND s.partner_id = $3\n"
 STATEMENTS = (
-    _STATEMENT + " WHERE s.partner_id = $1 AND s.period_end < $2 ORDER BY s.period_end DESC LIMIT $3\n"
+    _STATEMENT
+    + " WHERE s.program_id = $1 AND s.partner_id = $2 AND s.period_end < $3"
+    + " ORDER BY s.period_end DESC LIMIT $4\n"
 )
 ALL_STATEMENTS = _STATEMENT + " ORDER BY s.partner_id, s.period_end\n"
 
@@ -407,9 +435,9 @@ SELECT l.entry_id::text, l.section, l.points,
        coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding,
        coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable
   FROM partner_line l
-  LEFT JOIN posting p ON p.entry_id = l.entry_id
-  LEFT JOIN account a ON a.id = p.account_id AND a.partner_id = l.partner_id
- GROUP BY l.entry_id, l.partner_id, l.section, l.points
+  LEFT JOIN posting p ON p.program_id = l.program_id AND p.entry_id = l.entry_id
+  LEFT JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.partner_id = l.partner_id
+ GROUP BY l.program_id, l.entry_id, l.partner_id, l.section, l.points
 """
 
 # verify: entries with a partner posting and no settlement line; lines priced
@@ -418,24 +446,28 @@ SELECT l.entry_id::text, l.section, l.points,
 # statement claimed outside its period or past its chain sequence
 LINES_MISSING_OR_MISPRICED = """
 SELECT p.entry_id::text, a.partner_id, 'no settlement line' AS problem
-  FROM posting p JOIN account a ON a.id = p.account_id
+  FROM posting p JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
  WHERE a.partner_id IS NOT NULL
-   AND NOT EXISTS (SELECT 1 FROM partner_line l WHERE l.entry_id = p.entry_id AND l.partner_id = a.partner_id)
- GROUP BY p.entry_id, a.partner_id
+   AND NOT EXISTS (SELECT 1 FROM partner_line l
+                    WHERE l.program_id = p.program_id AND l.entry_id = p.entry_id
+                      AND l.partner_id = a.partner_id)
+ GROUP BY p.program_id, p.entry_id, a.partner_id
 UNION ALL
 SELECT l.entry_id::text, l.partner_id, 'priced otherwise than its rate'
-  FROM partner_line l JOIN partner_rate r ON r.id = l.rate_id
+  FROM partner_line l JOIN partner_rate r ON r.program_id = l.program_id AND r.id = l.rate_id
  WHERE l.undoes_entry_id IS NULL AND l.price_per_point IS NOT NULL
    AND (r.partner_id <> l.partner_id OR l.price_per_point <> r.price_per_point)
 UNION ALL
 SELECT l.entry_id::text, l.partner_id, 'priced otherwise than the line it undoes'
-  FROM partner_line l JOIN partner_line u ON u.entry_id = l.undoes_entry_id AND u.partner_id = l.partner_id
+  FROM partner_line l
+  JOIN partner_line u
+    ON u.program_id = l.program_id AND u.entry_id = l.undoes_entry_id AND u.partner_id = l.partner_id
  WHERE l.price_per_point IS DISTINCT FROM u.price_per_point
 UNION ALL
 SELECT l.entry_id::text, l.partner_id, 'claimed outside its statement''s period or chain'
   FROM partner_line l
-  JOIN partner_statement s ON s.id = l.statement_id
-  LEFT JOIN entry_chain c ON c.entry_id = l.entry_id
+  JOIN partner_statement s ON s.program_id = l.program_id AND s.id = l.statement_id
+  LEFT JOIN entry_chain c ON c.program_id = l.program_id AND c.entry_id = l.entry_id
  WHERE l.partner_id <> s.partner_id OR l.recorded_at >= s.period_end
     OR c.sequence IS NULL OR c.sequence > s.chain_sequence
 """
@@ -443,27 +475,28 @@ SELECT l.entry_id::text, l.partner_id, 'claimed outside its statement''s period 
 # verify: each partner's cached balances against the sums of its postings
 BALANCES_AGAINST_POSTINGS = """
 WITH balances AS (
-    SELECT partner_id, sum(funding) AS funding, sum(payable) AS payable
-      FROM partner_balance GROUP BY partner_id
+    SELECT program_id, partner_id, sum(funding) AS funding, sum(payable) AS payable
+      FROM partner_balance GROUP BY program_id, partner_id
 ), postings AS (
-    SELECT a.partner_id,
+    SELECT a.program_id, a.partner_id,
            coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_funding'), 0) AS funding,
            coalesce(sum(p.amount) FILTER (WHERE a.kind = 'partner_payable'), 0) AS payable
-      FROM account a LEFT JOIN posting p ON p.account_id = a.id
+      FROM account a LEFT JOIN posting p ON p.program_id = a.program_id AND p.account_id = a.id
      WHERE a.partner_id IS NOT NULL
-     GROUP BY a.partner_id
+     GROUP BY a.program_id, a.partner_id
 )
 SELECT pa.code, b.funding, b.payable, coalesce(s.funding, 0) AS funding_postings,
        coalesce(s.payable, 0) AS payable_postings
   FROM partner pa
-  JOIN balances b ON b.partner_id = pa.id
-  LEFT JOIN postings s ON s.partner_id = pa.id
+  JOIN balances b ON b.program_id = pa.program_id AND b.partner_id = pa.id
+  LEFT JOIN postings s ON s.program_id = pa.program_id AND s.partner_id = pa.id
  WHERE b.funding <> coalesce(s.funding, 0) OR b.payable <> coalesce(s.payable, 0)
 """
 
 
 async def period_lines(
     connection: Connection,
+    program_id: int,
     partner_id: int,
     start: datetime,
     end: datetime,
@@ -473,14 +506,19 @@ async def period_lines(
     chain_sequence: int | None = None,
 ) -> list[asyncpg.Record]:
     return await connection.fetch(
-        PERIOD_LINES, partner_id, start, end, chain_sequence, after[0], after[1], limit
+        PERIOD_LINES, program_id, partner_id, start, end, chain_sequence, after[0], after[1], limit
     )
 
 
 async def statement_lines(
-    connection: Connection, statement_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID], limit: int
+    connection: Connection,
+    program_id: int,
+    statement_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID],
+    limit: int,
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(STATEMENT_LINES, statement_id, after[0], after[1], limit)
+    return await connection.fetch(STATEMENT_LINES, program_id, statement_id, after[0], after[1], limit)
 
 
 async def lines_cursor(
@@ -494,53 +532,58 @@ async def lines_cursor(
 
 ALL_PERIOD_LINES = _LINE + _IN_PERIOD + " ORDER BY l.recorded_at, l.entry_id\n"
 # The same lines as ALL_PERIOD_LINES summed by section in the database: each line's
-# money rounded to $5 decimals first (numeric round() is half away from zero, as
+# money rounded to $6 decimals first (numeric round() is half away from zero, as
 # app.partners.settlement.line_money rounds), then added. The settlement endpoint
 # reads these sums; statements and verify derive line by line (and digest them).
 PERIOD_SECTIONS = (
     """
 SELECT l.section, count(*) AS lines, sum(l.points)::bigint AS points,
-       sum(CASE WHEN l.price IS NOT NULL THEN round(l.price, $5)
-                WHEN l.price_per_point IS NOT NULL THEN round(l.points * l.price_per_point, $5)
+       sum(CASE WHEN l.price IS NOT NULL THEN round(l.price, $6)
+                WHEN l.price_per_point IS NOT NULL THEN round(l.points * l.price_per_point, $6)
                 ELSE 0 END) AS money
   FROM partner_line l"""
     + _IN_PERIOD
     + " GROUP BY l.section\n"
 )
 
-ALL_STATEMENT_LINES = _LINE + " WHERE l.statement_id = $1 ORDER BY l.recorded_at, l.entry_id\n"
+ALL_STATEMENT_LINES = (
+    _LINE + " WHERE l.program_id = $1 AND l.statement_id = $2 ORDER BY l.recorded_at, l.entry_id\n"
+)
 
 
 async def period_sections(
     connection: Connection,
+    program_id: int,
     partner_id: int,
     start: datetime,
     end: datetime,
     chain_sequence: int | None,
     places: int,
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(PERIOD_SECTIONS, partner_id, start, end, chain_sequence, places)
+    return await connection.fetch(PERIOD_SECTIONS, program_id, partner_id, start, end, chain_sequence, places)
 
 
-async def lock_balance(connection: Connection, partner_id: int) -> int:
+async def lock_balance(connection: Connection, program_id: int, partner_id: int) -> int:
     """The partner's funding points, every slot of its balance locked (in slot order,
     as ledger_post() locks them) until the transaction ends."""
     funding: int = await connection.fetchval(
-        "SELECT sum(funding)::bigint FROM (SELECT funding FROM partner_balance WHERE partner_id = $1"
-        " ORDER BY slot FOR UPDATE) s",
+        "SELECT sum(funding)::bigint FROM (SELECT funding FROM partner_balance"
+        " WHERE program_id = $1 AND partner_id = $2 ORDER BY slot FOR UPDATE) s",
+        program_id,
         partner_id,
     )
     return funding
 
 
-async def spread(connection: Connection, partner_id: int) -> None:
+async def spread(connection: Connection, program_id: int, partner_id: int) -> None:
     """Share the partner's funding headroom out over its slots again (after it is
     created, or its credit limit changed)."""
-    await connection.execute(SPREAD, partner_id)
+    await connection.execute(SPREAD, program_id, partner_id)
 
 
 async def insert_payment(
     connection: Connection,
+    program_id: int,
     statement_id: uuid.UUID,
     partner_id: int,
     points: int,
@@ -550,28 +593,31 @@ async def insert_payment(
     """Record a statement's payment; the partner's paid points after it, or None
     when the statement was already paid."""
     paid: int | None = await connection.fetchval(
-        INSERT_PAYMENT, statement_id, partner_id, points, reference, now
+        INSERT_PAYMENT, program_id, statement_id, partner_id, points, reference, now
     )
     return paid
 
 
-async def lock_partner(connection: Connection, partner_id: int) -> None:
-    await connection.execute(LOCK_PARTNER, partner_id)
+async def lock_partner(connection: Connection, program_id: int, partner_id: int) -> None:
+    await connection.execute(LOCK_PARTNER, program_id, partner_id)
 
 
-async def last_period_end(connection: Connection, partner_id: int) -> datetime | None:
-    found: datetime | None = await connection.fetchval(LAST_STATEMENT, partner_id)
+async def last_period_end(connection: Connection, program_id: int, partner_id: int) -> datetime | None:
+    found: datetime | None = await connection.fetchval(LAST_STATEMENT, program_id, partner_id)
     return found
 
 
 async def claim_lines(
     connection: Connection,
+    program_id: int,
     partner_id: int,
     statement_id: uuid.UUID,
     period_end: datetime,
     chain_sequence: int,
 ) -> int:
-    status = await connection.execute(CLAIM_LINES, partner_id, statement_id, period_end, chain_sequence)
+    status = await connection.execute(
+        CLAIM_LINES, program_id, partner_id, statement_id, period_end, chain_sequence
+    )
     return int(status.split()[-1])
 
 
@@ -593,12 +639,12 @@ async def insert_statement(connection: Connection, fields: dict[str, Any]) -> No
 
 
 async def statement(
-    connection: Connection, statement_id: uuid.UUID, partner_id: int
+    connection: Connection, program_id: int, statement_id: uuid.UUID, partner_id: int
 ) -> asyncpg.Record | None:
-    return await connection.fetchrow(STATEMENT, statement_id, partner_id)
+    return await connection.fetchrow(STATEMENT, program_id, statement_id, partner_id)
 
 
 async def statements(
-    connection: Connection, partner_id: int, before: datetime, limit: int
+    connection: Connection, program_id: int, partner_id: int, before: datetime, limit: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(STATEMENTS, partner_id, before, limit)
+    return await connection.fetch(STATEMENTS, program_id, partner_id, before, limit)

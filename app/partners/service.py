@@ -166,8 +166,8 @@ async def create(context: AppContext, principal: Principal, body: PartnerCreate)
         partner_id = await repository.insert_partner(connection, principal.program_id, body.model_dump(), now)
         if partner_id is None:
             raise PartnerExists(f"partner {body.code} already exists in this program")
-        await repository.spread(connection, partner_id)
-        row = await repository.partner_by_id(connection, partner_id)
+        await repository.spread(connection, principal.program_id, partner_id)
+        row = await repository.partner_by_id(connection, principal.program_id, partner_id)
     assert row is not None
     return partner_out(row)
 
@@ -221,7 +221,7 @@ async def update(context: AppContext, principal: Principal, code: str, body: Par
             now=now,
         )
         if "credit_limit_points" in fields:  # the slots' share of the new floor
-            await repository.spread(connection, current["id"])
+            await repository.spread(connection, principal.program_id, current["id"])
         row = await find(connection, principal.program_id, code)
     # A suspension reaches every process's key cache through the partner_status_changed
     # trigger's NOTIFY; this process forgets its own at once.
@@ -240,7 +240,7 @@ async def add_rate(context: AppContext, principal: Principal, code: str, body: R
     async with context.db.pool.acquire() as connection, connection.transaction():
         partner = await find(connection, principal.program_id, code)
         fields = {**body.model_dump(), "effective_from": effective_from}
-        row = await repository.insert_rate(connection, partner["id"], fields, now)
+        row = await repository.insert_rate(connection, principal.program_id, partner["id"], fields, now)
     if row is None:
         raise RateExists(f"partner {code} already has a {body.kind} rate from {effective_from.isoformat()}")
     return rate_out(row)
@@ -253,9 +253,12 @@ async def rates(
         partner = await find(connection, principal.program_id, code)
         if at is None:
             return RatePage(
-                items=[rate_out(row) for row in await repository.rates(connection, partner["id"])]
+                items=[
+                    rate_out(row)
+                    for row in await repository.rates(connection, principal.program_id, partner["id"])
+                ]
             )
-        rows = await repository.rates_at(connection, partner["id"], at)
+        rows = await repository.rates_at(connection, principal.program_id, partner["id"], at)
     return RatesInForce(at=at, rates=[rate_out(row) for row in rows])
 
 
@@ -270,7 +273,7 @@ async def fund(context: AppContext, request: KeyedRequest, code: str, body: Fund
                 return found
             partner = await find(connection, request.principal.program_id, code)
             # the balance row's lock first: the answer's funding is the one right after it
-            funding = await repository.lock_balance(connection, partner["id"])
+            funding = await repository.lock_balance(connection, request.principal.program_id, partner["id"])
             if partner["billing"] != "prepaid":
                 raise PartnerNotPrepaid(
                     f"partner {code} is postpaid: it is billed for the points it gives out"
@@ -335,9 +338,9 @@ async def _active_partner(connection: Connection, program_id: int, code: str, ro
 
 
 async def _rate(
-    connection: Connection, partner_id: int, code: str, kind: str, at: datetime
+    connection: Connection, program_id: int, partner_id: int, code: str, kind: str, at: datetime
 ) -> asyncpg.Record:
-    row = await repository.rate_at(connection, partner_id, kind, at)
+    row = await repository.rate_at(connection, program_id, partner_id, kind, at)
     if row is None:
         raise RateNotEffective(f"partner {code} has no {kind} rate in force at {at.isoformat()}")
     return row
@@ -395,7 +398,7 @@ async def _spend_with_partner(
                 payee = await _active_partner(connection, program_id, code, role)
             rules_version, rules = await context.rules.active(connection, program_id)
             check(rules)
-            rate = await _rate(connection, payee["id"], code, "redeem", now)
+            rate = await _rate(connection, program_id, payee["id"], code, "redeem", now)
             entry_id = uuid7()
             out = _redemption_out(
                 {
@@ -515,7 +518,9 @@ async def reverse_redemption(
 
     async def work(connection: Connection) -> StoredResponse:
         async with connection.transaction():
-            row = await repository.redemption(connection, redemption_id, partner_id, lock=True)
+            row = await repository.redemption(
+                connection, principal.program_id, redemption_id, partner_id, lock=True
+            )
             if row is None:
                 raise RedemptionNotFound(f"no redemption {redemption_id} with this partner")
             found = await posting.stored(connection, request)
@@ -551,7 +556,9 @@ async def reverse_redemption(
                     undoes=redemption_id,
                 ),
             )
-            await repository.reverse_redemption(connection, redemption_id, entry_id, now)
+            await repository.reverse_redemption(
+                connection, principal.program_id, redemption_id, entry_id, now
+            )
             return response
 
     return await context.db.call(work)
@@ -562,7 +569,7 @@ async def redemption(
 ) -> PartnerRedemptionOut:
     partner_id, _ = require_role(principal, "redeem")
     async with context.db.pool.acquire() as connection:
-        row = await repository.redemption(connection, redemption_id, partner_id)
+        row = await repository.redemption(connection, principal.program_id, redemption_id, partner_id)
     if row is None:
         raise RedemptionNotFound(f"no redemption {redemption_id} with this partner")
     return _redemption_out(row)
@@ -642,7 +649,7 @@ async def convert_out(
             if found is not None:
                 return found
             partner = await _active_partner(connection, program_id, body.partner, "convert_out")
-            rate = await _rate(connection, partner["id"], body.partner, "convert_out", now)
+            rate = await _rate(connection, program_id, partner["id"], body.partner, "convert_out", now)
             units = _check_conversion(body.points, rate)
             conversion_id = uuid7()
             fields: dict[str, Any] = {
@@ -677,7 +684,7 @@ async def convert_out(
             )
             if not response.replayed:
                 await repository.insert_conversion(connection, fields)
-                row = await repository.conversion(connection, conversion_id, partner["id"])
+                row = await repository.conversion(connection, program_id, conversion_id, partner["id"])
                 assert row is not None
                 await _conversion_event(connection, row, "conversion.requested", now)
             return response
@@ -745,7 +752,7 @@ async def _close_conversion(
         entry_id = entry.id
         await posting.post_job_entry(connection, entry, body)
     await repository.close_conversion(
-        connection, row["id"], status=status, reason=reason, now=now, entry_id=entry_id
+        connection, row["program_id"], row["id"], status=status, reason=reason, now=now, entry_id=entry_id
     )
     await _conversion_event(connection, closed, f"conversion.{status}", now)
     return response
@@ -760,7 +767,9 @@ async def _decide(
 
     async def work(connection: Connection) -> StoredResponse:
         async with connection.transaction():
-            row = await repository.conversion(connection, conversion_id, partner_id, lock=True)
+            row = await repository.conversion(
+                connection, principal.program_id, conversion_id, partner_id, lock=True
+            )
             if row is None or row["direction"] != "out":
                 raise ConversionNotFound(f"no conversion {conversion_id} to this partner")
             found = await posting.stored(connection, request)
@@ -800,7 +809,7 @@ async def convert_in(context: AppContext, request: KeyedRequest, body: Conversio
             found = await posting.stored(connection, request)
             if found is not None:
                 return found
-            rate = await _rate(connection, partner_id, code, "convert_in", now)
+            rate = await _rate(connection, program_id, partner_id, code, "convert_in", now)
             points = int(
                 (Decimal(body.partner_units) / rate["partner_units_per_point"]).to_integral_value(ROUND_FLOOR)
             )
@@ -877,7 +886,9 @@ async def member_conversions(
                 before = (datetime.fromisoformat(created), uuid.UUID(conversion_id))
             except (TypeError, ValueError):
                 raise InvalidCursor("this cursor was not issued for this list") from None
-        rows = await repository.member_conversions(connection, member_id, before, limit + 1)
+        rows = await repository.member_conversions(
+            connection, principal.program_id, member_id, before, limit + 1
+        )
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -892,7 +903,7 @@ async def conversion(context: AppContext, principal: Principal, conversion_id: u
         raise Forbidden("the /v1/partner/ endpoints are called with a partner's key")
     partner_id = principal.partner_id
     async with context.db.pool.acquire() as connection:
-        row = await repository.conversion(connection, conversion_id, partner_id)
+        row = await repository.conversion(connection, principal.program_id, conversion_id, partner_id)
     if row is None:
         raise ConversionNotFound(f"no conversion {conversion_id} with this partner")
     return _conversion_out(row)

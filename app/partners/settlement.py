@@ -214,7 +214,13 @@ async def settlement(
             # the same rounding per line as line_money(), which statements use.
             tally = Tally(partner["currency"])
             for row in await repository.period_sections(
-                connection, partner["id"], start, end, chain_sequence, minor_units(partner["currency"])
+                connection,
+                partner["program_id"],
+                partner["id"],
+                start,
+                end,
+                chain_sequence,
+                minor_units(partner["currency"]),
             ):
                 tally.add_sums(row)
     return Settlement(
@@ -281,7 +287,14 @@ async def period_lines(
     after = _after(context, list_id, cursor)
     async with context.db.pool.acquire() as connection:
         rows = await repository.period_lines(
-            connection, partner["id"], start, end, after=after, limit=limit + 1, chain_sequence=chain_sequence
+            connection,
+            partner["program_id"],
+            partner["id"],
+            start,
+            end,
+            after=after,
+            limit=limit + 1,
+            chain_sequence=chain_sequence,
         )
     return _line_page(context, list_id, rows, limit, partner["currency"])
 
@@ -367,8 +380,8 @@ async def close(db: Database, partner: asyncpg.Record, period_end: datetime, now
             # A close is batch work (a busy partner's month is millions of lines), not
             # a request a caller waits on: the service's statement timeout is for those.
             await connection.execute(f"SET LOCAL statement_timeout = {CLOSE_TIMEOUT_MS}")
-            await repository.lock_partner(connection, partner["id"])
-            previous = await repository.last_period_end(connection, partner["id"])
+            await repository.lock_partner(connection, partner["program_id"], partner["id"])
+            previous = await repository.last_period_end(connection, partner["program_id"], partner["id"])
             period_start = previous or partner["created_at"]
             if period_end <= period_start:
                 raise PeriodClosed(
@@ -377,10 +390,14 @@ async def close(db: Database, partner: asyncpg.Record, period_end: datetime, now
             head = await chain.head(connection, partner["program_id"])
             statement_id = uuid7()
             claimed = await repository.claim_lines(
-                connection, partner["id"], statement_id, period_end, head.sequence
+                connection, partner["program_id"], partner["id"], statement_id, period_end, head.sequence
             )
             tally = await _tally(
-                connection, partner["currency"], repository.ALL_STATEMENT_LINES, statement_id
+                connection,
+                partner["currency"],
+                repository.ALL_STATEMENT_LINES,
+                partner["program_id"],
+                statement_id,
             )
             assert tally.count == claimed
             sections = tally.sections().model_dump(mode="json")
@@ -401,7 +418,7 @@ async def close(db: Database, partner: asyncpg.Record, period_end: datetime, now
                     "created_at": now,
                 },
             )
-            row = await repository.statement(connection, statement_id, partner["id"])
+            row = await repository.statement(connection, partner["program_id"], statement_id, partner["id"])
             assert row is not None
             await emit(
                 connection,
@@ -430,18 +447,18 @@ async def pay(
 
     async def work(connection: Connection) -> PaymentOut:
         async with connection.transaction():
-            await repository.lock_partner(connection, partner["id"])
+            await repository.lock_partner(connection, partner["program_id"], partner["id"])
             row = await statement(connection, partner, statement_id)
             if row["paid_at"] is not None:
                 raise StatementPaid(f"statement {statement_id} was paid at {row['paid_at'].isoformat()}")
             sections = json.loads(row["sections"])
             points = sum(int(sections[name]["points"]) for name in BILLED_SECTIONS)
             paid = await repository.insert_payment(
-                connection, statement_id, partner["id"], points, reference, now
+                connection, partner["program_id"], statement_id, partner["id"], points, reference, now
             )
             if paid is None:
                 raise StatementPaid(f"statement {statement_id} was already paid")
-            await repository.spread(connection, partner["id"])
+            await repository.spread(connection, partner["program_id"], partner["id"])
             out = PaymentOut(
                 statement_id=statement_id,
                 partner=partner["code"],
@@ -466,7 +483,7 @@ async def pay(
 async def statement(
     connection: Connection, partner: asyncpg.Record, statement_id: uuid.UUID
 ) -> asyncpg.Record:
-    row = await repository.statement(connection, statement_id, partner["id"])
+    row = await repository.statement(connection, partner["program_id"], statement_id, partner["id"])
     if row is None:
         raise StatementNotFound(f"no statement {statement_id} of partner {partner['code']}")
     return row
@@ -484,7 +501,9 @@ async def statements(
         except (TypeError, ValueError):
             raise InvalidCursor("this cursor was not issued for this list") from None
     async with context.db.pool.acquire() as connection:
-        rows = await repository.statements(connection, partner["id"], before, limit + 1)
+        rows = await repository.statements(
+            connection, partner["program_id"], partner["id"], before, limit + 1
+        )
     items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
@@ -499,7 +518,9 @@ async def statement_lines(
     after = _after(context, list_id, cursor)
     async with context.db.pool.acquire() as connection:
         await statement(connection, partner, statement_id)
-        rows = await repository.statement_lines(connection, statement_id, after=after, limit=limit + 1)
+        rows = await repository.statement_lines(
+            connection, partner["program_id"], statement_id, after=after, limit=limit + 1
+        )
     return _line_page(context, list_id, rows, limit, partner["currency"])
 
 
@@ -531,7 +552,7 @@ async def close_due(
     closed = lines = 0
     for partner in partners:
         async with db.pool.acquire() as connection:
-            previous = await repository.last_period_end(connection, partner["id"])
+            previous = await repository.last_period_end(connection, partner["program_id"], partner["id"])
         for end in period_ends(partner, previous or partner["created_at"], min(as_of, now)):
             try:
                 row = await close(db, partner, end, now)
@@ -551,7 +572,9 @@ async def verify_statements(connection: Connection) -> list[str]:
     and totals as recorded. Call inside verify's snapshot transaction."""
     problems: list[str] = []
     for row in await connection.fetch(repository.ALL_STATEMENTS):
-        tally = await _tally(connection, row["currency"], repository.ALL_STATEMENT_LINES, row["id"])
+        tally = await _tally(
+            connection, row["currency"], repository.ALL_STATEMENT_LINES, row["program_id"], row["id"]
+        )
         recorded = (
             row["lines_count"],
             row["lines_digest"],

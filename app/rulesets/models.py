@@ -6,7 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Identity, Index, Integer, Uuid, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,9 +51,9 @@ class RulesActivation(Base):
     """Who switched which version on, and when: the audit trail of rule changes."""
 
     __tablename__ = "rules_activation"
-    __table_args__ = (Index(None, "program_id", "activated_at"),)
+    __table_args__ = (PrimaryKeyConstraint("program_id", "id"), Index(None, "program_id", "activated_at"))
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     version: Mapped[int] = mapped_column(Integer)
     activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

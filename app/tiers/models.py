@@ -11,17 +11,17 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     Text,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class MemberTier(Base):
@@ -30,9 +30,13 @@ class MemberTier(Base):
     balance-row lock, through tier_apply() (app/sql/functions/tier_apply.sql)."""
 
     __tablename__ = "member_tier"
-    __table_args__ = (CheckConstraint("(tier_code IS NULL) = (since IS NULL)", name="since_with_tier"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "member_id"),
+        program_fk("member_id", "member.id"),
+        CheckConstraint("(tier_code IS NULL) = (since IS NULL)", name="since_with_tier"),
+    )
 
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger)
     program_id: Mapped[int] = mapped_column(BigInteger)
     tier_code: Mapped[str | None] = mapped_column(Text)
     since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -53,6 +57,9 @@ class TierChange(Base):
 
     __tablename__ = "tier_change"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("member_id", "member.id"),
+        program_fk("entry_id", "journal_entry.id", deferrable=True, initially="DEFERRED"),
         Index(None, "member_id", "id"),
         CheckConstraint(
             "reason IN ('qualified', 'retained', 'downgraded', 'kept_with_points', 'override')",
@@ -60,9 +67,9 @@ class TierChange(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     program_id: Mapped[int] = mapped_column(BigInteger)
-    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("member.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
     from_tier: Mapped[str | None] = mapped_column(Text)
     to_tier: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
@@ -72,8 +79,6 @@ class TierChange(Base):
     # The qualifying activity that decided it, and its window.
     activity: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     rules_version: Mapped[int | None] = mapped_column(Integer)
-    entry_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("journal_entry.id", deferrable=True, initially="DEFERRED")
-    )
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     actor_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     note: Mapped[str | None] = mapped_column(Text)

@@ -13,7 +13,9 @@ from app.rules.tier_machine import TierDecision, TierState
 
 # Qualifying activity of members in windows (app/sql/functions/tier_activity.sql).
 ACTIVITY = """
-SELECT n, orders, spend, points FROM tier_activity(p_members => $1, p_starts => $2, p_ends => $3) ORDER BY n
+SELECT n, orders, spend, points
+  FROM tier_activity(p_program_id => $1, p_members => $2, p_starts => $3, p_ends => $4)
+ ORDER BY n
 """
 
 _STATE_COLUMNS = """
@@ -25,8 +27,8 @@ coalesce(t.pinned, false) AS pinned
 LOCKED_STATE = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
  WHERE m.program_id = $1 AND m.external_id = $2
    FOR UPDATE OF b
 """
@@ -34,29 +36,29 @@ SELECT {_STATE_COLUMNS}
 STATE = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 
 STATE_BY_ID = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  LEFT JOIN member_tier t ON t.member_id = m.id
- WHERE m.id = $1
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
+ WHERE m.program_id = $1 AND m.id = $2
 """
 
 STATES_BY_IDS = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  LEFT JOIN member_tier t ON t.member_id = m.id
- WHERE m.id = ANY ($1::bigint[])
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
+ WHERE m.program_id = $1 AND m.id = ANY ($2::bigint[])
 """
 
 # The next batch of a program's members after a member id, in id order.
 BATCH = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  LEFT JOIN member_tier t ON t.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
  WHERE m.program_id = $1 AND m.id > $2
  ORDER BY m.id
  LIMIT $3
@@ -67,9 +69,9 @@ SELECT {_STATE_COLUMNS}
 LOCKED_MEMBERS = f"""
 SELECT {_STATE_COLUMNS}
   FROM member m
-  JOIN member_balance b ON b.member_id = m.id
-  LEFT JOIN member_tier t ON t.member_id = m.id
- WHERE m.id = ANY ($1::bigint[])
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
+ WHERE m.program_id = $1 AND m.id = ANY ($2::bigint[])
  ORDER BY m.id
    FOR UPDATE OF b
 """
@@ -83,22 +85,24 @@ HISTORY = """
 SELECT id, from_tier, to_tier, reason, effective_at, recorded_at, term_ends_at, activity, rules_version,
        entry_id, note
   FROM tier_change
- WHERE member_id = $1 AND id < $2
+ WHERE program_id = $1 AND member_id = $2 AND id < $3
  ORDER BY id DESC
- LIMIT $3
+ LIMIT $4
 """
 
 COUNT_MEMBERS = "SELECT count(*) FROM member WHERE program_id = $1"
 
 
 async def activity(
-    connection: Connection, windows: list[tuple[int, datetime | None, datetime]]
+    connection: Connection, program_id: int, windows: list[tuple[int, datetime | None, datetime]]
 ) -> list[tuple[int, Decimal, int]]:
-    """(orders, spend, points) for each (member id, start, end), in the same order."""
+    """(orders, spend, points) for each (member id, start, end) of the program's
+    members, in the same order."""
     if not windows:
         return []
     rows = await connection.fetch(
         ACTIVITY,
+        program_id,
         [member for member, _, _ in windows],
         [start for _, start, _ in windows],
         [end for _, _, end in windows],
@@ -124,8 +128,8 @@ async def state(
     return await connection.fetchrow(LOCKED_STATE if lock else STATE, program_id, member)
 
 
-async def state_by_id(connection: Connection, member_id: int) -> asyncpg.Record | None:
-    return await connection.fetchrow(STATE_BY_ID, member_id)
+async def state_by_id(connection: Connection, program_id: int, member_id: int) -> asyncpg.Record | None:
+    return await connection.fetchrow(STATE_BY_ID, program_id, member_id)
 
 
 async def batch(
@@ -134,8 +138,10 @@ async def batch(
     return await connection.fetch(BATCH, program_id, after_member_id, limit)
 
 
-async def locked_members(connection: Connection, member_ids: list[int]) -> list[asyncpg.Record]:
-    return await connection.fetch(LOCKED_MEMBERS, member_ids)
+async def locked_members(
+    connection: Connection, program_id: int, member_ids: list[int]
+) -> list[asyncpg.Record]:
+    return await connection.fetch(LOCKED_MEMBERS, program_id, member_ids)
 
 
 async def apply(
@@ -152,12 +158,16 @@ async def apply(
     return int(await connection.fetchval(APPLY, program_id, rules_version, now, elements))
 
 
-async def states_by_ids(connection: Connection, member_ids: list[int]) -> list[asyncpg.Record]:
-    return await connection.fetch(STATES_BY_IDS, member_ids)
+async def states_by_ids(
+    connection: Connection, program_id: int, member_ids: list[int]
+) -> list[asyncpg.Record]:
+    return await connection.fetch(STATES_BY_IDS, program_id, member_ids)
 
 
-async def history(connection: Connection, member_id: int, before_id: int, limit: int) -> list[asyncpg.Record]:
-    return await connection.fetch(HISTORY, member_id, before_id, limit)
+async def history(
+    connection: Connection, program_id: int, member_id: int, before_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(HISTORY, program_id, member_id, before_id, limit)
 
 
 async def count_members(connection: Connection, program_id: int) -> int:

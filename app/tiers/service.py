@@ -76,10 +76,10 @@ def _activity(row: tuple[int, Decimal, int]) -> Activity:
 
 
 async def activity_in(
-    connection: Connection, rules: RulesDocument, member_id: int, end: datetime
+    connection: Connection, rules: RulesDocument, program_id: int, member_id: int, end: datetime
 ) -> Activity:
     w = window(rules, end)
-    (row,) = await repository.activity(connection, [(member_id, w.start, w.end)])
+    (row,) = await repository.activity(connection, program_id, [(member_id, w.start, w.end)])
     return _activity(row)
 
 
@@ -87,6 +87,7 @@ async def upgrade_decision(
     connection: Connection,
     rules: RulesDocument,
     *,
+    program_id: int,
     member_id: int,
     current: str | None,
     at: datetime,
@@ -106,7 +107,9 @@ async def upgrade_decision(
         return None  # no tiers, or nothing above this one: no query on the checkout's path
     windows = upgrade_windows(rules, at, now)
     if recorded is None:
-        rows = await repository.activity(connection, [(member_id, w.start, w.end) for w in windows])
+        rows = await repository.activity(
+            connection, program_id, [(member_id, w.start, w.end) for w in windows]
+        )
         recorded = [_activity(row) for row in rows]
     return best_upgrade(
         rules,
@@ -134,10 +137,17 @@ async def apply_upgrade(
     recorded qualifies; the tier reached, or None."""
     if not rules.tiers:
         return None
-    row = await repository.state_by_id(connection, member_id)
+    row = await repository.state_by_id(connection, program_id, member_id)
     assert row is not None
     found = await upgrade_decision(
-        connection, rules, member_id=member_id, current=row["tier_code"], at=at, now=now, entry_id=entry_id
+        connection,
+        rules,
+        program_id=program_id,
+        member_id=member_id,
+        current=row["tier_code"],
+        at=at,
+        now=now,
+        entry_id=entry_id,
     )
     if found is None:
         return None
@@ -181,12 +191,12 @@ async def member_view(
 ) -> MemberTierView:
     """The member view's tier and progress (nothing under rules without tiers)."""
     _, rules = await _active(connection, cache, program_id)
-    row = await repository.state_by_id(connection, member_id)
+    row = await repository.state_by_id(connection, program_id, member_id)
     assert row is not None
     state = repository.state_of(row)
     if not rules.tiers and state.tier is None:
         return MemberTierView(None, None)
-    activity = await activity_in(connection, rules, member_id, now)
+    activity = await activity_in(connection, rules, program_id, member_id, now)
     return MemberTierView(_state_out(rules, state), _progress_out(rules, state, activity))
 
 
@@ -197,11 +207,12 @@ async def member_views(
     _, rules = await _active(connection, cache, program_id)
     states = {
         row["member_id"]: repository.state_of(row)
-        for row in await repository.states_by_ids(connection, member_ids)
+        for row in await repository.states_by_ids(connection, program_id, member_ids)
     }
     judged = [m for m in member_ids if rules.tiers or states[m].tier is not None]
     w = window(rules, now)
-    rows = await repository.activity(connection, [(m, w.start, w.end) for m in judged]) if judged else []
+    windows = [(m, w.start, w.end) for m in judged]
+    rows = await repository.activity(connection, program_id, windows) if judged else []
     views = {m: MemberTierView(None, None) for m in member_ids}
     for member_id, row in zip(judged, rows, strict=True):
         state = states[member_id]
@@ -251,7 +262,15 @@ async def get(
         (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         _, rules = await _active(connection, context.rules, principal.program_id)
         return await _view(
-            connection, context.cursors, rules, member, row["member_id"], context.clock.now(), limit, before
+            connection,
+            context.cursors,
+            rules,
+            principal.program_id,
+            member,
+            row["member_id"],
+            context.clock.now(),
+            limit,
+            before,
         )
 
 
@@ -259,17 +278,18 @@ async def _view(
     connection: Connection,
     cursors: Cursors,
     rules: RulesDocument,
+    program_id: int,
     member: str,
     member_id: int,
     now: datetime,
     limit: int = 50,
     before: int = 2**63 - 1,
 ) -> TierOut:
-    row = await repository.state_by_id(connection, member_id)
+    row = await repository.state_by_id(connection, program_id, member_id)
     assert row is not None
     state = repository.state_of(row)
-    activity = await activity_in(connection, rules, member_id, now)
-    rows = await repository.history(connection, member_id, before, limit + 1)
+    activity = await activity_in(connection, rules, program_id, member_id, now)
+    rows = await repository.history(connection, program_id, member_id, before, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return TierOut(
@@ -329,7 +349,7 @@ async def keep(context: AppContext, request: KeyedRequest, member: str, body: Ke
             kept = decision(row["member_id"], state, Outcome(after, (change,)))
             assert kept is not None
             await repository.apply(connection, program_id, rules_version, now, [kept])
-            out = await _view(connection, context.cursors, rules, member, row["member_id"], now)
+            out = await _view(connection, context.cursors, rules, program_id, member, row["member_id"], now)
             return await posting.post_in_transaction(
                 connection,
                 request,
@@ -442,7 +462,11 @@ async def evaluate_tiers(
 
 
 async def _outcomes(
-    connection: Connection, rules: RulesDocument, states: dict[int, TierState], as_of: datetime
+    connection: Connection,
+    rules: RulesDocument,
+    program_id: int,
+    states: dict[int, TierState],
+    as_of: datetime,
 ) -> dict[int, Outcome]:
     """Each member's outcome, asking the database for the windows the decisions need
     (most members need one; a term end judged late, two or more)."""
@@ -460,7 +484,8 @@ async def _outcomes(
                 asked.append((member_id, outcome.needs))
         starts = {end: window_start(rules, end) for end in {end for _, end in asked}}  # most share as_of
         windows = [(m, starts[end], end) for m, end in asked]
-        for (member_id, end), row in zip(asked, await repository.activity(connection, windows), strict=True):
+        found = await repository.activity(connection, program_id, windows)
+        for (member_id, end), row in zip(asked, found, strict=True):
             known[member_id][end] = _activity(row)
         pending = {m: pending[m] for m, _ in asked}
     return outcomes
@@ -479,14 +504,15 @@ def _evaluate_batch(
         # them would only make earning wait. Those that do change are then locked,
         # read again and judged again, so a decision is never made on stale state.
         seen = {row["member_id"]: repository.state_of(row) for row in rows}
-        first = await _outcomes(connection, rules, seen, as_of)
+        first = await _outcomes(connection, rules, program_id, seen, as_of)
         changing = [m for m, outcome in first.items() if decision(m, seen[m], outcome) is not None]
         if changing:
             async with connection.transaction():
-                locked = await repository.locked_members(connection, changing)
+                locked = await repository.locked_members(connection, program_id, changing)
                 states = {row["member_id"]: repository.state_of(row) for row in locked}
                 decisions = []
-                for member_id, outcome in (await _outcomes(connection, rules, states, as_of)).items():
+                outcomes = await _outcomes(connection, rules, program_id, states, as_of)
+                for member_id, outcome in outcomes.items():
                     found = decision(member_id, states[member_id], outcome)
                     if found is None:
                         continue

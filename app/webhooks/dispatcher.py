@@ -66,14 +66,16 @@ SELECT id, events, created_at FROM webhook_endpoint
 """
 
 INSERT_DELIVERIES = """
-INSERT INTO webhook_delivery (endpoint_id, event_id, status, next_attempt_at, created_at, updated_at)
-SELECT x.endpoint_id, x.event_id, 'pending', $3, $3, $3
+INSERT INTO webhook_delivery (program_id, endpoint_id, event_id, status, next_attempt_at, created_at,
+                              updated_at)
+SELECT $4, x.endpoint_id, x.event_id, 'pending', $3, $3, $3
   FROM unnest($1::uuid[], $2::uuid[]) AS x(endpoint_id, event_id)
 """
 
 CLAIM = """
 WITH due AS (
-    SELECT d.id FROM webhook_delivery d JOIN webhook_endpoint w ON w.id = d.endpoint_id
+    SELECT d.program_id, d.id
+      FROM webhook_delivery d JOIN webhook_endpoint w ON w.program_id = d.program_id AND w.id = d.endpoint_id
      WHERE d.status = 'pending' AND d.next_attempt_at <= $1
        AND w.status = 'enabled' AND w.deleted_at IS NULL
      ORDER BY d.next_attempt_at, d.id
@@ -82,13 +84,13 @@ WITH due AS (
 )
 UPDATE webhook_delivery d
    SET attempts = d.attempts + 1, next_attempt_at = $3, updated_at = $1
-  FROM due WHERE d.id = due.id
-RETURNING d.id, d.endpoint_id, d.event_id, d.attempts
+  FROM due WHERE d.program_id = due.program_id AND d.id = due.id
+RETURNING d.program_id, d.id, d.endpoint_id, d.event_id, d.attempts
 """
 
 RECORD_ATTEMPT = """
-INSERT INTO webhook_attempt (delivery_id, attempt, attempted_at, status_code, duration_ms, error)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO webhook_attempt (program_id, delivery_id, attempt, attempted_at, status_code, duration_ms, error)
+VALUES ($7, $1, $2, $3, $4, $5, $6)
 """
 
 
@@ -184,7 +186,7 @@ class Dispatcher:
                     endpoint_ids.append(endpoint["id"])
                     event_ids.append(event["id"])
             if endpoint_ids:
-                await connection.execute(INSERT_DELIVERIES, endpoint_ids, event_ids, now)
+                await connection.execute(INSERT_DELIVERIES, endpoint_ids, event_ids, now, program_id)
             await connection.execute(
                 "UPDATE webhook_fanout SET sequence = $2 WHERE program_id = $1",
                 program_id,
@@ -202,18 +204,25 @@ class Dispatcher:
             claimed = await connection.fetch(CLAIM, now, CLAIM_BATCH, lease)
             if not claimed:
                 return 0
+            wanted = list({(row["program_id"], row["endpoint_id"]) for row in claimed})
             endpoints = {
                 row["id"]: row
                 for row in await connection.fetch(
-                    "SELECT id, program_id, url, secret, previous_secret, previous_until"
-                    " FROM webhook_endpoint WHERE id = ANY($1::uuid[])",
-                    list({row["endpoint_id"] for row in claimed}),
+                    "SELECT w.id, w.program_id, w.url, w.secret, w.previous_secret, w.previous_until"
+                    " FROM unnest($1::bigint[], $2::uuid[]) AS x(program_id, id)"
+                    " JOIN webhook_endpoint w ON w.program_id = x.program_id AND w.id = x.id",
+                    [program for program, _ in wanted],
+                    [endpoint for _, endpoint in wanted],
                 )
             }
+            events = list({(row["program_id"], row["event_id"]) for row in claimed})
             event_rows = await connection.fetch(
-                "SELECT id, program_id, type, sequence, occurred_at, created_at, data::text AS data, entry_id"
-                " FROM event_log WHERE id = ANY($1::uuid[])",
-                list({row["event_id"] for row in claimed}),
+                "SELECT l.id, l.program_id, l.type, l.sequence, l.occurred_at, l.created_at,"
+                " l.data::text AS data, l.entry_id"
+                " FROM unnest($1::bigint[], $2::uuid[]) AS x(program_id, id)"
+                " JOIN event_log l ON l.program_id = x.program_id AND l.id = x.id",
+                [program for program, _ in events],
+                [event for _, event in events],
             )
             bodies: dict[uuid.UUID, tuple[str, datetime, int]] = {}
             by_program: dict[int, list[asyncpg.Record]] = {}
@@ -302,21 +311,35 @@ class Dispatcher:
             await connection.executemany(
                 RECORD_ATTEMPT,
                 [
-                    (o.delivery_id, o.attempt, o.attempted_at, o.status_code, o.duration_ms, o.error)
+                    (
+                        o.delivery_id,
+                        o.attempt,
+                        o.attempted_at,
+                        o.status_code,
+                        o.duration_ms,
+                        o.error,
+                        o.program_id,
+                    )
                     for o in outcomes
                 ],
             )
             if succeeded:
                 await connection.execute(
-                    "UPDATE webhook_delivery SET status = 'succeeded', next_attempt_at = NULL,"
-                    " updated_at = $2 WHERE id = ANY($1::bigint[]) AND status = 'pending'",
+                    "UPDATE webhook_delivery d"
+                    "   SET status = 'succeeded', next_attempt_at = NULL, updated_at = $3"
+                    "  FROM unnest($1::bigint[], $2::bigint[]) AS x(program_id, id)"
+                    " WHERE d.program_id = x.program_id AND d.id = x.id AND d.status = 'pending'",
+                    [outcome.program_id for outcome in succeeded],
                     [outcome.delivery_id for outcome in succeeded],
                     now,
                 )
+                recovered = list({(outcome.program_id, outcome.endpoint_id) for outcome in succeeded})
                 await connection.execute(
-                    "UPDATE webhook_endpoint SET failing_since = NULL"
-                    " WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL",
-                    list({outcome.endpoint_id for outcome in succeeded}),
+                    "UPDATE webhook_endpoint w SET failing_since = NULL"
+                    "  FROM unnest($1::bigint[], $2::uuid[]) AS x(program_id, id)"
+                    " WHERE w.program_id = x.program_id AND w.id = x.id AND w.failing_since IS NOT NULL",
+                    [program for program, _ in recovered],
+                    [endpoint for _, endpoint in recovered],
                 )
             for outcome in outcomes:
                 if not outcome.succeeded:
@@ -335,12 +358,13 @@ class Dispatcher:
             status, next_attempt = "pending", now + timedelta(seconds=wait)
         current = await connection.fetchval(
             "UPDATE webhook_delivery SET status = $3, next_attempt_at = $4, updated_at = $5"
-            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            " WHERE program_id = $6 AND id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
             outcome.delivery_id,
             outcome.attempt,
             status,
             next_attempt,
             now,
+            outcome.program_id,
         )
         if current is None:
             return
@@ -348,10 +372,11 @@ class Dispatcher:
             await self._disable(connection, outcome, "gone", now)
             return
         since = await connection.fetchval(
-            "UPDATE webhook_endpoint SET failing_since = coalesce(failing_since, $2) WHERE id = $1"
-            " RETURNING failing_since",
+            "UPDATE webhook_endpoint SET failing_since = coalesce(failing_since, $2)"
+            " WHERE program_id = $3 AND id = $1 RETURNING failing_since",
             outcome.endpoint_id,
             outcome.attempted_at,
+            outcome.program_id,
         )
         if since is not None and now - since >= FAILING_LIMIT:
             await self._disable(connection, outcome, "failing", now)
@@ -359,10 +384,11 @@ class Dispatcher:
     async def _disable(self, connection: Connection, outcome: Outcome, reason: str, now: datetime) -> None:
         row = await connection.fetchrow(
             "UPDATE webhook_endpoint SET status = 'disabled', disabled_reason = $2, updated_at = $3"
-            " WHERE id = $1 AND status = 'enabled' RETURNING id, url",
+            " WHERE program_id = $4 AND id = $1 AND status = 'enabled' RETURNING id, url",
             outcome.endpoint_id,
             reason,
             now,
+            outcome.program_id,
         )
         if row is None:
             return

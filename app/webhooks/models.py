@@ -13,6 +13,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     Uuid,
@@ -21,17 +22,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
+from app.db import Base, program_fk
 
 
 class WebhookEndpoint(Base):
     __tablename__ = "webhook_endpoint"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
         CheckConstraint("status IN ('enabled', 'disabled')", name="status"),
         Index(None, "program_id", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(ARRAY(Text))
@@ -63,6 +65,9 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_delivery"
     __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        program_fk("endpoint_id", "webhook_endpoint.id"),
+        program_fk("event_id", "event_log.id"),
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
         Index(
             "ix_webhook_delivery_next_attempt_at_pending",
@@ -72,9 +77,11 @@ class WebhookDelivery(Base):
         Index(None, "endpoint_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("webhook_endpoint.id"))
-    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("event_log.id"))
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    # the endpoint's program, copied so every key of the delivery leads with it
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     status: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -84,10 +91,15 @@ class WebhookDelivery(Base):
 
 class WebhookAttempt(Base):
     __tablename__ = "webhook_attempt"
-    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "id"),
+        UniqueConstraint("program_id", "delivery_id", "attempt"),
+        program_fk("delivery_id", "webhook_delivery.id"),
+    )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("webhook_delivery.id"))
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    program_id: Mapped[int] = mapped_column(BigInteger)
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
     attempt: Mapped[int] = mapped_column(Integer)
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_code: Mapped[int | None] = mapped_column(Integer)

@@ -228,11 +228,12 @@ SELECT d.id, d.event_id, l.type AS event_type, l.sequence AS event_sequence, d.s
                      'attempt', a.attempt, 'attempted_at', ledger_rfc3339(a.attempted_at),
                      'status_code', a.status_code, 'duration_ms', a.duration_ms, 'error', a.error)
                      ORDER BY a.attempt)
-                   FROM webhook_attempt a WHERE a.delivery_id = d.id), '[]')::text AS attempts
-  FROM webhook_delivery d JOIN event_log l ON l.id = d.event_id
- WHERE d.endpoint_id = $1 AND d.id < $2 AND ($3::text IS NULL OR d.status = $3)
+                   FROM webhook_attempt a
+                  WHERE a.program_id = d.program_id AND a.delivery_id = d.id), '[]')::text AS attempts
+  FROM webhook_delivery d JOIN event_log l ON l.program_id = d.program_id AND l.id = d.event_id
+ WHERE d.program_id = $1 AND d.endpoint_id = $2 AND d.id < $3 AND ($4::text IS NULL OR d.status = $4)
  ORDER BY d.id DESC
- LIMIT $4
+ LIMIT $5
 """
 
 
@@ -249,7 +250,7 @@ async def deliveries(
     (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
     async with context.db.pool.acquire() as connection:
         await _row(connection, principal.program_id, webhook_id)
-        rows = await connection.fetch(DELIVERIES, webhook_id, before, status, limit + 1)
+        rows = await connection.fetch(DELIVERIES, principal.program_id, webhook_id, before, status, limit + 1)
     items = [
         DeliveryOut(
             id=row["id"],
@@ -274,8 +275,9 @@ def _json(text: str) -> list[dict[str, Any]]:
 
 
 REPLAY = """
-INSERT INTO webhook_delivery (endpoint_id, event_id, status, next_attempt_at, created_at, updated_at)
-SELECT $2, l.id, 'pending', $5, $5, $5
+INSERT INTO webhook_delivery (program_id, endpoint_id, event_id, status, next_attempt_at, created_at,
+                              updated_at)
+SELECT $1, $2, l.id, 'pending', $5, $5, $5
   FROM event_log l
  WHERE l.program_id = $1 AND l.sequence > $3 AND ($4::bigint IS NULL OR l.sequence <= $4)
    AND (l.endpoint_id IS NULL OR l.endpoint_id = $2)

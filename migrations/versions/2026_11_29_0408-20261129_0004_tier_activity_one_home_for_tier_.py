@@ -24,4 +24,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION tier_activity(bigint[], timestamptz[], timestamptz[])")
+    op.execute("DROP FUNCTION tier_activity(bigint, bigint[], timestamptz[], timestamptz[])")

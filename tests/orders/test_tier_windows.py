@@ -22,9 +22,9 @@ def _count_activity_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = tiers_repository.activity
 
-    async def counted(connection: Any, windows: list[Any]) -> Any:
+    async def counted(connection: Any, program: int, windows: list[Any]) -> Any:
         calls.append(len(windows))
-        return await real(connection, windows)
+        return await real(connection, program, windows)
 
     monkeypatch.setattr(tiers_repository, "activity", counted)
     return calls
@@ -94,7 +94,9 @@ class TestFactsQuery:
             db, program, member, today, today, windows=windows, top_tier="gold"
         )
         assert facts is not None
-        expected = await tiers_repository.activity(db, [(member_id, start, end) for start, end in windows])
+        expected = await tiers_repository.activity(
+            db, program, [(member_id, start, end) for start, end in windows]
+        )
         assert facts.window_activity == tuple(expected)
         assert facts.window_activity == (
             (1, Decimal("10.00"), 10),

@@ -10,7 +10,7 @@ BEGIN
            ARRAY[NEW.member_id],
            jsonb_build_object('member', m.external_id, 'from', NEW.from_tier, 'to', NEW.to_tier,
                               'reason', NEW.reason, 'term_ends_at', ledger_rfc3339(NEW.term_ends_at))
-      FROM member m WHERE m.id = NEW.member_id;
+      FROM member m WHERE m.program_id = NEW.program_id AND m.id = NEW.member_id;
     RETURN NULL;
 END
 $$;

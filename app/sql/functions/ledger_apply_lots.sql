@@ -44,12 +44,14 @@ BEGIN
         FOR v_lot IN
             SELECT l.id, l.remaining, l.expires_at
               FROM point_lot l
-             WHERE l.member_id = p_member_ids[v_i] AND l.remaining > 0
+             WHERE l.program_id = p_program_id AND l.member_id = p_member_ids[v_i] AND l.remaining > 0
              ORDER BY (l.entry_id = p_source_entry_id) IS TRUE DESC, l.expires_at ASC NULLS LAST, l.id
         LOOP
             v_take := least(v_lot.remaining, v_need);
-            UPDATE point_lot SET remaining = remaining - v_take WHERE id = v_lot.id;
-            INSERT INTO lot_use (entry_id, lot_id, points) VALUES (p_entry_id, v_lot.id, v_take);
+            UPDATE point_lot SET remaining = remaining - v_take
+             WHERE program_id = p_program_id AND id = v_lot.id;
+            INSERT INTO lot_use (program_id, entry_id, lot_id, points)
+            VALUES (p_program_id, p_entry_id, v_lot.id, v_take);
             v_lots := v_lots + 1;
             v_n := cardinality(v_taken_points);
             IF v_n > 0 AND v_taken_expires[v_n] IS NOT DISTINCT FROM v_lot.expires_at THEN
@@ -73,14 +75,16 @@ BEGIN
         IF p_source_entry_id IS NOT NULL THEN
             FOR v_lot IN
                 SELECT u.lot_id, u.points
-                  FROM lot_use u JOIN point_lot l ON l.id = u.lot_id
-                 WHERE u.entry_id = p_source_entry_id AND l.member_id = p_member_ids[v_i] AND u.points > 0
+                  FROM lot_use u JOIN point_lot l ON l.program_id = u.program_id AND l.id = u.lot_id
+                 WHERE u.program_id = p_program_id AND u.entry_id = p_source_entry_id
+                   AND l.member_id = p_member_ids[v_i] AND u.points > 0
                  ORDER BY l.expires_at DESC NULLS FIRST, l.id DESC
             LOOP
                 v_take := least(v_lot.points, v_need);
                 UPDATE lot_use SET points = points - v_take
-                 WHERE entry_id = p_source_entry_id AND lot_id = v_lot.lot_id;
-                UPDATE point_lot SET remaining = remaining + v_take WHERE id = v_lot.lot_id;
+                 WHERE program_id = p_program_id AND entry_id = p_source_entry_id AND lot_id = v_lot.lot_id;
+                UPDATE point_lot SET remaining = remaining + v_take
+                 WHERE program_id = p_program_id AND id = v_lot.lot_id;
                 v_need := v_need - v_take;
                 EXIT WHEN v_need = 0;
             END LOOP;

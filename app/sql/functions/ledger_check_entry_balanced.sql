@@ -16,7 +16,7 @@ BEGIN
         v_entry_id := NEW.id;
     END IF;
     SELECT coalesce(sum(p.amount), 0), count(*) INTO v_sum, v_count
-      FROM posting p WHERE p.entry_id = v_entry_id;
+      FROM posting p WHERE p.program_id = NEW.program_id AND p.entry_id = v_entry_id;
     IF v_sum <> 0 OR v_count < 2 THEN
         RAISE EXCEPTION 'journal entry % does not balance: % postings summing to %',
             v_entry_id, v_count, v_sum USING ERRCODE = 'LP003';

@@ -55,9 +55,10 @@ BEGIN
            AND l.program_id = p_program_id
            AND (l.expires_at <= p_as_of
                 OR (v_cutoff IS NOT NULL
-                    AND (SELECT m.enrolled_at FROM member m WHERE m.id = l.member_id) <= v_cutoff
+                    AND (SELECT m.enrolled_at FROM member m
+                          WHERE m.program_id = l.program_id AND m.id = l.member_id) <= v_cutoff
                     AND NOT EXISTS (SELECT 1 FROM paid_order o
-                                     WHERE o.member_id = l.member_id
+                                     WHERE o.program_id = l.program_id AND o.member_id = l.member_id
                                        AND o.local_day >= (v_cutoff AT TIME ZONE 'UTC')::date - 2
                                        AND o.paid_at > v_cutoff)))
          ORDER BY l.member_id
@@ -70,15 +71,15 @@ BEGIN
 
     FOR v_member IN
         SELECT b.member_id, m.external_id, m.enrolled_at
-          FROM member_balance b JOIN member m ON m.id = b.member_id
-         WHERE b.member_id = ANY (v_candidates)
+          FROM member_balance b JOIN member m ON m.program_id = b.program_id AND m.id = b.member_id
+         WHERE b.program_id = p_program_id AND b.member_id = ANY (v_candidates)
          ORDER BY b.member_id
            FOR UPDATE OF b
     LOOP
         v_inactive := false;
         IF p_inactivity_months IS NOT NULL THEN
             SELECT greatest(v_member.enrolled_at, max(o.paid_at)) INTO v_last_activity
-              FROM paid_order o WHERE o.member_id = v_member.member_id;
+              FROM paid_order o WHERE o.program_id = p_program_id AND o.member_id = v_member.member_id;
             v_inactive := ((v_last_activity AT TIME ZONE p_timezone)
                            + make_interval(months => p_inactivity_months)) AT TIME ZONE p_timezone
                           <= p_as_of;
@@ -86,7 +87,7 @@ BEGIN
 
         SELECT count(*) AS lots, coalesce(sum(l.remaining), 0)::bigint AS points INTO v_due
           FROM point_lot l
-         WHERE l.member_id = v_member.member_id AND l.remaining > 0
+         WHERE l.program_id = p_program_id AND l.member_id = v_member.member_id AND l.remaining > 0
            AND (v_inactive OR l.expires_at <= p_as_of);
         CONTINUE WHEN v_due.points = 0;
 

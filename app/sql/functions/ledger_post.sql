@@ -15,6 +15,9 @@
 -- waits for the first to commit, then replays it). The caller compares the
 -- fingerprint to tell a retry from a reuse.
 --
+-- Every row it reads or writes is the program's: each lookup gives p_program_id,
+-- which leads every key (docs/ledger.md, "Keys lead with program_id").
+--
 -- Balances: one row per member, updated in ascending member id (entries touching
 -- the same members queue, never deadlock); the UPDATE's WHERE clause is the balance
 -- check (available, pending, held >= 0, debt <= 0), re-evaluated under READ
@@ -162,7 +165,7 @@ BEGIN
                debt = b.debt + v_member.d_debt,
                version = b.version + 1,
                updated_at = p_recorded_at
-         WHERE b.member_id = v_member.member_id
+         WHERE b.program_id = p_program_id AND b.member_id = v_member.member_id
            AND b.available + v_member.d_available >= 0
            AND b.pending + v_member.d_pending >= 0
            AND b.held + v_member.d_held >= 0
@@ -170,7 +173,7 @@ BEGIN
         RETURNING b.available, b.pending, b.held INTO v_balance;
         IF NOT FOUND THEN
             SELECT b.available, b.pending, b.held INTO v_balance
-              FROM member_balance b WHERE b.member_id = v_member.member_id;
+              FROM member_balance b WHERE b.program_id = p_program_id AND b.member_id = v_member.member_id;
             RAISE EXCEPTION 'member % has not enough points', v_member.external_id
                 USING ERRCODE = 'LP001',
                       DETAIL = json_build_object(
@@ -181,13 +184,14 @@ BEGIN
                           'change_held', v_member.d_held)::text;
         END IF;
 
-        INSERT INTO posting (entry_id, account_id, member_id, amount,
+        INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,
                              available_after, pending_after, held_after)
-        SELECT p_entry_id, a.id, v_member.member_id, l.amount,
+        SELECT p_program_id, p_entry_id, a.id, v_member.member_id, l.amount,
                v_balance.available, v_balance.pending, v_balance.held
           FROM unnest(p_members, p_accounts, p_amounts)
                WITH ORDINALITY AS l(external_id, account, amount, n)
-          JOIN account a ON a.member_id = v_member.member_id AND a.kind = l.account
+          JOIN account a ON a.program_id = p_program_id AND a.member_id = v_member.member_id
+                        AND a.kind = l.account
          WHERE l.external_id = v_member.external_id
          ORDER BY l.n;
         GET DIAGNOSTICS v_rows = ROW_COUNT;
@@ -200,7 +204,8 @@ BEGIN
         ELSIF v_member.d_pending < 0 AND p_reverses_entry_id IS NOT NULL THEN
             -- The CHECK on remaining refuses taking more than is left of the credit.
             UPDATE pending_credit c SET remaining = c.remaining + v_member.d_pending
-             WHERE c.entry_id = p_reverses_entry_id AND c.member_id = v_member.member_id;
+             WHERE c.program_id = p_program_id AND c.entry_id = p_reverses_entry_id
+               AND c.member_id = v_member.member_id;
         END IF;
 
         IF v_member.d_available <> 0 THEN
@@ -244,9 +249,10 @@ BEGIN
              ORDER BY l.partner_id
         LOOP
             SELECT pa.code, pa.billing, pa.credit_limit_points,
-                   (SELECT count(*) FROM partner_balance b WHERE b.partner_id = pa.id) AS slots
+                   (SELECT count(*) FROM partner_balance b
+                     WHERE b.program_id = p_program_id AND b.partner_id = pa.id) AS slots
               INTO v_payee
-              FROM partner pa WHERE pa.id = v_partner.partner_id AND pa.program_id = p_program_id;
+              FROM partner pa WHERE pa.program_id = p_program_id AND pa.id = v_partner.partner_id;
             IF NOT FOUND OR v_payee.slots = 0 THEN
                 RAISE EXCEPTION 'entry names an account that does not exist' USING ERRCODE = 'LP005';
             END IF;
@@ -261,8 +267,8 @@ BEGIN
                        payable = b.payable + v_partner.d_payable,
                        version = b.version + 1,
                        updated_at = p_recorded_at
-                 WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
-                   AND (v_partner.d_funding >= 0 OR b.floor IS NULL);
+                 WHERE b.program_id = p_program_id AND b.partner_id = v_partner.partner_id
+                   AND b.slot = v_slot AND (v_partner.d_funding >= 0 OR b.floor IS NULL);
                 v_fitted := FOUND;
             ELSE
                 v_fitted := false;
@@ -274,7 +280,8 @@ BEGIN
                            payable = b.payable + v_partner.d_payable,
                            version = b.version + 1,
                            updated_at = p_recorded_at
-                     WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot
+                     WHERE b.program_id = p_program_id AND b.partner_id = v_partner.partner_id
+                       AND b.slot = v_slot
                        AND (v_partner.d_funding >= 0 OR b.floor IS NULL
                             OR b.funding + v_partner.d_funding >= b.floor);
                     v_fitted := FOUND;
@@ -286,12 +293,14 @@ BEGIN
                 END;
             END IF;
             IF NOT v_fitted THEN
-                PERFORM 1 FROM partner_balance b WHERE b.partner_id = v_partner.partner_id
+                PERFORM 1 FROM partner_balance b
+                  WHERE b.program_id = p_program_id AND b.partner_id = v_partner.partner_id
                   ORDER BY b.slot FOR UPDATE;
                 -- the limit as it is now that every slot is ours (a PATCH spreads under them)
                 SELECT pa.billing, pa.credit_limit_points, pa.paid_points INTO v_limit
-                  FROM partner pa WHERE pa.id = v_partner.partner_id;
-                SELECT sum(b.funding) INTO v_funding FROM partner_balance b WHERE b.partner_id = v_partner.partner_id;
+                  FROM partner pa WHERE pa.program_id = p_program_id AND pa.id = v_partner.partner_id;
+                SELECT sum(b.funding) INTO v_funding FROM partner_balance b
+                 WHERE b.program_id = p_program_id AND b.partner_id = v_partner.partner_id;
                 IF (v_limit.billing = 'prepaid' AND v_funding + v_partner.d_funding < 0)
                    OR (v_limit.billing = 'postpaid' AND v_limit.credit_limit_points IS NOT NULL
                        AND v_funding + v_partner.d_funding
@@ -309,16 +318,18 @@ BEGIN
                        payable = b.payable + v_partner.d_payable,
                        version = b.version + 1,
                        updated_at = p_recorded_at
-                 WHERE b.partner_id = v_partner.partner_id AND b.slot = v_slot;
-                PERFORM partner_balance_spread(p_partner_id => v_partner.partner_id);
+                 WHERE b.program_id = p_program_id AND b.partner_id = v_partner.partner_id
+                   AND b.slot = v_slot;
+                PERFORM partner_balance_spread(p_program_id => p_program_id,
+                                               p_partner_id => v_partner.partner_id);
             END IF;
         END LOOP;
     END IF;
 
     -- System accounts (issuance, redemption...) have no balance row and take no
     -- lock: their balance is the sum of their postings.
-    INSERT INTO posting (entry_id, account_id, amount)
-    SELECT p_entry_id, a.id, l.amount
+    INSERT INTO posting (program_id, entry_id, account_id, amount)
+    SELECT p_program_id, p_entry_id, a.id, l.amount
       FROM unnest(p_members, p_accounts, p_amounts, v_partners)
            WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)
       JOIN account a ON a.program_id = p_program_id AND a.member_id IS NULL AND a.kind = l.account
@@ -329,9 +340,9 @@ BEGIN
     v_written := v_written + v_rows;
 
     IF p_partner_line IS NOT NULL THEN
-        INSERT INTO partner_line (entry_id, partner_id, section, points, rate_id, price_per_point,
-                                  price, undoes_entry_id, recorded_at)
-        VALUES (p_entry_id, (p_partner_line ->> 'partner_id')::bigint, p_partner_line ->> 'section',
+        INSERT INTO partner_line (program_id, entry_id, partner_id, section, points, rate_id,
+                                  price_per_point, price, undoes_entry_id, recorded_at)
+        VALUES (p_program_id, p_entry_id, (p_partner_line ->> 'partner_id')::bigint, p_partner_line ->> 'section',
                 (p_partner_line ->> 'points')::bigint, (p_partner_line ->> 'rate_id')::bigint,
                 (p_partner_line ->> 'price_per_point')::numeric, (p_partner_line ->> 'price')::numeric,
                 (p_partner_line ->> 'undoes')::uuid, p_recorded_at);
@@ -362,7 +373,9 @@ BEGIN
                    (SELECT array_to_json(array_agg(
                                ROW(l.external_id, l.account, l.amount,
                                    CASE WHEN l.partner_id IS NOT NULL
-                                        THEN (SELECT pa.code FROM partner pa WHERE pa.id = l.partner_id) END
+                                        THEN (SELECT pa.code FROM partner pa
+                                               WHERE pa.program_id = p_program_id AND pa.id = l.partner_id)
+                                   END
                                )::ledger_posting_out ORDER BY l.n))
                       FROM unnest(p_members, p_accounts, p_amounts, v_partners)
                            WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)) AS postings,

@@ -75,7 +75,8 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT b.version INTO v_version FROM member_balance b WHERE b.member_id = p_member_id FOR UPDATE;
+    SELECT b.version INTO v_version FROM member_balance b
+     WHERE b.program_id = p_program_id AND b.member_id = p_member_id FOR UPDATE;
     IF v_version IS DISTINCT FROM p_expected_version THEN
         RETURN QUERY SELECT 'stale', NULL::text, NULL::bytea;
         RETURN;

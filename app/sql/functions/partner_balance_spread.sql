@@ -16,9 +16,11 @@
 -- given out) every slot's floor is the largest bigint: no debit passes a slot on
 -- its own, each one goes to ledger_post()'s exact check over all slots.
 --
+-- p_program_id and p_partner_id name the partner (every key of partner_balance
+-- leads with the program).
 -- Called by ledger_post() when a debit does not fit its slot, and when a partner is
 -- created, its credit limit changes or a statement's payment is recorded (app/partners).
-CREATE OR REPLACE FUNCTION partner_balance_spread(p_partner_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION partner_balance_spread(p_program_id bigint, p_partner_id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_floor bigint;
@@ -27,16 +29,17 @@ DECLARE
 BEGIN
     SELECT CASE WHEN pa.billing = 'prepaid' THEN 0 ELSE -(pa.credit_limit_points + pa.paid_points) END
       INTO v_floor
-      FROM partner pa WHERE pa.id = p_partner_id;
-    PERFORM 1 FROM partner_balance b WHERE b.partner_id = p_partner_id ORDER BY b.slot FOR UPDATE;
+      FROM partner pa WHERE pa.program_id = p_program_id AND pa.id = p_partner_id;
+    PERFORM 1 FROM partner_balance b WHERE b.program_id = p_program_id AND b.partner_id = p_partner_id
+      ORDER BY b.slot FOR UPDATE;
     SELECT sum(b.funding) - v_floor, count(*) INTO v_headroom, v_slots
-      FROM partner_balance b WHERE b.partner_id = p_partner_id;
+      FROM partner_balance b WHERE b.program_id = p_program_id AND b.partner_id = p_partner_id;
     UPDATE partner_balance b
        SET floor = CASE
                WHEN v_floor IS NULL THEN NULL
                WHEN v_headroom < 0 THEN 9223372036854775807
                ELSE b.funding - (v_headroom / v_slots + CASE WHEN b.slot < v_headroom % v_slots THEN 1 ELSE 0 END)
            END
-     WHERE b.partner_id = p_partner_id;
+     WHERE b.program_id = p_program_id AND b.partner_id = p_partner_id;
 END
 $$;

@@ -1,6 +1,7 @@
 -- tier_activity(): members' qualifying activity in windows, as tiers judge it.
 --
--- Window i is (p_members[i], p_starts[i], p_ends[i]): activity paid or occurred in
+-- Window i is (p_members[i], p_starts[i], p_ends[i]), members of program
+-- p_program_id: activity paid or occurred in
 -- [start, end] (start NULL: since ever). One row per window, `n` its 1-based
 -- position, in order:
 --   orders  orders not fully refunded (an order of total 0 counts),
@@ -15,7 +16,8 @@
 -- (app/orders/repository.py), which asks for the member's upgrade windows in the
 -- same round trip. A single SQL SELECT, so PostgreSQL inlines it into the caller's
 -- query.
-CREATE OR REPLACE FUNCTION tier_activity(p_members bigint[], p_starts timestamptz[], p_ends timestamptz[])
+CREATE OR REPLACE FUNCTION tier_activity(
+    p_program_id bigint, p_members bigint[], p_starts timestamptz[], p_ends timestamptz[])
 RETURNS TABLE (n bigint, orders bigint, spend numeric, points bigint)
 LANGUAGE sql STABLE AS $$
 SELECT w.n,
@@ -28,7 +30,7 @@ SELECT w.n,
               sum(p.total - p.refunded_total) AS spend,
               sum(p.points - p.points_taken_back) AS points
          FROM paid_order p
-        WHERE p.member_id = w.member_id
+        WHERE p.program_id = p_program_id AND p.member_id = w.member_id
           AND p.local_day <= (w.ends AT TIME ZONE 'UTC')::date + 2
           AND (w.starts IS NULL OR p.local_day >= (w.starts AT TIME ZONE 'UTC')::date - 2)
           AND p.paid_at <= w.ends AND (w.starts IS NULL OR p.paid_at >= w.starts)
@@ -36,16 +38,19 @@ SELECT w.n,
   LEFT JOIN LATERAL (
        SELECT sum(v.points) AS points
          FROM member_event v
-        WHERE v.member_id = w.member_id AND v.occurred_at <= w.ends
+        WHERE v.program_id = p_program_id AND v.member_id = w.member_id AND v.occurred_at <= w.ends
           AND (w.starts IS NULL OR v.occurred_at >= w.starts)
-          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
+          AND NOT EXISTS (SELECT 1 FROM journal_entry x
+                           WHERE x.program_id = p_program_id AND x.reverses_entry_id = v.entry_id)
        ) e ON true
   LEFT JOIN LATERAL (
        SELECT sum(v.referrer_points) AS points
          FROM member_event v
-        WHERE v.referrer_member_id = w.member_id AND v.occurred_at <= w.ends
+        WHERE v.program_id = p_program_id AND v.referrer_member_id = w.member_id
+          AND v.occurred_at <= w.ends
           AND (w.starts IS NULL OR v.occurred_at >= w.starts)
-          AND NOT EXISTS (SELECT 1 FROM journal_entry x WHERE x.reverses_entry_id = v.entry_id)
+          AND NOT EXISTS (SELECT 1 FROM journal_entry x
+                           WHERE x.program_id = p_program_id AND x.reverses_entry_id = v.entry_id)
        ) r ON true
  ORDER BY w.n
 $$;

@@ -29,7 +29,8 @@ DECLARE
 BEGIN
     FOR v_decision IN SELECT value FROM jsonb_array_elements(p_decisions) LOOP
         SELECT t.tier_code, true INTO v_current, v_found
-          FROM member_tier t WHERE t.member_id = (v_decision->>'member_id')::bigint;
+          FROM member_tier t
+         WHERE t.program_id = p_program_id AND t.member_id = (v_decision->>'member_id')::bigint;
         IF v_current IS DISTINCT FROM v_decision->>'from' THEN
             RAISE EXCEPTION 'member % holds tier %, not %', v_decision->>'member_id', v_current,
                   v_decision->>'from' USING ERRCODE = 'LP009';
@@ -41,7 +42,7 @@ BEGIN
                 (v_state->>'since')::timestamptz, (v_state->>'term_ends_at')::timestamptz,
                 (v_state->>'grace_ends_at')::timestamptz, (v_state->>'override_until')::timestamptz,
                 coalesce((v_state->>'pinned')::boolean, false), p_rules_version, p_recorded_at)
-        ON CONFLICT (member_id) DO UPDATE
+        ON CONFLICT (program_id, member_id) DO UPDATE
            SET tier_code = excluded.tier_code, since = excluded.since, term_ends_at = excluded.term_ends_at,
                grace_ends_at = excluded.grace_ends_at, override_until = excluded.override_until,
                pinned = excluded.pinned, rules_version = excluded.rules_version,
@@ -57,7 +58,8 @@ BEGIN
          ORDER BY x.n;
         GET DIAGNOSTICS v_n = ROW_COUNT;
         v_rows := v_rows + v_n;
-        UPDATE member_balance SET version = version + 1 WHERE member_id = (v_decision->>'member_id')::bigint;
+        UPDATE member_balance SET version = version + 1
+         WHERE program_id = p_program_id AND member_id = (v_decision->>'member_id')::bigint;
     END LOOP;
     RETURN v_rows;
 END

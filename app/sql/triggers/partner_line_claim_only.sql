@@ -7,8 +7,9 @@
 CREATE TRIGGER partner_line_claim_only BEFORE UPDATE ON partner_line
     FOR EACH ROW
     WHEN (OLD.statement_id IS NOT NULL OR NEW.statement_id IS NULL
-          OR (NEW.entry_id, NEW.partner_id, NEW.section, NEW.points, NEW.rate_id, NEW.price_per_point,
-              NEW.price, NEW.undoes_entry_id, NEW.recorded_at)
-             IS DISTINCT FROM (OLD.entry_id, OLD.partner_id, OLD.section, OLD.points, OLD.rate_id,
-                               OLD.price_per_point, OLD.price, OLD.undoes_entry_id, OLD.recorded_at))
+          OR (NEW.program_id, NEW.entry_id, NEW.partner_id, NEW.section, NEW.points, NEW.rate_id,
+              NEW.price_per_point, NEW.price, NEW.undoes_entry_id, NEW.recorded_at)
+             IS DISTINCT FROM (OLD.program_id, OLD.entry_id, OLD.partner_id, OLD.section, OLD.points,
+                               OLD.rate_id, OLD.price_per_point, OLD.price, OLD.undoes_entry_id,
+                               OLD.recorded_at))
     EXECUTE FUNCTION ledger_refuse_change();
