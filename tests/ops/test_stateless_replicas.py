@@ -42,7 +42,9 @@ def start_replica() -> Replica:
         "LEDGER_DATABASE_URL": database_url(),
         "LEDGER_ENV": "test",
         "LEDGER_PORT": str(port),
-        "LEDGER_DB_POOL_SIZE": "8",
+        # small pools: the shared server's connections are for every test worker
+        "LEDGER_DB_POOL_SIZE": "4",
+        "LEDGER_DB_MAX_OVERFLOW": "2",
         "LEDGER_ACCESS_LOG": "false",
         # the suite's other tests drive the chainer themselves
         "LEDGER_SERVE_BACKGROUND": "false",
