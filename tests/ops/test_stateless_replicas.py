@@ -12,8 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -22,20 +24,35 @@ import pytest
 from app.ledger.verify import verify
 from app.partners.settlement import VERIFY_CHECKS
 from tests.pgcluster import free_port
-from tests.support import Api, database_url, dsn, entries_with_key, unique, wait_ready
+from tests.support import Api, database_url, dsn, entries_with_key, unique
 
 
 @dataclass
 class Replica:
     port: int
     process: subprocess.Popen[bytes]
+    log: Path
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def wait_ready(self, seconds: float = 60) -> None:
+        """Until it answers /readyz; fails at once, with its output, if it exits."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/readyz", timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"serve not ready in {seconds} s:\n{self.log.read_text()[-3000:]}")
+                time.sleep(0.2)
 
-def start_replica() -> Replica:
+
+def start_replica(log: Path) -> Replica:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LEDGER_", "PROMETHEUS_"))}
     env |= {
@@ -49,14 +66,15 @@ def start_replica() -> Replica:
         # the suite's other tests drive the chainer themselves
         "LEDGER_SERVE_BACKGROUND": "false",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return Replica(port, process)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "serve"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Replica(port, process, log)
 
 
 def stop_replica(replica: Replica) -> None:
@@ -71,11 +89,14 @@ def stop_replica(replica: Replica) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicas(migrated_database: str) -> Iterator[tuple[Replica, Replica]]:
-    started = [start_replica(), start_replica()]
+def replicas(
+    migrated_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Replica, Replica]]:
+    logs = tmp_path_factory.mktemp("replicas")
+    started = [start_replica(logs / "a.log"), start_replica(logs / "b.log")]
     try:
         for replica in started:
-            wait_ready(replica.base_url)
+            replica.wait_ready()
         yield started[0], started[1]
     finally:
         for replica in started:
