@@ -45,6 +45,20 @@ class Settings(BaseSettings):
         default=Path(".points-ledger"),
         description="where the embedded PostgreSQL keeps its files when database_url is unset",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL streaming replica (a hot standby of database_url, "
+        "or a load balancer in front of several): reads that tolerate lag (member views, statements, "
+        "lists, events) go there; writes and what they depend on stay on the primary. Unset: every "
+        "read is the primary's",
+    )
+    read_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        le=10_000,
+        description="how long a read that sends Ledger-Min-Position waits for the replica to replay "
+        "that position (it polls) before the primary serves it instead",
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     db_statement_timeout_ms: int = Field(
@@ -158,6 +172,20 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise(cls, value: str | None) -> str | None:
         return None if value in (None, "") else normalise_database_url(value)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _normalise_read(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else normalise_database_url(value)
+
+    @model_validator(mode="after")
+    def _replica_of_a_primary(self) -> Settings:
+        if self.read_database_url is not None and self.database_url is None:
+            raise ValueError(
+                "LEDGER_READ_DATABASE_URL names a replica of LEDGER_DATABASE_URL, which is not set "
+                "(the embedded server has no replica)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -9,7 +9,10 @@ the shared plumbing does to every operation:
   400 `invalid_cursor` wherever a cursor is taken;
 - `Idempotency-Key` is required where the service requires it, and the headers
   it sends are declared: `X-Request-ID` on every answer, `Idempotent-Replayed`
-  on a replay, `Retry-After` on a 503, `WWW-Authenticate` on a 401;
+  on a replay, `Retry-After` on a 503, `WWW-Authenticate` on a 401,
+  `Ledger-Position` on a successful answer to a method that may write (with a
+  read replica configured); 400 `malformed_ledger_position` wherever
+  `Ledger-Min-Position` is taken;
 - integer bounds are integers: FastAPI's models hold them as floats, which turns
   2^63-1 into 9.223372036854776e+18 (that is 2^63);
 - every request body carries its model's example.
@@ -43,7 +46,13 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
     "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}},
     "WWW-Authenticate": {"description": "the scheme to authenticate with", "schema": {"type": "string"}},
+    "Ledger-Position": {
+        "description": "the ledger's position once this request's writes committed: send it back, "
+        "unchanged, as `Ledger-Min-Position` on a read that must show them (only with a read replica)",
+        "schema": {"type": "string", "maxLength": 64},
+    },
 }
+_WRITES = frozenset({"post", "put", "patch", "delete"})
 _IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string",
     "minLength": 1,
@@ -67,7 +76,7 @@ def _add_codes(responses: dict[str, Any], status: int, *codes: str) -> None:
     )
 
 
-def _operation(operation: dict[str, Any], path: str, schemas: dict[str, Any]) -> None:
+def _operation(operation: dict[str, Any], path: str, method: str, schemas: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation["responses"]
     parameters = operation.get("parameters", [])
     keyed = False
@@ -78,6 +87,8 @@ def _operation(operation: dict[str, Any], path: str, schemas: dict[str, Any]) ->
             parameter["schema"] = dict(_IDEMPOTENCY_KEY_SCHEMA)
         if parameter["in"] == "query" and parameter["name"] == "cursor":
             _add_codes(responses, 400, "invalid_cursor")
+        if parameter["in"] == "header" and parameter["name"] == "Ledger-Min-Position":
+            _add_codes(responses, 400, "malformed_ledger_position")
     body = operation.get("requestBody")
     if body is not None:
         _add_codes(responses, 400, "malformed_json")
@@ -97,6 +108,8 @@ def _operation(operation: dict[str, Any], path: str, schemas: dict[str, Any]) ->
             headers["WWW-Authenticate"] = _header("WWW-Authenticate")
         if keyed and status.startswith("2"):
             headers["Idempotent-Replayed"] = _header("Idempotent-Replayed")
+        if method in _WRITES and status.startswith("2"):
+            headers["Ledger-Position"] = _header("Ledger-Position")
 
 
 def _model_of(schema: dict[str, Any]) -> str | None:
@@ -134,7 +147,7 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
     """FastAPI's document, completed as described above (in place; returned)."""
     schemas = spec.get("components", {}).get("schemas", {})
     for path, operations in spec["paths"].items():
-        for operation in operations.values():
-            _operation(operation, path, schemas)
+        for method, operation in operations.items():
+            _operation(operation, path, method, schemas)
     _integer_bounds(spec)
     return spec

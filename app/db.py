@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -163,9 +166,59 @@ async def _backoff(attempt: int) -> None:
     await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
 
 
+@dataclass(frozen=True, slots=True)
+class ReadFrom:
+    """Where a read may be served. `replica`: from the read replica
+    (LEDGER_READ_DATABASE_URL) if there is one, as far as it has replayed; with
+    `after`, only once it has replayed that WAL position (a write's commit, see
+    `Database.wal_position`), else from the primary."""
+
+    replica: bool
+    after: int | None = None
+
+
+PRIMARY = ReadFrom(replica=False)  # what a write depends on, and every read by default
+
+
+class ReplicaBehind(Exception):
+    """Raised by a read on the replica that found the replica lacks what it needs
+    (a rules version the primary has activated): `Database.read` serves it from the
+    primary instead."""
+
+
+_on_replica: ContextVar[bool] = ContextVar("on_replica", default=False)
+
+
+def on_replica() -> bool:
+    """Whether the running read is on the read replica: what it sees may lag the
+    primary, so a cache of things that change (the active rules version) must not
+    keep it."""
+    return _on_replica.get()
+
+
+# The primary's WAL position once a write has committed: the commit record is at
+# or before it. With synchronous_commit on (the default, and anything but `off`)
+# a commit returns once its record is flushed, so the write position is past it;
+# with `off` the record may still be in WAL buffers, and only the insert position
+# is sure to be past it.
+WAL_POSITION = (
+    "SELECT CASE WHEN current_setting('synchronous_commit') = 'off'"
+    " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_lsn() END"
+)
+# NULL on a server that is not a standby.
+REPLAYED = "SELECT pg_last_wal_replay_lsn()"
+# A replica that could not be reached is not asked again for this long (reads go
+# to the primary meanwhile), and a connection to it may take this long to open.
+REPLICA_RETRY_SECONDS = 2.0
+REPLICA_CONNECT_TIMEOUT_SECONDS = 2.0
+
+
 class Database:
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, *, read_url: str | None = None) -> None:
         self.url = url
+        self.read_url = read_url  # a streaming replica for reads that tolerate lag, if any
+        self._read_pool: asyncpg.Pool | None = None
+        self._replica_down_until = 0.0
         self._settings = settings
         self.settings = settings  # what jobs that run over this database are configured with
         self._server_settings = {
@@ -191,6 +244,21 @@ class Database:
                 server_settings=self._server_settings,
                 reset=_keep_session,
             )
+        await self._connect_replica()
+
+    async def _connect_replica(self) -> None:
+        """The read replica's pool. It opens connections only when a read asks (a
+        replica that is down at start-up does not keep the service from starting),
+        and gives up on one after REPLICA_CONNECT_TIMEOUT_SECONDS."""
+        if self.read_url is not None and self._read_pool is None:
+            self._read_pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.read_url),
+                min_size=0,
+                max_size=self._settings.db_pool_size,
+                timeout=REPLICA_CONNECT_TIMEOUT_SECONDS,
+                server_settings=self._server_settings,
+                reset=_keep_session,
+            )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -199,6 +267,9 @@ class Database:
         return self._pool
 
     async def dispose(self) -> None:
+        if self._read_pool is not None:
+            await self._read_pool.close()
+            self._read_pool = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -234,6 +305,69 @@ class Database:
                     raise
             await _backoff(attempt)
         raise AssertionError("unreachable")
+
+    @property
+    def has_replica(self) -> bool:
+        """Whether reads that tolerate lag go to a replica (LEDGER_READ_DATABASE_URL)."""
+        return self.read_url is not None
+
+    async def wal_position(self) -> int:
+        """The primary's WAL position now: read after a write has committed, a
+        replica that has replayed it shows that write."""
+        async with self.pool.acquire() as connection:
+            position: int = await connection.fetchval(WAL_POSITION)
+        return position
+
+    async def read(self, work: Callable[[Connection], Awaitable[T]], source: ReadFrom = PRIMARY) -> T:
+        """`work` (reads only) on the replica when `source` allows it, else on the
+        primary as `call` runs it.
+
+        With `source.after`, the replica serves the read only once it has replayed
+        that position: checked on the connection that then runs `work` (so a
+        replica URL may name a load balancer in front of several standbys), polled
+        in short steps for up to LEDGER_READ_WAIT_MS, then the primary serves it. A
+        replica that cannot be reached, or fails the read, sends it to the primary
+        too (and is left alone for REPLICA_RETRY_SECONDS): never a 503 while the
+        primary is fine."""
+        if self._read_pool is not None and source.replica and time.monotonic() >= self._replica_down_until:
+            deadline = time.monotonic() + self._settings.read_wait_ms / 1000
+            step = 0.002
+            while True:
+                try:
+                    async with self._read_pool.acquire() as connection:
+                        caught_up = source.after is None or await _replayed(connection, source.after)
+                        if caught_up is None:  # not a standby: no way to tell, the primary serves it
+                            break
+                        if caught_up:
+                            token = _on_replica.set(True)
+                            try:
+                                return await work(connection)
+                            finally:
+                                _on_replica.reset(token)
+                except ReplicaBehind:
+                    break
+                except _DATABASE_ERRORS as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    logger.warning("read replica unavailable; reading from the primary: %s", exc)
+                    self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                    break
+                if time.monotonic() + step > deadline:
+                    break
+                await asyncio.sleep(step)
+                step = min(step * 2, 0.025)
+        return await self.call(work)
+
+
+# What a replica that is down, restarting or in conflict with its replay raises.
+_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+
+
+async def _replayed(connection: Connection, position: int) -> bool | None:
+    """Whether the standby behind `connection` has replayed `position` (None: the
+    server is not a standby)."""
+    replayed: int | None = await connection.fetchval(REPLAYED)
+    return None if replayed is None else replayed >= position
 
 
 async def listen(

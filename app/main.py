@@ -37,6 +37,7 @@ from app.pagination import Cursors
 from app.partners.endpoints import admin_router as partners_router
 from app.partners.endpoints import member_router as partner_member_router
 from app.partners.endpoints import partner_router
+from app.positions import WritePositions
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
@@ -73,7 +74,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if url is None:
             raise RuntimeError("no database URL: set LEDGER_DATABASE_URL or start with `points-ledger serve`")
-        db = Database(url, settings)
+        db = Database(url, settings, read_url=settings.read_database_url)
         await db.connect()
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         auth = Authenticator(db.pool, admin_key=admin_key, cache_seconds=settings.auth_cache_seconds)
@@ -110,6 +111,8 @@ def create_app(
         redirect_slashes=False,
     )
     install_error_handlers(app)
+    # Ledger-Position on what writes answer, when reads may come from a replica.
+    app.add_middleware(WritePositions)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # The outermost: times everything, ids every answer, logs it.
     app.add_middleware(MetricsMiddleware, access_log=settings.access_log_on)

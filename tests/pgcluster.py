@@ -1,8 +1,11 @@
-"""A private PostgreSQL server for tests that stop, restart or kill it.
+"""A private PostgreSQL server for tests that stop, restart or kill it, and a
+streaming replica of one.
 
 Never the shared server on 5432: `initdb` into a temporary folder, `pg_ctl` on a
 free port of 127.0.0.1, stopped (by its own pg_ctl) and removed at the end. As
 root, the server runs as the OS user `postgres` (PostgreSQL refuses to run as root).
+A replica is `pg_basebackup -R` of a running one over loopback (initdb's pg_hba
+trusts replication connections from 127.0.0.1), started on a free port of its own.
 """
 
 from __future__ import annotations
@@ -95,6 +98,27 @@ class PrivateCluster:
             "restart",
         )
 
+    def standby(self) -> PrivateCluster:
+        """A streaming replica of this running server, not started yet: a base backup
+        over loopback with -R (standby.signal and primary_conninfo written for it)."""
+        replica = PrivateCluster(settings=self.settings)
+        try:
+            replica._run(
+                "pg_basebackup",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                "--username=postgres",
+                f"--pgdata={replica.data}",
+                "--write-recovery-conf",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            )
+        except BaseException:
+            shutil.rmtree(replica.root, ignore_errors=True)
+            raise
+        return replica
+
     def postmaster_pid(self) -> int | None:
         pidfile = self.data / "postmaster.pid"
         if not pidfile.exists():
@@ -104,6 +128,18 @@ class PrivateCluster:
     def remove(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_standby(primary: PrivateCluster) -> Iterator[PrivateCluster]:
+    """A started streaming replica of `primary` (which must run, and keep running
+    while the replica does), stopped and removed at the end."""
+    replica = primary.standby()
+    try:
+        replica.start()
+        yield replica
+    finally:
+        replica.remove()
 
 
 @contextlib.contextmanager

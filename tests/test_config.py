@@ -45,6 +45,16 @@ class TestSettings:
         with pytest.raises(ValidationError):
             Settings(database_url="mysql://u@h/d")
 
+    def test_a_read_replica_is_a_replica_of_the_database_url(self) -> None:
+        settings = Settings(database_url="postgresql://p/d", read_database_url="postgres://r/d")
+        assert settings.read_database_url == "postgresql+asyncpg://r/d"
+        assert settings.read_wait_ms == 500
+        assert Settings(database_url="postgresql://p/d", read_database_url="").read_database_url is None
+        with pytest.raises(ValidationError, match="LEDGER_DATABASE_URL, which is not set"):
+            Settings(database_url=None, read_database_url="postgresql://r/d")
+        with pytest.raises(ValidationError):
+            Settings(database_url="postgresql://p/d", read_database_url="mysql://r/d")
+
     def test_production_needs_a_database_url(self) -> None:
         with pytest.raises(ValidationError, match="LEDGER_DATABASE_URL is required"):
             Settings(env=Environment.production, database_url=None)

@@ -13,6 +13,7 @@ from app.eventlog.schemas import ChainHeadOut, EventPage
 from app.http import api_router
 from app.ledger.errors import MemberNotFound
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["events"])
@@ -28,6 +29,7 @@ Reader = Annotated[Principal, Depends(require("events:read"))]
 async def list_events(
     context: Context,
     principal: Reader,
+    read: ReplicaRead,
     after: Annotated[
         int,
         Query(
@@ -62,7 +64,7 @@ async def list_events(
     in the order of the hash chain. A consumer that keeps the last sequence it saw
     catches up after any outage with `?after=`; a sequence it never saw is a gap."""
     return await service.events(
-        context, principal, after=after, limit=limit, types=type, member=member, cursor=cursor
+        context, principal, after=after, limit=limit, types=type, member=member, cursor=cursor, read=read
     )
 
 
@@ -72,7 +74,7 @@ async def list_events(
     operation_id="getLedgerHead",
     responses=error_responses(Forbidden),
 )
-async def ledger_head(context: Context, principal: Reader) -> ChainHeadOut:
+async def ledger_head(context: Context, principal: Reader, read: ReplicaRead) -> ChainHeadOut:
     """Where the program's hash chain ends: the last chained entry's sequence and
     hash, and how many committed entries wait for the chainer."""
-    return await service.head(context, principal)
+    return await service.head(context, principal, read)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from app.context import AppContext
-from app.db import Connection
+from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import ValidationFailed
 from app.eventlog import repository
 from app.eventlog.schemas import ChainHeadOut, EventOut, EventPage
@@ -57,12 +57,14 @@ async def events(
     types: str | None,
     member: str | None,
     cursor: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> EventPage:
     patterns = parse_types(types)
     list_id = f"events:{principal.program_id}:{types or ''}:{member or ''}"
     if cursor is not None:
         (after,) = context.cursors.read(list_id, cursor)
-    async with context.db.pool.acquire() as connection:
+
+    async def work(connection: Connection) -> tuple[list[asyncpg.Record], list[EventOut]]:
         member_id = (
             None if member is None else await internal_member_id(connection, principal.program_id, member)
         )
@@ -74,12 +76,16 @@ async def events(
             member_id=member_id,
             limit=limit + 1,
         )
-        items = await render(connection, principal.program_id, rows[:limit])
+        return rows, await render(connection, principal.program_id, rows[:limit])
+
+    rows, items = await context.db.read(work, read)
     next_cursor = context.cursors.issue(list_id, items[-1].sequence) if len(rows) > limit else None
     return EventPage(items=items, next_cursor=next_cursor)
 
 
-async def head(context: AppContext, principal: Principal) -> ChainHeadOut:
-    async with context.db.pool.acquire() as connection:
-        found = await chain.state(connection, principal.program_id)
+async def head(context: AppContext, principal: Principal, read: ReadFrom = PRIMARY) -> ChainHeadOut:
+    async def work(connection: Connection) -> chain.ChainState:
+        return await chain.state(connection, principal.program_id)
+
+    found = await context.db.read(work, read)
     return ChainHeadOut(sequence=found.sequence, hash=found.hash, entries_unchained=found.entries_unchained)

@@ -17,6 +17,7 @@ from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["holds"])
@@ -108,10 +109,13 @@ async def release_hold(
     responses=error_responses(Forbidden, service.HoldNotFound),
 )
 async def get_hold(
-    hold_id: HoldPath, context: Context, principal: Annotated[Principal, Depends(require("members:read"))]
+    hold_id: HoldPath,
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
 ) -> HoldOut:
     """A hold and its status."""
-    return await service.get(context, principal, hold_id)
+    return await service.get(context, principal, hold_id, read)
 
 
 @router.get(
@@ -124,9 +128,12 @@ async def list_member_holds(
     member: MemberPath,
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
     status: Annotated[HoldStatus | None, Query(description="only holds with this status")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> HoldPage:
     """A member's holds, newest first: active ones and how each closed."""
-    return await service.member_holds(context, principal, member, status=status, limit=limit, cursor=cursor)
+    return await service.member_holds(
+        context, principal, member, status=status, limit=limit, cursor=cursor, read=read
+    )

@@ -22,7 +22,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from app.context import AppContext
-from app.db import Connection, Database
+from app.db import PRIMARY, Connection, Database, ReadFrom
 from app.errors import AppError, NotFound, ValidationFailed
 from app.fields import LATEST
 from app.holds import repository
@@ -214,9 +214,13 @@ async def release(
     )
 
 
-async def get(context: AppContext, principal: Principal, hold_id: uuid.UUID) -> HoldOut:
-    async with context.db.pool.acquire() as connection:
-        hold = await repository.find(connection, principal.program_id, hold_id)
+async def get(
+    context: AppContext, principal: Principal, hold_id: uuid.UUID, read: ReadFrom = PRIMARY
+) -> HoldOut:
+    async def work(connection: Connection) -> asyncpg.Record | None:
+        return await repository.find(connection, principal.program_id, hold_id)
+
+    hold = await context.db.read(work, read)
     if hold is None:
         raise HoldNotFound(f"no hold {hold_id} in this program")
     return _out(hold)
@@ -230,9 +234,11 @@ async def member_holds(
     status: str | None,
     limit: int,
     cursor: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> HoldPage:
     """A member's holds, newest first (GET /v1/members/{id}/holds?status=)."""
-    async with context.db.pool.acquire() as connection:
+
+    async def work(connection: Connection) -> tuple[str, list[asyncpg.Record]]:
         member_id = await ledger.internal_member_id(connection, principal.program_id, member)
         list_id = f"member-holds:{member_id}:{status}"
         before: tuple[datetime, uuid.UUID] = (LATEST, uuid.UUID(int=2**128 - 1))
@@ -242,6 +248,9 @@ async def member_holds(
         rows = await repository.member_holds(
             connection, principal.program_id, member_id, status=status, before=before, limit=limit + 1
         )
+        return list_id, rows
+
+    list_id, rows = await context.db.read(work, read)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

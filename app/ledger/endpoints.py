@@ -34,6 +34,7 @@ from app.ledger.schemas import (
     TransferIn,
 )
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["points"])
@@ -149,11 +150,12 @@ async def get_entry(
     entry_id: Annotated[uuid.UUID, Path(description="the entry")],
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
 ) -> EntryView:
     """One journal entry as the ledger's POSTs answer it: what moved on which accounts,
     and each member's balances right after it; and its `sequence` and `hash` in the
     program's hash chain (null for the few seconds before the chainer reaches it)."""
-    return await service.entry(context, principal, entry_id)
+    return await service.entry(context, principal, entry_id, read)
 
 
 @router.get(
@@ -166,12 +168,13 @@ async def list_member_entries(
     member: MemberPath,
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> StatementPage:
     """The member's statement, newest first: every entry that touched the member,
     with the change and the balances right after it."""
-    return await service.statement(context, principal, member, limit=limit, cursor=cursor)
+    return await service.statement(context, principal, member, limit=limit, cursor=cursor, read=read)
 
 
 @router.get(
@@ -184,7 +187,8 @@ async def get_member_balance(
     member: MemberPath,
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
     as_of: Annotated[Instant | None, Query(description="an RFC 3339 instant; unset: now")] = None,
 ) -> BalanceOut:
     """The member's balances as the ledger had recorded them at `as_of`."""
-    return await service.balance(context, principal, member, as_of)
+    return await service.balance(context, principal, member, as_of, read)

@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from app.context import AppContext
-from app.db import Connection
+from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import AppError, FieldError, ValidationFailed
 from app.fields import Money
 from app.idempotency import KeyedRequest, StoredResponse
@@ -173,11 +173,16 @@ async def reverse(
     )
 
 
-async def entry(context: AppContext, principal: Principal, entry_id: uuid.UUID) -> EntryView:
+async def entry(
+    context: AppContext, principal: Principal, entry_id: uuid.UUID, read: ReadFrom = PRIMARY
+) -> EntryView:
     """One entry as the ledger's POSTs answer it, with its place in the chain
     (GET /v1/entries/{id})."""
-    async with context.db.pool.acquire() as connection:
-        found = await entry_views(connection, principal.program_id, [entry_id])
+
+    async def work(connection: Connection) -> dict[uuid.UUID, EntryView]:
+        return await entry_views(connection, principal.program_id, [entry_id])
+
+    found = await context.db.read(work, read)
     if entry_id not in found:
         raise EntryNotFound(f"no entry {entry_id} in this program")
     return found[entry_id]
@@ -250,15 +255,24 @@ async def internal_member_id(connection: Connection, program_id: int, member: st
 
 
 async def statement(
-    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+    context: AppContext,
+    principal: Principal,
+    member: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> StatementPage:
-    async with context.db.pool.acquire() as connection:
+    async def work(connection: Connection) -> tuple[str, list[asyncpg.Record]]:
         member_id = await internal_member_id(connection, principal.program_id, member)
         list_id = f"statement:{member_id}"
         (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
         rows = await repository.statement_postings(
             connection, principal.program_id, member_id, before_posting_id=before, limit=4 * limit + 1
         )
+        return list_id, rows
+
+    list_id, rows = await context.db.read(work, read)
     groups: list[list[asyncpg.Record]] = []
     for row in rows:
         if groups and groups[-1][0]["entry_id"] == row["entry_id"]:
@@ -300,12 +314,13 @@ def _statement_item(postings: list[asyncpg.Record]) -> StatementItem:
 
 
 async def balance(
-    context: AppContext, principal: Principal, member: str, as_of: datetime | None
+    context: AppContext, principal: Principal, member: str, as_of: datetime | None, read: ReadFrom = PRIMARY
 ) -> BalanceOut:
     now = context.clock.now()
     if as_of is not None and as_of > now:
         raise ValidationFailed.on("query.as_of", "must not be in the future: the ledger knows only the past")
-    async with context.db.pool.acquire() as connection:
+
+    async def work(connection: Connection) -> BalanceOut:
         if as_of is None:
             row = await repository.balance_now(connection, principal.program_id, member)
             if row is None:
@@ -319,7 +334,11 @@ async def balance(
             )
         member_id = await internal_member_id(connection, principal.program_id, member)
         past = await repository.balance_as_of(connection, principal.program_id, member_id, as_of)
-    values = (
-        (0, 0, 0) if past is None else (past["available_after"], past["pending_after"], past["held_after"])
-    )
-    return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])
+        values = (
+            (0, 0, 0)
+            if past is None
+            else (past["available_after"], past["pending_after"], past["held_after"])
+        )
+        return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])
+
+    return await context.db.read(work, read)

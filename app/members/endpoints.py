@@ -13,6 +13,7 @@ from app.members import service
 from app.members.errors import MemberExists
 from app.members.schemas import MemberCreate, MemberOut, MemberPage, MemberPatch, MemberStatus
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 
 router = api_router(prefix="/v1/members", tags=["members"])
@@ -45,9 +46,10 @@ async def get_member(
     member: Annotated[ExternalId, Path(description="the member's external id")],
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
 ) -> MemberOut:
     """A member with balances, upcoming expiries and tier."""
-    return await service.view(context, principal, member)
+    return await service.view(context, principal, member, read)
 
 
 @router.get(
@@ -59,6 +61,7 @@ async def get_member(
 async def list_members(
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
     limit: Limit = 50,
     cursor: Cursor = None,
     external_id_prefix: Annotated[
@@ -76,7 +79,14 @@ async def list_members(
     """The program's members, newest enrolment first, each as the member view shows
     it (balances, tier, progress) without the upcoming expiries."""
     return await service.members(
-        context, principal, limit=limit, cursor=cursor, prefix=external_id_prefix, tier=tier, status=status
+        context,
+        principal,
+        limit=limit,
+        cursor=cursor,
+        prefix=external_id_prefix,
+        tier=tier,
+        status=status,
+        read=read,
     )
 
 

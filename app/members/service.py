@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import AppContext
+from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import ValidationFailed
 from app.fields import LATEST, storable_metadata
 from app.ledger import accounts, expiry
@@ -77,8 +78,15 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
     return await view(context, principal, body.external_id)
 
 
-async def view(context: AppContext, principal: Principal, external_id: str) -> MemberOut:
-    async with context.db.pool.acquire() as connection:
+async def view(
+    context: AppContext, principal: Principal, external_id: str, read: ReadFrom = PRIMARY
+) -> MemberOut:
+    """The member view (GET /v1/members/{id}); from the primary unless `read` says
+    otherwise: enrolment and patches answer with it right after their write."""
+
+    async def work(
+        connection: Connection,
+    ) -> tuple[asyncpg.Record, list[expiry.Expiring], tiers.MemberTierView]:
         row = await repository.member_view(connection, principal.program_id, external_id)
         if row is None:
             raise MemberNotFound(f"no member {external_id} in this program")
@@ -86,6 +94,9 @@ async def view(context: AppContext, principal: Principal, external_id: str) -> M
         standing = await tiers.member_view(
             connection, context.rules, row["program_id"], row["id"], context.clock.now()
         )
+        return row, upcoming, standing
+
+    row, upcoming, standing = await context.db.read(work, read)
     return MemberOut(
         **_summary(row, standing).model_dump(),
         expiring=[Expiring(points=item.points, expires_at=item.expires_at) for item in upcoming],
@@ -126,6 +137,7 @@ async def members(
     prefix: str | None,
     tier: str | None,
     status: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> MemberPage:
     """The program's members, newest enrolment first (GET /v1/members). A cursor
     belongs to one list: the same filters."""
@@ -134,7 +146,8 @@ async def members(
     if cursor is not None:
         enrolled, member_id = context.cursors.read(list_id, cursor)
         before = (datetime.fromisoformat(enrolled), member_id)
-    async with context.db.pool.acquire() as connection:
+
+    async def work(connection: Connection) -> tuple[list[asyncpg.Record], dict[int, tiers.MemberTierView]]:
         rows = await repository.member_page(
             connection,
             principal.program_id,
@@ -144,10 +157,17 @@ async def members(
             before=before,
             limit=limit + 1,
         )
-        page = rows[:limit]
         standings = await tiers.member_views(
-            connection, context.rules, principal.program_id, [row["id"] for row in page], context.clock.now()
+            connection,
+            context.rules,
+            principal.program_id,
+            [row["id"] for row in rows[:limit]],
+            context.clock.now(),
         )
+        return rows, standings
+
+    rows, standings = await context.db.read(work, read)
+    page = rows[:limit]
     last = page[-1] if len(rows) > limit else None
     return MemberPage(
         items=[_summary(row, standings[row["id"]]) for row in page],

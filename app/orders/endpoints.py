@@ -25,6 +25,7 @@ from app.orders.schemas import (
     SimulationOut,
 )
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 from app.rulesets.service import RulesVersionNotFound
 
@@ -114,11 +115,12 @@ async def get_order(
     order_id: Annotated[ShortText, Path(description="the order's order_id")],
     context: Context,
     principal: Reader,
+    read: ReplicaRead,
 ) -> OrderOut:
     """An order as recorded: member, total, lines, channel, when it was paid, the
     rules version that decided it, its points and their status, the breakdown, and
     its refunds."""
-    return await service.order(context, principal, order_id)
+    return await service.order(context, principal, order_id, read)
 
 
 member_orders_router = api_router(prefix="/v1/members", tags=["orders"])
@@ -131,11 +133,16 @@ member_orders_router = api_router(prefix="/v1/members", tags=["orders"])
     responses=error_responses(Forbidden, MemberNotFound),
 )
 async def list_member_orders(
-    member: MemberPath, context: Context, principal: Reader, limit: Limit = 50, cursor: Cursor = None
+    member: MemberPath,
+    context: Context,
+    principal: Reader,
+    read: ReplicaRead,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> OrderPage:
     """A member's orders, newest payment first, each as `GET /v1/orders/{order_id}`
     shows it."""
-    return await service.member_orders(context, principal, member, limit=limit, cursor=cursor)
+    return await service.member_orders(context, principal, member, limit=limit, cursor=cursor, read=read)
 
 
 # The what-if replay answers under the rules paths (it simulates a rules version).

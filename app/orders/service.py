@@ -24,7 +24,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from app.context import AppContext
-from app.db import Connection
+from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
 from app.fields import LATEST, Money, money
 from app.idempotency import KeyedRequest, StoredResponse
@@ -726,20 +726,32 @@ def _order_out(row: asyncpg.Record) -> OrderOut:
     )
 
 
-async def order(context: AppContext, principal: Principal, order_id: str) -> OrderOut:
+async def order(
+    context: AppContext, principal: Principal, order_id: str, read: ReadFrom = PRIMARY
+) -> OrderOut:
     """One order as recorded (GET /v1/orders/{order_id})."""
-    async with context.db.pool.acquire() as connection:
-        row = await repository.recorded_order(connection, principal.program_id, order_id)
+
+    async def work(connection: Connection) -> asyncpg.Record | None:
+        return await repository.recorded_order(connection, principal.program_id, order_id)
+
+    row = await context.db.read(work, read)
     if row is None:
         raise OrderNotFound(f"no order {order_id} in this program")
     return _order_out(row)
 
 
 async def member_orders(
-    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+    context: AppContext,
+    principal: Principal,
+    member: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> OrderPage:
     """A member's orders, newest payment first (GET /v1/members/{id}/orders)."""
-    async with context.db.pool.acquire() as connection:
+
+    async def work(connection: Connection) -> tuple[str, list[asyncpg.Record]]:
         member_id = await ledger.internal_member_id(connection, principal.program_id, member)
         list_id = f"member-orders:{member_id}"
         before: tuple[datetime, int] = (LATEST, 2**63 - 1)
@@ -749,6 +761,9 @@ async def member_orders(
         rows = await repository.member_orders(
             connection, principal.program_id, member_id, before=before, limit=limit + 1
         )
+        return list_id, rows
+
+    list_id, rows = await context.db.read(work, read)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

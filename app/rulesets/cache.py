@@ -6,14 +6,18 @@ is never stale. Which version is active changes on activation: a trigger NOTIFYs
 `rules_activated`, and while `watch` holds a LISTEN connection, the active version
 is cached and dropped on each notification; while it does not, the active version
 is read every time. Orders read it with their facts anyway; awards, redemptions
-and holds save a round trip."""
+and holds save a round trip.
+
+A read on the read replica (app/db.py, `on_replica`) uses what is cached but never
+caches what it reads there: the replica may not have replayed an activation whose
+notification already came, and its stale version would then outlive it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from app.db import Connection, listen
+from app.db import Connection, ReplicaBehind, listen, on_replica
 from app.rules import RulesDocument
 
 DOCUMENT = "SELECT document FROM rules_version WHERE program_id = $1 AND version = $2"
@@ -35,6 +39,8 @@ class RulesCache:
         found = self._documents.get(key)
         if found is None:
             raw = await connection.fetchval(DOCUMENT, program_id, version)
+            if raw is None and on_replica():
+                raise ReplicaBehind(f"the replica has not replayed rules version {version} yet")
             if raw is None:
                 raise LookupError(f"program {program_id} has no rules version {version}")
             found = RulesDocument.model_validate(json.loads(raw))
@@ -52,7 +58,7 @@ class RulesCache:
         generation = self._generation
         value = await connection.fetchval(ACTIVE_VERSION, program_id)
         version = None if value is None else int(value)
-        if version is not None and self._listening and generation == self._generation:
+        if version is not None and self._listening and generation == self._generation and not on_replica():
             if len(self._active) >= self._capacity:
                 self._active.clear()
             self._active[program_id] = version

@@ -14,6 +14,7 @@ from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
 from app.ledger.errors import InsufficientPoints, MemberNotFound
 from app.pagination import Cursor, Limit
+from app.positions import ReplicaRead
 from app.principal import Principal
 from app.tiers import service
 from app.tiers.schemas import KeepIn, OverrideIn, TierOut
@@ -31,13 +32,14 @@ async def get_member_tier(
     member: MemberPath,
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
+    read: ReplicaRead,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> TierOut:
     """The member's tier (since when, when its term ends), what is missing for the
     next tier, the qualifying activity in the window ending now, and every change
     of tier with its reason and the activity that decided it, newest first."""
-    return await service.get(context, principal, member, limit=limit, cursor=cursor)
+    return await service.get(context, principal, member, limit=limit, cursor=cursor, read=read)
 
 
 @router.post(

@@ -30,7 +30,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from app.context import AppContext, RulesSource
-from app.db import Connection, Database
+from app.db import PRIMARY, Connection, Database, ReadFrom
 from app.errors import AppError, ValidationFailed
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
@@ -252,9 +252,15 @@ def _change_out(row: asyncpg.Record) -> TierChangeOut:
 
 
 async def get(
-    context: AppContext, principal: Principal, member: str, *, limit: int, cursor: str | None
+    context: AppContext,
+    principal: Principal,
+    member: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    read: ReadFrom = PRIMARY,
 ) -> TierOut:
-    async with context.db.pool.acquire() as connection:
+    async def work(connection: Connection) -> TierOut:
         row = await repository.state(connection, principal.program_id, member)
         if row is None:
             raise MemberNotFound(f"no member {member} in this program")
@@ -272,6 +278,8 @@ async def get(
             limit,
             before,
         )
+
+    return await context.db.read(work, read)
 
 
 async def _view(
