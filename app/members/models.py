@@ -27,6 +27,9 @@ class Member(Base):
     __table_args__ = (
         UniqueConstraint("program_id", "external_id"),
         Index(None, "program_id", "id"),
+        # Members by enrolment: the newest first (GET /v1/members), and those whose
+        # enrolment is their last activity reaching an inactivity deadline (`expire`).
+        Index(None, "program_id", "enrolled_at", "id"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status_known"),
     )
 
