@@ -4,12 +4,12 @@
 
 A watermark is what a job's last complete run in a program settled: the rules
 version it judged by, the instant it ran as of, its clock, and the transaction id
-below which every transaction had ended when it began (pg_snapshot_xmin). A change
-committed after the run began has an id at least that (journal_entry.txid,
-member_tier.txid), so "members changed since the last run" is an index range, and
-a transaction running elsewhere on the server only makes that range larger, never
-misses anything. A run that fails midway writes nothing: the next starts from the
-watermark before it."""
+below which every transaction of the database had ended when it began
+(repository.SNAPSHOT_TXID). A change committed after the run began has an id at
+least that (journal_entry.txid, member_tier.txid), so "members changed since the
+last run" is an index range; a long transaction only makes that range larger,
+never misses anything. A run that fails midway writes nothing: the next starts
+from the watermark before it."""
 
 from __future__ import annotations
 

@@ -326,8 +326,9 @@ class JobWatermark(Base):
     rules_version: Mapped[int] = mapped_column(Integer)
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # pg_snapshot_xmin() when the run began: every transaction that commits after
-    # that has an id at least this (journal_entry.txid, member_tier.txid).
+    # When the run began, the id below which every transaction of the database had
+    # ended: one that commits later has an id at least this (journal_entry.txid,
+    # member_tier.txid).
     txid: Mapped[int] = mapped_column(BigInteger)
     # `expire` under an inactivity policy: every member whose last activity is at or
     # before this had lost their points when the run looked at them.

@@ -338,7 +338,24 @@ async def last_activity(connection: Connection, member_id: int) -> tuple[datetim
 
 # -- job watermarks (app/ledger/jobs.py) ------------------------------------------------------
 
-SNAPSHOT_TXID = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+# The id below which every transaction of this database has ended: the snapshot's
+# xmax, or the oldest transaction it saw running unless that one is provably in
+# another database (its own lock names a backend connected to another). Another
+# database's long transaction (a report, a benchmark) cannot write here, and would
+# otherwise hold the watermark back for as long as it runs; a transaction that ended
+# since the snapshot, or a prepared one, stays in (its rows are then read anyway).
+# pg_locks and pg_stat_activity's pid and datname are visible to every role.
+SNAPSHOT_TXID = """
+SELECT least(pg_snapshot_xmax(s.snapshot)::text::bigint,
+             (SELECT min(x::text::bigint)
+                FROM pg_snapshot_xip(s.snapshot) AS x
+               WHERE NOT EXISTS (
+                     SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+                        AND l.transactionid::text::bigint = x::text::bigint % 4294967296
+                        AND a.datname <> current_database())))
+  FROM (SELECT pg_current_snapshot() AS snapshot) s
+"""
 
 WATERMARK = """
 SELECT rules_version, as_of, ran_at, txid, inactive_through
