@@ -3,9 +3,10 @@ run with 1% due, against the same jobs reading every member as they did before.
 
 In one run, on one fresh database (points_ledger_bench_due):
 - setup, in bulk SQL (printed with its time): `--members` members
-  (bench.common.add_members); each one lot through ledger_post() (an award, as
-  bench.expire makes them) expiring in one of 100 two-hour slots after the run's
-  base instant (slot = member id % 100); the 40 first slots' members a tier
+  (bench.common.add_members); each one lot (an award, written set-wise as
+  ledger_post() writes it, as bench.partners loads entries) expiring in one of 100
+  two-hour slots after the run's base instant (slot = member id % 100); the 40
+  first slots' members a tier
   (silver, gold or black; terms ending 30 to 365 days after the base instant) and
   3 paid orders in the last 300 days (orders that earned nothing: no entries, as in
   bench.tiers), enough to keep any tier at its term's end; rules with three tiers,
@@ -58,7 +59,7 @@ from bench import common
 
 DATABASE = "points_ledger_bench_due"
 PROGRAM = Principal(program_id=1, program_code="default", key_id=None, scopes=frozenset({"admin"}))
-MEMBERS_PER_STATEMENT = 2_000
+MEMBERS_PER_STATEMENT = 50_000
 SLOT = timedelta(hours=2)
 TIERED_SLOTS = 40  # members of slots 1..40 hold a tier: 40%
 
@@ -73,24 +74,44 @@ RULES: dict[str, Any] = {
     "tier_policy": {"window": "rolling_12_months", "term_months": 12, "grace_days": 30},
 }
 
-# One award per member, all in the database, as bench.expire makes its lots: the
-# same ledger_post() call the service makes. Slot s (1..100, from the member id)
-# expires half an hour before base + s slots.
+# One award per member, written set-wise, for members $3..$4: what ledger_post()
+# writes for it (the entry, the member's posting with the balances after it, the
+# issuance posting, the balance, the lot), without the idempotency record (verify
+# holds without it; bench.partners loads the same way). Slot s (1..100, from the
+# member id) expires half an hour before base + s slots. Entry ids are UUIDv7 like
+# the service's (PostgreSQL 15 has no uuidv7()): timestamp first, version 7.
 CREATE_LOTS = """
-SELECT count(*)
-  FROM generate_series($2::bigint, $3::bigint) AS m
- CROSS JOIN LATERAL ledger_post(
-       p_entry_id => encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
-              substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
-              FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid,
-       p_program_id => $1, p_kind => 'award', p_idempotency_key => 'bench-due:' || m,
-       p_request_fingerprint => 'bench:due:setup', p_occurred_at => now(), p_recorded_at => now(),
-       p_actor_key_id => NULL, p_reverses_entry_id => NULL, p_reason => 'bench: a lot for the expire job',
-       p_order_id => NULL, p_rules_version => NULL,
-       p_expires_at => $4::timestamptz + (m % 100 + 1) * interval '2 hours' - interval '30 minutes',
-       p_pending_until => NULL, p_metadata => NULL, p_members => ARRAY['m-' || m, NULL],
-       p_accounts => ARRAY['available', 'issuance'], p_amounts => ARRAY[10 + m % 90, -(10 + m % 90)]
-       ) AS posted
+WITH award AS MATERIALIZED (
+    SELECT m.id AS member_id, a.id AS account_id, (10 + m.id % 90)::bigint AS points,
+           $2::timestamptz + (m.id % 100 + 1) * interval '2 hours' - interval '30 minutes' AS expires_at,
+           encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+               substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+               FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid AS entry_id
+      FROM member m JOIN account a ON a.member_id = m.id AND a.kind = 'available'
+     WHERE m.program_id = 1 AND m.id BETWEEN $3 AND $4
+), entry AS (
+    INSERT INTO journal_entry (id, program_id, kind, occurred_at, recorded_at, idempotency_key,
+                               request_fingerprint, reason, expires_at)
+    SELECT entry_id, 1, 'award', now(), now(), 'bench-due:' || member_id, 'bench:due:setup',
+           'bench: a lot for the expire job', expires_at
+      FROM award ORDER BY member_id
+), member_leg AS (
+    INSERT INTO posting (entry_id, account_id, member_id, amount, available_after, pending_after, held_after)
+    SELECT entry_id, account_id, member_id, points, points, 0, 0 FROM award ORDER BY member_id
+), issuance_leg AS (
+    INSERT INTO posting (entry_id, account_id, amount)
+    SELECT entry_id, $1, -points FROM award ORDER BY member_id
+), balance AS (
+    UPDATE member_balance b
+       SET available = b.available + a.points, version = b.version + 1, updated_at = now()
+      FROM award a WHERE b.member_id = a.member_id
+)
+INSERT INTO point_lot (program_id, member_id, entry_id, points, remaining, expires_at)
+SELECT 1, member_id, entry_id, points, points, expires_at FROM award ORDER BY member_id
+"""
+
+ISSUANCE = """
+SELECT id FROM account WHERE program_id = 1 AND member_id IS NULL AND partner_id IS NULL AND kind = 'issuance'
 """
 
 TIERS = """
@@ -123,9 +144,9 @@ SELECT 1, 'o-' || m.id || '-' || g, m.id, 'k-' || m.id || '-' || g, 'bench', $2,
 """
 
 # The terms of one slot's members end a minute before the instant the job runs as of.
-MAKE_TERMS_DUE = (
-    "UPDATE member_tier SET term_ends_at = $1::timestamptz - interval '1 minute' WHERE member_id % 100 = $2 - 1"
-)
+MAKE_TERMS_DUE = """
+UPDATE member_tier SET term_ends_at = $1::timestamptz - interval '1 minute' WHERE member_id % 100 = $2 - 1
+"""
 
 OLD_EXPIRE = """
 SELECT last_member_id, candidates, members, lots, points
@@ -141,30 +162,20 @@ def old_expire_function() -> str:
     return text.replace("FUNCTION ledger_expire(", "FUNCTION bench_ledger_expire_before(")
 
 
-async def create_lots(url: str, members: int, base: datetime, connections: int) -> int:
-    """Members' lots by ranges spread over `connections`: each statement touches its
-    own members only, so they never wait on each other."""
-    ranges: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-    for first in range(1, members + 1, MEMBERS_PER_STATEMENT):
-        ranges.put_nowait((first, min(members, first + MEMBERS_PER_STATEMENT - 1)))
-    created = 0
-
-    async def worker() -> None:
-        nonlocal created
-        connection = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            while not ranges.empty():
-                first, last = ranges.get_nowait()
-                lots = await connection.fetchval(CREATE_LOTS, PROGRAM.program_id, first, last, base)
-                created += int(lots)
-        finally:
-            await connection.close()
-
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    return created
+async def create_lots(url: str, members: int, base: datetime) -> int:
+    """The members' lots, a range of members per transaction, on one connection."""
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        issuance = await connection.fetchval(ISSUANCE)
+        for first in range(1, members + 1, MEMBERS_PER_STATEMENT):
+            last = min(members, first + MEMBERS_PER_STATEMENT - 1)
+            await connection.execute(CREATE_LOTS, issuance, base, first, last)
+        return int(await connection.fetchval("SELECT count(*) FROM point_lot"))
+    finally:
+        await connection.close()
 
 
-async def setup(context: AppContext, members: int, base: datetime, connections: int) -> int:
+async def setup(context: AppContext, members: int, base: datetime) -> int:
     """The rules version the tiers were given."""
     began = time.perf_counter()
     url = context.db.url
@@ -174,7 +185,7 @@ async def setup(context: AppContext, members: int, base: datetime, connections: 
         await plain.execute(old_expire_function())
     finally:
         await plain.close()
-    lots = await create_lots(url, members, base, connections)
+    lots = await create_lots(url, members, base)
     version = (await rulesets.create(context, PROGRAM, RULES)).version
     await rulesets.activate(context, PROGRAM, version)
     async with context.db.pool.acquire() as connection:
@@ -185,7 +196,7 @@ async def setup(context: AppContext, members: int, base: datetime, connections: 
         tiers = await connection.fetchval("SELECT count(*) FROM member_tier")
         orders = await connection.fetchval("SELECT count(*) FROM paid_order")
     print(
-        f"setup: {members:,} members, {lots:,} lots through ledger_post(), {tiers:,} tiers, "
+        f"setup: {members:,} members, {lots:,} lots (one award each), {tiers:,} tiers, "
         f"{orders:,} orders, in {time.perf_counter() - began:.0f} s",
         flush=True,
     )
@@ -255,7 +266,7 @@ def spread(values: list[Timed]) -> str:
     return f"{statistics.median(seconds):.3f} s (rounds {', '.join(f'{s:.3f}' for s in seconds)})"
 
 
-async def run(members: int, rounds: int, connections: int) -> None:
+async def run(members: int, rounds: int) -> None:
     if not 1 <= rounds < TIERED_SLOTS:
         raise SystemExit(f"--rounds: 1 to {TIERED_SLOTS - 1}")
     await common.fresh_database(DATABASE)
@@ -279,7 +290,7 @@ async def run(members: int, rounds: int, connections: int) -> None:
         for name in ("tiers due", "tiers after", "tiers nothing", "expire due", "expire nothing", "old")
     }
     try:
-        version = await setup(context, members, base, connections)
+        version = await setup(context, members, base)
         first = await tiers_run(db, base)
         print(line("evaluate-tiers, first run (no watermark: every member), nothing due", first, "changes"))
         for number in range(1, rounds + 1):
@@ -358,9 +369,8 @@ def main() -> None:
     )
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--setup-connections", type=int, default=2, help="parallel connections of the setup")
     args = parser.parse_args()
-    asyncio.run(run(args.members, args.rounds, args.setup_connections))
+    asyncio.run(run(args.members, args.rounds))
 
 
 if __name__ == "__main__":
