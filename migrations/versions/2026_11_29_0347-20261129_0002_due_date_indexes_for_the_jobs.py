@@ -61,9 +61,14 @@ def upgrade() -> None:
     # run's watermark; new writes stamp their transaction's id.
     op.add_column("member_tier", sa.Column("txid", sa.BigInteger(), server_default="0", nullable=False))
     op.alter_column("member_tier", "txid", server_default=sa.text("(pg_current_xact_id())::text::bigint"))
-    op.create_index(op.f("ix_member_tier_program_id_txid"), "member_tier", ["program_id", "txid"], unique=False)
     op.create_index(
-        op.f("ix_member_program_id_enrolled_at_id"), "member", ["program_id", "enrolled_at", "id"], unique=False
+        op.f("ix_member_tier_program_id_txid"), "member_tier", ["program_id", "txid"], unique=False
+    )
+    op.create_index(
+        op.f("ix_member_program_id_enrolled_at_id"),
+        "member",
+        ["program_id", "enrolled_at", "id"],
+        unique=False,
     )
     op.create_table(
         "job_watermark",
