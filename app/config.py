@@ -110,7 +110,7 @@ class Settings(BaseSettings):
             "close-statements": 3600.0,
         },
         description="seconds between runs of particular jobs (JSON, e.g. "
-        '{"evaluate-tiers": 86400}): the ones that look at every member need not run every minute',
+        '{"evaluate-tiers": 86400}): jobs whose dates are hours or days apart need not run every minute',
     )
 
     serve_background: bool = Field(

@@ -4,7 +4,12 @@ Each lot carries the expiry its credit was given (an award's `expires_at`, or th
 rules' `rolling` / `end_of_period` policy, decided when the points were earned);
 the job expires, per member, the lots whose date has passed. Under an
 `inactivity` policy, the job also expires all points of members without an order
-for the policy's months; the active rules version decides that, at each run."""
+for the policy's months; the active rules version decides that, at each run.
+
+The job reads only the members that may have something to expire, each through an
+index on a date: lots past their date, and under an inactivity policy the members
+whose last activity reached the cutoff since the last run (or whose points moved
+since it began). Nothing due, nothing read (bench/due.py measures it)."""
 
 from __future__ import annotations
 
@@ -18,10 +23,11 @@ from uuid_utils.compat import uuid7
 from app.context import RulesSource
 from app.db import Connection, Database
 from app.ledger import repository
+from app.ledger.jobs import Watermark, set_watermark, snapshot_txid, watermark
 from app.metrics import ENTRIES
 from app.outbox import emit
 from app.rules import RulesDocument
-from app.rules.lifecycle import inactivity_deadline
+from app.rules.lifecycle import inactivity_cutoffs, inactivity_deadline
 from app.rulesets.cache import RulesCache
 
 # Members per batch: each batch is one statement that locks its members until it
@@ -51,6 +57,50 @@ async def _policy(connection: Connection, cache: RulesSource, program_id: int) -
     return _Policy(*await cache.active(connection, program_id))
 
 
+JOB = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One program's run: its policy, whom to look at, and the watermark to leave."""
+
+    program_id: int
+    policy: _Policy
+    members: list[int]
+    mark: Watermark | None
+
+
+async def _plan(
+    connection: Connection, cache: RulesSource, program_id: int, as_of: datetime, now: datetime
+) -> _Plan:
+    policy = await _policy(connection, cache, program_id)
+    # Before reading whom to look at: what commits from here on is found next time.
+    txid = await snapshot_txid(connection)
+    cutoffs = inactivity_cutoffs(policy.rules, as_of)
+    if cutoffs is None:
+        members = await repository.expiry_candidates(
+            connection, program_id, as_of, possibly_inactive=None, inactive_through=None, since_txid=None
+        )
+        return _Plan(program_id, policy, members, None)
+    # Every member whose last activity is at or before `inactive_through` lost
+    # their points when the run that left it looked at them, and one given points
+    # since has a posting at or after its txid (whatever the rules said meanwhile).
+    # So this run looks at those whose last activity reached its cutoff since, and
+    # those given points since; then every member at or before its own `surely` is
+    # settled the same way.
+    last = await watermark(connection, program_id, JOB)
+    members = await repository.expiry_candidates(
+        connection,
+        program_id,
+        as_of,
+        possibly_inactive=cutoffs.possibly,
+        inactive_through=None if last is None else last.inactive_through,
+        since_txid=None if last is None else last.txid,
+    )
+    mark = Watermark(policy.version, as_of, now, txid, inactive_through=cutoffs.surely)
+    return _Plan(program_id, policy, members, mark)
+
+
 async def expire(
     db: Database,
     *,
@@ -69,49 +119,41 @@ async def expire(
     same instant) finds only what is still left to expire."""
     cache = RulesCache()
     async with db.pool.acquire() as connection:
-        policies = {program: await _policy(connection, cache, program) for program in program_ids}
-        if on_total is not None:
-            total = 0
-            for program, policy in policies.items():
-                total += await repository.expiry_candidates(
-                    connection, program, as_of, policy.inactivity_months
-                )
-            on_total(total)
-    members = lots = points = looked_at = 0
-    for program, policy in policies.items():
-        after = 0
-        while True:
-            done = await db.call(_batch(program, policy, after, as_of, now, batch))
-            if done.last_member_id is None:
-                break
-            after = done.last_member_id
+        plans = [await _plan(connection, cache, program, as_of, now) for program in program_ids]
+    if on_total is not None:
+        on_total(sum(len(plan.members) for plan in plans))
+    members = lots = points = 0
+    for plan in plans:
+        for first in range(0, len(plan.members), batch):
+            chosen = plan.members[first : first + batch]
+            done = await db.call(_batch(plan.program_id, plan.policy, chosen, as_of, now))
             members += done.members
             lots += done.lots
             points += done.points
             ENTRIES.labels("expire").inc(done.members)
-            looked_at += done.candidates
             if on_progress is not None:
-                on_progress(done.candidates)
-    if on_total is not None:
-        on_total(looked_at)  # under inactivity the first total was an upper bound
+                on_progress(len(chosen))
+        if plan.mark is not None:
+            mark = plan.mark
+            async with db.pool.acquire() as connection:
+                await set_watermark(connection, plan.program_id, JOB, mark, now)
     return Expired(members, lots, points)
 
 
 def _batch(
-    program_id: int, policy: _Policy, after: int, as_of: datetime, now: datetime, batch: int
+    program_id: int, policy: _Policy, member_ids: list[int], as_of: datetime, now: datetime
 ) -> Callable[[Connection], Awaitable[repository.ExpiredBatch]]:
     async def work(connection: Connection) -> repository.ExpiredBatch:
         return await repository.expire_batch(
             connection,
             program_id=program_id,
-            after_member_id=after,
-            limit=batch,
+            member_ids=member_ids,
             as_of=as_of,
             now=now,
             rules_version=policy.version,
             inactivity_months=policy.inactivity_months,
             timezone=policy.rules.timezone,
-            entry_ids=[uuid7() for _ in range(batch)],
+            entry_ids=[uuid7() for _ in member_ids],
         )
 
     return work

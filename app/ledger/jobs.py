@@ -1,5 +1,15 @@
 """The ledger's own job: pending points whose time has come become available
-(`activate-pending`), and the batch loop every job shares."""
+(`activate-pending`); the batch loop every job shares; and the watermarks that let
+`expire` and `evaluate-tiers` read only the members that are due.
+
+A watermark is what a job's last complete run in a program settled: the rules
+version it judged by, the instant it ran as of, its clock, and the transaction id
+below which every transaction of the database had ended when it began
+(repository.SNAPSHOT_TXID). A change committed after the run began has an id at
+least that (journal_entry.txid, member_tier.txid), so "members changed since the
+last run" is an index range; a long transaction only makes that range larger,
+never misses anything. A run that fails midway writes nothing: the next starts
+from the watermark before it."""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ import asyncpg
 
 from app.db import Connection, Database
 from app.ledger import repository
-from app.ledger.entries import Leg
+from app.ledger.entries import EntryKind, Leg
 from app.ledger.posting import job_entry, post_job_entry
 from app.metrics import ENTRIES
 
@@ -98,3 +108,61 @@ def _activation_batch(
             return due
 
     return work
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    rules_version: int
+    as_of: datetime
+    ran_at: datetime
+    txid: int
+    inactive_through: datetime | None = None
+
+
+async def snapshot_txid(connection: Connection) -> int:
+    """The id below which every transaction has ended: take it before reading what a
+    run will look at, and what commits later is found by it next time."""
+    return await repository.snapshot_txid(connection)
+
+
+async def watermark(connection: Connection, program_id: int, job: str) -> Watermark | None:
+    row = await repository.watermark(connection, program_id, job)
+    if row is None:
+        return None
+    return Watermark(row["rules_version"], row["as_of"], row["ran_at"], row["txid"], row["inactive_through"])
+
+
+async def set_watermark(
+    connection: Connection, program_id: int, job: str, mark: Watermark, now: datetime
+) -> None:
+    await repository.set_watermark(
+        connection,
+        program_id,
+        job,
+        rules_version=mark.rules_version,
+        as_of=mark.as_of,
+        ran_at=mark.ran_at,
+        txid=mark.txid,
+        inactive_through=mark.inactive_through,
+        now=now,
+    )
+
+
+async def members_posted_since(
+    connection: Connection,
+    program_id: int,
+    txid: int,
+    *,
+    kinds: tuple[EntryKind, ...] | None = None,
+    other_rules_than: int | None = None,
+) -> list[int]:
+    """Members of the program with a posting in an entry committed by a transaction
+    with an id of at least `txid` (of these `kinds`; decided under another rules
+    version than `other_rules_than`)."""
+    return await repository.members_posted_since(
+        connection,
+        program_id,
+        txid,
+        kinds=None if kinds is None else list(kinds),
+        other_rules_than=other_rules_than,
+    )

@@ -287,6 +287,14 @@ class PointLot(Base):
             "id",
             postgresql_where=text("remaining > 0"),
         ),
+        # The lots of a program that are due, by date: `expire` reads those past its
+        # instant, `notify-expiring` those within its warning, neither every lot.
+        Index(
+            "ix_point_lot_program_due",
+            "program_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
         CheckConstraint("points > 0", name="points_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
     )
@@ -335,3 +343,26 @@ class ExpiryNotice(Base):
     days_before: Mapped[int] = mapped_column(Integer)
     event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobWatermark(Base):
+    """What the last complete run of a job in a program settled, so that the next
+    run reads only the members that may have become due since (app/ledger/jobs.py
+    says what each job keeps and why it is enough)."""
+
+    __tablename__ = "job_watermark"
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"), primary_key=True)
+    job: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The rules version the run judged by, the instant it ran as of, and its clock.
+    rules_version: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the run began, the id below which every transaction of the database had
+    # ended: one that commits later has an id at least this (journal_entry.txid,
+    # member_tier.txid).
+    txid: Mapped[int] = mapped_column(BigInteger)
+    # `expire` under an inactivity policy: every member whose last activity is at or
+    # before this had lost their points when the run looked at them.
+    inactive_through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

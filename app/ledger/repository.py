@@ -198,17 +198,65 @@ async def mark_activated(
 
 # app/sql/functions/ledger_expire.sql states the contract.
 EXPIRE_BATCH = """
-SELECT last_member_id, candidates, members, lots, points
-  FROM ledger_expire(p_program_id => $1, p_after_member_id => $2, p_limit => $3, p_as_of => $4,
-                     p_recorded_at => $5, p_rules_version => $6, p_inactivity_months => $7,
-                     p_timezone => $8, p_entry_ids => $9)
+SELECT members, lots, points
+  FROM ledger_expire(p_program_id => $1, p_member_ids => $2, p_as_of => $3, p_recorded_at => $4,
+                     p_rules_version => $5, p_inactivity_months => $6, p_timezone => $7, p_entry_ids => $8)
 """
 
-# For the progress bar: members with lots (under inactivity, all of them may be looked at).
-EXPIRY_CANDIDATES = """
-SELECT count(DISTINCT l.member_id)
-  FROM point_lot l
- WHERE l.program_id = $1 AND l.remaining > 0 AND ($3::integer IS NOT NULL OR l.expires_at <= $2)
+# Who the expire job looks at, in member id order, each read through an index on a
+# date rather than by reading every member (ledger_expire() checks each exactly):
+# members with a lot past its date ($2), and under an inactivity policy those who
+# may have been inactive for long enough (last order, or enrolment, at or before
+# $3: InactivityCutoffs.possibly) and hold points. The inactive are found among
+# the members whose last activity reached the cutoff since the last run (after $4,
+# its `inactive_through`) and those whose points moved in a transaction since it
+# began (txid $5): everyone else with an old last activity lost their points then
+# and has been given none since (JobWatermark). Without a watermark ($4 NULL) every
+# member with points is looked at, as the job always did.
+_DUE_LOTS = """
+    SELECT l.member_id FROM point_lot l
+     WHERE l.program_id = $1 AND l.remaining > 0 AND l.expires_at <= $2
+"""
+_MAYBE_INACTIVE = """
+    SELECT s.member_id
+      FROM ({since}) s
+      JOIN member m ON m.id = s.member_id
+      JOIN member_balance b ON b.member_id = s.member_id
+     WHERE b.available > 0 AND m.enrolled_at <= $3
+       AND NOT EXISTS (SELECT 1 FROM paid_order o
+                        WHERE o.member_id = s.member_id
+                          AND o.local_day >= ($3 AT TIME ZONE 'UTC')::date - 2
+                          AND o.paid_at > $3)
+"""
+_REACHED_THE_CUTOFF = """
+        SELECT o.member_id FROM paid_order o
+         WHERE o.program_id = $1 AND o.paid_at > $4 AND o.paid_at <= $3
+        UNION
+        SELECT m.id FROM member m
+         WHERE m.program_id = $1 AND m.enrolled_at > $4 AND m.enrolled_at <= $3
+        UNION
+        SELECT p.member_id FROM journal_entry e JOIN posting p ON p.entry_id = e.id
+         WHERE e.program_id = $1 AND e.txid >= $5 AND p.member_id IS NOT NULL AND p.amount > 0
+"""
+_EVERYONE = """
+        SELECT m.id AS member_id FROM member m WHERE m.program_id = $1
+"""
+EXPIRY_DUE = f"""
+SELECT coalesce(array_agg(member_id ORDER BY member_id), '{{}}') FROM ({_DUE_LOTS}) due
+"""
+EXPIRY_DUE_OR_INACTIVE_SINCE = f"""
+SELECT coalesce(array_agg(member_id ORDER BY member_id), '{{}}') FROM (
+    {_DUE_LOTS}
+    UNION
+    {_MAYBE_INACTIVE.format(since=_REACHED_THE_CUTOFF)}
+) due
+"""
+EXPIRY_DUE_OR_INACTIVE = f"""
+SELECT coalesce(array_agg(member_id ORDER BY member_id), '{{}}') FROM (
+    {_DUE_LOTS}
+    UNION
+    {_MAYBE_INACTIVE.format(since=_EVERYONE)}
+) due
 """
 
 EXPIRING_LOTS = """
@@ -234,8 +282,6 @@ SELECT greatest(m.enrolled_at, (SELECT max(o.paid_at) FROM paid_order o
 
 @dataclass(frozen=True, slots=True)
 class ExpiredBatch:
-    last_member_id: int | None
-    candidates: int
     members: int
     lots: int
     points: int
@@ -245,8 +291,7 @@ async def expire_batch(
     connection: Connection,
     *,
     program_id: int,
-    after_member_id: int,
-    limit: int,
+    member_ids: list[int],
     as_of: datetime,
     now: datetime,
     rules_version: int,
@@ -257,8 +302,7 @@ async def expire_batch(
     row = await connection.fetchrow(
         EXPIRE_BATCH,
         program_id,
-        after_member_id,
-        limit,
+        member_ids,
         as_of,
         now,
         rules_version,
@@ -267,13 +311,28 @@ async def expire_batch(
         entry_ids,
     )
     assert row is not None
-    return ExpiredBatch(row["last_member_id"], row["candidates"], row["members"], row["lots"], row["points"])
+    return ExpiredBatch(row["members"], row["lots"], row["points"])
 
 
 async def expiry_candidates(
-    connection: Connection, program_id: int, as_of: datetime, inactivity_months: int | None
-) -> int:
-    return int(await connection.fetchval(EXPIRY_CANDIDATES, program_id, as_of, inactivity_months))
+    connection: Connection,
+    program_id: int,
+    as_of: datetime,
+    *,
+    possibly_inactive: datetime | None,
+    inactive_through: datetime | None,
+    since_txid: int | None,
+) -> list[int]:
+    """The members the expire job looks at, in id order (EXPIRY_DUE...)."""
+    if possibly_inactive is None:
+        found = await connection.fetchval(EXPIRY_DUE, program_id, as_of)
+    elif inactive_through is None or since_txid is None:
+        found = await connection.fetchval(EXPIRY_DUE_OR_INACTIVE, program_id, as_of, possibly_inactive)
+    else:
+        found = await connection.fetchval(
+            EXPIRY_DUE_OR_INACTIVE_SINCE, program_id, as_of, possibly_inactive, inactive_through, since_txid
+        )
+    return list(found)
 
 
 async def expiring_lots(
@@ -286,3 +345,86 @@ async def last_activity(connection: Connection, program_id: int, member_id: int)
     row = await connection.fetchrow(LAST_ACTIVITY, program_id, member_id)
     assert row is not None
     return row["last_activity"], row["available"]
+
+
+# -- job watermarks (app/ledger/jobs.py) ------------------------------------------------------
+
+# The id below which every transaction of this database has ended: the snapshot's
+# xmax, or the oldest transaction it saw running unless that one is provably in
+# another database (its own lock names a backend connected to another). Another
+# database's long transaction (a report, a benchmark) cannot write here, and would
+# otherwise hold the watermark back for as long as it runs; a transaction that ended
+# since the snapshot, or a prepared one, stays in (its rows are then read anyway).
+# pg_locks and pg_stat_activity's pid and datname are visible to every role.
+SNAPSHOT_TXID = """
+SELECT least(pg_snapshot_xmax(s.snapshot)::text::bigint,
+             (SELECT min(x::text::bigint)
+                FROM pg_snapshot_xip(s.snapshot) AS x
+               WHERE NOT EXISTS (
+                     SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                      WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+                        AND l.transactionid::text::bigint = x::text::bigint % 4294967296
+                        AND a.datname <> current_database())))
+  FROM (SELECT pg_current_snapshot() AS snapshot) s
+"""
+
+WATERMARK = """
+SELECT rules_version, as_of, ran_at, txid, inactive_through
+  FROM job_watermark
+ WHERE program_id = $1 AND job = $2
+"""
+
+SET_WATERMARK = """
+INSERT INTO job_watermark (program_id, job, rules_version, as_of, ran_at, txid, inactive_through, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (program_id, job) DO UPDATE
+   SET rules_version = excluded.rules_version, as_of = excluded.as_of, ran_at = excluded.ran_at,
+       txid = excluded.txid, inactive_through = excluded.inactive_through, updated_at = excluded.updated_at
+"""
+
+# Members with a posting in an entry written by a transaction from $2 on; with $3,
+# only entries of these kinds, and with $4 only those decided under another rules
+# version than $4.
+MEMBERS_POSTED_SINCE = """
+SELECT coalesce(array_agg(DISTINCT p.member_id), '{}')
+  FROM journal_entry e JOIN posting p ON p.entry_id = e.id
+ WHERE e.program_id = $1 AND e.txid >= $2 AND p.member_id IS NOT NULL
+   AND ($3::text[] IS NULL OR e.kind = ANY ($3::text[]))
+   AND ($4::integer IS NULL OR e.rules_version IS DISTINCT FROM $4::integer)
+"""
+
+
+async def snapshot_txid(connection: Connection) -> int:
+    return int(await connection.fetchval(SNAPSHOT_TXID))
+
+
+async def watermark(connection: Connection, program_id: int, job: str) -> asyncpg.Record | None:
+    return await connection.fetchrow(WATERMARK, program_id, job)
+
+
+async def set_watermark(
+    connection: Connection,
+    program_id: int,
+    job: str,
+    *,
+    rules_version: int,
+    as_of: datetime,
+    ran_at: datetime,
+    txid: int,
+    inactive_through: datetime | None,
+    now: datetime,
+) -> None:
+    await connection.execute(
+        SET_WATERMARK, program_id, job, rules_version, as_of, ran_at, txid, inactive_through, now
+    )
+
+
+async def members_posted_since(
+    connection: Connection,
+    program_id: int,
+    txid: int,
+    *,
+    kinds: list[str] | None,
+    other_rules_than: int | None,
+) -> list[int]:
+    return list(await connection.fetchval(MEMBERS_POSTED_SINCE, program_id, txid, kinds, other_rules_than))

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
@@ -28,6 +29,9 @@ class Member(Base):
         PrimaryKeyConstraint("program_id", "id"),
         UniqueConstraint("program_id", "external_id"),
         program_fk("referred_by_member_id", "member.id"),
+        # Members by enrolment: the newest first (GET /v1/members), and those whose
+        # enrolment is their last activity reaching an inactivity deadline (`expire`).
+        Index(None, "program_id", "enrolled_at", "id"),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status_known"),
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import calendar
 import decimal
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
@@ -71,6 +71,36 @@ def inactivity_deadline(rules: RulesDocument, last_activity: datetime) -> dateti
     if expiry.policy != "inactivity":
         return None
     return _local_months_later(rules.timezone, last_activity, _months(expiry))
+
+
+@dataclass(frozen=True, slots=True)
+class InactivityCutoffs:
+    """Where the `inactivity` policy draws its line at one instant, as bounds on a
+    member's last activity: at or before `surely`, the member is inactive (their
+    deadline has passed); after `possibly`, they are not. Between the two the exact
+    deadline decides (month ends clamp it by up to three days, and a zone that moves
+    its clock, by a whole day once, shifts it further); a job selects members by
+    these bounds and tests each exactly."""
+
+    surely: datetime
+    possibly: datetime
+
+
+# Wider than the largest gap seen between the bounds and the exact deadline: Apia's
+# skipped day (2011) puts an active member 23.5 hours before the month step back,
+# month ends an inactive one up to 3 days after it.
+_SURELY_MARGIN = timedelta(days=2)
+_POSSIBLY_MARGIN = timedelta(days=4)
+
+
+def inactivity_cutoffs(rules: RulesDocument, as_of: datetime) -> InactivityCutoffs | None:
+    """The bounds on the last activity of the members whose points all expire at
+    `as_of` (UTC); None unless the policy is `inactivity`."""
+    expiry = rules.expiry
+    if expiry.policy != "inactivity":
+        return None
+    back = _local_months_later(rules.timezone, as_of, -_months(expiry))
+    return InactivityCutoffs(back - _SURELY_MARGIN, back + _POSSIBLY_MARGIN)
 
 
 def redeem_refusal(redeem: Redeem, points: int, order_total: Decimal | None) -> RedeemRefusal | None:

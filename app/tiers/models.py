@@ -17,6 +17,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Text,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -34,6 +35,27 @@ class MemberTier(Base):
         PrimaryKeyConstraint("program_id", "member_id"),
         program_fk("member_id", "member.id"),
         CheckConstraint("(tier_code IS NULL) = (since IS NULL)", name="since_with_tier"),
+        # What `evaluate-tiers` reads instead of every member: terms and overrides
+        # that have ended, tiers in grace, and tiers changed since its last run.
+        Index(
+            "ix_member_tier_term_due",
+            "program_id",
+            "term_ends_at",
+            postgresql_where=text("term_ends_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_member_tier_override_due",
+            "program_id",
+            "override_until",
+            postgresql_where=text("override_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_member_tier_in_grace",
+            "program_id",
+            "grace_ends_at",
+            postgresql_where=text("grace_ends_at IS NOT NULL"),
+        ),
+        Index(None, "program_id", "txid"),
     )
 
     member_id: Mapped[int] = mapped_column(BigInteger)
@@ -49,6 +71,9 @@ class MemberTier(Base):
     pinned: Mapped[bool] = mapped_column(Boolean, server_default="false")
     rules_version: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The id of the transaction that last wrote the row (tier_apply()), like
+    # journal_entry.txid: the job finds the tiers changed since its last run by it.
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
 
 
 class TierChange(Base):

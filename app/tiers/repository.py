@@ -92,6 +92,23 @@ SELECT id, from_tier, to_tier, reason, effective_at, recorded_at, term_ends_at, 
 
 COUNT_MEMBERS = "SELECT count(*) FROM member WHERE program_id = $1"
 
+# The members evaluate-tiers must judge as of $2, in id order, each found through an
+# index on member_tier rather than by reading every member: a term or an override
+# that has ended, a tier in grace (qualifying again keeps it, whenever the job
+# runs), and a tier written by a transaction from $3 on (an operator's override, a
+# kept term, the job's own changes, an upgrade at checkout).
+DUE_MEMBERS = """
+SELECT coalesce(array_agg(member_id ORDER BY member_id), '{}') FROM (
+    SELECT t.member_id FROM member_tier t WHERE t.program_id = $1 AND t.term_ends_at <= $2
+    UNION
+    SELECT t.member_id FROM member_tier t WHERE t.program_id = $1 AND t.override_until <= $2
+    UNION
+    SELECT t.member_id FROM member_tier t WHERE t.program_id = $1 AND t.grace_ends_at IS NOT NULL
+    UNION
+    SELECT t.member_id FROM member_tier t WHERE t.program_id = $1 AND t.txid >= $3
+) due
+"""
+
 
 async def activity(
     connection: Connection, program_id: int, windows: list[tuple[int, datetime | None, datetime]]
@@ -172,3 +189,7 @@ async def history(
 
 async def count_members(connection: Connection, program_id: int) -> int:
     return int(await connection.fetchval(COUNT_MEMBERS, program_id))
+
+
+async def due_members(connection: Connection, program_id: int, as_of: datetime, since_txid: int) -> list[int]:
+    return list(await connection.fetchval(DUE_MEMBERS, program_id, as_of, since_txid))

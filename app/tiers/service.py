@@ -11,7 +11,8 @@ decisions through tier_apply():
   for one reported late) and lasts `term_months`;
 - the job judges each term at its end, on the activity of the window that ends
   then, whenever it actually runs (`evaluate_tiers`); a miss drops the tier after
-  `grace_days`; it also applies upgrades that new rules allow;
+  `grace_days`; it also applies upgrades that new rules allow; it reads only the
+  members that are due, save after a rules change;
 - a member may spend the tier's `keep_with_points` to move the term's end
   forward; an operator may set a tier, with or without an end.
 Every change writes a history row with its reason and the activity that decided it."""
@@ -20,11 +21,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import asyncpg
 from uuid_utils.compat import uuid7
@@ -33,6 +33,7 @@ from app.context import AppContext, RulesSource
 from app.db import PRIMARY, Connection, Database, ReadFrom
 from app.errors import AppError, ValidationFailed
 from app.idempotency import KeyedRequest, StoredResponse
+from app.ledger import jobs as ledger_jobs
 from app.ledger import posting
 from app.ledger.entries import Leg
 from app.ledger.errors import MemberNotFound
@@ -434,6 +435,69 @@ class Evaluated:
     downgraded: int
 
 
+JOB = "evaluate-tiers"
+# Clocks of the service's processes may disagree by this much: a change recorded
+# by another process a moment after this run read its clock, yet committed before
+# the run began, may be dated up to this far past the run's clock.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One program's run: whom to judge (None: every member), how many members the
+    program has, and the watermark to leave."""
+
+    program_id: int
+    rules_version: int
+    txid: int
+    due: list[int] | None
+    members: int | None
+
+
+def _judges_only_the_due(last: ledger_jobs.Watermark | None, rules_version: int, as_of: datetime) -> bool:
+    """Whether a run may judge only the due members and know the rest unchanged.
+
+    A member's tier changes in the job at a term's end, an override's end or in
+    grace (all found by date), or by an upgrade. Upgrades happen at once when an
+    order or event qualifies the member, judged on the windows ending at its time
+    and at its recording: for an instant as late as every recording, a later
+    window holds no more than those did (activity leaves a window, it never comes
+    back), and no more than the last run's window since it judged. So the job
+    only has to judge, beside the due, the members whose tier or activity changed
+    since the last run began: a tier written since (member_tier.txid), an order or
+    event decided under other rules than the active ones (one in flight when they
+    were activated). All of that holds under the rules the last run judged by,
+    for instants no earlier than its own and than its clock (plus CLOCK_SKEW);
+    otherwise the run judges every member, as after a rules change."""
+    return (
+        last is not None
+        and last.rules_version == rules_version
+        and as_of >= last.as_of
+        and as_of >= last.ran_at + CLOCK_SKEW
+    )
+
+
+async def _plan(
+    connection: Connection, cache: RulesSource, program_id: int, as_of: datetime, count: bool
+) -> _Plan:
+    version, _ = await _active(connection, cache, program_id)
+    # Before reading whom to judge: what commits from here on is found next time.
+    txid = await ledger_jobs.snapshot_txid(connection)
+    last = await ledger_jobs.watermark(connection, program_id, JOB)
+    if last is None or not _judges_only_the_due(last, version, as_of):
+        members = await repository.count_members(connection, program_id) if count else None
+        return _Plan(program_id, version, txid, None, members)
+    due = set(await repository.due_members(connection, program_id, as_of, last.txid))
+    due.update(
+        await ledger_jobs.members_posted_since(
+            connection, program_id, last.txid, kinds=("earn", "event"), other_rules_than=version
+        )
+    )
+    # The members the run covers: those due judged, the others known unchanged.
+    members = await repository.count_members(connection, program_id)
+    return _Plan(program_id, version, txid, sorted(due), members)
+
+
 async def evaluate_tiers(
     db: Database,
     *,
@@ -444,29 +508,74 @@ async def evaluate_tiers(
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Evaluated:
-    """Judge every member of the given programs as of `as_of`: term ends, grace
-    ends, override ends, and upgrades the active rules allow. Batches of `batch`
-    members in id order, each in its own transaction holding those members' locks;
-    running again for the same instant finds nothing left to change."""
+    """Judge the members of the given programs as of `as_of`: term ends, grace
+    ends, override ends, and upgrades the active rules allow. Only the members
+    that are due are read (`_judges_only_the_due`); after a rules change, or a
+    run as of an earlier instant than the last, every member is. Batches of
+    `batch` members in id order, each in its own transaction holding those
+    members' locks; running again for the same instant finds nothing left to change."""
     cache = RulesCache()
     async with db.pool.acquire() as connection:
-        if on_total is not None:
-            on_total(sum([await repository.count_members(connection, program) for program in program_ids]))
+        plans = [
+            await _plan(connection, cache, program, as_of, on_total is not None) for program in program_ids
+        ]
+    if on_total is not None:
+        on_total(sum(len(plan.due) if plan.due is not None else plan.members or 0 for plan in plans))
     totals = {"members": 0, "changes": 0, "qualified": 0, "retained": 0, "downgraded": 0}
-    for program in program_ids:
-        after = 0
+    for plan in plans:
+        # Every member: batches after the last member id read. The due: the next
+        # `batch` of them.
+        position = 0
         while True:
-            done = await db.call(_evaluate_batch(cache, program, after, as_of, now, batch))
+            if plan.due is None:
+                read = _after(plan.program_id, position, batch)
+            else:
+                read = _these(plan.program_id, plan.due[position : position + batch])
+            done = await db.call(_evaluate_batch(cache, plan.program_id, read, as_of, now))
             if done is None:
                 break
-            after, counts = done
-            for key, value in counts.items():
+            position = done.last_member_id if plan.due is None else position + batch
+            for key, value in done.counts.items():
                 totals[key] += value
             if on_progress is not None:
-                on_progress(counts["members"])
+                on_progress(done.counts["members"])
+        if plan.due is not None:
+            # The count of members covered: those not due are known unchanged.
+            totals["members"] += (plan.members or 0) - len(plan.due)
+        async with db.pool.acquire() as connection:
+            await ledger_jobs.set_watermark(
+                connection,
+                plan.program_id,
+                JOB,
+                ledger_jobs.Watermark(plan.rules_version, as_of, now, plan.txid),
+                now,
+            )
     return Evaluated(
         totals["members"], totals["changes"], totals["qualified"], totals["retained"], totals["downgraded"]
     )
+
+
+Reader = Callable[[Connection], Awaitable[list[asyncpg.Record]]]
+
+
+def _after(program_id: int, after: int, batch: int) -> Reader:
+    async def read(connection: Connection) -> list[asyncpg.Record]:
+        return await repository.batch(connection, program_id, after, batch)
+
+    return read
+
+
+def _these(program_id: int, member_ids: list[int]) -> Reader:
+    async def read(connection: Connection) -> list[asyncpg.Record]:
+        return await repository.states_by_ids(connection, program_id, member_ids) if member_ids else []
+
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    last_member_id: int
+    counts: dict[str, int]
 
 
 async def _outcomes(
@@ -500,10 +609,10 @@ async def _outcomes(
 
 
 def _evaluate_batch(
-    cache: RulesSource, program_id: int, after: int, as_of: datetime, now: datetime, batch: int
-) -> Callable[[Connection], Any]:
-    async def work(connection: Connection) -> tuple[int, dict[str, int]] | None:
-        rows = await repository.batch(connection, program_id, after, batch)
+    cache: RulesSource, program_id: int, read: Reader, as_of: datetime, now: datetime
+) -> Callable[[Connection], Awaitable[_Batch | None]]:
+    async def work(connection: Connection) -> _Batch | None:
+        rows = await read(connection)
         if not rows:
             return None
         rules_version, rules = await _active(connection, cache, program_id)
@@ -529,6 +638,6 @@ def _evaluate_batch(
                         counts["changes"] += 1
                         counts[change.reason] += 1
                 await repository.apply(connection, program_id, rules_version, now, decisions)
-        return rows[-1]["member_id"], counts
+        return _Batch(max(row["member_id"] for row in rows), counts)
 
     return work

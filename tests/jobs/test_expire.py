@@ -5,6 +5,7 @@ the CLI and from two runs at once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -389,3 +390,107 @@ class TestPendingAwardsAndPolicies:
         fine = await api.award(member, 10, pending_until=soon(10).isoformat())
         assert fine.status_code == 201, fine.text
         assert (await api.balances(member))["pending"] == 10
+
+
+async def expire_directly(
+    database: Database, program_id: int, as_of: datetime, *, batch: int = 2
+) -> tuple[expiry.Expired, int]:
+    """The job as the worker runs it, and how many members it looked at."""
+    totals: list[int] = []
+    steps: list[int] = []
+    done = await expiry.expire(
+        database,
+        program_ids=[program_id],
+        as_of=as_of,
+        now=datetime.now(UTC),
+        batch=batch,
+        on_total=totals.append,
+        on_progress=steps.append,
+    )
+    assert sum(steps) == totals[0]
+    return done, totals[0]
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    db = Database(database_url(), get_settings())
+    await db.connect()
+    yield db
+    await db.dispose()
+
+
+class TestOnlyTheDue:
+    """The job looks only at members with something that may have expired: lots past
+    their date, and under an inactivity policy members whose last activity reached
+    the cutoff since its last run, or who were given points since it began."""
+
+    async def test_a_due_member_many_batches_in_is_expired_and_no_other_is_looked_at(
+        self, api: Api, database: Database, db: asyncpg.Connection
+    ) -> None:
+        date = soon(3)
+        later = [await api.enrol() for _ in range(7)]
+        for member in later:
+            await api.award(member, 10, expires_at=soon(60).isoformat())
+        due = await api.enrol()  # the last id
+        await api.award(due, 5, expires_at=date.isoformat())
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+        done, looked_at = await expire_directly(database, program_id, date)
+        assert (done.members, done.lots, done.points, looked_at) == (1, 1, 5, 1)
+        assert [await api.available(member) for member in later] == [10] * 7
+
+    async def test_points_given_to_an_inactive_member_after_a_run_expire_at_the_next(
+        self, api: Api, database: Database, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(rules({"policy": "inactivity", "months": 6}))
+        long_ago = (datetime.now(UTC) - timedelta(days=800)).isoformat()
+        idle = await api.enrol(enrolled_at=long_ago)
+        active = [await api.enrol(enrolled_at=long_ago) for _ in range(3)]
+        for member in active:
+            await order(api, member, "20.00", datetime.now(UTC) - timedelta(days=1))
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+        assert (await expire_directly(database, program_id, soon(1)))[0].members == 0
+        # An award or a transfer in is no activity: the member stays inactive, and
+        # what they were given expires at the next run.
+        await api.award(idle, 30)
+        done, looked_at = await expire_directly(database, program_id, soon(2))
+        assert (done.members, done.points, looked_at) == (1, 30, 1)
+        assert await api.available(idle) == 0
+        assert (await api.transfer(active[0], idle, 5)).status_code == 201
+        done, _ = await expire_directly(database, program_id, soon(3))
+        assert (done.members, done.points) == (1, 5)
+        assert [await api.available(member) for member in active] == [15, 20, 20]
+
+    async def test_a_deadline_that_passes_between_runs_is_found_by_the_next(
+        self, api: Api, database: Database, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules({**rules({"policy": "inactivity", "months": 6}), "timezone": "Asia/Shanghai"})
+        now = datetime.now(UTC)
+        long_ago = (now - timedelta(days=800)).isoformat()
+        ordered = await api.enrol(enrolled_at=long_ago)
+        await order(api, ordered, "25.00", now - timedelta(days=170))  # six months on: in about 12 days
+        enrolled = await api.enrol(enrolled_at=(now - timedelta(days=175)).isoformat())  # in about 7 days
+        await api.award(enrolled, 40)
+        keeps = await api.enrol(enrolled_at=long_ago)
+        await order(api, keeps, "10.00", now - timedelta(days=100))
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+        assert (await expire_directly(database, program_id, now))[0].members == 0
+        # The job does not run for two months.
+        done, _ = await expire_directly(database, program_id, now + timedelta(days=60))
+        assert (done.members, done.points) == (2, 65)
+        assert [await api.available(member) for member in (ordered, enrolled, keeps)] == [0, 0, 10]
+        done, looked_at = await expire_directly(database, program_id, now + timedelta(days=61))
+        assert (done.members, looked_at) == (0, 0)
+
+    async def test_shorter_months_apply_at_the_next_run(
+        self, api: Api, database: Database, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(rules({"policy": "inactivity", "months": 12}))
+        now = datetime.now(UTC)
+        member = await api.enrol(enrolled_at=(now - timedelta(days=800)).isoformat())
+        await order(api, member, "50.00", now - timedelta(days=240))
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+        assert (await expire_directly(database, program_id, now))[0].members == 0
+        assert (await expire_directly(database, program_id, now + timedelta(days=1)))[1] == 0
+        await api.use_rules(rules({"policy": "inactivity", "months": 6}))
+        done, _ = await expire_directly(database, program_id, now + timedelta(days=2))
+        assert (done.members, done.points) == (1, 50)

@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from app.rules import RulesDocument
 from app.rules.document import Redeem
-from app.rules.lifecycle import RedeemRefusal, inactivity_deadline, lot_expiry, plus_months, redeem_refusal
+from app.rules.lifecycle import (
+    RedeemRefusal,
+    inactivity_cutoffs,
+    inactivity_deadline,
+    lot_expiry,
+    plus_months,
+    redeem_refusal,
+)
 from tests.rules.strategies import TIMEZONES, decimals, document, instants
 
 EXAMPLES = settings(max_examples=200, deadline=None)
@@ -393,6 +400,51 @@ class TestExpiryProperties:
         inactivity = RulesDocument.model_validate(body)
         assert inactivity_deadline(inactivity, last_activity) == lot_expiry(rules, last_activity)
         assert lot_expiry(inactivity, last_activity) is None
+
+
+# Zones whose clocks jumped a whole day (Apia, end of 2011) or moved in ramadan and
+# back (Casablanca), beside the DST ones: the cutoffs' margins must cover them.
+_JUMPY = ("Pacific/Apia", "Africa/Casablanca", "Australia/Lord_Howe")
+_jumpy_changes = st.builds(
+    lambda change, shift: change + shift,
+    st.sampled_from([change for zone in _JUMPY for change in offset_changes(zone, 2008, 2013)]),
+    st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=3)),
+)
+
+
+class TestInactivityCutoffs:
+    """The expire job reads only members whose last activity lies below
+    `possibly`, and counts on every one below `surely` being inactive."""
+
+    def test_none_unless_the_policy_is_inactivity(self) -> None:
+        assert inactivity_cutoffs(expiring("rolling", 12), at("2026-02-10T03:00Z")) is None
+
+    @settings(max_examples=1000, deadline=None)
+    @given(
+        timezone=st.sampled_from((*TIMEZONES, *DST_TIMEZONES, *_JUMPY)),
+        months=_months,
+        as_of=st.one_of(_instants, _jumpy_changes),
+        near=st.timedeltas(min_value=timedelta(days=-9), max_value=timedelta(days=9)),
+    )
+    @example(  # Apia skipped 2011-12-30: active 23.5 hours before the month step back
+        timezone="Pacific/Apia", months=2, as_of=at("2011-12-30T21:01Z"), near=timedelta(minutes=30)
+    )
+    @example(  # month ends: inactive almost 3 days after it
+        timezone="Africa/Casablanca", months=6, as_of=at("2009-02-28T23:09Z"), near=timedelta(days=2)
+    )
+    def test_surely_inactive_below_and_never_inactive_above(
+        self, timezone: str, months: int, as_of: datetime, near: timedelta
+    ) -> None:
+        rules = expiring("inactivity", months, timezone=timezone)
+        cutoffs = inactivity_cutoffs(rules, as_of)
+        assert cutoffs is not None
+        last_activity = as_of - relativedelta(months=months) + near
+        deadline = inactivity_deadline(rules, last_activity)
+        assert deadline is not None
+        if last_activity <= cutoffs.surely:
+            assert deadline <= as_of
+        if deadline <= as_of:
+            assert last_activity <= cutoffs.possibly
 
 
 _point_values = decimals(10**6, places=(2, 4), min_units=1)

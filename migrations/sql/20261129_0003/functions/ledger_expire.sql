@@ -1,7 +1,9 @@
--- One batch of the `expire` job for one program, in one round trip: the next
--- p_limit members after p_after_member_id (in id order) who have lots that may
--- expire, each locked, rechecked under the lock and given one `expire` entry for
--- everything of theirs that has expired as of p_as_of.
+-- One batch of the `expire` job for one program, in one round trip: the members
+-- of p_member_ids (chosen by the caller: those with a lot past its date, and under
+-- an inactivity policy those who may be inactive; app/ledger/expiry.py), each
+-- locked, checked under the lock and given one `expire` entry for everything of
+-- theirs that has expired as of p_as_of. A member with nothing expired, or not of
+-- p_program_id, is left alone.
 --
 -- Under an `inactivity` policy (p_inactivity_months set) a member whose last
 -- order (or enrolment, if they never ordered) is p_inactivity_months or more
@@ -13,24 +15,20 @@
 -- deadlock; a batch holds its members only until the caller commits it.
 CREATE OR REPLACE FUNCTION ledger_expire(
     p_program_id bigint,
-    p_after_member_id bigint,
-    p_limit integer,
+    p_member_ids bigint[],
     p_as_of timestamptz,
     p_recorded_at timestamptz,
     p_rules_version integer,
     p_inactivity_months integer,  -- NULL unless the policy is inactivity
     p_timezone text,
-    p_entry_ids uuid[]            -- at least p_limit fresh ids for the entries
+    p_entry_ids uuid[]            -- at least cardinality(p_member_ids) fresh ids for the entries
 ) RETURNS TABLE (
-    last_member_id bigint,  -- where the next batch starts; NULL: no members left
-    candidates integer,     -- members looked at
-    members integer,        -- members with something expired
-    lots bigint,            -- lots expired (fully or what was left of them)
+    members integer,  -- members with something expired
+    lots bigint,      -- lots expired (fully or what was left of them)
     points bigint
 ) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_candidates bigint[];
     v_member record;
     v_last_activity timestamptz;
     v_inactive boolean;
@@ -40,39 +38,11 @@ DECLARE
     v_points bigint := 0;
     v_n integer := 0;
     v_posted record;
-    -- Inactivity candidates, before locking anyone: no order (and no enrolment)
-    -- after this. Month ends move the exact deadline by at most three days; the
-    -- exact test runs under the lock below.
-    v_cutoff timestamptz := CASE WHEN p_inactivity_months IS NOT NULL THEN
-        ((p_as_of AT TIME ZONE p_timezone) - make_interval(months => p_inactivity_months, days => -4))
-            AT TIME ZONE p_timezone END;
 BEGIN
-    SELECT array_agg(c.member_id ORDER BY c.member_id) INTO v_candidates FROM (
-        SELECT DISTINCT l.member_id
-          FROM point_lot l
-         WHERE l.remaining > 0
-           AND l.member_id > p_after_member_id
-           AND l.program_id = p_program_id
-           AND (l.expires_at <= p_as_of
-                OR (v_cutoff IS NOT NULL
-                    AND (SELECT m.enrolled_at FROM member m
-                          WHERE m.program_id = l.program_id AND m.id = l.member_id) <= v_cutoff
-                    AND NOT EXISTS (SELECT 1 FROM paid_order o
-                                     WHERE o.program_id = l.program_id AND o.member_id = l.member_id
-                                       AND o.local_day >= (v_cutoff AT TIME ZONE 'UTC')::date - 2
-                                       AND o.paid_at > v_cutoff)))
-         ORDER BY l.member_id
-         LIMIT p_limit
-    ) c;
-    IF v_candidates IS NULL THEN
-        RETURN QUERY SELECT NULL::bigint, 0, 0, 0::bigint, 0::bigint;
-        RETURN;
-    END IF;
-
     FOR v_member IN
         SELECT b.member_id, m.external_id, m.enrolled_at
           FROM member_balance b JOIN member m ON m.program_id = b.program_id AND m.id = b.member_id
-         WHERE b.program_id = p_program_id AND b.member_id = ANY (v_candidates)
+         WHERE b.program_id = p_program_id AND b.member_id = ANY (p_member_ids)
          ORDER BY b.member_id
            FOR UPDATE OF b
     LOOP
@@ -120,7 +90,6 @@ BEGIN
         v_points := v_points + v_due.points;
     END LOOP;
 
-    RETURN QUERY SELECT v_candidates[cardinality(v_candidates)], cardinality(v_candidates), v_members, v_lots,
-                        v_points;
+    RETURN QUERY SELECT v_members, v_lots, v_points;
 END
 $$;

@@ -6,6 +6,8 @@
 -- transaction fails with SQLSTATE LP009. Each write bumps the member's balance
 -- row version: an order whose facts (the tier among them) were read before it
 -- finds itself stale in ledger_post_order() and is computed again under the lock.
+-- Each write also stamps member_tier.txid with the writing transaction's id, by
+-- which evaluate-tiers finds the tiers changed since its last run.
 --
 -- p_decisions: [{"member_id": 1, "from": "silver" | null,
 --                "state": {"tier": "gold" | null, "since": ts, "term_ends_at": ts,
@@ -46,7 +48,7 @@ BEGIN
            SET tier_code = excluded.tier_code, since = excluded.since, term_ends_at = excluded.term_ends_at,
                grace_ends_at = excluded.grace_ends_at, override_until = excluded.override_until,
                pinned = excluded.pinned, rules_version = excluded.rules_version,
-               updated_at = excluded.updated_at;
+               updated_at = excluded.updated_at, txid = excluded.txid;
 
         INSERT INTO tier_change (program_id, member_id, from_tier, to_tier, reason, effective_at, recorded_at,
                                  term_ends_at, activity, rules_version, entry_id, actor_key_id, note)
