@@ -41,6 +41,7 @@ from uuid_utils.compat import uuid7
 
 from app.clock import Clock
 from app.db import Connection, Database
+from app.ledger.repository import snapshot_txid
 from app.metrics import CHAIN_LAG, OUTBOX_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ GENESIS = bytes(32)
 BATCH = 500
 # pg_try_advisory_xact_lock(int, int): "PC" (points chain), then the program id.
 LOCK_SPACE = 0x5043
-
-XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 # what an entry's hash covers (its row and postings, as canonical() reads them) and
 # its writing transaction: one column list for the chainer and for verify
@@ -228,7 +227,9 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
         if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", LOCK_SPACE, program_id):
             return 0
         at = await head(connection, program_id)
-        xmin = int(await connection.fetchval(XMIN))
+        # final: written by transactions that have ended; another database's long
+        # transaction (a report, a bulk load) cannot write here and does not hold it back
+        xmin = await snapshot_txid(connection)
         entries = await connection.fetch(
             NEXT_ENTRIES, program_id, at.last_txid, at.last_entry_id, batch, xmin
         )
