@@ -57,6 +57,16 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+def direct_database_url(settings: Settings) -> str:
+    """LEDGER_DIRECT_DATABASE_URL when set, else database_url(): for the commands
+    that want PostgreSQL itself rather than a pooler in front of it (migrate: DDL
+    and Alembic's own statements in one long transaction; verify and rebuild-lots:
+    long reads and a lock on every lot, beyond any pooler's timeouts)."""
+    if settings.direct_database_url:
+        return settings.direct_database_url
+    return database_url(settings)
+
+
 def alembic_config(url: str) -> object:
     from alembic.config import Config
 
@@ -80,7 +90,7 @@ def run_migrations(url: str) -> None:
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the latest revision."""
-    run_migrations(database_url(_settings()))
+    run_migrations(direct_database_url(_settings()))
     typer.echo("schema is at the latest revision")
 
 
@@ -163,7 +173,7 @@ def _head() -> str:
 @cli.command()
 def verify() -> None:
     """Prove the ledger is sound; print every check and mismatch; exit 1 on any."""
-    url = database_url(_settings())
+    url = direct_database_url(_settings())
     failed = asyncio.run(_verify(url))
     raise typer.Exit(1 if failed else 0)
 
@@ -198,7 +208,7 @@ def rebuild_lots() -> None:
     """Rebuild every lot (what is left of each credit of points, with its expiry)
     from the ledger, when `verify` finds them out of step. Earning and spending
     wait while it runs: it locks the lots."""
-    url = database_url(_settings())
+    url = direct_database_url(_settings())
     written = asyncio.run(_rebuild_lots(url))
     typer.echo(f"rebuilt {written} lots from the ledger; run `points-ledger verify` to check them")
 
@@ -464,7 +474,7 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
     import signal
 
     from app.clock import SystemClock
-    from app.db import Database, asyncpg_dsn
+    from app.db import Database
     from app.jobs.worker import Round, run_forever, run_round
     from app.ledger import chain
     from app.main import background
@@ -498,7 +508,7 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
             "stop with SIGINT or SIGTERM",
             err=True,
         )
-        tasks = background(db, settings, clock, asyncpg_dsn(url), stop)
+        tasks = background(db, settings, clock, db.direct_dsn, stop)
         try:
             await run_forever(
                 db,

@@ -66,6 +66,20 @@ class Settings(BaseSettings):
         ge=100,
         description="upper bound for any statement, waits on row locks included",
     )
+    db_transaction_pooling: bool = Field(
+        default=False,
+        description="the database URL is a pooler in transaction mode (PgBouncer's pool_mode=transaction): "
+        "no prepared statement outlives its transaction, nothing is set on connect (statement_timeout "
+        "must then be set for the role or database, or by the pooler: the service checks it on start), "
+        "and whatever needs a session of its own (LISTEN, the worker's job locks, migrations, verify) "
+        "takes direct_database_url, which this requires",
+    )
+    direct_database_url: str | None = Field(
+        default=None,
+        description="a URL straight to PostgreSQL, bypassing any pooler, for what needs a session of its "
+        "own: LISTEN (revocations, rules activations, webhook wake-ups), the worker's job locks, "
+        "migrations, verify and rebuild-lots; unset: database_url. Required with db_transaction_pooling",
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1_024,
@@ -168,7 +182,7 @@ class Settings(BaseSettings):
             raise ValueError("must be comma-separated seconds from 0 to 604800 (7 days), e.g. 5,300,1800")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "direct_database_url")
     @classmethod
     def _normalise(cls, value: str | None) -> str | None:
         return None if value in (None, "") else normalise_database_url(value)
@@ -184,6 +198,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LEDGER_READ_DATABASE_URL names a replica of LEDGER_DATABASE_URL, which is not set "
                 "(the embedded server has no replica)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pooling_needs_a_direct_url(self) -> Settings:
+        # Through a transaction-mode pooler, LISTEN would land on whichever server
+        # connection the pooler picked and hand it back: notifications missed (a
+        # revoked key still trusted from the cache) or delivered to another client.
+        # Refusing is simpler to reason about than running without caches.
+        if self.db_transaction_pooling and (self.database_url is None or self.direct_database_url is None):
+            raise ValueError(
+                "LEDGER_DB_TRANSACTION_POOLING=true needs LEDGER_DATABASE_URL (the pooler) and "
+                "LEDGER_DIRECT_DATABASE_URL (PostgreSQL itself, for LISTEN, the worker's job locks, "
+                "migrations and verify)"
             )
         return self
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -157,9 +158,30 @@ def asyncpg_dsn(url: str) -> str:
 
 async def _keep_session(_: asyncpg.Connection) -> None:
     """Pool reset without the reset query. asyncpg still rolls back any open
-    transaction on release; the service never changes session state (no SET,
-    LISTEN, cursors or session advisory locks), so the default `RESET ALL; ...`
-    would only cost a round trip on every release (measured by bench/awards.py)."""
+    transaction on release; the service never changes session state on a pooled
+    connection (no SET, LISTEN, WITH HOLD cursors or session advisory locks: those
+    take a connection of their own, `Database.own_connection` and `listen`), so the
+    default `RESET ALL; ...` would only cost a round trip on every release (measured
+    by bench/awards.py). Behind a transaction-mode pooler it would be worse than
+    useless: it would run on whichever server connection the pooler picked."""
+
+
+class DatabaseMisconfigured(RuntimeError):
+    """The database (or the pooler in front of it) is not set up as the settings say."""
+
+
+# LEDGER_DB_TRANSACTION_POOLING: behind PgBouncer in transaction mode, each
+# transaction (each statement, outside one) may run on another server connection.
+# asyncpg then prepares every statement unnamed, and re-sends its Parse with the
+# Bind, so nothing outlives the transaction (two round trips a statement instead of
+# one for a cached statement: bench/pooler.py measures what that costs). PgBouncer
+# tracks application_name and TimeZone per client and sets them on the server
+# connection it hands out; it refuses statement_timeout as a startup parameter.
+# SQLAlchemy's asyncpg dialect keeps a prepared-statement cache of its own
+# (prepared_statement_cache_size); with it off and asyncpg's off too, it prepares
+# unnamed statements as well.
+_STATEMENT_CACHE_SIZE = 100  # asyncpg's default, when not pooling
+_NO_SQLALCHEMY_STATEMENT_CACHE = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
 async def _backoff(attempt: int) -> None:
@@ -226,11 +248,17 @@ class Database:
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "timezone": "UTC",
         }
+        self._transaction_pooling = settings.db_transaction_pooling
+        if self._transaction_pooling:
+            del self._server_settings["statement_timeout"]  # see check_statement_timeout()
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=max(2, settings.db_pool_size // 4),
             max_overflow=settings.db_max_overflow,
-            connect_args={"server_settings": self._server_settings},
+            connect_args={
+                "server_settings": self._server_settings,
+                **(_NO_SQLALCHEMY_STATEMENT_CACHE if self._transaction_pooling else {}),
+            },
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._pool: asyncpg.Pool | None = None
@@ -243,8 +271,67 @@ class Database:
                 max_size=self._settings.db_pool_size,
                 server_settings=self._server_settings,
                 reset=_keep_session,
+                statement_cache_size=0 if self._transaction_pooling else _STATEMENT_CACHE_SIZE,
             )
+            if self._transaction_pooling:
+                try:
+                    await self.check_statement_timeout()
+                except BaseException:
+                    await self.dispose()
+                    raise
         await self._connect_replica()
+
+    async def check_statement_timeout(self) -> None:
+        """Refuse to run behind a transaction-mode pooler whose server connections
+        lack LEDGER_DB_STATEMENT_TIMEOUT_MS.
+
+        The timeout is what turns a wait on a stuck lock into a 503; without it a
+        request hangs. A pooler refuses it at connect, and a `SET LOCAL` at the start
+        of every unit of work would cost the hot path a round trip, and an explicit
+        transaction around each autocommit statement (an award is one autocommit
+        ledger_post() call): measured through PgBouncer 1.18 on a 2-core machine,
+        16 clients, a one-row update (a one-off script, not in bench/), `BEGIN; SET
+        LOCAL statement_timeout` in one round trip before the statement and a
+        COMMIT after cut statements per second from 3,352 to 2,397 (0.72); asyncpg's
+        transaction() with a separate SET LOCAL, to 1,533 (0.46). So the timeout is
+        set where every server connection gets it at no cost per request (PgBouncer's
+        `connect_query`, or `ALTER ROLE ... SET statement_timeout`), and the service
+        checks at start that the server connection it is handed has it."""
+        found = await self.pool.fetchval(
+            "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'"
+        )
+        wanted = self._settings.db_statement_timeout_ms
+        if found != wanted:
+            raise DatabaseMisconfigured(
+                f"LEDGER_DB_TRANSACTION_POOLING=true: connections through the pooler have statement_timeout "
+                f"{found} ms, LEDGER_DB_STATEMENT_TIMEOUT_MS says {wanted} ms. The service cannot set it on "
+                f"connections a pooler shares: set it for them, e.g. in pgbouncer.ini's [databases] entry "
+                f"`connect_query='SET statement_timeout = {wanted}'`, or `ALTER ROLE <user> IN DATABASE <db> "
+                f"SET statement_timeout = {wanted}` (see docs/operations.md)"
+            )
+
+    @property
+    def direct_dsn(self) -> str:
+        """asyncpg DSN straight to PostgreSQL, for what needs a session of its own
+        (LISTEN): LEDGER_DIRECT_DATABASE_URL, else the database URL."""
+        return asyncpg_dsn(self._settings.direct_database_url or self.url)
+
+    @asynccontextmanager
+    async def own_connection(self) -> AsyncIterator[Connection]:
+        """A connection whose session state (a session advisory lock) lasts until the
+        block ends: straight to PostgreSQL when LEDGER_DIRECT_DATABASE_URL is set
+        (through a transaction-mode pooler, the lock and its unlock could land on
+        different server connections, and the lock would stay with one that serves
+        other clients), else one from the pool."""
+        if self._settings.direct_database_url is None:
+            async with self.pool.acquire() as pooled:
+                yield pooled
+            return
+        direct = await asyncpg.connect(self.direct_dsn, server_settings={"application_name": "points-ledger"})
+        try:
+            yield direct
+        finally:
+            await direct.close()
 
     async def _connect_replica(self) -> None:
         """The read replica's pool. It opens connections only when a read asks (a
@@ -258,6 +345,7 @@ class Database:
                 timeout=REPLICA_CONNECT_TIMEOUT_SECONDS,
                 server_settings=self._server_settings,
                 reset=_keep_session,
+                statement_cache_size=0 if self._transaction_pooling else _STATEMENT_CACHE_SIZE,
             )
 
     @property
@@ -368,6 +456,29 @@ async def _replayed(connection: Connection, position: int) -> bool | None:
     server is not a standby)."""
     replayed: int | None = await connection.fetchval(REPLAYED)
     return None if replayed is None else replayed >= position
+
+
+async def stream(
+    connection: Connection, query: str, *args: object, batch: int
+) -> AsyncIterator[asyncpg.Record]:
+    """Every row `query` selects, `batch` at a time, through a cursor of the
+    caller's transaction (`DECLARE ... CURSOR` and `FETCH`): memory stays flat.
+
+    Not asyncpg's `connection.cursor()`: that prepares a named statement which
+    outlives the transaction. Behind a transaction-mode pooler it would stay on a
+    server connection that other clients then use (another process's statement of
+    the same name would clash with it). This cursor, and both statements (prepared
+    outside asyncpg's statement cache, so that the cursor's unique name does not
+    crowd it), end with the transaction."""
+    name = f"stream_{uuid.uuid4().hex}"
+    declare = await connection.prepare(f"DECLARE {name} NO SCROLL CURSOR FOR {query}")
+    await declare.fetch(*args)
+    fetch = await connection.prepare(f"FETCH {int(batch)} FROM {name}")
+    while rows := await fetch.fetch():
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
 
 
 async def listen(

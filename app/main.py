@@ -19,7 +19,7 @@ from app.auth.service import Authenticator
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.context import AppContext
-from app.db import Database, asyncpg_dsn
+from app.db import Database
 from app.errors import install_error_handlers
 from app.eventlog.endpoints import router as eventlog_router
 from app.events.endpoints import router as events_router
@@ -90,11 +90,13 @@ def create_app(
         gc.freeze()
         stop = asyncio.Event()
         watchers = [
-            asyncio.create_task(auth.watch_revocations(asyncpg_dsn(url), stop)),
-            asyncio.create_task(rules.watch(asyncpg_dsn(url), stop)),
+            # LISTEN takes a connection of its own, never through a pooler
+            # (LEDGER_DIRECT_DATABASE_URL): see Settings.db_transaction_pooling.
+            asyncio.create_task(auth.watch_revocations(db.direct_dsn, stop)),
+            asyncio.create_task(rules.watch(db.direct_dsn, stop)),
         ]
         if settings.serve_background:
-            watchers += background(db, settings, app.state.context.clock, asyncpg_dsn(url), stop)
+            watchers += background(db, settings, app.state.context.clock, db.direct_dsn, stop)
         try:
             yield
         finally:

@@ -111,11 +111,11 @@ def drive(
     output = subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, check=True
     ).stdout
-    if re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE) is None:
+    if re.search(r"^\s+99%\s+(\S+)[ \t]*$", output, re.MULTILINE) is None:
         raise SystemExit(f"wrk against {target} completed no request:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)[ \t]*$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)[ \t]*$", output, re.MULTILINE).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)

@@ -16,7 +16,12 @@ target_metadata = Base.metadata
 
 
 def database_url() -> str:
-    url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        # Straight to PostgreSQL when LEDGER_DIRECT_DATABASE_URL is set: not through
+        # a transaction-mode pooler (see docs/operations.md).
+        settings = get_settings()
+        url = settings.direct_database_url or settings.database_url
     if not url:
         raise SystemExit("set LEDGER_DATABASE_URL, or run `points-ledger migrate`")
     return url

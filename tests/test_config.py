@@ -69,3 +69,14 @@ class TestSettings:
         settings = Settings()
         assert settings.env is Environment.production
         assert settings.database_url == "postgresql+asyncpg://h/d"
+
+    def test_transaction_pooling_needs_a_direct_url(self) -> None:
+        with pytest.raises(ValidationError, match="LEDGER_DIRECT_DATABASE_URL"):
+            Settings(_env_file=None, database_url="postgresql://h:6432/d", db_transaction_pooling=True)
+        settings = Settings(
+            _env_file=None,
+            database_url="postgresql://h:6432/d",
+            direct_database_url="postgres://h:5432/d",
+            db_transaction_pooling=True,
+        )
+        assert settings.direct_database_url == "postgresql+asyncpg://h:5432/d"

@@ -40,7 +40,9 @@ async def run_round(db: Database, clock: Clock, jobs: list[str] | None = None) -
     """Run each job once, as of now, unless another worker holds its lock."""
     done = Round()
     for name in jobs or list(service.JOBS):
-        async with db.pool.acquire() as lock_connection:
+        # A session lock: on a connection of its own (straight to PostgreSQL when
+        # LEDGER_DIRECT_DATABASE_URL is set), held while the job runs elsewhere.
+        async with db.own_connection() as lock_connection:
             if not await lock_connection.fetchval(TRY_LOCK, LOCK_SPACE, name):
                 logger.info("job %s: another worker is running it; skipped this round", name)
                 done.skipped.append(name)

@@ -40,7 +40,7 @@ import asyncpg
 from uuid_utils.compat import uuid7
 
 from app.clock import Clock
-from app.db import Connection, Database
+from app.db import Connection, Database, stream
 from app.ledger.repository import snapshot_txid
 from app.metrics import CHAIN_LAG, OUTBOX_DEPTH
 
@@ -336,7 +336,7 @@ async def breaks(connection: Connection) -> list[str]:
     program = -1
     previous, expected, order = GENESIS, 1, (-1, uuid.UUID(int=0))
     last: dict[int, tuple[int, bytes]] = {}
-    async for row in connection.cursor(WALK, prefetch=1000):
+    async for row in stream(connection, WALK, batch=1000):
         if row["program_id"] != program:
             program, previous, expected, order = row["program_id"], GENESIS, 1, (-1, uuid.UUID(int=0))
         if program in found:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from app.db import Connection
+from app.db import Connection, stream
 
 # Every entry that changed some member's available points, in commit order: the
 # same history ledger_rebuild_lots() replays (app/sql/functions/ledger_lot_changes.sql).
@@ -127,7 +127,7 @@ Change = tuple[uuid.UUID, uuid.UUID | None, datetime | None, list[tuple[int, int
 
 
 async def _entries(connection: Connection) -> AsyncIterator[Change]:
-    async for row in connection.cursor(ENTRIES, prefetch=2000):
+    async for row in stream(connection, ENTRIES, batch=2000):
         yield (
             row["id"],
             row["source"],
@@ -148,7 +148,7 @@ async def disagreements(connection: Connection) -> list[str]:
     async for entry, source, expires_at, changes in _entries(connection):
         book.apply(entry, source, expires_at, changes)
     stored: dict[int, list[tuple[uuid.UUID, datetime | None, int, int]]] = {}
-    async for row in connection.cursor(STORED, prefetch=5000):
+    async for row in stream(connection, STORED, batch=5000):
         stored.setdefault(row["member_id"], []).append(
             (row["entry_id"], row["expires_at"], row["points"], row["remaining"])
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from app.db import Connection
+from app.db import Connection, stream
 from app.ledger.entries import Leg, PartnerLine
 from app.rules.tier_machine import TierDecision
 
@@ -428,7 +428,7 @@ def past_orders(
     connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
 ) -> AsyncIterator[asyncpg.Record]:
     """A server-side cursor (the caller holds a transaction): memory stays flat."""
-    return connection.cursor(PAST_ORDERS, program_id, start, end, prefetch=prefetch).__aiter__()
+    return stream(connection, PAST_ORDERS, program_id, start, end, batch=prefetch)
 
 
 async def past_points_by_rule(

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from app.db import Connection
+from app.db import Connection, stream
 
 _PARTNER = """
 SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency, pa.credit_limit_points,
@@ -526,7 +526,7 @@ async def lines_cursor(
 ) -> AsyncIterator[asyncpg.Record]:
     """Every line a query selects, through a server-side cursor (the caller holds a
     transaction): memory stays flat whatever the number of lines."""
-    async for row in connection.cursor(query, *args, prefetch=prefetch):
+    async for row in stream(connection, query, *args, batch=prefetch):
         yield row
 
 
