@@ -5,24 +5,28 @@ In one run, on one fresh database (points_ledger_bench_due):
 - setup, in bulk SQL (printed with its time): `--members` members
   (bench.common.add_members); each one lot (an award, written set-wise as
   ledger_post() writes it, as bench.partners loads entries) expiring in one of 100
-  two-hour slots after the run's base instant (slot = member id % 100); the 40
-  first slots' members a tier
-  (silver, gold or black; terms ending 30 to 365 days after the base instant) and
-  3 paid orders in the last 300 days (orders that earned nothing: no entries, as in
-  bench.tiers), enough to keep any tier at its term's end; rules with three tiers,
-  12-month terms and a rolling window; VACUUM (ANALYZE) and CHECKPOINT.
+  two-hour slots after the run's base instant (slot = member id % 100 + 1); the
+  members of the first 40 slots a tier (silver, gold or black; terms ending 30 to
+  365 days after the base instant) and 3 paid orders in the last 300 days (orders
+  that earned nothing: no entries, as in bench.tiers), enough to keep any tier at
+  its term's end; rules with three tiers, 12-month terms and a rolling window;
+  VACUUM (ANALYZE) and CHECKPOINT.
 - evaluate-tiers' first run, with no watermark, reads every member as the job always
   did (nothing is due then): the "before" of a run with nothing due.
-- `--rounds` rounds, each at instants two hours apart, as the worker would run the
-  jobs (as of now, with the clock at that instant): evaluate-tiers with 1% due (the
-  terms of one slot's members end a minute before), the run after it (which reads
-  the members the first one changed, once), and one with nothing due; expire with
-  1% due (one slot's lots), and with nothing due.
-- after the rounds: evaluate-tiers reading every member with 1% due (its
-  watermark deleted); then the expire job as it was before (ledger_expire() of
-  revision 20261128_0001, installed under another name, with its loop over every
-  member with lots; the new lots index dropped), with nothing due at each round's
-  instant, and once with 1% due.
+- `--rounds` rounds at instants two hours apart, each job run as the worker runs it
+  (as of now, the clock at that instant): evaluate-tiers with 1% due (the terms of
+  one slot's members end a minute before), the run after it (which reads the
+  members the first one changed, once), and one with nothing due; expire with 1%
+  due (one slot's lots), and with nothing due.
+- evaluate-tiers reading every member (its watermark deleted) with 1% due.
+- the rules switched to an inactivity policy (12 months): expire's first run
+  (every member with points), then `--rounds` rounds two minutes apart: 1% due (one
+  slot of members who never ordered, their enrolment moved back to twelve months
+  and a minute before), and nothing due.
+- the expire job as it was (ledger_expire() of revision 20261128_0001, installed
+  under another name, with its loop over every member with lots; the new lots
+  index dropped): under inactivity with nothing due and with 1% due; with dated
+  lots only, nothing due at each round's instant and 1% due.
 - medians, ratios of the old to the new, and `verify`.
 
     python3 -m bench.due [--members 1000000] [--rounds 5]
@@ -151,8 +155,8 @@ UPDATE member_tier SET term_ends_at = $1::timestamptz - interval '1 minute' WHER
 OLD_EXPIRE = """
 SELECT last_member_id, candidates, members, lots, points
   FROM bench_ledger_expire_before(p_program_id => $1, p_after_member_id => $2, p_limit => $3, p_as_of => $4,
-                                  p_recorded_at => $5, p_rules_version => $6, p_inactivity_months => NULL,
-                                  p_timezone => 'UTC', p_entry_ids => $7)
+                                  p_recorded_at => $5, p_rules_version => $6, p_inactivity_months => $7,
+                                  p_timezone => 'UTC', p_entry_ids => $8)
 """
 
 
@@ -228,13 +232,13 @@ async def expire_run(db: Database, instant: datetime) -> Timed:
     return Timed(time.perf_counter() - began, read[0], done.members)
 
 
-async def old_expire_run(db: Database, instant: datetime, rules_version: int) -> Timed:
+async def old_expire_run(db: Database, instant: datetime, rules_version: int, months: int | None) -> Timed:
     """The expire job as it was: batches of 200 members with lots, after the last
     member id, each looked for by ledger_expire() among all the program's lots."""
     after = read = members = 0
     began = time.perf_counter()
     while True:
-        row = await db.call(_old_batch(after, instant, rules_version))
+        row = await db.call(_old_batch(after, instant, rules_version, months))
         if row["last_member_id"] is None:
             break
         after = row["last_member_id"]
@@ -243,14 +247,40 @@ async def old_expire_run(db: Database, instant: datetime, rules_version: int) ->
     return Timed(time.perf_counter() - began, read, members)
 
 
-def _old_batch(after: int, instant: datetime, rules_version: int) -> Callable[[Connection], Awaitable[Any]]:
+def _old_batch(
+    after: int, instant: datetime, rules_version: int, months: int | None
+) -> Callable[[Connection], Awaitable[Any]]:
     async def work(connection: Connection) -> Any:
         ids = [uuid7() for _ in range(expiry.BATCH)]
         return await connection.fetchrow(
-            OLD_EXPIRE, PROGRAM.program_id, after, expiry.BATCH, instant, instant, rules_version, ids
+            OLD_EXPIRE, PROGRAM.program_id, after, expiry.BATCH, instant, instant, rules_version, months, ids
         )
 
     return work
+
+
+NAMES = (
+    "evaluate-tiers, nothing due",
+    "evaluate-tiers, 1% due",
+    "evaluate-tiers, the run after",
+    "expire, nothing due",
+    "expire, 1% due",
+    "expire as before, nothing due",
+    "expire (inactivity), nothing due",
+    "expire (inactivity), 1% due",
+)
+
+# One slot's members (none of them has ordered) enrolled twelve months and a minute
+# before the instant: inactive as of it.
+MAKE_INACTIVE = """
+UPDATE member SET enrolled_at = $1::timestamptz - interval '12 months 1 minute'
+ WHERE program_id = 1 AND id % 100 = $2 - 1
+"""
+
+
+async def make_inactive(db: Database, instant: datetime, slot: int) -> None:
+    async with db.pool.acquire() as connection:
+        await connection.execute(MAKE_INACTIVE, instant, slot)
 
 
 def line(name: str, timed: Timed, what: str) -> str:
@@ -285,14 +315,24 @@ async def run(members: int, rounds: int) -> None:
         rules=RulesCache(),
     )
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    results: dict[str, list[Timed]] = {
-        name: []
-        for name in ("tiers due", "tiers after", "tiers nothing", "expire due", "expire nothing", "old")
-    }
+    results: dict[str, list[Timed]] = {name: [] for name in NAMES}
+    once: dict[str, Timed] = {}
+
+    def record(name: str, timed: Timed, what: str, rounds: bool = True) -> None:
+        if rounds:
+            results[name].append(timed)
+        else:
+            once[name] = timed
+        print(line(name, timed, what), flush=True)
+
     try:
         version = await setup(context, members, base)
-        first = await tiers_run(db, base)
-        print(line("evaluate-tiers, first run (no watermark: every member), nothing due", first, "changes"))
+        record(
+            "evaluate-tiers, first run (no watermark): every member",
+            await tiers_run(db, base),
+            "changes",
+            False,
+        )
         for number in range(1, rounds + 1):
             due_at = base + number * SLOT
             nothing_at = due_at + timedelta(hours=1)
@@ -301,58 +341,113 @@ async def run(members: int, rounds: int) -> None:
             )
             async with db.pool.acquire() as connection:
                 await connection.execute(MAKE_TERMS_DUE, due_at, number)
-            for name, what, timed in [
-                ("tiers due", "changes", await tiers_run(db, due_at)),
-                ("tiers after", "changes", await tiers_run(db, due_at + timedelta(minutes=30))),
-                ("tiers nothing", "changes", await tiers_run(db, nothing_at)),
-                ("expire due", "members expired", await expire_run(db, due_at)),
-                ("expire nothing", "members expired", await expire_run(db, nothing_at)),
-            ]:
-                results[name].append(timed)
-                print(line(name, timed, what), flush=True)
+            record("evaluate-tiers, 1% due", await tiers_run(db, due_at), "changes")
+            record(
+                "evaluate-tiers, the run after",
+                await tiers_run(db, due_at + timedelta(minutes=30)),
+                "changes",
+            )
+            record("evaluate-tiers, nothing due", await tiers_run(db, nothing_at), "changes")
+            record("expire, 1% due", await expire_run(db, due_at), "members expired")
+            record("expire, nothing due", await expire_run(db, nothing_at), "members expired")
 
-        # Once each, after the rounds: the old ways with 1% due.
-        due_at = base + (rounds + 1) * SLOT
+        later = base + (rounds + 1) * SLOT  # slot rounds + 1's terms and lots are due then
         async with db.pool.acquire() as connection:
             await connection.execute("DELETE FROM job_watermark WHERE job = 'evaluate-tiers'")
-            await connection.execute(MAKE_TERMS_DUE, due_at, rounds + 1)
-        tiers_everyone = await tiers_run(db, due_at)
-        print(
-            line("evaluate-tiers reading every member (watermark deleted), 1% due", tiers_everyone, "changes")
+            await connection.execute(MAKE_TERMS_DUE, later, rounds + 1)
+        record(
+            "evaluate-tiers, every member (watermark deleted), 1% due",
+            await tiers_run(db, later),
+            "changes",
+            False,
         )
+
+        # Under an inactivity policy of 12 months, between the last round's instant and
+        # the next slot's lots: members of slots 41... (no orders) are made inactive
+        # one slot at a time by moving their enrolment back.
+        inactive = {**RULES, "expiry": {"policy": "inactivity", "months": 12}}
+        inactive_version = (await rulesets.create(context, PROGRAM, inactive)).version
+        await rulesets.activate(context, PROGRAM, inactive_version)
+        step = timedelta(minutes=2)
+        start = base + rounds * SLOT + timedelta(hours=1) + step
+        print(f"inactivity, 12 months, from {start.isoformat()}")
+        record(
+            "expire (inactivity), first run (no watermark): every member with points",
+            await expire_run(db, start),
+            "members expired",
+            False,
+        )
+        for number in range(1, rounds + 1):
+            due_at = start + (2 * number - 1) * step
+            await make_inactive(db, due_at, TIERED_SLOTS + number)
+            record("expire (inactivity), 1% due", await expire_run(db, due_at), "members expired")
+            record("expire (inactivity), nothing due", await expire_run(db, due_at + step), "members expired")
+
         # The expire job as it was, on the schema as it was: without the lots' due index.
         async with db.pool.acquire() as connection:
             await connection.execute("DROP INDEX ix_point_lot_program_due")
+        old_inactive_at = start + (2 * rounds + 1) * step
+        record(
+            "expire (inactivity) as before, nothing due",
+            await old_expire_run(db, old_inactive_at, inactive_version, 12),
+            "members expired",
+            False,
+        )
+        await make_inactive(db, old_inactive_at + step, TIERED_SLOTS + rounds + 1)
+        record(
+            "expire (inactivity) as before, 1% due",
+            await old_expire_run(db, old_inactive_at + step, inactive_version, 12),
+            "members expired",
+            False,
+        )
         for number in range(1, rounds + 1):
-            timed = await old_expire_run(db, base + number * SLOT + timedelta(hours=1), version)
-            results["old"].append(timed)
-            print(
-                line(f"expire as before, nothing due, round {number}", timed, "members expired"), flush=True
+            # As of each round's instant with nothing due, lots dated as they are.
+            nothing_at = base + number * SLOT + timedelta(hours=1)
+            record(
+                "expire as before, nothing due",
+                await old_expire_run(db, nothing_at, version, None),
+                "members expired",
             )
-        old_due = await old_expire_run(db, due_at, version)
-        print(line("expire as before, 1% due", old_due, "members expired"), flush=True)
+        record(
+            "expire as before, 1% due",
+            await old_expire_run(db, later, version, None),
+            "members expired",
+            False,
+        )
     finally:
         await db.dispose()
 
-    after = results["tiers after"]
-    tiers_ratio = first.seconds / median(results["tiers nothing"])
-    expire_ratio = median(results["old"]) / median(results["expire nothing"])
     print(f"\n{members:,} members, {rounds} rounds (medians)")
-    print(f"evaluate-tiers, nothing due: {spread(results['tiers nothing'])}")
-    print(f"evaluate-tiers, 1% due: {spread(results['tiers due'])}")
-    print(f"evaluate-tiers, the run after (reads the members the last one changed): {spread(after)}")
-    print(f"expire, nothing due: {spread(results['expire nothing'])}")
-    print(f"expire, 1% due: {spread(results['expire due'])}")
-    print(f"expire as before, nothing due: {spread(results['old'])}")
-    print(
-        f"before / now, nothing due: evaluate-tiers {tiers_ratio:,.0f}x ({first.seconds:.1f} s, one run), "
-        f"expire {expire_ratio:,.0f}x"
-    )
-    print(
-        f"before / now, 1% due: evaluate-tiers {tiers_everyone.seconds / median(results['tiers due']):,.1f}x "
-        f"({tiers_everyone.seconds:.1f} s, one run), "
-        f"expire {old_due.seconds / median(results['expire due']):,.1f}x ({old_due.seconds:.1f} s, one run)"
-    )
+    for name in NAMES:
+        print(f"{name}: {spread(results[name])}")
+    for name, timed in once.items():
+        print(f"{name}: {timed.seconds:.3f} s (one run)")
+    ratios = [
+        (
+            "evaluate-tiers, nothing due",
+            once["evaluate-tiers, first run (no watermark): every member"].seconds,
+            "evaluate-tiers, nothing due",
+        ),
+        (
+            "evaluate-tiers, 1% due",
+            once["evaluate-tiers, every member (watermark deleted), 1% due"].seconds,
+            "evaluate-tiers, 1% due",
+        ),
+        ("expire, nothing due", median(results["expire as before, nothing due"]), "expire, nothing due"),
+        ("expire, 1% due", once["expire as before, 1% due"].seconds, "expire, 1% due"),
+        (
+            "expire (inactivity), nothing due",
+            once["expire (inactivity) as before, nothing due"].seconds,
+            "expire (inactivity), nothing due",
+        ),
+        (
+            "expire (inactivity), 1% due",
+            once["expire (inactivity) as before, 1% due"].seconds,
+            "expire (inactivity), 1% due",
+        ),
+    ]
+    for label, before, now_name in ratios:
+        print(f"before / now, {label}: {before / median(results[now_name]):,.1f}x")
     began = time.perf_counter()
     sound = await common.sound(DATABASE)
     print(
