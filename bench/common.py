@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 
 import asyncpg
 
@@ -33,23 +34,28 @@ async def fresh_database(name: str) -> None:
     await asyncio.to_thread(run_migrations, database_url(name))
 
 
-async def add_members(connection: asyncpg.Connection, program_id: int, count: int) -> None:
-    """Members m-1 .. m-count with their accounts and empty balances."""
+async def add_members(
+    connection: asyncpg.Connection, program_id: int, count: int, enrolled_at: datetime | None = None
+) -> None:
+    """Members m-1 .. m-count with their accounts and empty balances, enrolled at
+    `enrolled_at` (default: now)."""
     await connection.execute(
         """
         WITH m AS (
             INSERT INTO member (program_id, external_id, enrolled_at, created_at)
-            SELECT $1, 'm-' || g, now(), now() FROM generate_series(1, $2) AS g
+            SELECT $1, 'm-' || g, coalesce($4, now()), coalesce($4, now()) FROM generate_series(1, $2) AS g
             RETURNING id
         ), a AS (
             INSERT INTO account (program_id, member_id, kind)
             SELECT $1, m.id, k FROM m, unnest($3::text[]) AS k
         )
-        INSERT INTO member_balance (program_id, member_id, updated_at) SELECT $1, id, now() FROM m
+        INSERT INTO member_balance (program_id, member_id, updated_at)
+        SELECT $1, id, coalesce($4, now()) FROM m
         """,
         program_id,
         count,
         list(MEMBER_ACCOUNT_KINDS),
+        enrolled_at,
     )
 
 
