@@ -115,6 +115,7 @@ POSTING_COLUMNS = (
     "available_after",
     "pending_after",
     "held_after",
+    "recorded_at",
 )
 RECORD_COLUMNS = (
     "program_id",
@@ -143,6 +144,7 @@ UPDATE member_balance b
        AS x(member_id, available, version, updated_at)
  WHERE b.member_id = x.member_id
 """
+
 
 @dataclass
 class Built:
@@ -288,8 +290,10 @@ class _History:
                 )
             )
             # members' postings first, then the system account's, as ledger_post() writes them
-            rows.postings.append((entry_id, member.account_id, member.id, change, member.available, 0, 0))
-            rows.postings.append((entry_id, account, None, -change, None, None, None))
+            rows.postings.append(
+                (entry_id, member.account_id, member.id, change, member.available, 0, 0, at_time)
+            )
+            rows.postings.append((entry_id, account, None, -change, None, None, None, at_time))
             body = _response(
                 entry_id, kind, points, _instant(at_time), reason, version, expires_at, member, change
             )

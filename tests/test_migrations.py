@@ -104,7 +104,8 @@ class TestDatabaseGuards:
             )
             await db.execute(
                 "INSERT INTO posting (entry_id, account_id, member_id, amount,"
-                " available_after, pending_after, held_after) VALUES ($1, $2, 1, 500, 500, 0, 0)",
+                " available_after, pending_after, held_after, recorded_at)"
+                " VALUES ($1, $2, 1, 500, 500, 0, 0, now())",
                 entry_id,
                 account,
             )
