@@ -66,13 +66,13 @@ async def award(member: str, body: Award, request: Request) -> dict[str, Any]:
         )
         await connection.execute(
             "INSERT INTO posting (program_id, entry_id, account_id, member_id, amount, available_after,"
-            " pending_after, held_after) VALUES"
+            " pending_after, held_after, recorded_at) VALUES"
             " ($7, $1, (SELECT id FROM account"
             "           WHERE program_id = $7 AND member_id = $2 AND kind = 'available'),"
-            " $2, $3::bigint, $4, $5, $6),"
+            " $2, $3::bigint, $4, $5, $6, now()),"
             " ($7, $1, (SELECT id FROM account"
             "           WHERE program_id = $7 AND member_id IS NULL AND kind = 'issuance'),"
-            " NULL, -($3::bigint), NULL, NULL, NULL)",
+            " NULL, -($3::bigint), NULL, NULL, NULL, now())",
             entry_id,
             balance["member_id"],
             body.points,

@@ -91,7 +91,8 @@ WITH award AS MATERIALIZED (
            encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
                substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid AS entry_id
-      FROM member m JOIN account a ON a.member_id = m.id AND a.kind = 'available'
+      FROM member m
+      JOIN account a ON a.program_id = m.program_id AND a.member_id = m.id AND a.kind = 'available'
      WHERE m.program_id = 1 AND m.id BETWEEN $3 AND $4
 ), entry AS (
     INSERT INTO journal_entry (id, program_id, kind, occurred_at, recorded_at, idempotency_key,
@@ -100,15 +101,16 @@ WITH award AS MATERIALIZED (
            'bench: a lot for the expire job', expires_at
       FROM award ORDER BY member_id
 ), member_leg AS (
-    INSERT INTO posting (entry_id, account_id, member_id, amount, available_after, pending_after, held_after)
-    SELECT entry_id, account_id, member_id, points, points, 0, 0 FROM award ORDER BY member_id
+    INSERT INTO posting (program_id, entry_id, account_id, member_id, amount, available_after, pending_after,
+                         held_after, recorded_at)
+    SELECT 1, entry_id, account_id, member_id, points, points, 0, 0, now() FROM award ORDER BY member_id
 ), issuance_leg AS (
-    INSERT INTO posting (entry_id, account_id, amount)
-    SELECT entry_id, $1, -points FROM award ORDER BY member_id
+    INSERT INTO posting (program_id, entry_id, account_id, amount, recorded_at)
+    SELECT 1, entry_id, $1, -points, now() FROM award ORDER BY member_id
 ), balance AS (
     UPDATE member_balance b
        SET available = b.available + a.points, version = b.version + 1, updated_at = now()
-      FROM award a WHERE b.member_id = a.member_id
+      FROM award a WHERE b.program_id = 1 AND b.member_id = a.member_id
 )
 INSERT INTO point_lot (program_id, member_id, entry_id, points, remaining, expires_at)
 SELECT 1, member_id, entry_id, points, points, expires_at FROM award ORDER BY member_id

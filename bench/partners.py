@@ -546,14 +546,15 @@ SELECT id, 1, 'earn', recorded_at, recorded_at, 'bench-settle-' || g, 'bench', '
     # the member's posting records their balances right after the entry: what they
     # had before the batch plus their entries of the batch so far
     """INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,
-                     available_after, pending_after, held_after)
-SELECT 1, x.id, x.account_id, x.member_id, x.amount, x.available_after, x.pending_after, x.held_after
+                     available_after, pending_after, held_after, recorded_at)
+SELECT 1, x.id, x.account_id, x.member_id, x.amount, x.available_after, x.pending_after, x.held_after,
+       x.recorded_at
   FROM (SELECT b.g, 1 AS leg, b.id, b.account_id, b.member_id, b.points AS amount,
                mb.available + sum(b.points) OVER (PARTITION BY b.member_id ORDER BY b.g) AS available_after,
-               mb.pending AS pending_after, mb.held AS held_after
+               mb.pending AS pending_after, mb.held AS held_after, b.recorded_at
           FROM bench_batch b JOIN member_balance mb ON mb.program_id = 1 AND mb.member_id = b.member_id
         UNION ALL
-        SELECT b.g, 2, b.id, $1, NULL, -b.points, NULL, NULL, NULL FROM bench_batch b) x
+        SELECT b.g, 2, b.id, $1, NULL, -b.points, NULL, NULL, NULL, b.recorded_at FROM bench_batch b) x
  ORDER BY x.g, x.leg""",
     """UPDATE member_balance mb
    SET available = mb.available + s.points, version = mb.version + s.entries, updated_at = s.last

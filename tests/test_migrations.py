@@ -107,7 +107,8 @@ class TestDatabaseGuards:
             )
             await db.execute(
                 "INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,"
-                " available_after, pending_after, held_after) VALUES ($4, $1, $2, $3, 500, 500, 0, 0)",
+                " available_after, pending_after, held_after, recorded_at)"
+                " VALUES ($4, $1, $2, $3, 500, 500, 0, 0, now())",
                 entry_id,
                 account["id"],
                 account["member_id"],

@@ -78,11 +78,15 @@ SELECT b.available, b.pending, b.held
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 
+# The member's last posting of an entry recorded by then. The posting's own copy of
+# recorded_at keeps this inside the member's postings (an index-only scan of
+# ix_posting_member_id_id): joining each entry instead probed the whole journal once
+# per posting since `as_of`, which grew with the ledger (bench/growth.py).
 BALANCE_AS_OF = """
-SELECT p.available_after, p.pending_after, p.held_after
-  FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
- WHERE p.program_id = $1 AND p.member_id = $2 AND e.recorded_at <= $3
- ORDER BY p.id DESC
+SELECT available_after, pending_after, held_after
+  FROM posting
+ WHERE program_id = $1 AND member_id = $2 AND recorded_at <= $3
+ ORDER BY id DESC
  LIMIT 1
 """
 

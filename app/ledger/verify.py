@@ -19,12 +19,14 @@ class Check:
 
 CHECKS = (
     Check(
-        "every entry has two or more postings summing to zero",
+        "every entry has two or more postings summing to zero, each recorded when the entry was",
         """
-        SELECT e.id::text, count(p.id) AS postings, coalesce(sum(p.amount), 0) AS total
+        SELECT e.id::text, count(p.id) AS postings, coalesce(sum(p.amount), 0) AS total,
+               count(*) FILTER (WHERE p.recorded_at <> e.recorded_at) AS recorded_otherwise
           FROM journal_entry e LEFT JOIN posting p ON p.program_id = e.program_id AND p.entry_id = e.id
          GROUP BY e.program_id, e.id
         HAVING count(p.id) < 2 OR coalesce(sum(p.amount), 0) <> 0
+            OR count(*) FILTER (WHERE p.recorded_at <> e.recorded_at) > 0
         """,
     ),
     Check(

@@ -90,6 +90,25 @@ def test_an_edited_reason_is_named(ledger: tuple[str, str, list[str]]) -> None:
     assert "[ok] every entry has two or more postings summing to zero" in output
 
 
+def test_a_posting_recorded_at_another_time_is_named(ledger: tuple[str, str, list[str]]) -> None:
+    # the chain covers the entry's recorded_at, not the postings' copies of it (which
+    # a balance as of an instant reads): verify compares the two
+    url, dsn, ids = ledger
+    asyncio.run(
+        _tamper(
+            dsn,
+            f"UPDATE posting SET recorded_at = recorded_at - interval '1 day' WHERE entry_id = '{ids[3]}'",
+        )
+    )
+    code, output = verify(url)
+    assert code == 1
+    assert (
+        "[FAIL] every entry has two or more postings summing to zero, each recorded when the entry was"
+        in output
+    )
+    assert f"id={ids[3]}" in output
+
+
 def test_a_deleted_entry_is_named(ledger: tuple[str, str, list[str]]) -> None:
     url, dsn, ids = ledger
     victim = ids[4]  # the last award: its removal leaves every balance check but one sound

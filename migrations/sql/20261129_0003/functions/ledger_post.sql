@@ -25,7 +25,9 @@
 -- the program: LP004 (DETAIL: the external id). A balance that would go negative:
 -- LP001 (DETAIL: JSON with the member, its balances and the entry's changes). A leg
 -- naming an account that does not exist: LP005. A balance past 2^63-1: 22003.
--- Each member posting records the member's balances right after the entry.
+-- Each member posting records the member's balances right after the entry, and
+-- every posting the entry's p_recorded_at (a balance as of an instant reads a
+-- member's postings alone).
 -- System accounts have no balance row and take no lock: concurrent earns never
 -- queue on the issuance account.
 --
@@ -185,9 +187,9 @@ BEGIN
         END IF;
 
         INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,
-                             available_after, pending_after, held_after)
+                             available_after, pending_after, held_after, recorded_at)
         SELECT p_program_id, p_entry_id, a.id, v_member.member_id, l.amount,
-               v_balance.available, v_balance.pending, v_balance.held
+               v_balance.available, v_balance.pending, v_balance.held, p_recorded_at
           FROM unnest(p_members, p_accounts, p_amounts)
                WITH ORDINALITY AS l(external_id, account, amount, n)
           JOIN account a ON a.program_id = p_program_id AND a.member_id = v_member.member_id
@@ -328,8 +330,8 @@ BEGIN
 
     -- System accounts (issuance, redemption...) have no balance row and take no
     -- lock: their balance is the sum of their postings.
-    INSERT INTO posting (program_id, entry_id, account_id, amount)
-    SELECT p_program_id, p_entry_id, a.id, l.amount
+    INSERT INTO posting (program_id, entry_id, account_id, amount, recorded_at)
+    SELECT p_program_id, p_entry_id, a.id, l.amount, p_recorded_at
       FROM unnest(p_members, p_accounts, p_amounts, v_partners)
            WITH ORDINALITY AS l(external_id, account, amount, partner_id, n)
       JOIN account a ON a.program_id = p_program_id AND a.member_id IS NULL AND a.kind = l.account
