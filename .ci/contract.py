@@ -62,8 +62,10 @@ async def admin_key(url: str) -> str:
     key, prefix, digest = mint_key()
     connection = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
+        # a key is found by its digest through the global api_key_lookup first
         await connection.execute(
-            "INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
+            "WITH lookup AS (INSERT INTO api_key_lookup (key_hash, program_id) VALUES ($2, 1))"
+            " INSERT INTO api_key (id, program_id, name, key_prefix, key_hash, scopes, created_at)"
             " VALUES (gen_random_uuid(), 1, 'contract', $1, $2, ARRAY['admin'], now())",
             prefix,
             digest,
