@@ -274,6 +274,10 @@ def upgrade() -> None:
         op.execute(f"DROP INDEX {old}")
         op.execute(f"CREATE UNIQUE INDEX {new} ON {definition}")
     # the primary key (program_id, id) is this index now
+    # An entry's postings are read with their program: (program_id, entry_id), so a
+    # lookup never ANDs in a range of the program's whole primary key.
+    op.drop_index("ix_posting_entry_id", table_name="posting")
+    op.create_index("ix_posting_program_id_entry_id", "posting", ["program_id", "entry_id"], unique=False)
     op.execute("DROP INDEX ix_member_program_id_id")
 
     for table, column, referenced, referenced_column, options in PROGRAM_FKS:
