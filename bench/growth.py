@@ -1,7 +1,7 @@
 """Reads as the ledger grows: the same reads over HTTP on a ledger of 100,000
 postings and on one of 10,000,000, side by side.
 
-    uv run python -m bench.growth                       # about 45 minutes; ~10 GB of disk
+    uv run python -m bench.growth                       # 22-36 minutes here; 11 GB of disk
     uv run python -m bench.growth --postings 1000000    # a quicker look
 
 Two fresh databases, points_ledger_bench_growth_small (--small postings) and
