@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from fastapi import FastAPI
 
 from app.orders import repository as orders_repository
 from app.tiers import repository as tiers_repository
@@ -44,13 +45,12 @@ class TestTierWindowsWithTheFacts:
         assert await code_of(api, member) == "silver"
 
     async def test_a_process_that_must_ask_reaches_the_same_upgrade_with_one_more_query(
-        self, api: Api, monkeypatch: pytest.MonkeyPatch
+        self, api: Api, app: FastAPI, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         await api.use_rules(tier_rules())
         member = await api.enrol()
         await order(api, member, "30.00", month(-3))
         calls = _count_activity_queries(monkeypatch)
-        app = api.client._transport.app  # type: ignore[attr-defined]
         cache = app.state.context.rules
         monkeypatch.setattr(cache, "cached_active", lambda program: (None, -1))
         second = await order(api, member, "45.50", month(-2))
