@@ -162,6 +162,7 @@ def main() -> None:
         for number in range(args.rounds):
             order = list(targets) if number % 2 == 0 else list(reversed(targets))
             for name in order:
+                common.settle(DATABASE)
                 _, port, _, paths = targets[name]
                 rounds.append(drive(name, port, {**wrk_env, **paths}, args.seconds, args.connections))
                 print(f"round {number + 1} {name:8s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True)

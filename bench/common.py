@@ -83,6 +83,25 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def settle(name: str) -> None:
+    """VACUUM (ANALYZE) the bench database between measured rounds, outside the
+    measured time: what autovacuum does on its own on a production server (its
+    analyze threshold is a tenth of a table changed, which every round passes).
+    The shared server here runs with autovacuum off; without this, statistics
+    taken when the tables were empty stay, and a connection's cached plan for a
+    table that then grew by 100,000 rows scans all of it on every request (a
+    round's req/s then fell by half from one round to the next)."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(asyncpg_dsn(database_url(name)))
+        try:
+            await connection.execute("VACUUM (ANALYZE)")
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
 async def sound(name: str) -> bool:
     connection = await asyncpg.connect(asyncpg_dsn(database_url(name)))
     try:

@@ -295,6 +295,7 @@ def main() -> None:
         for number in range(args.rounds):
             order = TARGETS[number % 3 :] + TARGETS[: number % 3]
             for target in order:
+                common.settle(DATABASE)
                 env = wrk_env(target, args.members, checkout, next(run_ids))
                 server = processes[0 if target == "bare" else 1].pid
                 server_before, database_before = server_cpu(server), asyncio.run(database_cpu())
@@ -316,6 +317,7 @@ def main() -> None:
         bare_max = statistics.median(r.requests_per_second for r in rounds if r.target == "bare")
         rate = bare_max / 2
         for target in TARGETS:
+            common.settle(DATABASE)
             make = paced_requests(target, args.members, checkout)
             paced[target] = asyncio.run(
                 pace.run(target_port(target), rate, args.paced_seconds, args.connections, make)

@@ -97,6 +97,7 @@ def main() -> None:
             # each round starts with another target, so none always runs first
             order = list(targets)[number % 3 :] + list(targets)[: number % 3]
             for name in order:
+                common.settle(DATABASE)
                 port, _ = targets[name]
                 rounds.append(drive(name, port, wrk_env, args.seconds, args.connections))
                 print(f"round {number + 1} {name:9s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True)
