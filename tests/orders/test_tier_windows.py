@@ -99,9 +99,9 @@ class TestFactsQuery:
         )
         assert facts.window_activity == tuple(expected)
         assert facts.window_activity == (
-            (1, Decimal("10.00"), 10),
-            (2, Decimal("40.00"), 40),
-            (1, Decimal("30.00"), 30),
+            (1, Decimal("10.00"), 10, 0),
+            (2, Decimal("40.00"), 40, 0),
+            (1, Decimal("30.00"), 30, 0),
         )
 
         on_top = await orders_repository.member_facts(
