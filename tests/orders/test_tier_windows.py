@@ -23,9 +23,9 @@ def _count_activity_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = tiers_repository.activity
 
-    async def counted(connection: Any, program: int, windows: list[Any]) -> Any:
+    async def counted(connection: Any, program: int, windows: list[Any], *, referrals: bool = False) -> Any:
         calls.append(len(windows))
-        return await real(connection, program, windows)
+        return await real(connection, program, windows, referrals=referrals)
 
     monkeypatch.setattr(tiers_repository, "activity", counted)
     return calls
