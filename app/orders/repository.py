@@ -211,6 +211,17 @@ SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines,
  ORDER BY o.id
 """
 
+# Member events that occurred in a period and still count (not reversed), in the
+# order they were recorded: the what-if's replay of event points and streaks.
+PAST_EVENTS = """
+SELECT v.member_id, v.type, v.occurred_at, v.points + v.referrer_points AS points
+  FROM member_event v
+ WHERE v.program_id = $1 AND v.occurred_at >= $2 AND v.occurred_at < $3
+   AND NOT EXISTS (SELECT 1 FROM journal_entry r
+                    WHERE r.program_id = v.program_id AND r.reverses_entry_id = v.entry_id)
+ ORDER BY v.id
+"""
+
 # What each rule gave the same orders, summed from their entries' explanations.
 PAST_POINTS_BY_RULE = """
 SELECT line->>'rule' AS rule, sum((line->>'points')::bigint)::bigint AS points
@@ -460,6 +471,13 @@ def past_orders(
 ) -> AsyncIterator[asyncpg.Record]:
     """A server-side cursor (the caller holds a transaction): memory stays flat."""
     return stream(connection, PAST_ORDERS, program_id, start, end, batch=prefetch)
+
+
+def past_events(
+    connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
+) -> AsyncIterator[asyncpg.Record]:
+    """A server-side cursor, like past_orders()."""
+    return stream(connection, PAST_EVENTS, program_id, start, end, batch=prefetch)
 
 
 async def past_points_by_rule(

@@ -708,6 +708,23 @@ async def past_orders(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PastEvent:
+    member_id: int
+    type: str
+    occurred_at: datetime
+    points: int  # what it earned, both sides of a referral
+
+
+async def past_events(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> AsyncIterator[PastEvent]:
+    """Member events that occurred in [start, end) and were not reversed, in the
+    order they were recorded (call inside a transaction, as past_orders())."""
+    async for row in repository.past_events(connection, program_id, start, end):
+        yield PastEvent(row["member_id"], row["type"], row["occurred_at"], row["points"])
+
+
 async def past_points_by_rule(
     connection: Connection, program_id: int, start: datetime, end: datetime
 ) -> dict[str, int]:

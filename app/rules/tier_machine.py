@@ -281,7 +281,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _activity_json(activity: Activity, window: Window | None) -> dict[str, Any]:
-    found: dict[str, Any] = {"orders": activity.orders, "spend": str(activity.spend), "points": activity.points}
+    found: dict[str, Any] = {
+        "orders": activity.orders,
+        "spend": str(activity.spend),
+        "points": activity.points,
+    }
     if activity.referrals:
         # only under rules that count them (history rows read a missing key as 0)
         found["referrals"] = activity.referrals

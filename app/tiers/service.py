@@ -53,7 +53,7 @@ from app.rules.tier_machine import (
     upgrade_windows,
     window,
 )
-from app.rules.tiers import Activity, keep_price, progress, term_end, tier_by_code, window_start
+from app.rules.tiers import Activity, keep_price, progress, qualified, term_end, tier_by_code, window_start
 from app.rulesets.cache import RulesCache
 from app.tiers import repository
 from app.tiers.schemas import (
@@ -198,6 +198,33 @@ async def apply_referrer_upgrade(
         return None
     await repository.apply(connection, program_id, rules_version, now, [found])
     return found.state.tier
+
+
+async def qualified_counts(
+    connection: Connection, rules: RulesDocument, program_id: int, as_of: datetime
+) -> dict[str, int]:
+    """How many of the program's members qualify for each tier of `rules` (as the
+    best they reach) on the activity of the window ending at `as_of`, referrals
+    counted when the tiers name them: what a what-if shows of tier rules. Reads
+    every member, in batches."""
+    counts = {tier.code: 0 for tier in rules.tiers}
+    if not rules.tiers:
+        return counts
+    w = window(rules, as_of)
+    after = 0
+    while True:
+        rows = await repository.batch(connection, program_id, after, BATCH)
+        if not rows:
+            return counts
+        members = [row["member_id"] for row in rows]
+        found = await repository.activity(
+            connection, program_id, [(m, w.start, w.end) for m in members], referrals=uses_referrals(rules)
+        )
+        for row in found:
+            reached = qualified(rules, _activity(row))
+            if reached is not None:
+                counts[reached.code] += 1
+        after = members[-1]
 
 
 # -- reading ----------------------------------------------------------------------------------
