@@ -76,15 +76,15 @@ SELECT {_STATE_COLUMNS}
    FOR UPDATE OF b
 """
 
-# The member who referred $2, locked, with their tier state, if $2's orders paid
-# before $3 are all fully refunded (so the order at $3 is $2's first: a referral
-# for them); no row, and no lock, otherwise.
-LOCKED_REFERRER_IF_FIRST_ORDER = f"""
-SELECT {_STATE_COLUMNS}
+# The member who referred $2, locked, if $2's orders paid before $3 are all fully
+# refunded (so the order at $3 is $2's first: a referral for them); no row, and no
+# lock, otherwise. Their tier is read by the next statement: this one's snapshot
+# predates the lock wait, and a concurrent referral may have just changed it.
+LOCKED_REFERRER_IF_FIRST_ORDER = """
+SELECT m.id AS member_id
   FROM member f
   JOIN member m ON m.program_id = f.program_id AND m.id = f.referred_by_member_id
   JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
-  LEFT JOIN member_tier t ON t.program_id = m.program_id AND t.member_id = m.id
  WHERE f.program_id = $1 AND f.id = $2
    AND NOT EXISTS (SELECT 1 FROM paid_order p
                     WHERE p.program_id = $1 AND p.member_id = $2 AND p.paid_at < $3
@@ -169,8 +169,9 @@ async def state(
 
 async def locked_referrer_if_first_order(
     connection: Connection, program_id: int, member_id: int, paid_at: datetime
-) -> asyncpg.Record | None:
-    return await connection.fetchrow(LOCKED_REFERRER_IF_FIRST_ORDER, program_id, member_id, paid_at)
+) -> int | None:
+    found = await connection.fetchval(LOCKED_REFERRER_IF_FIRST_ORDER, program_id, member_id, paid_at)
+    return None if found is None else int(found)
 
 
 async def state_by_id(connection: Connection, program_id: int, member_id: int) -> asyncpg.Record | None:

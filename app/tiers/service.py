@@ -181,14 +181,16 @@ async def apply_referrer_upgrade(
     under rules whose tiers name no `referrals`."""
     if not uses_referrals(rules):
         return None
-    row = await repository.locked_referrer_if_first_order(connection, program_id, member_id, at)
-    if row is None:
+    referrer = await repository.locked_referrer_if_first_order(connection, program_id, member_id, at)
+    if referrer is None:
         return None
+    row = await repository.state_by_id(connection, program_id, referrer)
+    assert row is not None
     found = await upgrade_decision(
         connection,
         rules,
         program_id=program_id,
-        member_id=row["member_id"],
+        member_id=referrer,
         current=row["tier_code"],
         at=at,
         now=now,
