@@ -1,4 +1,4 @@
-"""streaks and referral tiers: member_event.streak_position, member referrals index, tier_activity(p_referrals)
+"""streaks and referral tiers: member_event.streak_position, referrers index, tier_activity(p_referrals)
 
 Revision ID: 20261129_0008
 Revises: 20261129_0004
@@ -36,9 +36,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP FUNCTION tier_activity(bigint, bigint[], timestamptz[], timestamptz[], boolean)"
-    )
+    op.execute("DROP FUNCTION tier_activity(bigint, bigint[], timestamptz[], timestamptz[], boolean)")
     install(op.get_bind(), frozen("20261129_0004"), only=["functions/tier_activity"])
     op.drop_index(
         "ix_member_program_id_referred_by_member_id",
