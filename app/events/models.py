@@ -6,7 +6,18 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, Identity, Index, PrimaryKeyConstraint, Text, Uuid, text
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,3 +55,7 @@ class MemberEvent(Base):
     referrer_member_id: Mapped[int | None] = mapped_column(BigInteger)
     referrer_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    # A type with a streak: this event's position in the member's streak (1 to the
+    # rules' `days`), where the next event of the type continues from; null when it
+    # did not count towards one (a day already counted, or no streak in the rules).
+    streak_position: Mapped[int | None] = mapped_column(Integer)

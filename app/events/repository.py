@@ -34,10 +34,24 @@ SELECT count(*) FILTER (WHERE v.local_day = $4) AS today,
                     WHERE r.program_id = v.program_id AND r.reverses_entry_id = v.entry_id)
 """
 
+# Where the member's streak of a type stands: their latest event of the type that
+# counted towards one (a reversed event no longer counts). Read under the member's
+# lock, so two check-ins of one member (a retry under another key, say) move the
+# streak one after the other and a completed streak pays once.
+LAST_STREAK = """
+SELECT v.local_day, v.streak_position
+  FROM member_event v
+ WHERE v.program_id = $1 AND v.member_id = $2 AND v.type = $3 AND v.streak_position IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM journal_entry r
+                    WHERE r.program_id = v.program_id AND r.reverses_entry_id = v.entry_id)
+ ORDER BY v.local_day DESC, v.id DESC
+ LIMIT 1
+"""
+
 INSERT_EVENT = """
 INSERT INTO member_event (program_id, member_id, type, occurred_at, recorded_at, local_day, entry_id, points,
-                          referrer_member_id, referrer_points, attributes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
+                          referrer_member_id, referrer_points, attributes, streak_position)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)
 """
 
 
@@ -51,6 +65,15 @@ async def counts(
     row = await connection.fetchrow(COUNTS, program_id, member_id, event_type, day)
     assert row is not None
     return int(row["today"]), int(row["ever"])
+
+
+async def last_streak(
+    connection: Connection, program_id: int, member_id: int, event_type: str
+) -> tuple[date, int] | None:
+    """(local day, position) of the member's latest event of the type that counted
+    towards a streak, if any."""
+    row = await connection.fetchrow(LAST_STREAK, program_id, member_id, event_type)
+    return None if row is None else (row["local_day"], row["streak_position"])
 
 
 async def insert_event(
@@ -67,6 +90,7 @@ async def insert_event(
     referrer_member_id: int | None,
     referrer_points: int,
     attributes: dict[str, Any],
+    streak_position: int | None = None,
 ) -> None:
     await connection.execute(
         INSERT_EVENT,
@@ -81,4 +105,5 @@ async def insert_event(
         referrer_member_id,
         referrer_points,
         json.dumps(attributes),
+        streak_position,
     )

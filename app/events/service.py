@@ -1,5 +1,6 @@
 """Where a non-order activity earns: one transaction that locks the member, counts
-their events of the type for the local day, asks the rules, and posts."""
+their events of the type for the local day (and, for a type with a streak, reads
+where their streak stands), asks the rules, and posts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app.ledger import posting
 from app.ledger.entries import Leg, MemberAccount
 from app.ledger.errors import MemberNotFound
 from app.rules import EventFacts, RulesError, earn_event
-from app.rules.events import local_day
+from app.rules.events import StreakMark, local_day
 from app.rules.lifecycle import lot_expiry
 from app.tiers import service as tiers
 
@@ -57,6 +58,14 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
             rules = await context.rules.document(connection, program_id, facts["rules_version"])
             day = local_day(rules, body.occurred_at)
             today, ever = await repository.counts(connection, program_id, facts["member_id"], body.type, day)
+            last_streak = None
+            rule = rules.events.get(body.type)
+            if rule is not None and rule.streak is not None:
+                found_streak = await repository.last_streak(
+                    connection, program_id, facts["member_id"], body.type
+                )
+                if found_streak is not None:
+                    last_streak = StreakMark(*found_streak)
             try:
                 earning = earn_event(
                     rules,
@@ -66,6 +75,7 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
                         earned_today=today,
                         has_referrer=facts["referrer"] is not None,
                         referrals_before=ever if body.type == "referral" else 0,
+                        last_streak=last_streak,
                     ),
                 )
             except RulesError as exc:
@@ -111,6 +121,7 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
                 referrer_member_id=facts["referred_by_member_id"] if earning.referrer_points else None,
                 referrer_points=earning.referrer_points,
                 attributes=body.attributes or {},
+                streak_position=None if earning.streak is None else earning.streak.position,
             )
             # Both sides' points count towards their tiers; both are locked (ledger_post()).
             for member_id in (

@@ -14,6 +14,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,6 +33,13 @@ class Member(Base):
         # Members by enrolment: the newest first (GET /v1/members), and those whose
         # enrolment is their last activity reaching an inactivity deadline (`expire`).
         Index(None, "program_id", "enrolled_at", "id"),
+        # A member's referees, for tiers that count referrals (tier_activity()).
+        Index(
+            "ix_member_program_id_referred_by_member_id",
+            "program_id",
+            "referred_by_member_id",
+            postgresql_where=text("referred_by_member_id IS NOT NULL"),
+        ),
         CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status_known"),
     )
 

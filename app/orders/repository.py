@@ -27,8 +27,9 @@ from app.rules.tier_machine import TierDecision
 # checkout then needs no third round trip for tiers.
 ORDER_FACTS = """
 SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
-       h.found IS NOT NULL AS has_orders, d.days, d.points,
-       a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points
+       h.found IS NOT NULL AS has_orders, d.days, d.points, m.referred_by_member_id,
+       a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points,
+       a.referrals AS window_referrals
   FROM member m
   JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   JOIN rules_version r ON r.program_id = m.program_id AND r.active
@@ -51,7 +52,7 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
        ) d
  CROSS JOIN LATERAL (
        SELECT array_agg(w.orders ORDER BY w.n) AS orders, array_agg(w.spend ORDER BY w.n) AS spend,
-              array_agg(w.points ORDER BY w.n) AS points
+              array_agg(w.points ORDER BY w.n) AS points, array_agg(w.referrals ORDER BY w.n) AS referrals
          FROM tier_activity(p_program_id => m.program_id,
                             p_members => array_fill(m.id, ARRAY[cardinality($6::timestamptz[])]),
                             p_starts => $6, p_ends => $7) w
@@ -74,6 +75,28 @@ PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
  WHERE m.program_id = $1 AND m.external_id = $2""",
 )
 LOCKED_PARTNER_ORDER_FACTS = PARTNER_ORDER_FACTS + "   FOR UPDATE OF b\n"
+
+
+def _with_referrals(query: str) -> str:
+    # Rules whose tiers name `referrals`: the windows count the member's referees
+    # too. A separate text rather than a parameter, so that for every other program
+    # the function inlines with p_referrals false and plans exactly as before.
+    plain = "p_starts => $6, p_ends => $7)"
+    return query.replace(plain, plain[:-1] + ", p_referrals => true)")
+
+
+# (partner's order, locked, with referrals) -> the facts query
+_FACTS_QUERIES = {
+    (partner, lock, referrals): (_with_referrals(query) if referrals else query)
+    for (partner, lock), query in {
+        (False, False): ORDER_FACTS,
+        (False, True): LOCKED_ORDER_FACTS,
+        (True, False): PARTNER_ORDER_FACTS,
+        (True, True): LOCKED_PARTNER_ORDER_FACTS,
+    }.items()
+    for referrals in (False, True)
+}
+assert all("p_referrals => true" in q for (_, _, r), q in _FACTS_QUERIES.items() if r)
 
 # app/sql/functions/ledger_post_order.sql states the contract.
 POST_ORDER = """
@@ -188,6 +211,17 @@ SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines,
  ORDER BY o.id
 """
 
+# Member events that occurred in a period and still count (not reversed), in the
+# order they were recorded: the what-if's replay of event points and streaks.
+PAST_EVENTS = """
+SELECT v.member_id, v.type, v.occurred_at, v.points + v.referrer_points AS points
+  FROM member_event v
+ WHERE v.program_id = $1 AND v.occurred_at >= $2 AND v.occurred_at < $3
+   AND NOT EXISTS (SELECT 1 FROM journal_entry r
+                    WHERE r.program_id = v.program_id AND r.reverses_entry_id = v.entry_id)
+ ORDER BY v.id
+"""
+
 # What each rule gave the same orders, summed from their entries' explanations.
 PAST_POINTS_BY_RULE = """
 SELECT line->>'rule' AS rule, sum((line->>'points')::bigint)::bigint AS points
@@ -209,9 +243,10 @@ class MemberFacts:
     has_orders: bool
     earned_by_day: dict[date, int]
     tier: str | None = None
-    # (orders, spend, points) in each window asked for; None when not asked, or
-    # when the member holds the top tier
-    window_activity: tuple[tuple[int, Decimal, int], ...] | None = None
+    # (orders, spend, points, referrals) in each window asked for; None when not
+    # asked, or when the member holds the top tier
+    window_activity: tuple[tuple[int, Decimal, int, int], ...] | None = None
+    referred_by_member_id: int | None = None
     # a partner's order: its earn rate in force, if any
     rate_id: int | None = None
     price_per_point: Decimal | None = None
@@ -229,16 +264,16 @@ async def member_facts(
     now: datetime | None = None,
     windows: Sequence[tuple[datetime | None, datetime]] | None = None,
     top_tier: str | None = None,
+    referrals: bool = False,
 ) -> MemberFacts | None:
     starts = None if windows is None else [start for start, _ in windows]
     ends = None if windows is None else [end for _, end in windows]
+    query = _FACTS_QUERIES[partner_id is not None, lock, referrals]
     if partner_id is None:
-        query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
         row = await connection.fetchrow(
             query, program_id, member, first_day, last_day, None, starts, ends, top_tier
         )
     else:
-        query = LOCKED_PARTNER_ORDER_FACTS if lock else PARTNER_ORDER_FACTS
         row = await connection.fetchrow(
             query, program_id, member, first_day, last_day, partner_id, starts, ends, top_tier, now
         )
@@ -249,7 +284,13 @@ async def member_facts(
     window_activity = None
     if row["window_orders"] is not None:
         window_activity = tuple(
-            zip(row["window_orders"], row["window_spend"], row["window_points"], strict=True)
+            zip(
+                row["window_orders"],
+                row["window_spend"],
+                row["window_points"],
+                row["window_referrals"],
+                strict=True,
+            )
         )
     return MemberFacts(
         member_id=row["member_id"],
@@ -261,6 +302,7 @@ async def member_facts(
         earned_by_day=dict(zip(days, points, strict=True)),
         tier=row["tier"],
         window_activity=window_activity,
+        referred_by_member_id=row["referred_by_member_id"],
         rate_id=row["rate_id"] if partner_id is not None else None,
         price_per_point=row["price_per_point"] if partner_id is not None else None,
     )
@@ -429,6 +471,13 @@ def past_orders(
 ) -> AsyncIterator[asyncpg.Record]:
     """A server-side cursor (the caller holds a transaction): memory stays flat."""
     return stream(connection, PAST_ORDERS, program_id, start, end, batch=prefetch)
+
+
+def past_events(
+    connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
+) -> AsyncIterator[asyncpg.Record]:
+    """A server-side cursor, like past_orders()."""
+    return stream(connection, PAST_EVENTS, program_id, start, end, batch=prefetch)
 
 
 async def past_points_by_rule(

@@ -197,6 +197,34 @@ class RuleSplit(BaseModel):
     delta_points: int = Field(description="simulated minus actual", examples=[1200])
 
 
+class EventsSimulationOut(BaseModel):
+    events: int = Field(
+        description="events that occurred in the period (reversed ones left out)", examples=[900]
+    )
+    actual_points: int = Field(description="what they earned, both sides of referrals", examples=[4500])
+    simulated_points: int = Field(
+        description="what they would have earned under `version`: fixed points, per-day limits and "
+        "streak bonuses, with limits and streaks counted from the start of the period",
+        examples=[5200],
+    )
+    delta_points: int = Field(description="simulated minus actual", examples=[700])
+    streaks_completed: int = Field(
+        description="streaks (`events.<type>.streak`) the replay completed, each paying its bonus once",
+        examples=[14],
+    )
+
+
+class TierSimulationOut(BaseModel):
+    tier: str = Field(description="tier code (of either version)", examples=["gold"])
+    actual_members: int = Field(
+        description="members whose activity qualifies them for this tier (as their best) under the "
+        "active rules",
+        examples=[120],
+    )
+    simulated_members: int = Field(description="the same under `version`", examples=[135])
+    delta_members: int = Field(description="simulated minus actual", examples=[15])
+
+
 class SimulationOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -215,6 +243,14 @@ class SimulationOut(BaseModel):
     )
     delta_points: int = Field(description="simulated minus actual", examples=[250000])
     rules: list[RuleSplit] = Field(description="the split by rule, largest change first")
+    events: EventsSimulationOut = Field(
+        description="member events that occurred in the period, replayed under `version` (not part of "
+        "the order totals above)"
+    )
+    tiers: list[TierSimulationOut] = Field(
+        description="members each tier would hold on the activity of the window ending at `to`, "
+        "under the active rules and under `version` (referrals counted when a version's tiers name them)"
+    )
 
 
 class OrderRefundOut(BaseModel):

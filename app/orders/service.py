@@ -59,6 +59,7 @@ from app.rules import (
     refund_amount,
     refund_lines,
 )
+from app.rules.document import uses_referrals
 from app.rules.earning import local_time
 from app.rules.lifecycle import lot_expiry
 from app.rules.tier_machine import TierDecision, Window, upgrade_windows
@@ -228,6 +229,7 @@ class _Known:
     rules: RulesDocument | None = None
     windows: tuple[Window, ...] | None = None
     top_tier: str | None = None
+    referrals: bool = False  # the rules' tiers name `referrals`: the windows count them
 
     @staticmethod
     def of(context: AppContext, program_id: int, body: OrderIn, now: datetime) -> _Known:
@@ -238,7 +240,9 @@ class _Known:
             )
         version, rules = cached
         top = max(rules.tiers, key=lambda tier: tier.rank).code
-        return _Known(generation, version, rules, upgrade_windows(rules, body.paid_at, now), top)
+        return _Known(
+            generation, version, rules, upgrade_windows(rules, body.paid_at, now), top, uses_referrals(rules)
+        )
 
 
 async def _facts(
@@ -264,6 +268,7 @@ async def _facts(
         now=now,
         windows=None if known is None or known.windows is None else [(w.start, w.end) for w in known.windows],
         top_tier=None if known is None else known.top_tier,
+        referrals=known is not None and known.referrals,
     )
     if facts is None:
         raise MemberNotFound(f"no member {body.member} in this program")
@@ -282,7 +287,7 @@ def _window_activity(facts: MemberFacts, known: _Known | None) -> tuple[Activity
         return None
     if facts.window_activity is None:
         return None
-    return tuple(Activity(orders=o, spend=s, points=p) for o, s, p in facts.window_activity)
+    return tuple(Activity(orders=o, spend=s, points=p, referrals=r) for o, s, p, r in facts.window_activity)
 
 
 async def place(
@@ -323,6 +328,12 @@ async def place(
             recorded=_window_activity(facts, known),
         )
         order = _new_order(request, body, rules, facts, order_facts, earning, now, entry_id, upgrade, partner)
+        # A referred member's first order may be the referral that lifts the member
+        # who referred them (tiers that count referrals): that upgrade must commit
+        # with the order, so such orders take the transaction path.
+        referral = uses_referrals(rules) and facts.referred_by_member_id is not None
+        if referral and not connection.is_in_transaction():
+            return None
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
@@ -331,6 +342,17 @@ async def place(
                 raise
             raise problem from exc
         if row["outcome"] == "posted":
+            if referral:
+                await tiers.apply_referrer_upgrade(
+                    connection,
+                    rules,
+                    facts.rules_version,
+                    program_id=program_id,
+                    member_id=facts.member_id,
+                    at=body.paid_at,
+                    now=now,
+                    entry_id=entry_id if earning.points else None,
+                )
             return StoredResponse(201, order.response_body)
         if row["outcome"] == "exists":
             return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
@@ -684,6 +706,23 @@ async def past_orders(
             points=row["points"],
             partner=row["partner"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PastEvent:
+    member_id: int
+    type: str
+    occurred_at: datetime
+    points: int  # what it earned, both sides of a referral
+
+
+async def past_events(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> AsyncIterator[PastEvent]:
+    """Member events that occurred in [start, end) and were not reversed, in the
+    order they were recorded (call inside a transaction, as past_orders())."""
+    async for row in repository.past_events(connection, program_id, start, end):
+        yield PastEvent(row["member_id"], row["type"], row["occurred_at"], row["points"])
 
 
 async def past_points_by_rule(

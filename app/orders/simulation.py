@@ -9,12 +9,15 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from app.context import AppContext
+from app.db import Connection
 from app.errors import ValidationFailed
 from app.orders import service as orders
-from app.orders.schemas import RuleSplit, SimulationIn, SimulationOut
+from app.orders.schemas import EventsSimulationOut, RuleSplit, SimulationIn, SimulationOut, TierSimulationOut
 from app.principal import Principal
-from app.rules import RulesError, earn_order
+from app.rules import EventFacts, RulesDocument, RulesError, earn_event, earn_order
+from app.rules.events import StreakMark
 from app.rulesets.service import RulesVersionNotFound
+from app.tiers import service as tiers
 
 # Orders replayed between two yields to the event loop (a few milliseconds' work).
 YIELD_EVERY = 64
@@ -79,6 +82,8 @@ async def simulate(
                 earned[day] = earned.get(day, 0) + earning.points
                 for line in earning.lines:
                     split.setdefault(line.rule, [0, 0])[1] += line.points
+            events = await _replay_events(connection, rules, program_id, body)
+            tier_counts = await _tier_counts(context, connection, rules, program_id, body)
     rules_split = [
         RuleSplit(rule=rule, actual_points=a, simulated_points=s, delta_points=s - a)
         for rule, (a, s) in split.items()
@@ -94,4 +99,77 @@ async def simulate(
         simulated_points=simulated,
         delta_points=simulated - actual,
         rules=rules_split,
+        events=events,
+        tiers=tier_counts,
     )
+
+
+async def _replay_events(
+    connection: Connection, rules: RulesDocument, program_id: int, body: SimulationIn
+) -> EventsSimulationOut:
+    """Replay the member events that occurred in [from, to) under `rules`, in the
+    order they were recorded: per-day limits, a referral's once-only rule and
+    streaks are counted by the replay itself, from the start of the period (a
+    streak under way before it starts from nothing). An event the rules refuse
+    earns nothing."""
+    count = actual = simulated = streaks = 0
+    today: dict[tuple[int, str, date], int] = {}
+    referred: set[int] = set()
+    marks: dict[tuple[int, str], StreakMark] = {}
+    zone = ZoneInfo(rules.timezone)
+    async for past in orders.past_events(connection, program_id, body.from_, body.to):
+        count += 1
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        actual += past.points
+        day = past.occurred_at.astimezone(zone).date()
+        try:
+            earning = earn_event(
+                rules,
+                EventFacts(
+                    type=past.type,
+                    occurred_at=past.occurred_at,
+                    earned_today=today.get((past.member_id, past.type, day), 0),
+                    has_referrer=True,  # recorded referrals had one
+                    referrals_before=int(past.member_id in referred) if past.type == "referral" else 0,
+                    last_streak=marks.get((past.member_id, past.type)),
+                ),
+            )
+        except RulesError:
+            continue
+        today[past.member_id, past.type, day] = today.get((past.member_id, past.type, day), 0) + 1
+        if past.type == "referral":
+            referred.add(past.member_id)
+        simulated += earning.points + earning.referrer_points
+        if earning.streak is not None:
+            marks[past.member_id, past.type] = earning.streak
+        streaks += any(line.rule.endswith(":streak") for line in earning.lines)
+    return EventsSimulationOut(
+        events=count,
+        actual_points=actual,
+        simulated_points=simulated,
+        delta_points=simulated - actual,
+        streaks_completed=streaks,
+    )
+
+
+async def _tier_counts(
+    context: AppContext, connection: Connection, rules: RulesDocument, program_id: int, body: SimulationIn
+) -> list[TierSimulationOut]:
+    """Members each tier would hold on the activity of the window ending at `to`,
+    under the active rules and under the simulated ones (a tier that counts
+    referrals shows what they do)."""
+    _, active = await context.rules.active(connection, program_id)
+    actual = await tiers.qualified_counts(connection, active, program_id, body.to)
+    simulated = await tiers.qualified_counts(connection, rules, program_id, body.to)
+    codes = [tier.code for tier in sorted(rules.tiers, key=lambda tier: tier.rank)]
+    codes += [code for code in actual if code not in simulated]
+    return [
+        TierSimulationOut(
+            tier=code,
+            actual_members=actual.get(code, 0),
+            simulated_members=simulated.get(code, 0),
+            delta_members=simulated.get(code, 0) - actual.get(code, 0),
+        )
+        for code in codes
+    ]

@@ -291,6 +291,19 @@ class Earn(_Section):
         return value
 
 
+class Streak(_Section):
+    """A bonus for events on consecutive local days ("check in 7 days in a row")."""
+
+    days: int = Field(
+        strict=True,
+        ge=2,
+        le=366,
+        description="consecutive local days that complete a streak; the count then starts again",
+        examples=[7],
+    )
+    points: Points = Field(description="bonus points paid once per completed streak", examples=[50])
+
+
 class EventRule(_Section):
     """Points for a non-order activity. `referral` takes `referrer` and `referee`
     (both sides earn) instead of `points`."""
@@ -313,6 +326,12 @@ class EventRule(_Section):
         ge=0,
         le=MAX_POINTS,
         description="referral: points for the new member",
+        examples=[None],
+    )
+    streak: Streak | None = Field(
+        default=None,
+        description="a bonus when the member has the event on `days` consecutive local days "
+        "(not for referral); several the same day count once, a missed day starts again",
         examples=[None],
     )
 
@@ -383,11 +402,17 @@ class Thresholds(_Section):
     orders: SmallCount | None = Field(default=None, description="qualifying orders", examples=[5])
     spend: PositiveAmount | None = Field(default=None, description="qualifying spend", examples=["200.00"])
     points: Points | None = Field(default=None, description="qualifying points earned", examples=[None])
+    referrals: SmallCount | None = Field(
+        default=None,
+        description="members enrolled with this member as `referred_by` whose first order (not fully "
+        "refunded) falls in the window",
+        examples=[None],
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Thresholds:
-        if self.orders is None and self.spend is None and self.points is None:
-            raise ValueError("set at least one of orders, spend, points")
+        if self.orders is None and self.spend is None and self.points is None and self.referrals is None:
+            raise ValueError("set at least one of orders, spend, points, referrals")
         return self
 
 
@@ -472,6 +497,8 @@ class RulesDocument(_Section):
             if name == "referral":
                 if rule.points is not None or rule.referrer is None or rule.referee is None:
                     raise ValueError("referral takes referrer and referee points, not points")
+                if rule.streak is not None:
+                    raise ValueError("referral earns once: it takes no streak")
                 if rule.referrer + rule.referee == 0:
                     raise ValueError("referral must give someone points")
             elif rule.points is None or rule.referrer is not None or rule.referee is not None:
@@ -488,6 +515,15 @@ class RulesDocument(_Section):
                 f"tier_policy.keep_with_points names unknown tiers: {', '.join(sorted(unknown))}"
             )
         return self
+
+
+def uses_referrals(rules: RulesDocument) -> bool:
+    """True when a tier qualifies or retains on referrals: only then is the activity
+    read with them (it costs a look at the member's referees' orders)."""
+    return any(
+        tier.qualify.referrals is not None or (tier.retain is not None and tier.retain.referrals is not None)
+        for tier in rules.tiers
+    )
 
 
 def default_document() -> RulesDocument:

@@ -257,7 +257,10 @@ def best_upgrade(
         activity = recorded
         if extra is not None and (judged_window.start is None or at >= judged_window.start):
             activity = Activity(
-                activity.orders + extra.orders, activity.spend + extra.spend, activity.points + extra.points
+                activity.orders + extra.orders,
+                activity.spend + extra.spend,
+                activity.points + extra.points,
+                activity.referrals + extra.referrals,
             )
         reached = upgrade(rules, current, activity)
         if reached is not None and (best is None or reached.rank > best[0].rank):
@@ -278,10 +281,16 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _activity_json(activity: Activity, window: Window | None) -> dict[str, Any]:
-    return {
+    found: dict[str, Any] = {
         "orders": activity.orders,
         "spend": str(activity.spend),
         "points": activity.points,
+    }
+    if activity.referrals:
+        # only under rules that count them (history rows read a missing key as 0)
+        found["referrals"] = activity.referrals
+    return {
+        **found,
         "window_start": None if window is None else _iso(window.start),
         "window_end": None if window is None else _iso(window.end),
     }

@@ -54,6 +54,9 @@ class Activity:
     orders: int
     spend: Decimal
     points: int
+    # members this member referred whose first order falls in the window (read only
+    # when a tier names `referrals`: 0 otherwise)
+    referrals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,8 @@ def missing(thresholds: Thresholds, activity: Activity) -> dict[str, int | str]:
         result["spend"] = _spend_shortfall(thresholds.spend, activity.spend)
     if thresholds.points is not None and activity.points < thresholds.points:
         result["points"] = thresholds.points - activity.points
+    if thresholds.referrals is not None and activity.referrals < thresholds.referrals:
+        result["referrals"] = thresholds.referrals - activity.referrals
     return result
 
 

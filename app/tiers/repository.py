@@ -13,8 +13,8 @@ from app.rules.tier_machine import TierDecision, TierState
 
 # Qualifying activity of members in windows (app/sql/functions/tier_activity.sql).
 ACTIVITY = """
-SELECT n, orders, spend, points
-  FROM tier_activity(p_program_id => $1, p_members => $2, p_starts => $3, p_ends => $4)
+SELECT n, orders, spend, points, referrals
+  FROM tier_activity(p_program_id => $1, p_members => $2, p_starts => $3, p_ends => $4, p_referrals => $5)
  ORDER BY n
 """
 
@@ -76,6 +76,22 @@ SELECT {_STATE_COLUMNS}
    FOR UPDATE OF b
 """
 
+# The member who referred $2, locked, if $2's orders paid before $3 are all fully
+# refunded (so the order at $3 is $2's first: a referral for them); no row, and no
+# lock, otherwise. Their tier is read by the next statement: this one's snapshot
+# predates the lock wait, and a concurrent referral may have just changed it.
+LOCKED_REFERRER_IF_FIRST_ORDER = """
+SELECT m.id AS member_id
+  FROM member f
+  JOIN member m ON m.program_id = f.program_id AND m.id = f.referred_by_member_id
+  JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
+ WHERE f.program_id = $1 AND f.id = $2
+   AND NOT EXISTS (SELECT 1 FROM paid_order p
+                    WHERE p.program_id = $1 AND p.member_id = $2 AND p.paid_at < $3
+                      AND (p.refunded_total < p.total OR p.total = 0))
+   FOR UPDATE OF b
+"""
+
 # app/sql/functions/tier_apply.sql states the contract.
 APPLY = """
 SELECT tier_apply(p_program_id => $1, p_rules_version => $2, p_recorded_at => $3, p_decisions => $4::jsonb)
@@ -111,10 +127,15 @@ SELECT coalesce(array_agg(member_id ORDER BY member_id), '{}') FROM (
 
 
 async def activity(
-    connection: Connection, program_id: int, windows: list[tuple[int, datetime | None, datetime]]
-) -> list[tuple[int, Decimal, int]]:
-    """(orders, spend, points) for each (member id, start, end) of the program's
-    members, in the same order."""
+    connection: Connection,
+    program_id: int,
+    windows: list[tuple[int, datetime | None, datetime]],
+    *,
+    referrals: bool = False,
+) -> list[tuple[int, Decimal, int, int]]:
+    """(orders, spend, points, referrals) for each (member id, start, end) of the
+    program's members, in the same order; referrals are counted only when asked
+    (rules whose tiers name them), 0 otherwise."""
     if not windows:
         return []
     rows = await connection.fetch(
@@ -123,8 +144,9 @@ async def activity(
         [member for member, _, _ in windows],
         [start for _, start, _ in windows],
         [end for _, _, end in windows],
+        referrals,
     )
-    return [(row["orders"], row["spend"], row["points"]) for row in rows]
+    return [(row["orders"], row["spend"], row["points"], row["referrals"]) for row in rows]
 
 
 def state_of(row: asyncpg.Record) -> TierState:
@@ -143,6 +165,13 @@ async def state(
     connection: Connection, program_id: int, member: str, *, lock: bool = False
 ) -> asyncpg.Record | None:
     return await connection.fetchrow(LOCKED_STATE if lock else STATE, program_id, member)
+
+
+async def locked_referrer_if_first_order(
+    connection: Connection, program_id: int, member_id: int, paid_at: datetime
+) -> int | None:
+    found = await connection.fetchval(LOCKED_REFERRER_IF_FIRST_ORDER, program_id, member_id, paid_at)
+    return None if found is None else int(found)
 
 
 async def state_by_id(connection: Connection, program_id: int, member_id: int) -> asyncpg.Record | None:

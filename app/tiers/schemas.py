@@ -15,6 +15,12 @@ class ActivityOut(BaseModel):
     orders: int = Field(description="qualifying orders (not fully refunded)", examples=[7])
     spend: str = Field(description="qualifying spend, net of refunds (decimal string)", examples=["420.50"])
     points: int = Field(description="points earned by orders (net of refunds) and events", examples=[900])
+    referrals: int = Field(
+        default=0,
+        description="members this member referred whose first order falls in the window "
+        "(counted when a tier names `referrals`, 0 otherwise)",
+        examples=[2],
+    )
     window_start: datetime | None = Field(
         description="start of the window (null: since ever)", examples=["2025-11-25T10:00:00Z"]
     )

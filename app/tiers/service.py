@@ -40,6 +40,7 @@ from app.ledger.errors import MemberNotFound
 from app.pagination import Cursors
 from app.principal import Principal
 from app.rules import RulesDocument
+from app.rules.document import uses_referrals
 from app.rules.tier_machine import (
     Change,
     Outcome,
@@ -52,7 +53,7 @@ from app.rules.tier_machine import (
     upgrade_windows,
     window,
 )
-from app.rules.tiers import Activity, keep_price, progress, term_end, tier_by_code, window_start
+from app.rules.tiers import Activity, keep_price, progress, qualified, term_end, tier_by_code, window_start
 from app.rulesets.cache import RulesCache
 from app.tiers import repository
 from app.tiers.schemas import (
@@ -72,15 +73,17 @@ class NotEligible(AppError):
     status, code, title = 422, "not_eligible", "The member cannot keep their tier with points now"
 
 
-def _activity(row: tuple[int, Decimal, int]) -> Activity:
-    return Activity(orders=row[0], spend=row[1], points=row[2])
+def _activity(row: tuple[int, Decimal, int, int]) -> Activity:
+    return Activity(orders=row[0], spend=row[1], points=row[2], referrals=row[3])
 
 
 async def activity_in(
     connection: Connection, rules: RulesDocument, program_id: int, member_id: int, end: datetime
 ) -> Activity:
     w = window(rules, end)
-    (row,) = await repository.activity(connection, program_id, [(member_id, w.start, w.end)])
+    (row,) = await repository.activity(
+        connection, program_id, [(member_id, w.start, w.end)], referrals=uses_referrals(rules)
+    )
     return _activity(row)
 
 
@@ -109,7 +112,10 @@ async def upgrade_decision(
     windows = upgrade_windows(rules, at, now)
     if recorded is None:
         rows = await repository.activity(
-            connection, program_id, [(member_id, w.start, w.end) for w in windows]
+            connection,
+            program_id,
+            [(member_id, w.start, w.end) for w in windows],
+            referrals=uses_referrals(rules),
         )
         recorded = [_activity(row) for row in rows]
     return best_upgrade(
@@ -154,6 +160,73 @@ async def apply_upgrade(
         return None
     await repository.apply(connection, program_id, rules_version, now, [found])
     return found.state.tier
+
+
+async def apply_referrer_upgrade(
+    connection: Connection,
+    rules: RulesDocument,
+    rules_version: int,
+    *,
+    program_id: int,
+    member_id: int,
+    at: datetime,
+    now: datetime,
+    entry_id: uuid.UUID | None,
+) -> str | None:
+    """After an order of `member_id` paid at `at` is recorded, in its transaction:
+    if the member was referred and this is their first order (none not fully
+    refunded paid before it), it is a referral for the member who referred them;
+    upgrade that member if their activity now qualifies. The referrer's lock is
+    taken only then (after the member's, which the order holds). Nothing to do
+    under rules whose tiers name no `referrals`."""
+    if not uses_referrals(rules):
+        return None
+    referrer = await repository.locked_referrer_if_first_order(connection, program_id, member_id, at)
+    if referrer is None:
+        return None
+    row = await repository.state_by_id(connection, program_id, referrer)
+    assert row is not None
+    found = await upgrade_decision(
+        connection,
+        rules,
+        program_id=program_id,
+        member_id=referrer,
+        current=row["tier_code"],
+        at=at,
+        now=now,
+        entry_id=entry_id,
+    )
+    if found is None:
+        return None
+    await repository.apply(connection, program_id, rules_version, now, [found])
+    return found.state.tier
+
+
+async def qualified_counts(
+    connection: Connection, rules: RulesDocument, program_id: int, as_of: datetime
+) -> dict[str, int]:
+    """How many of the program's members qualify for each tier of `rules` (as the
+    best they reach) on the activity of the window ending at `as_of`, referrals
+    counted when the tiers name them: what a what-if shows of tier rules. Reads
+    every member, in batches."""
+    counts = {tier.code: 0 for tier in rules.tiers}
+    if not rules.tiers:
+        return counts
+    w = window(rules, as_of)
+    after = 0
+    while True:
+        rows = await repository.batch(connection, program_id, after, BATCH)
+        if not rows:
+            return counts
+        members = [row["member_id"] for row in rows]
+        found = await repository.activity(
+            connection, program_id, [(m, w.start, w.end) for m in members], referrals=uses_referrals(rules)
+        )
+        for row in found:
+            reached = qualified(rules, _activity(row))
+            if reached is not None:
+                counts[reached.code] += 1
+        after = members[-1]
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -213,7 +286,11 @@ async def member_views(
     judged = [m for m in member_ids if rules.tiers or states[m].tier is not None]
     w = window(rules, now)
     windows = [(m, w.start, w.end) for m in judged]
-    rows = await repository.activity(connection, program_id, windows) if judged else []
+    rows = (
+        await repository.activity(connection, program_id, windows, referrals=uses_referrals(rules))
+        if judged
+        else []
+    )
     views = {m: MemberTierView(None, None) for m in member_ids}
     for member_id, row in zip(judged, rows, strict=True):
         state = states[member_id]
@@ -235,6 +312,7 @@ def _change_out(row: asyncpg.Record) -> TierChangeOut:
             orders=data["orders"],
             spend=data["spend"],
             points=data["points"],
+            referrals=data.get("referrals", 0),
             window_start=data["window_start"],
             window_end=data["window_end"],
         )
@@ -309,6 +387,7 @@ async def _view(
             orders=activity.orders,
             spend=str(activity.spend),
             points=activity.points,
+            referrals=activity.referrals,
             window_start=window_start(rules, now),
             window_end=now,
         ),
@@ -601,7 +680,7 @@ async def _outcomes(
                 asked.append((member_id, outcome.needs))
         starts = {end: window_start(rules, end) for end in {end for _, end in asked}}  # most share as_of
         windows = [(m, starts[end], end) for m, end in asked]
-        found = await repository.activity(connection, program_id, windows)
+        found = await repository.activity(connection, program_id, windows, referrals=uses_referrals(rules))
         for (member_id, end), row in zip(asked, found, strict=True):
             known[member_id][end] = _activity(row)
         pending = {m: pending[m] for m, _ in asked}

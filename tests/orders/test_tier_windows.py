@@ -23,9 +23,9 @@ def _count_activity_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = tiers_repository.activity
 
-    async def counted(connection: Any, program: int, windows: list[Any]) -> Any:
+    async def counted(connection: Any, program: int, windows: list[Any], *, referrals: bool = False) -> Any:
         calls.append(len(windows))
-        return await real(connection, program, windows)
+        return await real(connection, program, windows, referrals=referrals)
 
     monkeypatch.setattr(tiers_repository, "activity", counted)
     return calls
@@ -99,9 +99,9 @@ class TestFactsQuery:
         )
         assert facts.window_activity == tuple(expected)
         assert facts.window_activity == (
-            (1, Decimal("10.00"), 10),
-            (2, Decimal("40.00"), 40),
-            (1, Decimal("30.00"), 30),
+            (1, Decimal("10.00"), 10, 0),
+            (2, Decimal("40.00"), 40, 0),
+            (1, Decimal("30.00"), 30, 0),
         )
 
         on_top = await orders_repository.member_facts(

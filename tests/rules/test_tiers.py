@@ -407,6 +407,7 @@ _threshold_bodies = st.fixed_dictionaries(
         "orders": st.integers(1, 60),
         "spend": decimals(10**6, places=(0, 2, 4), min_units=1).map(str),
         "points": st.integers(1, 20_000),
+        "referrals": st.integers(1, 10),
     },
 ).filter(bool)
 
@@ -444,12 +445,14 @@ activities = st.builds(
     orders=st.integers(0, 80),
     spend=decimals(10**6, places=(0, 2, 4)),
     points=st.integers(0, 30_000),
+    referrals=st.integers(0, 12),
 )
 increases = st.builds(
     Activity,
     orders=st.integers(0, 40),
     spend=decimals(10**6, places=(0, 2, 4)),
     points=st.integers(0, 20_000),
+    referrals=st.integers(0, 6),
 )
 # Codes of these rules or of no tier any more (a document with fewer tiers lacks t1..t3).
 held_codes = st.sampled_from((*CODES, "gone"))
@@ -457,7 +460,12 @@ currents = st.one_of(st.none(), held_codes)
 
 
 def plus(facts: Activity, more: Activity) -> Activity:
-    return Activity(facts.orders + more.orders, facts.spend + more.spend, facts.points + more.points)
+    return Activity(
+        facts.orders + more.orders,
+        facts.spend + more.spend,
+        facts.points + more.points,
+        facts.referrals + more.referrals,
+    )
 
 
 def rank(tier: Tier | None) -> int:
@@ -545,6 +553,7 @@ class TestProperties:
                 facts.orders + int(lacking.get("orders", 0)),
                 facts.spend + Decimal(lacking.get("spend", 0)),
                 facts.points + int(lacking.get("points", 0)),
+                facts.referrals + int(lacking.get("referrals", 0)),
             )
             assert meets(tier.qualify, topped_up)
 
@@ -561,3 +570,34 @@ class TestProperties:
             if rules.tier_policy.window == "calendar_year":
                 assert (local.month, local.day, local.time()) == (1, 1, time(0))
                 assert local.year == end.astimezone(ZoneInfo(rules.timezone)).year
+
+
+class TestReferrals:
+    """ "Invite 3 friends to move up", "keep your level by inviting friends"."""
+
+    RULES = tiered(
+        [
+            {**SILVER, "qualify": {"orders": 1}, "retain": {"orders": 1}},
+            {**GOLD, "qualify": {"orders": 1, "referrals": 3}, "retain": {"referrals": 1}},
+        ]
+    )
+
+    def test_the_third_referral_qualifies(self) -> None:
+        assert qualified(self.RULES, Activity(1, Decimal(0), 0, referrals=2)).code == "silver"  # type: ignore[union-attr]
+        assert qualified(self.RULES, Activity(1, Decimal(0), 0, referrals=3)).code == "gold"  # type: ignore[union-attr]
+
+    def test_progress_shows_the_missing_referrals(self) -> None:
+        ahead = progress(self.RULES, "silver", Activity(4, Decimal(0), 0, referrals=1))
+        assert ahead == Progress(next_tier=tier_by_code(self.RULES, "gold"), missing={"referrals": 2})  # type: ignore[arg-type]
+
+    def test_one_referral_in_the_window_keeps_gold(self) -> None:
+        assert retention(self.RULES, "gold", Activity(0, Decimal(0), 0, referrals=1)).keeps
+        missed = retention(self.RULES, "gold", Activity(5, Decimal(0), 0, referrals=0))
+        assert (missed.keeps, missed.missing) == (False, {"referrals": 1})
+        assert missed.target is not None
+        assert missed.target.code == "silver"
+
+    def test_a_threshold_of_only_referrals_is_valid(self) -> None:
+        assert Thresholds(referrals=2).referrals == 2
+        with pytest.raises(ValueError, match="referrals"):
+            Thresholds()

@@ -7,7 +7,12 @@
 --   orders  orders not fully refunded (an order of total 0 counts),
 --   spend   their totals net of refunds,
 --   points  points earned by orders (net of what refunds took back) and by events,
---           the member's own and as a referrer.
+--           the member's own and as a referrer,
+--   referrals  members enrolled with this member as their referrer whose first
+--           order not fully refunded (any earner's; by paid_at) falls in the window;
+--           counted only with p_referrals (rules whose tiers name `referrals`),
+--           0 otherwise: a caller that passes false, or leaves it out, pays nothing
+--           for it (the inlined lateral is pruned as a one-time false filter).
 -- Awards are not activity, nor are reversed events. local_day (the program's day,
 -- within two days of the UTC date in any timezone) lets the (member_id, local_day)
 -- index narrow the orders.
@@ -17,13 +22,15 @@
 -- same round trip. A single SQL SELECT, so PostgreSQL inlines it into the caller's
 -- query.
 CREATE OR REPLACE FUNCTION tier_activity(
-    p_program_id bigint, p_members bigint[], p_starts timestamptz[], p_ends timestamptz[])
-RETURNS TABLE (n bigint, orders bigint, spend numeric, points bigint)
+    p_program_id bigint, p_members bigint[], p_starts timestamptz[], p_ends timestamptz[],
+    p_referrals boolean DEFAULT false)
+RETURNS TABLE (n bigint, orders bigint, spend numeric, points bigint, referrals bigint)
 LANGUAGE sql STABLE AS $$
 SELECT w.n,
        coalesce(o.orders, 0)::bigint,
        coalesce(o.spend, 0)::numeric,
-       (coalesce(o.points, 0) + coalesce(e.points, 0) + coalesce(r.points, 0))::bigint
+       (coalesce(o.points, 0) + coalesce(e.points, 0) + coalesce(r.points, 0))::bigint,
+       coalesce(f.referrals, 0)::bigint
   FROM unnest(p_members, p_starts, p_ends) WITH ORDINALITY AS w(member_id, starts, ends, n)
   LEFT JOIN LATERAL (
        SELECT count(*) FILTER (WHERE p.refunded_total < p.total OR p.total = 0) AS orders,
@@ -52,5 +59,19 @@ SELECT w.n,
           AND NOT EXISTS (SELECT 1 FROM journal_entry x
                            WHERE x.program_id = p_program_id AND x.reverses_entry_id = v.entry_id)
        ) r ON true
+  LEFT JOIN LATERAL (
+       SELECT count(*) AS referrals
+         FROM member m
+        CROSS JOIN LATERAL (
+              SELECT min(p.paid_at) AS first_paid_at
+                FROM paid_order p
+               WHERE p.program_id = p_program_id AND p.member_id = m.id
+                 AND (p.refunded_total < p.total OR p.total = 0)
+              ) first
+        WHERE p_referrals
+          AND m.program_id = p_program_id AND m.referred_by_member_id = w.member_id
+          AND first.first_paid_at <= w.ends
+          AND (w.starts IS NULL OR first.first_paid_at >= w.starts)
+       ) f ON true
  ORDER BY w.n
 $$;
