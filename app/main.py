@@ -24,6 +24,7 @@ from app.errors import install_error_handlers
 from app.eventlog.endpoints import router as eventlog_router
 from app.events.endpoints import router as events_router
 from app.holds.endpoints import router as holds_router
+from app.imports.endpoints import router as imports_router
 from app.http import BodyLimit
 from app.jobs.endpoints import router as jobs_router
 from app.ledger import chain
@@ -138,6 +139,7 @@ def create_app(
         orders_router,
         member_orders_router,
         jobs_router,
+        imports_router,
         events_router,
         tiers_router,
         eventlog_router,
