@@ -24,8 +24,8 @@ from app.errors import install_error_handlers
 from app.eventlog.endpoints import router as eventlog_router
 from app.events.endpoints import router as events_router
 from app.holds.endpoints import router as holds_router
-from app.imports.endpoints import router as imports_router
 from app.http import BodyLimit
+from app.imports.endpoints import router as imports_router
 from app.jobs.endpoints import router as jobs_router
 from app.ledger import chain
 from app.ledger.endpoints import router as ledger_router

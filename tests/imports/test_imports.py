@@ -210,10 +210,11 @@ class TestLotsMeanWhatTheySaid:
         # a redemption takes the soonest-expiring lot first
         assert (await api.redeem(member, 25)).status_code == 201
         remaining = {
-            r["expires_at"] is None and "never" or r["points"]: r["remaining"]
+            (r["expires_at"] is None and "never") or r["points"]: r["remaining"]
             for r in await db.fetch(
-                "SELECT points, remaining, expires_at FROM point_lot l JOIN member m ON m.program_id = l.program_id"
-                " AND m.id = l.member_id WHERE m.program_id = $1 AND m.external_id = $2",
+                "SELECT points, remaining, expires_at FROM point_lot l"
+                " JOIN member m ON m.program_id = l.program_id AND m.id = l.member_id"
+                " WHERE m.program_id = $1 AND m.external_id = $2",
                 pid,
                 member,
             )
