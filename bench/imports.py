@@ -127,7 +127,7 @@ async def main(lots: int, members: int) -> None:
                 program_id=program,
                 kind=kind,
                 source="bench",
-                rows=data[kind],  # type: ignore[arg-type]
+                rows=data[kind],
                 options=service.Options(),
                 now=now,
                 progress=chunks,
