@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -448,6 +449,162 @@ async def _run_job(
         await db.dispose()
     counts = ", ".join(f"{value} {key}" for key, value in summary.counts.items())
     return f"{summary.job} as of {summary.as_of.isoformat()}: {counts}"
+
+
+class ImportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def _read_rows(path: Path, fmt: ImportFormat | None) -> list[dict[str, Any]]:
+    """A file's rows: CSV with a header line, or JSON lines (one object a line)."""
+    import csv
+    import json
+
+    chosen = fmt or (ImportFormat.csv if path.suffix.lower() == ".csv" else ImportFormat.jsonl)
+    with path.open(encoding="utf-8", newline="") as handle:
+        if chosen is ImportFormat.csv:
+            return list(csv.DictReader(handle))
+        rows: list[dict[str, Any]] = []
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise typer.BadParameter(f"line {number} of {path} is not JSON: {exc}") from exc
+        return rows
+
+
+@cli.command("import")
+def import_file(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="members, lots, orders or tiers.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV (.csv) or JSON lines (.jsonl).")],
+    program: Annotated[str, typer.Option(metavar="CODE", help="The program's code.")],
+    source: Annotated[
+        str, typer.Option(metavar="NAME", help="The legacy system: rows are keyed by it and their reference.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate every row and say what would be written.")
+    ] = False,
+    expect_rows: Annotated[
+        int | None, typer.Option(metavar="N", help="Control total: refuse unless the file has N rows.")
+    ] = None,
+    expect_points: Annotated[
+        int | None, typer.Option(metavar="P", help="Control total: refuse unless the rows hold P points.")
+    ] = None,
+    all_or_nothing: Annotated[
+        bool, typer.Option("--all-or-nothing", help="Import nothing if any row is invalid.")
+    ] = False,
+    errors_file: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Write the invalid rows here (CSV: row, field, code, message)."),
+    ] = None,
+    fmt: Annotated[
+        ImportFormat | None, typer.Option("--format", help="The file's format (default: by its extension).")
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Draw a progress bar (default: on a terminal)."),
+    ] = None,
+) -> None:
+    """Import members, lots, past orders or tiers from a legacy program, and print
+    the summary (JSON). Exits 1 when the import is refused (control totals, or an
+    invalid row with --all-or-nothing) or a row is invalid; 0 otherwise. Running
+    the same file again imports nothing more (its rows are `skipped`)."""
+    from app.imports.schemas import IMPORT_KINDS
+
+    if kind not in IMPORT_KINDS:
+        raise typer.BadParameter(f"KIND is one of {', '.join(IMPORT_KINDS)}")
+    if not file.is_file():
+        raise typer.BadParameter(f"no file {file}")
+    rows = _read_rows(file, fmt)
+    settings = _settings()
+    url = database_url(settings)
+    outcome = asyncio.run(
+        _import(
+            url,
+            settings,
+            kind,
+            program,
+            source,
+            rows,
+            dry_run,
+            all_or_nothing,
+            expect_rows,
+            expect_points,
+            progress,
+        )
+    )
+    if outcome is None:
+        typer.echo(f"no program {program}", err=True)
+        raise typer.Exit(1)
+    summary, refusal = outcome
+    if errors_file is not None and summary.errors:
+        import csv
+
+        with errors_file.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "field", "code", "message"])
+            for error in summary.errors:
+                writer.writerow([error.row, error.field, error.code, error.message])
+    elif summary.errors:
+        for error in summary.errors[:20]:
+            typer.echo(f"row {error.row}: {error.field}: {error.code}: {error.message}", err=True)
+        if len(summary.errors) > 20:
+            typer.echo(f"... {len(summary.errors) - 20} more (--errors-file PATH lists them all)", err=True)
+    typer.echo(summary.model_dump_json(exclude={"errors"}, indent=2))
+    if refusal is not None:
+        typer.echo(f"refused: {refusal}", err=True)
+    raise typer.Exit(1 if refusal is not None or summary.invalid else 0)
+
+
+async def _import(
+    url: str,
+    settings: Settings,
+    kind: str,
+    program: str,
+    source: str,
+    rows: list[dict[str, Any]],
+    dry_run: bool,
+    all_or_nothing: bool,
+    expect_rows: int | None,
+    expect_points: int | None,
+    progress: bool | None,
+) -> tuple[Any, str | None] | None:
+    from app.clock import SystemClock
+    from app.db import Database
+    from app.imports import service
+    from app.programs.repository import program_id
+    from app.rulesets.cache import RulesCache
+
+    db = Database(url, settings)
+    await db.connect()
+    try:
+        async with db.unit_of_work() as session:
+            found = await program_id(session, program)
+        if found is None:
+            return None
+        bar = _Bar(f"import {kind}", progress)
+        options = service.Options(dry_run, all_or_nothing, expect_rows, expect_points)
+        try:
+            with bar.progress:
+                summary = await service.run(
+                    db,
+                    RulesCache(),
+                    program_id=found,
+                    kind=kind,  # type: ignore[arg-type]
+                    source=source,
+                    rows=rows,
+                    options=options,
+                    now=SystemClock().now(),
+                    progress=bar,
+                )
+        except service.ImportRefused as exc:
+            return exc.summary, f"{exc.code}: {exc.detail}"
+        return summary, None
+    finally:
+        await db.dispose()
 
 
 @cli.command()

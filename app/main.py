@@ -25,6 +25,7 @@ from app.eventlog.endpoints import router as eventlog_router
 from app.events.endpoints import router as events_router
 from app.holds.endpoints import router as holds_router
 from app.http import BodyLimit
+from app.imports.endpoints import router as imports_router
 from app.jobs.endpoints import router as jobs_router
 from app.ledger import chain
 from app.ledger.endpoints import router as ledger_router
@@ -138,6 +139,7 @@ def create_app(
         orders_router,
         member_orders_router,
         jobs_router,
+        imports_router,
         events_router,
         tiers_router,
         eventlog_router,

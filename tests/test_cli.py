@@ -223,3 +223,53 @@ class TestHelp:
             assert "<str>" not in output
             assert "<list" not in output
             assert "<bool>" not in output
+
+
+class TestImport:
+    """`points-ledger import`: a CSV of members then lots, re-run, errors file, exit codes."""
+
+    def test_import_rerun_errors_file_and_exit_codes(self, tmp_path: Path) -> None:
+        with scratch_database("import") as url:
+            members = tmp_path / "members.csv"
+            members.write_text(
+                "external_id,enrolled_at,birthday,metadata\nlg-1,2024-01-05T10:00:00Z,,\n"
+                'lg-2,2024-02-05T10:00:00Z,1990-04-17,"{""tier"": ""gold""}"\n'
+            )
+            lots = tmp_path / "lots.jsonl"
+            lots.write_text(
+                '{"member": "lg-1", "lot_ref": "a", "points": 100, "earned_at": "2025-01-01T00:00:00Z",'
+                ' "expires_at": "2099-01-01T00:00:00Z"}\n'
+                '{"member": "lg-2", "lot_ref": "b", "points": 50, "earned_at": "2025-01-01T00:00:00Z"}\n'
+                '{"member": "lg-2", "lot_ref": "c", "points": 5, "earned_at": "2020-01-01T00:00:00Z",'
+                ' "expires_at": "2021-01-01T00:00:00Z"}\n'
+            )
+            base = ["--program", "default", "--source", "old", "--no-progress"]
+            code, output = invoke(url, "import", "members", str(members), *base)
+            assert code == 0, output
+            assert '"imported": 2' in output
+            code, output = invoke(
+                url, "import", "lots", str(lots), *base, "--expect-rows", "3", "--expect-points", "9"
+            )
+            assert code == 1, output
+            assert "import_control_totals_mismatch" in output
+            code, output = invoke(url, "import", "lots", str(lots), *base, "--all-or-nothing")
+            assert code == 1, output
+            assert "import_rows_invalid" in output
+            code, output = invoke(url, "import", "lots", str(lots), *base, "--dry-run")
+            assert code == 1, output
+            assert '"imported": 2' in output
+            errors = tmp_path / "errors.csv"
+            code, output = invoke(url, "import", "lots", str(lots), *base, "--errors-file", str(errors))
+            assert code == 1, output  # a row was invalid: the valid ones are in
+            assert '"imported": 2' in output
+            assert '"points": 150' in output
+            assert errors.read_text().splitlines()[1].startswith("3,expires_at,lot_expired,")
+            code, output = invoke(url, "import", "lots", str(lots), *base, "--errors-file", str(errors))
+            assert '"imported": 0' in output, output
+            assert '"skipped": 2' in output
+            code, output = invoke(url, "import", "tiers", str(lots), *base)
+            assert code == 1  # lots are no tiers: every row invalid
+            code, output = invoke(url, "import", "points", str(lots), *base)
+            assert code == 2
+            code, output = invoke(url, "verify")
+            assert code == 0, output

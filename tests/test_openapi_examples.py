@@ -33,6 +33,7 @@ ORDER = [
     "createOrderRefund",
     "simulateRulesVersion",
     "runJob",
+    "importRows",
     "createMemberEvent",
     "setMemberTier",
     "keepMemberTier",
@@ -69,7 +70,7 @@ EXPECTED_PROBLEMS = {
 # Whose partner key calls each /v1/partner/ example (the conversion out example is
 # to the airline partner); the funding example funds a prepaid partner.
 PARTNER_OF = {"confirmPartnerConversion": "sky-air", "rejectPartnerConversion": "sky-air"}
-PATH_OVERRIDES = {"createPartnerFunding": {"code": "tea-house"}}
+PATH_OVERRIDES = {"createPartnerFunding": {"code": "tea-house"}, "importRows": {"kind": "lots"}}
 
 
 def operations() -> dict[str, tuple[str, str, dict[str, Any]]]:

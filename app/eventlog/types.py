@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.ledger.entries import ENTRY_KINDS
+from app.ledger.entries import ENTRY_KINDS, SILENT_KINDS
 
 EVENT_TYPES: tuple[str, ...] = (
-    *(f"points.{kind}" for kind in ENTRY_KINDS),
+    *(f"points.{kind}" for kind in ENTRY_KINDS if kind not in SILENT_KINDS),
     "points.expiring_soon",
     "member.created",
     "member.updated",
@@ -19,6 +19,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "conversion.failed",
     "partner.statement_closed",
     "partner.statement_paid",
+    "import.completed",
     "webhook.test",
     "webhook.disabled",
 )

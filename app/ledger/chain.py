@@ -41,6 +41,7 @@ from uuid_utils.compat import uuid7
 
 from app.clock import Clock
 from app.db import Connection, Database, stream
+from app.ledger.entries import SILENT_KINDS
 from app.ledger.repository import snapshot_txid
 from app.metrics import CHAIN_LAG, OUTBOX_DEPTH
 
@@ -88,7 +89,8 @@ SELECT x.entry_id, $1, x.sequence, x.hash, $5
   FROM unnest($2::uuid[], $3::bigint[], $4::bytea[]) AS x(entry_id, sequence, hash)
 """
 
-# each chained entry is a points.<kind> event; its data is the entry, rendered when read
+# each chained entry is a points.<kind> event (but those of SILENT_KINDS: see
+# chain_batch()); its data is the entry, rendered when read
 ENTRY_EVENTS = """
 INSERT INTO event_log (id, program_id, type, sequence, occurred_at, created_at, entry_id, members)
 SELECT x.id, $1, 'points.' || e.kind, x.sequence, e.occurred_at, e.recorded_at, e.id,
@@ -260,9 +262,10 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
         position_sequences: list[int] = []
         previous, sequence, event_sequence = at.hash, at.sequence, at.event_sequence
         last_txid, last_entry_id = at.last_txid, at.last_entry_id
+        evented_ids: list[uuid.UUID] = []
         for (_, is_event, _), row in items:
-            event_sequence += 1
             if is_event:
+                event_sequence += 1
                 positions.append(row["position"])
                 position_sequences.append(event_sequence)
                 continue
@@ -271,13 +274,19 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
             chain_ids.append(row["id"])
             sequences.append(sequence)
             hashes.append(previous)
-            entry_event_ids.append(uuid7())
-            entry_event_sequences.append(event_sequence)
             last_txid, last_entry_id = row["txid"], row["id"]
+            # An imported lot is chained like every entry but is no event of its own:
+            # its run's `import.completed` summarises it (the event log stays dense).
+            if row["kind"] not in SILENT_KINDS:
+                event_sequence += 1
+                evented_ids.append(row["id"])
+                entry_event_ids.append(uuid7())
+                entry_event_sequences.append(event_sequence)
         if chain_ids:
             await connection.execute(APPEND, program_id, chain_ids, sequences, hashes, now)
+        if evented_ids:
             await connection.execute(
-                ENTRY_EVENTS, program_id, entry_event_ids, chain_ids, entry_event_sequences
+                ENTRY_EVENTS, program_id, entry_event_ids, evented_ids, entry_event_sequences
             )
         if positions:
             await connection.execute(SEQUENCE_EVENTS, program_id, positions, position_sequences)

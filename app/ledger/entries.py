@@ -26,13 +26,16 @@ EntryKind = Literal[
     "funding",
     "donation",
     "conversion",
+    "import",
 ]
 # A member's accounts. `debt` holds what a member owes (zero or negative) after a
 # refund took back points they had already spent, in programs whose rules say so;
 # later earnings repay it.
 MemberAccount = Literal["available", "pending", "held", "debt"]
 # A program's system accounts: unbounded, no balance row, no lock on the hot path.
-SystemAccount = Literal["issuance", "redemption", "expiry"]
+# `migration` is where a legacy program's points come from when they are imported
+# (app/imports): opened with the program, or by its first import.
+SystemAccount = Literal["issuance", "redemption", "expiry", "migration"]
 # A partner's own accounts (app.partners): `partner_funding` holds points the partner
 # has paid for and not given out yet (below zero only for a postpaid partner, down
 # to its credit limit); `partner_payable` holds points members spent with it.
@@ -56,6 +59,11 @@ ORDER_KINDS: frozenset[EntryKind] = frozenset({"earn", "refund", "activate"})
 LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset(
     {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion"}
 )
+
+# Entries the chainer chains like any other but writes no `points.<kind>` event for:
+# an import writes up to a million entries at once, summarised by one
+# `import.completed` event per run instead (app/imports).
+SILENT_KINDS: frozenset[EntryKind] = frozenset({"import"})
 
 # Idempotency keys of the entries jobs write begin with this: clients' keys are
 # printable ASCII, so a job's key never meets one of theirs.

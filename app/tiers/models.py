@@ -87,7 +87,7 @@ class TierChange(Base):
         program_fk("entry_id", "journal_entry.id", deferrable=True, initially="DEFERRED"),
         Index(None, "member_id", "id"),
         CheckConstraint(
-            "reason IN ('qualified', 'retained', 'downgraded', 'kept_with_points', 'override')",
+            "reason IN ('qualified', 'retained', 'downgraded', 'kept_with_points', 'override', 'imported')",
             name="reason_known",
         ),
     )

@@ -1,0 +1,459 @@
+"""Importing a legacy program: members, lots, past orders and tiers.
+
+One run reads every row first: each is validated (a row error names its row,
+field and stable code), the control totals are compared (a mismatch refuses the
+run before anything is written), and what is already in the ledger is found
+(rows are keyed by the program, the source, the kind and their own reference, so
+a file run again is `skipped`). A dry run stops there and says what would be
+written. Otherwise the valid rows are written in chunks, one transaction each
+(`--all-or-nothing`: none at all if any row is invalid). No rules, caps or
+per-member events run for imported rows; one `import.completed` event, written
+after the last chunk, summarises a run that wrote.
+
+Lots go in set-wise (ledger_import_lots(): thousands of entries a statement,
+bench/imports.py measures it), each an `import` entry from the program's
+`migration` account that keeps its original dates, so FIFO and expiry treat it
+as earned then."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from uuid_utils.compat import uuid7
+
+from app.context import RulesSource
+from app.db import Database
+from app.errors import AppError, FieldError
+from app.imports import repository
+from app.imports.schemas import (
+    ROW_MODELS,
+    ImportKind,
+    ImportSummary,
+    LotRow,
+    MemberRow,
+    OrderRow,
+    RowError,
+    TierRow,
+)
+from app.outbox import emit
+from app.rules.earning import local_time
+from app.rules.lifecycle import lot_expiry
+
+CHUNK = {"members": 2_000, "lots": 5_000, "orders": 2_000, "tiers": 1_000}
+# rows looked up in the ledger at a time while checking
+LOOKUP = 10_000
+
+
+class ImportRefused(AppError):
+    """A run refused whole: nothing was written. Carries the summary."""
+
+    status, code, title = 422, "import_refused", "Import refused"
+
+    def __init__(self, detail: str, summary: ImportSummary) -> None:
+        super().__init__(
+            detail,
+            errors=[
+                FieldError(field=f"rows.{error.row}.{error.field}", message=error.message, type=error.code)
+                for error in summary.errors[:100]
+            ],
+        )
+        self.summary = summary
+
+
+class ControlTotalsMismatch(ImportRefused):
+    code, title = "import_control_totals_mismatch", "The control totals do not match the rows"
+
+
+class ImportRowsInvalid(ImportRefused):
+    code, title = "import_rows_invalid", "Some rows are invalid and all-or-nothing was asked"
+
+
+class ImportTooLarge(AppError):
+    status, code, title = 413, "import_too_large", "Too many rows in one call"
+
+
+class Progress(Protocol):
+    def total(self, items: int) -> None: ...
+
+    def advance(self, items: int) -> None: ...
+
+
+class NoProgress:
+    def total(self, items: int) -> None:
+        pass
+
+    def advance(self, items: int) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    dry_run: bool = False
+    all_or_nothing: bool = False
+    expect_rows: int | None = None
+    expect_points: int | None = None
+
+
+@dataclass(slots=True)
+class _Plan:
+    rows: int = 0
+    file_points: int = 0
+    valid: list[tuple[int, Any]] = field(default_factory=list)  # (row number, parsed row)
+    errors: list[RowError] = field(default_factory=list)
+    skipped: int = 0
+    write: list[Any] = field(default_factory=list)  # what to write, as the repository takes it
+    points: int = 0
+    members: set[int | str] = field(default_factory=set)
+    by_month: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, row: int, field_: str, code: str, message: str) -> None:
+        self.errors.append(RowError(row=row, field=field_, code=code, message=message))
+
+    def summary(
+        self, kind: ImportKind, source: str, dry_run: bool, imported: int, points: int
+    ) -> ImportSummary:
+        self.errors.sort(key=lambda error: error.row)
+        return ImportSummary(
+            kind=kind,
+            source=source,
+            dry_run=dry_run,
+            rows=self.rows,
+            imported=imported,
+            skipped=self.skipped,
+            invalid=len({error.row for error in self.errors}),
+            points=points,
+            members=len(self.members) if imported or dry_run else 0,
+            points_by_expiry_month=dict(sorted(self.by_month.items())) if imported or dry_run else {},
+            errors=self.errors,
+        )
+
+
+_CODES = {"missing": "missing", "extra_forbidden": "unknown_field"}
+
+
+def _clean(kind: ImportKind, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as read (CSV: every value a string, empty for none) made ready for its
+    model: empty values dropped, JSON columns decoded, a flat total made money."""
+    row = {key: value for key, value in raw.items() if key is not None and value not in ("", None)}
+    for name in ("metadata", "lines"):
+        if isinstance(row.get(name), str):
+            try:
+                row[name] = json.loads(row[name])
+            except ValueError:
+                pass  # the model says what is wrong with it
+    if kind == "orders" and "total" in row and not isinstance(row["total"], dict):
+        row["total"] = {"amount": str(row["total"]), "currency": row.pop("currency", None)}
+    return row
+
+
+def _parse(kind: ImportKind, rows: Iterable[Mapping[str, Any]], plan: _Plan) -> None:
+    model = ROW_MODELS[kind]
+    for number, raw in enumerate(rows, start=1):
+        plan.rows += 1
+        if kind == "lots":
+            try:
+                plan.file_points += int(raw.get("points") or 0)
+            except (TypeError, ValueError):
+                pass
+        if not isinstance(raw, Mapping):
+            plan.fail(number, "row", "invalid", "a row is an object of fields")
+            continue
+        try:
+            plan.valid.append((number, model.model_validate(_clean(kind, raw))))
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(part) for part in error["loc"]) or "row"
+                plan.fail(number, where, _CODES.get(error["type"], "invalid"), error["msg"])
+
+
+def _month(instant: datetime | None) -> str:
+    return "never" if instant is None else instant.astimezone(UTC).strftime("%Y-%m")
+
+
+async def run(
+    db: Database,
+    rules: RulesSource,
+    *,
+    program_id: int,
+    kind: ImportKind,
+    source: str,
+    rows: Iterable[Mapping[str, Any]],
+    options: Options,
+    now: datetime,
+    actor_key_id: Any = None,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Import `rows` of `kind` into the program (see the module's docstring)."""
+    bar = progress or NoProgress()
+    plan = _Plan()
+    _parse(kind, rows, plan)
+    if (options.expect_rows is not None and options.expect_rows != plan.rows) or (
+        options.expect_points is not None and options.expect_points != plan.file_points
+    ):
+        summary = plan.summary(kind, source, options.dry_run, 0, 0)
+        raise ControlTotalsMismatch(
+            f"the rows say {plan.rows} rows and {plan.file_points} points; expected "
+            f"{options.expect_rows if options.expect_rows is not None else plan.rows} rows and "
+            f"{options.expect_points if options.expect_points is not None else plan.file_points} points: "
+            "nothing was written",
+            summary,
+        )
+    async with db.pool.acquire() as connection:
+        version, document = await rules.active(connection, program_id)
+        if kind == "members":
+            await _check_members(connection, program_id, plan, now)
+        elif kind == "lots":
+            await _check_lots(connection, program_id, source, plan, now, document)
+        elif kind == "orders":
+            await _check_orders(connection, program_id, plan, now, document)
+        else:
+            await _check_tiers(connection, program_id, source, plan, now, document)
+    if options.all_or_nothing and plan.errors:
+        summary = plan.summary(kind, source, options.dry_run, 0, 0)
+        raise ImportRowsInvalid(
+            f"{summary.invalid} of {plan.rows} rows are invalid: nothing was written", summary
+        )
+    if options.dry_run:
+        return plan.summary(kind, source, True, len(plan.write), plan.points)
+
+    imported, points = 0, 0
+    bar.total(len(plan.write))
+    size = CHUNK[kind]
+    async with db.pool.acquire() as connection:
+        if kind == "lots" and plan.write:
+            await repository.open_migration_account(connection, program_id)
+        for start in range(0, len(plan.write), size):
+            chunk = plan.write[start : start + size]
+            async with connection.transaction():
+                if kind == "members":
+                    imported += await repository.insert_members(connection, program_id, now, chunk)
+                elif kind == "lots":
+                    written, written_points = await _write_lots(
+                        connection, program_id, source, now, actor_key_id, chunk
+                    )
+                    imported, points = imported + written, points + written_points
+                elif kind == "orders":
+                    imported += await repository.insert_orders(
+                        connection, program_id, source, version, now, chunk
+                    )
+                else:
+                    imported += await repository.apply_tiers(
+                        connection,
+                        program_id,
+                        version,
+                        now,
+                        repository.row_key(source, "tiers"),
+                        chunk,
+                        actor_key_id,
+                    )
+            bar.advance(len(chunk))
+        # written meanwhile by a concurrent run of the same rows: skipped, not imported
+        plan.skipped += len(plan.write) - imported
+        summary = plan.summary(kind, source, False, imported, points)
+        if imported:
+            async with connection.transaction():
+                await emit(
+                    connection,
+                    program_id,
+                    "import.completed",
+                    summary.counts(),
+                    occurred_at=now,
+                    now=now,
+                )
+    return summary
+
+
+async def _write_lots(
+    connection: Any,
+    program_id: int,
+    source: str,
+    now: datetime,
+    actor_key_id: Any,
+    chunk: list[tuple[int, str, int, datetime, datetime | None]],
+) -> tuple[int, int]:
+    # Oldest-earned first, so the lots' ids (FIFO's last tie-break) follow their age.
+    ordered = sorted(chunk, key=lambda lot: lot[3])
+    # Lots a concurrent run of the same file wrote since they were checked: left out.
+    taken = await repository.taken_entry_keys(
+        connection, program_id, [repository.row_key(source, lot[1]) for lot in ordered]
+    )
+    if taken:
+        ordered = [lot for lot in ordered if repository.row_key(source, lot[1]) not in taken]
+    if not ordered:
+        return 0, 0
+    return await repository.import_lots(
+        connection, program_id, source, now, actor_key_id, [uuid7() for _ in ordered], ordered
+    )
+
+
+async def _members(connection: Any, program_id: int, names: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(names))
+    for start in range(0, len(unique), LOOKUP):
+        found.update(await repository.member_ids(connection, program_id, unique[start : start + LOOKUP]))
+    return found
+
+
+async def _check_members(connection: Any, program_id: int, plan: _Plan, now: datetime) -> None:
+    rows: list[tuple[int, MemberRow]] = plan.valid
+    existing = await _members(connection, program_id, [row.external_id for _, row in rows])
+    seen: set[str] = set()
+    for number, row in rows:
+        if row.external_id in seen:
+            plan.fail(
+                number, "external_id", "member_exists_in_file", f"{row.external_id} is in the file twice"
+            )
+            continue
+        seen.add(row.external_id)
+        if row.external_id in existing:
+            plan.skipped += 1
+            continue
+        enrolled_at = (row.enrolled_at or now).astimezone(UTC)
+        if enrolled_at > now:
+            plan.fail(number, "enrolled_at", "in_future", "must not be in the future")
+            continue
+        if row.referred_by is not None and row.referred_by not in existing and row.referred_by not in seen:
+            referrers = await repository.member_ids(connection, program_id, [row.referred_by])
+            if not referrers:
+                plan.fail(
+                    number,
+                    "referred_by",
+                    "referrer_not_found",
+                    f"no member {row.referred_by} in the program or earlier in the file",
+                )
+                continue
+        plan.write.append((row.external_id, row.birthday, enrolled_at, row.metadata, row.referred_by))
+        plan.members.add(row.external_id)
+
+
+async def _check_lots(
+    connection: Any, program_id: int, source: str, plan: _Plan, now: datetime, rules: Any
+) -> None:
+    rows: list[tuple[int, LotRow]] = plan.valid
+    members = await _members(connection, program_id, [row.member for _, row in rows])
+    taken: set[str] = set()
+    for start in range(0, len(rows), LOOKUP):
+        taken |= await repository.taken_entry_keys(
+            connection,
+            program_id,
+            [repository.row_key(source, row.lot_ref) for _, row in rows[start : start + LOOKUP]],
+        )
+    seen: set[str] = set()
+    for number, row in rows:
+        if row.lot_ref in seen:
+            plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
+            continue
+        seen.add(row.lot_ref)
+        member = members.get(row.member)
+        if member is None:
+            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        earned_at = row.earned_at.astimezone(UTC)
+        if earned_at > now:
+            plan.fail(number, "earned_at", "in_future", "must not be in the future")
+            continue
+        # No date of its own: the rules' policy, as if the lot had been earned then.
+        expires_at = row.expires_at if row.expires_at is not None else lot_expiry(rules, earned_at)
+        expires_at = None if expires_at is None else expires_at.astimezone(UTC)
+        if expires_at is not None and expires_at <= earned_at:
+            plan.fail(number, "expires_at", "expires_before_earned", "must be after earned_at")
+            continue
+        if repository.row_key(source, row.lot_ref) in taken:
+            plan.skipped += 1
+            continue
+        if expires_at is not None and expires_at <= now:
+            plan.fail(
+                number,
+                "expires_at",
+                "lot_expired",
+                f"the lot of {row.points} points expired at {expires_at.isoformat().replace('+00:00', 'Z')}",
+            )
+            continue
+        plan.write.append((member, row.lot_ref, row.points, earned_at, expires_at))
+        plan.points += row.points
+        plan.members.add(member)
+        month = _month(expires_at)
+        plan.by_month[month] = plan.by_month.get(month, 0) + row.points
+
+
+async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: datetime, rules: Any) -> None:
+    rows: list[tuple[int, OrderRow]] = plan.valid
+    members = await _members(connection, program_id, [row.member for _, row in rows])
+    existing: set[str] = set()
+    for start in range(0, len(rows), LOOKUP):
+        existing |= await repository.existing_orders(
+            connection, program_id, [row.order_id for _, row in rows[start : start + LOOKUP]]
+        )
+    seen: set[str] = set()
+    for number, row in rows:
+        if row.order_id in seen:
+            plan.fail(number, "order_id", "duplicate_ref", f"order {row.order_id} is in the file twice")
+            continue
+        seen.add(row.order_id)
+        member = members.get(row.member)
+        if member is None:
+            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        paid_at = row.paid_at.astimezone(UTC)
+        if paid_at > now:
+            plan.fail(number, "paid_at", "in_future", "must not be in the future")
+            continue
+        if row.order_id in existing:
+            plan.skipped += 1
+            continue
+        lines = [line.model_dump(mode="json", exclude_none=True) for line in row.lines or []]
+        plan.write.append(
+            (
+                row.order_id,
+                member,
+                paid_at,
+                local_time(rules, paid_at).date(),
+                row.total.currency,
+                row.total.amount,
+                row.channel,
+                lines,
+            )
+        )
+        plan.members.add(member)
+
+
+async def _check_tiers(
+    connection: Any, program_id: int, source: str, plan: _Plan, now: datetime, rules: Any
+) -> None:
+    rows: list[tuple[int, TierRow]] = plan.valid
+    members = await _members(connection, program_id, [row.member for _, row in rows])
+    done = await repository.imported_tiers(
+        connection, program_id, list(members.values()), repository.row_key(source, "tiers")
+    )
+    codes = {tier.code for tier in rules.tiers}
+    seen: set[str] = set()
+    for number, row in rows:
+        if row.member in seen:
+            plan.fail(number, "member", "duplicate_ref", f"member {row.member} is in the file twice")
+            continue
+        seen.add(row.member)
+        member = members.get(row.member)
+        if member is None:
+            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        if row.tier not in codes:
+            plan.fail(number, "tier", "tier_unknown", f"the active rules have no tier {row.tier}")
+            continue
+        since = row.since.astimezone(UTC)
+        if since > now:
+            plan.fail(number, "since", "in_future", "must not be in the future")
+            continue
+        term_ends_at = None if row.term_ends_at is None else row.term_ends_at.astimezone(UTC)
+        if term_ends_at is not None and term_ends_at <= since:
+            plan.fail(number, "term_ends_at", "invalid", "must be after since")
+            continue
+        if member in done:
+            plan.skipped += 1
+            continue
+        plan.write.append((member, row.tier, since, term_ends_at))
+        plan.members.add(member)

@@ -1,0 +1,163 @@
+"""Importing a legacy program: `--lots` lots (default 1,000,000) for `--members`
+members, with mixed expiries (a tenth already expired, a tenth never), plus
+members, two past orders and a tier each, through the import service as
+`points-ledger import` runs it (rows already read from a file).
+
+On one fresh database (points_ledger_bench_imports): the rules (silver and gold),
+members, then the lots, each kind timed; lots/s for the whole lots run (checking
+and writing) and, per chunk of 5,000, the median; then the chainer over every
+imported entry, and `verify`.
+
+    python3 -m bench.imports [--lots 1000000] [--members 100000]
+
+Only the local PostgreSQL (127.0.0.1) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from app.config import Environment, Settings
+from app.db import Database, asyncpg_dsn
+from app.imports import service
+from app.ledger.chain import chain_all
+from app.rulesets.cache import RulesCache
+from bench.common import database_url, fresh_database, settle, sound
+
+NAME = "points_ledger_bench_imports"
+RULES = """
+{"currency": "EUR", "timezone": "UTC", "earn": {"base": {"points": 1, "per": "1"}},
+ "tiers": [{"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 2}},
+           {"code": "gold", "name": "Gold", "rank": 2, "qualify": {"orders": 4}}]}
+"""
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def legacy(members: int, lots: int, now: datetime) -> dict[str, list[dict[str, Any]]]:
+    rng = random.Random(17)
+    ids = [f"lg-{n}" for n in range(members)]
+    lot_rows = []
+    for n in range(lots):
+        earned = now - timedelta(days=rng.randint(1, 700))
+        roll = rng.random()
+        row: dict[str, Any] = {
+            "member": ids[n % members],
+            "lot_ref": f"L{n}",
+            "points": rng.randint(1, 500),
+            "earned_at": iso(earned),
+        }
+        if roll < 0.1:
+            row["expires_at"] = iso(now - timedelta(days=rng.randint(1, 30)))  # expired: reported
+        elif roll < 0.9:
+            row["expires_at"] = iso(now + timedelta(days=rng.randint(1, 720)))
+        lot_rows.append(row)  # else: never
+    return {
+        "members": [{"external_id": m, "enrolled_at": iso(now - timedelta(days=800))} for m in ids],
+        "lots": lot_rows,
+        "orders": [
+            {
+                "member": m,
+                "order_id": f"o-{n}-{k}",
+                "total": {"amount": "40.00", "currency": "EUR"},
+                "paid_at": iso(now - timedelta(days=10 + k)),
+            }
+            for n, m in enumerate(ids)
+            for k in range(2)
+        ],
+        "tiers": [{"member": m, "tier": "silver", "since": iso(now - timedelta(days=30))} for m in ids],
+    }
+
+
+class Chunks:
+    """Times each chunk the service writes (the progress it reports)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.sizes: list[int] = []
+        self.last = time.perf_counter()
+
+    def total(self, items: int) -> None:
+        self.last = time.perf_counter()
+
+    def advance(self, items: int) -> None:
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.sizes.append(items)
+        self.last = now
+
+
+async def main(lots: int, members: int) -> None:
+    await fresh_database(NAME)
+    settings = Settings(env=Environment.test, database_url=None)
+    db = Database(database_url(NAME), settings)
+    await db.connect()
+    connection = await asyncpg.connect(asyncpg_dsn(database_url(NAME)))
+    try:
+        program = await connection.fetchval("SELECT id FROM program WHERE code = 'default'")
+        await connection.execute("UPDATE rules_version SET active = false WHERE program_id = $1", program)
+        await connection.execute(
+            "INSERT INTO rules_version (program_id, version, document, active, created_at, activated_at)"
+            " SELECT $1, max(version) + 1, $2::jsonb, true, now(), now()"
+            " FROM rules_version WHERE program_id = $1",
+            program,
+            RULES,
+        )
+        now = datetime.now(UTC)
+        data = legacy(members, lots, now)
+        print(f"generated {members:,} members and {lots:,} lots")
+        for kind in ("members", "orders", "tiers", "lots"):
+            if kind == "lots":
+                await asyncio.to_thread(settle, NAME)
+            chunks = Chunks()
+            started = time.perf_counter()
+            summary = await service.run(
+                db,
+                RulesCache(),
+                program_id=program,
+                kind=kind,
+                source="bench",
+                rows=data[kind],
+                options=service.Options(),
+                now=now,
+                progress=chunks,
+            )
+            took = time.perf_counter() - started
+            print(
+                f"{kind}: {summary.rows:,} rows, {summary.imported:,} imported, {summary.invalid:,} invalid "
+                f"in {took:.1f} s ({summary.rows / took:,.0f} rows/s)"
+            )
+            if kind == "lots" and chunks.times:
+                per_chunk = [size / t for size, t in zip(chunks.sizes, chunks.times, strict=True)]
+                print(
+                    f"lots: {summary.imported / took:,.0f} lots/s written over the whole run "
+                    f"(checking included); median chunk {statistics.median(per_chunk):,.0f} lots/s"
+                )
+        started = time.perf_counter()
+        chained = await chain_all(db, datetime.now(UTC))
+        print(f"chained {chained:,} entries and events in {time.perf_counter() - started:.1f} s")
+    finally:
+        await connection.close()
+        await db.dispose()
+    started = time.perf_counter()
+    print("verify:", "sound" if await sound(NAME) else "UNSOUND", f"({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lots", type=int, default=1_000_000)
+    parser.add_argument("--members", type=int, default=100_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.lots, args.members))

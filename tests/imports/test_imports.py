@@ -1,0 +1,345 @@
+"""Importing a legacy program over HTTP: members, lots, orders and tiers, re-runs,
+dry runs, control totals, all-or-nothing, scopes, and what the lots mean after."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.ledger.verify import verify
+from app.partners.settlement import VERIFY_CHECKS
+from tests.support import Api, chain_program, program_id, unique
+from tests.tiers.helpers import tier_rules
+
+NOW = datetime.now(UTC)
+
+
+def instant(days: float) -> str:
+    return (NOW + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+def legacy_program(prefix: str, members: int = 12) -> dict[str, list[dict[str, Any]]]:
+    """A small legacy program: members, lots with mixed expiries (some already
+    expired, some never), past orders and tiers."""
+    ids = [f"{prefix}-{n}" for n in range(members)]
+    lots = []
+    for n, member in enumerate(ids):
+        lots.append(
+            {
+                "member": member,
+                "lot_ref": f"L{n}a",
+                "points": 100 + n,
+                "earned_at": instant(-400),
+                "expires_at": instant(30 + n),
+            }
+        )
+        lots.append(
+            {
+                "member": member,
+                "lot_ref": f"L{n}b",
+                "points": 50,
+                "earned_at": instant(-200),
+                "expires_at": instant(400),
+            }
+        )
+        if n % 3 == 0:  # already expired: reported, skipped
+            lots.append(
+                {
+                    "member": member,
+                    "lot_ref": f"L{n}x",
+                    "points": 7,
+                    "earned_at": instant(-800),
+                    "expires_at": instant(-10),
+                }
+            )
+        if n % 4 == 0:  # never expires
+            lots.append({"member": member, "lot_ref": f"L{n}n", "points": 5, "earned_at": instant(-100)})
+    return {
+        "members": [
+            {
+                "external_id": member,
+                "enrolled_at": instant(-900),
+                "birthday": "1990-04-17",
+                "metadata": {"legacy_no": n},
+                **({"referred_by": ids[0]} if n else {}),
+            }
+            for n, member in enumerate(ids)
+        ],
+        "lots": lots,
+        "orders": [
+            {
+                "member": member,
+                "order_id": f"{prefix}-o{n}-{k}",
+                "total": {"amount": "60.00", "currency": "EUR"},
+                "paid_at": instant(-30 - k),
+                "channel": "store",
+                "lines": [
+                    {"sku": "SKU-1", "quantity": 1, "unit_price": {"amount": "60.00", "currency": "EUR"}}
+                ],
+            }
+            for n, member in enumerate(ids)
+            for k in range(2)
+        ],
+        "tiers": [
+            {
+                "member": member,
+                "tier": "gold" if n % 2 else "silver",
+                "since": instant(-100),
+                "term_ends_at": instant(265),
+            }
+            for n, member in enumerate(ids)
+        ],
+    }
+
+
+async def run(api: Api, kind: str, rows: list[dict[str, Any]], key: str | None = None, **options: Any) -> Any:
+    return await api.post(
+        f"/v1/imports/{kind}",
+        {"source": "legacy-crm", "rows": rows, **options},
+        key=key,
+        idempotency_key=None,
+    )
+
+
+async def sound(db: asyncpg.Connection) -> None:
+    unsound = [o for o in await verify(db, VERIFY_CHECKS) if o.mismatches]
+    assert not unsound, unsound
+
+
+class TestImportLegacyProgram:
+    async def test_import_then_rerun_is_a_no_op_and_the_ledger_is_sound(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(tier_rules())
+        legacy = legacy_program(unique("lg"))
+        expired = sum(1 for lot in legacy["lots"] if lot["lot_ref"].endswith("x"))
+        valid_lots = [lot for lot in legacy["lots"] if not lot["lot_ref"].endswith("x")]
+
+        members = await run(api, "members", legacy["members"])
+        assert members.status_code == 200, members.text
+        assert members.json()["imported"] == 12
+        lots = await run(api, "lots", legacy["lots"])
+        assert lots.status_code == 200, lots.text
+        body = lots.json()
+        assert (body["rows"], body["imported"], body["skipped"], body["invalid"]) == (
+            len(legacy["lots"]),
+            len(valid_lots),
+            0,
+            expired,
+        )
+        assert body["points"] == sum(lot["points"] for lot in valid_lots)
+        assert {e["code"] for e in body["errors"]} == {"lot_expired"}
+        assert body["points_by_expiry_month"]["never"] == 5 * 3
+        orders = await run(api, "orders", legacy["orders"])
+        assert orders.json()["imported"] == 24, orders.text
+        tiers = await run(api, "tiers", legacy["tiers"])
+        assert tiers.json()["imported"] == 12, tiers.text
+
+        member = legacy["members"][1]["external_id"]
+        view = (await api.get(f"/v1/members/{member}")).json()
+        assert view["balances"]["available"] == 101 + 50
+        assert view["tier"]["code"] == "gold"
+        assert view["referred_by"] == legacy["members"][0]["external_id"]
+        assert view["expiring"][0]["points"] == 101  # the lot expiring first, with its own date
+
+        # again: everything already there is skipped, nothing written
+        for kind, count in (("members", 12), ("lots", len(valid_lots)), ("orders", 24), ("tiers", 12)):
+            again = (await run(api, kind, legacy[kind])).json()
+            assert (again["imported"], again["skipped"]) == (0, count), again
+
+        pid = await program_id(db, api.program)
+        entries = await db.fetchval("SELECT count(*) FROM journal_entry WHERE program_id = $1", pid)
+        assert entries == len(valid_lots)
+        migration = await db.fetchval(
+            "SELECT sum(p.amount) FROM posting p JOIN account a ON a.program_id = p.program_id"
+            " AND a.id = p.account_id WHERE p.program_id = $1 AND a.kind = 'migration'",
+            pid,
+        )
+        assert migration == -body["points"]
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM paid_order WHERE program_id = $1 AND points = 0 AND entry_id IS NULL",
+                pid,
+            )
+            == 24
+        )
+
+        # chained like every entry; no per-entry or per-member events; one summary per run that wrote
+        await chain_program(db, api.program)
+        types = [
+            r["type"]
+            for r in await db.fetch("SELECT type FROM event_log WHERE program_id = $1 ORDER BY sequence", pid)
+        ]
+        assert [t for t in types if t != "rules.activated"] == ["import.completed"] * 4
+        await sound(db)
+
+
+class TestLotsMeanWhatTheySaid:
+    async def test_fifo_and_expiry_treat_an_imported_lot_as_earned_at_its_date(
+        self, api: Api, db: asyncpg.Connection, clock: Any
+    ) -> None:
+        member = await api.enrol()
+        await api.award(member, 40)  # expires never
+        rows = [
+            {
+                "member": member,
+                "lot_ref": "late",
+                "points": 30,
+                "earned_at": instant(-10),
+                "expires_at": instant(90),
+            },
+            {
+                "member": member,
+                "lot_ref": "soon",
+                "points": 20,
+                "earned_at": instant(-300),
+                "expires_at": instant(5),
+            },
+        ]
+        assert (await run(api, "lots", rows)).json()["imported"] == 2
+        pid = await program_id(db, api.program)
+        occurred = await db.fetchval(
+            "SELECT occurred_at FROM journal_entry WHERE program_id = $1 AND kind = 'import'"
+            " AND metadata->>'lot_ref' = 'soon'",
+            pid,
+        )
+        assert abs((occurred - (NOW - timedelta(days=300))).total_seconds()) < 1
+        # a redemption takes the soonest-expiring lot first
+        assert (await api.redeem(member, 25)).status_code == 201
+        remaining = {
+            (r["expires_at"] is None and "never") or r["points"]: r["remaining"]
+            for r in await db.fetch(
+                "SELECT points, remaining, expires_at FROM point_lot l"
+                " JOIN member m ON m.program_id = l.program_id AND m.id = l.member_id"
+                " WHERE m.program_id = $1 AND m.external_id = $2",
+                pid,
+                member,
+            )
+        }
+        assert remaining == {20: 0, 30: 25, "never": 40}
+        # the expire job takes the lot at its own date
+        clock.offset = timedelta(days=91)
+        expired = await api.post("/v1/jobs/expire", {}, idempotency_key=None)
+        assert expired.json()["counts"]["points"] == 25, expired.text
+        assert await api.available(member) == 40
+        await sound(db)
+
+
+class TestRefusals:
+    async def test_dry_run_writes_nothing(self, api: Api, db: asyncpg.Connection) -> None:
+        member = await api.enrol()
+        rows = [
+            {
+                "member": member,
+                "lot_ref": f"d{n}",
+                "points": 10,
+                "earned_at": instant(-5),
+                "expires_at": instant(40 + 31 * n),
+            }
+            for n in range(3)
+        ]
+        response = await run(api, "lots", rows, dry_run=True)
+        body = response.json()
+        assert (body["dry_run"], body["imported"], body["points"], body["members"]) == (True, 3, 30, 1)
+        assert sum(body["points_by_expiry_month"].values()) == 30
+        assert await api.available(member) == 0
+        pid = await program_id(db, api.program)
+        assert await db.fetchval("SELECT count(*) FROM journal_entry WHERE program_id = $1", pid) == 0
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM event_log WHERE program_id = $1 AND type = 'import.completed'", pid
+            )
+            == 0
+        )
+
+    async def test_control_totals_that_do_not_match_refuse(self, api: Api) -> None:
+        member = await api.enrol()
+        rows = [{"member": member, "lot_ref": "c1", "points": 10, "earned_at": instant(-5)}]
+        response = await run(api, "lots", rows, expect_rows=1, expect_points=11)
+        assert response.status_code == 422
+        assert response.json()["code"] == "import_control_totals_mismatch"
+        response = await run(api, "lots", rows, expect_rows=2)
+        assert response.json()["code"] == "import_control_totals_mismatch"
+        assert await api.available(member) == 0
+        ok = await run(api, "lots", rows, expect_rows=1, expect_points=10)
+        assert ok.json()["imported"] == 1
+
+    async def test_invalid_rows_are_listed_and_the_valid_ones_imported(self, api: Api) -> None:
+        member = await api.enrol()
+        rows = [
+            {"member": member, "lot_ref": "ok", "points": 10, "earned_at": instant(-5)},
+            {"member": member, "lot_ref": "neg", "points": -1, "earned_at": instant(-5)},
+            {"member": "nobody-here", "lot_ref": "who", "points": 1, "earned_at": instant(-5)},
+            {"member": member, "lot_ref": "ok", "points": 3, "earned_at": instant(-5)},
+            {"member": member, "points": 3, "earned_at": instant(-5)},
+        ]
+        body = (await run(api, "lots", rows)).json()
+        assert (body["imported"], body["invalid"]) == (1, 4)
+        assert [(e["row"], e["field"], e["code"]) for e in body["errors"]] == [
+            (2, "points", "invalid"),
+            (3, "member", "member_not_found"),
+            (4, "lot_ref", "duplicate_ref"),
+            (5, "lot_ref", "missing"),
+        ]
+        assert await api.available(member) == 10
+
+    async def test_all_or_nothing_writes_nothing_when_a_row_is_invalid(self, api: Api) -> None:
+        member = await api.enrol()
+        rows = [
+            {"member": member, "lot_ref": "a", "points": 10, "earned_at": instant(-5)},
+            {
+                "member": member,
+                "lot_ref": "b",
+                "points": 10,
+                "earned_at": instant(-50),
+                "expires_at": instant(-1),
+            },
+        ]
+        response = await run(api, "lots", rows, all_or_nothing=True)
+        assert response.status_code == 422
+        problem = response.json()
+        assert problem["code"] == "import_rows_invalid"
+        assert problem["errors"] == [
+            {"field": "rows.2.expires_at", "message": problem["errors"][0]["message"], "type": "lot_expired"}
+        ]
+        assert await api.available(member) == 0
+
+    async def test_more_than_10000_rows_is_413(self, api: Api) -> None:
+        rows = [{"external_id": f"m{n}"} for n in range(10_001)]
+        response = await run(api, "members", rows)
+        assert response.status_code == 413
+        assert response.json()["code"] == "import_too_large"
+
+    async def test_unknown_kind_is_422(self, api: Api) -> None:
+        response = await run(api, "points", [])
+        assert response.status_code == 422
+        assert response.json()["code"] == "validation_error"
+
+
+class TestAccess:
+    async def test_admin_scope_is_required(self, api: Api) -> None:
+        key = await api.key_with("members:write", "points:adjust")
+        response = await run(api, "members", [{"external_id": "x1"}], key=key)
+        assert response.status_code == 403
+        assert response.json()["code"] == "forbidden"
+        response = await api.client.post("/v1/imports/members", json={"source": "s", "rows": []})
+        assert response.status_code == 401
+
+    async def test_another_programs_members_are_not_found(self, api: Api, other: Api) -> None:
+        member = await api.enrol()
+        rows = [{"member": member, "lot_ref": "x", "points": 10, "earned_at": instant(-5)}]
+        body = (await run(other, "lots", rows)).json()
+        assert (body["imported"], body["errors"][0]["code"]) == (0, "member_not_found")
+        assert await api.available(member) == 0
+
+
+@pytest.mark.parametrize("kind", ["orders", "tiers"])
+async def test_rows_for_unknown_members_are_invalid(api: Api, kind: str) -> None:
+    await api.use_rules(tier_rules())
+    legacy = legacy_program(unique("u"), members=1)
+    body = (await run(api, kind, legacy[kind])).json()
+    assert body["invalid"] == len(legacy[kind])
+    assert {e["code"] for e in body["errors"]} == {"member_not_found"}
