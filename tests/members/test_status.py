@@ -17,7 +17,7 @@ from app.cli import cli
 from app.db import Database
 from app.ledger.verify import verify
 from app.members.status import close_member
-from tests.support import Api, database_url, program_id, unique
+from tests.support import Api, chain_program, database_url, program_id, unique
 
 
 def problem(response: httpx.Response) -> tuple[int, str | None]:
@@ -324,6 +324,10 @@ class TestClose:
         )
         assert forfeited == 380
         assert [event["member"] for event in await events(db, api, "member.status_changed")] == [member]
+        await chain_program(db, api.program)  # entries become points.* events as they are chained
+        chained = (await api.get("/v1/events", type="points.forfeit")).json()["items"]
+        assert sorted(event["data"]["points"] for event in chained) == [80, 300]
+        assert {event["data"]["kind"] for event in chained} == {"forfeit"}
         await sound(db)
 
     async def test_refused_while_holds_are_active(self, api: Api, db: asyncpg.Connection) -> None:
@@ -431,3 +435,28 @@ class TestCloseMemberService:
             await fails_after_closing()
         assert (await api.get(f"/v1/members/{member}")).json()["status"] == "active"
         assert await api.available(member) == 70
+
+
+class TestReferralToAMemberWhoMayNotEarn:
+    async def test_the_referee_earns_and_a_closed_referrer_gets_nothing(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(
+            {
+                "earn": {"base": {"points": 1, "per": "1"}},
+                "events": {"referral": {"referrer": 200, "referee": 100}},
+            }
+        )
+        referrer = await api.enrol()
+        member = await api.enrol(referred_by=referrer)
+        assert (await close(api, referrer)).status_code == 201
+        response = await api.post(
+            f"/v1/members/{member}/events", {"type": "referral", "occurred_at": datetime.now(UTC).isoformat()}
+        )
+        assert response.status_code == 201, response.text
+        assert await api.available(member) == 100
+        assert await api.balances(referrer) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
+        statement = (await api.get(f"/v1/members/{member}/entries")).json()["items"]
+        lines = {line["rule"]: line for line in statement[0]["explanation"]}
+        assert [line["points"] for rule, line in lines.items() if rule.endswith(":referrer")] == [0]
+        await sound(db)
