@@ -57,6 +57,8 @@ ORDER = [
     "rejectPartnerConversion",
     "closePartnerStatement",
     "payPartnerStatement",
+    "changeMemberStatus",
+    "closeMember",
     "createProgram",
 ]
 # The examples that meet a business rule on this path: the tier it would keep was

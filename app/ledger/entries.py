@@ -27,6 +27,7 @@ EntryKind = Literal[
     "donation",
     "conversion",
     "import",
+    "forfeit",
 ]
 # A member's accounts. `debt` holds what a member owes (zero or negative) after a
 # refund took back points they had already spent, in programs whose rules say so;
@@ -34,8 +35,9 @@ EntryKind = Literal[
 MemberAccount = Literal["available", "pending", "held", "debt"]
 # A program's system accounts: unbounded, no balance row, no lock on the hot path.
 # `migration` is where a legacy program's points come from when they are imported
-# (app/imports): opened with the program, or by its first import.
-SystemAccount = Literal["issuance", "redemption", "expiry", "migration"]
+# (app/imports): opened with the program, or by its first import. `forfeit`
+# receives what a closed member gave up (app.members: closing).
+SystemAccount = Literal["issuance", "redemption", "expiry", "migration", "forfeit"]
 # A partner's own accounts (app.partners): `partner_funding` holds points the partner
 # has paid for and not given out yet (below zero only for a postpaid partner, down
 # to its credit limit); `partner_payable` holds points members spent with it.
@@ -57,13 +59,42 @@ ORDER_KINDS: frozenset[EntryKind] = frozenset({"earn", "refund", "activate"})
 # Partner entries are undone by their own operations (refunds of partner orders,
 # reversals of partner redemptions), which keep the partner's settlement in step.
 LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset(
-    {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion"}
+    {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion", "forfeit"}
 )
 
 # Entries the chainer chains like any other but writes no `points.<kind>` event for:
 # an import writes up to a million entries at once, summarised by one
 # `import.completed` event per run instead (app/imports).
 SILENT_KINDS: frozenset[EntryKind] = frozenset({"import"})
+
+# Which member statuses refuse an entry (ledger_post()'s p_member_check, read under
+# the member's balance-row lock): "move" refuses suspended and closed members, and
+# frozen ones the entry takes points from; "open" refuses closed members only (the
+# program taking back what an order or entry gave: refunds, reversals); None checks
+# nothing (jobs, and captures and releases, which settle holds placed before).
+MemberCheck = Literal["move", "open"]
+MEMBER_CHECKS: dict[EntryKind, MemberCheck | None] = {
+    "award": "move",
+    "redemption": "move",
+    "transfer": "move",
+    "earn": "move",
+    "event": "move",
+    "hold": "move",
+    "tier_keep": "move",
+    "donation": "move",
+    "conversion": "move",
+    "reversal": "open",
+    "refund": "open",
+    "activate": None,
+    "capture": None,
+    "release": None,
+    "expire": None,
+    "funding": None,
+    "forfeit": None,
+    # imports are written by ledger_import_lots(), not ledger_post(); an import
+    # to a closed member is refused there (app/imports)
+    "import": None,
+}
 
 # Idempotency keys of the entries jobs write begin with this: clients' keys are
 # printable ASCII, so a job's key never meets one of theirs.
@@ -108,6 +139,7 @@ class NewEntry:
     explanation: list[dict[str, Any]] | None = None
     source_entry_id: uuid.UUID | None = None
     partner_line: PartnerLine | None = None
+    member_check: MemberCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
