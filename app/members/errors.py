@@ -5,3 +5,7 @@ from app.errors import AppError
 
 class MemberExists(AppError):
     status, code, title = 409, "member_exists", "A member with this external_id already exists"
+
+
+class MemberErased(AppError):
+    status, code, title = 409, "member_erased", "This member's personal data was erased"
