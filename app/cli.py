@@ -461,7 +461,7 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one round of every job, then exit.")] = False,
 ) -> None:
     """Run the chainer and the webhook dispatcher continuously, and every job
-    (activate-pending, release-holds, expire, evaluate-tiers, notify-expiring) as of now, every
+    (lift-statuses, activate-pending, release-holds, expire, evaluate-tiers, notify-expiring) as of now, every
     `--interval` seconds (expire and evaluate-tiers hourly, or as LEDGER_WORKER_JOB_INTERVALS
     says), until SIGINT or SIGTERM. Several workers may run at once:
     each job runs in one of them at a time (a PostgreSQL advisory lock)."""

@@ -19,7 +19,7 @@ from app.ledger.models import (
     PointLot,
     Posting,
 )
-from app.members.models import Member
+from app.members.models import Member, MemberStatusChange
 from app.orders.models import OrderRefund, PaidOrder
 from app.partners.models import (
     Conversion,
@@ -56,6 +56,7 @@ __all__ = [
     "MemberBalance",
     "MemberErasure",
     "MemberEvent",
+    "MemberStatusChange",
     "MemberTier",
     "OrderRefund",
     "PaidOrder",

@@ -14,7 +14,7 @@ from app.events.schemas import EventIn
 from app.fields import MemberPath
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
-from app.ledger.errors import MemberNotFound, PointsOutOfRange
+from app.ledger.errors import MemberClosed, MemberNotEligible, MemberNotFound, PointsOutOfRange
 from app.ledger.schemas import EntryOut
 from app.principal import Principal
 
@@ -35,6 +35,8 @@ router = api_router(prefix="/v1/members", tags=["points"])
         service.EventLimitReached,
         service.NoReferrer,
         PointsOutOfRange,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_member_event(

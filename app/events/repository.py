@@ -12,16 +12,23 @@ import asyncpg
 from app.db import Connection
 
 # The member's balance row is locked until the transaction ends, so two events of one
-# member are counted against the day's limit one after the other.
+# member are counted against the day's limit one after the other. The lock is taken
+# in a statement of its own, before the facts are read: the statuses read are then
+# the ones the lock's last holder left (a status change takes the same lock).
+LOCK_MEMBER = """
+SELECT 1 FROM member_balance b
+  JOIN member m ON m.program_id = b.program_id AND m.id = b.member_id
+ WHERE m.program_id = $1 AND m.external_id = $2
+   FOR UPDATE OF b
+"""
 EVENT_FACTS = """
-SELECT m.id AS member_id, m.referred_by_member_id, r.external_id AS referrer, b.debt,
-       v.version AS rules_version
+SELECT m.id AS member_id, m.status, m.referred_by_member_id, r.external_id AS referrer,
+       r.status AS referrer_status, b.debt, v.version AS rules_version
   FROM member m
   JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   JOIN rules_version v ON v.program_id = m.program_id AND v.active
   LEFT JOIN member r ON r.program_id = m.program_id AND r.id = m.referred_by_member_id
  WHERE m.program_id = $1 AND m.external_id = $2
-   FOR UPDATE OF b
 """
 
 # A reversed event no longer counts (its points were taken back).
@@ -42,6 +49,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)
 
 
 async def locked_facts(connection: Connection, program_id: int, member: str) -> asyncpg.Record | None:
+    await connection.execute(LOCK_MEMBER, program_id, member)
     return await connection.fetchrow(EVENT_FACTS, program_id, member)
 
 

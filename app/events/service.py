@@ -3,6 +3,8 @@ their events of the type for the local day, asks the rules, and posts."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from uuid_utils.compat import uuid7
 
 from app.context import AppContext
@@ -13,8 +15,8 @@ from app.events.schemas import EventIn
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger.entries import Leg, MemberAccount
-from app.ledger.errors import MemberNotFound
-from app.rules import EventFacts, RulesError, earn_event
+from app.ledger.errors import EARN_REFUSED, MemberNotFound, status_refusal
+from app.rules import EventFacts, ExplanationLine, RulesError, earn_event
 from app.rules.events import local_day
 from app.rules.lifecycle import lot_expiry
 from app.tiers import service as tiers
@@ -54,6 +56,8 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
             found = await posting.stored(connection, request)
             if found is not None:
                 return found
+            if facts["status"] in EARN_REFUSED:
+                raise status_refusal(member, facts["status"])
             rules = await context.rules.document(connection, program_id, facts["rules_version"])
             day = local_day(rules, body.occurred_at)
             today, ever = await repository.counts(connection, program_id, facts["member_id"], body.type, day)
@@ -70,6 +74,18 @@ async def record(context: AppContext, request: KeyedRequest, member: str, body: 
                 )
             except RulesError as exc:
                 raise _PROBLEMS[exc.code](exc.message) from exc
+            if earning.referrer_points and facts["referrer_status"] in EARN_REFUSED:
+                # The referee still earns; a referrer who may not earn gets nothing.
+                earning = dataclasses.replace(
+                    earning,
+                    referrer_points=0,
+                    lines=tuple(
+                        ExplanationLine(line.rule, 0, f"the referrer is {facts['referrer_status']}: none")
+                        if line.rule.endswith(":referrer")
+                        else line
+                        for line in earning.lines
+                    ),
+                )
             owed = -facts["debt"]
             repaid = min(earning.points, owed)
             credits: tuple[tuple[MemberAccount, int], ...] = (

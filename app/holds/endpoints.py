@@ -15,7 +15,13 @@ from app.holds import service
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, HoldPage, HoldStatus, ReleaseIn
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
-from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
+from app.ledger.errors import (
+    REDEEM_LIMIT_ERRORS,
+    InsufficientPoints,
+    MemberClosed,
+    MemberNotEligible,
+    MemberNotFound,
+)
 from app.pagination import Cursor, Limit
 from app.positions import ReplicaRead
 from app.principal import Principal
@@ -44,6 +50,8 @@ _CLOSE_ERRORS = (
         MemberNotFound,
         InsufficientPoints,
         *REDEEM_LIMIT_ERRORS,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_hold(

@@ -7,6 +7,7 @@ class JobName(StrEnum):
     """The jobs, in the order the worker runs them (app/jobs/service.py's JOBS); the
     CLI offers them without importing every domain."""
 
+    lift_statuses = "lift-statuses"
     activate_pending = "activate-pending"
     release_holds = "release-holds"
     expire = "expire"

@@ -17,6 +17,7 @@ from app.errors import NotFound
 from app.holds import service as holds
 from app.ledger import expiry
 from app.ledger import jobs as ledger_jobs
+from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
@@ -34,7 +35,8 @@ class JobSummary(BaseModel):
         description="what it did: activate-pending counts `credits` and `points`; release-holds "
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
-        "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`",
+        "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
+        "lift-statuses `members`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -66,6 +68,14 @@ async def _activate_pending(
         db, program_id=program_id, as_of=as_of, now=now, on_progress=progress.advance
     )
     return {"credits": done.credits, "points": done.points}
+
+
+async def _lift_statuses(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    done = await member_status.lift_statuses(db, program_id=program_id, as_of=as_of, now=now)
+    progress.advance(done.members)
+    return {"members": done.members}
 
 
 async def _release_holds(
@@ -142,9 +152,11 @@ async def _close_statements(
 
 
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
-# In the order the worker runs them: pending points become available before
+# In the order the worker runs them: statuses lift first (what they blocked is
+# allowed again as soon as the round begins), pending points become available before
 # anything expires, and expired holds give their points back first.
 JOBS: dict[str, Job] = {
+    "lift-statuses": _lift_statuses,
     "activate-pending": _activate_pending,
     "release-holds": _release_holds,
     "expire": _expire,

@@ -20,6 +20,8 @@ from app.ledger.errors import (
     EntryNotFound,
     EntryNotReversible,
     InsufficientPoints,
+    MemberClosed,
+    MemberNotEligible,
     MemberNotFound,
     PointsOutOfRange,
 )
@@ -45,6 +47,8 @@ _POST_ERRORS = (
     IdempotencyKeyReused,
     MemberNotFound,
     PointsOutOfRange,
+    MemberNotEligible,
+    MemberClosed,
 )
 
 

@@ -26,13 +26,15 @@ EntryKind = Literal[
     "funding",
     "donation",
     "conversion",
+    "forfeit",
 ]
 # A member's accounts. `debt` holds what a member owes (zero or negative) after a
 # refund took back points they had already spent, in programs whose rules say so;
 # later earnings repay it.
 MemberAccount = Literal["available", "pending", "held", "debt"]
 # A program's system accounts: unbounded, no balance row, no lock on the hot path.
-SystemAccount = Literal["issuance", "redemption", "expiry"]
+# `forfeit` receives what a closed member gave up (app.members: closing).
+SystemAccount = Literal["issuance", "redemption", "expiry", "forfeit"]
 # A partner's own accounts (app.partners): `partner_funding` holds points the partner
 # has paid for and not given out yet (below zero only for a postpaid partner, down
 # to its credit limit); `partner_payable` holds points members spent with it.
@@ -54,8 +56,34 @@ ORDER_KINDS: frozenset[EntryKind] = frozenset({"earn", "refund", "activate"})
 # Partner entries are undone by their own operations (refunds of partner orders,
 # reversals of partner redemptions), which keep the partner's settlement in step.
 LIFECYCLE_KINDS: frozenset[EntryKind] = frozenset(
-    {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion"}
+    {"hold", "capture", "release", "expire", "tier_keep", "funding", "donation", "conversion", "forfeit"}
 )
+
+# Which member statuses refuse an entry (ledger_post()'s p_member_check, read under
+# the member's balance-row lock): "move" refuses suspended and closed members, and
+# frozen ones the entry takes points from; "open" refuses closed members only (the
+# program taking back what an order or entry gave: refunds, reversals); None checks
+# nothing (jobs, and captures and releases, which settle holds placed before).
+MemberCheck = Literal["move", "open"]
+MEMBER_CHECKS: dict[EntryKind, MemberCheck | None] = {
+    "award": "move",
+    "redemption": "move",
+    "transfer": "move",
+    "earn": "move",
+    "event": "move",
+    "hold": "move",
+    "tier_keep": "move",
+    "donation": "move",
+    "conversion": "move",
+    "reversal": "open",
+    "refund": "open",
+    "activate": None,
+    "capture": None,
+    "release": None,
+    "expire": None,
+    "funding": None,
+    "forfeit": None,
+}
 
 # Idempotency keys of the entries jobs write begin with this: clients' keys are
 # printable ASCII, so a job's key never meets one of theirs.
@@ -100,6 +128,7 @@ class NewEntry:
     explanation: list[dict[str, Any]] | None = None
     source_entry_id: uuid.UUID | None = None
     partner_line: PartnerLine | None = None
+    member_check: MemberCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,44 @@ class PartnerCreditExceeded(AppError):
     status, code, title = 422, "partner_credit_exceeded", "The partner's credit limit would be exceeded"
 
 
+class MemberNotEligible(AppError):
+    status, code, title = 409, "member_not_eligible", "The member's status does not allow this"
+
+
+class MemberClosed(AppError):
+    status, code, title = 409, "member_closed", "The member is closed and accepts nothing new"
+
+
+# What each status blocks, as the problems say it (docs/lifecycle.md, "Member status").
+STATUS_BLOCKS = {
+    "frozen": "a frozen member may still receive points (orders, events, awards, transfers in) but may not "
+    "redeem, hold, transfer out, convert or keep a tier with points",
+    "suspended": "a suspended member's points do not move: it may neither earn nor redeem, hold, "
+    "transfer or convert points",
+    "closed": "a closed member accepts nothing new: no points move and its status does not change",
+}
+
+
+# The statuses that refuse earning (a frozen member still earns).
+EARN_REFUSED = frozenset({"suspended", "closed"})
+
+
+def status_refusal(member: str, status: str) -> AppError:
+    """The problem for an operation a member's status refuses: 409 `member_closed` for a
+    closed member, else 409 `member_not_eligible`, naming the status and what it blocks."""
+    if status == "closed":
+        return MemberClosed(f"member {member} is closed: {STATUS_BLOCKS['closed']}")
+    return MemberNotEligible(f"member {member} is {status}: {STATUS_BLOCKS.get(status, 'this is refused')}")
+
+
+def _not_eligible(exc: asyncpg.PostgresError) -> AppError:
+    try:
+        facts: dict[str, Any] = json.loads(getattr(exc, "detail", None) or "{}")
+        return status_refusal(str(facts["member"]), str(facts["status"]))
+    except (ValueError, KeyError, TypeError):
+        return MemberNotEligible("a member's status does not allow this entry")
+
+
 REDEEM_REFUSALS: dict[str, type[AppError]] = {
     cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
 }
@@ -103,6 +141,8 @@ def as_app_error(exc: asyncpg.PostgresError) -> AppError | None:
         return _insufficient(exc)
     if state == SqlState.PARTNER_FUNDS:
         return _partner_funds(exc)
+    if state == SqlState.MEMBER_NOT_ELIGIBLE:
+        return _not_eligible(exc)
     if state == SqlState.IDEMPOTENCY_KEY_REUSED or (
         state == SqlState.UNIQUE_VIOLATION and constraint == "pk_idempotency_record"
     ):

@@ -41,7 +41,8 @@ async def activate_pending(
     batch: int = 500,
     on_progress: Callable[[int], None] | None = None,
 ) -> Activated:
-    """Move pending points whose `pending_until` is at or before `as_of` to available.
+    """Move pending points whose `pending_until` is at or before `as_of` to available
+    (a closed member's to the program's forfeit account, in a `forfeit` entry).
 
     One `activate` entry per pending credit (so each traces to its order or award),
     written in batches of `batch` credits per transaction: a crash loses at most the
@@ -82,23 +83,37 @@ def _activation_batch(
             entry_ids = []
             # Members in id order, as every other writer locks them: no deadlocks.
             due = sorted(due, key=lambda credit: credit["member_id"])
+            # A closed member's pending points are forfeited instead; the status is
+            # read under the members' locks, so a closing can't slip in between.
+            statuses = (
+                await repository.locked_statuses(
+                    connection, sorted({(credit["program_id"], credit["member_id"]) for credit in due})
+                )
+                if due
+                else {}
+            )
             for credit in due:
+                closed = statuses.get(credit["member_id"]) == "closed"
                 entry = job_entry(
                     "activate-pending",
-                    credit["id"],  # one activation per credit, ever
+                    credit["id"],  # one activation (or forfeit) per credit, ever
                     program_id=credit["program_id"],
-                    kind="activate",
+                    kind="forfeit" if closed else "activate",
                     occurred_at=credit["pending_until"],
                     now=now,
                     legs=(
                         Leg(credit["member"], "pending", -credit["remaining"]),
-                        Leg(credit["member"], "available", credit["remaining"]),
+                        Leg(None, "forfeit", credit["remaining"])
+                        if closed
+                        else Leg(credit["member"], "available", credit["remaining"]),
                     ),
-                    reason="pending points became available",
+                    reason="pending points of a closed member forfeited"
+                    if closed
+                    else "pending points became available",
                     order_id=credit["order_id"],
                     rules_version=credit["rules_version"],
                     # the lot keeps the expiry decided when the points were earned
-                    expires_at=credit["expires_at"],
+                    expires_at=None if closed else credit["expires_at"],
                 )
                 await post_job_entry(connection, entry)
                 entry_ids.append(entry.id)

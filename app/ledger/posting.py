@@ -23,7 +23,7 @@ from app.db import Connection
 from app.errors import AppError
 from app.idempotency import IdempotencyKeyReused, KeyedRequest, StoredResponse
 from app.ledger import repository
-from app.ledger.entries import JOB_KEY_PREFIX, EntryKind, Leg, NewEntry, Posted
+from app.ledger.entries import JOB_KEY_PREFIX, MEMBER_CHECKS, EntryKind, Leg, NewEntry, Posted
 from app.ledger.errors import as_app_error
 from app.metrics import ENTRIES
 
@@ -108,6 +108,8 @@ def _new_entry(
         recorded_at=now,
         actor_key_id=request.principal.key_id,
         legs=tuple(legs),
+        # a client's entry: the members' statuses may refuse it (its kind says how)
+        member_check=MEMBER_CHECKS[kind],
         **fields,
     )
 

@@ -21,7 +21,7 @@ SELECT replayed, request_fingerprint, status_code, response_body
                    p_rules_version => $12, p_expires_at => $13, p_pending_until => $14,
                    p_metadata => $15::jsonb, p_members => $16, p_accounts => $17, p_amounts => $18,
                    p_explanation => $19::jsonb, p_response_body => $20, p_source_entry_id => $21,
-                   p_partners => $22, p_partner_line => $23::jsonb)
+                   p_partners => $22, p_partner_line => $23::jsonb, p_member_check => $24)
 """
 
 KEEP_RESPONSE = """
@@ -105,6 +105,22 @@ SELECT c.id, c.program_id, c.member_id, c.remaining, c.pending_until, m.external
    FOR UPDATE OF c SKIP LOCKED
 """
 
+# Members' balance rows, locked in member id order (as ledger_post() locks them);
+# then, in a statement of its own, their statuses as the locks' last holders left
+# them (a closing takes the same lock).
+LOCK_BALANCES = """
+SELECT b.member_id FROM member_balance b
+  JOIN unnest($1::bigint[], $2::bigint[]) AS x(program_id, member_id)
+    ON b.program_id = x.program_id AND b.member_id = x.member_id
+ ORDER BY b.member_id
+   FOR UPDATE OF b
+"""
+MEMBER_STATUSES = """
+SELECT m.id, m.status FROM member m
+  JOIN unnest($1::bigint[], $2::bigint[]) AS x(program_id, member_id)
+    ON m.program_id = x.program_id AND m.id = x.member_id
+"""
+
 MARK_ACTIVATED = """
 UPDATE pending_credit c SET remaining = 0, activated_at = $3, activation_entry_id = x.entry_id
   FROM unnest($1::bigint[], $2::bigint[], $4::uuid[]) AS x(program_id, id, entry_id)
@@ -138,6 +154,7 @@ async def post(connection: Connection, entry: NewEntry, *, response_body: bytes 
         entry.source_entry_id,
         [leg.partner for leg in entry.legs] if any(leg.partner for leg in entry.legs) else None,
         None if entry.partner_line is None else json.dumps(entry.partner_line.to_json()),
+        entry.member_check,
     )
     assert row is not None
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])
@@ -432,6 +449,15 @@ async def members_posted_since(
     other_rules_than: int | None,
 ) -> list[int]:
     return list(await connection.fetchval(MEMBERS_POSTED_SINCE, program_id, txid, kinds, other_rules_than))
+
+
+async def locked_statuses(connection: Connection, members: list[tuple[int, int]]) -> dict[int, str]:
+    """Lock the balance rows of these (program id, member id)s in id order, then read
+    their statuses: member id -> status."""
+    programs = [program_id for program_id, _ in members]
+    ids = [member_id for _, member_id in members]
+    await connection.execute(LOCK_BALANCES, programs, ids)
+    return {row["id"]: row["status"] for row in await connection.fetch(MEMBER_STATUSES, programs, ids)}
 
 
 # The ids of a member's entries, newest first, from its postings' index alone

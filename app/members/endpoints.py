@@ -2,16 +2,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
+from fastapi.responses import Response
 
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import ExternalId, MemberPath, ShortText
 from app.http import api_router
-from app.ledger.errors import MemberNotFound
-from app.members import service
-from app.members.errors import MemberExists
-from app.members.schemas import MemberCreate, MemberOut, MemberPage, MemberPatch, MemberStatus
+from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
+from app.ledger.errors import MemberClosed, MemberNotFound
+from app.members import service, status
+from app.members.errors import MemberExists, MemberHasActiveHolds
+from app.members.schemas import (
+    CloseIn,
+    ClosureOut,
+    MemberCreate,
+    MemberOut,
+    MemberPage,
+    MemberPatch,
+    MemberStatus,
+    StatusChangeIn,
+    StatusChangeOut,
+    StatusHistoryPage,
+)
 from app.pagination import Cursor, Limit
 from app.positions import ReplicaRead
 from app.principal import Principal
@@ -94,7 +107,7 @@ async def list_members(
     "/{member}",
     response_model=MemberOut,
     operation_id="updateMember",
-    responses=error_responses(Forbidden, MemberNotFound),
+    responses=error_responses(Forbidden, MemberNotFound, MemberClosed),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -113,5 +126,85 @@ async def update_member(
 ) -> MemberOut:
     """Change a member's `birthday` and `metadata` by JSON merge patch (RFC 7396; as
     `application/json` or `application/merge-patch+json`): a field left out is kept,
-    `null` clears it, `metadata` merges key by key. Any other field is 422."""
+    `null` clears it, `metadata` merges key by key. Any other field is 422. A closed
+    member is 409 `member_closed`."""
     return await service.patch(context, principal, member, body)
+
+
+@router.post(
+    "/{member}/status",
+    status_code=201,
+    response_model=StatusChangeOut,
+    operation_id="changeMemberStatus",
+    responses=error_responses(
+        Forbidden, IdempotencyKeyRequired, IdempotencyKeyReused, MemberNotFound, MemberClosed
+    ),
+)
+async def change_member_status(
+    http: Request,
+    member: MemberPath,
+    body: StatusChangeIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("members:write"))],
+) -> Response:
+    """Set a member's status: `active`; `frozen` (may still receive points from orders,
+    events, awards and transfers in; may not redeem, hold, transfer out, convert or keep
+    a tier with points); `suspended` (no points move: earning is refused too). What a
+    status refuses is 409 `member_not_eligible`, naming the status; holds placed before
+    still capture and release. With `until`, the status returns to `active` then (the
+    `lift-statuses` job). Every change is kept with its reason and API key (the status
+    history) and is a `member.status_changed` event. A closed member is 409
+    `member_closed`."""
+    result = await status.change_status(context, keyed_request(http, principal, key, body), member, body)
+    return result.to_response()
+
+
+@router.get(
+    "/{member}/status-history",
+    response_model=StatusHistoryPage,
+    operation_id="listMemberStatusHistory",
+    responses=error_responses(Forbidden, MemberNotFound),
+)
+async def list_member_status_history(
+    member: MemberPath,
+    context: Context,
+    principal: Annotated[Principal, Depends(require("members:read"))],
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> StatusHistoryPage:
+    """The member's status changes, newest first: each with its reason, the API key
+    that made it (none when `until` lifted it) and, for a closing, its forfeit entry."""
+    return await status.history(context, principal, member, limit=limit, cursor=cursor)
+
+
+@router.post(
+    "/{member}/close",
+    status_code=201,
+    response_model=ClosureOut,
+    operation_id="closeMember",
+    responses=error_responses(
+        Forbidden,
+        IdempotencyKeyRequired,
+        IdempotencyKeyReused,
+        MemberNotFound,
+        MemberClosed,
+        MemberHasActiveHolds,
+    ),
+)
+async def close_member(
+    http: Request,
+    member: MemberPath,
+    body: CloseIn,
+    context: Context,
+    key: IdempotencyKey,
+    principal: Annotated[Principal, Depends(require("members:write"))],
+) -> Response:
+    """Close a member for good. Refused with 409 `member_has_active_holds` while points
+    are held (capture or release the holds first). Its available points are forfeited
+    in one `forfeit` entry to the program's forfeit account; its pending points are
+    forfeited when they would become available. From then on the member accepts
+    nothing new (409 `member_closed`) and stays readable. Closing a closed member is
+    409 `member_closed`."""
+    result = await status.close(context, keyed_request(http, principal, key, body), member, body)
+    return result.to_response()

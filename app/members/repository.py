@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -14,8 +16,8 @@ from app.members.models import Member
 
 # A member with balances, as the member view and lists show it.
 _SUMMARY = """
-SELECT m.id, m.program_id, m.external_id, m.status, m.enrolled_at, m.birthday, r.external_id AS referred_by,
-       m.metadata, b.available, b.pending, b.held, b.debt
+SELECT m.id, m.program_id, m.external_id, m.status, m.status_until, m.enrolled_at, m.birthday,
+       r.external_id AS referred_by, m.metadata, b.available, b.pending, b.held, b.debt
   FROM member m
   JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   LEFT JOIN member r ON r.program_id = m.program_id AND r.id = m.referred_by_member_id
@@ -102,3 +104,145 @@ async def locked_member(session: AsyncSession, program_id: int, external_id: str
 
 async def member_view(connection: Connection, program_id: int, external_id: str) -> asyncpg.Record | None:
     return await connection.fetchrow(MEMBER_VIEW, program_id, external_id)
+
+
+# --- status and closing -------------------------------------------------------------
+# A status change takes the member's balance row first, as every posting does
+# (ledger_post()), and moves its version on: an order whose facts were read before
+# the change finds its version stale and reads them again (ledger_post_order()).
+# The status is then read in a statement of its own, after the lock: it is the
+# status as the lock's last holder committed it.
+LOCK_FOR_STATUS = """
+UPDATE member_balance b SET version = b.version + 1
+  FROM member m
+ WHERE m.program_id = $1 AND m.external_id = $2
+   AND b.program_id = m.program_id AND b.member_id = m.id
+RETURNING m.id AS member_id, b.available, b.pending, b.held
+"""
+
+MEMBER_STATUS = """
+SELECT status, status_until FROM member WHERE program_id = $1 AND id = $2
+"""
+
+SET_STATUS = """
+UPDATE member SET status = $3, status_until = $4 WHERE program_id = $1 AND id = $2
+"""
+
+INSERT_STATUS_CHANGE = """
+INSERT INTO member_status_change (program_id, member_id, status, previous_status, reason, until,
+                                  actor_key_id, changed_at, entry_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id
+"""
+
+# A member's status history, newest first, from before the cursor's change id.
+STATUS_HISTORY = """
+SELECT c.id, c.status, c.previous_status, c.reason, c.until, c.actor_key_id, c.changed_at, c.entry_id
+  FROM member_status_change c
+ WHERE c.program_id = $1 AND c.member_id = $2 AND c.id < $3
+ ORDER BY c.id DESC
+ LIMIT $4
+"""
+
+# Members whose status lifts by `as_of` (ix_member_status_until), in id order.
+DUE_LIFTS = """
+SELECT m.program_id, m.id, m.external_id
+  FROM member m
+ WHERE m.status_until <= $1 AND ($2::bigint IS NULL OR m.program_id = $2)
+ ORDER BY m.id
+ LIMIT $3
+"""
+
+LOCK_BALANCE = """
+UPDATE member_balance b SET version = b.version + 1
+ WHERE b.program_id = $1 AND b.member_id = $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LockedMember:
+    member_id: int
+    status: str
+    status_until: datetime | None
+    available: int
+    pending: int
+    held: int
+
+
+async def lock_for_status(connection: Connection, program_id: int, external_id: str) -> LockedMember | None:
+    """Lock the member's balance row (moving its version on) and read its status
+    after the lock; None if the program has no such member."""
+    row = await connection.fetchrow(LOCK_FOR_STATUS, program_id, external_id)
+    if row is None:
+        return None
+    status = await connection.fetchrow(MEMBER_STATUS, program_id, row["member_id"])
+    assert status is not None
+    return LockedMember(
+        row["member_id"],
+        status["status"],
+        status["status_until"],
+        row["available"],
+        row["pending"],
+        row["held"],
+    )
+
+
+async def lock_by_id(connection: Connection, program_id: int, member_id: int) -> tuple[str, datetime | None]:
+    """The same by internal id: the member's status and until, read after the lock."""
+    await connection.execute(LOCK_BALANCE, program_id, member_id)
+    status = await connection.fetchrow(MEMBER_STATUS, program_id, member_id)
+    assert status is not None
+    return status["status"], status["status_until"]
+
+
+async def set_status(
+    connection: Connection, program_id: int, member_id: int, status: str, until: datetime | None
+) -> None:
+    await connection.execute(SET_STATUS, program_id, member_id, status, until)
+
+
+async def insert_status_change(
+    connection: Connection,
+    *,
+    program_id: int,
+    member_id: int,
+    status: str,
+    previous_status: str,
+    reason: str,
+    until: datetime | None,
+    actor_key_id: uuid.UUID | None,
+    changed_at: datetime,
+    entry_id: uuid.UUID | None = None,
+) -> int:
+    change_id = await connection.fetchval(
+        INSERT_STATUS_CHANGE,
+        program_id,
+        member_id,
+        status,
+        previous_status,
+        reason,
+        until,
+        actor_key_id,
+        changed_at,
+        entry_id,
+    )
+    return int(change_id)
+
+
+async def status_history(
+    connection: Connection, program_id: int, member_id: int, *, before_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(STATUS_HISTORY, program_id, member_id, before_id, limit)
+
+
+async def due_lifts(
+    connection: Connection, program_id: int | None, as_of: datetime, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(DUE_LIFTS, as_of, program_id, limit)
+
+
+async def member_id_of(connection: Connection, program_id: int, external_id: str) -> int | None:
+    value = await connection.fetchval(
+        "SELECT id FROM member WHERE program_id = $1 AND external_id = $2", program_id, external_id
+    )
+    return None if value is None else int(value)

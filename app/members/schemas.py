@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import ExternalId, Instant, Metadata
+from app.fields import ExternalId, Instant, Metadata, Text
 from app.rules.document import CalendarDate
 
 
@@ -64,14 +65,24 @@ class TierProgress(BaseModel):
     missing: dict[str, JsonValue] = Field(description="what is missing to reach it", examples=[{"orders": 2}])
 
 
-MemberStatus = Literal["active", "suspended", "closed"]
+MemberStatus = Literal["active", "frozen", "suspended", "closed"]
+# The statuses POST /v1/members/{id}/status sets (closing is its own operation).
+SettableStatus = Literal["active", "frozen", "suspended"]
 
 
 class MemberSummary(BaseModel):
     """A member as lists show it: the member view without the upcoming expiries."""
 
     external_id: str = Field(description="the caller's id for the member", examples=["cust-10042"])
-    status: MemberStatus = Field(description="membership status", examples=["active"])
+    status: MemberStatus = Field(
+        description="membership status: active; frozen (receives points, spends none); suspended "
+        "(no points move); closed (accepts nothing new)",
+        examples=["active"],
+    )
+    status_until: datetime | None = Field(
+        description="when a frozen or suspended status returns to active by itself (null: it stays)",
+        examples=[None],
+    )
     enrolled_at: datetime = Field(
         description="when the member joined (UTC)", examples=["2026-11-24T10:00:00Z"]
     )
@@ -115,3 +126,86 @@ class MemberPatch(BaseModel):
     metadata: dict[str, JsonValue] | None = Field(
         default=None, description="merged into the member's metadata; null clears all of it"
     )
+
+
+class StatusChangeIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"status": "frozen", "reason": "fraud review #4411", "until": "2026-12-15T00:00:00Z"}
+            ]
+        },
+    )
+
+    status: SettableStatus = Field(
+        description="active; frozen (may still receive points: orders, events, awards, transfers in; may "
+        "not redeem, hold, transfer out, convert or keep a tier with points); suspended (no points move, "
+        "earning is refused too)",
+        examples=["frozen"],
+    )
+    reason: Text = Field(description="why, kept in the status history", examples=["fraud review #4411"])
+    until: Instant | None = Field(
+        default=None,
+        description="frozen or suspended only: the member returns to active at this instant (the "
+        "lift-statuses job); in the future",
+        examples=["2026-12-15T00:00:00Z"],
+    )
+
+
+class StatusChangeOut(BaseModel):
+    """One change of a member's status."""
+
+    id: int = Field(description="the change's id, increasing with time", examples=[1201])
+    member: str = Field(description="the member's external id", examples=["cust-10042"])
+    status: MemberStatus = Field(description="the status from this change on", examples=["frozen"])
+    previous_status: MemberStatus = Field(description="the status before it", examples=["active"])
+    reason: str = Field(description="why", examples=["fraud review #4411"])
+    until: datetime | None = Field(
+        description="when the status returns to active by itself (null: it stays)",
+        examples=["2026-12-15T00:00:00Z"],
+    )
+    actor_key_id: uuid.UUID | None = Field(
+        description="the API key that made the change (null: the lift-statuses job, or the development "
+        "admin key)",
+        examples=["0193b0a4-2c1e-7b52-9d4f-0d5c3a1f9e21"],
+    )
+    changed_at: datetime = Field(description="when it took effect (UTC)", examples=["2026-11-29T10:00:00Z"])
+    entry_id: uuid.UUID | None = Field(
+        description="closing: the forfeit entry that took the member's available points (null: none)",
+        examples=[None],
+    )
+
+
+class StatusHistoryPage(BaseModel):
+    items: list[StatusChangeOut] = Field(description="status changes, newest first")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "member asked to leave"}]}
+    )
+
+    reason: Text = Field(description="why, kept in the status history", examples=["member asked to leave"])
+
+
+class ClosureOut(BaseModel):
+    """A closed member: what it forfeited, and what it will forfeit."""
+
+    member: str = Field(description="the member's external id", examples=["cust-10042"])
+    status: Literal["closed"] = Field(description="always closed", examples=["closed"])
+    reason: str = Field(description="why", examples=["member asked to leave"])
+    closed_at: datetime = Field(description="when (UTC)", examples=["2026-11-29T10:00:00Z"])
+    forfeited_points: int = Field(
+        description="available points forfeited now, in one forfeit entry", examples=[1250]
+    )
+    pending_points: int = Field(
+        description="pending points, forfeited when they would have become available (activate-pending)",
+        examples=[80],
+    )
+    entry_id: uuid.UUID | None = Field(
+        description="the forfeit entry (null: no available points to forfeit)",
+        examples=["0193b0a4-2c1e-7b52-9d4f-0d5c3a1f9e21"],
+    )
+    status_change_id: int = Field(description="the closing's place in the status history", examples=[1202])

@@ -15,7 +15,7 @@ from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import ValidationFailed
 from app.fields import LATEST, storable_metadata
 from app.ledger import accounts, expiry
-from app.ledger.errors import MemberNotFound
+from app.ledger.errors import MemberNotFound, status_refusal
 from app.members import repository
 from app.members.errors import MemberErased, MemberExists
 from app.members.schemas import (
@@ -126,6 +126,7 @@ def _summary(row: asyncpg.Record, standing: tiers.MemberTierView) -> MemberSumma
     return MemberSummary(
         external_id=row["external_id"],
         status=row["status"],
+        status_until=row["status_until"],
         enrolled_at=row["enrolled_at"],
         birthday=row["birthday"],
         referred_by=row["referred_by"],
@@ -217,6 +218,8 @@ async def patch(context: AppContext, principal: Principal, external_id: str, bod
         member = await repository.locked_member(session, principal.program_id, external_id)
         if member is None:
             raise MemberNotFound(f"no member {external_id} in this program")
+        if member.status == "closed":  # the status changes under this row's lock too (closing)
+            raise status_refusal(external_id, "closed")
         if "birthday" in sent:
             member.birthday = body.birthday
         if "metadata" in sent:

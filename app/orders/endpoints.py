@@ -12,7 +12,13 @@ from app.errors import Forbidden, error_responses
 from app.fields import MemberPath, RulesVersionPath, ShortText
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
-from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange
+from app.ledger.errors import (
+    CurrencyMismatch,
+    MemberClosed,
+    MemberNotEligible,
+    MemberNotFound,
+    PointsOutOfRange,
+)
 from app.orders import service, simulation
 from app.orders.schemas import (
     OrderIn,
@@ -47,6 +53,8 @@ Reader = Annotated[Principal, Depends(require("members:read"))]
         service.OrderExists,
         CurrencyMismatch,
         PointsOutOfRange,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_order(
@@ -86,6 +94,7 @@ async def preview_order(body: OrderIn, context: Context, principal: Earner) -> O
         service.RefundExists,
         service.RefundExceedsOrder,
         CurrencyMismatch,
+        MemberClosed,
     ),
 )
 async def create_order_refund(

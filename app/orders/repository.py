@@ -26,7 +26,8 @@ from app.rules.tier_machine import TierDecision
 # is judged on ($6 starts, $7 ends), unless they hold the top tier ($8): the
 # checkout then needs no third round trip for tiers.
 ORDER_FACTS = """
-SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_version, t.tier_code AS tier,
+SELECT m.id AS member_id, m.birthday, m.status, b.version, b.debt, r.version AS rules_version,
+       t.tier_code AS tier,
        h.found IS NOT NULL AS has_orders, d.days, d.points,
        a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points
   FROM member m
@@ -59,8 +60,15 @@ SELECT m.id AS member_id, m.birthday, b.version, b.debt, r.version AS rules_vers
        ) a
  WHERE m.program_id = $1 AND m.external_id = $2
 """
-# The same, holding the member's balance row until the caller's transaction ends.
-LOCKED_ORDER_FACTS = ORDER_FACTS + "   FOR UPDATE OF b\n"
+# The member's balance row, held until the caller's transaction ends: taken in a
+# statement of its own before the facts are read, so that they (the member's
+# status too) are read after the lock, as the lock's last holder left them.
+LOCK_MEMBER_BALANCE = """
+SELECT 1 FROM member_balance b
+  JOIN member m ON m.program_id = b.program_id AND m.id = b.member_id
+ WHERE m.program_id = $1 AND m.external_id = $2
+   FOR UPDATE OF b
+"""
 # A partner's order ($5): the same facts and the partner's earn rate in force at $9.
 PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
     "SELECT m.id AS member_id,", "SELECT pr.id AS rate_id, pr.price_per_point, m.id AS member_id,"
@@ -73,7 +81,6 @@ PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
         ORDER BY r.effective_from DESC LIMIT 1) pr ON true
  WHERE m.program_id = $1 AND m.external_id = $2""",
 )
-LOCKED_PARTNER_ORDER_FACTS = PARTNER_ORDER_FACTS + "   FOR UPDATE OF b\n"
 
 # app/sql/functions/ledger_post_order.sql states the contract.
 POST_ORDER = """
@@ -203,6 +210,7 @@ SELECT line->>'rule' AS rule, sum((line->>'points')::bigint)::bigint AS points
 class MemberFacts:
     member_id: int
     birthday: date | None
+    status: str  # read with `version`: a status change moves the version on
     version: int
     debt: int  # the debt account's balance: zero or negative
     rules_version: int
@@ -232,15 +240,24 @@ async def member_facts(
 ) -> MemberFacts | None:
     starts = None if windows is None else [start for start, _ in windows]
     ends = None if windows is None else [end for _, end in windows]
+    if lock:
+        await connection.execute(LOCK_MEMBER_BALANCE, program_id, member)
     if partner_id is None:
-        query = LOCKED_ORDER_FACTS if lock else ORDER_FACTS
         row = await connection.fetchrow(
-            query, program_id, member, first_day, last_day, None, starts, ends, top_tier
+            ORDER_FACTS, program_id, member, first_day, last_day, None, starts, ends, top_tier
         )
     else:
-        query = LOCKED_PARTNER_ORDER_FACTS if lock else PARTNER_ORDER_FACTS
         row = await connection.fetchrow(
-            query, program_id, member, first_day, last_day, partner_id, starts, ends, top_tier, now
+            PARTNER_ORDER_FACTS,
+            program_id,
+            member,
+            first_day,
+            last_day,
+            partner_id,
+            starts,
+            ends,
+            top_tier,
+            now,
         )
     if row is None:
         return None
@@ -254,6 +271,7 @@ async def member_facts(
     return MemberFacts(
         member_id=row["member_id"],
         birthday=row["birthday"],
+        status=row["status"],
         version=row["version"],
         debt=row["debt"],
         rules_version=row["rules_version"],
@@ -382,6 +400,16 @@ async def lock_balance(connection: Connection, program_id: int, member_id: int) 
     row = await connection.fetchrow(LOCK_BALANCE, program_id, member_id)
     assert row is not None
     return row
+
+
+async def member_status(connection: Connection, program_id: int, member_id: int) -> str:
+    """The member's status; read after lock_balance(), in a statement of its own, it is
+    the status as the balance-row lock's last holder left it (a closing takes it too)."""
+    return str(
+        await connection.fetchval(
+            "SELECT status FROM member WHERE program_id = $1 AND id = $2", program_id, member_id
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,14 @@ from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import posting
 from app.ledger import service as ledger
 from app.ledger.entries import Leg, MemberAccount, PartnerLine
-from app.ledger.errors import CurrencyMismatch, MemberNotFound, PointsOutOfRange, as_app_error
+from app.ledger.errors import (
+    EARN_REFUSED,
+    CurrencyMismatch,
+    MemberNotFound,
+    PointsOutOfRange,
+    as_app_error,
+    status_refusal,
+)
 from app.orders import repository
 from app.orders.repository import MemberFacts, NewOrder, NewRefund
 from app.orders.schemas import (
@@ -300,6 +307,9 @@ async def place(
             context, connection, program_id, body, lock=lock, partner=partner, now=now, known=known
         )
         try:
+            if facts.status in EARN_REFUSED:
+                # Read with the balance row's version: a change since is a stale post.
+                raise status_refusal(body.member, facts.status)
             order_facts, earning = _compute(rules, body, facts, partner)
             if partner is not None and partner.priced and earning.points and facts.rate_id is None:
                 raise RateNotEffective(f"partner {partner.code} has no earn rate in force; add one first")
@@ -542,6 +552,9 @@ async def _take_back(
                 connection, order["program_id"], credit["id"], from_pending
             )
     balance = await repository.lock_balance(connection, order["program_id"], order["member_id"])
+    # A closed member's order takes nothing back, even when no points would move.
+    if await repository.member_status(connection, order["program_id"], order["member_id"]) == "closed":
+        raise status_refusal(order["member"], "closed")
     from_available = min(points - from_pending, balance["available"])
     short = points - from_pending - from_available
     debt = short if rules.refunds.shortfall == "debt" else 0

@@ -10,7 +10,7 @@ from app.eventlog.schemas import EventOut
 from app.fields import Text
 from app.holds.schemas import HoldOut
 from app.ledger.schemas import EntryView, LotView
-from app.members.schemas import MemberOut
+from app.members.schemas import MemberOut, StatusChangeOut
 from app.orders.schemas import OrderOut
 from app.partners.schemas import ConversionOut
 from app.tiers.schemas import ActivityOut, TierChangeOut, TierProgressOut, TierStateOut
@@ -90,6 +90,9 @@ class MemberExport(BaseModel):
     conversions: list[ConversionOut] = Field(description="every conversion to or from a partner's units")
     tier: TierStanding = Field(description="the tier now, progress and qualifying activity")
     tier_history: list[TierChangeOut] = Field(description="every tier change, newest first")
+    status_history: list[StatusChangeOut] = Field(
+        description="every change of the member's status, newest first"
+    )
     events: list[EventOut] = Field(
         description="every event of the program's event log that concerns the member, in sequence order "
         "(events not yet given a sequence by the chainer follow in a later export)"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -18,11 +17,13 @@ from app.eventlog import service as eventlog
 from app.holds import service as holds
 from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import service as ledger
-from app.ledger.errors import MemberNotFound
+from app.ledger.errors import MemberClosed, MemberNotFound
 from app.ledger.posting import keep_response, stored
 from app.ledger.schemas import EntryView, LotView
 from app.members import service as members
-from app.members.errors import MemberErased
+from app.members import status as member_status
+from app.members.errors import MemberErased, MemberHasActiveHolds
+from app.members.status import close_member
 from app.orders import service as orders
 from app.outbox import emit
 from app.partners import service as partners
@@ -33,15 +34,11 @@ from app.programs import service as programs
 from app.tiers import service as tiers
 from app.tiers.schemas import TierOut
 
+# What closing the member may refuse (app.members.status.close_member).
+CLOSING_ERRORS: tuple[type[AppError], ...] = (MemberHasActiveHolds,)
 
-async def close_member(connection: Connection, **_: Any) -> Any:  # TEMPORARY until i16-status merges
-    raise NotImplementedError("closing is app.members.status.close_member (branch i16-status)")
-
-
-CLOSING_ERRORS: tuple[type[AppError], ...] = ()
-
-# The problem code of closing a member closed already (app.members.status).
-MEMBER_CLOSED = "member_closed"
+# The reason the closing of an erasure records (status history, member.status_changed).
+CLOSING_REASON = "personal data erased"
 
 # Rows per page while an export streams: each section is read this many at a time.
 EXPORT_PAGE = 500
@@ -160,6 +157,15 @@ async def _document(
             if (cursor := page.next_cursor) is None:
                 return
 
+    async def status_history() -> AsyncIterator[BaseModel]:
+        cursor: str | None = None
+        while True:
+            page = await member_status.history(context, principal, member, limit=EXPORT_PAGE, cursor=cursor)
+            for change in page.items:
+                yield change
+            if (cursor := page.next_cursor) is None:
+                return
+
     async def tier_history(first: TierOut) -> AsyncIterator[BaseModel]:
         page = first
         while True:
@@ -206,6 +212,9 @@ async def _document(
     )
     yield b',"tier_history":'
     async for chunk in _array(tier_history(standing)):
+        yield chunk
+    yield b',"status_history":'
+    async for chunk in _array(status_history()):
         yield chunk
     yield b',"events":'
     async for chunk in _array(events()):
@@ -259,7 +268,9 @@ async def erase(context: AppContext, request: KeyedRequest, member: str, body: E
                     connection,
                     program_id=program_id,
                     member=member,
-                    reason=body.reason,
+                    # the operator's reason stays in the erasure record: free text never
+                    # goes into an event (member.status_changed carries the closing's)
+                    reason=CLOSING_REASON,
                     actor_key_id=request.principal.key_id,
                     now=now,
                 )
@@ -269,9 +280,7 @@ async def erase(context: AppContext, request: KeyedRequest, member: str, body: E
                 if found is not None:
                     return found
                 raise
-            except AppError as exc:
-                if exc.code != MEMBER_CLOSED:
-                    raise
+            except MemberClosed:
                 forfeit = None  # closed before: nothing left to forfeit
             row = await repository.lock_member(connection, program_id, member)
             if row is None:  # pragma: no cover - close_member found it under the same locks

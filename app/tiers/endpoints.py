@@ -12,7 +12,7 @@ from app.errors import Forbidden, error_responses
 from app.fields import MemberPath
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
-from app.ledger.errors import InsufficientPoints, MemberNotFound
+from app.ledger.errors import InsufficientPoints, MemberClosed, MemberNotEligible, MemberNotFound
 from app.pagination import Cursor, Limit
 from app.positions import ReplicaRead
 from app.principal import Principal
@@ -54,6 +54,8 @@ async def get_member_tier(
         MemberNotFound,
         InsufficientPoints,
         service.NotEligible,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def keep_member_tier(
@@ -77,7 +79,7 @@ async def keep_member_tier(
     "",
     response_model=TierOut,
     operation_id="setMemberTier",
-    responses=error_responses(Forbidden, MemberNotFound),
+    responses=error_responses(Forbidden, MemberNotFound, MemberClosed),
 )
 async def set_member_tier(
     member: MemberPath,

@@ -145,6 +145,16 @@ async def state(
     return await connection.fetchrow(LOCKED_STATE if lock else STATE, program_id, member)
 
 
+async def member_status(connection: Connection, program_id: int, member_id: int) -> str:
+    """The member's status; read after LOCKED_STATE, in a statement of its own, it is
+    the status as the balance-row lock's last holder left it."""
+    return str(
+        await connection.fetchval(
+            "SELECT status FROM member WHERE program_id = $1 AND id = $2", program_id, member_id
+        )
+    )
+
+
 async def state_by_id(connection: Connection, program_id: int, member_id: int) -> asyncpg.Record | None:
     return await connection.fetchrow(STATE_BY_ID, program_id, member_id)
 

@@ -36,7 +36,7 @@ from app.idempotency import KeyedRequest, StoredResponse
 from app.ledger import jobs as ledger_jobs
 from app.ledger import posting
 from app.ledger.entries import Leg
-from app.ledger.errors import MemberNotFound
+from app.ledger.errors import MemberNotFound, status_refusal
 from app.pagination import Cursors
 from app.principal import Principal
 from app.rules import RulesDocument
@@ -388,6 +388,8 @@ async def override(context: AppContext, principal: Principal, member: str, body:
             row = await repository.state(connection, principal.program_id, member, lock=True)
             if row is None:
                 raise MemberNotFound(f"no member {member} in this program")
+            if await repository.member_status(connection, principal.program_id, row["member_id"]) == "closed":
+                raise status_refusal(member, "closed")
             rules_version, rules = await _active(connection, context.rules, principal.program_id)
             if body.code is not None and tier_by_code(rules, body.code) is None:
                 known = ", ".join(tier.code for tier in rules.tiers) or "none"

@@ -10,7 +10,7 @@
 Self-contained: re-pointing down_revision is the only change a merge needs.
 
 Revision ID: 20261129_0009
-Revises: 20261129_0004
+Revises: 20261129_0005
 Create Date: 2026-11-29 06:56:55.727418+00:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from app.sql import frozen, install
 
 revision: str = "20261129_0009"
-down_revision: str | None = "20261129_0004"
+down_revision: str | None = "20261129_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -25,6 +25,14 @@
 -- the program: LP004 (DETAIL: the external id). A balance that would go negative:
 -- LP001 (DETAIL: JSON with the member, its balances and the entry's changes). A leg
 -- naming an account that does not exist: LP005. A balance past 2^63-1: 22003.
+-- Member status (p_member_check; NULL: no check, for jobs, captures and releases
+-- and the orders ledger_post_order() has checked): read after the member's balance
+-- row is locked, in a statement of its own, so it is the status as the last
+-- holder of that lock left it (every status change takes the same lock first). With
+-- 'open' a closed member refuses the entry; with 'move' so does a suspended one,
+-- and a frozen one when the entry takes points from it (its available points go
+-- down or its held points up). A refused member: LP012 (DETAIL: JSON with the
+-- member, its status and whether the entry took points from it).
 -- Each member posting records the member's balances right after the entry, and
 -- every posting the entry's p_recorded_at (a balance as of an instant reads a
 -- member's postings alone).
@@ -79,7 +87,8 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_response_body bytea DEFAULT NULL,
     p_source_entry_id uuid DEFAULT NULL, -- capture, release: the hold; refund: the order's lot entry
     p_partners bigint[] DEFAULT NULL,    -- each leg's partner id, for partner_* accounts (else NULL)
-    p_partner_line jsonb DEFAULT NULL    -- the entry's partner settlement line, if any
+    p_partner_line jsonb DEFAULT NULL,   -- the entry's partner settlement line, if any
+    p_member_check text DEFAULT NULL     -- NULL, 'open' or 'move': which member statuses refuse the entry
 ) RETURNS TABLE (
     replayed boolean,           -- true: the key was already used; the rest is what was stored
     request_fingerprint text,
@@ -106,6 +115,9 @@ DECLARE
     v_fitted boolean;
     v_funding bigint;
     v_partners bigint[] := p_partners;  -- NULL for most entries: unnest() pads it with NULLs
+    v_status text;
+    v_takes boolean;
+    v_updated boolean;
 BEGIN
     IF cardinality(p_amounts) < 2
        OR cardinality(p_members) <> cardinality(p_amounts)
@@ -173,7 +185,25 @@ BEGIN
            AND b.held + v_member.d_held >= 0
            AND b.debt + v_member.d_debt <= 0
         RETURNING b.available, b.pending, b.held INTO v_balance;
-        IF NOT FOUND THEN
+        v_updated := FOUND;
+        IF p_member_check IS NOT NULL THEN
+            -- A statement of its own, after the lock: it sees the status as the
+            -- lock's last holder committed it (checked before the balances, so a
+            -- frozen member is told it is frozen, not short of points).
+            SELECT m.status INTO v_status FROM member m
+             WHERE m.program_id = p_program_id AND m.id = v_member.member_id;
+            v_takes := v_member.d_available < 0 OR v_member.d_held > 0;
+            IF v_status = 'closed'
+               OR (p_member_check = 'move'
+                   AND (v_status = 'suspended' OR (v_status = 'frozen' AND v_takes))) THEN
+                RAISE EXCEPTION 'member % is %', v_member.external_id, v_status
+                    USING ERRCODE = 'LP012',
+                          DETAIL = json_build_object(
+                              'member', v_member.external_id, 'status', v_status,
+                              'takes', v_takes)::text;
+            END IF;
+        END IF;
+        IF NOT v_updated THEN
             SELECT b.available, b.pending, b.held INTO v_balance
               FROM member_balance b WHERE b.program_id = p_program_id AND b.member_id = v_member.member_id;
             RAISE EXCEPTION 'member % has not enough points', v_member.external_id
