@@ -57,6 +57,10 @@ ORDER = [
     "closePartnerStatement",
     "payPartnerStatement",
     "createProgram",
+    # i16-status's operations (not yet in ORDER on that branch when merged here)
+    "changeMemberStatus",
+    "closeMember",
+    "eraseMember",  # last: the example member is gone after it
 ]
 # The examples that meet a business rule on this path: the tier it would keep was
 # just set by an operator (setMemberTier's example), so it has no term to extend;

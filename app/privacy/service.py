@@ -244,6 +244,20 @@ def _refused(member: str) -> MemberErased:
     return MemberErased(f"member {member} was erased already; it is closed and has no personal data left")
 
 
+async def _after_another_erasure(
+    connection: Connection, request: KeyedRequest, member: str
+) -> StoredResponse:
+    """The member's id was gone once its lock was ours: an erasure committed while
+    this one waited. This same request's (replay its answer) or another's (409);
+    else the member never was (404)."""
+    found = await stored(connection, request)
+    if found is not None:
+        return found
+    if await _erased_as(connection, request.principal.program_id, member) is not None:
+        raise _refused(member)
+    raise MemberNotFound(f"no member {member} in this program")
+
+
 async def erase(context: AppContext, request: KeyedRequest, member: str, body: ErasureIn) -> StoredResponse:
     """Erase a member's personal data (POST /v1/members/{id}/erasure), in one
     transaction: close the member (app.members.status.close_member: its forfeit entry
@@ -262,7 +276,7 @@ async def erase(context: AppContext, request: KeyedRequest, member: str, body: E
             if found is not None:
                 return found
             if await _erased_as(connection, program_id, member) is not None:
-                raise _refused(member)
+                return await _after_another_erasure(connection, request, member)
             try:
                 forfeit = await close_member(
                     connection,
@@ -275,16 +289,14 @@ async def erase(context: AppContext, request: KeyedRequest, member: str, body: E
                     now=now,
                 )
             except MemberNotFound:
-                # a retry of this request may have committed while this one waited
-                found = await stored(connection, request)
-                if found is not None:
-                    return found
-                raise
+                return await _after_another_erasure(connection, request, member)
             except MemberClosed:
                 forfeit = None  # closed before: nothing left to forfeit
             row = await repository.lock_member(connection, program_id, member)
-            if row is None:  # pragma: no cover - close_member found it under the same locks
-                raise MemberNotFound(f"no member {member} in this program")
+            if row is None:
+                # renamed by an erasure that committed while close_member waited for
+                # the member's lock (which then found it closed)
+                return await _after_another_erasure(connection, request, member)
             member_id = int(row["id"])
             erased_as = programs.pseudonym(await programs.erasure_key(connection, program_id, now), member)
             referred = await repository.referred(connection, program_id, member_id)
