@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.ledger.verify import verify
 from tests.support import Api, chain_program, program_id, unique
@@ -252,3 +253,49 @@ class TestEraseMember:
         empty = await api.post(f"/v1/members/{member}/erasure", {"reason": ""})
         assert empty.status_code == 422
         assert (await api.get(f"/v1/members/{member}")).json()["status"] == "active"
+
+
+class TestTheEventLogGuard:
+    """Only an erasure's transaction may rewrite an event's data, and nothing else of it."""
+
+    async def test_data_changes_only_inside_an_erasure(self, api: Api, db: asyncpg.Connection) -> None:
+        member = await api.enrol()
+        pid = await program_id(db, api.program)
+        position = await db.fetchval(
+            "SELECT position FROM event_log WHERE program_id = $1 AND type = 'member.created'"
+            " AND data->>'member' = $2",
+            pid,
+            member,
+        )
+        rewrite = "UPDATE event_log SET data = '{}'::jsonb WHERE program_id = $1 AND position = $2"
+        with pytest.raises(asyncpg.PostgresError) as outside:
+            await db.execute(rewrite, pid, position)
+        assert outside.value.sqlstate == "LP002"
+        async with db.transaction():
+            await db.execute("SET LOCAL ledger.erasure = 'on'")
+            with pytest.raises(asyncpg.PostgresError) as other_column:
+                await db.execute(
+                    "UPDATE event_log SET type = 'member.updated' WHERE program_id = $1 AND position = $2",
+                    pid,
+                    position,
+                )
+            assert other_column.value.sqlstate == "LP002"
+        with pytest.raises(asyncpg.PostgresError):
+            await db.execute("DELETE FROM event_log WHERE program_id = $1 AND position = $2", pid, position)
+        # inside an erasure's transaction, data alone: allowed (rolled back here)
+        tx = db.transaction()
+        await tx.start()
+        try:
+            await db.execute("SET LOCAL ledger.erasure = 'on'")
+            await db.execute(
+                "UPDATE event_log SET data = jsonb_set(data, '{member}', '\"x\"') WHERE program_id = $1"
+                " AND position = $2",
+                pid,
+                position,
+            )
+            changed = await db.fetchval(
+                "SELECT data->>'member' FROM event_log WHERE program_id = $1 AND position = $2", pid, position
+            )
+        finally:
+            await tx.rollback()
+        assert changed == "x"
