@@ -41,6 +41,17 @@ async def entries_of(db: asyncpg.Connection, pid: int) -> int:
     return int(await db.fetchval("SELECT count(*) FROM journal_entry WHERE program_id = $1", pid))
 
 
+async def totals(db: asyncpg.Connection, pid: int) -> dict[str, int]:
+    """The program's points by account kind, as any report of the ledger sums them."""
+    rows = await db.fetch(
+        "SELECT a.kind, sum(p.amount) AS points FROM posting p"
+        " JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id"
+        " WHERE p.program_id = $1 GROUP BY a.kind",
+        pid,
+    )
+    return {row["kind"]: int(row["points"]) for row in rows}
+
+
 async def stored_text(db: asyncpg.Connection, pid: int) -> list[str]:
     """Every place an external id could be stored in the program outside the member
     row: event data, kept first responses, order facts."""
@@ -79,6 +90,7 @@ class TestEraseMember:
         before = {item["id"]: (await api.get(f"/v1/entries/{item['id']}")).json() for item in statement}
         available = await api.available(member)
         entries_before = await entries_of(db, pid)
+        totals_before = await totals(db, pid)
 
         response = await erase(api, member)
 
@@ -97,6 +109,13 @@ class TestEraseMember:
         forfeit = (await api.get(f"/v1/entries/{erased['entry_id']}")).json()
         assert forfeit["kind"] == "forfeit"
         assert forfeit["points"] == available
+        # the program's figures move by the forfeit alone
+        moved = {"available": -available, "forfeit": available}
+        after = await totals(db, pid)
+        assert {kind: after.get(kind, 0) - totals_before.get(kind, 0) for kind in after} == {
+            **dict.fromkeys(totals_before, 0),
+            **moved,
+        }
         await chain_program(db, api.program)
         # every entry before keeps its lines and its chain hash
         for entry_id, old in before.items():
