@@ -40,6 +40,9 @@ CLOSING_ERRORS: tuple[type[AppError], ...] = (MemberHasActiveHolds,)
 # The reason the closing of an erasure records (status history, member.status_changed).
 CLOSING_REASON = "personal data erased"
 
+# Bytes the export sends at a time (many items per send, not one each).
+CHUNK_BYTES = 64 * 1024
+
 # Rows per page while an export streams: each section is read this many at a time.
 EXPORT_PAGE = 500
 
@@ -74,12 +77,20 @@ def _json(model: BaseModel | None) -> bytes:
 
 
 async def _array(items: AsyncIterator[BaseModel]) -> AsyncIterator[bytes]:
-    yield b"["
-    first = True
+    """A JSON array of `items`, in chunks of about CHUNK_BYTES (one send each)."""
+    parts = [b"["]
+    size = 1
+    separator = b""
     async for item in items:
-        yield (b"" if first else b",") + _json(item)
-        first = False
-    yield b"]"
+        part = separator + _json(item)
+        separator = b","
+        parts.append(part)
+        size += len(part)
+        if size >= CHUNK_BYTES:
+            yield b"".join(parts)
+            parts, size = [], 0
+    parts.append(b"]")
+    yield b"".join(parts)
 
 
 async def _document(

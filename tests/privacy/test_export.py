@@ -39,9 +39,10 @@ class TestExportMember:
     async def test_holds_every_entry_with_its_postings_across_pages(
         self, api: Api, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # Pages of 3 rows: every section is read in many pages, and the cursors must
+        # Pages of 3 rows, chunks of ~100 bytes: every section is read in many pages, and the cursors must
         # neither skip nor repeat a row.
         monkeypatch.setattr(service, "EXPORT_PAGE", 3)
+        monkeypatch.setattr(service, "CHUNK_BYTES", 100)  # and sent in many chunks
         member = await api.enrol(birthday="1990-04-17", metadata={"city": "Berlin"})
         friend = await api.enrol(referred_by=member)
         for points in range(1, 12):
