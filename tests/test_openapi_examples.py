@@ -56,10 +56,9 @@ ORDER = [
     "rejectPartnerConversion",
     "closePartnerStatement",
     "payPartnerStatement",
-    "createProgram",
-    # i16-status's operations (not yet in ORDER on that branch when merged here)
     "changeMemberStatus",
     "closeMember",
+    "createProgram",
     "eraseMember",  # last: the example member is gone after it
 ]
 # The examples that meet a business rule on this path: the tier it would keep was

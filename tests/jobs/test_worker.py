@@ -36,6 +36,7 @@ class TestRound:
         expiring, pending, holding = await lots_to_expire(api, clock)
         done = await run_round(database, clock)
         assert list(done.ran) == [
+            "lift-statuses",
             "activate-pending",
             "release-holds",
             "expire",
@@ -126,6 +127,7 @@ class TestForever:
             timeout=60,
         )
         assert list(rounds[0].ran) == [
+            "lift-statuses",
             "activate-pending",
             "release-holds",
             "expire",
@@ -135,7 +137,7 @@ class TestForever:
             "close-statements",
         ]
         assert [list(done.ran) for done in rounds[1:]] == [
-            ["activate-pending", "release-holds", "fail-conversions"]
+            ["lift-statuses", "activate-pending", "release-holds", "fail-conversions"]
         ] * 2
 
 
@@ -145,7 +147,14 @@ class TestWorkerCli:
         env = {"LEDGER_DATABASE_URL": database_url(), "LEDGER_ENV": "test"}
         result = await asyncio.to_thread(CliRunner().invoke, cli, ["worker", "--once"], env=env)
         assert result.exit_code == 0, result.output
-        for job in ("activate-pending", "release-holds", "expire", "evaluate-tiers", "notify-expiring"):
+        for job in (
+            "lift-statuses",
+            "activate-pending",
+            "release-holds",
+            "expire",
+            "evaluate-tiers",
+            "notify-expiring",
+        ):
             assert f"{job}: " in result.output
         assert "chained: " in result.output
         assert "webhooks: " in result.output

@@ -177,7 +177,8 @@ async def _hold_member_lock(db: asyncpg.Connection, api: Api, member: str) -> as
     await transaction.start()
     await db.execute(
         "UPDATE member_balance b SET version = b.version + 1 FROM member m"
-        " WHERE m.program_id = $1 AND m.external_id = $2 AND b.program_id = m.program_id AND b.member_id = m.id",
+        " WHERE m.program_id = $1 AND m.external_id = $2"
+        " AND b.program_id = m.program_id AND b.member_id = m.id",
         await program_id(db, api.program),
         member,
     )
