@@ -26,6 +26,8 @@ from app.ledger.errors import (
     CurrencyMismatch,
     EntryNotReversible,
     InsufficientPoints,
+    MemberClosed,
+    MemberNotEligible,
     MemberNotFound,
     PartnerCreditExceeded,
     PartnerFundsInsufficient,
@@ -428,6 +430,8 @@ _PARTNER_KEY_ERRORS = (Forbidden, PartnerInactive, service.PartnerRoleNotAllowed
         PartnerCreditExceeded,
         CurrencyMismatch,
         PointsOutOfRange,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_partner_order(
@@ -468,6 +472,7 @@ async def preview_partner_order(body: OrderIn, context: Context, principal: Part
         orders.RefundExists,
         orders.RefundExceedsOrder,
         CurrencyMismatch,
+        MemberClosed,
     ),
 )
 async def create_partner_order_refund(
@@ -497,6 +502,8 @@ async def create_partner_order_refund(
         InsufficientPoints,
         orders.RateNotEffective,
         *REDEEM_LIMIT_ERRORS,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_partner_redemption(
@@ -532,7 +539,12 @@ async def get_partner_redemption(
     response_model=PartnerRedemptionOut,
     operation_id="reversePartnerRedemption",
     responses=error_responses(
-        *_PARTNER_KEY_ERRORS, *_KEYED, service.RedemptionNotFound, AlreadyReversed, EntryNotReversible
+        *_PARTNER_KEY_ERRORS,
+        *_KEYED,
+        service.RedemptionNotFound,
+        AlreadyReversed,
+        EntryNotReversible,
+        MemberClosed,
     ),
 )
 async def reverse_partner_redemption(
@@ -579,6 +591,8 @@ async def get_partner_member(
         PartnerFundsInsufficient,
         PartnerCreditExceeded,
         PointsOutOfRange,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_partner_conversion(
@@ -751,6 +765,8 @@ async def list_own_statement_lines(
         orders.RateNotEffective,
         InsufficientPoints,
         *REDEEM_LIMIT_ERRORS,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_donation(
@@ -783,6 +799,8 @@ async def create_donation(
         service.ConversionBelowMinimum,
         service.ConversionNotInIncrements,
         InsufficientPoints,
+        MemberNotEligible,
+        MemberClosed,
     ),
 )
 async def create_conversion(

@@ -20,7 +20,7 @@ class TestCreateProgram:
             "SELECT a.kind FROM account a JOIN program p ON p.id = a.program_id WHERE p.code = $1 ORDER BY 1",
             code,
         )
-        assert [k["kind"] for k in kinds] == ["expiry", "issuance", "redemption"]
+        assert [k["kind"] for k in kinds] == ["expiry", "forfeit", "issuance", "redemption"]
         keys = await api.client.get("/v1/api-keys", headers={"Authorization": f"Bearer {body['admin_key']}"})
         assert keys.status_code == 200
 
