@@ -39,6 +39,7 @@ from app.partners.endpoints import admin_router as partners_router
 from app.partners.endpoints import member_router as partner_member_router
 from app.partners.endpoints import partner_router
 from app.positions import WritePositions
+from app.privacy.endpoints import router as privacy_router
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
@@ -147,6 +148,7 @@ def create_app(
         partners_router,
         partner_router,
         partner_member_router,
+        privacy_router,
     ):
         app.include_router(router)
     return app

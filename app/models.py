@@ -31,7 +31,8 @@ from app.partners.models import (
     PartnerRedemption,
     PartnerStatement,
 )
-from app.programs.models import Program
+from app.privacy.models import MemberErasure
+from app.programs.models import Program, ProgramSecret
 from app.rulesets.models import RulesActivation, RulesVersion
 from app.service_keys import ServiceSecret
 from app.tiers.models import MemberTier, TierChange
@@ -53,6 +54,7 @@ __all__ = [
     "LotUse",
     "Member",
     "MemberBalance",
+    "MemberErasure",
     "MemberEvent",
     "MemberStatusChange",
     "MemberTier",
@@ -70,6 +72,7 @@ __all__ = [
     "PointLot",
     "Posting",
     "Program",
+    "ProgramSecret",
     "RulesActivation",
     "RulesVersion",
     "ServiceSecret",

@@ -60,6 +60,7 @@ ORDER = [
     "changeMemberStatus",
     "closeMember",
     "createProgram",
+    "eraseMember",  # last: the example member is gone after it
 ]
 # The examples that meet a business rule on this path: the tier it would keep was
 # just set by an operator (setMemberTier's example), so it has no term to extend;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -89,3 +90,42 @@ async def head(context: AppContext, principal: Principal, read: ReadFrom = PRIMA
 
     found = await context.db.read(work, read)
     return ChainHeadOut(sequence=found.sequence, hash=found.hash, entries_unchained=found.entries_unchained)
+
+
+def _replaced(value: Any, old: str, new: str | None) -> Any:
+    """`value` with every string equal to `old` replaced by `new`, at any depth."""
+    if isinstance(value, str):
+        return new if value == old else value
+    if isinstance(value, list):
+        return [_replaced(item, old, new) for item in value]
+    if isinstance(value, dict):
+        return {key: _replaced(item, old, new) for key, item in value.items()}
+    return value
+
+
+async def redact_member(
+    connection: Connection,
+    program_id: int,
+    member_id: int,
+    *,
+    external_id: str,
+    pseudonym: str,
+    referred: list[int],
+) -> int:
+    """Erasure: in every stored event that names the member (its own events, and
+    the enrolments of the members it referred, `referred`), its external id becomes
+    its pseudonym; in its own enrolment event `referred_by` becomes null (the link to
+    its referrer is erased with it). Inside the caller's transaction; the number of
+    events changed. Entries' events (`points.*`) store nothing to change: they show
+    the entry as it reads now, so with the pseudonym."""
+    changed: list[tuple[int, str]] = []
+    for row in await repository.about_member(connection, program_id, member_id, referred):
+        data = json.loads(row["data"])
+        redacted = _replaced(data, external_id, pseudonym)
+        if row["type"] == "member.created" and member_id in row["members"] and isinstance(redacted, dict):
+            redacted["referred_by"] = None
+        if redacted != data:
+            changed.append((row["position"], json.dumps(redacted)))
+    if changed:
+        await repository.rewrite_data(connection, program_id, changed)
+    return len(changed)

@@ -11,6 +11,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "points.expiring_soon",
     "member.created",
     "member.updated",
+    "member.erased",
     "tier.changed",
     "rules.activated",
     "conversion.requested",

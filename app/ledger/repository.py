@@ -470,3 +470,55 @@ async def locked_statuses(connection: Connection, members: list[tuple[int, int]]
     ids = [member_id for _, member_id in members]
     await connection.execute(LOCK_BALANCES, programs, ids)
     return {row["id"]: row["status"] for row in await connection.fetch(MEMBER_STATUSES, programs, ids)}
+
+
+# The ids of a member's entries, newest first, from its postings' index alone
+# (ix_posting_member_id_id), before a posting id. An entry's postings for one
+# member are written together (consecutive ids), as the statement reads them.
+MEMBER_ENTRY_IDS = """
+SELECT p.id AS posting_id, p.entry_id
+  FROM posting p
+ WHERE p.program_id = $1 AND p.member_id = $2 AND p.id < $3
+ ORDER BY p.id DESC
+ LIMIT $4
+"""
+
+# A member's lots that still hold points (ix_point_lot_member_fifo), after a lot id.
+MEMBER_LOTS = """
+SELECT l.id, l.entry_id, l.points, l.remaining, l.expires_at
+  FROM point_lot l
+ WHERE l.program_id = $1 AND l.member_id = $2 AND l.remaining > 0 AND l.id > $3
+ ORDER BY l.id
+ LIMIT $4
+"""
+
+# Erasure: the first responses kept for the keys of the member's entries, with the
+# member's external id (a JSON string: external ids need no escaping) replaced.
+REDACT_RESPONSES = """
+UPDATE idempotency_record r
+   SET response_body = convert_to(replace(convert_from(r.response_body, 'UTF8'), $3, $4), 'UTF8')
+  FROM journal_entry e
+ WHERE e.program_id = $1
+   AND e.id IN (SELECT p.entry_id FROM posting p WHERE p.program_id = $1 AND p.member_id = $2)
+   AND r.program_id = e.program_id AND r.key = e.idempotency_key
+   AND strpos(convert_from(r.response_body, 'UTF8'), $3) > 0
+"""
+
+
+async def member_entry_ids(
+    connection: Connection, program_id: int, member_id: int, *, before_posting_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(MEMBER_ENTRY_IDS, program_id, member_id, before_posting_id, limit)
+
+
+async def member_lots(
+    connection: Connection, program_id: int, member_id: int, *, after_lot_id: int, limit: int
+) -> list[asyncpg.Record]:
+    return await connection.fetch(MEMBER_LOTS, program_id, member_id, after_lot_id, limit)
+
+
+async def redact_responses(
+    connection: Connection, program_id: int, member_id: int, old: str, new: str
+) -> int:
+    status = await connection.execute(REDACT_RESPONSES, program_id, member_id, old, new)
+    return int(status.split()[-1])

@@ -206,3 +206,18 @@ class BalanceOut(BaseModel):
     available: int = Field(description="points the member could spend", examples=[250])
     pending: int = Field(description="points not yet available", examples=[0])
     held: int = Field(description="points reserved by holds", examples=[0])
+
+
+class LotView(BaseModel):
+    """What is left of one credit of a member's available points."""
+
+    id: int = Field(description="the lot's id, increasing with time", examples=[81723])
+    entry_id: uuid.UUID = Field(
+        description="the entry that credited the points", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"]
+    )
+    points: int = Field(description="points the lot was credited with", examples=[240])
+    remaining: int = Field(description="points still in it", examples=[120])
+    expires_at: datetime | None = Field(
+        description="when what remains expires (null: it does not, or the program's policy is inactivity)",
+        examples=["2027-11-24T00:00:00Z"],
+    )

@@ -29,6 +29,7 @@ from app.ledger.schemas import (
     AwardIn,
     BalanceOut,
     EntryView,
+    LotView,
     MemberBalances,
     PostingOut,
     RedemptionIn,
@@ -254,6 +255,11 @@ async def internal_member_id(connection: Connection, program_id: int, member: st
     return found
 
 
+async def member_id_or_none(connection: Connection, program_id: int, member: str) -> int | None:
+    """A member's internal id from its external id; None if the program has none."""
+    return await repository.member_id(connection, program_id, member)
+
+
 async def statement(
     context: AppContext,
     principal: Principal,
@@ -342,3 +348,62 @@ async def balance(
         return BalanceOut(member=member, as_of=as_of, available=values[0], pending=values[1], held=values[2])
 
     return await context.db.read(work, read)
+
+
+# -- a member's whole record (export and erasure, app.privacy) ----------------------------------
+
+
+async def member_entries_page(
+    connection: Connection, program_id: int, member_id: int, *, before_posting_id: int, limit: int
+) -> tuple[list[EntryView], int | None]:
+    """Up to `limit` of a member's entries, newest first, each as GET /v1/entries/{id}
+    shows it (every posting, the balances after it, its place in the chain), from
+    before a posting id; and the posting id to read the next page from (None: that
+    was the last). A page at a time, so no member's history is read whole at once."""
+    rows = await repository.member_entry_ids(
+        connection, program_id, member_id, before_posting_id=before_posting_id, limit=4 * limit + 1
+    )
+    groups: list[list[asyncpg.Record]] = []
+    for row in rows:
+        if groups and groups[-1][0]["entry_id"] == row["entry_id"]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    # the last group may be cut short by the LIMIT: it is read again on the next page
+    more = len(groups) > limit or len(rows) == 4 * limit + 1
+    page = groups[:limit] if len(groups) > limit else groups[:-1] if more else groups
+    page = page or groups[:1]
+    views = await entry_views(connection, program_id, [group[0]["entry_id"] for group in page])
+    following = page[-1][-1]["posting_id"] if more and page else None
+    return [views[group[0]["entry_id"]] for group in page], following
+
+
+async def member_lots_page(
+    connection: Connection, program_id: int, member_id: int, *, after_lot_id: int, limit: int
+) -> list[LotView]:
+    """Up to `limit` of the member's lots that still hold points, oldest first."""
+    rows = await repository.member_lots(
+        connection, program_id, member_id, after_lot_id=after_lot_id, limit=limit
+    )
+    return [
+        LotView(
+            id=row["id"],
+            entry_id=row["entry_id"],
+            points=row["points"],
+            remaining=row["remaining"],
+            expires_at=row["expires_at"],
+        )
+        for row in rows
+    ]
+
+
+async def redact_stored_responses(
+    connection: Connection, program_id: int, member_id: int, *, external_id: str, pseudonym: str
+) -> int:
+    """Erasure: the first responses kept for the Idempotency-Keys of the member's
+    entries (a retry replays them) name it by its pseudonym from now on. Inside the
+    caller's transaction; how many were changed. Entries themselves are untouched:
+    they name members by internal id only."""
+    return await repository.redact_responses(
+        connection, program_id, member_id, json.dumps(external_id), json.dumps(pseudonym)
+    )

@@ -9,3 +9,7 @@ class MemberExists(AppError):
 
 class MemberHasActiveHolds(AppError):
     status, code, title = 409, "member_has_active_holds", "The member has active holds"
+
+
+class MemberErased(AppError):
+    status, code, title = 409, "member_erased", "This member's personal data was erased"

@@ -17,7 +17,7 @@ from app.fields import LATEST, storable_metadata
 from app.ledger import accounts, expiry
 from app.ledger.errors import MemberNotFound, status_refusal
 from app.members import repository
-from app.members.errors import MemberExists
+from app.members.errors import MemberErased, MemberExists
 from app.members.schemas import (
     Balances,
     Expiring,
@@ -31,6 +31,7 @@ from app.members.schemas import (
 )
 from app.outbox import emit_in_session
 from app.principal import Principal
+from app.programs import service as programs
 from app.tiers import service as tiers
 
 
@@ -39,7 +40,14 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
     if body.enrolled_at is not None and body.enrolled_at > now:
         raise ValidationFailed.on("body.enrolled_at", "must not be in the future")
 
+    if body.external_id.startswith(programs.PSEUDONYM_PREFIX):
+        raise ValidationFailed.on(
+            "body.external_id",
+            f"must not start with {programs.PSEUDONYM_PREFIX} (erased members' pseudonyms)",
+        )
+
     async def work(session: AsyncSession) -> None:
+        await _refuse_erased(session, principal.program_id, body.external_id)
         referrer = None
         if body.referred_by is not None:
             referrer = await repository.member_id(session, principal.program_id, body.referred_by)
@@ -76,6 +84,17 @@ async def enrol(context: AppContext, principal: Principal, body: MemberCreate) -
 
     await context.db.run(work)
     return await view(context, principal, body.external_id)
+
+
+async def _refuse_erased(session: AsyncSession, program_id: int, external_id: str) -> None:
+    """409 `member_erased` when `external_id` belongs to a member whose personal data
+    was erased: its pseudonym names a member of the program (an accidental re-import
+    of an erased customer must not enrol them again unnoticed)."""
+    erased_as = await programs.erased_pseudonym(session, program_id, external_id)
+    if erased_as is not None and await repository.member_id(session, program_id, erased_as) is not None:
+        raise MemberErased(
+            f"member {external_id} was erased from this program; its id cannot be enrolled again"
+        )
 
 
 async def view(

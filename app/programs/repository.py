@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.programs.models import Program
+from app.db import Connection
+from app.programs.models import Program, ProgramSecret
 
 
 async def insert_program(
@@ -30,3 +31,33 @@ async def program_id(session: AsyncSession, code: str) -> int | None:
 
 async def program_ids(session: AsyncSession) -> list[int]:
     return [int(value) for value in await session.scalars(select(Program.id).order_by(Program.id))]
+
+
+# The program's secret of that name, made at the first call that may create it
+# (concurrent first calls agree: the row that won the insert is the one read).
+SECRET = "SELECT value FROM program_secret WHERE program_id = $1 AND name = $2"
+MAKE_SECRET = """
+INSERT INTO program_secret (program_id, name, value, created_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (program_id, name) DO NOTHING
+"""
+
+
+async def secret(connection: Connection, program_id: int, name: str) -> bytes | None:
+    value = await connection.fetchval(SECRET, program_id, name)
+    return None if value is None else bytes(value)
+
+
+async def make_secret(
+    connection: Connection, program_id: int, name: str, value: bytes, now: datetime
+) -> bytes:
+    await connection.execute(MAKE_SECRET, program_id, name, value, now)
+    found = await secret(connection, program_id, name)
+    assert found is not None
+    return found
+
+
+async def secret_in_session(session: AsyncSession, program_id: int, name: str) -> bytes | None:
+    value = await session.scalar(
+        select(ProgramSecret.value).where(ProgramSecret.program_id == program_id, ProgramSecret.name == name)
+    )
+    return None if value is None else bytes(value)

@@ -1,0 +1,1 @@
+"""A member's personal data: the export of everything held about them, and its erasure (GDPR)."""
