@@ -15,7 +15,7 @@ from app.holds import service
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, HoldPage, HoldStatus, ReleaseIn
 from app.http import api_router
 from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyKeyReused, keyed_request
-from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, MemberNotFound
+from app.ledger.errors import REDEEM_LIMIT_ERRORS, InsufficientPoints, LimitExceeded, MemberNotFound
 from app.pagination import Cursor, Limit
 from app.positions import ReplicaRead
 from app.principal import Principal
@@ -43,6 +43,7 @@ _CLOSE_ERRORS = (
         IdempotencyKeyReused,
         MemberNotFound,
         InsufficientPoints,
+        LimitExceeded,
         *REDEEM_LIMIT_ERRORS,
     ),
 )
@@ -53,7 +54,9 @@ async def create_hold(
     nothing else can spend them. Capture them once the order is paid, or release
     them; an active hold past `expires_at` is released by the worker. The rules'
     `redeem` limits apply (minimum, increments, and with `order_total` the largest
-    share of the order points may pay). Not enough points: 422 `insufficient_points`."""
+    share of the order points may pay), and the hold counts against the member's
+    `limits.redeem_points_per_member_per_day` when placed (422 `limit_exceeded`; its
+    capture does not count again). Not enough points: 422 `insufficient_points`."""
     result = await service.place(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 

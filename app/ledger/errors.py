@@ -60,6 +60,14 @@ class PartnerCreditExceeded(AppError):
     status, code, title = 422, "partner_credit_exceeded", "The partner's credit limit would be exceeded"
 
 
+class LimitExceeded(AppError):
+    """The rules' `limits` (app/ledger/limits.py); the problem's extension members
+    name the limit (`limit`), its value (`allowed`), what is left (`remaining`) and,
+    for a daily limit, the local `day`."""
+
+    status, code, title = 422, "limit_exceeded", "A limit in the program's rules would be passed"
+
+
 REDEEM_REFUSALS: dict[str, type[AppError]] = {
     cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
 }

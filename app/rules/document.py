@@ -477,7 +477,10 @@ class Limits(_Section):
 
     @property
     def on_transfers(self) -> bool:
-        return self.transfer_points_per_member_per_day is not None or self.transfers_per_member_per_day is not None
+        return (
+            self.transfer_points_per_member_per_day is not None
+            or self.transfers_per_member_per_day is not None
+        )
 
 
 def _known_timezone(value: str) -> str:
