@@ -200,7 +200,6 @@ async def post_within_limits(
     if not charges:
         return await posting.post(context, request, kind, legs, now, **fields)
     assert rules is not None, "charges come from rules"
-    program_id = request.principal.program_id
 
     async def work(connection: Connection) -> StoredResponse:
         try:

@@ -459,7 +459,8 @@ SELECT s.subject,
                     AND usage.day = $4::date), 0) AS used
   FROM (SELECT coalesce(
           $3::text,
-          (SELECT 'member:' || m.id FROM member m WHERE m.program_id = $1 AND m.external_id = $5::text)) AS subject
+          (SELECT 'member:' || m.id FROM member m
+            WHERE m.program_id = $1 AND m.external_id = $5::text)) AS subject
        ) AS s
 """
 
