@@ -18,7 +18,9 @@ BASE: dict[str, Any] = {"earn": {"base": {"points": 1, "per": "1", "rounding": "
 FOUR_EYES: dict[str, Any] = {**BASE, "limits": {"award_approval_above": 1000}}
 
 
-async def ask(api: Api, member: str, points: int, *, key: str | None = None, idem: str | None = None) -> httpx.Response:
+async def ask(
+    api: Api, member: str, points: int, *, key: str | None = None, idem: str | None = None
+) -> httpx.Response:
     return await api.post(
         f"/v1/members/{member}/awards",
         {"points": points, "reason": "claim 4711", "metadata": {"ticket": "4711"}},
@@ -35,7 +37,9 @@ async def pending(api: Api, member: str, points: int = 5000, *, key: str | None 
 
 
 async def decide(api: Api, approval_id: str, how: str, key: str, reason: str = "checked") -> httpx.Response:
-    return await api.post(f"/v1/approvals/{approval_id}/{how}", {"reason": reason}, key=key, idempotency_key=None)
+    return await api.post(
+        f"/v1/approvals/{approval_id}/{how}", {"reason": reason}, key=key, idempotency_key=None
+    )
 
 
 async def setup(api: Api) -> tuple[str, str, str]:
@@ -45,6 +49,10 @@ async def setup(api: Api) -> tuple[str, str, str]:
     agent = await api.key_with("points:adjust")
     approver = await api.key_with("admin")
     return member, agent, approver
+
+
+def per_key(points: int) -> dict[str, Any]:
+    return {**BASE, "limits": {"award_approval_above": 1000, "award_points_per_key_per_day": points}}
 
 
 async def assert_sound(db: asyncpg.Connection) -> None:
@@ -113,7 +121,8 @@ class TestApprove:
         assert approved.status_code == 200, approved.text
         result = approved.json()
         assert (result["status"], result["decision_reason"]) == ("approved", "ticket checked")
-        assert result["decided_by"] is not None and result["decided_by"] != result["requested_by"]
+        assert result["decided_by"] is not None
+        assert result["decided_by"] != result["requested_by"]
         assert await api.available(member) == 5000
         # traceable: the entry names the approval, the approval the request and the approver
         entry = (await api.get(f"/v1/entries/{result['entry_id']}")).json()
@@ -147,7 +156,12 @@ class TestApprove:
         assert len({r.json()["entry_id"] for r in responses}) == 1
         assert await api.available(member) == 3000
         pid = await program_id(db, api.program)
-        assert await db.fetchval("SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'award'", pid) == 1
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'award'", pid
+            )
+            == 1
+        )
 
     async def test_the_requesting_key_may_not_decide(self, api: Api) -> None:
         await api.use_rules(FOUR_EYES)
@@ -173,12 +187,19 @@ class TestApprove:
     async def test_limits_at_approval_time_leave_it_pending(self, api: Api) -> None:
         member, agent, approver = await setup(api)
         body = await pending(api, member, 5000, key=agent)
-        await api.use_rules({**BASE, "limits": {"award_approval_above": 1000, "award_points_per_key_per_day": 4000}})
+        await api.use_rules(
+            {**BASE, "limits": {"award_approval_above": 1000, "award_points_per_key_per_day": 4000}}
+        )
         refused = await decide(api, body["approval_id"], "approve", approver)
         assert refused.status_code == 422, refused.text
-        assert (refused.json()["code"], refused.json()["limit"]) == ("limit_exceeded", "award_points_per_key_per_day")
+        assert (refused.json()["code"], refused.json()["limit"]) == (
+            "limit_exceeded",
+            "award_points_per_key_per_day",
+        )
         assert (await api.get(f"/v1/approvals/{body['approval_id']}")).json()["status"] == "pending_approval"
-        await api.use_rules({**BASE, "limits": {"award_approval_above": 1000, "award_points_per_key_per_day": 6000}})
+        await api.use_rules(
+            {**BASE, "limits": {"award_approval_above": 1000, "award_points_per_key_per_day": 6000}}
+        )
         assert (await decide(api, body["approval_id"], "approve", approver)).status_code == 200
         # the approved award counted against the key that asked for it
         over = await ask(api, member, 1001, key=agent)
@@ -201,9 +222,13 @@ class TestReject:
         assert (conflict.status_code, conflict.json()["code"]) == (409, "approval_already_decided")
         assert await api.available(member) == 0
         pid = await program_id(db, api.program)
-        assert await db.fetchval(
-            "SELECT count(*) FROM event_log WHERE program_id = $1 AND type = 'award.approval_rejected'", pid
-        ) == 1
+        assert (
+            await db.fetchval(
+                "SELECT count(*) FROM event_log WHERE program_id = $1 AND type = 'award.approval_rejected'",
+                pid,
+            )
+            == 1
+        )
 
     async def test_an_approved_one_cannot_be_rejected(self, api: Api) -> None:
         member, agent, approver = await setup(api)
@@ -262,7 +287,9 @@ class TestRead:
         bad_cursor = await api.get("/v1/approvals", cursor="nonsense")
         assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (400, "invalid_cursor")
 
-    async def test_unknown_and_other_programs_approvals_are_404(self, api: Api, client: httpx.AsyncClient) -> None:
+    async def test_unknown_and_other_programs_approvals_are_404(
+        self, api: Api, client: httpx.AsyncClient
+    ) -> None:
         member, agent, _ = await setup(api)
         body = await pending(api, member, key=agent)
         other = await new_program(client)
