@@ -55,6 +55,26 @@ class Problem(BaseModel):
         description="the request's id (its X-Request-ID), to find it in the service's logs",
         examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
     )
+    # Extension members of `limit_exceeded` (the rules' `limits`).
+    limit: str | None = Field(
+        default=None,
+        description="limit_exceeded: the rules' limit the request would pass",
+        examples=["redeem_points_per_member_per_day"],
+    )
+    allowed: int | None = Field(
+        default=None, description="limit_exceeded: the limit's value in the active rules", examples=[1000]
+    )
+    remaining: int | None = Field(
+        default=None,
+        description="limit_exceeded: what the limit still lets through (today, for a daily limit)",
+        examples=[250],
+    )
+    day: str | None = Field(
+        default=None,
+        description="limit_exceeded: the local day (program timezone) a daily limit counts; "
+        "absent for a per-request limit",
+        examples=["2026-11-29"],
+    )
 
 
 class AppError(Exception):
@@ -64,10 +84,18 @@ class AppError(Exception):
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str, *, errors: Sequence[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = list(errors) if errors is not None else None
+        # RFC 9457 extension members: fields of Problem beyond the standard ones
+        self.extensions = extensions or {}
 
 
 class Unauthorized(AppError):
@@ -99,7 +127,13 @@ class ServiceUnavailable(AppError):
 
 
 def problem_response(
-    *, status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response:
     body = Problem(
         type=PROBLEM_TYPE_PREFIX + code,
@@ -109,6 +143,7 @@ def problem_response(
         code=code,
         errors=errors,
         request_id=requestid.current.get(),
+        **(extensions or {}),
     )
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(
@@ -126,6 +161,7 @@ def render(error: AppError) -> Response:
         title=error.title,
         detail=error.detail,
         errors=error.errors,
+        extensions=error.extensions,
     )
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 # account names its partner, a key its partner) whichever domain writes first.
 import app.models  # noqa: F401
 from app import contract
+from app.approvals.endpoints import router as approvals_router
 from app.auth.endpoints import router as api_keys_router
 from app.auth.service import Authenticator
 from app.clock import Clock, SystemClock
@@ -149,6 +150,7 @@ def create_app(
         partner_router,
         partner_member_router,
         privacy_router,
+        approvals_router,
     ):
         app.include_router(router)
     return app

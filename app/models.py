@@ -1,5 +1,6 @@
 """Every table, imported in one place for Alembic and the schema test."""
 
+from app.approvals.models import AwardApproval
 from app.auth.models import ApiKey, ApiKeyLookup
 from app.db import Base
 from app.eventlog.models import EventLogRow
@@ -13,6 +14,7 @@ from app.ledger.models import (
     IdempotencyRecord,
     JobWatermark,
     JournalEntry,
+    LimitUsage,
     LotUse,
     MemberBalance,
     PendingCredit,
@@ -42,6 +44,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "ApiKeyLookup",
+    "AwardApproval",
     "Base",
     "ChainHead",
     "Conversion",
@@ -51,6 +54,7 @@ __all__ = [
     "IdempotencyRecord",
     "JobWatermark",
     "JournalEntry",
+    "LimitUsage",
     "LotUse",
     "Member",
     "MemberBalance",

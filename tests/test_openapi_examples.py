@@ -59,6 +59,8 @@ ORDER = [
     "payPartnerStatement",
     "changeMemberStatus",
     "closeMember",
+    "approveAward",
+    "rejectAward",
     "createProgram",
     "eraseMember",  # last: the example member is gone after it
 ]
@@ -69,6 +71,9 @@ EXPECTED_PROBLEMS = {
     "keepMemberTier": (422, "not_eligible"),
     "closePartnerStatement": (409, "period_closed"),
     "payPartnerStatement": (404, "statement_not_found"),  # so no statement to pay
+    # the examples' rules ask for no approvals: the example id names none
+    "approveAward": (404, "approval_not_found"),
+    "rejectAward": (404, "approval_not_found"),
 }
 # Whose partner key calls each /v1/partner/ example (the conversion out example is
 # to the airline partner); the funding example funds a prepaid partner.
@@ -103,6 +108,7 @@ async def test_every_request_example_is_accepted(api: Api, client: httpx.AsyncCl
         "name": "activate-pending",
         "code": "coffee-co",
         "statement_id": "0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d",
+        "approval_id": "0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d",
     }
     partner_keys = await _example_partners(api)
     answers: dict[str, tuple[int, str | None]] = {}

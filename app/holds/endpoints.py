@@ -18,6 +18,7 @@ from app.idempotency import IdempotencyKey, IdempotencyKeyRequired, IdempotencyK
 from app.ledger.errors import (
     REDEEM_LIMIT_ERRORS,
     InsufficientPoints,
+    LimitExceeded,
     MemberClosed,
     MemberNotEligible,
     MemberNotFound,
@@ -49,6 +50,7 @@ _CLOSE_ERRORS = (
         IdempotencyKeyReused,
         MemberNotFound,
         InsufficientPoints,
+        LimitExceeded,
         *REDEEM_LIMIT_ERRORS,
         MemberNotEligible,
         MemberClosed,
@@ -61,7 +63,9 @@ async def create_hold(
     nothing else can spend them. Capture them once the order is paid, or release
     them; an active hold past `expires_at` is released by the worker. The rules'
     `redeem` limits apply (minimum, increments, and with `order_total` the largest
-    share of the order points may pay). Not enough points: 422 `insufficient_points`."""
+    share of the order points may pay), and the hold counts against the member's
+    `limits.redeem_points_per_member_per_day` when placed (422 `limit_exceeded`; its
+    capture does not count again). Not enough points: 422 `insufficient_points`."""
     result = await service.place(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 

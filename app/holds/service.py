@@ -28,7 +28,7 @@ from app.fields import LATEST
 from app.holds import repository
 from app.holds.schemas import CaptureIn, HoldIn, HoldOut, HoldPage, ReleaseIn
 from app.idempotency import KeyedRequest, StoredResponse
-from app.ledger import posting
+from app.ledger import limits, posting
 from app.ledger import service as ledger
 from app.ledger.entries import Leg
 from app.ledger.jobs import run_batches
@@ -71,57 +71,65 @@ async def place(context: AppContext, request: KeyedRequest, member: str, body: H
     program_id = request.principal.program_id
 
     async def work(connection: Connection) -> StoredResponse:
-        async with connection.transaction():
-            found = await posting.stored(connection, request)
-            if found is not None:  # a retry: its checks held when it was first made
-                return found
-            if expires_at <= now:
-                raise ValidationFailed.on("body.expires_at", "must be in the future")
-            if expires_at > now + timedelta(seconds=settings.hold_max_seconds):
-                raise ValidationFailed.on(
-                    "body.expires_at", f"a hold lasts at most {settings.hold_max_seconds} seconds"
-                )
-            rules_version, rules = await context.rules.active(connection, program_id)
-            ledger.check_redeem_limits(rules, body.points, body.order_total)
-            hold_id = uuid7()
-            out = HoldOut(
-                hold_id=hold_id,
-                member=member,
-                status="active",
-                points=body.points,
-                captured_points=0,
-                order_id=body.order_id,
-                created_at=now,
-                expires_at=expires_at,
-                closed_at=None,
-                entry_id=hold_id,
-            )
-            response = await posting.post_in_transaction(
-                connection,
-                request,
-                "hold",
-                [Leg(member, "available", -body.points), Leg(member, "held", body.points)],
-                now,
-                response_body=out.model_dump_json().encode(),
-                replay_ok=True,
-                entry_id=hold_id,
-                order_id=body.order_id,
-                rules_version=rules_version,
-                reason="points held for a checkout",
-                metadata=body.metadata,
-            )
-            if not response.replayed:
-                await repository.insert(
-                    connection,
+        try:
+            async with connection.transaction():
+                found = await posting.stored(connection, request)
+                if found is not None:  # a retry: its checks held when it was first made
+                    return found
+                if expires_at <= now:
+                    raise ValidationFailed.on("body.expires_at", "must be in the future")
+                if expires_at > now + timedelta(seconds=settings.hold_max_seconds):
+                    raise ValidationFailed.on(
+                        "body.expires_at", f"a hold lasts at most {settings.hold_max_seconds} seconds"
+                    )
+                rules_version, rules = await context.rules.active(connection, program_id)
+                ledger.check_redeem_limits(rules, body.points, body.order_total)
+                # A hold counts against the daily redemption limit when it is placed.
+                charges = limits.redeem_charges(rules.limits, member, body.points)
+                await limits.charge_or_replay(connection, request, rules, charges, now)
+                hold_id = uuid7()
+                out = HoldOut(
                     hold_id=hold_id,
-                    program_id=program_id,
                     member=member,
+                    status="active",
                     points=body.points,
+                    captured_points=0,
                     order_id=body.order_id,
                     created_at=now,
                     expires_at=expires_at,
+                    closed_at=None,
+                    entry_id=hold_id,
                 )
-            return response
+                response = await posting.post_in_transaction(
+                    connection,
+                    request,
+                    "hold",
+                    [Leg(member, "available", -body.points), Leg(member, "held", body.points)],
+                    now,
+                    response_body=out.model_dump_json().encode(),
+                    replay_ok=True,
+                    entry_id=hold_id,
+                    order_id=body.order_id,
+                    rules_version=rules_version,
+                    reason="points held for a checkout",
+                    metadata=body.metadata,
+                )
+                if response.replayed and charges:
+                    raise limits.Replayed(response)  # roll back what this request counted
+                if not response.replayed:
+                    await repository.insert(
+                        connection,
+                        hold_id=hold_id,
+                        program_id=program_id,
+                        member=member,
+                        points=body.points,
+                        order_id=body.order_id,
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+                return response
+        except limits.Replayed as replayed:
+            return replayed.response
 
     return await context.db.call(work)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 
+from app.approvals.schemas import ApprovalOut
 from app.context import Context, require
 from app.errors import Forbidden, error_responses
 from app.fields import Instant, MemberPath
@@ -20,6 +21,7 @@ from app.ledger.errors import (
     EntryNotFound,
     EntryNotReversible,
     InsufficientPoints,
+    LimitExceeded,
     MemberClosed,
     MemberNotEligible,
     MemberNotFound,
@@ -57,7 +59,14 @@ _POST_ERRORS = (
     status_code=201,
     response_model=EntryOut,
     operation_id="createAward",
-    responses=error_responses(*_POST_ERRORS),
+    responses={
+        202: {
+            "model": ApprovalOut,
+            "description": "The award is above the rules' `limits.award_approval_above`: nothing is "
+            "posted until another admin key approves it (`POST /v1/approvals/{approval_id}/approve`)",
+        },
+        **error_responses(*_POST_ERRORS, LimitExceeded),
+    },
 )
 async def create_award(
     http: Request,
@@ -70,7 +79,10 @@ async def create_award(
     """Give a member points outside an order (goodwill, migration, campaign).
 
     The points come from the program's issuance account. With `pending_until` in the
-    future they wait in the member's pending account."""
+    future they wait in the member's pending account. The rules' `limits` apply: an
+    award above `award_max_points`, or past the key's `award_points_per_key_per_day`,
+    is 422 `limit_exceeded`; one above `award_approval_above` answers 202 with a
+    pending approval and posts nothing until another admin key approves it."""
     result = await service.award(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
@@ -80,7 +92,7 @@ async def create_award(
     status_code=201,
     response_model=EntryOut,
     operation_id="createRedemption",
-    responses=error_responses(*_POST_ERRORS, InsufficientPoints, *REDEEM_LIMIT_ERRORS),
+    responses=error_responses(*_POST_ERRORS, InsufficientPoints, LimitExceeded, *REDEEM_LIMIT_ERRORS),
 )
 async def create_redemption(
     http: Request,
@@ -92,7 +104,8 @@ async def create_redemption(
 ) -> Response:
     """Spend a member's available points on a reward. Not enough points: 422
     `insufficient_points`, and nothing changes. The rules' `redeem` limits apply:
-    `min_points`, `increment`, and with `order_total`, `max_share_of_order`."""
+    `min_points`, `increment`, and with `order_total`, `max_share_of_order`; and its
+    `limits.redeem_points_per_member_per_day` (422 `limit_exceeded`)."""
     result = await service.redeem(context, keyed_request(http, principal, key, body), member, body)
     return result.to_response()
 
@@ -102,7 +115,7 @@ async def create_redemption(
     status_code=201,
     response_model=EntryOut,
     operation_id="createTransfer",
-    responses=error_responses(*_POST_ERRORS, InsufficientPoints),
+    responses=error_responses(*_POST_ERRORS, InsufficientPoints, LimitExceeded),
 )
 async def create_transfer(
     http: Request,
@@ -111,7 +124,9 @@ async def create_transfer(
     key: IdempotencyKey,
     principal: Annotated[Principal, Depends(require("points:transfer"))],
 ) -> Response:
-    """Move available points from one member to another of the same program."""
+    """Move available points from one member to another of the same program. The
+    rules' `limits.transfer_points_per_member_per_day` and
+    `transfers_per_member_per_day` apply to the giving member (422 `limit_exceeded`)."""
     result = await service.transfer(context, keyed_request(http, principal, key, body), body)
     return result.to_response()
 

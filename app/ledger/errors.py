@@ -98,6 +98,14 @@ def _not_eligible(exc: asyncpg.PostgresError) -> AppError:
         return MemberNotEligible("a member's status does not allow this entry")
 
 
+class LimitExceeded(AppError):
+    """The rules' `limits` (app/ledger/limits.py); the problem's extension members
+    name the limit (`limit`), its value (`allowed`), what is left (`remaining`) and,
+    for a daily limit, the local `day`."""
+
+    status, code, title = 422, "limit_exceeded", "A limit in the program's rules would be passed"
+
+
 REDEEM_REFUSALS: dict[str, type[AppError]] = {
     cls.code: cls for cls in (PointsBelowMinimum, PointsNotInIncrements, PointsExceedOrderShare)
 }

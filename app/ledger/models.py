@@ -4,12 +4,13 @@ function, the append-only triggers and the deferred balance check."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -386,4 +387,27 @@ class JobWatermark(Base):
     # `expire` under an inactivity policy: every member whose last activity is at or
     # before this had lost their points when the run looked at them.
     inactive_through: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LimitUsage(Base):
+    """What a subject (an API key, a member) has used of one of the rules' daily
+    `limits` on one local day. Updated in the transaction of the entry it counts,
+    with a conditional upsert (`used + n <= limit`), so concurrent requests never
+    pass a limit together (app/ledger/limits.py). Only programs whose rules set a
+    limit ever write here."""
+
+    __tablename__ = "limit_usage"
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "limit_name", "subject", "day"),
+        CheckConstraint("used >= 0", name="used_not_negative"),
+    )
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    # one of Limits' daily limits, e.g. redeem_points_per_member_per_day
+    limit_name: Mapped[str] = mapped_column(Text)
+    # "member:<member id>" or "key:<api key id>" ("key:bootstrap" for the bootstrap key)
+    subject: Mapped[str] = mapped_column(Text)
+    day: Mapped[date] = mapped_column(Date)
+    used: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
@@ -522,3 +522,69 @@ async def redact_responses(
 ) -> int:
     status = await connection.execute(REDACT_RESPONSES, program_id, member_id, old, new)
     return int(status.split()[-1])
+
+
+# The rules' daily limits (app/ledger/limits.py). A counter row per program, limit,
+# subject and local day; the conditional upsert adds `n` only while the total stays
+# within the limit, under the row's lock, so concurrent requests never pass it
+# together. No row comes back when it would pass. A member's subject is its id,
+# never its external id (which erasure replaces). $3: the subject, or NULL with
+# the member's external id in $8.
+CHARGE_LIMIT = """
+INSERT INTO limit_usage AS usage (program_id, limit_name, subject, day, used, updated_at)
+SELECT $1::bigint, $2::text, coalesce($3::text, 'member:' || m.id), $4::date, $5::bigint, $7::timestamptz
+  FROM (SELECT 1) AS one
+  LEFT JOIN member m ON $3::text IS NULL AND m.program_id = $1::bigint AND m.external_id = $8::text
+ WHERE $3::text IS NOT NULL OR m.id IS NOT NULL
+ON CONFLICT (program_id, limit_name, subject, day) DO UPDATE
+   SET used = usage.used + excluded.used, updated_at = excluded.updated_at
+ WHERE usage.used + excluded.used <= $6::bigint
+RETURNING used
+"""
+
+LIMIT_USED = """
+SELECT s.subject,
+       coalesce((SELECT usage.used FROM limit_usage usage
+                  WHERE usage.program_id = $1 AND usage.limit_name = $2 AND usage.subject = s.subject
+                    AND usage.day = $4::date), 0) AS used
+  FROM (SELECT coalesce(
+          $3::text,
+          (SELECT 'member:' || m.id FROM member m
+            WHERE m.program_id = $1 AND m.external_id = $5::text)) AS subject
+       ) AS s
+"""
+
+
+async def charge_limit(
+    connection: Connection,
+    program_id: int,
+    limit_name: str,
+    *,
+    subject: str | None,
+    member: str | None,
+    day: date,
+    amount: int,
+    allowed: int,
+    now: datetime,
+) -> int | None:
+    """Add `amount` to the subject's use of a daily limit if it stays within
+    `allowed`: the new total, or None when it would pass (nothing added)."""
+    value = await connection.fetchval(
+        CHARGE_LIMIT, program_id, limit_name, subject, day, amount, allowed, now, member
+    )
+    return None if value is None else int(value)
+
+
+async def limit_used(
+    connection: Connection,
+    program_id: int,
+    limit_name: str,
+    *,
+    subject: str | None,
+    member: str | None,
+    day: date,
+) -> int | None:
+    """The subject's use of a daily limit on `day`; None when `member` is not in the program."""
+    row = await connection.fetchrow(LIMIT_USED, program_id, limit_name, subject, day, member)
+    assert row is not None
+    return None if row["subject"] is None else int(row["used"])

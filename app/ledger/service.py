@@ -10,13 +10,15 @@ from datetime import datetime
 
 import asyncpg
 
+from app.approvals import service as approvals
 from app.context import AppContext
 from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import AppError, FieldError, ValidationFailed
 from app.fields import Money
 from app.idempotency import KeyedRequest, StoredResponse
-from app.ledger import chain, repository
-from app.ledger.entries import LIFECYCLE_KINDS, ORDER_KINDS, Leg, MemberAccount
+from app.ledger import awards, chain, repository
+from app.ledger import limits as limits_
+from app.ledger.entries import LIFECYCLE_KINDS, ORDER_KINDS, Leg
 from app.ledger.errors import (
     REDEEM_REFUSALS,
     CurrencyMismatch,
@@ -40,51 +42,35 @@ from app.ledger.schemas import (
 )
 from app.principal import Principal
 from app.rules import RulesDocument
-from app.rules.lifecycle import lot_expiry, redeem_refusal
+from app.rules.lifecycle import redeem_refusal
 
 
 async def award(context: AppContext, request: KeyedRequest, member: str, body: AwardIn) -> StoredResponse:
     now = context.clock.now()
-    if body.expires_at is not None and body.expires_at <= now:
-        return await replay_or_raise(
-            context, request, ValidationFailed.on("body.expires_at", "must be in the future")
-        )
-    pending = body.pending_until is not None and body.pending_until > now
-    if (
-        pending
-        and body.expires_at is not None
-        and body.pending_until is not None
-        and body.pending_until >= body.expires_at
-    ):
-        raise ValidationFailed.on("body.pending_until", "must be before expires_at")
-    account: MemberAccount = "pending" if pending else "available"
-    rules_version = None
-    expires_at = body.expires_at
-    if expires_at is None:
-        # The program's expiry policy dates the points from when they are given.
-        async with context.db.pool.acquire() as connection:
-            rules_version, rules = await context.rules.active(connection, request.principal.program_id)
-        expires_at = lot_expiry(rules, now)
-        if expires_at is None:
-            rules_version = None
-        elif pending and body.pending_until is not None and body.pending_until >= expires_at:
-            # They would become available already expired.
-            problem = ValidationFailed.on(
-                "body.pending_until",
-                f"must be before {expires_at:%Y-%m-%dT%H:%M:%SZ}, when the rules' expiry policy "
-                "ends these points",
-            )
-            return await replay_or_raise(context, request, problem)
-    return await post(
+    rules_version, rules = await awards.active_rules(context, request.principal.program_id)
+    plan = awards.plan_award(rules_version, rules, member, body, now)
+    if isinstance(plan, AppError):
+        # a retry passed these checks at its time: it replays
+        return await replay_or_raise(context, request, plan)
+    limits = rules.limits
+    if limits.on_awards:
+        refusal = limits_.award_max_refusal(limits, body.points)
+        if refusal is not None:
+            return await replay_or_raise(context, request, refusal)
+        if limits.award_approval_above is not None and body.points > limits.award_approval_above:
+            return await approvals.request(context, request, member, body, now)
+    return await limits_.post_within_limits(
         context,
         request,
+        rules,
+        limits_.award_charges(limits, request.principal.key_id, body.points),
         "award",
-        [Leg(member, account, body.points), Leg(None, "issuance", -body.points)],
+        plan.legs,
         now,
         reason=body.reason,
-        expires_at=expires_at,
-        rules_version=rules_version,
-        pending_until=body.pending_until if pending else None,
+        expires_at=plan.expires_at,
+        rules_version=plan.rules_version,
+        pending_until=plan.pending_until,
         metadata=body.metadata,
     )
 
@@ -106,15 +92,16 @@ def check_redeem_limits(rules: RulesDocument, points: int, order_total: Money | 
 async def redeem(
     context: AppContext, request: KeyedRequest, member: str, body: RedemptionIn
 ) -> StoredResponse:
-    async with context.db.pool.acquire() as connection:
-        rules_version, rules = await context.rules.active(connection, request.principal.program_id)
+    rules_version, rules = await awards.active_rules(context, request.principal.program_id)
     try:
         check_redeem_limits(rules, body.points, body.order_total)
     except AppError as error:  # a retry passed the limits of its time; they may have changed since
         return await replay_or_raise(context, request, error)
-    return await post(
+    return await limits_.post_within_limits(
         context,
         request,
+        rules,
+        limits_.redeem_charges(rules.limits, member, body.points),
         "redemption",
         [Leg(member, "available", -body.points), Leg(None, "redemption", body.points)],
         context.clock.now(),
@@ -128,9 +115,12 @@ async def redeem(
 async def transfer(context: AppContext, request: KeyedRequest, body: TransferIn) -> StoredResponse:
     if body.from_member == body.to_member:
         raise ValidationFailed.on("body.to_member", "must differ from from_member")
-    return await post(
+    _, rules = await awards.active_rules(context, request.principal.program_id)
+    return await limits_.post_within_limits(
         context,
         request,
+        rules,
+        limits_.transfer_charges(rules.limits, body.from_member, body.points),
         "transfer",
         [
             Leg(body.from_member, "available", -body.points),

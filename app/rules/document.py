@@ -447,6 +447,67 @@ class Refunds(_Section):
     )
 
 
+class Limits(_Section):
+    """Protections on what one request, API key or member may move (issue 16: limits
+    and four-eyes approvals). Every limit is optional; unset, nothing is counted.
+    Days are local days in the program's `timezone`. Limits don't change what orders
+    earn (they cap awards, redemptions and transfers), so the what-if simulation of
+    orders is the same with or without them."""
+
+    award_max_points: Points | None = Field(
+        default=None, description="most points one award may give", examples=[10000]
+    )
+    award_points_per_key_per_day: Points | None = Field(
+        default=None,
+        description="most points one API key may award per local day (an approved award counts "
+        "against the key that asked for it, on the day it is approved)",
+        examples=[50000],
+    )
+    redeem_points_per_member_per_day: Points | None = Field(
+        default=None,
+        description="most points a member may spend per local day: redemptions and holds (a hold "
+        "counts when it is placed; its capture does not count again)",
+        examples=[20000],
+    )
+    transfer_points_per_member_per_day: Points | None = Field(
+        default=None,
+        description="most points a member may transfer out per local day",
+        examples=[5000],
+    )
+    transfers_per_member_per_day: SmallCount | None = Field(
+        default=None, description="most transfers out a member may make per local day", examples=[3]
+    )
+    award_approval_above: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_POINTS,
+        description="an award of more points than this waits for a second admin key's approval "
+        "(202 pending_approval) instead of posting",
+        examples=[1000],
+    )
+
+    @property
+    def configured(self) -> bool:
+        """True when some limit or the approval threshold is set."""
+        return any(value is not None for value in self.__dict__.values())
+
+    @property
+    def on_awards(self) -> bool:
+        return (
+            self.award_max_points is not None
+            or self.award_points_per_key_per_day is not None
+            or self.award_approval_above is not None
+        )
+
+    @property
+    def on_transfers(self) -> bool:
+        return (
+            self.transfer_points_per_member_per_day is not None
+            or self.transfers_per_member_per_day is not None
+        )
+
+
 def _known_timezone(value: str) -> str:
     if value not in _TIMEZONES:
         raise ValueError("must be an IANA timezone such as Europe/Berlin")
@@ -489,6 +550,10 @@ class RulesDocument(_Section):
     tiers: list[Tier] = Field(default_factory=list, description="tiers, by rank")
     tier_policy: TierPolicy = Field(default_factory=TierPolicy, description="how tiers are reached and kept")
     refunds: Refunds = Field(default_factory=Refunds, description="what refunds do when points are spent")
+    limits: Limits = Field(
+        default_factory=Limits,
+        description="caps on awards, redemptions and transfers, and the four-eyes threshold for awards",
+    )
 
     @field_validator("events")
     @classmethod
