@@ -1,6 +1,7 @@
 """Every table, imported in one place for Alembic and the schema test."""
 
 from app.auth.models import ApiKey, ApiKeyLookup
+from app.budgets.models import RulesBudget, RulesBudgetMember, RulesBudgetSlice
 from app.db import Base
 from app.eventlog.models import EventLogRow
 from app.events.models import MemberEvent
@@ -70,6 +71,9 @@ __all__ = [
     "Posting",
     "Program",
     "RulesActivation",
+    "RulesBudget",
+    "RulesBudgetMember",
+    "RulesBudgetSlice",
     "RulesVersion",
     "ServiceSecret",
     "TierChange",
