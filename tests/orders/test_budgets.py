@@ -45,6 +45,7 @@ async def budgets(api: Api, key: str | None = None) -> dict[str, dict[str, Any]]
 
 def line(result: dict[str, Any], rule: str) -> dict[str, Any]:
     (found,) = [item for item in result["breakdown"] if item["rule"] == rule]
+    assert isinstance(found, dict)
     return found
 
 
