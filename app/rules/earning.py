@@ -113,7 +113,8 @@ class RuleRef:
 @dataclass(frozen=True, slots=True)
 class BudgetCharge:
     """What a budgeted rule added to the order: `points` to take from its budget.
-    `weights` are the multiplier's own exact points in each segment, so a refund of
+    `weights` are the multiplier's own exact points in each segment (in proportion:
+    the base rate's divisor is left out), so a refund of
     some lines gives back the share of the rule's points those lines had (empty for
     a bonus, or when not explained: a bonus goes back with the order's points)."""
 
@@ -381,13 +382,10 @@ def _earn_order(
             continue
         weights: tuple[Segment, ...] = ()
         if explain and factors_before is not None and factors_after is not None:
+            # Only the weights' proportions matter to a refund: left undivided (exact).
             weights = tuple(
-                Segment(
-                    piece.key,
-                    Fraction(piece.amount) / Fraction(denominator),
-                    max(Fraction(0), Fraction(b * (_effective(a) - _effective(f))) / exact_divisor),
-                )
-                for piece, b, f, a in zip(pieces, base, factors_before, factors_after, strict=True)
+                Segment(segment.key, segment.value, Fraction(max(_ZERO, b * (_effective(a) - _effective(f)))))
+                for segment, b, f, a in zip(segments, base, factors_before, factors_after, strict=True)
             )
         charges.append(BudgetCharge(ref, kept, weights))
     return OrderEarning(running, tuple(lines), segments, local.date(), tuple(charges))

@@ -287,3 +287,29 @@ class TestConcurrentOrders:
         assert sorted(response.json()["points"] for response in responses) == [5] * 7 + [10] * 5
         assert (await budgets(api))["earn.multipliers.double"]["used"] == 25
         await sound(db)
+
+
+class TestSimulation:
+    async def test_a_draft_s_budget_is_spent_by_the_replayed_orders_in_turn(self, api: Api) -> None:
+        await api.use_rules(rules())
+        alice, bob = await api.enrol(), await api.enrol()
+        start = datetime.now(UTC) - timedelta(hours=1)
+        for member in (alice, bob, alice):
+            await order(api, member, "10.00")
+        draft = await api.post(
+            "/v1/rules", rules(budget={"points": 25, "per_member": 10}), idempotency_key=None
+        )
+        version = draft.json()["version"]
+        end = datetime.now(UTC) + timedelta(minutes=1)
+        response = await api.post(
+            f"/v1/rules/{version}/simulate",
+            {"from": start.isoformat(), "to": end.isoformat()},
+            idempotency_key=None,
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()
+        # alice's second order finds her share of 10 spent; the budget itself had 5 left
+        assert (result["actual_points"], result["simulated_points"]) == (60, 50)
+        split = {item["rule"]: (item["actual_points"], item["simulated_points"]) for item in result["rules"]}
+        assert split["double"] == (30, 20)
+        assert await budgets(api) == {}  # a draft's budgets exist once it is activated

@@ -5,12 +5,16 @@
 -- fields are for refunds). For each, in key order: the member's share first, when
 -- the budget has `per_member` (rules_budget_member, a conditional upsert: the
 -- member's orders are serialised by their balance-row lock anyway), then the budget:
--- a conditional update of one slice chosen at random (`remaining >= n`), so that
--- concurrent orders rarely queue on one row; when that slice can't cover n, and the
--- slices together might (their sum read without locks), rules_budget_spread() locks
--- every slice and takes n from what they hold together. Every take is a conditional
--- update or happens under the slices' locks: concurrent orders never take more than
--- the budget holds, however they interleave.
+-- the first slice, from one chosen at random, that holds n and that no other
+-- transaction holds (FOR UPDATE SKIP LOCKED: a slice stays locked until its order
+-- commits, and concurrent orders should not wait for one another's commits), taken
+-- with a conditional update (`remaining >= n`). When every slice that holds n is
+-- busy, a conditional update of the randomly chosen slice waits for it. When that
+-- slice can't cover n either, and the slices together might (their sum read
+-- without locks), rules_budget_spread() locks every slice and takes n from what
+-- they hold together. Every take is a conditional update of a locked row or
+-- happens under every slice's lock: concurrent orders never take more than the
+-- budget holds, however they interleave.
 --
 -- A charge its budget can't cover raises SQLSTATE LPB01, DETAIL JSON
 -- {"budget": key, "scope": "budget" | "member"}, which rolls back the caller's
@@ -29,6 +33,7 @@ DECLARE
     v_key text;
     v_points bigint;
     v_budget record;
+    v_start integer;
     v_slot smallint;
 BEGIN
     FOR v_charge IN SELECT c FROM jsonb_array_elements(p_charges) c ORDER BY c->>'budget' LOOP
@@ -54,10 +59,23 @@ BEGIN
                           DETAIL = json_build_object('budget', v_key, 'scope', 'member')::text;
             END IF;
         END IF;
-        v_slot := floor(random() * v_budget.slices)::smallint;
-        UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
-         WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id AND s.slot = v_slot
-           AND s.remaining >= v_points;
+        v_start := floor(random() * v_budget.slices)::integer;
+        -- two statements, not UPDATE ... FROM (SELECT ... SKIP LOCKED): a join may
+        -- run the locking subquery again for every slice it scans
+        SELECT f.slot INTO v_slot FROM rules_budget_slice f
+         WHERE f.program_id = p_program_id AND f.budget_id = v_budget.id AND f.remaining >= v_points
+         ORDER BY (f.slot + v_budget.slices - v_start) % v_budget.slices
+         LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN  -- locked by this transaction now: the update can't miss
+            UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
+             WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id AND s.slot = v_slot
+               AND s.remaining >= v_points;
+        END IF;
+        IF NOT FOUND THEN
+            UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
+             WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id AND s.slot = v_start
+               AND s.remaining >= v_points;
+        END IF;
         IF NOT FOUND THEN
             IF (SELECT sum(s.remaining) FROM rules_budget_slice s
                  WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id) < v_points
