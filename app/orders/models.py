@@ -108,3 +108,5 @@ class OrderRefund(Base):
     shortfall: Mapped[int] = mapped_column(BigInteger)
     debt: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # [{budget, points}]: what it gave back to campaign budgets (`verify` adds them up); NULL: none
+    budget_returns: Mapped[list[Any] | None] = mapped_column(JSONB)

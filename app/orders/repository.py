@@ -171,8 +171,8 @@ RECORD_REFUND = """
 WITH refund AS (
     INSERT INTO order_refund (program_id, paid_order_id, refund_id, idempotency_key, request_fingerprint,
                               entry_id, amount, points, from_pending, from_available, shortfall, debt,
-                              created_at)
-    VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                              created_at, budget_returns)
+    VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $16::jsonb)
 )
 UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refunded_total = refunded_total + $6
  WHERE program_id = $15 AND id = $1
@@ -405,6 +405,8 @@ class NewRefund:
     created_at: datetime
     refund_state: dict[str, Any]
     points_taken_back: int
+    # what it gave back to campaign budgets: [{budget, points}], or None
+    budget_returns: list[dict[str, Any]] | None = None
 
 
 async def record_refund(connection: Connection, refund: NewRefund) -> None:
@@ -425,6 +427,7 @@ async def record_refund(connection: Connection, refund: NewRefund) -> None:
         json.dumps(refund.refund_state),
         refund.points_taken_back,
         refund.program_id,
+        None if refund.budget_returns is None else json.dumps(refund.budget_returns),
     )
 
 

@@ -746,6 +746,7 @@ async def _take_back(
             created_at=now,
             refund_state=outcome.state.to_json(),
             points_taken_back=outcome.taken_back_total,
+            budget_returns=[{"budget": key, "points": back} for key, back in budget_returns if back] or None,
         ),
     )
     return StoredResponse(201, response)

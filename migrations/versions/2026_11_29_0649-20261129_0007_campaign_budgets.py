@@ -1,4 +1,5 @@
-"""Campaign budgets: rules_budget, its slices and members' shares; paid_order.budget_charges;
+"""Campaign budgets: rules_budget, its slices and members' shares; paid_order.budget_charges,
+order_refund.budget_returns;
 ledger_post_order() takes an order's budget charges (rules_budget_take())
 
 Revision ID: 20261129_0007
@@ -71,6 +72,9 @@ def upgrade() -> None:
     op.add_column(
         "paid_order", sa.Column("budget_charges", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
     )
+    op.add_column(
+        "order_refund", sa.Column("budget_returns", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
+    )
     # The SQL objects this revision changes: frozen copies of app/sql/ written by
     # migrations/new_revision.py into migrations/sql/<revision>/ (ledger_post_order() and
     # the four rules_budget_*() functions).
@@ -88,6 +92,7 @@ def downgrade() -> None:
         "rules_budget_spread",
     ):
         op.execute(f"DROP FUNCTION {function}")
+    op.drop_column("order_refund", "budget_returns")
     op.drop_column("paid_order", "budget_charges")
     op.drop_table("rules_budget_slice")
     op.drop_table("rules_budget_member")

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.ledger.verify import verify
+from app.ledger.verify import CHECKS, verify
 from tests.support import Api, new_program, unique
 
 
@@ -313,3 +313,29 @@ class TestSimulation:
         split = {item["rule"]: (item["actual_points"], item["simulated_points"]) for item in result["rules"]}
         assert split["double"] == (30, 20)
         assert await budgets(api) == {}  # a draft's budgets exist once it is activated
+
+
+class TestVerify:
+    async def test_verify_accounts_for_every_point_of_a_budget(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        (check,) = [check for check in CHECKS if check.name.startswith("every campaign budget")]
+        await api.use_rules(rules(budget={"points": 100}))
+        member = await api.enrol()
+        placed = await order(api, member, "10.00")
+        assert (
+            await api.refund(placed["order_id"], amount={"amount": "3.00", "currency": "EUR"})
+        ).status_code == 201
+        assert (await budgets(api))["earn.multipliers.double"]["used"] == 7
+        assert await db.fetch(check.sql) == []
+        transaction = db.transaction()
+        await transaction.start()
+        try:  # a point appears from nowhere in one slice: verify names the budget
+            await db.execute(
+                "UPDATE rules_budget_slice SET remaining = remaining + 1 WHERE slot = 0 AND budget_id ="
+                " (SELECT b.id FROM rules_budget b JOIN program p ON p.id = b.program_id WHERE p.code = $1)",
+                api.program,
+            )
+            assert [row["key"] for row in await db.fetch(check.sql)] == ["earn.multipliers.double"]
+        finally:
+            await transaction.rollback()

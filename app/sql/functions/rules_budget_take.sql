@@ -33,22 +33,50 @@ DECLARE
     v_key text;
     v_points bigint;
     v_budget record;
-    v_start integer;
-    v_slot smallint;
 BEGIN
     FOR v_charge IN SELECT c FROM jsonb_array_elements(p_charges) c ORDER BY c->>'budget' LOOP
         v_key := v_charge->>'budget';
         v_points := (v_charge->>'points')::bigint;
         CONTINUE WHEN v_points <= 0;
-        SELECT b.id, b.per_member, b.slices INTO v_budget
-          FROM rules_budget b WHERE b.program_id = p_program_id AND b.key = v_key;
+        -- The common case in one statement: a free slice that holds the points, locked
+        -- (MATERIALIZED: the locking query runs once) and taken from.
+        WITH free AS MATERIALIZED (
+            SELECT f.budget_id, f.slot, b.per_member
+              FROM rules_budget b
+              JOIN rules_budget_slice f ON f.program_id = b.program_id AND f.budget_id = b.id
+             WHERE b.program_id = p_program_id AND b.key = v_key AND f.remaining >= v_points
+             ORDER BY random()
+             LIMIT 1
+               FOR UPDATE OF f SKIP LOCKED)
+        UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
+          FROM free
+         WHERE s.program_id = p_program_id AND s.budget_id = free.budget_id AND s.slot = free.slot
+           AND s.remaining >= v_points
+        RETURNING s.budget_id, free.per_member INTO v_budget;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'program % has no budget %', p_program_id, v_key USING ERRCODE = 'LPB02';
+            -- Every slice that holds the points is busy, or none does.
+            SELECT b.id AS budget_id, b.per_member, b.slices INTO v_budget
+              FROM rules_budget b WHERE b.program_id = p_program_id AND b.key = v_key;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'program % has no budget %', p_program_id, v_key USING ERRCODE = 'LPB02';
+            END IF;
+            UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
+             WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id
+               AND s.slot = floor(random() * v_budget.slices)::smallint AND s.remaining >= v_points;
+            IF NOT FOUND AND (
+                   (SELECT sum(s.remaining) FROM rules_budget_slice s
+                     WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id) < v_points
+                   OR rules_budget_spread(p_program_id => p_program_id, p_budget_id => v_budget.budget_id,
+                                          p_change => -v_points) IS NULL) THEN
+                RAISE EXCEPTION 'budget % can''t cover % points', v_key, v_points
+                    USING ERRCODE = 'LPB01',
+                          DETAIL = json_build_object('budget', v_key, 'scope', 'budget')::text;
+            END IF;
         END IF;
         IF v_budget.per_member IS NOT NULL THEN
             IF v_points <= v_budget.per_member THEN
                 INSERT INTO rules_budget_member AS m (program_id, budget_id, member_id, used)
-                VALUES (p_program_id, v_budget.id, p_member_id, v_points)
+                VALUES (p_program_id, v_budget.budget_id, p_member_id, v_points)
                 ON CONFLICT (program_id, budget_id, member_id)
                 DO UPDATE SET used = m.used + excluded.used
                  WHERE m.used + excluded.used <= v_budget.per_member;
@@ -57,33 +85,6 @@ BEGIN
                 RAISE EXCEPTION 'the member''s share of budget % can''t cover % points', v_key, v_points
                     USING ERRCODE = 'LPB01',
                           DETAIL = json_build_object('budget', v_key, 'scope', 'member')::text;
-            END IF;
-        END IF;
-        v_start := floor(random() * v_budget.slices)::integer;
-        -- two statements, not UPDATE ... FROM (SELECT ... SKIP LOCKED): a join may
-        -- run the locking subquery again for every slice it scans
-        SELECT f.slot INTO v_slot FROM rules_budget_slice f
-         WHERE f.program_id = p_program_id AND f.budget_id = v_budget.id AND f.remaining >= v_points
-         ORDER BY (f.slot + v_budget.slices - v_start) % v_budget.slices
-         LIMIT 1 FOR UPDATE SKIP LOCKED;
-        IF FOUND THEN  -- locked by this transaction now: the update can't miss
-            UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
-             WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id AND s.slot = v_slot
-               AND s.remaining >= v_points;
-        END IF;
-        IF NOT FOUND THEN
-            UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
-             WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id AND s.slot = v_start
-               AND s.remaining >= v_points;
-        END IF;
-        IF NOT FOUND THEN
-            IF (SELECT sum(s.remaining) FROM rules_budget_slice s
-                 WHERE s.program_id = p_program_id AND s.budget_id = v_budget.id) < v_points
-               OR rules_budget_spread(p_program_id => p_program_id, p_budget_id => v_budget.id,
-                                      p_change => -v_points) IS NULL THEN
-                RAISE EXCEPTION 'budget % can''t cover % points', v_key, v_points
-                    USING ERRCODE = 'LPB01',
-                          DETAIL = json_build_object('budget', v_key, 'scope', 'budget')::text;
             END IF;
         END IF;
     END LOOP;
