@@ -40,9 +40,10 @@ class RulesBudget(Base):
 
 class RulesBudgetSlice(Base):
     """What is left of a budget, in slices: an order takes its points from one slice
-    (chosen at random) with a conditional update, so concurrent orders rarely queue on
-    one row; one the slice can't cover locks every slice and takes from what they
-    hold together (app/sql/functions/rules_budget_spread.sql). What is left of the
+    that holds them and that no other order holds (SKIP LOCKED, then a conditional
+    update), so concurrent orders don't queue on one row; one no slice can cover alone
+    locks every slice and takes from what they hold together
+    (app/sql/functions/rules_budget_take.sql, rules_budget_spread.sql). What is left of the
     budget is the sum of its slices; what is used, `points` minus that sum."""
 
     __tablename__ = "rules_budget_slice"

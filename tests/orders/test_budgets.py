@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from app.ledger.verify import CHECKS, verify
+from tests.partners.helpers import add_rate, onboard, partner_earning, partner_key, partner_order
 from tests.support import Api, new_program, unique
 
 
@@ -142,6 +143,28 @@ class TestBudgetedBonus:
         assert paid == [102, 102, 2]
         spent = (await budgets(api))["earn.bonuses.launch"]
         assert (spent["used"], spent["remaining"]) == (200, 50)
+
+
+class TestPartnerSections:
+    async def test_a_partner_s_budgeted_rule_spends_its_own_budget(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        code = await onboard(api, billing="postpaid")
+        await add_rate(api, code, "earn", price_per_point="0.01")
+        key = await partner_key(api, code)
+        await partner_earning(
+            api, code, multipliers=[{"id": "double", "factor": "2", "budget": {"points": 15}}]
+        )
+        member = await api.enrol()
+        first = await partner_order(api, key, member, "10.00")
+        assert first.status_code == 201, first.text
+        assert first.json()["points"] == 20
+        second = await partner_order(api, key, member, "10.00")
+        assert second.json()["points"] == 10
+        assert line(second.json(), "double")["detail"] == "budget exhausted"
+        spent = (await budgets(api))[f"partner_earn.{code}.multipliers.double"]
+        assert (spent["used"], spent["remaining"], spent["active"]) == (10, 5, True)
+        await sound(db)
 
 
 class TestPerMember:
