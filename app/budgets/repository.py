@@ -18,15 +18,16 @@ SET_LIMITS = text("SELECT rules_budget_set(p_program_id => :program_id, p_limits
 
 GIVE_BACK = "SELECT rules_budget_give_back(p_program_id => $1, p_member_id => $2, p_returns => $3::jsonb)"
 
-# Every budget of the program, with what is left of it (the sum of its slices; below
-# zero when a version lowered the limit under what was used).
+# The program's budgets after the name $2 (by name), with what is left of each (the sum
+# of its slices; below zero when a version lowered the limit under what was used).
 BUDGETS = """
 SELECT b.key, b.points, b.per_member, b.created_at, b.updated_at,
        (SELECT sum(s.remaining)::bigint FROM rules_budget_slice s
          WHERE s.program_id = b.program_id AND s.budget_id = b.id) AS left_over
   FROM rules_budget b
- WHERE b.program_id = $1
+ WHERE b.program_id = $1 AND b.key > $2
  ORDER BY b.key
+ LIMIT $3
 """
 
 # What is left of some budgets, and of the member's share of each (read without
@@ -56,8 +57,8 @@ async def give_back(
     await connection.execute(GIVE_BACK, program_id, member_id, json.dumps(list(returns)))
 
 
-async def budgets(connection: Connection, program_id: int) -> list[asyncpg.Record]:
-    return await connection.fetch(BUDGETS, program_id)
+async def budgets(connection: Connection, program_id: int, *, after: str, limit: int) -> list[asyncpg.Record]:
+    return await connection.fetch(BUDGETS, program_id, after, limit)
 
 
 async def room(

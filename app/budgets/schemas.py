@@ -36,5 +36,6 @@ class BudgetOut(BaseModel):
 
 
 class BudgetPage(BaseModel):
-    items: list[BudgetOut] = Field(description="every budget the program has had, by name")
+    items: list[BudgetOut] = Field(description="the budgets the program has had, by name")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])
     rules_version: int = Field(description="the active rules version", examples=[3])

@@ -91,18 +91,28 @@ async def room(
     }
 
 
-async def budgets(context: AppContext, principal: Principal, read: ReadFrom = PRIMARY) -> BudgetPage:
-    """Every budget the program has had, with what is used and left (GET /v1/rules/budgets)."""
+async def budgets(
+    context: AppContext,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    read: ReadFrom = PRIMARY,
+) -> BudgetPage:
+    """Every budget the program has had, by name, with what is used and left
+    (GET /v1/rules/budgets)."""
+    list_id = f"rules-budgets:{principal.program_id}"
+    (after,) = [""] if cursor is None else context.cursors.read(list_id, cursor)
 
     async def work(connection: Connection) -> tuple[list[asyncpg.Record], int, RulesDocument]:
-        rows = await repository.budgets(connection, principal.program_id)
+        rows = await repository.budgets(connection, principal.program_id, after=str(after), limit=limit + 1)
         version, rules = await context.rules.active(connection, principal.program_id)
         return rows, version, rules
 
     rows, version, rules = await context.db.read(work, read)
     named = {limit.key for limit in budget_limits(rules)}
     items = []
-    for row in rows:
+    for row in rows[:limit]:
         left_over = row["left_over"] or 0
         items.append(
             BudgetOut(
@@ -116,4 +126,5 @@ async def budgets(context: AppContext, principal: Principal, read: ReadFrom = PR
                 updated_at=row["updated_at"],
             )
         )
-    return BudgetPage(items=items, rules_version=version)
+    next_cursor = context.cursors.issue(list_id, items[-1].budget) if len(rows) > limit else None
+    return BudgetPage(items=items, next_cursor=next_cursor, rules_version=version)

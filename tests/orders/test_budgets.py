@@ -277,6 +277,20 @@ class TestListBudgets:
         other = await new_program(client)
         assert await budgets(other) == {}
 
+    async def test_pages_by_name(self, api: Api) -> None:
+        document = rules(budget={"points": 30})
+        document["earn"]["bonuses"] = [
+            {"id": f"b{n}", "points": 1, "budget": {"points": 10 + n}} for n in range(3)
+        ]
+        await api.use_rules(document)
+        first = (await api.get("/v1/rules/budgets", limit=2)).json()
+        assert [item["budget"] for item in first["items"]] == ["earn.bonuses.b0", "earn.bonuses.b1"]
+        rest = (await api.get("/v1/rules/budgets", limit=2, cursor=first["next_cursor"])).json()
+        assert [item["budget"] for item in rest["items"]] == ["earn.bonuses.b2", "earn.multipliers.double"]
+        assert rest["next_cursor"] is None
+        bad = await api.get("/v1/rules/budgets", cursor="not-a-cursor")
+        assert (bad.status_code, bad.json()["code"]) == (400, "invalid_cursor")
+
 
 # --- concurrency ------------------------------------------------------------------------------------
 
