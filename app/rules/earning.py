@@ -312,9 +312,10 @@ def _earn_order(
         matches = _applies_to(rule, facts, local, pieces)
         if not any(matches):
             continue
-        ref = RuleRef("multipliers", rule.id)
-        if ref in skip:
-            add(rule.id, 0, lambda: skip[ref])  # noqa: B023
+        ref = None if rule.budget is None else RuleRef("multipliers", rule.id)
+        if ref is not None and ref in skip:
+            left_out = skip[ref]
+            add(rule.id, 0, lambda: left_out)  # noqa: B023
             continue
         before = factors
         factors = [
@@ -325,7 +326,7 @@ def _earn_order(
         total = _round(exact, rounding)
         scope = "" if not rule.when.on_lines else " on matching lines"
         add(rule.id, total - running, lambda: f"x{rule.factor}{scope} ({_describe(rule.when)})")  # noqa: B023
-        if rule.budget is not None:
+        if ref is not None:
             budgeted.append((ref, total - running, running, before, factors))
         running = total
 
@@ -347,12 +348,13 @@ def _earn_order(
         if _order_condition_holds(bonus.when, facts, local) and (
             not bonus.when.on_lines or any(_line_matches(bonus.when, line) for line in facts.lines)
         ):
-            ref = RuleRef("bonuses", bonus.id)
-            if ref in skip:
-                add(bonus.id, 0, lambda: skip[ref])  # noqa: B023
+            ref = None if bonus.budget is None else RuleRef("bonuses", bonus.id)
+            if ref is not None and ref in skip:
+                left_out = skip[ref]
+                add(bonus.id, 0, lambda: left_out)  # noqa: B023
                 continue
             add(bonus.id, bonus.points, lambda: f"+{bonus.points} ({_describe(bonus.when)})")  # noqa: B023
-            if bonus.budget is not None:
+            if ref is not None:
                 budgeted.append((ref, bonus.points, running, None, None))
             running += bonus.points
 
