@@ -17,6 +17,7 @@ from app import contract
 from app.approvals.endpoints import router as approvals_router
 from app.auth.endpoints import router as api_keys_router
 from app.auth.service import Authenticator
+from app.budgets.endpoints import router as budgets_router
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings
 from app.context import AppContext
@@ -136,6 +137,7 @@ def create_app(
         members_router,
         ledger_router,
         holds_router,
+        budgets_router,  # before rules_router: /v1/rules/budgets is not a /v1/rules/{version}
         rules_router,
         simulation_router,
         orders_router,

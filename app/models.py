@@ -2,6 +2,7 @@
 
 from app.approvals.models import AwardApproval
 from app.auth.models import ApiKey, ApiKeyLookup
+from app.budgets.models import RulesBudget, RulesBudgetMember, RulesBudgetSlice
 from app.db import Base
 from app.eventlog.models import EventLogRow
 from app.events.models import MemberEvent
@@ -78,6 +79,9 @@ __all__ = [
     "Program",
     "ProgramSecret",
     "RulesActivation",
+    "RulesBudget",
+    "RulesBudgetMember",
+    "RulesBudgetSlice",
     "RulesVersion",
     "ServiceSecret",
     "TierChange",

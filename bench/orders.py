@@ -13,6 +13,12 @@ Then:
    instant) at half the bare endpoint's median maximum, for each target: p50/p99.
 3. `verify` over everything the run wrote.
 
+With `--budget`, the rounds compare the same orders in two programs instead: one
+with the rules above (`orders`), one whose `shoes` multiplier, which every order
+meets, carries a campaign budget far larger than the run spends (`budgeted`): every
+budgeted order takes its points from the budget's slices in its own statement. It
+prints the ratio budgeted/orders and the CPU per request of each (no paced runs).
+
 Beside each wrk round it reads the CPU time the serving processes and the
 database's backends spent (from /proc), per request: unlike req/s, CPU per
 request barely moves when another job shares the machine, so it says where a
@@ -20,6 +26,7 @@ change saved work.
 
     uv run python -m bench.orders               # needs wrk (apt-get install wrk); about 5 minutes
     uv run python -m bench.orders --quick       # about 2 minutes
+    uv run python -m bench.orders --budget      # orders with and without a budgeted multiplier
 
 Each server runs `--workers` uvicorn processes (default 2, as in the issue's
 measurement). The chainer and the webhook dispatcher do not run meanwhile
@@ -51,6 +58,9 @@ from bench import awards, common, pace
 DATABASE = "points_ledger_bench_orders"
 PORTS = {"bare": 8711, "service": 8712}
 TARGETS = ("bare", "awards", "orders")
+BUDGET_TARGETS = ("orders", "budgeted")
+# Larger than any run spends: the bench measures taking from a budget, not skipping a rule.
+BUDGET_POINTS = 10**12
 
 RULES: dict[str, Any] = {
     "timezone": "Europe/Paris",
@@ -94,8 +104,17 @@ SELECT m.id, m.program_id, (ARRAY['silver', 'gold'])[m.id % 3], s.since, s.since
        s.since
   FROM member m
  CROSS JOIN LATERAL (SELECT now() - (m.id % 30) * interval '1 day' AS since) s
- WHERE m.program_id = 1 AND m.id % 3 IN (1, 2)
+ WHERE m.program_id = $2 AND m.id % 3 IN (1, 2)
 """
+
+
+def budgeted_rules() -> dict[str, Any]:
+    """RULES with a campaign budget on the shoes multiplier (every bench order has shoes)."""
+    rules: dict[str, Any] = json.loads(json.dumps(RULES))
+    for multiplier in rules["earn"]["multipliers"]:
+        if multiplier["id"] == "shoes":
+            multiplier["budget"] = {"points": BUDGET_POINTS}
+    return rules
 
 
 async def prepare(members: int) -> tuple[str, str]:
@@ -111,12 +130,35 @@ async def prepare(members: int) -> tuple[str, str]:
     return admin, checkout
 
 
-async def activate_rules(admin: str) -> None:
+async def budgeted_program(admin: str, members: int) -> str:
+    """A second program, with the same members, whose rules budget the shoes
+    multiplier; its checkout's key."""
+    headers = {"Authorization": f"Bearer {admin}", "Idempotency-Key": str(uuid.uuid4())}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['service']}", timeout=30) as client:
+        created = await client.post(
+            "/v1/programs", json={"code": "budgeted", "name": "Budgeted"}, headers=headers
+        )
+        created.raise_for_status()
+        program_admin = created.json()["admin_key"]
+    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
+    try:
+        program_id = await connection.fetchval("SELECT id FROM program WHERE code = 'budgeted'")
+        checkout = await common.add_api_key(
+            connection, program_id, "bench-checkout", ["points:earn", "points:adjust"]
+        )
+        await common.add_members(connection, program_id, members)
+    finally:
+        await connection.close()
+    await activate_rules(program_admin, budgeted_rules(), program_id)
+    return str(checkout)
+
+
+async def activate_rules(admin: str, rules: dict[str, Any] | None = None, program_id: int = 1) -> None:
     """The rules through the API, then the tiers seeded under that version."""
     headers = {"Authorization": f"Bearer {admin}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['service']}", timeout=30) as client:
         created = await client.post(
-            "/v1/rules", json=RULES, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
+            "/v1/rules", json=rules or RULES, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
         )
         created.raise_for_status()
         version = created.json()["version"]
@@ -128,7 +170,7 @@ async def activate_rules(admin: str) -> None:
         activated.raise_for_status()
     connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
     try:
-        await connection.execute(SEED_TIERS, version)
+        await connection.execute(SEED_TIERS, version, program_id)
         await connection.execute("VACUUM (ANALYZE)")
     finally:
         await connection.close()
@@ -195,7 +237,7 @@ def target_port(target: str) -> int:
 
 
 def script(target: str) -> str:
-    return "orders.lua" if target == "orders" else "awards.lua"
+    return "orders.lua" if target in ("orders", "budgeted") else "awards.lua"
 
 
 def paced_requests(target: str, members: int, key: str) -> Any:
@@ -264,6 +306,11 @@ def main() -> None:
         "rounds); serve: inside the service, as LEDGER_SERVE_BACKGROUND=true runs them",
     )
     parser.add_argument("--quick", action="store_true", help="5-second rounds, 2 rounds, 8-second paced runs")
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="compare orders without and with a budgeted multiplier (two programs), not bare/awards/orders",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.paced_seconds = 5, 2, 8
@@ -283,20 +330,25 @@ def main() -> None:
         awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers),
         awards.start("app.asgi:app", PORTS["service"], service_env, args.workers),
     ]
+    targets = BUDGET_TARGETS if args.budget else TARGETS
     rounds: list[awards.Round] = []
-    cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in TARGETS}  # ms/request
+    cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in targets}  # ms/request
     paced: dict[str, pace.Paced] = {}
     run_ids = (f"r{number}-{uuid.uuid4().hex[:6]}" for number in itertools.count())
+    keys = dict.fromkeys(targets, checkout)
     try:
         asyncio.run(activate_rules(admin))
-        for target in TARGETS:  # warm up each
-            env = wrk_env(target, args.members, checkout, next(run_ids))
+        if args.budget:
+            keys["budgeted"] = asyncio.run(budgeted_program(admin, args.members))
+        for target in targets:  # warm up each
+            env = wrk_env(target, args.members, keys[target], next(run_ids))
             awards.drive(target, target_port(target), env, 3, args.connections, script(target))
         for number in range(args.rounds):
-            order = TARGETS[number % 3 :] + TARGETS[: number % 3]
+            turn = number % len(targets)
+            order = targets[turn:] + targets[:turn]
             for target in order:
                 common.settle(DATABASE)
-                env = wrk_env(target, args.members, checkout, next(run_ids))
+                env = wrk_env(target, args.members, keys[target], next(run_ids))
                 server = processes[0 if target == "bare" else 1].pid
                 server_before, database_before = server_cpu(server), asyncio.run(database_cpu())
                 rounds.append(
@@ -314,6 +366,9 @@ def main() -> None:
                 print(
                     f"round {number + 1} {target:7s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True
                 )
+        if args.budget:
+            budget_report(args, rounds, cpu)
+            return
         bare_max = statistics.median(r.requests_per_second for r in rounds if r.target == "bare")
         rate = bare_max / 2
         for target in TARGETS:
@@ -354,6 +409,36 @@ def main() -> None:
         "verify after the run:",
         "ledger is sound" if asyncio.run(common.sound(DATABASE)) else "MISMATCHES (run points-ledger verify)",
     )
+
+
+def budget_report(
+    args: argparse.Namespace, rounds: list[awards.Round], cpu: dict[str, list[tuple[float, float]]]
+) -> None:
+    print(
+        f"\n{args.members} members, {args.connections} connections, {args.workers} workers per server, "
+        f"{args.rounds} rounds of {args.seconds}s, budgeted: the shoes multiplier, {BUDGET_POINTS} points"
+    )
+    medians = awards.report(rounds, list(BUDGET_TARGETS), width=9)
+    print(f"ratio budgeted/orders: {medians['budgeted'] / medians['orders']:.2f}")
+    print(
+        "  round by round:",
+        " ".join(
+            f"{b.requests_per_second / o.requests_per_second:.2f}"
+            for o, b in zip(
+                [r for r in rounds if r.target == "orders"],
+                [r for r in rounds if r.target == "budgeted"],
+                strict=True,
+            )
+        ),
+    )
+    print("\nCPU per request, ms (medians of the rounds): the serving processes, PostgreSQL's backends")
+    totals = {}
+    for target in BUDGET_TARGETS:
+        service_ms = statistics.median([server for server, _ in cpu[target]])
+        database_ms = statistics.median([database for _, database in cpu[target]])
+        totals[target] = service_ms + database_ms
+        print(f"{target:9s} {service_ms:6.3f} {database_ms:6.3f}  total {totals[target]:6.3f}")
+    print(f"CPU per request, orders/budgeted: {totals['orders'] / totals['budgeted']:.2f}")
 
 
 if __name__ == "__main__":

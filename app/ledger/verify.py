@@ -232,6 +232,35 @@ CHECKS = (
         """,
     ),
     Check(
+        "every campaign budget has used what its orders took less what their refunds gave back",
+        """
+        WITH taken AS (
+            SELECT o.program_id, c->>'budget' AS key, sum((c->>'points')::bigint) AS points
+              FROM paid_order o CROSS JOIN LATERAL jsonb_array_elements(o.budget_charges) c
+             WHERE o.budget_charges IS NOT NULL GROUP BY 1, 2
+        ), given_back AS (
+            SELECT f.program_id, r->>'budget' AS key, sum((r->>'points')::bigint) AS points
+              FROM order_refund f CROSS JOIN LATERAL jsonb_array_elements(f.budget_returns) r
+             WHERE f.budget_returns IS NOT NULL GROUP BY 1, 2
+        ), left_over AS (
+            SELECT s.program_id, s.budget_id, sum(s.remaining) AS remaining, count(*) AS slices
+              FROM rules_budget_slice s GROUP BY 1, 2
+        )
+        SELECT b.program_id::text, b.key, b.points - l.remaining AS used,
+               coalesce(t.points, 0) - coalesce(g.points, 0) AS taken_less_given_back, l.slices
+          FROM rules_budget b
+          LEFT JOIN left_over l ON l.program_id = b.program_id AND l.budget_id = b.id
+          LEFT JOIN taken t ON t.program_id = b.program_id AND t.key = b.key
+          LEFT JOIN given_back g ON g.program_id = b.program_id AND g.key = b.key
+         WHERE l.slices IS DISTINCT FROM b.slices
+            OR b.points - l.remaining <> coalesce(t.points, 0) - coalesce(g.points, 0)
+        UNION ALL
+        SELECT t.program_id::text, t.key, NULL, t.points, NULL
+          FROM taken t LEFT JOIN rules_budget b ON b.program_id = t.program_id AND b.key = t.key
+         WHERE b.id IS NULL
+        """,
+    ),
+    Check(
         "every program has exactly one active rules version, and entries name versions it has",
         """
         SELECT g.id::text, count(r.version) AS active_versions, NULL::integer AS unknown_version

@@ -70,6 +70,9 @@ class PaidOrder(Base):
     points: Mapped[int] = mapped_column(BigInteger)
     # [{key, value, weight}] from the rules module: what each part of the order earned
     segments: Mapped[list[Any]] = mapped_column(JSONB)
+    # [{budget, kind, rule, points, weights}]: what the order took from campaign budgets
+    # (app/rules/budgets.py), which its refunds give back; NULL: none
+    budget_charges: Mapped[list[Any] | None] = mapped_column(JSONB)
     refund_state: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     points_taken_back: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # Money refunded so far: qualifying spend for tiers is net of it.
@@ -105,3 +108,5 @@ class OrderRefund(Base):
     shortfall: Mapped[int] = mapped_column(BigInteger)
     debt: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # [{budget, points}]: what it gave back to campaign budgets (`verify` adds them up); NULL: none
+    budget_returns: Mapped[list[Any] | None] = mapped_column(JSONB)

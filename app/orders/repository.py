@@ -111,7 +111,7 @@ SELECT outcome, request_fingerprint, response_body
        p_segments => $18::jsonb, p_explanation => $19::jsonb, p_points => $20, p_pending_until => $21,
        p_expires_at => $22, p_members => $23, p_accounts => $24, p_amounts => $25,
        p_response_body => $26, p_tier => $27::jsonb, p_partner_id => $28, p_partners => $29,
-       p_partner_line => $30::jsonb)
+       p_partner_line => $30::jsonb, p_budget_charges => $31::jsonb)
 """
 
 # An order as recorded, with what the read endpoints show of it: the answer it got
@@ -154,6 +154,7 @@ ORDER_FOR_REFUND = """
 SELECT o.id, o.program_id, o.order_id, o.partner_id, o.member_id, m.external_id AS member, o.entry_id,
        o.rules_version,
        o.currency, o.total, o.lines, o.points, o.segments, o.refund_state, o.points_taken_back,
+       o.budget_charges,
        (SELECT version FROM rules_version WHERE program_id = o.program_id AND active) AS active_rules_version,
        -- a partner's order: the price its points were given out at
        (SELECT l.price_per_point FROM partner_line l
@@ -195,8 +196,8 @@ RECORD_REFUND = """
 WITH refund AS (
     INSERT INTO order_refund (program_id, paid_order_id, refund_id, idempotency_key, request_fingerprint,
                               entry_id, amount, points, from_pending, from_available, shortfall, debt,
-                              created_at)
-    VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                              created_at, budget_returns)
+    VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $16::jsonb)
 )
 UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refunded_total = refunded_total + $6
  WHERE program_id = $15 AND id = $1
@@ -352,6 +353,8 @@ class NewOrder:
     tier: TierDecision | None = None  # the member's upgrade this order makes
     partner_id: int | None = None  # a partner's order: the partner that funds it
     partner_line: PartnerLine | None = None  # its settlement line
+    # what it takes from campaign budgets (app/rules/budgets.py charge_json()), or None
+    budget_charges: list[dict[str, Any]] | None = None
 
 
 async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
@@ -387,6 +390,7 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         order.partner_id,
         None if order.partner_id is None else [leg.partner for leg in order.legs],
         None if order.partner_line is None else json.dumps(order.partner_line.to_json()),
+        None if order.budget_charges is None else json.dumps(order.budget_charges),
     )
     assert row is not None
     return row
@@ -468,6 +472,8 @@ class NewRefund:
     created_at: datetime
     refund_state: dict[str, Any]
     points_taken_back: int
+    # what it gave back to campaign budgets: [{budget, points}], or None
+    budget_returns: list[dict[str, Any]] | None = None
 
 
 async def record_refund(connection: Connection, refund: NewRefund) -> None:
@@ -488,6 +494,7 @@ async def record_refund(connection: Connection, refund: NewRefund) -> None:
         json.dumps(refund.refund_state),
         refund.points_taken_back,
         refund.program_id,
+        None if refund.budget_returns is None else json.dumps(refund.budget_returns),
     )
 
 

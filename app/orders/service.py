@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Literal
 
 import asyncpg
 from uuid_utils.compat import uuid7
 
+from app.budgets import service as budgets
 from app.context import AppContext
 from app.db import PRIMARY, Connection, ReadFrom
 from app.errors import AppError, NotFound, ServiceUnavailable, ValidationFailed
@@ -66,8 +68,17 @@ from app.rules import (
     refund_amount,
     refund_lines,
 )
+from app.rules.budgets import (
+    budget_limits,
+    charge_from_json,
+    charge_json,
+    earn_within_budgets,
+    exhausted_detail,
+    given_back,
+    section_path,
+)
 from app.rules.document import uses_referrals
-from app.rules.earning import local_time
+from app.rules.earning import RuleRef, local_time
 from app.rules.lifecycle import lot_expiry
 from app.rules.tier_machine import TierDecision, Window, upgrade_windows
 from app.rules.tiers import Activity
@@ -142,8 +153,13 @@ def _order_facts(body: OrderIn, facts: MemberFacts, local_day: date) -> OrderFac
 
 
 def _compute(
-    rules: RulesDocument, body: OrderIn, facts: MemberFacts, partner: PartnerOrders | None = None
+    rules: RulesDocument,
+    body: OrderIn,
+    facts: MemberFacts,
+    partner: PartnerOrders | None = None,
+    skip: Mapping[RuleRef, str] | None = None,
 ) -> tuple[OrderFacts, OrderEarning]:
+    """The order's points; `skip`: budgeted rules their budget can't cover."""
     local_day = local_time(rules, body.paid_at).date()
     order_facts = _order_facts(body, facts, local_day)
     section = None
@@ -152,9 +168,37 @@ def _compute(
         if section is None:
             raise PartnerNotEarning(f"the active rules have no partner_earn section for {partner.code}")
     try:
-        return order_facts, earn_order(rules, order_facts, section=section)
+        return order_facts, earn_order(rules, order_facts, section=section, skip=skip)
     except RulesError as exc:
         raise rules_problem(exc) from exc
+
+
+def _budget_path(partner: PartnerOrders | None) -> str:
+    return section_path(None if partner is None else partner.code)
+
+
+class _BudgetShort(Exception):
+    """A rule of the order its budget could not cover; nothing was written."""
+
+    def __init__(self, rule: RuleRef, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
+
+
+def _budget_short(
+    exc: asyncpg.PostgresError, rules: RulesDocument, charges: list[dict[str, object]] | None
+) -> _BudgetShort | None:
+    short = budgets.exhausted(exc)
+    if short is None:
+        return None
+    for charge in charges or ():
+        if charge["budget"] == short.key:
+            _, taken = charge_from_json(charge)
+            limit = next((limit for limit in budget_limits(rules) if limit.key == short.key), None)
+            per_member = None if limit is None else limit.per_member
+            return _BudgetShort(taken.rule, exhausted_detail(short.scope, per_member))
+    raise AssertionError(f"the database refused budget {short.key}, which the order did not charge")
 
 
 def _pending_days(rules: RulesDocument, partner: PartnerOrders | None) -> int:
@@ -206,7 +250,11 @@ async def preview(
     _refuse_future(body, now)
     async with context.db.pool.acquire() as connection:
         facts, rules = await _facts(context, connection, program_id, body, partner=partner, now=now)
-    _, earning = _compute(rules, body, facts, partner)
+        order_facts, earning = _compute(rules, body, facts, partner)
+        if earning.charges:
+            earning = await _within_budgets(
+                connection, program_id, rules, facts, order_facts, earning, partner
+            )
     result, _ = _result(
         body,
         rules,
@@ -218,6 +266,36 @@ async def preview(
         partner=partner,
     )
     return result
+
+
+async def _within_budgets(
+    connection: Connection,
+    program_id: int,
+    rules: RulesDocument,
+    facts: MemberFacts,
+    order_facts: OrderFacts,
+    earning: OrderEarning,
+    partner: PartnerOrders | None,
+) -> OrderEarning:
+    """A preview's points with the rules whose budgets look spent left out (read
+    without locks: the order itself may find otherwise)."""
+    path = _budget_path(partner)
+    limits = [limit for limit in budget_limits(rules) if limit.key.startswith(f"{path}.")]
+    room = await budgets.room(connection, program_id, [limit.key for limit in limits], facts.member_id)
+
+    def covers(key: str, points: int) -> Literal["budget", "member"] | None:
+        found = room.get(key)
+        if found is None:
+            return None  # not activated yet: the order will say
+        if found.member_left is not None and found.member_left < points:
+            return "member"
+        return "budget" if found.left_over < points else None
+
+    section = None if partner is None else rules.partner_earn.get(partner.code)
+    try:
+        return earn_within_budgets(rules, order_facts, path, covers, section=section, limits=limits)
+    except RulesError as exc:
+        raise rules_problem(exc) from exc
 
 
 def _refuse_future(body: OrderIn, now: datetime) -> None:
@@ -306,6 +384,8 @@ async def place(
     _refuse_future(body, now)
     program_id = request.principal.program_id
     known = _Known.of(context, program_id, body, now)
+    # budgeted rules their budget could not cover: the order is computed without them
+    skip: dict[RuleRef, str] = {}
 
     async def attempt(connection: Connection, *, lock: bool = False) -> StoredResponse | None:
         facts, rules = await _facts(
@@ -315,7 +395,7 @@ async def place(
             if facts.status in EARN_REFUSED:
                 # Read with the balance row's version: a change since is a stale post.
                 raise status_refusal(body.member, facts.status)
-            order_facts, earning = _compute(rules, body, facts, partner)
+            order_facts, earning = _compute(rules, body, facts, partner, skip)
             if partner is not None and partner.priced and earning.points and facts.rate_id is None:
                 raise RateNotEffective(f"partner {partner.code} has no earn rate in force; add one first")
         except AppError:
@@ -347,6 +427,9 @@ async def place(
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
+            short = _budget_short(exc, rules, order.budget_charges)
+            if short is not None:
+                raise short from exc
             problem = as_app_error(exc)
             if problem is None:
                 raise
@@ -375,9 +458,18 @@ async def place(
     # Optimistic first: no transaction, no lock held across the computation. If the
     # member changed between the read and the post (another of their requests landed
     # in between), read again holding their balance row, which nothing can then change.
-    outcome = await context.db.call(attempt)
-    if outcome is None:
-        outcome = await context.db.call(locked_attempt)
+    # A budget that could not cover one of the order's rules rolled everything back:
+    # compute again without that rule (each round leaves one more out, so this ends).
+    while True:
+        try:
+            outcome = await context.db.call(attempt)
+            if outcome is None:
+                outcome = await context.db.call(locked_attempt)
+            break
+        except _BudgetShort as short:
+            if short.rule in skip:  # the same rule twice: a bug, not a loop
+                raise AssertionError(f"rule {short.rule} refused after it was left out") from short
+            skip[short.rule] = short.detail
     if outcome is None:  # the lock makes this unreachable; fail loudly, not silently
         raise ServiceUnavailable("the member's balance changed while the order was posted; retry it")
     return outcome
@@ -466,6 +558,7 @@ def _new_order(
         tier=upgrade,
         partner_id=None if partner is None else partner.partner_id,
         partner_line=partner_line,
+        budget_charges=[charge_json(_budget_path(partner), charge) for charge in earning.charges] or None,
     )
 
 
@@ -563,6 +656,21 @@ async def _take_back(
         raise rules_problem(exc) from exc
 
     points = outcome.points
+    # what the refunded part had taken from campaign budgets goes back to them
+    budget_returns = [
+        (
+            key,
+            given_back(
+                charge,
+                order["points"],
+                state,
+                outcome.state,
+                order["points_taken_back"],
+                outcome.taken_back_total,
+            ),
+        )
+        for key, charge in (charge_from_json(item) for item in json.loads(order["budget_charges"] or "[]"))
+    ]
     from_pending = 0
     if points and order["entry_id"] is not None:
         credit = await repository.lock_pending_credit(
@@ -577,6 +685,7 @@ async def _take_back(
     # A closed member's order takes nothing back, even when no points would move.
     if await repository.member_status(connection, order["program_id"], order["member_id"]) == "closed":
         raise status_refusal(order["member"], "closed")
+    await budgets.give_back(connection, order["program_id"], order["member_id"], budget_returns)
     from_available = min(points - from_pending, balance["available"])
     short = points - from_pending - from_available
     debt = short if rules.refunds.shortfall == "debt" else 0
@@ -672,6 +781,7 @@ async def _take_back(
             created_at=now,
             refund_state=outcome.state.to_json(),
             points_taken_back=outcome.taken_back_total,
+            budget_returns=[{"budget": key, "points": back} for key, back in budget_returns if back] or None,
         ),
     )
     return StoredResponse(201, response)

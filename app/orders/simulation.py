@@ -14,7 +14,8 @@ from app.errors import ValidationFailed
 from app.orders import service as orders
 from app.orders.schemas import EventsSimulationOut, RuleSplit, SimulationIn, SimulationOut, TierSimulationOut
 from app.principal import Principal
-from app.rules import EventFacts, RulesDocument, RulesError, earn_event, earn_order
+from app.rules import EventFacts, RulesDocument, RulesError, earn_event
+from app.rules.budgets import Scope, budget_key, budget_limits, earn_within_budgets, section_path
 from app.rules.events import StreakMark
 from app.rulesets.service import RulesVersionNotFound
 from app.tiers import service as tiers
@@ -33,7 +34,13 @@ async def simulate(
     that day: the daily cap counts the replay's own points, from the start of the
     period. Orders in a currency the version does not take earn nothing under it;
     partners' orders earn by the version's `partner_earn` section for their partner,
-    and nothing when it has none."""
+    and nothing when it has none.
+
+    Campaign budgets: each budget of the version starts the period with its whole
+    `points` (and each member with `per_member`), and the replayed orders spend it in
+    order; a rule its budget can no longer cover is left out, as an order would. So
+    a budgeted rule's simulated points are what it would have added within its
+    budget over this period alone (not what is left of the live budget now)."""
     if body.to <= body.from_:
         raise ValidationFailed.on("body.to", "must be after from")
     program_id = principal.program_id
@@ -42,12 +49,16 @@ async def simulate(
     # what each member earned per local day, from each earner (the program: None, or a
     # partner), as daily caps count it
     earned: dict[tuple[int, str | None, date], int] = {}
+    # budgets' points spent by the replay, by budget, and by budget and member
+    spent: dict[str, int] = {}
+    spent_by_member: dict[tuple[str, int], int] = {}
     async with context.db.pool.acquire() as connection:
         try:
             rules = await context.rules.document(connection, program_id, version)
         except LookupError:
             raise RulesVersionNotFound(f"the program has no rules version {version}") from None
         zone = ZoneInfo(rules.timezone)
+        limits = {limit.key: limit for limit in budget_limits(rules)}
 
         def earned_today(member_id: int, partner: str | None, paid_at: datetime) -> int:
             return earned.get((member_id, partner, paid_at.astimezone(zone).date()), 0)
@@ -72,11 +83,34 @@ async def simulate(
                         skipped += 1
                         continue
                     section = found
+                member_id = order.member_id
+
+                def covers(key: str, points: int) -> Scope | None:
+                    limit = limits[key]
+                    if limit.per_member is not None and (
+                        spent_by_member.get((key, member_id), 0) + points > limit.per_member  # noqa: B023
+                    ):
+                        return "member"
+                    return "budget" if spent.get(key, 0) + points > limit.points else None
+
+                path = section_path(order.partner)
                 try:
-                    earning = earn_order(rules, order.facts, explain=False, section=section)
+                    earning = earn_within_budgets(
+                        rules,
+                        order.facts,
+                        path,
+                        covers,
+                        explain=False,
+                        section=section,
+                        limits=tuple(limits.values()),
+                    )
                 except RulesError:
                     skipped += 1
                     continue
+                for charge in earning.charges:
+                    key = budget_key(path, charge.rule)
+                    spent[key] = spent.get(key, 0) + charge.points
+                    spent_by_member[key, member_id] = spent_by_member.get((key, member_id), 0) + charge.points
                 simulated += earning.points
                 day = (order.member_id, order.partner, earning.local_day)
                 earned[day] = earned.get(day, 0) + earning.points

@@ -234,16 +234,39 @@ class Base(_Section):
     )
 
 
+class Budget(_Section):
+    """A campaign budget on a multiplier or bonus: the most points the rule may add
+    over all orders (and to one member). An order the budget can't cover earns
+    without the rule (`budget exhausted` in its explanation). The budget is named
+    by where its rule sits (`earn.multipliers.<id>`): a later version with a rule of
+    the same id and section spends the same budget, under its own limits."""
+
+    points: Points = Field(description="most points the rule adds over all orders", examples=[100000])
+    per_member: Points | None = Field(
+        default=None, description="most points the rule adds to one member's orders", examples=[500]
+    )
+
+    @model_validator(mode="after")
+    def _member_within(self) -> Budget:
+        if self.per_member is not None and self.per_member > self.points:
+            raise ValueError("per_member must not exceed points")
+        return self
+
+
 class Multiplier(_Section):
     id: Code = Field(description="rule id, shown in explanations", examples=["member-day"])
     factor: Factor = Field(description='decimal string, e.g. "2" or "1.5"')
     when: When = Field(default_factory=When, description="conditions, all of which must hold")
+    budget: Budget | None = Field(
+        default=None, description="a campaign budget for the points this multiplier adds"
+    )
 
 
 class Bonus(_Section):
     id: Code = Field(description="rule id, shown in explanations", examples=["first-order"])
     points: Points = Field(description="fixed points added when the conditions hold")
     when: When = Field(default_factory=When, description="conditions, all of which must hold")
+    budget: Budget | None = Field(default=None, description="a campaign budget for this bonus's points")
 
 
 class Caps(_Section):

@@ -13,16 +13,23 @@ name a category or SKU apply to the matching segments only.
 Rounding happens once, on the order's exact points after multipliers. Each line of
 the explanation is the difference between rounded running totals, so the lines
 always add up to the points, and the sum is the order's one rounding.
+
+Budgets. A multiplier or bonus with a `budget` reports what it added to the order as
+a `BudgetCharge`: its explanation line, less what the caps clipped of it (caps take
+the last-added points first: bonuses, then the later multipliers). The caller takes
+the charges from the budgets; a rule the budget can't cover is passed back in `skip`
+and the order is computed again without it (a zero line saying why).
 """
 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from app.rules.document import MAX_POINTS, Earn, Multiplier, RulesDocument, When
@@ -96,11 +103,33 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleRef:
+    """A multiplier or bonus of an earn section: its list and its id."""
+
+    kind: Literal["multipliers", "bonuses"]
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCharge:
+    """What a budgeted rule added to the order: `points` to take from its budget.
+    `weights` are the multiplier's own exact points in each segment (in proportion:
+    the base rate's divisor is left out), so a refund of
+    some lines gives back the share of the rule's points those lines had (empty for
+    a bonus, or when not explained: a bonus goes back with the order's points)."""
+
+    rule: RuleRef
+    points: int
+    weights: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OrderEarning:
     points: int
     lines: tuple[ExplanationLine, ...]
     segments: tuple[Segment, ...]
     local_day: date
+    charges: tuple[BudgetCharge, ...] = ()  # the budgeted rules that added points, with what they added
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +249,12 @@ def _money(value: Decimal, facts: OrderFacts) -> str:
 
 
 def earn_order(
-    rules: RulesDocument, facts: OrderFacts, *, explain: bool = True, section: Earn | None = None
+    rules: RulesDocument,
+    facts: OrderFacts,
+    *,
+    explain: bool = True,
+    section: Earn | None = None,
+    skip: Mapping[RuleRef, str] | None = None,
 ) -> OrderEarning:
     """Points for one paid order, with the explanation that adds up to them.
 
@@ -230,12 +264,17 @@ def earn_order(
 
     `explain=False` leaves the lines' `detail` empty and `segments` out: a what-if
     replay of many orders needs the points of each rule, not the sentences or what
-    a refund would need."""
+    a refund would need.
+
+    `skip`: budgeted rules left out of this order (their budget can't cover them),
+    each with the explanation's detail for it."""
     with decimal.localcontext(_CONTEXT):
-        return _earn_order(rules, rules.earn if section is None else section, facts, explain)
+        return _earn_order(rules, rules.earn if section is None else section, facts, explain, skip or {})
 
 
-def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bool) -> OrderEarning:
+def _earn_order(
+    rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bool, skip: Mapping[RuleRef, str]
+) -> OrderEarning:
     if rules.currency is not None and facts.currency != rules.currency:
         raise RulesError(
             "currency_mismatch", f"the program earns on {rules.currency} orders, not {facts.currency}"
@@ -252,6 +291,8 @@ def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bo
     factors: list[Decimal | None] = [None for _ in pieces]
     rounding = earn.base.rounding
     lines: list[ExplanationLine] = []
+    # budgeted rules that applied: (rule, points added, running total before, factors before and after)
+    budgeted: list[tuple[RuleRef, int, int, list[Decimal | None] | None, list[Decimal | None] | None]] = []
 
     def add(rule: str, points: int, detail: Callable[[], str]) -> None:
         # `detail` is called here and now, so lambdas over loop variables are safe.
@@ -271,6 +312,12 @@ def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bo
         matches = _applies_to(rule, facts, local, pieces)
         if not any(matches):
             continue
+        ref = None if rule.budget is None else RuleRef("multipliers", rule.id)
+        if ref is not None and ref in skip:
+            left_out = skip[ref]
+            add(rule.id, 0, lambda: left_out)  # noqa: B023
+            continue
+        before = factors
         factors = [
             _stack(earn.stacking, current, rule.factor, hit)
             for current, hit in zip(factors, matches, strict=True)
@@ -279,6 +326,8 @@ def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bo
         total = _round(exact, rounding)
         scope = "" if not rule.when.on_lines else " on matching lines"
         add(rule.id, total - running, lambda: f"x{rule.factor}{scope} ({_describe(rule.when)})")  # noqa: B023
+        if ref is not None:
+            budgeted.append((ref, total - running, running, before, factors))
         running = total
 
     exact_divisor = Fraction(divisor)
@@ -299,7 +348,14 @@ def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bo
         if _order_condition_holds(bonus.when, facts, local) and (
             not bonus.when.on_lines or any(_line_matches(bonus.when, line) for line in facts.lines)
         ):
+            ref = None if bonus.budget is None else RuleRef("bonuses", bonus.id)
+            if ref is not None and ref in skip:
+                left_out = skip[ref]
+                add(bonus.id, 0, lambda: left_out)  # noqa: B023
+                continue
             add(bonus.id, bonus.points, lambda: f"+{bonus.points} ({_describe(bonus.when)})")  # noqa: B023
+            if ref is not None:
+                budgeted.append((ref, bonus.points, running, None, None))
             running += bonus.points
 
     caps = earn.caps
@@ -319,7 +375,22 @@ def _earn_order(rules: RulesDocument, earn: Earn, facts: OrderFacts, explain: bo
             running = room
     if running > MAX_POINTS:
         raise RulesError("points_out_of_range", f"the order would earn more than {MAX_POINTS} points")
-    return OrderEarning(running, tuple(lines), segments, local.date())
+    charges = []
+    for ref, added, before_total, factors_before, factors_after in budgeted:
+        # What is left of the rule's points once the caps clipped the order to
+        # `running`, taking the last-added points first.
+        kept = max(0, min(added, running - before_total))
+        if not kept:
+            continue
+        weights: tuple[Segment, ...] = ()
+        if explain and factors_before is not None and factors_after is not None:
+            # Only the weights' proportions matter to a refund: left undivided (exact).
+            weights = tuple(
+                Segment(segment.key, segment.value, Fraction(max(_ZERO, b * (_effective(a) - _effective(f)))))
+                for segment, b, f, a in zip(segments, base, factors_before, factors_after, strict=True)
+            )
+        charges.append(BudgetCharge(ref, kept, weights))
+    return OrderEarning(running, tuple(lines), segments, local.date(), tuple(charges))
 
 
 def _applies_to(rule: Multiplier, facts: OrderFacts, local: datetime, pieces: list[_Piece]) -> list[bool]:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.budgets import service as budgets
 from app.context import AppContext
 from app.errors import AppError, FieldError, NotFound
 from app.principal import Principal
@@ -136,7 +137,11 @@ async def activate(context: AppContext, principal: Principal, version: int) -> R
         row = await repository.activate(session, principal.program_id, version, now, principal.key_id)
         if row is None:
             raise RulesVersionNotFound(f"the program has no rules version {version}")
-        return _out(row)
+        out = _out(row)
+        # Its campaign budgets, in the activation's transaction: an order that reads
+        # this version as active finds every budget it names.
+        await budgets.set_limits(session, principal.program_id, out.document, now)
+        return out
 
     activated = await context.db.run(work)
     # This process drops its cached active version at once; the others when the

@@ -15,6 +15,9 @@
 -- A partner's co-branded order: p_partner_id is the partner (order ids are unique
 -- per partner; NULL: the program's own order), and p_partners / p_partner_line go
 -- to ledger_post() (the partner's funding pays for the points, LP010 when it can't).
+-- p_budget_charges: what the order takes from campaign budgets (kept on the order for
+-- its refunds, taken by rules_budget_take() once the order is recorded), or NULL;
+-- a charge its budget can't cover raises LPB01 and nothing is written.
 --
 -- Answers one row, `outcome`:
 -- - 'posted': done; response_body is p_response_body;
@@ -25,7 +28,8 @@
 -- - 'stale': the member's balance row version is not p_expected_version (the facts
 --   were read before another change of the member); nothing was written.
 -- Another request already holds the Idempotency-Key: SQLSTATE LP007, nothing
--- written. ledger_post()'s refusals (LP001, LP004, LP005, 22003) pass through.
+-- written. ledger_post()'s refusals (LP001, LP004, LP005, 22003) and
+-- rules_budget_take()'s (LPB01) pass through.
 CREATE OR REPLACE FUNCTION ledger_post_order(
     p_entry_id uuid,
     p_program_id bigint,
@@ -56,7 +60,8 @@ CREATE OR REPLACE FUNCTION ledger_post_order(
     p_tier jsonb DEFAULT NULL,  -- the order's tier upgrade (a tier_apply() decision), or NULL
     p_partner_id bigint DEFAULT NULL,   -- a partner's order: the partner
     p_partners bigint[] DEFAULT NULL,   -- as ledger_post() takes them
-    p_partner_line jsonb DEFAULT NULL
+    p_partner_line jsonb DEFAULT NULL,
+    p_budget_charges jsonb DEFAULT NULL  -- the order's campaign-budget charges, or NULL
 ) RETURNS TABLE (outcome text, request_fingerprint text, response_body bytea)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -85,12 +90,12 @@ BEGIN
     INSERT INTO paid_order (
         program_id, partner_id, order_id, member_id, idempotency_key, request_fingerprint, entry_id,
         rules_version, paid_at, recorded_at, local_day, currency, total, channel, lines, facts,
-        points, segments)
+        points, segments, budget_charges)
     VALUES (
         p_program_id, p_partner_id, p_order_id, p_member_id, p_idempotency_key, p_request_fingerprint,
         CASE WHEN cardinality(p_amounts) > 0 THEN p_entry_id END,
         p_rules_version, p_paid_at, p_recorded_at, p_local_day, p_currency, p_total, p_channel,
-        p_lines, p_facts, p_points, p_segments)
+        p_lines, p_facts, p_points, p_segments, p_budget_charges)
     ON CONFLICT ON CONSTRAINT uq_paid_order_program_id_order_id_partner_id DO NOTHING;
     IF NOT FOUND THEN  -- the same order_id, committed by a concurrent request meanwhile
         RETURN QUERY
@@ -100,6 +105,10 @@ BEGIN
              WHERE o.program_id = p_program_id AND o.partner_id IS NOT DISTINCT FROM p_partner_id
                AND o.order_id = p_order_id;
         RETURN;
+    END IF;
+    IF p_budget_charges IS NOT NULL THEN
+        PERFORM rules_budget_take(
+            p_program_id => p_program_id, p_member_id => p_member_id, p_charges => p_budget_charges);
     END IF;
 
     IF cardinality(p_amounts) > 0 THEN
