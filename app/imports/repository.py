@@ -32,6 +32,15 @@ async def member_ids(connection: Connection, program_id: int, external_ids: Sequ
     return {row["external_id"]: row["id"] for row in rows}
 
 
+async def closed_members(connection: Connection, program_id: int, member_ids: Sequence[int]) -> set[int]:
+    rows = await connection.fetch(
+        "SELECT id FROM member WHERE program_id = $1 AND id = ANY ($2::bigint[]) AND status = 'closed'",
+        program_id,
+        list(member_ids),
+    )
+    return {row["id"] for row in rows}
+
+
 async def taken_entry_keys(connection: Connection, program_id: int, keys: Sequence[str]) -> set[str]:
     rows = await connection.fetch(
         "SELECT idempotency_key FROM journal_entry"

@@ -41,6 +41,7 @@ from app.imports.schemas import (
     TierRow,
 )
 from app.outbox import emit
+from app.programs import service as programs
 from app.rules.earning import local_time
 from app.rules.lifecycle import lot_expiry
 
@@ -299,9 +300,21 @@ async def _members(connection: Any, program_id: int, names: list[str]) -> dict[s
     return found
 
 
+async def _erased(connection: Any, program_id: int, names: list[str]) -> set[str]:
+    """Which of these external ids belonged to a member whose personal data was erased:
+    their pseudonym names a member of the program (as enrolment refuses them)."""
+    key = await programs.erasure_key_if_any(connection, program_id)
+    if key is None:
+        return set()
+    by_pseudonym = {programs.pseudonym(key, name): name for name in names}
+    found = await _members(connection, program_id, list(by_pseudonym))
+    return {by_pseudonym[pseudonym] for pseudonym in found}
+
+
 async def _check_members(connection: Any, program_id: int, plan: _Plan, now: datetime) -> None:
     rows: list[tuple[int, MemberRow]] = plan.valid
     existing = await _members(connection, program_id, [row.external_id for _, row in rows])
+    erased = await _erased(connection, program_id, [row.external_id for _, row in rows])
     seen: set[str] = set()
     for number, row in rows:
         if row.external_id in seen:
@@ -312,6 +325,23 @@ async def _check_members(connection: Any, program_id: int, plan: _Plan, now: dat
         seen.add(row.external_id)
         if row.external_id in existing:
             plan.skipped += 1
+            continue
+        if row.external_id.startswith(programs.PSEUDONYM_PREFIX):
+            plan.fail(
+                number,
+                "external_id",
+                "invalid",
+                f"must not start with {programs.PSEUDONYM_PREFIX} (erased members' pseudonyms)",
+            )
+            continue
+        if row.external_id in erased:
+            # an erased customer's old id, imported again by accident (app.privacy)
+            plan.fail(
+                number,
+                "external_id",
+                "member_erased",
+                f"member {row.external_id} was erased from this program; its id cannot be enrolled again",
+            )
             continue
         enrolled_at = (row.enrolled_at or now).astimezone(UTC)
         if enrolled_at > now:
@@ -336,6 +366,7 @@ async def _check_lots(
 ) -> None:
     rows: list[tuple[int, LotRow]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
+    closed = await repository.closed_members(connection, program_id, list(members.values()))
     taken: set[str] = set()
     for start in range(0, len(rows), LOOKUP):
         taken |= await repository.taken_entry_keys(
@@ -352,6 +383,11 @@ async def _check_lots(
         member = members.get(row.member)
         if member is None:
             plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        if member in closed:
+            plan.fail(
+                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
+            )
             continue
         earned_at = row.earned_at.astimezone(UTC)
         if earned_at > now:
@@ -384,6 +420,7 @@ async def _check_lots(
 async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: datetime, rules: Any) -> None:
     rows: list[tuple[int, OrderRow]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
+    closed = await repository.closed_members(connection, program_id, list(members.values()))
     existing: set[str] = set()
     for start in range(0, len(rows), LOOKUP):
         existing |= await repository.existing_orders(
@@ -398,6 +435,11 @@ async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: date
         member = members.get(row.member)
         if member is None:
             plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        if member in closed:
+            plan.fail(
+                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
+            )
             continue
         paid_at = row.paid_at.astimezone(UTC)
         if paid_at > now:
@@ -427,6 +469,7 @@ async def _check_tiers(
 ) -> None:
     rows: list[tuple[int, TierRow]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
+    closed = await repository.closed_members(connection, program_id, list(members.values()))
     done = await repository.imported_tiers(
         connection, program_id, list(members.values()), repository.row_key(source, "tiers")
     )
@@ -440,6 +483,11 @@ async def _check_tiers(
         member = members.get(row.member)
         if member is None:
             plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
+            continue
+        if member in closed:
+            plan.fail(
+                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
+            )
             continue
         if row.tier not in codes:
             plan.fail(number, "tier", "tier_unknown", f"the active rules have no tier {row.tier}")

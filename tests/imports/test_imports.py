@@ -343,3 +343,68 @@ async def test_rows_for_unknown_members_are_invalid(api: Api, kind: str) -> None
     body = (await run(api, kind, legacy[kind])).json()
     assert body["invalid"] == len(legacy[kind])
     assert {e["code"] for e in body["errors"]} == {"member_not_found"}
+
+
+class TestImportsMeetTheMembersLifecycle:
+    async def test_an_erased_members_old_id_is_refused_and_the_pseudonym_prefix_too(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        member = await api.enrol()
+        erased = await api.post(
+            f"/v1/members/{member}/erasure", {"reason": "GDPR request"}, idempotency_key=unique("erase")
+        )
+        assert erased.status_code in (200, 201), erased.text
+        before = await db.fetchval(
+            "SELECT count(*) FROM member WHERE program_id = $1", await program_id(db, api.program)
+        )
+        rows = [
+            {"external_id": member},
+            {"external_id": "erased:0123"},
+            {"external_id": unique("new")},
+        ]
+        body = (await run(api, "members", rows)).json()
+        assert (body["imported"], body["invalid"]) == (1, 2)
+        assert [(e["row"], e["field"], e["code"]) for e in body["errors"]] == [
+            (1, "external_id", "member_erased"),
+            (2, "external_id", "invalid"),
+        ]
+        after = await db.fetchval(
+            "SELECT count(*) FROM member WHERE program_id = $1", await program_id(db, api.program)
+        )
+        assert after == before + 1
+
+    async def test_a_closed_member_takes_no_imported_lots_orders_or_tiers(self, api: Api) -> None:
+        await api.use_rules(tier_rules())
+        member = await api.enrol()
+        closed = await api.post(f"/v1/members/{member}/close", {"reason": "customer left"})
+        assert closed.status_code in (200, 201), closed.text
+        lots = (
+            await run(
+                api, "lots", [{"member": member, "lot_ref": "c1", "points": 10, "earned_at": instant(-5)}]
+            )
+        ).json()
+        orders = (
+            await run(
+                api,
+                "orders",
+                [
+                    {
+                        "member": member,
+                        "order_id": unique("o"),
+                        "total": {"amount": "10.00", "currency": "EUR"},
+                        "paid_at": instant(-3),
+                    }
+                ],
+            )
+        ).json()
+        tiers = (
+            await run(
+                api,
+                "tiers",
+                [{"member": member, "tier": "silver", "since": instant(-3), "term_ends_at": instant(300)}],
+            )
+        ).json()
+        for body in (lots, orders, tiers):
+            assert (body["imported"], body["invalid"]) == (0, 1), body
+            assert [(e["field"], e["code"]) for e in body["errors"]] == [("member", "member_closed")]
+        assert await api.available(member) == 0
