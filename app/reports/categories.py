@@ -6,26 +6,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-Source = Literal["orders", "partner_orders", "events", "awards", "imports"]
+Source = Literal["orders", "partner_orders", "conversions", "events", "awards", "imports"]
 Use = Literal["redeemed", "expired", "forfeited", "refunded"]
-SOURCES: tuple[Source, ...] = ("orders", "partner_orders", "events", "awards", "imports")
+SOURCES: tuple[Source, ...] = ("orders", "partner_orders", "conversions", "events", "awards", "imports")
 
 FORFEIT = "forfeit"
 
 # Entries that give members points, by where they come from (an earn a partner
-# funded is a partner order's).
-ISSUING: dict[str, Source] = {"earn": "orders", "event": "events", "award": "awards", "import": "imports"}
+# funded is a partner order's; a `conversion` entry is a partner's points converted
+# in: a conversion out is a hold its capture spends).
+ISSUING: dict[str, Source] = {
+    "earn": "orders",
+    "conversion": "conversions",
+    "event": "events",
+    "award": "awards",
+    "import": "imports",
+}
 
 # Entries that take points from members for good (net of what their reversals give back).
 # A hold takes points from the available ones and a capture spends them: the two
-# together, less releases, are what was redeemed; `tier_keep` buys a tier term,
+# together, less releases, are what was redeemed (partner redemptions and
+# conversions out among them); `tier_keep` buys a tier term,
 # `donation` gives points to a cause: both spend points like a redemption.
 USES: dict[str, Use] = {
     "redemption": "redeemed",
     "hold": "redeemed",
     "capture": "redeemed",
     "release": "redeemed",
-    "conversion": "redeemed",
     "donation": "redeemed",
     "tier_keep": "redeemed",
     "expire": "expired",

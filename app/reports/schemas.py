@@ -119,6 +119,7 @@ class ActivityBucket(BaseModel):
     start: date = Field(description="the bucket's first day, program timezone", examples=["2026-11-01"])
     orders_points: int = Field(description="points issued by own orders", examples=[900])
     partner_orders_points: int = Field(description="points issued by partner orders", examples=[100])
+    conversions_points: int = Field(description="points converted in from partners", examples=[0])
     events_points: int = Field(description="points issued by events", examples=[50])
     awards_points: int = Field(description="points awarded (net of their reversals)", examples=[500])
     imports_points: int = Field(description="points imported", examples=[0])
@@ -178,7 +179,8 @@ class OverviewOut(Read):
         description="revenue net of refunds / orders, by currency, 2 places", examples=[{"EUR": "25.50"}]
     )
     points_issued: int = Field(
-        description="points issued (orders, partner orders, events, awards, imports)", examples=[5000]
+        description="points issued (orders, partner orders, conversions in, events, awards, imports)",
+        examples=[5000],
     )
     points_per_order: Money | None = Field(
         description="points issued by own and partner orders / orders, 2 places", examples=["25.00"]

@@ -377,6 +377,7 @@ async def activity(
                     start=bucket.date(),
                     orders_points=flow.issued["orders"],
                     partner_orders_points=flow.issued["partner_orders"],
+                    conversions_points=flow.issued["conversions"],
                     events_points=flow.issued["events"],
                     awards_points=flow.issued["awards"],
                     imports_points=flow.issued["imports"],

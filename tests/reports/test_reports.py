@@ -104,6 +104,25 @@ class TestLiability:
         now = await report(ledger.api, "liability")
         assert now["outstanding"] == 62
 
+    async def test_pending_and_held_points(self, api: Api) -> None:
+        await api.use_rules(
+            rules(None, valuation=VALUATION) | {"earn": {**rules()["earn"], "pending_days": 14}}
+        )
+        member = await api.enrol()
+        assert (await api.order(member, "30.00")).status_code == 201
+        assert (await api.award(member, 100)).status_code == 201
+        hold = await api.post(f"/v1/members/{member}/holds", {"points": 25})
+        assert hold.status_code == 201, hold.text
+        body = await report(api, "liability")
+        assert (body["available"], body["pending"], body["held"], body["outstanding"]) == (75, 30, 25, 130)
+        assert body["liability"] == "0.650"
+        # the expiry months count the available points (lots) alone
+        assert sum(row["points"] for row in body["expiring"]) == 75
+        captured = await api.post(f"/v1/holds/{hold.json()['hold_id']}/capture", {})
+        assert captured.status_code == 201, captured.text
+        after = await report(api, "liability")
+        assert (after["held"], after["outstanding"]) == (0, 105)
+
     async def test_points_by_expiry_month(self, api: Api) -> None:
         member = await api.enrol()
         in_two_months = datetime.now(UTC) + timedelta(days=62)
@@ -231,6 +250,7 @@ class TestActivity:
         assert totals == {
             "orders_points": 100,
             "partner_orders_points": 20,
+            "conversions_points": 0,
             "events_points": 0,
             "awards_points": 50,
             "imports_points": 0,
