@@ -2,11 +2,10 @@
 posting, the entry, the order, the refund, the member), so a past instant or
 period reads the same whatever was written since.
 
-Indexes: the program's postings are read by `posting`'s primary key (program_id,
-id) filtered on recorded_at, the members' balances by `ix_posting_member_id_id`.
-These are whole-program passes: fine for the programs the tests and the README
-describe; a ledger of 10 million postings wants the daily rollups issue 17 item
-8 describes (not built yet)."""
+Indexes (docs/reports.md, Speed): the program's postings are read through
+`ix_posting_program_id_entry_id` with recorded_at as a filter. These are
+whole-program passes: a ledger of 10 million postings wants the daily rollups
+issue 17 item 8 describes (not built)."""
 
 from __future__ import annotations
 

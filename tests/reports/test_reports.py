@@ -152,6 +152,13 @@ class TestLiability:
         assert response.status_code == 422
         assert response.json()["code"] == "validation_error"
 
+    async def test_an_unknown_format_is_422(self, api: Api) -> None:
+        response = await api.get("/v1/reports/liability", format="xml")
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "validation_error"
+        assert body["errors"][0]["field"] == "query.format"
+
     async def test_needs_reports_read(self, api: Api) -> None:
         key = await api.key_with("members:read")
         response = await api.get("/v1/reports/liability", key=key)
