@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.partners.helpers import add_rate, partner_order, partner_with_key
-from tests.support import Api, new_program
+from tests.support import Api, chain_program, new_program
 
 VALUATION = {"cost_per_point": "0.005", "currency": "EUR", "redemption_cost_cap": "0.03"}
 
@@ -245,6 +245,21 @@ class TestRedemptionCost:
         )
         assert len(events) == 1
         assert '"cost": "5.000"' in events[0]["data"]
+        await chain_program(db, api.program)
+        listed = await api.get("/v1/events", type="cost.cap_exceeded")
+        assert listed.status_code == 200, listed.text
+        (event,) = listed.json()["items"]
+        assert event["data"]["from"] == params["from"].replace("+00:00", "Z")
+        assert (event["data"]["headroom"], event["data"]["currency"]) == ("-4.7000", "EUR")
+
+    async def test_a_period_under_the_cap_writes_none(self, ledger: Ledger, db: asyncpg.Connection) -> None:
+        await report(ledger.api, "redemption-cost", **period(ledger))
+        count = await db.fetchval(
+            "SELECT count(*) FROM event_log e JOIN program p ON p.id = e.program_id"
+            " WHERE p.code = $1 AND e.type = 'cost.cap_exceeded'",
+            ledger.api.program,
+        )
+        assert count == 0
 
 
 class TestActivity:
@@ -352,3 +367,14 @@ class TestValuationSettings:
         past = await report(api, "liability", as_of=then)
         now = await report(api, "liability")
         assert (past["liability"], now["liability"]) == ("5.000", "10.00")
+
+
+@pytest.mark.parametrize("name", ["breakage", "redemption-cost", "activity", "overview"])
+async def test_a_past_period_reads_the_same_after_more_activity(ledger: Ledger, name: str) -> None:
+    before = await report(ledger.api, name, **period(ledger))
+    assert (await ledger.api.order(ledger.a, "12.00")).status_code == 201
+    assert (await ledger.api.redeem(ledger.b, 3)).status_code == 201
+    assert (await ledger.api.transfer(ledger.a, ledger.b, 2)).status_code == 201
+    again = await report(ledger.api, name, **period(ledger))
+    assert without_sequence(again) == without_sequence(before)
+    assert again["chain_sequence"] >= before["chain_sequence"]
