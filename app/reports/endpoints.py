@@ -38,20 +38,23 @@ _ERRORS = error_responses(Forbidden, ValidationFailed)
 _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
+def _cell(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"amount", "currency"}:
+            return value["amount"]
+        return ";".join(f"{key}={item}" for key, item in value.items())
+    return value
+
+
 def _csv(rows: Iterable[BaseModel], columns: Sequence[str], report: Any, headers: dict[str, str]) -> Response:
+    """The rows as CSV (money as its amount: the currency is the valuation's, in
+    the JSON); the chain head and instant or period in headers."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         values = row.model_dump(mode="json")
-        writer.writerow(
-            [
-                values[column]
-                if not isinstance(values[column], dict)
-                else ";".join(f"{key}={value}" for key, value in values[column].items())
-                for column in columns
-            ]
-        )
+        writer.writerow([_cell(values[column]) for column in columns])
     return Response(
         out.getvalue(),
         media_type="text/csv",

@@ -1,4 +1,6 @@
-"""The reports' answers. Money is an exact decimal string; points are integers."""
+"""The reports' answers. Money is `{amount, currency}` with an exact decimal amount
+(not rounded to the currency's minor units: 60 points at 0.005 are 0.300); rates
+are decimal strings; points are integers."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainSerializer
 
-Money = Annotated[Decimal, PlainSerializer(lambda value: str(value), return_type=str, when_used="always")]
+Exact = Annotated[
+    Decimal,
+    PlainSerializer(lambda value: str(value), return_type=str, when_used="always"),
+    Field(json_schema_extra={"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
+]
+
+
+class ExactMoney(BaseModel):
+    amount: Exact = Field(description="exact decimal string, negative for a shortfall", examples=["0.300"])
+    currency: str = Field(description="ISO 4217 code", examples=["EUR"])
 
 
 class Read(BaseModel):
@@ -19,11 +30,11 @@ class Read(BaseModel):
 
 class ValuationOut(BaseModel):
     rules_version: int | None = Field(description="the rules version whose valuation is used", examples=[3])
-    cost_per_point: Money | None = Field(
+    cost_per_point: Exact | None = Field(
         description="what a point costs; null: no valuation", examples=["0.005"]
     )
     currency: str | None = Field(description="the cost's currency", examples=["EUR"])
-    redemption_cost_cap: Money | None = Field(
+    redemption_cost_cap: Exact | None = Field(
         description="the cap on redemption cost as a share of revenue", examples=["0.03"]
     )
 
@@ -52,8 +63,9 @@ class LiabilityOut(Read):
         "(points due and not yet expired count in the first), then `later` and `never`"
     )
     valuation: ValuationOut = Field(description="the valuation in force at `as_of`")
-    liability: Money | None = Field(
-        description="outstanding x cost_per_point, exact; null without a valuation", examples=["48.000"]
+    liability: ExactMoney | None = Field(
+        description="outstanding x cost_per_point, exact; null without a valuation",
+        examples=[{"amount": "48.000", "currency": "EUR"}],
     )
 
 
@@ -66,7 +78,7 @@ class BreakageMonth(BaseModel):
     expired: int = Field(description="of them, expired", examples=[100])
     forfeited: int = Field(description="of them, forfeited", examples=[0])
     outstanding: int = Field(description="of them, still available", examples=[500])
-    breakage_rate: Money | None = Field(
+    breakage_rate: Exact | None = Field(
         description="expired / issued so far, 4 places; null when nothing was issued", examples=["0.1000"]
     )
 
@@ -100,17 +112,22 @@ class RedemptionCostOut(Read):
         examples=[2000],
     )
     valuation: ValuationOut = Field(description="the valuation in force at the period's end")
-    cost: Money | None = Field(description="points_redeemed x cost_per_point", examples=["10.000"])
-    revenue: Money = Field(
-        description="orders (own and partner) in the valuation's currency, net of refunds",
-        examples=["500.00"],
+    cost: ExactMoney | None = Field(
+        description="points_redeemed x cost_per_point; null without a valuation",
+        examples=[{"amount": "10.000", "currency": "EUR"}],
     )
-    ratio: Money | None = Field(
+    revenue: ExactMoney | None = Field(
+        description="orders (own and partner) in the valuation's currency, net of refunds; null "
+        "without a valuation",
+        examples=[{"amount": "500.00", "currency": "EUR"}],
+    )
+    ratio: Exact | None = Field(
         description="cost / revenue, 6 places; null without revenue", examples=["0.020000"]
     )
-    cap: Money | None = Field(description="redemption_cost_cap", examples=["0.03"])
-    headroom: Money | None = Field(
-        description="cap x revenue - cost: negative when over the cap", examples=["5.000"]
+    cap: Exact | None = Field(description="redemption_cost_cap", examples=["0.03"])
+    headroom: ExactMoney | None = Field(
+        description="cap x revenue - cost: negative when over the cap; null without a cap",
+        examples=[{"amount": "5.000", "currency": "EUR"}],
     )
     cap_exceeded: bool = Field(description="whether cost passed cap x revenue", examples=[False])
 
@@ -131,7 +148,7 @@ class ActivityBucket(BaseModel):
         description="change of the members' outstanding points (available + pending + held)", examples=[1220]
     )
     orders: int = Field(description="orders recorded (own and partner)", examples=[12])
-    revenue: dict[str, Money] = Field(
+    revenue: dict[str, Exact] = Field(
         description="order totals net of refunds, by currency", examples=[{"EUR": "340.00"}]
     )
     new_members: int = Field(description="members enrolled", examples=[3])
@@ -166,27 +183,27 @@ class OverviewOut(Read):
     members_participating: int = Field(
         description="members with an order, event, redemption or transfer in the period", examples=[40]
     )
-    participation_rate: Money | None = Field(
+    participation_rate: Exact | None = Field(
         description="participating / enrolled, 4 places", examples=["0.4000"]
     )
     buyers: int = Field(description="members with 1+ orders", examples=[30])
     repeat_buyers: int = Field(description="members with 2+ orders", examples=[12])
-    repeat_purchase_rate: Money | None = Field(
+    repeat_purchase_rate: Exact | None = Field(
         description="repeat_buyers / buyers, 4 places", examples=["0.4000"]
     )
     orders: int = Field(description="orders in the period", examples=[60])
-    average_order_value: dict[str, Money] = Field(
+    average_order_value: dict[str, Exact] = Field(
         description="revenue net of refunds / orders, by currency, 2 places", examples=[{"EUR": "25.50"}]
     )
     points_issued: int = Field(
         description="points issued (orders, partner orders, conversions in, events, awards, imports)",
         examples=[5000],
     )
-    points_per_order: Money | None = Field(
+    points_per_order: Exact | None = Field(
         description="points issued by own and partner orders / orders, 2 places", examples=["25.00"]
     )
     points_redeemed: int = Field(description="points redeemed", examples=[1500])
-    redemption_rate: Money | None = Field(
+    redemption_rate: Exact | None = Field(
         description="points redeemed / issued, 4 places", examples=["0.3000"]
     )
 

@@ -28,6 +28,7 @@ from app.reports.schemas import (
     ActivityOut,
     BreakageMonth,
     BreakageOut,
+    ExactMoney,
     ExpiryMonth,
     LiabilityOut,
     OverviewOut,
@@ -94,6 +95,12 @@ async def _rules_at(context: AppContext, connection: Connection, program_id: int
         active, document = await context.rules.active(connection, program_id)
         return _Rules(active, document)
     return _Rules(version, await context.rules.document(connection, program_id, version))
+
+
+def _money(amount: Decimal | None, valuation: ValuationOut) -> ExactMoney | None:
+    if amount is None or valuation.currency is None:
+        return None
+    return ExactMoney(amount=amount, currency=valuation.currency)
 
 
 def _month(at: datetime, zone: ZoneInfo) -> str:
@@ -164,7 +171,10 @@ async def liability(
             members_holding=holders,
             expiring=[ExpiryMonth(month=month, points=points) for month, points in by_month.items()],
             valuation=valuation,
-            liability=None if valuation.cost_per_point is None else outstanding * valuation.cost_per_point,
+            liability=_money(
+                None if valuation.cost_per_point is None else outstanding * valuation.cost_per_point,
+                valuation,
+            ),
         )
 
     return await context.db.read(work, read)
@@ -281,24 +291,28 @@ async def redemption_cost(
             _, revenue_by_bucket = await _revenue(connection, program_id, start, end, "year", zone)
         valuation = rules.valuation()
         redeemed = sum(flow.redeemed for flow in flows.values())
-        revenue = sum(
-            (bucket.get(valuation.currency or "", Decimal(0)) for bucket in revenue_by_bucket.values()),
-            Decimal(0),
+        revenue = (
+            None
+            if valuation.currency is None
+            else sum(
+                (bucket.get(valuation.currency, Decimal(0)) for bucket in revenue_by_bucket.values()),
+                Decimal(0),
+            )
         )
         cost = None if valuation.cost_per_point is None else redeemed * valuation.cost_per_point
         cap = valuation.redemption_cost_cap
-        headroom = None if cap is None or cost is None else cap * revenue - cost
+        headroom = None if cap is None or cost is None or revenue is None else cap * revenue - cost
         return RedemptionCostOut(
             chain_sequence=head.sequence,
             from_=start,
             to=end,
             points_redeemed=redeemed,
             valuation=valuation,
-            cost=cost,
-            revenue=revenue,
+            cost=_money(cost, valuation),
+            revenue=_money(revenue, valuation),
             ratio=None if cost is None or not revenue else _rate(cost, revenue, Decimal("0.000001")),
             cap=cap,
-            headroom=headroom,
+            headroom=_money(headroom, valuation),
             cap_exceeded=headroom is not None and headroom < 0,
         )
 
@@ -318,7 +332,6 @@ async def _cap_exceeded(context: AppContext, program_id: int, report: Redemption
         by_alias=True,
         include={"from_", "to", "points_redeemed", "cost", "revenue", "ratio", "cap", "headroom"},
     )
-    data["currency"] = report.valuation.currency
     data["chain_sequence"] = report.chain_sequence
     start, end = data["from"], data["to"]
     now = context.clock.now()

@@ -5,6 +5,7 @@ order, a partner order, an award that expires, a partial refund, a transfer
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,7 +90,7 @@ class TestLiability:
         body = await report(ledger.api, "liability", as_of=ledger.end.isoformat())
         assert (body["available"], body["pending"], body["held"], body["outstanding"]) == (60, 0, 0, 60)
         assert body["members_holding"] == 2
-        assert body["liability"] == "0.300"
+        assert body["liability"] == {"amount": "0.300", "currency": "EUR"}
         assert body["valuation"]["cost_per_point"] == "0.005"
         assert len(body["expiring"]) == 14
         assert {row["month"]: row["points"] for row in body["expiring"]}["never"] == 60
@@ -115,7 +116,7 @@ class TestLiability:
         assert hold.status_code == 201, hold.text
         body = await report(api, "liability")
         assert (body["available"], body["pending"], body["held"], body["outstanding"]) == (75, 30, 25, 130)
-        assert body["liability"] == "0.650"
+        assert body["liability"] == {"amount": "0.650", "currency": "EUR"}
         # the expiry months count the available points (lots) alone
         assert sum(row["points"] for row in body["expiring"]) == 75
         captured = await api.post(f"/v1/holds/{hold.json()['hold_id']}/capture", {})
@@ -216,13 +217,22 @@ class TestRedemptionCost:
     async def test_cost_revenue_and_headroom(self, ledger: Ledger, db: asyncpg.Connection) -> None:
         body = await report(ledger.api, "redemption-cost", **period(ledger))
         assert body["points_redeemed"] == 40
-        assert body["cost"] == "0.200"
-        assert body["revenue"] == "90.00"
+        assert body["cost"] == {"amount": "0.200", "currency": "EUR"}
+        assert body["revenue"] == {"amount": "90.00", "currency": "EUR"}
         assert body["ratio"] == "0.002222"
         assert body["cap"] == "0.03"
-        assert body["headroom"] == "2.5000"
+        assert body["headroom"] == {"amount": "2.5000", "currency": "EUR"}
         assert body["cap_exceeded"] is False
         assert body["from"] == ledger.start.isoformat().replace("+00:00", "Z")
+
+    async def test_csv(self, ledger: Ledger) -> None:
+        response = await ledger.api.get("/v1/reports/redemption-cost", **period(ledger, format="csv"))
+        assert response.status_code == 200, response.text
+        assert response.text.splitlines() == [
+            "points_redeemed,cost,revenue,ratio,cap,headroom,cap_exceeded",
+            "40,0.200,90.00,0.002222,0.03,2.5000,False",
+        ]
+        assert response.headers["X-Period"].startswith(ledger.start.isoformat())
 
     async def test_a_period_over_the_cap_writes_one_event(self, db: asyncpg.Connection, client: Any) -> None:
         api = await new_program(client)
@@ -235,8 +245,12 @@ class TestRedemptionCost:
         params = {"from": start.isoformat(), "to": datetime.now(UTC).isoformat()}
         bodies = await asyncio.gather(*(report(api, "redemption-cost", **params) for _ in range(4)))
         for body in bodies:
-            assert (body["cost"], body["revenue"], body["cap_exceeded"]) == ("5.000", "10.00", True)
-            assert body["headroom"] == "-4.7000"
+            assert (body["cost"]["amount"], body["revenue"]["amount"], body["cap_exceeded"]) == (
+                "5.000",
+                "10.00",
+                True,
+            )
+            assert body["headroom"] == {"amount": "-4.7000", "currency": "EUR"}
         await report(api, "redemption-cost", **params)
         events = await db.fetch(
             "SELECT e.data FROM event_log e JOIN program p ON p.id = e.program_id"
@@ -244,13 +258,13 @@ class TestRedemptionCost:
             api.program,
         )
         assert len(events) == 1
-        assert '"cost": "5.000"' in events[0]["data"]
+        assert json.loads(events[0]["data"])["cost"] == {"amount": "5.000", "currency": "EUR"}
         await chain_program(db, api.program)
         listed = await api.get("/v1/events", type="cost.cap_exceeded")
         assert listed.status_code == 200, listed.text
         (event,) = listed.json()["items"]
         assert event["data"]["from"] == params["from"].replace("+00:00", "Z")
-        assert (event["data"]["headroom"], event["data"]["currency"]) == ("-4.7000", "EUR")
+        assert event["data"]["headroom"] == {"amount": "-4.7000", "currency": "EUR"}
 
     async def test_a_period_under_the_cap_writes_none(self, ledger: Ledger, db: asyncpg.Connection) -> None:
         await report(ledger.api, "redemption-cost", **period(ledger))
@@ -366,7 +380,7 @@ class TestValuationSettings:
         await api.use_rules(rules(None, valuation={**VALUATION, "cost_per_point": "0.01"}))
         past = await report(api, "liability", as_of=then)
         now = await report(api, "liability")
-        assert (past["liability"], now["liability"]) == ("5.000", "10.00")
+        assert (past["liability"]["amount"], now["liability"]["amount"]) == ("5.000", "10.00")
 
 
 @pytest.mark.parametrize("name", ["breakage", "redemption-cost", "activity", "overview"])
