@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -308,6 +309,25 @@ class TestActivity:
         after = await report(ledger.api, "liability", as_of=ledger.end.isoformat())
         net = sum(bucket["net_change"] for bucket in body["buckets"])
         assert net == after["outstanding"] - before["outstanding"] == 60
+
+    @pytest.mark.parametrize("granularity", ["day", "week", "month"])
+    async def test_buckets_are_in_the_programs_timezone(self, api: Api, granularity: str) -> None:
+        # UTC+14: the local day is a day ahead of UTC for ten hours of it
+        await api.use_rules(rules(None, timezone="Pacific/Kiritimati"))
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        member = await api.enrol()
+        assert (await api.award(member, 5)).status_code == 201
+        local = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+        first = {
+            "day": local,
+            "week": local - timedelta(days=local.weekday()),
+            "month": local.replace(day=1),
+        }[granularity]
+        params = {"from": start.isoformat(), "to": datetime.now(UTC).isoformat(), "granularity": granularity}
+        body = await report(api, "activity", **params)
+        assert body["timezone"] == "Pacific/Kiritimati"
+        assert [bucket["start"] for bucket in body["buckets"]] == [first.isoformat()]
+        assert body["buckets"][0]["awards_points"] == 5
 
     async def test_an_unknown_granularity_is_422(self, ledger: Ledger) -> None:
         response = await ledger.api.get("/v1/reports/activity", **period(ledger, granularity="hour"))
