@@ -43,6 +43,7 @@ from app.partners.endpoints import partner_router
 from app.positions import WritePositions
 from app.privacy.endpoints import router as privacy_router
 from app.programs.endpoints import router as programs_router
+from app.reports.endpoints import router as reports_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
 from app.service_keys import CURSOR_KEY, service_secret
@@ -144,6 +145,7 @@ def create_app(
         member_orders_router,
         jobs_router,
         imports_router,
+        reports_router,
         events_router,
         tiers_router,
         eventlog_router,

@@ -24,6 +24,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "partner.statement_closed",
     "partner.statement_paid",
     "import.completed",
+    "cost.cap_exceeded",
     "webhook.test",
     "webhook.disabled",
 )

@@ -531,6 +531,35 @@ class Limits(_Section):
         )
 
 
+# What one point costs the program: up to 6 places (a point is often worth a
+# fraction of a cent), exact.
+PointCost = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    AfterValidator(_not_negative),
+    AfterValidator(_places(6)),
+    AfterValidator(_at_most(Decimal(1000))),
+    _as_string,
+    Field(json_schema_extra=_decimal_schema, examples=["0.005"]),
+]
+
+
+class Valuation(_Section):
+    """What points are worth to finance: the reports (app/reports) price the
+    outstanding points and the redemptions with it, at the version in force."""
+
+    cost_per_point: PointCost = Field(
+        description="what one point costs the program, in `currency`", examples=["0.005"]
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the cost", examples=["EUR"])
+    redemption_cost_cap: Share | None = Field(
+        default=None,
+        description="the most the cost of points redeemed may be, as a share of revenue "
+        "(0.03: 3%); unset: no cap",
+        examples=["0.03"],
+    )
+
+
 def _known_timezone(value: str) -> str:
     if value not in _TIMEZONES:
         raise ValueError("must be an IANA timezone such as Europe/Berlin")
@@ -576,6 +605,12 @@ class RulesDocument(_Section):
     limits: Limits = Field(
         default_factory=Limits,
         description="caps on awards, redemptions and transfers, and the four-eyes threshold for awards",
+    )
+    valuation: Valuation | None = Field(
+        default=None,
+        description="what a point costs and the cap on redemption cost; unset: reports give "
+        "points only, no money",
+        examples=[{"cost_per_point": "0.005", "currency": "EUR", "redemption_cost_cap": "0.03"}],
     )
 
     @field_validator("events")

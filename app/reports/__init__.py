@@ -1,0 +1,1 @@
+"""The operator's reports: liability, breakage, redemption cost, activity, overview."""

@@ -1,0 +1,151 @@
+"""The members' lots replayed from the ledger up to an instant, each lot keeping the
+month its points were issued in (its cohort): the liability's points by expiry
+month, and breakage by earn month, read from it.
+
+The same rules as app/ledger/lots.py (which `verify` uses to check point_lot):
+debits take the source entry's own lots first, then the soonest expiring; a
+credit that undoes an entry gives back to the lots that entry took from; a
+transfer's credit makes lots with the dates (and here the cohorts) of the lots
+its debit took. Pure: no database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from app.reports.categories import FORFEIT, USES
+
+# What took points from a cohort: `moved` (a transfer, or its reversal) leaves the
+# cohort whole, the receiver's lots keep it.
+Taking = Literal["taken_back", "redeemed", "expired", "forfeited", "moved"]
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def taking(kind: str, reversed_kind: str | None) -> Taking:
+    """What a debit of `kind` is, for the cohorts it takes from."""
+    if kind == "transfer" or (kind == "reversal" and reversed_kind == "transfer"):
+        return "moved"
+    if kind == FORFEIT:
+        return "forfeited"
+    use = USES.get(kind)
+    if use == "redeemed" or use == "expired":
+        return use
+    # refunds, reversals of credits, negative adjustments: points issued taken back
+    return "taken_back"
+
+
+@dataclass(slots=True)
+class Lot:
+    seq: int
+    entry: uuid.UUID
+    cohort: str
+    expires_at: datetime | None
+    remaining: int
+
+
+@dataclass(slots=True)
+class Cohort:
+    issued: int = 0
+    taken_back: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    forfeited: int = 0
+
+    def add(self, what: Taking, points: int) -> None:
+        if what != "moved":
+            setattr(self, what, getattr(self, what) + points)
+
+
+@dataclass(slots=True)
+class CohortBook:
+    lots: dict[int, list[Lot]] = field(default_factory=dict)
+    cohorts: dict[str, Cohort] = field(default_factory=dict)
+    # (entry, member) -> lot seq -> points that entry took and kept
+    uses: dict[tuple[uuid.UUID, int], dict[int, int]] = field(default_factory=dict)
+    # what each debit entry was, so that a credit undoing it gives back to the same category
+    takings: dict[uuid.UUID, Taking] = field(default_factory=dict)
+    _seq: int = 0
+
+    def cohort(self, name: str) -> Cohort:
+        return self.cohorts.setdefault(name, Cohort())
+
+    def _new(
+        self, member: int, entry: uuid.UUID, cohort: str, points: int, expires_at: datetime | None
+    ) -> None:
+        self._seq += 1
+        lot = Lot(self._seq, entry, cohort, expires_at, points)
+        self.lots.setdefault(member, []).append(lot)
+
+    def apply(
+        self,
+        entry: uuid.UUID,
+        cohort: str,
+        what: Taking,
+        source: uuid.UUID | None,
+        expires_at: datetime | None,
+        changes: list[tuple[int, int]],
+    ) -> None:
+        """One entry in commit order: `cohort` names the month it was recorded in,
+        `what` what its debits are, `changes` (member id, change of available points)."""
+        taken: list[tuple[str, datetime | None, int]] = []
+        for member, change in changes:
+            if change >= 0:
+                continue
+            need = -change
+            uses = self.uses.setdefault((entry, member), {})
+            live = [lot for lot in self.lots.get(member, []) if lot.remaining > 0]
+            # the source's own lots first (a refund takes its order's points), then
+            # the soonest expiring, no expiry last, then the oldest
+            live.sort(
+                key=lambda lot: (
+                    lot.entry != source,
+                    lot.expires_at is None,
+                    lot.expires_at or _EARLIEST,
+                    lot.seq,
+                )
+            )
+            for lot in live:
+                take = min(lot.remaining, need)
+                lot.remaining -= take
+                uses[lot.seq] = uses.get(lot.seq, 0) + take
+                self.cohort(lot.cohort).add(what, take)
+                taken.append((lot.cohort, lot.expires_at, take))
+                need -= take
+                if need == 0:
+                    break
+        self.takings[entry] = what
+        position = 0
+        for member, change in changes:
+            if change <= 0:
+                continue
+            need = change
+            if source is not None:
+                given = self.uses.get((source, member), {})
+                mine = [lot for lot in self.lots.get(member, []) if given.get(lot.seq, 0) > 0]
+                mine.sort(key=lambda lot: (lot.expires_at is None, lot.expires_at or _EARLIEST, lot.seq))
+                for lot in reversed(mine):
+                    back = min(given[lot.seq], need)
+                    given[lot.seq] -= back
+                    lot.remaining += back
+                    self.cohort(lot.cohort).add(self.takings.get(source, "taken_back"), -back)
+                    need -= back
+                    if need == 0:
+                        break
+            while need > 0 and position < len(taken):
+                lot_cohort, lot_expires, points = taken[position]
+                take = min(points, need)
+                self._new(member, entry, lot_cohort, take, lot_expires)
+                if take == points:
+                    position += 1
+                else:
+                    taken[position] = (lot_cohort, lot_expires, points - take)
+                need -= take
+            if need > 0:
+                self._new(member, entry, cohort, need, expires_at)
+                self.cohort(cohort).issued += need
+
+    def remaining(self) -> list[Lot]:
+        return [lot for lots in self.lots.values() for lot in lots if lot.remaining > 0]

@@ -1,0 +1,263 @@
+"""The reports' SQL: every figure is read by recorded time (`recorded_at` of the
+posting, the entry, the order, the refund, the member), so a past instant or
+period reads the same whatever was written since.
+
+Indexes (docs/reports.md, Speed): the program's postings are read through
+`ix_posting_program_id_entry_id` with recorded_at as a filter. These are
+whole-program passes: a ledger of 10 million postings wants the daily rollups
+issue 17 item 8 describes (not built)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from app.db import Connection
+
+# The rules version in force at an instant: the last one activated by then.
+VERSION_AT = """
+SELECT version FROM rules_activation
+ WHERE program_id = $1 AND activated_at <= $2
+ ORDER BY activated_at DESC, id DESC LIMIT 1
+"""
+
+# Members' points per account kind, as recorded at $2 (inclusive).
+BALANCES_AT = """
+SELECT a.kind, coalesce(sum(p.amount), 0)::bigint AS points
+  FROM posting p
+  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+ WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at <= $2
+ GROUP BY a.kind
+"""
+
+# Members whose available, pending and held points add up to more than zero at $2.
+HOLDERS_AT = """
+SELECT count(*) FROM (
+    SELECT p.member_id
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at <= $2
+       AND a.kind IN ('available', 'pending', 'held')
+     GROUP BY p.member_id
+    HAVING sum(p.amount) > 0
+) holders
+"""
+
+# The program's entries recorded before $2 that changed some member's available
+# points, in commit order, with what a lot replay needs (as ledger_lot_changes(),
+# app/sql/functions/ledger_lot_changes.sql, for one program and a recorded-time
+# bound) and the entry's kind and recorded_at.
+LOT_CHANGES_BEFORE = """
+WITH member_change AS (
+    SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
+     WHERE p.program_id = $1 AND p.recorded_at < $2
+     GROUP BY p.entry_id, p.member_id
+    HAVING sum(p.amount) <> 0
+), entry_change AS (
+    SELECT c.entry_id, array_agg(c.member_id ORDER BY c.member_id) AS member_ids,
+           array_agg(c.change ORDER BY c.member_id) AS changes
+      FROM member_change c
+     GROUP BY c.entry_id
+), last_posting AS (
+    SELECT p.entry_id, max(p.id) AS id FROM posting p
+     WHERE p.program_id = $1 AND p.recorded_at < $2
+     GROUP BY p.entry_id
+), activated AS (
+    SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
+      FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
+     WHERE c.program_id = $1 AND c.activation_entry_id IS NOT NULL
+     ORDER BY c.activation_entry_id, c.id
+)
+SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
+       coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
+  FROM entry_change x
+  JOIN last_posting l ON l.entry_id = x.entry_id
+  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
+  LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
+ ORDER BY l.id
+"""
+
+# Each entry recorded in [$2, $3): its kind (a reversal: the reversed entry's), the
+# net change of members' available, pending and held points, whether a partner
+# funded it, and its bucket: the local time ($5) truncated to $4 (day, week, month).
+ENTRY_NETS = """
+WITH entry_net AS (
+    SELECT p.entry_id,
+           coalesce(sum(p.amount) FILTER (WHERE a.kind IN ('available', 'pending', 'held')), 0)::bigint
+               AS member_net,
+           bool_or(a.kind = 'partner_funding') AS partner
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+     GROUP BY p.entry_id
+)
+SELECT date_trunc($4, e.recorded_at AT TIME ZONE $5) AS bucket,
+       coalesce(r.kind, e.kind) AS kind, e.reverses_entry_id IS NOT NULL AS reversal,
+       n.partner, sum(n.member_net)::bigint AS points
+  FROM entry_net n
+  JOIN journal_entry e ON e.program_id = $1 AND e.id = n.entry_id
+  LEFT JOIN journal_entry r ON r.program_id = $1 AND r.id = e.reverses_entry_id
+ GROUP BY 1, 2, 3, 4
+"""
+
+# Orders recorded in [$2, $3), by bucket and currency: how many, their total.
+ORDERS = """
+SELECT date_trunc($4, o.recorded_at AT TIME ZONE $5) AS bucket, o.currency,
+       count(*) AS orders, sum(o.total) AS total, count(DISTINCT o.member_id) AS members
+  FROM paid_order o
+ WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+ GROUP BY 1, 2
+"""
+
+# Refunds recorded in [$2, $3), by bucket and currency: the amounts given back.
+REFUNDS = """
+SELECT date_trunc($4, r.created_at AT TIME ZONE $5) AS bucket, o.currency, sum(r.amount) AS amount
+  FROM order_refund r
+  JOIN paid_order o ON o.program_id = r.program_id AND o.id = r.paid_order_id
+ WHERE r.program_id = $1 AND r.created_at >= $2 AND r.created_at < $3
+ GROUP BY 1, 2
+"""
+
+# Members enrolled in [$2, $3) and recorded by $3 (an import later of members
+# enrolled back then does not change a past period), by bucket.
+NEW_MEMBERS = """
+SELECT date_trunc($4, m.enrolled_at AT TIME ZONE $5) AS bucket, count(*) AS members
+  FROM member m
+ WHERE m.program_id = $1 AND m.enrolled_at >= $2 AND m.enrolled_at < $3 AND m.created_at < $3
+ GROUP BY 1
+"""
+
+# Members enrolled (and recorded) before $2.
+ENROLLED_BEFORE = """
+SELECT count(*) FROM member WHERE program_id = $1 AND enrolled_at < $2 AND created_at < $2
+"""
+
+# Members active in [$2, $3), by bucket: an order, or an entry of one of the kinds $6
+# (events, redemptions, holds, conversions, transfers) on their accounts.
+ACTIVE_MEMBERS = """
+WITH activity AS (
+    SELECT o.member_id, o.recorded_at FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION ALL
+    SELECT p.member_id, p.recorded_at
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND e.kind = ANY($6::text[])
+)
+SELECT date_trunc($4, recorded_at AT TIME ZONE $5) AS bucket, count(DISTINCT member_id) AS members
+  FROM activity GROUP BY 1
+"""
+
+# The same over the whole period: how many members.
+ACTIVE_MEMBERS_TOTAL = """
+SELECT count(*) FROM (
+    SELECT o.member_id FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION
+    SELECT p.member_id
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND e.kind = ANY($4::text[])
+) active
+"""
+
+# Members with 1+ and 2+ orders recorded in [$2, $3).
+REPEAT_BUYERS = """
+SELECT count(*) AS buyers, count(*) FILTER (WHERE orders >= 2) AS repeat_buyers FROM (
+    SELECT member_id, count(*) AS orders FROM paid_order
+     WHERE program_id = $1 AND recorded_at >= $2 AND recorded_at < $3
+     GROUP BY member_id
+) buyers
+"""
+
+# A `cost.cap_exceeded` already written for a period (the data names it).
+CAP_EVENT = """
+SELECT 1 FROM event_log
+ WHERE program_id = $1 AND type = 'cost.cap_exceeded' AND data ->> 'from' = $2 AND data ->> 'to' = $3
+"""
+
+
+async def version_at(connection: Connection, program_id: int, at: datetime) -> int | None:
+    version = await connection.fetchval(VERSION_AT, program_id, at)
+    return None if version is None else int(version)
+
+
+async def balances_at(connection: Connection, program_id: int, at: datetime) -> dict[str, int]:
+    rows = await connection.fetch(BALANCES_AT, program_id, at)
+    return {row["kind"]: int(row["points"]) for row in rows}
+
+
+async def holders_at(connection: Connection, program_id: int, at: datetime) -> int:
+    return int(await connection.fetchval(HOLDERS_AT, program_id, at))
+
+
+async def lot_changes_before(
+    connection: Connection, program_id: int, before: datetime
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before))
+
+
+async def entry_nets(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(ENTRY_NETS, program_id, start, end, unit, timezone))
+
+
+async def orders(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(ORDERS, program_id, start, end, unit, timezone))
+
+
+async def refunds(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(REFUNDS, program_id, start, end, unit, timezone))
+
+
+async def new_members(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(NEW_MEMBERS, program_id, start, end, unit, timezone))
+
+
+async def enrolled_before(connection: Connection, program_id: int, end: datetime) -> int:
+    return int(await connection.fetchval(ENROLLED_BEFORE, program_id, end))
+
+
+async def active_members(
+    connection: Connection,
+    program_id: int,
+    start: datetime,
+    end: datetime,
+    unit: str,
+    timezone: str,
+    kinds: list[str],
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(ACTIVE_MEMBERS, program_id, start, end, unit, timezone, kinds))
+
+
+async def active_members_total(
+    connection: Connection, program_id: int, start: datetime, end: datetime, kinds: list[str]
+) -> int:
+    return int(await connection.fetchval(ACTIVE_MEMBERS_TOTAL, program_id, start, end, kinds))
+
+
+async def repeat_buyers(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> tuple[int, int]:
+    row = await connection.fetchrow(REPEAT_BUYERS, program_id, start, end)
+    assert row is not None
+    return int(row["buyers"]), int(row["repeat_buyers"])
+
+
+async def cap_event_written(connection: Connection, program_id: int, start: str, end: str) -> bool:
+    return await connection.fetchval(CAP_EVENT, program_id, start, end) is not None
+
+
+def decimal(value: object) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))

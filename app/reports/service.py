@@ -1,0 +1,472 @@
+"""The operator's reports: liability, breakage, redemption cost, activity and an
+overview, read from the ledger by recorded time (docs/reports.md).
+
+Each report reads, in one repeatable-read snapshot, the chain head and its
+figures; an instant or period must not lie in the future, so that what a report
+says about it never changes afterwards."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from app.context import AppContext
+from app.db import PRIMARY, Connection, ReadFrom
+from app.errors import ValidationFailed
+from app.ledger import chain
+from app.outbox import emit
+from app.principal import Principal
+from app.reports import repository
+from app.reports.categories import ACTIVE_KINDS, SOURCES, USES, source
+from app.reports.lots import Cohort, CohortBook, taking
+from app.reports.schemas import (
+    ActivityBucket,
+    ActivityOut,
+    BreakageMonth,
+    BreakageOut,
+    ExactMoney,
+    ExpiryMonth,
+    LiabilityOut,
+    OverviewOut,
+    RedemptionCostOut,
+    ValuationOut,
+)
+from app.rules import RulesDocument
+
+Granularity = Literal["day", "week", "month"]
+MAX_PERIOD = timedelta(days=3660)
+MAX_BUCKETS = 1000
+RATE = Decimal("0.0001")
+
+
+def _rate(part: int | Decimal, whole: int | Decimal, places: Decimal = RATE) -> Decimal | None:
+    if not whole:
+        return None
+    return (Decimal(part) / Decimal(whole)).quantize(places, rounding=ROUND_HALF_EVEN)
+
+
+def check_instant(now: datetime, as_of: datetime | None) -> datetime:
+    if as_of is None:
+        return now
+    if as_of > now:
+        raise ValidationFailed.on("query.as_of", "must not be in the future: the ledger knows only the past")
+    return as_of.astimezone(UTC)
+
+
+def check_period(now: datetime, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    if end > now:
+        raise ValidationFailed.on(
+            "query.to", "must not be in the future: a period's figures are final once it ended"
+        )
+    if start >= end:
+        raise ValidationFailed.on("query.from", "must be before `to`")
+    if end - start > MAX_PERIOD:
+        raise ValidationFailed.on("query.from", "a period spans at most 10 years")
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    version: int | None
+    document: RulesDocument
+
+    def valuation(self) -> ValuationOut:
+        value = self.document.valuation
+        if value is None:
+            return ValuationOut(
+                rules_version=self.version, cost_per_point=None, currency=None, redemption_cost_cap=None
+            )
+        return ValuationOut(
+            rules_version=self.version,
+            cost_per_point=value.cost_per_point,
+            currency=value.currency,
+            redemption_cost_cap=value.redemption_cost_cap,
+        )
+
+
+async def _rules_at(context: AppContext, connection: Connection, program_id: int, at: datetime) -> _Rules:
+    """The rules version in force at `at` (the valuation history keeps)."""
+    version = await repository.version_at(connection, program_id, at)
+    if version is None:
+        active, document = await context.rules.active(connection, program_id)
+        return _Rules(active, document)
+    return _Rules(version, await context.rules.document(connection, program_id, version))
+
+
+def _money(amount: Decimal | None, valuation: ValuationOut) -> ExactMoney | None:
+    if amount is None or valuation.currency is None:
+        return None
+    return ExactMoney(amount=amount, currency=valuation.currency)
+
+
+def _month(at: datetime, zone: ZoneInfo) -> str:
+    return at.astimezone(zone).strftime("%Y-%m")
+
+
+def _months_from(first: date, count: int) -> list[str]:
+    months = []
+    year, month = first.year, first.month
+    for _ in range(count):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+async def _replay(connection: Connection, program_id: int, before: datetime, zone: ZoneInfo) -> CohortBook:
+    rows = await repository.lot_changes_before(connection, program_id, before)
+    kinds = {row["id"]: row["kind"] for row in rows}
+    book = CohortBook()
+    for row in rows:
+        reversed_kind = kinds.get(row["source"]) if row["kind"] == "reversal" else None
+        book.apply(
+            row["id"],
+            _month(row["recorded_at"], zone),
+            taking(row["kind"], reversed_kind),
+            row["source"],
+            row["expires_at"],
+            list(zip(row["member_ids"], row["changes"], strict=True)),
+        )
+    return book
+
+
+async def liability(
+    context: AppContext, principal: Principal, as_of: datetime | None, read: ReadFrom = PRIMARY
+) -> LiabilityOut:
+    at = check_instant(context.clock.now(), as_of)
+    program_id = principal.program_id
+
+    async def work(connection: Connection) -> LiabilityOut:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            head = await chain.head(connection, program_id)
+            rules = await _rules_at(context, connection, program_id, at)
+            zone = ZoneInfo(rules.document.timezone)
+            balances = await repository.balances_at(connection, program_id, at)
+            holders = await repository.holders_at(connection, program_id, at)
+            # `at` is inclusive for balances: replay what was recorded up to it too
+            book = await _replay(connection, program_id, at + timedelta(microseconds=1), zone)
+        months = _months_from(at.astimezone(zone).date(), 12)
+        by_month = dict.fromkeys([*months, "later", "never"], 0)
+        for lot in book.remaining():
+            if lot.expires_at is None:
+                key = "never"
+            else:
+                month = _month(lot.expires_at, zone)
+                key = months[0] if month < months[0] else month if month in by_month else "later"
+            by_month[key] += lot.remaining
+        available, pending, held = (balances.get(kind, 0) for kind in ("available", "pending", "held"))
+        outstanding = available + pending + held
+        valuation = rules.valuation()
+        return LiabilityOut(
+            chain_sequence=head.sequence,
+            as_of=at,
+            available=available,
+            pending=pending,
+            held=held,
+            outstanding=outstanding,
+            debt=balances.get("debt", 0),
+            members_holding=holders,
+            expiring=[ExpiryMonth(month=month, points=points) for month, points in by_month.items()],
+            valuation=valuation,
+            liability=_money(
+                None if valuation.cost_per_point is None else outstanding * valuation.cost_per_point,
+                valuation,
+            ),
+        )
+
+    return await context.db.read(work, read)
+
+
+def _breakage_row(month: str, cohort: Cohort, outstanding: int) -> BreakageMonth:
+    issued = cohort.issued - cohort.taken_back
+    return BreakageMonth(
+        month=month,
+        issued=issued,
+        redeemed=cohort.redeemed,
+        expired=cohort.expired,
+        forfeited=cohort.forfeited,
+        outstanding=outstanding,
+        breakage_rate=_rate(cohort.expired, issued) if issued > 0 else None,
+    )
+
+
+async def breakage(
+    context: AppContext, principal: Principal, start: datetime, end: datetime, read: ReadFrom = PRIMARY
+) -> BreakageOut:
+    start, end = check_period(context.clock.now(), start, end)
+    program_id = principal.program_id
+
+    async def work(connection: Connection) -> BreakageOut:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            head = await chain.head(connection, program_id)
+            rules = await _rules_at(context, connection, program_id, end)
+            zone = ZoneInfo(rules.document.timezone)
+            book = await _replay(connection, program_id, end, zone)
+        first, last = _month(start, zone), _month(end - timedelta(microseconds=1), zone)
+        outstanding: dict[str, int] = defaultdict(int)
+        for lot in book.remaining():
+            outstanding[lot.cohort] += lot.remaining
+        months = sorted(month for month in book.cohorts if first <= month <= last)
+        total = Cohort()
+        rows = []
+        for month in months:
+            cohort = book.cohorts[month]
+            rows.append(_breakage_row(month, cohort, outstanding[month]))
+            for name in ("issued", "taken_back", "redeemed", "expired", "forfeited"):
+                setattr(total, name, getattr(total, name) + getattr(cohort, name))
+        return BreakageOut(
+            chain_sequence=head.sequence,
+            from_=start,
+            to=end,
+            months=rows,
+            total=_breakage_row("total", total, sum(outstanding[month] for month in months)),
+        )
+
+    return await context.db.read(work, read)
+
+
+@dataclass(slots=True)
+class _Flows:
+    """Points that moved in a bucket, by what moved them (all positive but net_change)."""
+
+    issued: dict[str, int]
+    redeemed: int = 0
+    expired: int = 0
+    forfeited: int = 0
+    refunded: int = 0
+    net_change: int = 0
+
+    @classmethod
+    def empty(cls) -> _Flows:
+        return cls(issued=dict.fromkeys(SOURCES, 0))
+
+    def add(self, kind: str, partner: bool, points: int) -> None:
+        self.net_change += points
+        found = source(kind, partner)
+        if found is not None:
+            self.issued[found] += points
+            return
+        use = USES.get(kind)
+        if use is not None:
+            setattr(self, use, getattr(self, use) - points)
+
+
+async def _flows(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, zone: str
+) -> dict[datetime, _Flows]:
+    flows: dict[datetime, _Flows] = defaultdict(_Flows.empty)
+    for row in await repository.entry_nets(connection, program_id, start, end, unit, zone):
+        flows[row["bucket"]].add(row["kind"], bool(row["partner"]), int(row["points"]))
+    return flows
+
+
+async def _revenue(
+    connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, zone: str
+) -> tuple[dict[datetime, int], dict[datetime, dict[str, Decimal]]]:
+    orders: dict[datetime, int] = defaultdict(int)
+    revenue: dict[datetime, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in await repository.orders(connection, program_id, start, end, unit, zone):
+        orders[row["bucket"]] += int(row["orders"])
+        revenue[row["bucket"]][row["currency"]] += repository.decimal(row["total"])
+    for row in await repository.refunds(connection, program_id, start, end, unit, zone):
+        revenue[row["bucket"]][row["currency"]] -= repository.decimal(row["amount"])
+    return orders, revenue
+
+
+async def redemption_cost(
+    context: AppContext, principal: Principal, start: datetime, end: datetime, read: ReadFrom = PRIMARY
+) -> RedemptionCostOut:
+    start, end = check_period(context.clock.now(), start, end)
+    program_id = principal.program_id
+
+    async def work(connection: Connection) -> RedemptionCostOut:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            head = await chain.head(connection, program_id)
+            rules = await _rules_at(context, connection, program_id, end)
+            zone = rules.document.timezone
+            flows = await _flows(connection, program_id, start, end, "year", zone)
+            _, revenue_by_bucket = await _revenue(connection, program_id, start, end, "year", zone)
+        valuation = rules.valuation()
+        redeemed = sum(flow.redeemed for flow in flows.values())
+        revenue = (
+            None
+            if valuation.currency is None
+            else sum(
+                (bucket.get(valuation.currency, Decimal(0)) for bucket in revenue_by_bucket.values()),
+                Decimal(0),
+            )
+        )
+        cost = None if valuation.cost_per_point is None else redeemed * valuation.cost_per_point
+        cap = valuation.redemption_cost_cap
+        headroom = None if cap is None or cost is None or revenue is None else cap * revenue - cost
+        return RedemptionCostOut(
+            chain_sequence=head.sequence,
+            from_=start,
+            to=end,
+            points_redeemed=redeemed,
+            valuation=valuation,
+            cost=_money(cost, valuation),
+            revenue=_money(revenue, valuation),
+            ratio=None if cost is None or not revenue else _rate(cost, revenue, Decimal("0.000001")),
+            cap=cap,
+            headroom=_money(headroom, valuation),
+            cap_exceeded=headroom is not None and headroom < 0,
+        )
+
+    report = await context.db.read(work, read)
+    if report.cap_exceeded:
+        await _cap_exceeded(context, program_id, report)
+    return report
+
+
+async def _cap_exceeded(context: AppContext, program_id: int, report: RedemptionCostOut) -> None:
+    """One `cost.cap_exceeded` per program and period, written by the first report
+    that finds the period over its cap: the period has ended (no report reads the
+    future), so its figures are final and the event stays true. A lock on the
+    period keeps two reports at once from both writing it."""
+    data = report.model_dump(
+        mode="json",
+        by_alias=True,
+        include={"from_", "to", "points_redeemed", "cost", "revenue", "ratio", "cap", "headroom"},
+    )
+    data["chain_sequence"] = report.chain_sequence
+    start, end = data["from"], data["to"]
+    now = context.clock.now()
+
+    async def work(connection: Connection) -> None:
+        async with connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+                f"cost.cap_exceeded:{start}:{end}",
+                program_id,
+            )
+            if await repository.cap_event_written(connection, program_id, start, end):
+                return
+            await emit(connection, program_id, "cost.cap_exceeded", data, occurred_at=report.to, now=now)
+
+    await context.db.call(work)
+
+
+def _buckets(start: datetime, end: datetime, granularity: Granularity) -> int:
+    days = (end - start).days + 1
+    return days if granularity == "day" else days // 7 + 2 if granularity == "week" else days // 28 + 2
+
+
+async def activity(
+    context: AppContext,
+    principal: Principal,
+    start: datetime,
+    end: datetime,
+    granularity: Granularity,
+    read: ReadFrom = PRIMARY,
+) -> ActivityOut:
+    start, end = check_period(context.clock.now(), start, end)
+    if _buckets(start, end, granularity) > MAX_BUCKETS:
+        raise ValidationFailed.on(
+            "query.granularity", f"the period has more than {MAX_BUCKETS} {granularity}s"
+        )
+    program_id = principal.program_id
+
+    async def work(connection: Connection) -> ActivityOut:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            head = await chain.head(connection, program_id)
+            zone = (await _rules_at(context, connection, program_id, end)).document.timezone
+            args = (connection, program_id, start, end, granularity, zone)
+            flows = await _flows(*args)
+            orders, revenue = await _revenue(*args)
+            new = {row["bucket"]: int(row["members"]) for row in await repository.new_members(*args)}
+            active = {
+                row["bucket"]: int(row["members"])
+                for row in await repository.active_members(*args, list(ACTIVE_KINDS))
+            }
+        buckets = []
+        for bucket in sorted(set(flows) | set(orders) | set(revenue) | set(new) | set(active)):
+            flow = flows.get(bucket) or _Flows.empty()
+            buckets.append(
+                ActivityBucket(
+                    start=bucket.date(),
+                    orders_points=flow.issued["orders"],
+                    partner_orders_points=flow.issued["partner_orders"],
+                    conversions_points=flow.issued["conversions"],
+                    events_points=flow.issued["events"],
+                    awards_points=flow.issued["awards"],
+                    imports_points=flow.issued["imports"],
+                    redeemed=flow.redeemed,
+                    expired=flow.expired,
+                    forfeited=flow.forfeited,
+                    refunded=flow.refunded,
+                    net_change=flow.net_change,
+                    orders=orders.get(bucket, 0),
+                    revenue=dict(sorted(revenue.get(bucket, {}).items())),
+                    new_members=new.get(bucket, 0),
+                    active_members=active.get(bucket, 0),
+                )
+            )
+        return ActivityOut(
+            chain_sequence=head.sequence,
+            from_=start,
+            to=end,
+            granularity=granularity,
+            timezone=zone,
+            buckets=buckets,
+        )
+
+    return await context.db.read(work, read)
+
+
+async def overview(
+    context: AppContext, principal: Principal, start: datetime, end: datetime, read: ReadFrom = PRIMARY
+) -> OverviewOut:
+    start, end = check_period(context.clock.now(), start, end)
+    program_id = principal.program_id
+
+    async def work(connection: Connection) -> OverviewOut:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            head = await chain.head(connection, program_id)
+            zone = (await _rules_at(context, connection, program_id, end)).document.timezone
+            args = (connection, program_id, start, end, "year", zone)
+            flows = list((await _flows(*args)).values())
+            orders_by, revenue_by = await _revenue(*args)
+            by_currency: dict[str, int] = defaultdict(int)
+            for row in await repository.orders(*args):
+                by_currency[row["currency"]] += int(row["orders"])
+            participating_rows = await repository.active_members_total(
+                connection, program_id, start, end, ["event", "redemption", "hold", "conversion", "transfer"]
+            )
+            enrolled = await repository.enrolled_before(connection, program_id, end)
+            buyers, repeat = await repository.repeat_buyers(connection, program_id, start, end)
+        issued = sum(sum(flow.issued.values()) for flow in flows)
+        from_orders = sum(flow.issued["orders"] + flow.issued["partner_orders"] for flow in flows)
+        redeemed = sum(flow.redeemed for flow in flows)
+        orders = sum(orders_by.values())
+        revenue: dict[str, Decimal] = defaultdict(Decimal)
+        for bucket in revenue_by.values():
+            for currency, amount in bucket.items():
+                revenue[currency] += amount
+        cents = Decimal("0.01")
+        return OverviewOut(
+            chain_sequence=head.sequence,
+            from_=start,
+            to=end,
+            members_enrolled=enrolled,
+            members_participating=participating_rows,
+            participation_rate=_rate(participating_rows, enrolled),
+            buyers=buyers,
+            repeat_buyers=repeat,
+            repeat_purchase_rate=_rate(repeat, buyers),
+            orders=orders,
+            average_order_value={
+                currency: (amount / by_currency[currency]).quantize(cents, rounding=ROUND_HALF_EVEN)
+                for currency, amount in sorted(revenue.items())
+                if by_currency[currency]
+            },
+            points_issued=issued,
+            points_per_order=_rate(from_orders, orders, cents),
+            points_redeemed=redeemed,
+            redemption_rate=_rate(redeemed, issued),
+        )
+
+    return await context.db.read(work, read)
