@@ -412,3 +412,27 @@ async def test_a_past_period_reads_the_same_after_more_activity(ledger: Ledger, 
     again = await report(ledger.api, name, **period(ledger))
     assert without_sequence(again) == without_sequence(before)
     assert again["chain_sequence"] >= before["chain_sequence"]
+
+
+class TestForfeits:
+    async def test_a_closed_members_points_are_forfeited_not_outstanding(self, ledger: Ledger) -> None:
+        """Closing B (30 available) forfeits its points: liability falls by 30, the
+        period's activity and breakage count them as forfeited, and the figures for
+        the instant before the closing stay as they were."""
+        api = ledger.api
+        before = await report(api, "liability", as_of=ledger.end.isoformat())
+        closed = await api.post(f"/v1/members/{ledger.b}/close", {"reason": "customer left"})
+        assert closed.status_code in (200, 201), closed.text
+        end = datetime.now(UTC)
+        after = await report(api, "liability", as_of=end.isoformat())
+        assert (before["outstanding"], after["outstanding"]) == (60, 30)
+        assert after["members_holding"] == 1
+        assert after["liability"] == {"amount": "0.150", "currency": "EUR"}
+        span = {"from": ledger.start.isoformat(), "to": end.isoformat()}
+        activity = await report(api, "activity", granularity="month", **span)
+        assert sum(bucket["forfeited"] for bucket in activity["buckets"]) == 30
+        assert sum(bucket["net_change"] for bucket in activity["buckets"]) == 30
+        breakage = await report(api, "breakage", **span)
+        assert breakage["total"]["forfeited"] == 30
+        again = await report(api, "liability", as_of=ledger.end.isoformat())
+        assert without_sequence(again) == without_sequence(before)
