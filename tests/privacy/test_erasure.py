@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -318,3 +319,37 @@ class TestTheEventLogGuard:
         finally:
             await tx.rollback()
         assert changed == "x"
+
+
+class TestErasureAndReports:
+    async def test_the_reports_before_the_erasure_read_the_same_after_it(self, api: Api) -> None:
+        """Erasure forfeits the member's points (the only new entry) and rewrites no
+        figure: every report for an instant or a period before it answers the same."""
+        a, b = await api.enrol(birthday="1991-01-02"), await api.enrol()
+        assert (await api.award(a, 70)).status_code == 201
+        assert (await api.award(b, 20)).status_code == 201
+        assert (await api.redeem(a, 10)).status_code == 201
+        start = datetime.now(UTC) - timedelta(days=1)
+        cut = datetime.now(UTC)
+        span = {"from": start.isoformat(), "to": cut.isoformat()}
+
+        async def figures() -> list[Any]:
+            answers = []
+            for name, params in (
+                ("liability", {"as_of": cut.isoformat()}),
+                ("activity", {**span, "granularity": "day"}),
+                ("breakage", span),
+                ("redemption-cost", span),
+                ("overview", span),
+            ):
+                response = await api.get(f"/v1/reports/{name}", **params)
+                assert response.status_code == 200, response.text
+                answers.append({k: v for k, v in response.json().items() if k != "chain_sequence"})
+            return answers
+
+        before = await figures()
+        assert before[0]["outstanding"] == 80
+        assert (await erase(api, a)).status_code in (200, 201)
+        assert await figures() == before
+        now = await api.get("/v1/reports/liability", as_of=datetime.now(UTC).isoformat())
+        assert now.json()["outstanding"] == 20  # the erased member's 60 were forfeited
