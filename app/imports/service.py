@@ -300,6 +300,19 @@ async def _members(connection: Any, program_id: int, names: list[str]) -> dict[s
     return found
 
 
+def _open_member(
+    plan: _Plan, number: int, name: str, members: dict[str, int], closed: set[int]
+) -> int | None:
+    """The row's member, or None with the row failed: not in the program, or closed."""
+    member = members.get(name)
+    if member is None:
+        plan.fail(number, "member", "member_not_found", f"no member {name} in this program")
+    elif member in closed:
+        plan.fail(number, "member", "member_closed", f"member {name} is closed and accepts nothing new")
+        return None
+    return member
+
+
 async def _erased(connection: Any, program_id: int, names: list[str]) -> set[str]:
     """Which of these external ids belonged to a member whose personal data was erased:
     their pseudonym names a member of the program (as enrolment refuses them)."""
@@ -380,14 +393,8 @@ async def _check_lots(
             plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
             continue
         seen.add(row.lot_ref)
-        member = members.get(row.member)
+        member = _open_member(plan, number, row.member, members, closed)
         if member is None:
-            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
-            continue
-        if member in closed:
-            plan.fail(
-                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
-            )
             continue
         earned_at = row.earned_at.astimezone(UTC)
         if earned_at > now:
@@ -432,14 +439,8 @@ async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: date
             plan.fail(number, "order_id", "duplicate_ref", f"order {row.order_id} is in the file twice")
             continue
         seen.add(row.order_id)
-        member = members.get(row.member)
+        member = _open_member(plan, number, row.member, members, closed)
         if member is None:
-            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
-            continue
-        if member in closed:
-            plan.fail(
-                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
-            )
             continue
         paid_at = row.paid_at.astimezone(UTC)
         if paid_at > now:
@@ -480,14 +481,8 @@ async def _check_tiers(
             plan.fail(number, "member", "duplicate_ref", f"member {row.member} is in the file twice")
             continue
         seen.add(row.member)
-        member = members.get(row.member)
+        member = _open_member(plan, number, row.member, members, closed)
         if member is None:
-            plan.fail(number, "member", "member_not_found", f"no member {row.member} in this program")
-            continue
-        if member in closed:
-            plan.fail(
-                number, "member", "member_closed", f"member {row.member} is closed and accepts nothing new"
-            )
             continue
         if row.tier not in codes:
             plan.fail(number, "tier", "tier_unknown", f"the active rules have no tier {row.tier}")

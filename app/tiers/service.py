@@ -184,22 +184,16 @@ async def apply_referrer_upgrade(
     referrer = await repository.locked_referrer_if_first_order(connection, program_id, member_id, at)
     if referrer is None:
         return None
-    row = await repository.state_by_id(connection, program_id, referrer)
-    assert row is not None
-    found = await upgrade_decision(
+    return await apply_upgrade(
         connection,
         rules,
+        rules_version,
         program_id=program_id,
         member_id=referrer,
-        current=row["tier_code"],
         at=at,
         now=now,
         entry_id=entry_id,
     )
-    if found is None:
-        return None
-    await repository.apply(connection, program_id, rules_version, now, [found])
-    return found.state.tier
 
 
 async def qualified_counts(
