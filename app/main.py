@@ -42,6 +42,7 @@ from app.positions import WritePositions
 from app.programs.endpoints import router as programs_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
+from app.segments.endpoints import router as segments_router
 from app.service_keys import CURSOR_KEY, service_secret
 from app.tiers.endpoints import router as tiers_router
 from app.webhooks import dispatcher
@@ -140,6 +141,7 @@ def create_app(
         member_orders_router,
         jobs_router,
         imports_router,
+        segments_router,
         events_router,
         tiers_router,
         eventlog_router,

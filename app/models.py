@@ -33,6 +33,7 @@ from app.partners.models import (
 )
 from app.programs.models import Program
 from app.rulesets.models import RulesActivation, RulesVersion
+from app.segments.models import MemberSegment, SegmentSnapshot
 from app.service_keys import ServiceSecret
 from app.tiers.models import MemberTier, TierChange
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFanout
@@ -54,6 +55,7 @@ __all__ = [
     "Member",
     "MemberBalance",
     "MemberEvent",
+    "MemberSegment",
     "MemberTier",
     "OrderRefund",
     "PaidOrder",
@@ -71,6 +73,7 @@ __all__ = [
     "Program",
     "RulesActivation",
     "RulesVersion",
+    "SegmentSnapshot",
     "ServiceSecret",
     "TierChange",
     "WebhookAttempt",

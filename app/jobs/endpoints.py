@@ -43,7 +43,8 @@ async def run_job(
         str,
         Path(
             max_length=64,
-            description="the job: activate-pending, release-holds, expire, evaluate-tiers or notify-expiring",
+            description="the job: activate-pending, release-holds, expire, evaluate-tiers, notify-expiring, "
+            "fail-conversions, close-statements or snapshot-segments",
         ),
     ],
     context: Context,
