@@ -248,6 +248,27 @@ class TestSnapshotSegments:
         assert (await report(api, as_of=iso(as_of), window_days=30))["from_snapshot"] is False
         await sound(db)
 
+    async def test_runs_at_once_for_one_as_of_keep_one_snapshot(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        for _ in range(3):
+            await api.enrol(unique("seg-c"))
+        as_of = iso(datetime.now(UTC))
+        runs = await asyncio.gather(
+            *(
+                api.post("/v1/jobs/snapshot-segments", {"as_of": as_of}, idempotency_key=None)
+                for _ in range(6)
+            )
+        )
+        assert all(run.status_code == 200 for run in runs), [run.text for run in runs]
+        assert sorted(run.json()["counts"]["snapshots"] for run in runs) == [0] * 5 + [1]
+        assert sum(run.json()["counts"]["members"] for run in runs) == 3
+        rows = await db.fetchval(
+            "SELECT count(*) FROM member_segment s JOIN program p ON p.id = s.program_id WHERE p.code = $1",
+            api.program,
+        )
+        assert rows == 3
+
     @pytest.mark.usefixtures("fresh_settings")
     async def test_from_the_cli(self, api: Api) -> None:
         await api.enrol(unique("seg-cli"))
