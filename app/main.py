@@ -46,6 +46,7 @@ from app.programs.endpoints import router as programs_router
 from app.reports.endpoints import router as reports_router
 from app.rulesets.cache import RulesCache
 from app.rulesets.endpoints import router as rules_router
+from app.segments.endpoints import router as segments_router
 from app.service_keys import CURSOR_KEY, service_secret
 from app.tiers.endpoints import router as tiers_router
 from app.webhooks import dispatcher
@@ -146,6 +147,7 @@ def create_app(
         jobs_router,
         imports_router,
         reports_router,
+        segments_router,
         events_router,
         tiers_router,
         eventlog_router,

@@ -37,6 +37,7 @@ from app.partners.models import (
 from app.privacy.models import MemberErasure
 from app.programs.models import Program, ProgramSecret
 from app.rulesets.models import RulesActivation, RulesVersion
+from app.segments.models import MemberSegment, SegmentSnapshot
 from app.service_keys import ServiceSecret
 from app.tiers.models import MemberTier, TierChange
 from app.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookFanout
@@ -61,6 +62,7 @@ __all__ = [
     "MemberBalance",
     "MemberErasure",
     "MemberEvent",
+    "MemberSegment",
     "MemberStatusChange",
     "MemberTier",
     "OrderRefund",
@@ -83,6 +85,7 @@ __all__ = [
     "RulesBudgetMember",
     "RulesBudgetSlice",
     "RulesVersion",
+    "SegmentSnapshot",
     "ServiceSecret",
     "TierChange",
     "WebhookAttempt",

@@ -15,6 +15,7 @@ class JobName(StrEnum):
     notify_expiring = "notify-expiring"
     fail_conversions = "fail-conversions"
     close_statements = "close-statements"
+    snapshot_segments = "snapshot-segments"
 
 
 NAMES = tuple(job.value for job in JobName)

@@ -21,6 +21,7 @@ from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
+from app.segments import service as segments
 from app.tiers import service as tiers
 
 
@@ -36,7 +37,7 @@ class JobSummary(BaseModel):
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
-        "lift-statuses `members`",
+        "lift-statuses `members`; snapshot-segments `programs`, `snapshots` and `members`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -151,6 +152,17 @@ async def _close_statements(
     return {"statements": statements, "lines": lines}
 
 
+async def _snapshot_segments(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    program_ids = await _programs(db, program_id)
+    progress.total(len(program_ids))
+    done = await segments.snapshot_segments(
+        db, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {"programs": done.programs, "snapshots": done.snapshots, "members": done.members}
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: statuses lift first (what they blocked is
 # allowed again as soon as the round begins), pending points become available before
@@ -164,6 +176,7 @@ JOBS: dict[str, Job] = {
     "notify-expiring": _notify_expiring,
     "fail-conversions": _fail_conversions,
     "close-statements": _close_statements,
+    "snapshot-segments": _snapshot_segments,
 }
 
 

@@ -24,13 +24,14 @@ from app.rules.tier_machine import TierDecision
 # program's own orders, or one partner's ($5). When the caller already knows the
 # active rules, it also asks for the member's activity in the windows an upgrade
 # is judged on ($6 starts, $7 ends), unless they hold the top tier ($8): the
-# checkout then needs no third round trip for tiers.
+# checkout then needs no third round trip for tiers. The member's RFM segment is
+# the one in the latest segment snapshot taken before the order's paid_at ($9).
 ORDER_FACTS = """
 SELECT m.id AS member_id, m.birthday, m.status, b.version, b.debt, r.version AS rules_version,
        t.tier_code AS tier,
        h.found IS NOT NULL AS has_orders, d.days, d.points, m.referred_by_member_id,
        a.orders AS window_orders, a.spend AS window_spend, a.points AS window_points,
-       a.referrals AS window_referrals
+       a.referrals AS window_referrals, sg.segment
   FROM member m
   JOIN member_balance b ON b.program_id = m.program_id AND b.member_id = m.id
   JOIN rules_version r ON r.program_id = m.program_id AND r.active
@@ -59,6 +60,13 @@ SELECT m.id AS member_id, m.birthday, m.status, b.version, b.debt, r.version AS 
                             p_starts => $6, p_ends => $7) w
         WHERE $6 IS NOT NULL AND t.tier_code IS DISTINCT FROM $8
        ) a
+  -- the member's segment in the latest snapshot taken before paid_at ($9)
+  LEFT JOIN LATERAL (
+       SELECT ms.segment FROM member_segment ms
+        WHERE ms.program_id = m.program_id AND ms.member_id = m.id
+          AND ms.as_of = (SELECT max(ss.as_of) FROM segment_snapshot ss
+                           WHERE ss.program_id = m.program_id AND ss.as_of < $9::timestamptz)
+       ) sg ON true
  WHERE m.program_id = $1 AND m.external_id = $2
 """
 # The member's balance row, held until the caller's transaction ends: taken in a
@@ -70,7 +78,7 @@ SELECT 1 FROM member_balance b
  WHERE m.program_id = $1 AND m.external_id = $2
    FOR UPDATE OF b
 """
-# A partner's order ($5): the same facts and the partner's earn rate in force at $9.
+# A partner's order ($5): the same facts and the partner's earn rate in force at $10.
 PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
     "SELECT m.id AS member_id,", "SELECT pr.id AS rate_id, pr.price_per_point, m.id AS member_id,"
 ).replace(
@@ -78,7 +86,7 @@ PARTNER_ORDER_FACTS = ORDER_FACTS.replace(
     """  LEFT JOIN LATERAL (
        SELECT r.id, r.price_per_point FROM partner_rate r
         WHERE r.program_id = m.program_id AND r.partner_id = $5 AND r.kind = 'earn'
-          AND r.effective_from <= $9
+          AND r.effective_from <= $10
         ORDER BY r.effective_from DESC LIMIT 1) pr ON true
  WHERE m.program_id = $1 AND m.external_id = $2""",
 )
@@ -247,6 +255,7 @@ class MemberFacts:
     has_orders: bool
     earned_by_day: dict[date, int]
     tier: str | None = None
+    segment: str | None = None  # in the latest segment snapshot before paid_at
     # (orders, spend, points, referrals) in each window asked for; None when not
     # asked, or when the member holds the top tier
     window_activity: tuple[tuple[int, Decimal, int, int], ...] | None = None
@@ -269,6 +278,7 @@ async def member_facts(
     windows: Sequence[tuple[datetime | None, datetime]] | None = None,
     top_tier: str | None = None,
     referrals: bool = False,
+    paid_at: datetime | None = None,
 ) -> MemberFacts | None:
     starts = None if windows is None else [start for start, _ in windows]
     ends = None if windows is None else [end for _, end in windows]
@@ -277,20 +287,11 @@ async def member_facts(
     query = _FACTS_QUERIES[partner_id is not None, referrals]
     if partner_id is None:
         row = await connection.fetchrow(
-            query, program_id, member, first_day, last_day, None, starts, ends, top_tier
+            query, program_id, member, first_day, last_day, None, starts, ends, top_tier, paid_at
         )
     else:
         row = await connection.fetchrow(
-            query,
-            program_id,
-            member,
-            first_day,
-            last_day,
-            partner_id,
-            starts,
-            ends,
-            top_tier,
-            now,
+            query, program_id, member, first_day, last_day, partner_id, starts, ends, top_tier, paid_at, now
         )
     if row is None:
         return None
@@ -317,6 +318,7 @@ async def member_facts(
         has_orders=row["has_orders"],
         earned_by_day=dict(zip(days, points, strict=True)),
         tier=row["tier"],
+        segment=row["segment"],
         window_activity=window_activity,
         referred_by_member_id=row["referred_by_member_id"],
         rate_id=row["rate_id"] if partner_id is not None else None,

@@ -146,6 +146,7 @@ def _order_facts(body: OrderIn, facts: MemberFacts, local_day: date) -> OrderFac
         ),
         channel=body.channel,
         tier=facts.tier,  # as before this order: an upgrade it makes counts from the next
+        segment=facts.segment,
         birthday=facts.birthday,
         first_order=not facts.has_orders,
         earned_today=facts.earned_by_day.get(local_day, 0),
@@ -354,6 +355,7 @@ async def _facts(
         windows=None if known is None or known.windows is None else [(w.start, w.end) for w in known.windows],
         top_tier=None if known is None else known.top_tier,
         referrals=known is not None and known.referrals,
+        paid_at=body.paid_at,
     )
     if facts is None:
         raise MemberNotFound(f"no member {body.member} in this program")
@@ -541,6 +543,7 @@ def _new_order(
         lines=[line.model_dump(mode="json") for line in body.lines or ()],
         facts={
             "tier": order_facts.tier,
+            "segment": order_facts.segment,
             "birthday": None if order_facts.birthday is None else order_facts.birthday.isoformat(),
             "first_order": order_facts.first_order,
             "earned_today": order_facts.earned_today,
@@ -822,6 +825,7 @@ async def past_orders(
                 lines=tuple(_lines(row["lines"])),
                 channel=row["channel"],
                 tier=facts.get("tier"),
+                segment=facts.get("segment"),
                 birthday=None if birthday is None else date.fromisoformat(birthday),
                 first_order=bool(facts.get("first_order")),
                 earned_today=earned_today(row["member_id"], row["partner"], row["paid_at"]),

@@ -181,6 +181,13 @@ class When(_Section):
     tier: list[Code] | None = Field(
         default=None, min_length=1, description="the member holds one of these tiers", examples=[["gold"]]
     )
+    segment: list[Literal["core", "potential", "regular", "basic", "lapsed"]] | None = Field(
+        default=None,
+        min_length=1,
+        description="the member's RFM segment, in the latest segment snapshot taken before the "
+        "order's paid_at, is one of these (no snapshot yet: no segment, the condition fails)",
+        examples=[["core"]],
+    )
     channel: list[Code] | None = Field(
         default=None,
         min_length=1,

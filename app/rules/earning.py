@@ -79,6 +79,7 @@ class OrderFacts:
     lines: tuple[OrderLine, ...] = ()
     channel: str | None = None
     tier: str | None = None
+    segment: str | None = None  # the member's RFM segment in the latest snapshot before paid_at
     birthday: date | None = None
     first_order: bool = False
     earned_today: int = 0  # points from orders already paid on the same local day
@@ -187,6 +188,8 @@ def _order_condition_holds(when: When, facts: OrderFacts, local: datetime) -> bo
         if is_birthday_month != when.birthday_month:
             return False
     if when.tier is not None and facts.tier not in when.tier:
+        return False
+    if when.segment is not None and facts.segment not in when.segment:
         return False
     if when.channel is not None and facts.channel not in when.channel:
         return False

@@ -44,6 +44,7 @@ class TestRound:
             "notify-expiring",
             "fail-conversions",
             "close-statements",
+            "snapshot-segments",
         ]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
@@ -121,6 +122,7 @@ class TestForever:
             "evaluate-tiers": 3600.0,
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
+            "snapshot-segments": 3600.0,
         }
         await asyncio.wait_for(
             run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
@@ -135,6 +137,7 @@ class TestForever:
             "notify-expiring",
             "fail-conversions",
             "close-statements",
+            "snapshot-segments",
         ]
         assert [list(done.ran) for done in rounds[1:]] == [
             ["lift-statuses", "activate-pending", "release-holds", "fail-conversions"]

@@ -1,0 +1,1 @@
+"""RFM segments: the report, its members, and the snapshots the rules read."""
