@@ -26,9 +26,11 @@ A reversal gives nothing back: the limits count what was asked for and posted.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from app.context import AppContext
 from app.db import Connection
@@ -39,6 +41,7 @@ from app.ledger.errors import LimitExceeded, MemberNotFound
 from app.rules import RulesDocument
 from app.rules.document import Limits
 from app.rules.events import local_day
+from app.rules.limits import Movement
 
 DailyLimit = Literal[
     "award_points_per_key_per_day",
@@ -219,3 +222,20 @@ async def post_within_limits(
             return replayed.response
 
     return await context.db.call(work)
+
+
+async def past_movements(
+    connection: Connection, program_id: int, start: datetime, end: datetime, timezone: str
+) -> AsyncIterator[Movement]:
+    """The program's awards, redemptions, holds and transfers recorded in [start,
+    end), as the limits of a rules version in `timezone` would have counted them
+    (app.rules.limits.replay_limits); call inside a transaction."""
+    zone = ZoneInfo(timezone)
+    async for row in repository.past_limited_movements(connection, program_id, start, end):
+        award = row["kind"] == "award"
+        yield Movement(
+            kind=row["kind"],
+            day=row["recorded_at"].astimezone(zone).date(),
+            points=row["credited"] if award else row["debited"],
+            subject=key_subject(row["actor_key_id"]) if award else f"member:{row['payer']}",
+        )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import asyncpg
 
-from app.db import Connection
+from app.db import Connection, stream
 from app.ledger.entries import NewEntry, Posted
 
 # app/sql/functions/ledger_post.sql states the contract.
@@ -588,3 +589,28 @@ async def limit_used(
     row = await connection.fetchrow(LIMIT_USED, program_id, limit_name, subject, day, member)
     assert row is not None
     return None if row["subject"] is None else int(row["used"])
+
+
+# What-if of limits (app/ledger/limits.py: past_movements): the program's awards,
+# redemptions, holds and transfers recorded in [$2, $3), in the order they were
+# recorded, each with the points members were credited (an award's) or debited (the
+# rest's) and the member who paid. Reversed ones stay in: a limit counted them then.
+PAST_LIMITED_MOVEMENTS = """
+SELECT e.kind, e.recorded_at, e.actor_key_id,
+       min(p.member_id) FILTER (WHERE p.amount < 0) AS payer,
+       coalesce(sum(p.amount) FILTER (WHERE p.amount > 0), 0)::bigint AS credited,
+       coalesce(-sum(p.amount) FILTER (WHERE p.amount < 0), 0)::bigint AS debited
+  FROM journal_entry e
+  JOIN posting p ON p.program_id = e.program_id AND p.entry_id = e.id AND p.member_id IS NOT NULL
+ WHERE e.program_id = $1 AND e.recorded_at >= $2 AND e.recorded_at < $3
+   AND e.kind IN ('award', 'redemption', 'hold', 'transfer')
+ GROUP BY e.id, e.kind, e.recorded_at, e.actor_key_id
+ ORDER BY e.recorded_at, e.id
+"""
+
+
+def past_limited_movements(
+    connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
+) -> AsyncIterator[asyncpg.Record]:
+    """A server-side cursor (call inside a transaction)."""
+    return stream(connection, PAST_LIMITED_MOVEMENTS, program_id, start, end, batch=prefetch)

@@ -214,6 +214,37 @@ class EventsSimulationOut(BaseModel):
     )
 
 
+class LimitsSimulationOut(BaseModel):
+    """What the version's `limits` would have refused of the period's awards,
+    redemptions (holds when placed) and transfers, replayed in the order they were
+    recorded, each day's counts starting from nothing; what a refused movement asked
+    for counts for nothing. All zero when the version sets no limits."""
+
+    awards: int = Field(description="awards recorded in the period", examples=[300])
+    awards_refused: int = Field(
+        description="awards the limits would have refused (over `award_max_points`, or past the key's "
+        "`award_points_per_key_per_day`)",
+        examples=[4],
+    )
+    award_points_refused: int = Field(description="the points those awards gave", examples=[2000000])
+    awards_for_approval: int = Field(
+        description="awards that would have waited for a second key (over `award_approval_above`)",
+        examples=[12],
+    )
+    redemptions: int = Field(description="redemptions and holds recorded in the period", examples=[800])
+    redemptions_refused: int = Field(
+        description="those past the member's `redeem_points_per_member_per_day`", examples=[3]
+    )
+    redeem_points_refused: int = Field(description="the points those asked for", examples=[45000])
+    transfers: int = Field(description="transfers recorded in the period", examples=[50])
+    transfers_refused: int = Field(
+        description="those past the sender's `transfers_per_member_per_day` or "
+        "`transfer_points_per_member_per_day`",
+        examples=[1],
+    )
+    transfer_points_refused: int = Field(description="the points those moved", examples=[7000])
+
+
 class TierSimulationOut(BaseModel):
     tier: str = Field(description="tier code (of either version)", examples=["gold"])
     actual_members: int = Field(
@@ -246,6 +277,10 @@ class SimulationOut(BaseModel):
     events: EventsSimulationOut = Field(
         description="member events that occurred in the period, replayed under `version` (not part of "
         "the order totals above)"
+    )
+    limits: LimitsSimulationOut = Field(
+        description="what the version's limits would have refused of the period's awards, redemptions "
+        "and transfers"
     )
     tiers: list[TierSimulationOut] = Field(
         description="members each tier would hold on the activity of the window ending at `to`, "

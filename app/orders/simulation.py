@@ -11,12 +11,21 @@ from zoneinfo import ZoneInfo
 from app.context import AppContext
 from app.db import Connection
 from app.errors import ValidationFailed
+from app.ledger import limits as ledger_limits
 from app.orders import service as orders
-from app.orders.schemas import EventsSimulationOut, RuleSplit, SimulationIn, SimulationOut, TierSimulationOut
+from app.orders.schemas import (
+    EventsSimulationOut,
+    LimitsSimulationOut,
+    RuleSplit,
+    SimulationIn,
+    SimulationOut,
+    TierSimulationOut,
+)
 from app.principal import Principal
 from app.rules import EventFacts, RulesDocument, RulesError, earn_event
 from app.rules.budgets import Scope, budget_key, budget_limits, earn_within_budgets, section_path
 from app.rules.events import StreakMark
+from app.rules.limits import Movement, replay_limits
 from app.rulesets.service import RulesVersionNotFound
 from app.tiers import service as tiers
 
@@ -117,6 +126,7 @@ async def simulate(
                 for line in earning.lines:
                     split.setdefault(line.rule, [0, 0])[1] += line.points
             events = await _replay_events(connection, rules, program_id, body)
+            limits_replayed = await _replay_limits(connection, rules, program_id, body)
             tier_counts = await _tier_counts(context, connection, rules, program_id, body)
     rules_split = [
         RuleSplit(rule=rule, actual_points=a, simulated_points=s, delta_points=s - a)
@@ -134,6 +144,7 @@ async def simulate(
         delta_points=simulated - actual,
         rules=rules_split,
         events=events,
+        limits=limits_replayed,
         tiers=tier_counts,
     )
 
@@ -184,6 +195,34 @@ async def _replay_events(
         simulated_points=simulated,
         delta_points=simulated - actual,
         streaks_completed=streaks,
+    )
+
+
+async def _replay_limits(
+    connection: Connection, rules: RulesDocument, program_id: int, body: SimulationIn
+) -> LimitsSimulationOut:
+    """The version's limits against the period's awards, redemptions, holds and
+    transfers (app.rules.limits.replay_limits says how they count)."""
+    movements: list[Movement] = []
+    if rules.limits.configured:
+        async for movement in ledger_limits.past_movements(
+            connection, program_id, body.from_, body.to, rules.timezone
+        ):
+            movements.append(movement)
+            if len(movements) % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+    replayed = replay_limits(rules.limits, movements)
+    return LimitsSimulationOut(
+        awards=replayed.awards,
+        awards_refused=replayed.awards_refused,
+        award_points_refused=replayed.award_points_refused,
+        awards_for_approval=replayed.awards_for_approval,
+        redemptions=replayed.redemptions,
+        redemptions_refused=replayed.redemptions_refused,
+        redeem_points_refused=replayed.redeem_points_refused,
+        transfers=replayed.transfers,
+        transfers_refused=replayed.transfers_refused,
+        transfer_points_refused=replayed.transfer_points_refused,
     )
 
 

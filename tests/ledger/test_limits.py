@@ -6,7 +6,7 @@ requests never pass a limit together."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -261,3 +261,53 @@ class TestConcurrency:
         assert {r.status_code for r in responses} == {201}
         assert len({r.content for r in responses}) == 1
         assert (await api.redeem(member, 40)).status_code == 201  # 60 + 40: the rest is still there
+
+
+class TestWhatIfOfLimits:
+    async def test_a_draft_with_limits_shows_what_the_period_would_have_refused(self, api: Api) -> None:
+        """Live rules have no limits; a draft's limits, replayed over what was recorded
+        (one local day), refuse what this works out by hand."""
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        m1, m2 = await api.enrol(), await api.enrol()
+        for points in (100, 300, 200):  # max 250: 300 refused; per key 250: 100 passes, then 200 is over
+            assert (await api.award(m1, points)).status_code == 201
+        assert (await api.redeem(m1, 50)).status_code == 201  # per member 100: passes (50)
+        assert (await api.redeem(m1, 80)).status_code == 201  # 130: refused, counts nothing
+        held = await api.post(f"/v1/members/{m1}/holds", {"points": 30})  # 80: passes
+        assert held.status_code == 201, held.text
+        for points in (10, 20, 5):  # 2 a day and 25 points: 10 passes, 20 is over 25, 5 passes
+            assert (await api.transfer(m1, m2, points)).status_code == 201
+        end = datetime.now(UTC) + timedelta(seconds=1)
+        limits = {
+            "award_max_points": 250,
+            "award_points_per_key_per_day": 250,
+            "award_approval_above": 50,
+            "redeem_points_per_member_per_day": 100,
+            "transfers_per_member_per_day": 2,
+            "transfer_points_per_member_per_day": 25,
+        }
+        created = await api.post("/v1/rules", with_limits(**limits), idempotency_key=None)
+        assert created.status_code == 201, created.text
+        draft = created.json()["version"]
+        plain = (await api.post("/v1/rules", BASE, idempotency_key=None)).json()["version"]
+        window = {"from": start.isoformat(), "to": end.isoformat()}
+
+        replayed = await api.post(f"/v1/rules/{draft}/simulate", window, idempotency_key=None)
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["limits"] == {
+            "awards": 3,
+            "awards_refused": 2,
+            "award_points_refused": 500,
+            "awards_for_approval": 1,
+            "redemptions": 3,
+            "redemptions_refused": 1,
+            "redeem_points_refused": 80,
+            "transfers": 3,
+            "transfers_refused": 1,
+            "transfer_points_refused": 20,
+        }
+        without = await api.post(f"/v1/rules/{plain}/simulate", window, idempotency_key=None)
+        assert without.status_code == 200, without.text
+        assert set(without.json()["limits"].values()) == {0}
+        # the replay wrote nothing: the live figures are as they were
+        assert await api.available(m1) == 600 - 50 - 80 - 30 - 35
