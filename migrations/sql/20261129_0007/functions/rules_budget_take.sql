@@ -33,6 +33,7 @@ DECLARE
     v_key text;
     v_points bigint;
     v_budget record;
+    v_slot smallint;
 BEGIN
     FOR v_charge IN SELECT c FROM jsonb_array_elements(p_charges) c ORDER BY c->>'budget' LOOP
         v_key := v_charge->>'budget';
@@ -60,9 +61,12 @@ BEGIN
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'program % has no budget %', p_program_id, v_key USING ERRCODE = 'LPB02';
             END IF;
+            -- One slice, drawn once: random() in the WHERE clause would be drawn again
+            -- for every row, taking from several slices (or waiting on any of them).
+            v_slot := floor(random() * v_budget.slices)::smallint;
             UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
              WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id
-               AND s.slot = floor(random() * v_budget.slices)::smallint AND s.remaining >= v_points;
+               AND s.slot = v_slot AND s.remaining >= v_points;
             IF NOT FOUND AND (
                    (SELECT sum(s.remaining) FROM rules_budget_slice s
                      WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id) < v_points
