@@ -19,7 +19,9 @@ SELECT pa.id, pa.program_id, pa.code, pa.name, pa.roles, pa.billing, pa.currency
        pa.timezone, pa.settlement_period, pa.status, pa.created_at, pa.updated_at,
        b.funding AS funding_points, b.payable AS payable_points
   FROM partner pa
- CROSS JOIN LATERAL (SELECT sum(s.funding)::bigint AS funding, sum(s.payable)::bigint AS payable
+ -- numeric: each slot stays within bigint, their sum need not (refused at funding,
+ -- app/partners/service.py fund(); a partner's payable can outgrow it too)
+ CROSS JOIN LATERAL (SELECT sum(s.funding) AS funding, sum(s.payable) AS payable
                        FROM partner_balance s WHERE s.program_id = pa.program_id AND s.partner_id = pa.id) b
 """
 
@@ -30,8 +32,8 @@ BALANCE_SLOTS = 32
 SPREAD = "SELECT partner_balance_spread(p_program_id => $1, p_partner_id => $2)"
 
 BALANCES = """
-SELECT g.code AS program, pa.code AS partner, sum(b.funding)::bigint AS funding,
-       sum(b.payable)::bigint AS payable
+SELECT g.code AS program, pa.code AS partner, sum(b.funding) AS funding,
+       sum(b.payable) AS payable
   FROM partner pa
   JOIN partner_balance b ON b.program_id = pa.program_id AND b.partner_id = pa.id
   JOIN program g ON g.id = pa.program_id
@@ -566,13 +568,13 @@ async def period_sections(
 async def lock_balance(connection: Connection, program_id: int, partner_id: int) -> int:
     """The partner's funding points, every slot of its balance locked (in slot order,
     as ledger_post() locks them) until the transaction ends."""
-    funding: int = await connection.fetchval(
-        "SELECT sum(funding)::bigint FROM (SELECT funding FROM partner_balance"
+    funding = await connection.fetchval(
+        "SELECT sum(funding) FROM (SELECT funding FROM partner_balance"
         " WHERE program_id = $1 AND partner_id = $2 ORDER BY slot FOR UPDATE) s",
         program_id,
         partner_id,
     )
-    return funding
+    return int(funding or 0)
 
 
 async def spread(connection: Connection, program_id: int, partner_id: int) -> None:

@@ -134,8 +134,8 @@ def partner_out(row: asyncpg.Record) -> PartnerOut:
         timezone=row["timezone"],
         settlement_period=row["settlement_period"],
         status=row["status"],
-        funding_points=row["funding_points"],
-        payable_points=row["payable_points"],
+        funding_points=int(row["funding_points"] or 0),
+        payable_points=int(row["payable_points"] or 0),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -280,6 +280,8 @@ async def fund(context: AppContext, request: KeyedRequest, code: str, body: Fund
                 )
             if body.price.currency != partner["currency"]:
                 raise CurrencyMismatch(f"partner {code} settles in {partner['currency']}")
+            if funding + body.points > MAX_POINTS:
+                raise PointsOutOfRange(f"partner {code}'s funding would pass {MAX_POINTS} points")
             entry_id = uuid7()
             out = FundingOut(
                 entry_id=entry_id,
@@ -966,8 +968,8 @@ async def balance_metrics(db: Database) -> bytes:
         labels=("program", "partner"),
     )
     for row in rows:
-        funding.add_metric((row["program"], row["partner"]), row["funding"])
-        payable.add_metric((row["program"], row["partner"]), row["payable"])
+        funding.add_metric((row["program"], row["partner"]), float(row["funding"]))
+        payable.add_metric((row["program"], row["partner"]), float(row["payable"]))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([funding, payable]))
     return generate_latest(registry)
