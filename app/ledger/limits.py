@@ -229,7 +229,7 @@ async def past_movements(
 ) -> AsyncIterator[Movement]:
     """The program's awards, redemptions, holds and transfers recorded in [start,
     end), as the limits of a rules version in `timezone` would have counted them
-    (app.rules.limits.replay_limits); call inside a transaction."""
+    (app.rules.limits.LimitsReplayer); call inside a transaction."""
     zone = ZoneInfo(timezone)
     async for row in repository.past_limited_movements(connection, program_id, start, end):
         award = row["kind"] == "award"

@@ -25,7 +25,7 @@ from app.principal import Principal
 from app.rules import EventFacts, RulesDocument, RulesError, earn_event
 from app.rules.budgets import Scope, budget_key, budget_limits, earn_within_budgets, section_path
 from app.rules.events import StreakMark
-from app.rules.limits import Movement, replay_limits
+from app.rules.limits import LimitsReplayer
 from app.rulesets.service import RulesVersionNotFound
 from app.tiers import service as tiers
 
@@ -202,16 +202,18 @@ async def _replay_limits(
     connection: Connection, rules: RulesDocument, program_id: int, body: SimulationIn
 ) -> LimitsSimulationOut:
     """The version's limits against the period's awards, redemptions, holds and
-    transfers (app.rules.limits.replay_limits says how they count)."""
-    movements: list[Movement] = []
+    transfers (app.rules.limits.LimitsReplayer says how they count)."""
+    replayer = LimitsReplayer(rules.limits)
     if rules.limits.configured:
+        fed = 0
         async for movement in ledger_limits.past_movements(
             connection, program_id, body.from_, body.to, rules.timezone
         ):
-            movements.append(movement)
-            if len(movements) % YIELD_EVERY == 0:
+            replayer.feed(movement)
+            fed += 1
+            if fed % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-    replayed = replay_limits(rules.limits, movements)
+    replayed = replayer.out
     return LimitsSimulationOut(
         awards=replayed.awards,
         awards_refused=replayed.awards_refused,

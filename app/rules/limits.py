@@ -11,7 +11,6 @@ second key, and counts as if approved the same day."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -43,26 +42,40 @@ class LimitsReplay:
     transfer_points_refused: int = 0
 
 
-def replay_limits(limits: Limits, movements: Iterable[Movement]) -> LimitsReplay:
-    out = LimitsReplay()
-    used: dict[tuple[str, str, date], int] = {}
+class LimitsReplayer:
+    """Feeds movements one at a time, in recorded order, so a long period never has
+    to be held in memory: only the current local day's counts are kept (a limit is
+    per day, and days only move forward in recorded order)."""
 
-    def take(charges: list[tuple[str, int | None, int]], subject: str, day: date) -> bool:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.out = LimitsReplay()
+        self._day: date | None = None
+        self._used: dict[tuple[str, str], int] = {}
+
+    def _take(self, charges: list[tuple[str, int | None, int]], subject: str) -> bool:
         """Count every charge (limit, allowed, amount) or none of them."""
         wanted = [(name, allowed, amount) for name, allowed, amount in charges if allowed is not None]
-        if any(used.get((name, subject, day), 0) + amount > allowed for name, allowed, amount in wanted):
+        if any(self._used.get((name, subject), 0) + amount > allowed for name, allowed, amount in wanted):
             return False
         for name, _, amount in wanted:
-            used[name, subject, day] = used.get((name, subject, day), 0) + amount
+            self._used[name, subject] = self._used.get((name, subject), 0) + amount
         return True
 
-    for movement in movements:
+    def feed(self, movement: Movement) -> None:
+        if movement.day != self._day:
+            if self._day is not None and movement.day < self._day:
+                raise ValueError(f"movements out of recorded order: {movement.day} after {self._day}")
+            self._day = movement.day
+            self._used.clear()
+        limits, out = self.limits, self.out
         if movement.kind == "award":
             out.awards += 1
-            passed = (limits.award_max_points is None or movement.points <= limits.award_max_points) and take(
+            passed = (
+                limits.award_max_points is None or movement.points <= limits.award_max_points
+            ) and self._take(
                 [("award_points_per_key_per_day", limits.award_points_per_key_per_day, movement.points)],
                 movement.subject,
-                movement.day,
             )
             if not passed:
                 out.awards_refused += 1
@@ -71,7 +84,7 @@ def replay_limits(limits: Limits, movements: Iterable[Movement]) -> LimitsReplay
                 out.awards_for_approval += 1
         elif movement.kind == "transfer":
             out.transfers += 1
-            if not take(
+            if not self._take(
                 [
                     ("transfers_per_member_per_day", limits.transfers_per_member_per_day, 1),
                     (
@@ -81,13 +94,12 @@ def replay_limits(limits: Limits, movements: Iterable[Movement]) -> LimitsReplay
                     ),
                 ],
                 movement.subject,
-                movement.day,
             ):
                 out.transfers_refused += 1
                 out.transfer_points_refused += movement.points
         else:
             out.redemptions += 1
-            if not take(
+            if not self._take(
                 [
                     (
                         "redeem_points_per_member_per_day",
@@ -96,8 +108,6 @@ def replay_limits(limits: Limits, movements: Iterable[Movement]) -> LimitsReplay
                     )
                 ],
                 movement.subject,
-                movement.day,
             ):
                 out.redemptions_refused += 1
                 out.redeem_points_refused += movement.points
-    return out
