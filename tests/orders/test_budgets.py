@@ -326,6 +326,71 @@ class TestConcurrentOrders:
         await sound(db)
 
 
+class TestSlices:
+    SLICES = """
+        SELECT s.remaining FROM rules_budget_slice s
+          JOIN rules_budget b ON b.program_id = s.program_id AND b.id = s.budget_id
+          JOIN program p ON p.id = b.program_id
+         WHERE p.code = $1 ORDER BY s.slot"""
+
+    async def slices(self, api: Api, db: asyncpg.Connection) -> list[int]:
+        return [row["remaining"] for row in await db.fetch(self.SLICES, api.program)]
+
+    async def test_slices_worn_below_a_charge_still_cover_it_together(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        # 100 points over 16 slices: slots 0-3 hold 7, the others 6. Charges of 7 take
+        # the four sevens; the fifth takes 6 from slot 4 and 1 from slot 5 (the fullest
+        # free slices first), without locking every slice.
+        await api.use_rules(rules(budget={"points": 100}))
+        assert await self.slices(api, db) == [7] * 4 + [6] * 12
+        for _ in range(5):
+            assert (await order(api, await api.enrol(), "7.00"))["points"] == 14
+        assert await self.slices(api, db) == [0] * 5 + [5] + [6] * 10
+        for _ in range(9):
+            assert (await order(api, await api.enrol(), "7.00"))["points"] == 14
+        assert sum(await self.slices(api, db)) == 2
+        assert (await order(api, await api.enrol(), "7.00"))["points"] == 7  # 2 left can't cover 7
+        assert sum(await self.slices(api, db)) == 2
+        await sound(db)
+
+    async def test_a_take_under_every_slice_s_lock_gathers_what_is_left_in_slices_that_cover_it(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(rules(budget={"points": 79}))  # 15 slices of 5, one of 4
+        budget_id = await db.fetchval(
+            "SELECT b.id FROM rules_budget b JOIN program p ON p.id = b.program_id WHERE p.code = $1",
+            api.program,
+        )
+        program_id = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+
+        async def spread(change: int, at_least: int = 1) -> int | None:
+            left: int | None = await db.fetchval(
+                "SELECT rules_budget_spread(p_program_id => $1, p_budget_id => $2, p_change => $3,"
+                " p_at_least => $4)",
+                program_id,
+                budget_id,
+                change,
+                at_least,
+            )
+            return left
+
+        transaction = db.transaction()
+        await transaction.start()
+        try:
+            # 72 left: ten slices of 8 or 7 (not sixteen of 4 or 5), the rest empty
+            assert await spread(-7, 7) == 72
+            assert await self.slices(api, db) == [8, 8] + [7] * 8 + [0] * 6
+            # by default, every slice evenly
+            assert await spread(0) == 72
+            assert await self.slices(api, db) == [5] * 8 + [4] * 8
+            # a take that what is left can't cover changes nothing
+            assert await spread(-73, 73) is None
+            assert await self.slices(api, db) == [5] * 8 + [4] * 8
+        finally:
+            await transaction.rollback()
+
+
 class TestSimulation:
     async def test_a_draft_s_budget_is_spent_by_the_replayed_orders_in_turn(self, api: Api) -> None:
         await api.use_rules(rules())
