@@ -314,6 +314,33 @@ class TestConcurrentOrders:
         assert [await api.available(member) for member in members] == points
         await sound(db)
 
+    async def test_concurrent_orders_of_mixed_sizes_never_spend_more_than_the_budget(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        # Charges of 3, 5, 7 and 11 against 16 slices of 6 or 7: the takes from one
+        # slice, from several, the waits and the takes under every slice's lock
+        # interleave; whatever order they land in, the budget ends exact.
+        await api.use_rules(rules(budget={"points": 100}))
+        sizes = [3, 5, 7, 11] * 10
+        members = [await api.enrol() for _ in sizes]
+        responses = await asyncio.gather(
+            *(
+                api.order(member, f"{size}.00", paid_at=paid_at())
+                for member, size in zip(members, sizes, strict=True)
+            )
+        )
+        assert [response.status_code for response in responses] == [201] * len(sizes)
+        extra = [response.json()["points"] - size for response, size in zip(responses, sizes, strict=True)]
+        assert all(points in (0, size) for points, size in zip(extra, sizes, strict=True))
+        spent = (await budgets(api))["earn.multipliers.double"]
+        assert spent["used"] == sum(extra) <= 100
+        assert spent["remaining"] == 100 - sum(extra)
+        # every order refused the double would not have fitted in what was left at the end
+        assert all(
+            size > spent["remaining"] for points, size in zip(extra, sizes, strict=True) if points == 0
+        )
+        await sound(db)
+
     async def test_concurrent_orders_of_one_member_against_their_share(
         self, api: Api, db: asyncpg.Connection
     ) -> None:
