@@ -128,6 +128,15 @@ class Settings(BaseSettings):
         '{"evaluate-tiers": 86400}): jobs whose dates are hours or days apart need not run every minute',
     )
 
+    segment_snapshot_retention_days: int = Field(
+        default=35,
+        ge=1,
+        le=3660,
+        description="days of segment snapshots the snapshot-segments job keeps before its as_of, and "
+        "the latest one before them: an order paid up to that long before it is recorded reads the "
+        "same snapshot as it would have then",
+    )
+
     serve_background: bool = Field(
         default=True,
         description="run the chainer and the webhook dispatcher inside `points-ledger serve` too "

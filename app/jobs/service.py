@@ -37,7 +37,8 @@ class JobSummary(BaseModel):
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
-        "lift-statuses `members`; snapshot-segments `programs`, `snapshots` and `members`",
+        "lift-statuses `members`; snapshot-segments `programs`, `snapshots`, `members` and "
+        "`pruned` (snapshots past the retention)",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -158,9 +159,19 @@ async def _snapshot_segments(
     program_ids = await _programs(db, program_id)
     progress.total(len(program_ids))
     done = await segments.snapshot_segments(
-        db, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+        db,
+        program_ids=program_ids,
+        as_of=as_of,
+        now=now,
+        retention_days=db.settings.segment_snapshot_retention_days,
+        on_progress=progress.advance,
     )
-    return {"programs": done.programs, "snapshots": done.snapshots, "members": done.members}
+    return {
+        "programs": done.programs,
+        "snapshots": done.snapshots,
+        "members": done.members,
+        "pruned": done.pruned,
+    }
 
 
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
