@@ -122,6 +122,7 @@ class Settings(BaseSettings):
             "evaluate-tiers": 3600.0,
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
+            "check-cost-cap": 86400.0,
             "snapshot-segments": 86400.0,
         },
         description="seconds between runs of particular jobs (JSON, e.g. "

@@ -21,6 +21,7 @@ from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
+from app.reports import cap
 from app.segments import service as segments
 from app.tiers import service as tiers
 
@@ -38,7 +39,8 @@ class JobSummary(BaseModel):
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
         "lift-statuses `members`; snapshot-segments `programs`, `snapshots`, `members` and "
-        "`pruned` (snapshots past the retention)",
+        "`pruned` (snapshots past the retention); check-cost-cap `programs`, `checked` (programs with a "
+        "cap whose last closed month was checked), `exceeded` and `events` (cost.cap_exceeded written)",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -174,6 +176,22 @@ async def _snapshot_segments(
     }
 
 
+async def _check_cost_cap(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    program_ids = await _programs(db, program_id)
+    progress.total(len(program_ids))
+    done = await cap.check_cost_cap(
+        db, db.settings, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {
+        "programs": done.programs,
+        "checked": done.checked,
+        "exceeded": done.exceeded,
+        "events": done.events,
+    }
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: statuses lift first (what they blocked is
 # allowed again as soon as the round begins), pending points become available before
@@ -187,6 +205,7 @@ JOBS: dict[str, Job] = {
     "notify-expiring": _notify_expiring,
     "fail-conversions": _fail_conversions,
     "close-statements": _close_statements,
+    "check-cost-cap": _check_cost_cap,
     "snapshot-segments": _snapshot_segments,
 }
 
