@@ -126,6 +126,7 @@ class TestCheckCostCap:
         assert asked.json()["cap_exceeded"] is True
         assert await run_job(api) == {"programs": 1, "checked": 1, "exceeded": 1, "events": 0}
         assert len(await cap_events(db, api)) == 1
+        await sound(db)
 
     async def test_under_the_cap_without_a_cap_and_a_month_not_over_yet(
         self, api: Api, clock: MovableClock, db: asyncpg.Connection
@@ -156,6 +157,7 @@ class TestCheckCostCap:
         clock.offset = next_month(clock) - datetime.now(UTC)
         assert await run_job(api) == {"programs": 1, "checked": 0, "exceeded": 0, "events": 0}
         assert await cap_events(db, api) == []
+        await sound(db)
 
     async def test_a_jobs_key_without_admin_is_refused(self, api: Api) -> None:
         reader = await api.key_with("reports:read")
