@@ -122,10 +122,20 @@ class Settings(BaseSettings):
             "evaluate-tiers": 3600.0,
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
+            "check-cost-cap": 86400.0,
             "snapshot-segments": 86400.0,
         },
         description="seconds between runs of particular jobs (JSON, e.g. "
         '{"evaluate-tiers": 86400}): jobs whose dates are hours or days apart need not run every minute',
+    )
+
+    segment_snapshot_retention_days: int = Field(
+        default=35,
+        ge=1,
+        le=3660,
+        description="days of segment snapshots the snapshot-segments job keeps before its as_of, and "
+        "the latest one before them: an order paid up to that long before it is recorded reads the "
+        "same snapshot as it would have then",
     )
 
     serve_background: bool = Field(

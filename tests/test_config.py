@@ -28,6 +28,7 @@ class TestSettings:
             "evaluate-tiers": 3600.0,
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
+            "check-cost-cap": 86400.0,
             "snapshot-segments": 86400.0,
         }
         monkeypatch.setenv("LEDGER_WORKER_JOB_INTERVALS", '{"evaluate-tiers": 86400}')

@@ -15,6 +15,7 @@ class JobName(StrEnum):
     notify_expiring = "notify-expiring"
     fail_conversions = "fail-conversions"
     close_statements = "close-statements"
+    check_cost_cap = "check-cost-cap"
     snapshot_segments = "snapshot-segments"
 
 

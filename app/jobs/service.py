@@ -21,6 +21,7 @@ from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
+from app.reports import cap
 from app.segments import service as segments
 from app.tiers import service as tiers
 
@@ -37,7 +38,9 @@ class JobSummary(BaseModel):
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
-        "lift-statuses `members`; snapshot-segments `programs`, `snapshots` and `members`",
+        "lift-statuses `members`; snapshot-segments `programs`, `snapshots`, `members` and "
+        "`pruned` (snapshots past the retention); check-cost-cap `programs`, `checked` (programs with a "
+        "cap whose last closed month was checked), `exceeded` and `events` (cost.cap_exceeded written)",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -158,9 +161,35 @@ async def _snapshot_segments(
     program_ids = await _programs(db, program_id)
     progress.total(len(program_ids))
     done = await segments.snapshot_segments(
-        db, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+        db,
+        program_ids=program_ids,
+        as_of=as_of,
+        now=now,
+        retention_days=db.settings.segment_snapshot_retention_days,
+        on_progress=progress.advance,
     )
-    return {"programs": done.programs, "snapshots": done.snapshots, "members": done.members}
+    return {
+        "programs": done.programs,
+        "snapshots": done.snapshots,
+        "members": done.members,
+        "pruned": done.pruned,
+    }
+
+
+async def _check_cost_cap(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    program_ids = await _programs(db, program_id)
+    progress.total(len(program_ids))
+    done = await cap.check_cost_cap(
+        db, db.settings, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {
+        "programs": done.programs,
+        "checked": done.checked,
+        "exceeded": done.exceeded,
+        "events": done.events,
+    }
 
 
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
@@ -176,6 +205,7 @@ JOBS: dict[str, Job] = {
     "notify-expiring": _notify_expiring,
     "fail-conversions": _fail_conversions,
     "close-statements": _close_statements,
+    "check-cost-cap": _check_cost_cap,
     "snapshot-segments": _snapshot_segments,
 }
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from app.context import Context, require
 from app.errors import Forbidden, ValidationFailed, error_responses
@@ -26,40 +22,17 @@ from app.reports.schemas import (
     OverviewOut,
     RedemptionCostOut,
 )
+from app.tables import CSV_RESPONSE, Format
+from app.tables import csv_table as _csv
 
 router = api_router(prefix="/v1/reports", tags=["reports"])
 
 Reader = Annotated[Principal, Depends(require("reports:read"))]
-Format = Annotated[Literal["json", "csv"], Query(description="`csv` for the table, `json` (default) for all")]
 From = Annotated[Instant, Query(alias="from", description="start of the period (RFC 3339, inclusive)")]
 To = Annotated[Instant, Query(description="end of the period (RFC 3339, exclusive); not in the future")]
 
 _ERRORS = error_responses(Forbidden, ValidationFailed)
-_CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"amount", "currency"}:
-            return value["amount"]
-        return ";".join(f"{key}={item}" for key, item in value.items())
-    return value
-
-
-def _csv(rows: Iterable[BaseModel], columns: Sequence[str], report: Any, headers: dict[str, str]) -> Response:
-    """The rows as CSV (money as its amount: the currency is the valuation's, in
-    the JSON); the chain head and instant or period in headers."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        values = row.model_dump(mode="json")
-        writer.writerow([_cell(values[column]) for column in columns])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv",
-        headers={"X-Chain-Sequence": str(report.chain_sequence), **headers},
-    )
+_CSV = CSV_RESPONSE
 
 
 @router.get(

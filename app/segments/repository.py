@@ -11,7 +11,10 @@ import asyncpg
 from app.db import Connection
 
 # Every member recorded by $2 with their RFM scores over the window of $3 days
-# ending at $2; members without an order in it are `lapsed`. Only what was
+# ending at $2; members without an order in it are `lapsed`. Monetary counts the
+# orders paid in $4 (the segments' currency, service._currency): net spend is
+# never a sum of amounts in different currencies; orders in others still count
+# for recency and frequency. Only what was
 # recorded by $2 counts (orders by recorded_at, refunds by created_at), so a past
 # as_of gives the same answer whenever it is asked. Each score is 1-5 by quintile:
 # 1 + floor(5 * (rank - 1) / n) over the n members with an order, rank() so ties
@@ -27,7 +30,8 @@ SEGMENT_CASE = """
 RFM = f"""
 WITH o AS (
      SELECT o.member_id, count(*)::int AS frequency, max(o.paid_at) AS last_paid,
-            sum(o.total) - coalesce(sum(rf.amount), 0) AS monetary
+            coalesce(sum(o.total) FILTER (WHERE o.currency = $4::text), 0)
+            - coalesce(sum(rf.amount) FILTER (WHERE o.currency = $4::text), 0) AS monetary
        FROM paid_order o
        LEFT JOIN LATERAL (
             SELECT sum(r.amount) AS amount FROM order_refund r
@@ -58,6 +62,28 @@ CHAIN_SEQUENCE = """
 SELECT coalesce(max(sequence), 0) FROM entry_chain WHERE program_id = $1 AND chained_at <= $2
 """
 
+# The rules version in force at $2 (the last activated by then).
+VERSION_AT = """
+SELECT version FROM rules_activation
+ WHERE program_id = $1 AND activated_at <= $2
+ ORDER BY activated_at DESC, id DESC LIMIT 1
+"""
+
+# The currency most of the window's orders were paid in (ties: the first code),
+# and how many orders of the window were paid in others than $4.
+MOST_USED_CURRENCY = """
+SELECT o.currency FROM paid_order o
+ WHERE o.program_id = $1 AND o.recorded_at <= $2 AND o.paid_at <= $2
+   AND o.paid_at > $2 - make_interval(days => $3)
+ GROUP BY o.currency ORDER BY count(*) DESC, o.currency LIMIT 1
+"""
+
+OTHER_CURRENCY_ORDERS = """
+SELECT count(*) FROM paid_order o
+ WHERE o.program_id = $1 AND o.recorded_at <= $2 AND o.paid_at <= $2
+   AND o.paid_at > $2 - make_interval(days => $3) AND o.currency IS DISTINCT FROM $4::text
+"""
+
 SNAPSHOT = """
 SELECT as_of, window_days, chain_sequence, members, taken_at FROM segment_snapshot
  WHERE program_id = $1 AND as_of = $2
@@ -73,7 +99,7 @@ SELECT segment, count(*) AS members FROM member_segment
 """
 
 PAGE = f"""
-SELECT * FROM ({RFM}) x WHERE x.segment = $4 AND x.member_id > $5 ORDER BY x.member_id LIMIT $6
+SELECT * FROM ({RFM}) x WHERE x.segment = $5 AND x.member_id > $6 ORDER BY x.member_id LIMIT $7
 """
 
 SNAPSHOT_PAGE = """
@@ -106,9 +132,37 @@ RETURNING members
 """
 
 
+# Snapshots older than the latest one taken before $2 (the retention's cutoff):
+# an order paid at or after $2 reads that one or a later one, never these.
+PRUNE = """
+DELETE FROM segment_snapshot s
+ WHERE s.program_id = $1
+   AND s.as_of < (SELECT max(k.as_of) FROM segment_snapshot k WHERE k.program_id = $1 AND k.as_of < $2)
+RETURNING s.as_of
+"""
+
+
 async def chain_sequence(connection: Connection, program_id: int, as_of: datetime) -> int:
     value: int = await connection.fetchval(CHAIN_SEQUENCE, program_id, as_of)
     return value
+
+
+async def version_at(connection: Connection, program_id: int, at: datetime) -> int | None:
+    version = await connection.fetchval(VERSION_AT, program_id, at)
+    return None if version is None else int(version)
+
+
+async def most_used_currency(
+    connection: Connection, program_id: int, as_of: datetime, window_days: int
+) -> str | None:
+    found: str | None = await connection.fetchval(MOST_USED_CURRENCY, program_id, as_of, window_days)
+    return found
+
+
+async def other_currency_orders(
+    connection: Connection, program_id: int, as_of: datetime, window_days: int, currency: str | None
+) -> int:
+    return int(await connection.fetchval(OTHER_CURRENCY_ORDERS, program_id, as_of, window_days, currency))
 
 
 async def snapshot(connection: Connection, program_id: int, as_of: datetime) -> asyncpg.Record | None:
@@ -117,12 +171,17 @@ async def snapshot(connection: Connection, program_id: int, as_of: datetime) -> 
 
 
 async def counts(
-    connection: Connection, program_id: int, as_of: datetime, window_days: int, from_snapshot: bool
+    connection: Connection,
+    program_id: int,
+    as_of: datetime,
+    window_days: int,
+    currency: str | None,
+    from_snapshot: bool,
 ) -> dict[str, int]:
     if from_snapshot:
         rows = await connection.fetch(SNAPSHOT_COUNTS, program_id, as_of)
     else:
-        rows = await connection.fetch(COUNTS, program_id, as_of, window_days)
+        rows = await connection.fetch(COUNTS, program_id, as_of, window_days, currency)
     return {row["segment"]: row["members"] for row in rows}
 
 
@@ -131,6 +190,7 @@ async def page(
     program_id: int,
     as_of: datetime,
     window_days: int,
+    currency: str | None,
     from_snapshot: bool,
     *,
     segment: str,
@@ -141,12 +201,17 @@ async def page(
     if from_snapshot:
         rows = await connection.fetch(SNAPSHOT_PAGE, program_id, as_of, segment, after, limit)
     else:
-        rows = await connection.fetch(PAGE, program_id, as_of, window_days, segment, after, limit)
+        rows = await connection.fetch(PAGE, program_id, as_of, window_days, currency, segment, after, limit)
     return rows
 
 
 async def take_snapshot(
-    connection: Connection, program_id: int, as_of: datetime, window_days: int, now: datetime
+    connection: Connection,
+    program_id: int,
+    as_of: datetime,
+    window_days: int,
+    currency: str | None,
+    now: datetime,
 ) -> int | None:
     """Members snapshotted, or None when a snapshot for this as_of already exists."""
     async with connection.transaction():
@@ -154,5 +219,10 @@ async def take_snapshot(
         taken = await connection.fetchval(TAKE_SNAPSHOT, program_id, as_of, window_days, sequence, now)
         if taken is None:
             return None
-        members: int = await connection.fetchval(FILL_SNAPSHOT, program_id, as_of, window_days)
+        members: int = await connection.fetchval(FILL_SNAPSHOT, program_id, as_of, window_days, currency)
         return members
+
+
+async def prune(connection: Connection, program_id: int, cutoff: datetime) -> int:
+    """Snapshots deleted (their members' rows go with them, ON DELETE CASCADE)."""
+    return len(await connection.fetch(PRUNE, program_id, cutoff))

@@ -33,6 +33,17 @@ class SegmentReport(BaseModel):
         description="true: read from the snapshot the snapshot-segments job kept for this as_of",
         examples=[False],
     )
+    currency: str | None = Field(
+        description="the currency monetary is measured in (the rules' `currency` in force at as_of, "
+        "else their valuation's, else the one most orders of the window were paid in); null when "
+        "there is none",
+        examples=["EUR"],
+    )
+    other_currency_orders: int = Field(
+        description="orders of the window paid in another currency: they count for recency and "
+        "frequency, not for monetary",
+        examples=[0],
+    )
     members: int = Field(description="members recorded by as_of (every segment together)", examples=[100])
     segments: list[SegmentCount] = Field(description="every segment, in the documented order")
 
@@ -45,7 +56,9 @@ class SegmentMember(BaseModel):
     )
     frequency: int = Field(description="orders paid in the window", examples=[7])
     monetary: str = Field(
-        description="net spend in the window: order totals less refunds", examples=["412.50"]
+        description="net spend in the window in the report's `currency`: those orders' totals less "
+        "their refunds",
+        examples=["412.50"],
     )
     r: int | None = Field(description="recency score 1-5 (5 = most recent); null when lapsed", examples=[5])
     f: int | None = Field(description="frequency score 1-5; null when lapsed", examples=[4])
@@ -57,5 +70,8 @@ class SegmentMemberPage(BaseModel):
         description="the instant the list is as of (UTC)", examples=["2026-11-25T00:00:00Z"]
     )
     chain_sequence: int = Field(description="the ledger chain's sequence as of as_of", examples=[1042])
+    currency: str | None = Field(
+        description="the currency `monetary` is measured in (as in the report)", examples=["EUR"]
+    )
     items: list[SegmentMember] = Field(description="the segment's members, by member id")
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page", examples=[None])

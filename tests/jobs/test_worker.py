@@ -44,6 +44,7 @@ class TestRound:
             "notify-expiring",
             "fail-conversions",
             "close-statements",
+            "check-cost-cap",
             "snapshot-segments",
         ]
         assert done.skipped == []
@@ -122,6 +123,7 @@ class TestForever:
             "evaluate-tiers": 3600.0,
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
+            "check-cost-cap": 3600.0,
             "snapshot-segments": 3600.0,
         }
         await asyncio.wait_for(
@@ -137,6 +139,7 @@ class TestForever:
             "notify-expiring",
             "fail-conversions",
             "close-statements",
+            "check-cost-cap",
             "snapshot-segments",
         ]
         assert [list(done.ran) for done in rounds[1:]] == [

@@ -236,9 +236,9 @@ class TestSnapshotSegments:
         }
         job = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(as_of)}, idempotency_key=None)
         assert job.status_code == 200, job.text
-        assert job.json()["counts"] == {"programs": 1, "snapshots": 1, "members": 7}
+        assert job.json()["counts"] == {"programs": 1, "snapshots": 1, "members": 7, "pruned": 0}
         again = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(as_of)}, idempotency_key=None)
-        assert again.json()["counts"] == {"programs": 1, "snapshots": 0, "members": 0}
+        assert again.json()["counts"] == {"programs": 1, "snapshots": 0, "members": 0, "pruned": 0}
         kept = await report(api, as_of=iso(as_of))
         assert kept["from_snapshot"] is True
         assert {**kept, "from_snapshot": False} == live
@@ -277,10 +277,64 @@ class TestSnapshotSegments:
         args = ["jobs", "run", "snapshot-segments", "--program", api.program, "--as-of", as_of]
         result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
         assert result.exit_code == 0, result.output
-        assert "1 programs, 1 snapshots, 1 members" in result.output
+        assert "1 programs, 1 snapshots, 1 members, 0 pruned" in result.output
         again = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
-        assert "1 programs, 0 snapshots, 0 members" in again.output
+        assert "1 programs, 0 snapshots, 0 members, 0 pruned" in again.output
         assert (await report(api, as_of=as_of))["from_snapshot"] is True
+
+
+class TestSegmentsCsv:
+    async def test_the_report_as_csv(self, api: Api) -> None:
+        await small_program(api)
+        as_of = iso(datetime.now(UTC))
+        body = await report(api, as_of=as_of)
+        response = await api.get("/v1/reports/segments", as_of=as_of, format="csv")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/csv")
+        assert response.text.splitlines() == [
+            "segment,members,share",
+            "core,1,0.1429",
+            "potential,1,0.1429",
+            "regular,0,0.0000",
+            "basic,3,0.4286",
+            "lapsed,2,0.2857",
+        ]
+        assert response.headers["X-Chain-Sequence"] == str(body["chain_sequence"])
+        assert datetime.fromisoformat(response.headers["X-As-Of"]) == datetime.fromisoformat(body["as_of"])
+        assert response.headers["X-Currency"] == "EUR"
+
+    async def test_a_segments_members_as_csv_page_by_page(self, api: Api) -> None:
+        members, _ = await small_program(api)
+        as_of = iso(datetime.now(UTC))
+        first = await api.get(
+            "/v1/reports/segments/members", segment="basic", as_of=as_of, limit=2, format="csv"
+        )
+        assert first.status_code == 200, first.text
+        lines = first.text.splitlines()
+        assert lines[0] == "member,segment,recency_days,frequency,monetary,r,f,m"
+        # Without the refund, B, D and E are basic (C is potential), by member id: B and D first
+        assert lines[1:] == [
+            f"{members['B']},basic,2,2,100.00,4,3,2",
+            f"{members['D']},basic,3,2,110.00,3,3,3",
+        ]
+        cursor = first.headers["X-Next-Cursor"]
+        last = await api.get(
+            "/v1/reports/segments/members", segment="basic", limit=2, cursor=cursor, format="csv"
+        )
+        assert last.text.splitlines()[1:] == [f"{members['E']},basic,100,1,20.00,1,1,1"]
+        assert "X-Next-Cursor" not in last.headers
+        assert last.headers["X-As-Of"] == first.headers["X-As-Of"]
+        lapsed = await api.get("/v1/reports/segments/members", segment="lapsed", as_of=as_of, format="csv")
+        # a lapsed member has no recency or scores: empty cells
+        assert f"{members['G']},lapsed,,0,0,,," in lapsed.text.splitlines()
+
+    async def test_an_unknown_format_is_refused(self, api: Api) -> None:
+        for path, params in (
+            ("/v1/reports/segments", {"format": "xlsx"}),
+            ("/v1/reports/segments/members", {"segment": "core", "format": "xml"}),
+        ):
+            response = await api.get(path, **params)
+            assert (response.status_code, response.json()["code"]) == (422, "validation_error")
 
 
 class TestSegmentCondition:
@@ -339,3 +393,147 @@ class TestSegmentCondition:
         response = await api.post("/v1/rules", bad, idempotency_key=None)
         assert response.status_code == 422
         assert response.json()["code"] == "invalid_rules"
+
+
+def valuation(currency: str) -> dict[str, str]:
+    return {"cost_per_point": "0.005", "currency": currency, "redemption_cost_cap": "0.03"}
+
+
+async def scored(api: Api, as_of: str) -> dict[str, tuple[str, int | None, str]]:
+    """Each member's (monetary, m, segment) as of as_of."""
+    found = {}
+    for segment in ("core", "potential", "regular", "basic", "lapsed"):
+        for item in await all_members(api, segment, as_of=as_of):
+            found[item["member"]] = (item["monetary"], item["m"], item["segment"])
+    return found
+
+
+class TestMonetaryCurrency:
+    async def test_one_currency_and_orders_in_others_counted_apart(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        await api.use_rules(BASE_ONLY)  # no currency, no valuation: orders in any currency
+        now = datetime.now(UTC)
+        p, q, r = [await api.enrol(unique(f"seg-{name}")) for name in "pqr"]
+        await paid(api, p, "100.00", 1, now)
+        await paid(api, r, "50.00", 2, now)
+        usd = await api.order(q, "500.00", currency="USD", paid_at=iso(now - timedelta(days=3)))
+        assert usd.status_code == 201, usd.text
+        first = iso(datetime.now(UTC))
+
+        # Neither the rules nor a valuation name one: the window's most used, EUR. Q's
+        # 500.00 USD is not added to euros: Q spent 0 EUR (M 1), but it is still an order.
+        body = await report(api, as_of=first)
+        assert (body["currency"], body["other_currency_orders"]) == ("EUR", 1)
+        assert await scored(api, first) == {
+            p: ("100.00", 4, "potential"),  # r 4 f 1 m 4
+            q: ("0", 1, "basic"),
+            r: ("50.00", 2, "basic"),
+        }
+        q_row = (await all_members(api, "basic", as_of=first))[0]
+        assert (q_row["member"], q_row["frequency"], q_row["recency_days"], q_row["r"]) == (q, 1, 3, 1)
+
+        # A valuation in USD: monetary is in USD from its activation on.
+        await asyncio.sleep(0.01)
+        await api.use_rules({**BASE_ONLY, "valuation": valuation("USD")})
+        second = iso(datetime.now(UTC))
+        body = await report(api, as_of=second)
+        assert (body["currency"], body["other_currency_orders"]) == ("USD", 2)
+        assert await scored(api, second) == {
+            p: ("0", 1, "basic"),  # P and R tie at 0: both M 1
+            q: ("500.00", 4, "potential"),
+            r: ("0", 1, "basic"),
+        }
+        members_page = await api.get("/v1/reports/segments/members", segment="potential", as_of=second)
+        assert members_page.json()["currency"] == "USD"
+
+        # The rules' own currency comes before the valuation's.
+        await asyncio.sleep(0.01)
+        await api.use_rules({**BASE_ONLY, "currency": "EUR", "valuation": valuation("USD")})
+        third = iso(datetime.now(UTC))
+        assert (await report(api, as_of=third))["currency"] == "EUR"
+
+        # A past as_of keeps the currency of the rules in force then; a snapshot agrees.
+        assert (await report(api, as_of=first))["currency"] == "EUR"
+        assert (await report(api, as_of=second))["currency"] == "USD"
+        job = await api.post("/v1/jobs/snapshot-segments", {"as_of": second}, idempotency_key=None)
+        assert job.json()["counts"]["snapshots"] == 1
+        kept = await report(api, as_of=second)
+        assert kept["from_snapshot"] is True
+        assert await scored(api, second) == {
+            p: ("0", 1, "basic"),
+            q: ("500.00", 4, "potential"),
+            r: ("0", 1, "basic"),
+        }
+        await sound(db)
+
+
+class TestSnapshotRetention:
+    async def test_prunes_past_the_retention_but_the_snapshot_orders_still_read(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        """LEDGER_SEGMENT_SNAPSHOT_RETENTION_DAYS is 35 (the default) here."""
+        await api.use_rules(BASE_ONLY)
+        now = datetime.now(UTC)
+        x, y, z = [await api.enrol(unique(f"seg-{name}")) for name in "xyz"]
+        await paid(api, x, "100.00", 3, now)  # X core, as in TestSegmentCondition
+        await paid(api, x, "100.00", 2, now)
+        await paid(api, y, "50.00", 20, now)
+        await paid(api, z, "20.00", 30, now)
+        t0 = datetime.now(UTC)
+
+        async def job(at: datetime) -> dict[str, int]:
+            response = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(at)}, idempotency_key=None)
+            assert response.status_code == 200, response.text
+            counts: dict[str, int] = response.json()["counts"]
+            return counts
+
+        async def kept() -> list[datetime]:
+            rows = await db.fetch(
+                "SELECT s.as_of FROM segment_snapshot s JOIN program p ON p.id = s.program_id"
+                " WHERE p.code = $1 ORDER BY s.as_of",
+                api.program,
+            )
+            return [row["as_of"] for row in rows]
+
+        assert (await job(t0))["snapshots"] == 1
+        await api.use_rules(CORE_DOUBLE)
+        await asyncio.sleep(0.01)
+        assert (await api.order(x, "10.00")).json()["points"] == 20  # core in the snapshot at t0
+
+        # 36 days on (jobs may run as of a future instant outside production): the
+        # cutoff is a day after t0, and t0's is the latest snapshot before it: kept.
+        assert await job(t0 + timedelta(days=36)) == {
+            "programs": 1,
+            "snapshots": 1,
+            "members": 3,
+            "pruned": 0,
+        }
+        assert await kept() == [t0, t0 + timedelta(days=36)]
+        assert (await api.order(x, "10.00")).json()["points"] == 20
+
+        # 80 days on: the cutoff is day 45, day 36's snapshot the latest before it;
+        # t0's goes, with its members' rows.
+        assert (await job(t0 + timedelta(days=80)))["pruned"] == 1
+        assert await kept() == [t0 + timedelta(days=36), t0 + timedelta(days=80)]
+        rows = await db.fetchval(
+            "SELECT count(*) FROM member_segment s JOIN program p ON p.id = s.program_id"
+            " WHERE p.code = $1 AND s.as_of = $2",
+            api.program,
+            t0,
+        )
+        assert rows == 0
+        # An order paid now reads no snapshot any more (paid more than the retention
+        # before the snapshots the job keeps): no segment.
+        assert (await api.order(x, "10.00")).json()["points"] == 10
+        # The report as of t0 is computed instead, with the same figures.
+        assert (await report(api, as_of=iso(t0)))["from_snapshot"] is False
+        assert [item["member"] for item in await all_members(api, "core", as_of=iso(t0))] == [x]
+        # Again for the same instant: nothing taken, nothing pruned.
+        assert await job(t0 + timedelta(days=80)) == {
+            "programs": 1,
+            "snapshots": 0,
+            "members": 0,
+            "pruned": 0,
+        }
+        await sound(db)
