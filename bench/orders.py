@@ -288,10 +288,21 @@ def paced_requests(target: str, members: int, key: str) -> Any:
 
 
 def main() -> None:
+    # several people may benchmark on one machine and one PostgreSQL server: --database, --port
+    global DATABASE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--members", type=int, default=2_000)
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"the bench database, dropped and made anew (default {DATABASE})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=PORTS["bare"],
+        help=f"the bare endpoint's port; the service listens on the next one (default {PORTS['bare']})",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes per server")
     parser.add_argument("--seconds", type=int, default=10, help="length of one wrk round")
@@ -312,6 +323,8 @@ def main() -> None:
         help="compare orders without and with a budgeted multiplier (two programs), not bare/awards/orders",
     )
     args = parser.parse_args()
+    DATABASE = args.database
+    PORTS.update(bare=args.port, service=args.port + 1)
     if args.quick:
         args.seconds, args.rounds, args.paced_seconds = 5, 2, 8
     if shutil.which("wrk") is None:
