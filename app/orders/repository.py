@@ -137,6 +137,12 @@ assert all("p_referrals => true" in q for (_, r, _), q in _FACTS_QUERIES.items()
 assert all(("segment_snapshot" in q) == s for (_, _, s), q in _FACTS_QUERIES.items())
 assert all("sg.segment" not in q for (_, _, s), q in _FACTS_QUERIES.items() if not s)
 
+
+def facts_query(*, partner: bool, referrals: bool, segment: bool) -> str:
+    """The facts query member_facts() sends (bench/facts.py times it)."""
+    return _FACTS_QUERIES[partner, referrals, segment]
+
+
 # app/sql/functions/ledger_post_order.sql states the contract.
 POST_ORDER = """
 SELECT outcome, request_fingerprint, response_body
@@ -327,7 +333,7 @@ async def member_facts(
     ends = None if windows is None else [end for _, end in windows]
     if lock:
         await connection.execute(LOCK_MEMBER_BALANCE, program_id, member)
-    query = _FACTS_QUERIES[partner_id is not None, referrals, segment]
+    query = facts_query(partner=partner_id is not None, referrals=referrals, segment=segment)
     arguments: list[Any] = [program_id, member, first_day, last_day, partner_id, starts, ends, top_tier]
     if segment:
         arguments.append(paid_at)
