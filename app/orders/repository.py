@@ -114,8 +114,8 @@ _SEGMENT_JOIN = ORDER_FACTS[
 def _without_segment(query: str) -> str:
     # Rules that name no `when: {segment}`: the segment is not read at all (the
     # order's recorded facts then leave it out, and a what-if replay looks it up).
-    # Measured with bench.orders: the lookup (a max() over the program's snapshots
-    # and an index probe) was part of every order's facts read.
+    # The lookup (a max() over the program's snapshots and an index probe, planned
+    # on every execution) cost 9-18% of the facts read's PostgreSQL CPU (bench/facts.py).
     # paid_at ($9) is then no parameter: a partner's rate instant moves to $9.
     query = query.replace(_SEGMENT_JOIN, "").replace(", sg.segment\n", ", NULL::text AS segment\n")
     assert "$9" not in query
@@ -252,10 +252,11 @@ UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refund
 # under rules that named no segment did not read it (its facts have no `segment`):
 # the replay takes the member's segment in the latest snapshot before paid_at among
 # those taken by the time the order was recorded, as the order would have read it.
+# An imported order (facts {"imported": source}) had no segment and keeps none.
 PAST_ORDERS = """
 SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts,
        o.points,
-       CASE WHEN o.facts ? 'segment' THEN o.facts->>'segment'
+       CASE WHEN o.facts ? 'segment' OR o.facts ? 'imported' THEN o.facts->>'segment'
             ELSE (SELECT ms.segment FROM member_segment ms
                    WHERE ms.program_id = o.program_id AND ms.member_id = o.member_id
                      AND ms.as_of = (SELECT max(ss.as_of) FROM segment_snapshot ss

@@ -406,3 +406,39 @@ class TestSegmentCondition:
             facts = await db.fetchval("SELECT facts FROM paid_order WHERE order_id = $1", order_id)
             assert json.loads(facts)["segment"] == "core"
         await sound(db)
+
+    async def test_an_imported_order_replays_with_no_segment(self, api: Api, db: asyncpg.Connection) -> None:
+        # An imported order's facts ({"imported": source}) have no segment either:
+        # unlike an order that skipped the lookup, it never had one.
+        await api.use_rules(BASE_ONLY)
+        now = datetime.now(UTC)
+        x, y, z = [await api.enrol(unique(f"imp-{name}")) for name in "xyz"]
+        await paid(api, x, "100.00", 3, now)  # as in the tests above: X core
+        await paid(api, x, "100.00", 2, now)
+        await paid(api, y, "50.00", 20, now)
+        await paid(api, z, "20.00", 30, now)
+        taken = datetime.now(UTC)
+        job = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(taken)}, idempotency_key=None)
+        assert job.json()["counts"]["snapshots"] == 1
+        assert [item["member"] for item in await all_members(api, "core", as_of=iso(taken))] == [x]
+        await asyncio.sleep(0.01)
+        start = datetime.now(UTC)
+        row = {
+            "member": x,
+            "order_id": unique("imported"),
+            "total": {"amount": "10.00", "currency": "EUR"},
+            "paid_at": iso(datetime.now(UTC)),
+        }
+        imported = await api.post(
+            "/v1/imports/orders", {"source": "legacy-crm", "rows": [row]}, idempotency_key=None
+        )
+        assert imported.json()["imported"] == 1, imported.text
+        draft = await api.post("/v1/rules", CORE_DOUBLE, idempotency_key=None)
+        simulated = await api.post(
+            f"/v1/rules/{draft.json()['version']}/simulate",
+            {"from": iso(start), "to": iso(datetime.now(UTC))},
+            idempotency_key=None,
+        )
+        assert simulated.status_code == 200, simulated.text
+        assert (simulated.json()["actual_points"], simulated.json()["simulated_points"]) == (0, 10)
+        await sound(db)
