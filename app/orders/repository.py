@@ -252,11 +252,12 @@ UPDATE paid_order SET refund_state = $13::jsonb, points_taken_back = $14, refund
 # under rules that named no segment did not read it (its facts have no `segment`):
 # the replay takes the member's segment in the latest snapshot before paid_at among
 # those taken by the time the order was recorded, as the order would have read it.
-# An imported order (facts {"imported": source}) had no segment and keeps none.
+# An imported order (facts {"imported": source}) had no segment and keeps none. A
+# replay under rules that name no segment ($4 false) needs none: no lookup.
 PAST_ORDERS = """
 SELECT o.member_id, pa.code AS partner, o.total, o.currency, o.paid_at, o.lines, o.channel, o.facts,
        o.points,
-       CASE WHEN o.facts ? 'segment' OR o.facts ? 'imported' THEN o.facts->>'segment'
+       CASE WHEN NOT $4 OR o.facts ? 'segment' OR o.facts ? 'imported' THEN o.facts->>'segment'
             ELSE (SELECT ms.segment FROM member_segment ms
                    WHERE ms.program_id = o.program_id AND ms.member_id = o.member_id
                      AND ms.as_of = (SELECT max(ss.as_of) FROM segment_snapshot ss
@@ -557,10 +558,17 @@ async def record_refund(connection: Connection, refund: NewRefund) -> None:
 
 
 def past_orders(
-    connection: Connection, program_id: int, start: datetime, end: datetime, *, prefetch: int = 2000
+    connection: Connection,
+    program_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    segments: bool = True,
+    prefetch: int = 2000,
 ) -> AsyncIterator[asyncpg.Record]:
-    """A server-side cursor (the caller holds a transaction): memory stays flat."""
-    return stream(connection, PAST_ORDERS, program_id, start, end, batch=prefetch)
+    """A server-side cursor (the caller holds a transaction): memory stays flat.
+    `segments=False` (rules that name none) leaves unread segments unread."""
+    return stream(connection, PAST_ORDERS, program_id, start, end, segments, batch=prefetch)
 
 
 def past_events(

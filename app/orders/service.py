@@ -822,14 +822,18 @@ async def past_orders(
     start: datetime,
     end: datetime,
     earned_today: Callable[[int, str | None, datetime], int],
+    *,
+    segments: bool = True,
 ) -> AsyncIterator[PastOrder]:
     """Orders paid in [start, end), in the order they were recorded. Call inside a
     transaction (a read-only, repeatable-read one gives a consistent replay).
+    `segments=False`: the replay's rules name no segment, so an order that did not
+    read its segment is not given one.
 
     A replay has its own idea of what a member earned on a day, so `earned_today`
     (member id, partner code or None, paid_at) supplies it; each order is built only once the caller is
     done with the previous one, so the answer can count that one."""
-    async for row in repository.past_orders(connection, program_id, start, end):
+    async for row in repository.past_orders(connection, program_id, start, end, segments=segments):
         facts = json.loads(row["facts"])
         birthday = facts.get("birthday")
         yield PastOrder(
