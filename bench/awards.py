@@ -79,14 +79,18 @@ def start(module: str, port: int, env: dict[str, str], workers: int = 1) -> subp
     command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
     process = subprocess.Popen(command, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        # A server that exited (its port taken: a server left over from an earlier
+        # run) must not pass for up because the leftover one answers.
+        if process.poll() is not None:
+            raise SystemExit(f"{module} exited ({process.returncode}); is port {port} taken?")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return process
         except OSError:
             time.sleep(0.2)
-    process.kill()
+    stop(process)
     raise SystemExit(f"{module} did not come up on port {port}")
 
 

@@ -288,10 +288,21 @@ def paced_requests(target: str, members: int, key: str) -> Any:
 
 
 def main() -> None:
+    # several people may benchmark on one machine and one PostgreSQL server: --database, --port
+    global DATABASE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--members", type=int, default=2_000)
+    parser.add_argument(
+        "--database", default=DATABASE, help=f"the bench database, dropped and made anew (default {DATABASE})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=PORTS["bare"],
+        help=f"the bare endpoint's port; the service listens on the next one (default {PORTS['bare']})",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes per server")
     parser.add_argument("--seconds", type=int, default=10, help="length of one wrk round")
@@ -312,6 +323,8 @@ def main() -> None:
         help="compare orders without and with a budgeted multiplier (two programs), not bare/awards/orders",
     )
     args = parser.parse_args()
+    DATABASE = args.database
+    PORTS.update(bare=args.port, service=args.port + 1)
     if args.quick:
         args.seconds, args.rounds, args.paced_seconds = 5, 2, 8
     if shutil.which("wrk") is None:
@@ -326,10 +339,12 @@ def main() -> None:
         "LEDGER_SERVE_BACKGROUND": "true" if args.background == "serve" else "false",
     }
     bare_env = {"BENCH_DSN": asyncpg_dsn(common.database_url(DATABASE)), "BENCH_POOL": pool}
-    processes = [
-        awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers),
-        awards.start("app.asgi:app", PORTS["service"], service_env, args.workers),
-    ]
+    processes = [awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers)]
+    try:
+        processes.append(awards.start("app.asgi:app", PORTS["service"], service_env, args.workers))
+    except BaseException:
+        awards.stop(processes[0])  # not left running, holding its port, for the next run to meet
+        raise
     targets = BUDGET_TARGETS if args.budget else TARGETS
     rounds: list[awards.Round] = []
     cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in targets}  # ms/request

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -77,7 +77,7 @@ from app.rules.budgets import (
     given_back,
     section_path,
 )
-from app.rules.document import uses_referrals
+from app.rules.document import uses_referrals, uses_segments
 from app.rules.earning import RuleRef, local_time
 from app.rules.lifecycle import lot_expiry
 from app.rules.tier_machine import TierDecision, Window, upgrade_windows
@@ -316,18 +316,28 @@ class _Known:
     windows: tuple[Window, ...] | None = None
     top_tier: str | None = None
     referrals: bool = False  # the rules' tiers name `referrals`: the windows count them
+    # the member's segment is read with the facts: unless the rules are known and
+    # name no `when: {segment}` (then _facts() reads it only if other rules are in force)
+    segment: bool = True
 
     @staticmethod
     def of(context: AppContext, program_id: int, body: OrderIn, now: datetime) -> _Known:
         cached, generation = context.rules.cached_active(program_id)
-        if cached is None or not cached[1].tiers:
-            return _Known(
-                generation, None if cached is None else cached[0], None if cached is None else cached[1]
-            )
+        if cached is None:
+            return _Known(generation)
         version, rules = cached
+        segment = uses_segments(rules)
+        if not rules.tiers:
+            return _Known(generation, version, rules, segment=segment)
         top = max(rules.tiers, key=lambda tier: tier.rank).code
         return _Known(
-            generation, version, rules, upgrade_windows(rules, body.paid_at, now), top, uses_referrals(rules)
+            generation,
+            version,
+            rules,
+            upgrade_windows(rules, body.paid_at, now),
+            top,
+            uses_referrals(rules),
+            segment,
         )
 
 
@@ -355,6 +365,7 @@ async def _facts(
         windows=None if known is None or known.windows is None else [(w.start, w.end) for w in known.windows],
         top_tier=None if known is None else known.top_tier,
         referrals=known is not None and known.referrals,
+        segment=known is None or known.segment,
         paid_at=body.paid_at,
     )
     if facts is None:
@@ -365,6 +376,10 @@ async def _facts(
         # The next order's facts read can then ask for its tier windows too.
         context.rules.remember_active(program_id, facts.rules_version, known.generation)
     rules = await context.rules.document(connection, program_id, facts.rules_version)
+    if not facts.segment_read and uses_segments(rules):
+        # Rules activated since this process last looked name a segment: read it now.
+        segment = await repository.member_segment(connection, program_id, facts.member_id, body.paid_at)
+        facts = replace(facts, segment=segment, segment_read=True)
     return facts, rules
 
 
@@ -543,7 +558,8 @@ def _new_order(
         lines=[line.model_dump(mode="json") for line in body.lines or ()],
         facts={
             "tier": order_facts.tier,
-            "segment": order_facts.segment,
+            # unread (rules without segments): a what-if replay looks it up
+            **({"segment": order_facts.segment} if facts.segment_read else {}),
             "birthday": None if order_facts.birthday is None else order_facts.birthday.isoformat(),
             "first_order": order_facts.first_order,
             "earned_today": order_facts.earned_today,
@@ -806,14 +822,18 @@ async def past_orders(
     start: datetime,
     end: datetime,
     earned_today: Callable[[int, str | None, datetime], int],
+    *,
+    segments: bool = True,
 ) -> AsyncIterator[PastOrder]:
     """Orders paid in [start, end), in the order they were recorded. Call inside a
     transaction (a read-only, repeatable-read one gives a consistent replay).
+    `segments=False`: the replay's rules name no segment, so an order that did not
+    read its segment is not given one.
 
     A replay has its own idea of what a member earned on a day, so `earned_today`
     (member id, partner code or None, paid_at) supplies it; each order is built only once the caller is
     done with the previous one, so the answer can count that one."""
-    async for row in repository.past_orders(connection, program_id, start, end):
+    async for row in repository.past_orders(connection, program_id, start, end, segments=segments):
         facts = json.loads(row["facts"])
         birthday = facts.get("birthday")
         yield PastOrder(
@@ -825,7 +845,7 @@ async def past_orders(
                 lines=tuple(_lines(row["lines"])),
                 channel=row["channel"],
                 tier=facts.get("tier"),
-                segment=facts.get("segment"),
+                segment=row["segment"],
                 birthday=None if birthday is None else date.fromisoformat(birthday),
                 first_order=bool(facts.get("first_order")),
                 earned_today=earned_today(row["member_id"], row["partner"], row["paid_at"]),

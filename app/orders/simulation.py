@@ -24,6 +24,7 @@ from app.orders.schemas import (
 from app.principal import Principal
 from app.rules import EventFacts, RulesDocument, RulesError, earn_event
 from app.rules.budgets import Scope, budget_key, budget_limits, earn_within_budgets, section_path
+from app.rules.document import uses_segments
 from app.rules.events import StreakMark
 from app.rules.limits import LimitsReplayer
 from app.rulesets.service import RulesVersionNotFound
@@ -77,7 +78,9 @@ async def simulate(
                 await orders.past_points_by_rule(connection, program_id, body.from_, body.to)
             ).items():
                 split[rule] = [points, 0]
-            async for order in orders.past_orders(connection, program_id, body.from_, body.to, earned_today):
+            async for order in orders.past_orders(
+                connection, program_id, body.from_, body.to, earned_today, segments=uses_segments(rules)
+            ):
                 count += 1
                 if count % YIELD_EVERY == 0:
                     # The replay is CPU work on the event loop: let other requests

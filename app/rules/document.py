@@ -656,6 +656,15 @@ def uses_referrals(rules: RulesDocument) -> bool:
     )
 
 
+def uses_segments(rules: RulesDocument) -> bool:
+    """True when a multiplier or bonus, the program's or a partner's, names
+    `when: {segment}`: only then does an order read the member's segment."""
+    sections = (rules.earn, *rules.partner_earn.values())
+    whens = [rule.when for earn in sections for rule in earn.multipliers]
+    whens += [rule.when for earn in sections for rule in earn.bonuses]
+    return any(when.segment is not None for when in whens)
+
+
 def default_document() -> RulesDocument:
     """What a new program starts with: 1 point per 1 unit, floor, nothing pending, no expiry."""
     return RulesDocument.model_validate({"earn": {"base": {"points": 1, "per": "1", "rounding": "floor"}}})

@@ -5,15 +5,18 @@ multiplier, scopes and another program's key."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from app.cli import cli
 from app.ledger.verify import verify
+from app.rules.document import RulesDocument, uses_segments
 from tests.support import Api, database_url, new_program, unique
 
 BASE_ONLY: dict[str, Any] = {"earn": {"base": {"points": 1, "per": "1.00"}}}
@@ -536,4 +539,103 @@ class TestSnapshotRetention:
             "members": 0,
             "pruned": 0,
         }
+
+    async def test_rules_without_segments_leave_it_unread_and_rules_with_one_read_it(
+        self, api: Api, app: FastAPI, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The segment lookup is left out of an order's facts read when the process
+        # knows the active rules name no segment. An order under segment rules must
+        # still see its segment: right after the activation, with the rules known,
+        # and when the process still holds the rules from before the activation.
+        assert not uses_segments(RulesDocument.model_validate(BASE_ONLY))
+        assert uses_segments(RulesDocument.model_validate(CORE_DOUBLE))
+        base = await api.use_rules(BASE_ONLY)
+        now = datetime.now(UTC)
+        x, y, z = [await api.enrol(unique(f"unread-{name}")) for name in "xyz"]
+        await paid(api, x, "100.00", 3, now)  # as in the test above: X core, Y basic
+        await paid(api, x, "100.00", 2, now)
+        await paid(api, y, "50.00", 20, now)
+        await paid(api, z, "20.00", 30, now)
+        taken = datetime.now(UTC)
+        job = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(taken)}, idempotency_key=None)
+        assert job.json()["counts"]["snapshots"] == 1
+        assert [item["member"] for item in await all_members(api, "core", as_of=iso(taken))] == [x]
+        assert y in [item["member"] for item in await all_members(api, "basic", as_of=iso(taken))]
+
+        # the process knows the active rules (no segment): nothing reads the segment
+        cache = app.state.context.rules
+        stale = ((base, RulesDocument.model_validate(BASE_ONLY)), -1)
+        monkeypatch.setattr(cache, "cached_active", lambda program: stale)
+        await asyncio.sleep(0.01)
+        start = datetime.now(UTC)
+        unread = unique("o")
+        plain = await api.order(x, "10.00", order_id=unread, paid_at=iso(datetime.now(UTC)))
+        assert plain.json()["points"] == 10
+        facts = await db.fetchval("SELECT facts FROM paid_order WHERE order_id = $1", unread)
+        assert "segment" not in json.loads(facts)
+        # a what-if under segment rules replays it with the segment it had
+        draft = await api.post("/v1/rules", CORE_DOUBLE, idempotency_key=None)
+        version = draft.json()["version"]
+        simulated = await api.post(
+            f"/v1/rules/{version}/simulate",
+            {"from": iso(start), "to": iso(datetime.now(UTC))},
+            idempotency_key=None,
+        )
+        assert simulated.status_code == 200, simulated.text
+        assert (simulated.json()["actual_points"], simulated.json()["simulated_points"]) == (10, 20)
+
+        activated = await api.post(f"/v1/rules/{version}/activate", {}, idempotency_key=None)
+        assert activated.status_code == 200, activated.text
+        # the process still holds the rules from before: the facts say another
+        # version is active, whose multiplier names a segment, so it is read then
+        for member, points, segment in ((x, 20, "core"), (y, 10, "basic")):
+            order_id = unique("o")
+            placed = await api.order(member, "10.00", order_id=order_id, paid_at=iso(datetime.now(UTC)))
+            assert placed.json()["points"] == points, placed.text
+            facts = await db.fetchval("SELECT facts FROM paid_order WHERE order_id = $1", order_id)
+            assert json.loads(facts)["segment"] == segment
+        # and with whatever the process knows now (the new rules, once it has read them)
+        monkeypatch.undo()
+        for _ in range(3):
+            order_id = unique("o")
+            placed = await api.order(x, "10.00", order_id=order_id, paid_at=iso(datetime.now(UTC)))
+            assert placed.json()["points"] == 20, placed.text
+            facts = await db.fetchval("SELECT facts FROM paid_order WHERE order_id = $1", order_id)
+            assert json.loads(facts)["segment"] == "core"
+        await sound(db)
+
+    async def test_an_imported_order_replays_with_no_segment(self, api: Api, db: asyncpg.Connection) -> None:
+        # An imported order's facts ({"imported": source}) have no segment either:
+        # unlike an order that skipped the lookup, it never had one.
+        await api.use_rules(BASE_ONLY)
+        now = datetime.now(UTC)
+        x, y, z = [await api.enrol(unique(f"imp-{name}")) for name in "xyz"]
+        await paid(api, x, "100.00", 3, now)  # as in the tests above: X core
+        await paid(api, x, "100.00", 2, now)
+        await paid(api, y, "50.00", 20, now)
+        await paid(api, z, "20.00", 30, now)
+        taken = datetime.now(UTC)
+        job = await api.post("/v1/jobs/snapshot-segments", {"as_of": iso(taken)}, idempotency_key=None)
+        assert job.json()["counts"]["snapshots"] == 1
+        assert [item["member"] for item in await all_members(api, "core", as_of=iso(taken))] == [x]
+        await asyncio.sleep(0.01)
+        start = datetime.now(UTC)
+        row = {
+            "member": x,
+            "order_id": unique("imported"),
+            "total": {"amount": "10.00", "currency": "EUR"},
+            "paid_at": iso(datetime.now(UTC)),
+        }
+        imported = await api.post(
+            "/v1/imports/orders", {"source": "legacy-crm", "rows": [row]}, idempotency_key=None
+        )
+        assert imported.json()["imported"] == 1, imported.text
+        draft = await api.post("/v1/rules", CORE_DOUBLE, idempotency_key=None)
+        simulated = await api.post(
+            f"/v1/rules/{draft.json()['version']}/simulate",
+            {"from": iso(start), "to": iso(datetime.now(UTC))},
+            idempotency_key=None,
+        )
+        assert simulated.status_code == 200, simulated.text
+        assert (simulated.json()["actual_points"], simulated.json()["simulated_points"]) == (0, 10)
         await sound(db)
