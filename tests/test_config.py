@@ -29,6 +29,7 @@ class TestSettings:
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
             "snapshot-segments": 86400.0,
+            "rollup-reports": 3600.0,
         }
         monkeypatch.setenv("LEDGER_WORKER_JOB_INTERVALS", '{"evaluate-tiers": 86400}')
         assert Settings(_env_file=None).worker_job_intervals == {"evaluate-tiers": 86400.0}

@@ -16,6 +16,7 @@ class JobName(StrEnum):
     fail_conversions = "fail-conversions"
     close_statements = "close-statements"
     snapshot_segments = "snapshot-segments"
+    rollup_reports = "rollup-reports"
 
 
 NAMES = tuple(job.value for job in JobName)

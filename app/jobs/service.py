@@ -21,6 +21,7 @@ from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
+from app.reports import rollups
 from app.segments import service as segments
 from app.tiers import service as tiers
 
@@ -37,7 +38,8 @@ class JobSummary(BaseModel):
         "`holds` and `points`; expire `members`, `lots` and `points`; evaluate-tiers `members`, "
         "`changes`, `upgraded`, `retained` and `downgraded`; notify-expiring `members` and `events`; "
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
-        "lift-statuses `members`; snapshot-segments `programs`, `snapshots` and `members`",
+        "lift-statuses `members`; snapshot-segments `programs`, `snapshots` and `members`; "
+        "rollup-reports `programs`, `days` and `figures`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -163,6 +165,17 @@ async def _snapshot_segments(
     return {"programs": done.programs, "snapshots": done.snapshots, "members": done.members}
 
 
+async def _rollup_reports(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    program_ids = await _programs(db, program_id)
+    progress.total(len(program_ids))
+    done = await rollups.roll_up(
+        db, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {"programs": done.programs, "days": done.days, "figures": done.figures}
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: statuses lift first (what they blocked is
 # allowed again as soon as the round begins), pending points become available before
@@ -177,6 +190,7 @@ JOBS: dict[str, Job] = {
     "fail-conversions": _fail_conversions,
     "close-statements": _close_statements,
     "snapshot-segments": _snapshot_segments,
+    "rollup-reports": _rollup_reports,
 }
 
 

@@ -45,6 +45,7 @@ class TestRound:
             "fail-conversions",
             "close-statements",
             "snapshot-segments",
+            "rollup-reports",
         ]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
@@ -123,6 +124,7 @@ class TestForever:
             "notify-expiring": 3600.0,
             "close-statements": 3600.0,
             "snapshot-segments": 3600.0,
+            "rollup-reports": 3600.0,
         }
         await asyncio.wait_for(
             run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
@@ -138,6 +140,7 @@ class TestForever:
             "fail-conversions",
             "close-statements",
             "snapshot-segments",
+            "rollup-reports",
         ]
         assert [list(done.ran) for done in rounds[1:]] == [
             ["lift-statuses", "activate-pending", "release-holds", "fail-conversions"]
