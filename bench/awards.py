@@ -75,11 +75,13 @@ async def prepare(members: int) -> str:
     return key
 
 
-def start(module: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
+def start(
+    module: str, port: int, env: dict[str, str], workers: int = 1, wait: float = 30
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
     process = subprocess.Popen(command, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
