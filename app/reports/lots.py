@@ -45,6 +45,7 @@ class Lot:
     cohort: str
     expires_at: datetime | None
     remaining: int
+    listed: bool = True  # in its member's `live` list
 
 
 @dataclass(slots=True)
@@ -66,6 +67,11 @@ NEVER = "never"
 @dataclass(slots=True)
 class CohortBook:
     lots: dict[int, list[Lot]] = field(default_factory=dict)
+    # each member's lots that may have points left (pruned as debits find them
+    # empty, given back to when a credit refills one): a debit looks through these,
+    # not through every lot the member ever had (a member with thousands of lots
+    # made the replay quadratic)
+    live: dict[int, list[Lot]] = field(default_factory=dict)
     cohorts: dict[str, Cohort] = field(default_factory=dict)
     # (entry, member) -> lot seq -> points that entry took and kept
     uses: dict[tuple[uuid.UUID, int], dict[int, int]] = field(default_factory=dict)
@@ -107,6 +113,7 @@ class CohortBook:
         lot = Lot(self._seq, entry, cohort, expires_at, 0)
         self._remaining(lot, points)
         self.lots.setdefault(member, []).append(lot)
+        self.live.setdefault(member, []).append(lot)
 
     def apply(
         self,
@@ -125,7 +132,13 @@ class CohortBook:
                 continue
             need = -change
             uses = self.uses.setdefault((entry, member), {})
-            live = [lot for lot in self.lots.get(member, []) if lot.remaining > 0]
+            live = []
+            for lot in self.live.get(member, []):
+                if lot.remaining > 0:
+                    live.append(lot)
+                else:
+                    lot.listed = False
+            self.live[member] = live[:]
             # the source's own lots first (a refund takes its order's points), then
             # the soonest expiring, no expiry last, then the oldest
             live.sort(
@@ -159,6 +172,9 @@ class CohortBook:
                     back = min(given[lot.seq], need)
                     given[lot.seq] -= back
                     self._remaining(lot, back)
+                    if not lot.listed:
+                        lot.listed = True
+                        self.live.setdefault(member, []).append(lot)
                     self._count(lot.cohort, self.takings.get(source, "taken_back"), -back)
                     need -= back
                     if need == 0:

@@ -123,12 +123,18 @@ SELECT DISTINCT p.member_id
  WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3 AND p.member_id IS NOT NULL
 """
 
-# Members outside $3 who share an entry recorded before $2 with one of $3 (a transfer).
-SHARING_MEMBERS = """
-SELECT DISTINCT q.member_id
-  FROM posting p
-  JOIN posting q ON q.program_id = p.program_id AND q.entry_id = p.entry_id
+# The entries recorded before $2 with a posting of one of the members $3.
+MEMBERS_ENTRIES = """
+SELECT DISTINCT p.entry_id FROM posting p
  WHERE p.program_id = $1 AND p.member_id = ANY($3::bigint[]) AND p.recorded_at < $2
+"""
+
+# Members outside $3 with a posting in one of the entries $2 (a transfer's other
+# side). Two statements, not a join: the planner, misjudging how few members'
+# postings an entry has, scanned all the program's postings for the join.
+OTHER_MEMBERS = """
+SELECT DISTINCT q.member_id FROM posting q
+ WHERE q.program_id = $1 AND q.entry_id = ANY($2::uuid[])
    AND q.member_id IS NOT NULL AND NOT q.member_id = ANY($3::bigint[])
 """
 
@@ -370,7 +376,9 @@ async def touched_members(
     entry with before `end`, and so on: a set whose lots replay on their own."""
     members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
     while members:
-        more = {row[0] for row in await connection.fetch(SHARING_MEMBERS, program_id, end, list(members))}
+        known = list(members)
+        entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, known)]
+        more = {row[0] for row in await connection.fetch(OTHER_MEMBERS, program_id, entries, known)}
         if not more:
             break
         members |= more

@@ -40,6 +40,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import asyncpg
+
 from app.db import Connection, Database
 from app.partners import settlement as partner_settlement
 from app.reports import repository
@@ -158,16 +160,21 @@ async def replay(
     program_id: int,
     before: datetime,
     zone: ZoneInfo,
-    members: list[int] | None = None,
     on_entry: Callable[[datetime], dict[tuple[str, str], int]] | None = None,
 ) -> CohortBook:
-    """The lot replay of entries recorded before `before` (of `members` only, when
-    given: a set closed under transfers), with its figures' changes collected (into
-    the dict on_entry gives for each entry's recorded_at, or the book's own)."""
-    if members is None:
-        rows = await repository.lot_changes_before(connection, program_id, before)
-    else:
-        rows = await repository.member_lot_changes_before(connection, program_id, before, members)
+    """The lot replay of the program's entries recorded before `before`, with its
+    figures' changes collected (into the dict on_entry gives for each entry's
+    recorded_at, or the book's own)."""
+    rows = await repository.lot_changes_before(connection, program_id, before)
+    return replay_rows(rows, zone, on_entry)
+
+
+def replay_rows(
+    rows: list[asyncpg.Record],
+    zone: ZoneInfo,
+    on_entry: Callable[[datetime], dict[tuple[str, str], int]] | None = None,
+) -> CohortBook:
+    """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in commit order)."""
     kinds = {row["id"]: row["kind"] for row in rows}
     month = month_of(zone)
     book = CohortBook(changes={}, expiry_month=month)

@@ -137,8 +137,11 @@ async def _lot_figures(
     }
     members = await repository.touched_members(connection, program_id, rolled.end, before)
     if members:
-        now = await rollups.replay(connection, program_id, before, zone, members)
-        then = await rollups.replay(connection, program_id, rolled.end, zone, members)
+        # their replay up to `before` and up to the rolled days' end: the same rows
+        # in the same (commit) order, the second without what was recorded since
+        rows = await repository.member_lot_changes_before(connection, program_id, before, members)
+        now = rollups.replay_rows(rows, zone)
+        then = rollups.replay_rows([row for row in rows if row["recorded_at"] < rolled.end], zone)
         for key, points in (now.changes or {}).items():
             figures[key] = figures.get(key, 0) + points
         for key, points in (then.changes or {}).items():
