@@ -11,11 +11,13 @@ from typing import Any
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.ledger.verify import verify
 from app.reports.rollups import MARGIN, VERIFY_CHECKS
 from tests.reports.test_reports import VALUATION, Ledger, report, rules, small_ledger
-from tests.support import Api, MovableClock
+from tests.support import Api, MovableClock, database_url
 
 ROLLUP_CHECK = VERIFY_CHECKS[-1][0]
 LATER = timedelta(days=3)
@@ -208,6 +210,17 @@ class TestRollupReports:
         program = await program_id(db, api)
         assert await db.fetchval("SELECT count(*) FROM report_rollup WHERE program_id = $1", program) == 0
         assert (await roll(api))["days"] >= 2
+
+    @pytest.mark.usefixtures("fresh_settings")
+    async def test_from_the_cli(self, api: Api) -> None:
+        """The CLI runs by the real clock: today is not final yet, nothing rolls."""
+        member = await api.enrol()
+        assert (await api.award(member, 5)).status_code == 201
+        env = {"LEDGER_DATABASE_URL": database_url(), "LEDGER_ENV": "test"}
+        args = ["jobs", "run", "rollup-reports", "--program", api.program]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert "1 programs, 0 days, 0 figures" in result.output
 
 
 @pytest.mark.parametrize("timezone", ["Pacific/Kiritimati", "America/Los_Angeles"])
