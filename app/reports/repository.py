@@ -81,14 +81,16 @@ SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry
  ORDER BY l.id
 """
 
-# The same for the members $3 only (a set closed under transfers): what a report
-# replays on top of the rollups.
-MEMBER_LOT_CHANGES_BEFORE = """
+# The same for the entries $3 (those of a set of members, closed under the
+# entries they share: a transfer's two sides): what a report replays on top of
+# the rollups. The entries come as a list, not a join: the planner misjudged how
+# few postings an entry has and scanned all the program's postings.
+ENTRIES_LOT_CHANGES = """
 WITH member_change AS (
     SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
       FROM posting p
       JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
-     WHERE p.program_id = $1 AND p.recorded_at < $2 AND p.member_id = ANY($3::bigint[])
+     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2
      GROUP BY p.entry_id, p.member_id
     HAVING sum(p.amount) <> 0
 ), entry_change AS (
@@ -98,12 +100,12 @@ WITH member_change AS (
      GROUP BY c.entry_id
 ), last_posting AS (
     SELECT p.entry_id, max(p.id) AS id FROM posting p
-     WHERE p.program_id = $1 AND p.entry_id IN (SELECT entry_id FROM entry_change)
+     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[])
      GROUP BY p.entry_id
 ), activated AS (
     SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
       FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
-     WHERE c.program_id = $1 AND c.activation_entry_id IN (SELECT entry_id FROM entry_change)
+     WHERE c.program_id = $1 AND c.activation_entry_id = ANY($3::uuid[])
      ORDER BY c.activation_entry_id, c.id
 )
 SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
@@ -127,15 +129,6 @@ SELECT DISTINCT p.member_id
 MEMBERS_ENTRIES = """
 SELECT DISTINCT p.entry_id FROM posting p
  WHERE p.program_id = $1 AND p.member_id = ANY($3::bigint[]) AND p.recorded_at < $2
-"""
-
-# Members outside $3 with a posting in one of the entries $2 (a transfer's other
-# side). Two statements, not a join: the planner, misjudging how few members'
-# postings an entry has, scanned all the program's postings for the join.
-OTHER_MEMBERS = """
-SELECT DISTINCT q.member_id FROM posting q
- WHERE q.program_id = $1 AND q.entry_id = ANY($2::uuid[])
-   AND q.member_id IS NOT NULL AND NOT q.member_id = ANY($3::bigint[])
 """
 
 # How many more members hold points at $3 (inclusive) than before $2: over the
@@ -363,26 +356,20 @@ async def lot_changes_before(
     return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before))
 
 
-async def member_lot_changes_before(
-    connection: Connection, program_id: int, before: datetime, members: list[int]
-) -> list[asyncpg.Record]:
-    return list(await connection.fetch(MEMBER_LOT_CHANGES_BEFORE, program_id, before, members))
-
-
-async def touched_members(
+async def touched_lot_changes(
     connection: Connection, program_id: int, start: datetime, end: datetime
-) -> list[int]:
-    """Members whose lots changed in [start, end), with every member they shared an
-    entry with before `end`, and so on: a set whose lots replay on their own."""
+) -> list[asyncpg.Record]:
+    """The lot changes recorded before `end` of the members whose lots changed in
+    [start, end), and of every member who shared an entry with them (a transfer's
+    other side), and so on: a set whose lots replay on their own."""
     members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
-    while members:
-        known = list(members)
-        entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, known)]
-        more = {row[0] for row in await connection.fetch(OTHER_MEMBERS, program_id, entries, known)}
-        if not more:
-            break
-        members |= more
-    return sorted(members)
+    while True:
+        entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, list(members))]
+        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, entries))
+        sharing = {member for row in rows for member in row["member_ids"]}
+        if sharing <= members:
+            return rows
+        members |= sharing
 
 
 async def holders_change(connection: Connection, program_id: int, start: datetime, at: datetime) -> int:

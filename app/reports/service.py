@@ -135,11 +135,11 @@ async def _lot_figures(
             await rollups.sums(connection, program_id, rolled.last, rollups.LOT_FIGURES)
         ).items()
     }
-    members = await repository.touched_members(connection, program_id, rolled.end, before)
-    if members:
-        # their replay up to `before` and up to the rolled days' end: the same rows
-        # in the same (commit) order, the second without what was recorded since
-        rows = await repository.member_lot_changes_before(connection, program_id, before, members)
+    # the members whose lots changed since (with whoever shares an entry with them):
+    # their replay up to `before` less their replay up to the rolled days' end (the
+    # same rows in the same commit order, without what was recorded since)
+    rows = await repository.touched_lot_changes(connection, program_id, rolled.end, before)
+    if rows:
         now = rollups.replay_rows(rows, zone)
         then = rollups.replay_rows([row for row in rows if row["recorded_at"] < rolled.end], zone)
         for key, points in (now.changes or {}).items():
