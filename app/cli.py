@@ -184,7 +184,7 @@ async def _verify(url: str) -> bool:
 
     from app.db import asyncpg_dsn
     from app.ledger.verify import totals, verify
-    from app.partners.settlement import VERIFY_CHECKS
+    from app.reports.rollups import VERIFY_CHECKS
 
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
             "close-statements": 3600.0,
             "check-cost-cap": 86400.0,
             "snapshot-segments": 86400.0,
+            "rollup-reports": 3600.0,
         },
         description="seconds between runs of particular jobs (JSON, e.g. "
         '{"evaluate-tiers": 86400}): jobs whose dates are hours or days apart need not run every minute',

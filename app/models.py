@@ -36,6 +36,7 @@ from app.partners.models import (
 )
 from app.privacy.models import MemberErasure
 from app.programs.models import Program, ProgramSecret
+from app.reports.models import ReportDayFigure, ReportRollup
 from app.rulesets.models import RulesActivation, RulesVersion
 from app.segments.models import MemberSegment, SegmentSnapshot
 from app.service_keys import ServiceSecret
@@ -80,6 +81,8 @@ __all__ = [
     "Posting",
     "Program",
     "ProgramSecret",
+    "ReportDayFigure",
+    "ReportRollup",
     "RulesActivation",
     "RulesBudget",
     "RulesBudgetMember",

@@ -75,11 +75,13 @@ async def prepare(members: int) -> str:
     return key
 
 
-def start(module: str, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen[bytes]:
+def start(
+    module: str, port: int, env: dict[str, str], workers: int = 1, wait: float = 60
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
     process = subprocess.Popen(command, env={**os.environ, **env})
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         # A server that exited (its port taken: a server left over from an earlier
         # run) must not pass for up because the leftover one answers.

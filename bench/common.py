@@ -14,7 +14,7 @@ from app.cli import run_migrations
 from app.db import asyncpg_dsn
 from app.ledger.entries import MEMBER_ACCOUNT_KINDS
 from app.ledger.verify import verify
-from app.partners.settlement import VERIFY_CHECKS
+from app.reports.rollups import VERIFY_CHECKS
 
 SERVER = os.environ.get("BENCH_SERVER_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 

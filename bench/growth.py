@@ -330,9 +330,11 @@ async def build(
     batch: int = BATCH,
     seed: int = 15,
     progress: Callable[[int, int], None] | None = None,
+    entries_per_member: int = ENTRIES_PER_MEMBER,
 ) -> Built:
     """Bulk-load `postings` postings (two per entry) of the program's members m-1
-    (the hot member, `hot_entries` entries) .. m-n (about 25 entries each),
+    (the hot member, `hot_entries` entries) .. m-n (about `entries_per_member`
+    entries each, 25 unless told),
     recorded over the two years before `now`; see the module's docstring. The
     program must have no members or entries yet.
 
@@ -343,7 +345,7 @@ async def build(
     began = time.monotonic()
     entries = max(1, postings // 2)
     hot_entries = min(hot_entries, entries // 2)
-    typical = max(1, (entries - hot_entries) // ENTRIES_PER_MEMBER)
+    typical = max(1, (entries - hot_entries) // entries_per_member)
     start_at = now - HISTORY
     await common.add_members(connection, program_id, typical + 1, enrolled_at=start_at - timedelta(days=1))
     rows = await connection.fetch(

@@ -25,7 +25,7 @@ from app.config import Environment, Settings, get_settings
 from app.db import Database
 from app.ledger.verify import verify
 from app.main import create_app
-from app.partners.settlement import VERIFY_CHECKS
+from app.reports.rollups import VERIFY_CHECKS
 from tests.support import (
     BOOTSTRAP_KEY,
     TEST_DATABASE,

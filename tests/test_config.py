@@ -30,6 +30,7 @@ class TestSettings:
             "close-statements": 3600.0,
             "check-cost-cap": 86400.0,
             "snapshot-segments": 86400.0,
+            "rollup-reports": 3600.0,
         }
         monkeypatch.setenv("LEDGER_WORKER_JOB_INTERVALS", '{"evaluate-tiers": 86400}')
         assert Settings(_env_file=None).worker_job_intervals == {"evaluate-tiers": 86400.0}

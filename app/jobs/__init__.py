@@ -17,6 +17,7 @@ class JobName(StrEnum):
     close_statements = "close-statements"
     check_cost_cap = "check-cost-cap"
     snapshot_segments = "snapshot-segments"
+    rollup_reports = "rollup-reports"
 
 
 NAMES = tuple(job.value for job in JobName)

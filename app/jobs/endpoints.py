@@ -44,7 +44,8 @@ async def run_job(
         Path(
             max_length=64,
             description="the job: lift-statuses, activate-pending, release-holds, expire, evaluate-tiers, "
-            "notify-expiring, fail-conversions, close-statements, check-cost-cap or snapshot-segments",
+            "notify-expiring, fail-conversions, close-statements, check-cost-cap, snapshot-segments "
+            "or rollup-reports",
         ),
     ],
     context: Context,

@@ -21,7 +21,7 @@ from app.members import status as member_status
 from app.partners import service as partners
 from app.partners import settlement as partner_settlement
 from app.programs import service as programs
-from app.reports import cap
+from app.reports import cap, rollups
 from app.segments import service as segments
 from app.tiers import service as tiers
 
@@ -40,7 +40,8 @@ class JobSummary(BaseModel):
         "fail-conversions `conversions` and `points`; close-statements `statements` and `lines`; "
         "lift-statuses `members`; snapshot-segments `programs`, `snapshots`, `members` and "
         "`pruned` (snapshots past the retention); check-cost-cap `programs`, `checked` (programs with a "
-        "cap whose last closed month was checked), `exceeded` and `events` (cost.cap_exceeded written)",
+        "cap whose last closed month was checked), `exceeded` and `events` (cost.cap_exceeded written); "
+        "rollup-reports `programs`, `days` and `figures`",
         examples=[{"members": 12, "lots": 40, "points": 3400}],
     )
 
@@ -192,6 +193,17 @@ async def _check_cost_cap(
     }
 
 
+async def _rollup_reports(
+    db: Database, program_id: int | None, as_of: datetime, now: datetime, progress: Progress
+) -> dict[str, int]:
+    program_ids = await _programs(db, program_id)
+    progress.total(len(program_ids))
+    done = await rollups.roll_up(
+        db, program_ids=program_ids, as_of=as_of, now=now, on_progress=progress.advance
+    )
+    return {"programs": done.programs, "days": done.days, "figures": done.figures}
+
+
 Job = Callable[[Database, int | None, datetime, datetime, Progress], Awaitable[dict[str, int]]]
 # In the order the worker runs them: statuses lift first (what they blocked is
 # allowed again as soon as the round begins), pending points become available before
@@ -207,6 +219,7 @@ JOBS: dict[str, Job] = {
     "close-statements": _close_statements,
     "check-cost-cap": _check_cost_cap,
     "snapshot-segments": _snapshot_segments,
+    "rollup-reports": _rollup_reports,
 }
 
 

@@ -187,6 +187,9 @@ class Posting(Base):
         # at commit runs three times an award): leading with program_id, so the
         # planner never ANDs in a scan of the program's whole primary key.
         Index(None, "program_id", "entry_id"),
+        # The reports' reads of a period (what the daily rollups do not cover yet):
+        # a day of the program's postings, not a pass over all of them.
+        Index(None, "program_id", "recorded_at"),
         # A member's statement, and their balance as of an instant, read this index
         # alone (an index-only scan of the member's postings, contiguous however
         # large the ledger grows); only the statement's entries are fetched beside it.

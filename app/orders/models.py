@@ -41,6 +41,8 @@ class PaidOrder(Base):
         UniqueConstraint("program_id", "order_id", "partner_id", postgresql_nulls_not_distinct=True),
         Index(None, "member_id", "local_day"),
         Index(None, "program_id", "paid_at"),
+        # the reports' reads of a period by recorded time (the part not rolled up)
+        Index(None, "program_id", "recorded_at"),
         CheckConstraint("points >= 0", name="points_not_negative"),
         CheckConstraint("points_taken_back >= 0 AND points_taken_back <= points", name="taken_back_within"),
     )

@@ -11,6 +11,7 @@ its debit took. Pure: no database."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -44,6 +45,7 @@ class Lot:
     cohort: str
     expires_at: datetime | None
     remaining: int
+    listed: bool = True  # in its member's `live` list
 
 
 @dataclass(slots=True)
@@ -59,25 +61,59 @@ class Cohort:
             setattr(self, what, getattr(self, what) + points)
 
 
+NEVER = "never"
+
+
 @dataclass(slots=True)
 class CohortBook:
     lots: dict[int, list[Lot]] = field(default_factory=dict)
+    # each member's lots that may have points left (pruned as debits find them
+    # empty, given back to when a credit refills one): a debit looks through these,
+    # not through every lot the member ever had (a member with thousands of lots
+    # made the replay quadratic)
+    live: dict[int, list[Lot]] = field(default_factory=dict)
     cohorts: dict[str, Cohort] = field(default_factory=dict)
     # (entry, member) -> lot seq -> points that entry took and kept
     uses: dict[tuple[uuid.UUID, int], dict[int, int]] = field(default_factory=dict)
     # what each debit entry was, so that a credit undoing it gives back to the same category
     takings: dict[uuid.UUID, Taking] = field(default_factory=dict)
+    # When set, every change is also added here as (figure, key) -> points, the
+    # daily rollups' figures (app/reports/rollups.py): `cohort.<what>` by cohort,
+    # `remaining` by cohort, `expiring` by the lot's expiry month (`expiry_month`).
+    changes: dict[tuple[str, str], int] | None = None
+    expiry_month: Callable[[datetime], str] | None = None
     _seq: int = 0
 
     def cohort(self, name: str) -> Cohort:
         return self.cohorts.setdefault(name, Cohort())
 
+    def _count(self, cohort: str, what: Taking | Literal["issued"], points: int) -> None:
+        if what == "issued":
+            self.cohort(cohort).issued += points
+        else:
+            self.cohort(cohort).add(what, points)
+        if self.changes is not None and what != "moved":
+            key = ("cohort." + what, cohort)
+            self.changes[key] = self.changes.get(key, 0) + points
+
+    def _remaining(self, lot: Lot, points: int) -> None:
+        lot.remaining += points
+        if self.changes is not None:
+            changes = self.changes
+            changes["remaining", lot.cohort] = changes.get(("remaining", lot.cohort), 0) + points
+            month = NEVER
+            if lot.expires_at is not None and self.expiry_month is not None:
+                month = self.expiry_month(lot.expires_at)
+            changes["expiring", month] = changes.get(("expiring", month), 0) + points
+
     def _new(
         self, member: int, entry: uuid.UUID, cohort: str, points: int, expires_at: datetime | None
     ) -> None:
         self._seq += 1
-        lot = Lot(self._seq, entry, cohort, expires_at, points)
+        lot = Lot(self._seq, entry, cohort, expires_at, 0)
+        self._remaining(lot, points)
         self.lots.setdefault(member, []).append(lot)
+        self.live.setdefault(member, []).append(lot)
 
     def apply(
         self,
@@ -96,7 +132,13 @@ class CohortBook:
                 continue
             need = -change
             uses = self.uses.setdefault((entry, member), {})
-            live = [lot for lot in self.lots.get(member, []) if lot.remaining > 0]
+            live = []
+            for lot in self.live.get(member, []):
+                if lot.remaining > 0:
+                    live.append(lot)
+                else:
+                    lot.listed = False
+            self.live[member] = live[:]
             # the source's own lots first (a refund takes its order's points), then
             # the soonest expiring, no expiry last, then the oldest
             live.sort(
@@ -109,9 +151,9 @@ class CohortBook:
             )
             for lot in live:
                 take = min(lot.remaining, need)
-                lot.remaining -= take
+                self._remaining(lot, -take)
                 uses[lot.seq] = uses.get(lot.seq, 0) + take
-                self.cohort(lot.cohort).add(what, take)
+                self._count(lot.cohort, what, take)
                 taken.append((lot.cohort, lot.expires_at, take))
                 need -= take
                 if need == 0:
@@ -129,8 +171,11 @@ class CohortBook:
                 for lot in reversed(mine):
                     back = min(given[lot.seq], need)
                     given[lot.seq] -= back
-                    lot.remaining += back
-                    self.cohort(lot.cohort).add(self.takings.get(source, "taken_back"), -back)
+                    self._remaining(lot, back)
+                    if not lot.listed:
+                        lot.listed = True
+                        self.live.setdefault(member, []).append(lot)
+                    self._count(lot.cohort, self.takings.get(source, "taken_back"), -back)
                     need -= back
                     if need == 0:
                         break
@@ -145,7 +190,7 @@ class CohortBook:
                 need -= take
             if need > 0:
                 self._new(member, entry, cohort, need, expires_at)
-                self.cohort(cohort).issued += need
+                self._count(cohort, "issued", need)
 
     def remaining(self) -> list[Lot]:
         return [lot for lots in self.lots.values() for lot in lots if lot.remaining > 0]

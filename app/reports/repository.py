@@ -2,10 +2,10 @@
 posting, the entry, the order, the refund, the member), so a past instant or
 period reads the same whatever was written since.
 
-Indexes (docs/reports.md, Speed): the program's postings are read through
-`ix_posting_program_id_entry_id` with recorded_at as a filter. These are
-whole-program passes: a ledger of 10 million postings wants the daily rollups
-issue 17 item 8 describes (not built)."""
+Indexes (docs/reports.md, Speed): a period's postings and orders are read through
+`ix_posting_program_id_recorded_at` and `ix_paid_order_program_id_recorded_at`;
+the rolled days of a period come from report_day_figure (app/reports/rollups.py),
+so the ledger is read only for what the rollups do not cover yet."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ SELECT version FROM rules_activation
  ORDER BY activated_at DESC, id DESC LIMIT 1
 """
 
-# Members' points per account kind, as recorded at $2 (inclusive).
+# Members' points per account kind recorded from $3 up to $2 (inclusive).
 BALANCES_AT = """
 SELECT a.kind, coalesce(sum(p.amount), 0)::bigint AS points
   FROM posting p
   JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
- WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at <= $2
+ WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at <= $2 AND p.recorded_at >= $3
  GROUP BY a.kind
 """
 
@@ -79,6 +79,159 @@ SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry
   JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
   LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
  ORDER BY l.id
+"""
+
+# The same for the entries $3 (those of a set of members, closed under the
+# entries they share: a transfer's two sides): what a report replays on top of
+# the rollups. The entries come as a list, not a join: the planner misjudged how
+# few postings an entry has and scanned all the program's postings.
+ENTRIES_LOT_CHANGES = """
+WITH member_change AS (
+    SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
+     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2
+     GROUP BY p.entry_id, p.member_id
+    HAVING sum(p.amount) <> 0
+), entry_change AS (
+    SELECT c.entry_id, array_agg(c.member_id ORDER BY c.member_id) AS member_ids,
+           array_agg(c.change ORDER BY c.member_id) AS changes
+      FROM member_change c
+     GROUP BY c.entry_id
+), last_posting AS (
+    SELECT p.entry_id, max(p.id) AS id FROM posting p
+     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[])
+     GROUP BY p.entry_id
+), activated AS (
+    SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
+      FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
+     WHERE c.program_id = $1 AND c.activation_entry_id = ANY($3::uuid[])
+     ORDER BY c.activation_entry_id, c.id
+)
+SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
+       coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
+  FROM entry_change x
+  JOIN last_posting l ON l.entry_id = x.entry_id
+  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
+  LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
+ ORDER BY l.id
+"""
+
+# Members whose available points changed in [$2, $3).
+TOUCHED_MEMBERS = """
+SELECT DISTINCT p.member_id
+  FROM posting p
+  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
+ WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3 AND p.member_id IS NOT NULL
+"""
+
+# The entries recorded before $2 with a posting of one of the members $3.
+MEMBERS_ENTRIES = """
+SELECT DISTINCT p.entry_id FROM posting p
+ WHERE p.program_id = $1 AND p.member_id = ANY($3::bigint[]) AND p.recorded_at < $2
+"""
+
+# How many more members hold points at $3 (inclusive) than before $2: over the
+# members whose available, pending or held points changed in between.
+HOLDERS_CHANGE = """
+WITH touched AS (
+    SELECT DISTINCT p.member_id
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at <= $3
+       AND a.kind IN ('available', 'pending', 'held')
+), balance AS (
+    SELECT p.member_id, coalesce(sum(p.amount) FILTER (WHERE p.recorded_at < $2), 0) AS before,
+           sum(p.amount) AS after
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IN (SELECT member_id FROM touched) AND p.recorded_at <= $3
+       AND a.kind IN ('available', 'pending', 'held')
+     GROUP BY p.member_id
+)
+SELECT (count(*) FILTER (WHERE after > 0) - count(*) FILTER (WHERE before > 0))::bigint FROM balance
+"""
+
+# ---- the rollups (app/reports/rollups.py)
+
+ROLLED_PROGRAMS = "SELECT program_id FROM report_rollup ORDER BY program_id"
+
+ROLLUP_STATE = """
+SELECT timezone, first_day, rolled_through FROM report_rollup WHERE program_id = $1
+"""
+
+SAVE_ROLLUP = """
+INSERT INTO report_rollup (program_id, timezone, first_day, rolled_through, rolled_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (program_id) DO UPDATE
+   SET rolled_through = excluded.rolled_through, rolled_at = excluded.rolled_at
+"""
+
+INSERT_FIGURES = """
+INSERT INTO report_day_figure (program_id, day, figure, key, value)
+SELECT $1, x.day, x.figure, x.key, x.value
+  FROM unnest($2::date[], $3::text[], $4::text[], $5::numeric[]) AS x(day, figure, key, value)
+"""
+
+DAY_FIGURES = """
+SELECT day, figure, key, value FROM report_day_figure
+ WHERE program_id = $1 AND day BETWEEN $2 AND $3 AND figure = ANY($4::text[])
+"""
+
+DAY_FIGURES_ALL = """
+SELECT day, figure, key, value FROM report_day_figure
+ WHERE program_id = $1 AND day BETWEEN $2 AND $3
+"""
+
+FIGURE_SUMS = """
+SELECT figure, key, sum(value) AS value FROM report_day_figure
+ WHERE program_id = $1 AND day <= $2 AND figure = ANY($3::text[])
+ GROUP BY figure, key
+"""
+
+# Members' points per account kind and local day ($4) recorded in [$2, $3).
+DAY_BALANCES = """
+SELECT (p.recorded_at AT TIME ZONE $4)::date AS day, a.kind, sum(p.amount)::bigint AS points
+  FROM posting p
+  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+ WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at < $3
+ GROUP BY 1, 2
+"""
+
+# Per local day ($4) from $2 to $3: members who came to hold points (available,
+# pending and held above zero) that day less those who stopped.
+DAY_HOLDERS = """
+WITH member_day AS (
+    SELECT p.member_id, (p.recorded_at AT TIME ZONE $4)::date AS day, sum(p.amount) AS change
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at < $3
+       AND a.kind IN ('available', 'pending', 'held')
+     GROUP BY 1, 2
+), running AS (
+    SELECT day, change, sum(change) OVER (PARTITION BY member_id ORDER BY day) AS after FROM member_day
+)
+SELECT day, sum((after > 0)::int - (after - change > 0)::int)::bigint AS holders
+  FROM running WHERE day >= ($2 AT TIME ZONE $4)::date
+ GROUP BY day
+"""
+
+# The first instant the program recorded anything the reports read.
+FIRST_RECORDED = """
+SELECT least((SELECT min(recorded_at) FROM posting WHERE program_id = $1),
+             (SELECT min(recorded_at) FROM paid_order WHERE program_id = $1),
+             (SELECT min(created_at) FROM order_refund WHERE program_id = $1))
+"""
+
+ACTIVE_TIMEZONE = """
+SELECT coalesce(document ->> 'timezone', 'UTC') FROM rules_version WHERE program_id = $1 AND active
+"""
+
+# How long the oldest transaction still running in this database (but this one) has run.
+OLDEST_TRANSACTION_AGE = """
+SELECT max(clock_timestamp() - xact_start) FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+   AND backend_type = 'client backend'
 """
 
 # Each entry recorded in [$2, $3): its kind (a reversal: the reversed entry's), the
@@ -186,8 +339,10 @@ async def version_at(connection: Connection, program_id: int, at: datetime) -> i
     return None if version is None else int(version)
 
 
-async def balances_at(connection: Connection, program_id: int, at: datetime) -> dict[str, int]:
-    rows = await connection.fetch(BALANCES_AT, program_id, at)
+async def balances_at(
+    connection: Connection, program_id: int, at: datetime, since: datetime
+) -> dict[str, int]:
+    rows = await connection.fetch(BALANCES_AT, program_id, at, since)
     return {row["kind"]: int(row["points"]) for row in rows}
 
 
@@ -199,6 +354,26 @@ async def lot_changes_before(
     connection: Connection, program_id: int, before: datetime
 ) -> list[asyncpg.Record]:
     return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before))
+
+
+async def touched_lot_changes(
+    connection: Connection, program_id: int, start: datetime, end: datetime
+) -> list[asyncpg.Record]:
+    """The lot changes recorded before `end` of the members whose lots changed in
+    [start, end), and of every member who shared an entry with them (a transfer's
+    other side), and so on: a set whose lots replay on their own."""
+    members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
+    while True:
+        entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, list(members))]
+        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, entries))
+        sharing = {member for row in rows for member in row["member_ids"]}
+        if sharing <= members:
+            return rows
+        members |= sharing
+
+
+async def holders_change(connection: Connection, program_id: int, start: datetime, at: datetime) -> int:
+    return int(await connection.fetchval(HOLDERS_CHANGE, program_id, start, at))
 
 
 async def entry_nets(

@@ -20,9 +20,9 @@ from app.errors import ValidationFailed
 from app.ledger import chain
 from app.outbox import emit
 from app.principal import Principal
-from app.reports import repository
+from app.reports import repository, rollups
 from app.reports.categories import ACTIVE_KINDS, SOURCES, USES, source
-from app.reports.lots import Cohort, CohortBook, taking
+from app.reports.lots import NEVER, Cohort
 from app.reports.schemas import (
     ActivityBucket,
     ActivityOut,
@@ -41,6 +41,7 @@ Granularity = Literal["day", "week", "month"]
 MAX_PERIOD = timedelta(days=3660)
 MAX_BUCKETS = 1000
 RATE = Decimal("0.0001")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def _rate(part: int | Decimal, whole: int | Decimal, places: Decimal = RATE) -> Decimal | None:
@@ -116,21 +117,56 @@ def _months_from(first: date, count: int) -> list[str]:
     return months
 
 
-async def _replay(connection: Connection, program_id: int, before: datetime, zone: ZoneInfo) -> CohortBook:
-    rows = await repository.lot_changes_before(connection, program_id, before)
-    kinds = {row["id"]: row["kind"] for row in rows}
-    book = CohortBook()
-    for row in rows:
-        reversed_kind = kinds.get(row["source"]) if row["kind"] == "reversal" else None
-        book.apply(
-            row["id"],
-            _month(row["recorded_at"], zone),
-            taking(row["kind"], reversed_kind),
-            row["source"],
-            row["expires_at"],
-            list(zip(row["member_ids"], row["changes"], strict=True)),
-        )
-    return book
+async def _lot_figures(
+    connection: Connection, program_id: int, before: datetime, zone_name: str
+) -> dict[tuple[str, str], int]:
+    """The lot replay's figures (app/reports/rollups.py LOT_FIGURES) over what was
+    recorded before `before`: the rolled days' sums, plus what the members whose
+    lots changed since replay to on top of them (their replay now less their
+    replay at the rolled days' end); without rollups, the whole replay."""
+    zone = ZoneInfo(zone_name)
+    rolled = await rollups.rolled_within(connection, program_id, zone_name, None, before)
+    if rolled is None:
+        book = await rollups.replay(connection, program_id, before, zone)
+        return dict(book.changes or {})
+    figures = {
+        key: int(value)
+        for key, value in (
+            await rollups.sums(connection, program_id, rolled.last, rollups.LOT_FIGURES)
+        ).items()
+    }
+    # the members whose lots changed since (with whoever shares an entry with them):
+    # their replay up to `before` less their replay up to the rolled days' end (the
+    # same rows in the same commit order, without what was recorded since)
+    rows = await repository.touched_lot_changes(connection, program_id, rolled.end, before)
+    if rows:
+        now = rollups.replay_rows(rows, zone)
+        then = rollups.replay_rows([row for row in rows if row["recorded_at"] < rolled.end], zone)
+        for key, points in (now.changes or {}).items():
+            figures[key] = figures.get(key, 0) + points
+        for key, points in (then.changes or {}).items():
+            figures[key] = figures.get(key, 0) - points
+    return figures
+
+
+async def _balances(
+    connection: Connection, program_id: int, at: datetime, zone_name: str
+) -> tuple[dict[str, int], int]:
+    """Members' points by account kind, and members holding points, at `at`
+    (inclusive): the rolled days' sums plus the ledger since."""
+    rolled = await rollups.rolled_within(
+        connection, program_id, zone_name, None, at + timedelta(microseconds=1)
+    )
+    if rolled is None:
+        balances = await repository.balances_at(connection, program_id, at, _EARLIEST)
+        return balances, await repository.holders_at(connection, program_id, at)
+    sums = await rollups.sums(connection, program_id, rolled.last, (rollups.BALANCE, rollups.HOLDERS))
+    balances = await repository.balances_at(connection, program_id, at, rolled.end)
+    for (figure, key), value in sums.items():
+        if figure == rollups.BALANCE:
+            balances[key] = balances.get(key, 0) + int(value)
+    holders = int(sums.get((rollups.HOLDERS, ""), 0))
+    return balances, holders + await repository.holders_change(connection, program_id, rolled.end, at)
 
 
 async def liability(
@@ -143,20 +179,17 @@ async def liability(
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             head = await chain.head(connection, program_id)
             rules = await _rules_at(context, connection, program_id, at)
-            zone = ZoneInfo(rules.document.timezone)
-            balances = await repository.balances_at(connection, program_id, at)
-            holders = await repository.holders_at(connection, program_id, at)
+            zone_name = rules.document.timezone
+            balances, holders = await _balances(connection, program_id, at, zone_name)
             # `at` is inclusive for balances: replay what was recorded up to it too
-            book = await _replay(connection, program_id, at + timedelta(microseconds=1), zone)
-        months = _months_from(at.astimezone(zone).date(), 12)
+            figures = await _lot_figures(connection, program_id, at + timedelta(microseconds=1), zone_name)
+        months = _months_from(at.astimezone(ZoneInfo(zone_name)).date(), 12)
         by_month = dict.fromkeys([*months, "later", "never"], 0)
-        for lot in book.remaining():
-            if lot.expires_at is None:
-                key = "never"
-            else:
-                month = _month(lot.expires_at, zone)
-                key = months[0] if month < months[0] else month if month in by_month else "later"
-            by_month[key] += lot.remaining
+        for (figure, month), points in figures.items():
+            if figure != rollups.EXPIRING:
+                continue
+            key = month if month == NEVER else months[0] if month < months[0] else month
+            by_month[key if key in by_month else "later"] += points
         available, pending, held = (balances.get(kind, 0) for kind in ("available", "pending", "held"))
         outstanding = available + pending + held
         valuation = rules.valuation()
@@ -204,16 +237,21 @@ async def breakage(
             head = await chain.head(connection, program_id)
             rules = await _rules_at(context, connection, program_id, end)
             zone = ZoneInfo(rules.document.timezone)
-            book = await _replay(connection, program_id, end, zone)
+            figures = await _lot_figures(connection, program_id, end, rules.document.timezone)
         first, last = _month(start, zone), _month(end - timedelta(microseconds=1), zone)
         outstanding: dict[str, int] = defaultdict(int)
-        for lot in book.remaining():
-            outstanding[lot.cohort] += lot.remaining
-        months = sorted(month for month in book.cohorts if first <= month <= last)
+        cohorts: dict[str, Cohort] = defaultdict(Cohort)
+        for (figure, month), points in figures.items():
+            if figure == rollups.REMAINING:
+                outstanding[month] += points
+            elif figure.startswith(rollups.COHORT):
+                name = figure.removeprefix(rollups.COHORT)
+                setattr(cohorts[month], name, getattr(cohorts[month], name) + points)
+        months = sorted(month for month in cohorts if first <= month <= last)
         total = Cohort()
         rows = []
         for month in months:
-            cohort = book.cohorts[month]
+            cohort = cohorts[month]
             rows.append(_breakage_row(month, cohort, outstanding[month]))
             for name in ("issued", "taken_back", "redeemed", "expired", "forfeited"):
                 setattr(total, name, getattr(total, name) + getattr(cohort, name))
@@ -254,26 +292,66 @@ class _Flows:
             setattr(self, use, getattr(self, use) - points)
 
 
+def _bucket(day: date, unit: str) -> datetime:
+    """A rolled day's bucket, as date_trunc(unit, local time) gives it (naive local)."""
+    if unit == "week":
+        day -= timedelta(days=day.weekday())
+    elif unit == "month":
+        day = day.replace(day=1)
+    elif unit == "year":
+        day = day.replace(month=1, day=1)
+    return datetime(day.year, day.month, day.day)
+
+
 async def _flows(
     connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, zone: str
 ) -> dict[datetime, _Flows]:
     flows: dict[datetime, _Flows] = defaultdict(_Flows.empty)
-    for row in await repository.entry_nets(connection, program_id, start, end, unit, zone):
-        flows[row["bucket"]].add(row["kind"], bool(row["partner"]), int(row["points"]))
+    rolled = await rollups.rolled_within(connection, program_id, zone, start, end)
+    for piece_start, piece_end in rollups.live_pieces(start, end, rolled):
+        for row in await repository.entry_nets(connection, program_id, piece_start, piece_end, unit, zone):
+            flows[row["bucket"]].add(row["kind"], bool(row["partner"]), int(row["points"]))
+    if rolled is not None:
+        for day, figure, key, value in await rollups.daily(
+            connection, program_id, rolled, (rollups.FLOW, rollups.PARTNER_FLOW)
+        ):
+            flows[_bucket(day, unit)].add(key, figure == rollups.PARTNER_FLOW, int(value))
     return flows
+
+
+@dataclass(slots=True)
+class _Revenue:
+    orders: dict[datetime, int]
+    revenue: dict[datetime, dict[str, Decimal]]
+    orders_by_currency: dict[str, int]
 
 
 async def _revenue(
     connection: Connection, program_id: int, start: datetime, end: datetime, unit: str, zone: str
-) -> tuple[dict[datetime, int], dict[datetime, dict[str, Decimal]]]:
-    orders: dict[datetime, int] = defaultdict(int)
-    revenue: dict[datetime, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for row in await repository.orders(connection, program_id, start, end, unit, zone):
-        orders[row["bucket"]] += int(row["orders"])
-        revenue[row["bucket"]][row["currency"]] += repository.decimal(row["total"])
-    for row in await repository.refunds(connection, program_id, start, end, unit, zone):
-        revenue[row["bucket"]][row["currency"]] -= repository.decimal(row["amount"])
-    return orders, revenue
+) -> _Revenue:
+    found = _Revenue(defaultdict(int), defaultdict(lambda: defaultdict(Decimal)), defaultdict(int))
+    rolled = await rollups.rolled_within(connection, program_id, zone, start, end)
+    for piece_start, piece_end in rollups.live_pieces(start, end, rolled):
+        piece = (connection, program_id, piece_start, piece_end, unit, zone)
+        for row in await repository.orders(*piece):
+            found.orders[row["bucket"]] += int(row["orders"])
+            found.orders_by_currency[row["currency"]] += int(row["orders"])
+            found.revenue[row["bucket"]][row["currency"]] += repository.decimal(row["total"])
+        for row in await repository.refunds(*piece):
+            found.revenue[row["bucket"]][row["currency"]] -= repository.decimal(row["amount"])
+    if rolled is not None:
+        for day, figure, currency, value in await rollups.daily(
+            connection, program_id, rolled, (rollups.ORDERS, rollups.REVENUE, rollups.REFUNDED)
+        ):
+            bucket = _bucket(day, unit)
+            if figure == rollups.ORDERS:
+                found.orders[bucket] += int(value)
+                found.orders_by_currency[currency] += int(value)
+            elif figure == rollups.REVENUE:
+                found.revenue[bucket][currency] += value
+            else:
+                found.revenue[bucket][currency] -= value
+    return found
 
 
 async def redemption_cost(
@@ -288,7 +366,7 @@ async def redemption_cost(
             rules = await _rules_at(context, connection, program_id, end)
             zone = rules.document.timezone
             flows = await _flows(connection, program_id, start, end, "year", zone)
-            _, revenue_by_bucket = await _revenue(connection, program_id, start, end, "year", zone)
+            revenue_by_bucket = (await _revenue(connection, program_id, start, end, "year", zone)).revenue
         valuation = rules.valuation()
         redeemed = sum(flow.redeemed for flow in flows.values())
         revenue = (
@@ -376,7 +454,8 @@ async def activity(
             zone = (await _rules_at(context, connection, program_id, end)).document.timezone
             args = (connection, program_id, start, end, granularity, zone)
             flows = await _flows(*args)
-            orders, revenue = await _revenue(*args)
+            found = await _revenue(*args)
+            orders, revenue = found.orders, found.revenue
             new = {row["bucket"]: int(row["members"]) for row in await repository.new_members(*args)}
             active = {
                 row["bucket"]: int(row["members"])
@@ -429,10 +508,8 @@ async def overview(
             zone = (await _rules_at(context, connection, program_id, end)).document.timezone
             args = (connection, program_id, start, end, "year", zone)
             flows = list((await _flows(*args)).values())
-            orders_by, revenue_by = await _revenue(*args)
-            by_currency: dict[str, int] = defaultdict(int)
-            for row in await repository.orders(*args):
-                by_currency[row["currency"]] += int(row["orders"])
+            found = await _revenue(*args)
+            orders_by, revenue_by, by_currency = found.orders, found.revenue, found.orders_by_currency
             participating_rows = await repository.active_members_total(
                 connection, program_id, start, end, ["event", "redemption", "hold", "conversion", "transfer"]
             )

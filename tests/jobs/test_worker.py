@@ -46,6 +46,7 @@ class TestRound:
             "close-statements",
             "check-cost-cap",
             "snapshot-segments",
+            "rollup-reports",
         ]
         assert done.skipped == []
         assert await api.balances(expiring) == {"available": 0, "pending": 0, "held": 0, "debt": 0}
@@ -125,6 +126,7 @@ class TestForever:
             "close-statements": 3600.0,
             "check-cost-cap": 3600.0,
             "snapshot-segments": 3600.0,
+            "rollup-reports": 3600.0,
         }
         await asyncio.wait_for(
             run_forever(database, clock, interval=0.01, stop=stop, on_round=seen, job_intervals=hourly),
@@ -141,6 +143,7 @@ class TestForever:
             "close-statements",
             "check-cost-cap",
             "snapshot-segments",
+            "rollup-reports",
         ]
         assert [list(done.ran) for done in rounds[1:]] == [
             ["lift-statuses", "activate-pending", "release-holds", "fail-conversions"]
