@@ -13,9 +13,9 @@
 -- 2. Several free slices, the fullest first, each giving what it holds until n is
 --    taken: a budget whose slices have each worn below n still serves orders side
 --    by side.
--- 3. Wait for one busy slice that holds n, chosen at random (the lock is taken on
---    the latest version of the row; one that no longer holds n after the wait is
---    passed over for the next).
+-- 3. Wait for one busy slice that holds n, chosen at random (read without a lock;
+--    its conditional update waits for that row alone, and when another order took
+--    it meanwhile, the step falls short).
 -- 4. When the slices together might cover n (their sum read without locks),
 --    rules_budget_spread() locks every slice, takes n from what they hold together
 --    and gathers what is left in slices that can each cover n, so that the next
@@ -51,6 +51,8 @@ DECLARE
     v_need bigint;
     v_take bigint;
     v_taken boolean;
+    v_slot smallint;
+    v_free refcursor;
 BEGIN
     FOR v_charge IN SELECT c FROM jsonb_array_elements(p_charges) c ORDER BY c->>'budget' LOOP
         v_key := v_charge->>'budget';
@@ -78,16 +80,19 @@ BEGIN
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'program % has no budget %', p_program_id, v_key USING ERRCODE = 'LPB02';
             END IF;
-            -- 2. Free slices, the fullest first, until the points are taken.
+            -- 2. Free slices, the fullest first, until the points are taken: fetched
+            -- one at a time (a FOR loop would fetch, and lock, ten at once).
             BEGIN
                 v_need := v_points;
-                FOR v_slice IN
+                OPEN v_free FOR
                     SELECT f.slot, f.remaining FROM rules_budget_slice f
                      WHERE f.program_id = p_program_id AND f.budget_id = v_budget.budget_id
                        AND f.remaining > 0
                      ORDER BY f.remaining DESC, f.slot
-                       FOR UPDATE SKIP LOCKED
+                       FOR UPDATE SKIP LOCKED;
                 LOOP
+                    FETCH v_free INTO v_slice;
+                    EXIT WHEN NOT FOUND;
                     v_take := least(v_slice.remaining, v_need);
                     UPDATE rules_budget_slice s SET remaining = s.remaining - v_take
                      WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id
@@ -95,6 +100,7 @@ BEGIN
                     v_need := v_need - v_take;
                     EXIT WHEN v_need = 0;
                 END LOOP;
+                CLOSE v_free;
                 IF v_need > 0 THEN
                     RAISE EXCEPTION USING ERRCODE = 'LPB03';  -- give back what this step took and locked
                 END IF;
@@ -104,22 +110,23 @@ BEGIN
             END;
         END IF;
         IF NOT v_taken THEN
-            -- 3. Wait for one busy slice that holds the points, drawn once (random() in
-            -- the UPDATE's own WHERE clause would be drawn for every row).
+            -- 3. Wait for one busy slice that holds the points: drawn once, without a
+            -- lock, then its conditional update waits for that row alone (moving on to
+            -- another after a wait would hold the first while waiting for the next).
             BEGIN
-                WITH busy AS MATERIALIZED (
-                    SELECT f.slot FROM rules_budget_slice f
-                     WHERE f.program_id = p_program_id AND f.budget_id = v_budget.budget_id
-                       AND f.remaining >= v_points
-                     ORDER BY random()
-                     LIMIT 1
-                       FOR UPDATE)
-                UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
-                  FROM busy
-                 WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id
-                   AND s.slot = busy.slot AND s.remaining >= v_points;
+                SELECT f.slot INTO v_slot FROM rules_budget_slice f
+                 WHERE f.program_id = p_program_id AND f.budget_id = v_budget.budget_id
+                   AND f.remaining >= v_points
+                 ORDER BY random()
+                 LIMIT 1;
                 IF NOT FOUND THEN
-                    RAISE EXCEPTION USING ERRCODE = 'LPB03';  -- release a slice the wait locked
+                    RAISE EXCEPTION USING ERRCODE = 'LPB03';
+                END IF;
+                UPDATE rules_budget_slice s SET remaining = s.remaining - v_points
+                 WHERE s.program_id = p_program_id AND s.budget_id = v_budget.budget_id
+                   AND s.slot = v_slot AND s.remaining >= v_points;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION USING ERRCODE = 'LPB03';  -- another order took it meanwhile
                 END IF;
                 v_taken := true;
             EXCEPTION WHEN SQLSTATE 'LPB03' THEN
