@@ -1,14 +1,11 @@
 """Where an import's time goes: one chunk of `--lots` lots through
 ledger_import_lots(), each round in a transaction that is rolled back (nothing
 stays written), timed in two parts: the function's statement (its inserts, index
-upkeep, foreign-key checks and the set-wise balanced-entry check) and the deferred
-checks left for commit (SET CONSTRAINTS ALL IMMEDIATE). Variants, in turn each round:
+upkeep and foreign-key checks) and the deferred balanced-entry checks left for
+commit (SET CONSTRAINTS ALL IMMEDIATE: one per entry and one per posting).
+Variants, in turn each round:
 
-- `now`: the schema as migrated (import entries checked set-wise at the end of the
-  statement);
-- `row-checks`: the balanced-entry checks as they were before revision
-  20261129_0014 (a deferred check per entry and per posting, at commit), installed
-  from their frozen copies inside the rolled-back transaction;
+- `now`: the schema as migrated;
 - `no-fk`: `now` with session_replication_role = replica, so no foreign-key check
   and no trigger runs: not a way to import (it needs a superuser and skips the
   checks), only what those checks cost.
@@ -35,29 +32,10 @@ from uuid_utils.compat import uuid7
 
 from app.db import asyncpg_dsn
 from app.imports.repository import IMPORT_LOTS
-from app.sql import frozen, objects
 from bench.common import add_members, database_url, fresh_database, settle
 
 NAME = "points_ledger_bench_import_chunk"
-VARIANTS = ("now", "row-checks", "no-fk")
-# the balanced-entry checks before 20261129_0014: the last frozen copy of each
-# before it (dropping the statement-level trigger that revision added)
-BEFORE = {
-    "functions/ledger_check_entry_balanced": "20261129_0003",
-    "triggers/journal_entry_balanced": "20261128_0001",
-    "triggers/posting_balanced": "20261128_0001",
-}
-
-
-def row_checks_sql() -> list[str]:
-    statements = ["DROP TRIGGER journal_entry_import_balanced ON journal_entry"]
-    for key, revision in BEFORE.items():
-        (obj,) = [o for o in objects(frozen(revision)) if o.key == key]
-        if obj.kind == "triggers":
-            table = "journal_entry" if obj.name.startswith("journal_entry") else "posting"
-            statements.append(f"DROP TRIGGER {obj.name} ON {table}")
-        statements.append(obj.definition())
-    return statements
+VARIANTS = ("now", "no-fk")
 
 
 async def one_chunk(
@@ -81,10 +59,7 @@ async def one_chunk(
     transaction = connection.transaction()
     await transaction.start()
     try:
-        if variant == "row-checks":
-            for statement in row_checks_sql():
-                await connection.execute(statement)
-        elif variant == "no-fk":
+        if variant == "no-fk":
             await connection.execute("SET LOCAL session_replication_role = replica")
         started = time.perf_counter()
         await connection.fetchrow(

@@ -23,11 +23,8 @@
 --   and each member's lots are created in that order.
 -- - Balances: one UPDATE per member per chunk (available + the lots' points,
 --   version + 1).
--- - Balanced entries: checked set-wise at the end of this statement
---   (ledger_check_entries_balanced(): journal_entry_import_balanced and
---   posting_balanced), not by a deferred check per row at commit as other kinds
---   are (journal_entry_balanced skips `import`); an unbalanced entry refuses the
---   chunk (LP003). The chainer chains them in the background (no `points.import`
+-- - The deferred balanced-entry triggers check every entry at commit, as for any
+--   other entry; the chainer chains them in the background (no `points.import`
 --   events: see app/ledger/chain.py).
 -- - The program's `migration` account must exist (LP005 otherwise).
 -- - Plans: made for each call (plan_cache_mode), for the sizes of its arrays.
