@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
 from pydantic import ValidationError
 from uuid_utils.compat import uuid7
 
@@ -48,6 +49,11 @@ from app.rules.lifecycle import lot_expiry
 CHUNK = {"members": 2_000, "lots": 5_000, "orders": 2_000, "tiers": 1_000}
 # rows looked up in the ledger at a time while checking
 LOOKUP = 10_000
+# A lots chunk refused by a concurrent run's commit of the same keys is tried again
+# (filtered), at most this many times.
+CHUNK_ATTEMPTS = 5
+# journal_entry's unique (program_id, idempotency_key): an import lot's key taken
+ENTRY_KEY_INDEX = "uq_journal_entry_program_id_idempotency_key"
 
 
 class ImportRefused(AppError):
@@ -230,14 +236,16 @@ async def run(
             await repository.open_migration_account(connection, program_id)
         for start in range(0, len(plan.write), size):
             chunk = plan.write[start : start + size]
+            if kind == "lots":
+                written, written_points = await _write_lots(
+                    connection, program_id, source, now, actor_key_id, chunk
+                )
+                imported, points = imported + written, points + written_points
+                bar.advance(len(chunk))
+                continue
             async with connection.transaction():
                 if kind == "members":
                     imported += await repository.insert_members(connection, program_id, now, chunk)
-                elif kind == "lots":
-                    written, written_points = await _write_lots(
-                        connection, program_id, source, now, actor_key_id, chunk
-                    )
-                    imported, points = imported + written, points + written_points
                 elif kind == "orders":
                     imported += await repository.insert_orders(
                         connection, program_id, source, version, now, chunk
@@ -277,19 +285,31 @@ async def _write_lots(
     actor_key_id: Any,
     chunk: list[tuple[int, str, int, datetime, datetime | None]],
 ) -> tuple[int, int]:
+    """One chunk of lots in its own transaction. A concurrent run of the same
+    file may write some of them between the check and the insert: the unique
+    (program_id, idempotency_key) index then refuses the chunk (23505) once that
+    run commits, and the chunk is filtered again and retried, leaving out what
+    the other run wrote (each try waits for the run it met, so this ends)."""
     # Oldest-earned first, so the lots' ids (FIFO's last tie-break) follow their age.
     ordered = sorted(chunk, key=lambda lot: lot[3])
-    # Lots a concurrent run of the same file wrote since they were checked: left out.
-    taken = await repository.taken_entry_keys(
-        connection, program_id, [repository.row_key(source, lot[1]) for lot in ordered]
-    )
-    if taken:
-        ordered = [lot for lot in ordered if repository.row_key(source, lot[1]) not in taken]
-    if not ordered:
-        return 0, 0
-    return await repository.import_lots(
-        connection, program_id, source, now, actor_key_id, [uuid7() for _ in ordered], ordered
-    )
+    for attempt in range(1, CHUNK_ATTEMPTS + 1):
+        try:
+            async with connection.transaction():
+                # Lots a concurrent run of the same file wrote since they were checked: left out.
+                taken = await repository.taken_entry_keys(
+                    connection, program_id, [repository.row_key(source, lot[1]) for lot in ordered]
+                )
+                if taken:
+                    ordered = [lot for lot in ordered if repository.row_key(source, lot[1]) not in taken]
+                if not ordered:
+                    return 0, 0
+                return await repository.import_lots(
+                    connection, program_id, source, now, actor_key_id, [uuid7() for _ in ordered], ordered
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != ENTRY_KEY_INDEX or attempt == CHUNK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _members(connection: Any, program_id: int, names: list[str]) -> dict[str, int]:

@@ -3,18 +3,25 @@ dry runs, control totals, all-or-nothing, scopes, and what the lots mean after."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from uuid_utils.compat import uuid7
 
+from app.imports import repository
 from app.ledger.verify import verify
 from app.partners.settlement import VERIFY_CHECKS
 from tests.support import Api, chain_program, program_id, unique
 from tests.tiers.helpers import tier_rules
 
 NOW = datetime.now(UTC)
+# a backend of this database waiting for a lock
+WAITING = """
+SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')
+"""
 
 
 def instant(days: float) -> str:
@@ -408,3 +415,59 @@ class TestImportsMeetTheMembersLifecycle:
             assert (body["imported"], body["invalid"]) == (0, 1), body
             assert [(e["field"], e["code"]) for e in body["errors"]] == [("member", "member_closed")]
         assert await api.available(member) == 0
+
+
+class TestConcurrentRuns:
+    async def test_a_run_that_meets_another_run_of_the_same_lots_leaves_them_out(
+        self, api: Api, db: asyncpg.Connection
+    ) -> None:
+        """Another run of the same file writes a lot after this run checked it was
+        free: this run's chunk is refused by the entry key once the other commits,
+        filtered again and written without it (skipped, not doubled, no error)."""
+        legacy = legacy_program(unique("race"), members=4)
+        assert (await run(api, "members", legacy["members"])).status_code == 200
+        lots = [lot for lot in legacy["lots"] if not lot["lot_ref"].endswith("x")]
+        pid = await program_id(db, api.program)
+        await repository.open_migration_account(db, pid)
+        first = lots[0]
+        member = await db.fetchval(
+            "SELECT id FROM member WHERE program_id = $1 AND external_id = $2", pid, first["member"]
+        )
+        other = db.transaction()
+        await other.start()
+        try:
+            lot = (
+                member,
+                first["lot_ref"],
+                first["points"],
+                datetime.fromisoformat(first["earned_at"]),
+                datetime.fromisoformat(first["expires_at"]),
+            )
+            assert await repository.import_lots(db, pid, "legacy-crm", NOW, None, [uuid7()], [lot]) == (
+                1,
+                first["points"],
+            )
+            this = asyncio.create_task(run(api, "lots", lots))
+            for _ in range(500):  # until this run waits on the other's uncommitted rows (10 s)
+                if await db.fetchval(WAITING):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the import never waited for the other run")
+        except BaseException:
+            await other.rollback()
+            raise
+        await other.commit()
+        response = await this
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["imported"], body["skipped"], body["points"]) == (
+            len(lots) - 1,
+            1,
+            sum(lot["points"] for lot in lots[1:]),
+        )
+        assert await db.fetchval(
+            "SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'import'", pid
+        ) == len(lots)
+        await chain_program(db, api.program)
+        await sound(db)
