@@ -25,7 +25,7 @@ SELECT version FROM rules_activation
 
 # Members' points per account kind recorded from $3 up to $2 (inclusive).
 BALANCES_AT = """
-SELECT a.kind, coalesce(sum(p.amount), 0)::bigint AS points
+SELECT a.kind, coalesce(sum(p.amount), 0) AS points
   FROM posting p
   JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
  WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at <= $2 AND p.recorded_at >= $3
@@ -191,7 +191,7 @@ SELECT figure, key, sum(value) AS value FROM report_day_figure
 
 # Members' points per account kind and local day ($4) recorded in [$2, $3).
 DAY_BALANCES = """
-SELECT (p.recorded_at AT TIME ZONE $4)::date AS day, a.kind, sum(p.amount)::bigint AS points
+SELECT (p.recorded_at AT TIME ZONE $4)::date AS day, a.kind, sum(p.amount) AS points
   FROM posting p
   JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
  WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at < $3
@@ -250,7 +250,7 @@ WITH entry_net AS (
 )
 SELECT date_trunc($4, e.recorded_at AT TIME ZONE $5) AS bucket,
        coalesce(r.kind, e.kind) AS kind, e.reverses_entry_id IS NOT NULL AS reversal,
-       n.partner, sum(n.member_net)::bigint AS points
+       n.partner, sum(n.member_net) AS points
   FROM entry_net n
   JOIN journal_entry e ON e.program_id = $1 AND e.id = n.entry_id
   LEFT JOIN journal_entry r ON r.program_id = $1 AND r.id = e.reverses_entry_id

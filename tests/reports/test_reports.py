@@ -436,3 +436,27 @@ class TestForfeits:
         assert breakage["total"]["forfeited"] == 30
         again = await report(api, "liability", as_of=ledger.end.isoformat())
         assert without_sequence(again) == without_sequence(before)
+
+
+class TestTotalsPastSixtyFourBits:
+    async def test_sums_over_members_and_entries_may_pass_2_to_the_63(self, api: Api) -> None:
+        """A member's balance stays within 64 bits, but what a period issues, or
+        what members hold together, may not: the reports answer it exactly.
+        (Schemathesis found the overview answering 500.)"""
+        most = 2**63 - 1
+        await api.use_rules(rules(valuation=VALUATION))
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        a, b = await api.enrol(), await api.enrol()
+        for member in (a, b):  # two members, each holding the most a balance can
+            assert (await api.award(member, most)).status_code == 201
+        assert (await api.redeem(a, most)).status_code == 201
+        assert (await api.award(a, most)).status_code == 201  # issued this period: 3 x most
+        end = datetime.now(UTC)
+        held = await report(api, "liability")
+        assert (held["available"], held["outstanding"], held["members_holding"]) == (2 * most, 2 * most, 2)
+        overview = await report(api, "overview", **{"from": start.isoformat(), "to": end.isoformat()})
+        assert (overview["points_issued"], overview["points_redeemed"]) == (3 * most, most)
+        activity = await report(
+            api, "activity", granularity="month", **{"from": start.isoformat(), "to": end.isoformat()}
+        )
+        assert sum(bucket["awards_points"] for bucket in activity["buckets"]) == 3 * most
