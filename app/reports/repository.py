@@ -45,16 +45,20 @@ SELECT count(*) FROM (
 ) holders
 """
 
-# The program's entries recorded before $2 that changed some member's available
-# points, in commit order, with what a lot replay needs (as ledger_lot_changes(),
-# app/sql/functions/ledger_lot_changes.sql, for one program and a recorded-time
-# bound) and the entry's kind and recorded_at.
-LOT_CHANGES_BEFORE = """
+
+def _lot_changes(postings: str, last_postings: str, activations: str) -> str:
+    """The entries, among the postings `postings` selects (recorded before $2),
+    that changed some member's available points, in commit order, with what a lot
+    replay needs (as ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql,
+    for one program and a recorded-time bound) and the entry's kind and recorded_at.
+    `last_postings` bounds the search for each entry's last posting (its commit
+    order), `activations` the pending credits looked up for their expiry."""
+    return f"""
 WITH member_change AS (
     SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
       FROM posting p
       JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
-     WHERE p.program_id = $1 AND p.recorded_at < $2
+     WHERE p.program_id = $1 AND {postings}
      GROUP BY p.entry_id, p.member_id
     HAVING sum(p.amount) <> 0
 ), entry_change AS (
@@ -64,12 +68,12 @@ WITH member_change AS (
      GROUP BY c.entry_id
 ), last_posting AS (
     SELECT p.entry_id, max(p.id) AS id FROM posting p
-     WHERE p.program_id = $1 AND p.recorded_at < $2
+     WHERE p.program_id = $1 AND {last_postings}
      GROUP BY p.entry_id
 ), activated AS (
     SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
       FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
-     WHERE c.program_id = $1 AND c.activation_entry_id IS NOT NULL
+     WHERE c.program_id = $1 AND {activations}
      ORDER BY c.activation_entry_id, c.id
 )
 SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
@@ -81,41 +85,21 @@ SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry
  ORDER BY l.id
 """
 
+
+# The program's entries recorded before $2.
+LOT_CHANGES_BEFORE = _lot_changes(
+    "p.recorded_at < $2", "p.recorded_at < $2", "c.activation_entry_id IS NOT NULL"
+)
+
 # The same for the entries $3 (those of a set of members, closed under the
 # entries they share: a transfer's two sides): what a report replays on top of
 # the rollups. The entries come as a list, not a join: the planner misjudged how
 # few postings an entry has and scanned all the program's postings.
-ENTRIES_LOT_CHANGES = """
-WITH member_change AS (
-    SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
-      FROM posting p
-      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
-     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2
-     GROUP BY p.entry_id, p.member_id
-    HAVING sum(p.amount) <> 0
-), entry_change AS (
-    SELECT c.entry_id, array_agg(c.member_id ORDER BY c.member_id) AS member_ids,
-           array_agg(c.change ORDER BY c.member_id) AS changes
-      FROM member_change c
-     GROUP BY c.entry_id
-), last_posting AS (
-    SELECT p.entry_id, max(p.id) AS id FROM posting p
-     WHERE p.program_id = $1 AND p.entry_id = ANY($3::uuid[])
-     GROUP BY p.entry_id
-), activated AS (
-    SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
-      FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
-     WHERE c.program_id = $1 AND c.activation_entry_id = ANY($3::uuid[])
-     ORDER BY c.activation_entry_id, c.id
+ENTRIES_LOT_CHANGES = _lot_changes(
+    "p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2",
+    "p.entry_id = ANY($3::uuid[])",
+    "c.activation_entry_id = ANY($3::uuid[])",
 )
-SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
-       coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
-  FROM entry_change x
-  JOIN last_posting l ON l.entry_id = x.entry_id
-  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
-  LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
- ORDER BY l.id
-"""
 
 # Members whose available points changed in [$2, $3).
 TOUCHED_MEMBERS = """
