@@ -65,6 +65,8 @@ async def get_context(request: Request) -> AppContext:
     return context
 
 
+get_context.resolve_from_request = get_context  # type: ignore[attr-defined]  # app.http.ApiRoute
+
 Context = Annotated[AppContext, Depends(get_context)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer plk_...`")
@@ -95,7 +97,11 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         return await authorize(request, scope)
 
+    async def resolve(request: Request) -> Principal:
+        return await authorize(request, scope)
+
     principal.required_scope = scope  # type: ignore[attr-defined]  # read by app.http.ApiRoute
+    principal.resolve_from_request = resolve  # type: ignore[attr-defined]  # app.http.ApiRoute
     return principal
 
 

@@ -7,17 +7,28 @@
    Infinity, no number a double can't hold, no key twice in one object), else
    400 `malformed_json`. Its size was already bounded (413, BodyLimit).
 
-Then FastAPI validates the parsed body, path, query and headers as declared."""
+Then the dependencies every endpoint shares (the context, the caller, the
+Idempotency-Key) are resolved by the route itself, in the order the endpoint
+declares them, and FastAPI validates the parsed body, path, query and headers as
+declared. FastAPI's own dependency solving costs a fixed amount per dependency
+level whatever the dependency does: on the checkout's POST /v1/orders, its four
+levels (context, Idempotency-Key, caller, bearer scheme) were about a fifth of the
+service's CPU (docs/performance.md). The endpoint's full signature still makes the
+OpenAPI document; only the handler runs without them."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi import routing as fastapi_routing
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
@@ -117,12 +128,62 @@ class JsonRequest(Request):
         return self._strict_json
 
 
+# A dependency whose callable carries this attribute, a function of the request, is
+# resolved by ApiRoute through it instead of by FastAPI (app.context, app.idempotency).
+RESOLVE_FROM_REQUEST = "resolve_from_request"
+_RESOLVED = "ledger.resolved"  # where ApiRoute leaves them, in the ASGI scope
+
+Resolver = Callable[[Request], Awaitable[Any]]
+
+
+def _resolver(dependency: Dependant) -> Resolver | None:
+    found: Resolver | None = getattr(dependency.call, RESOLVE_FROM_REQUEST, None)
+    return found
+
+
+def _resolved_by_route(dependant: Dependant) -> tuple[Dependant, tuple[tuple[str, Resolver], ...]]:
+    """The endpoint's dependant less the dependencies the route resolves, whose
+    call adds them back, and those dependencies (parameter name, resolver) in the
+    endpoint's order; the dependant itself when there are none."""
+    endpoint = dependant.call
+    resolved = tuple(
+        (dependency.name, resolver)
+        for dependency in dependant.dependencies
+        if dependency.name is not None and (resolver := _resolver(dependency)) is not None
+    )
+    if not resolved or endpoint is None or not inspect.iscoroutinefunction(endpoint):
+        return dependant, ()
+    request_name = dependant.request_param_name or "ledger_route_request"
+    keeps_request = dependant.request_param_name is not None
+
+    async def call(**values: Any) -> Any:
+        request: Request = values[request_name] if keeps_request else values.pop(request_name)
+        values.update(request.scope[_RESOLVED])
+        return await endpoint(**values)
+
+    kept = [dependency for dependency in dependant.dependencies if _resolver(dependency) is None]
+    return replace(dependant, dependencies=kept, call=call, request_param_name=request_name), resolved
+
+
 class ApiRoute(APIRoute):
-    """Every API route: authorization first, then a strict JSON body (see above)."""
+    """Every API route: authorization first, then a strict JSON body, then the
+    shared dependencies (see above)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        scope = required_scope(self.dependant)
+        # FastAPI builds an included route's handler from an effective copy of the
+        # route (its path and dependant under the router's prefix): that copy's
+        # dependant is the one to reduce, for the time the handler is built. The
+        # OpenAPI document keeps reading the full one.
+        building: Any = fastapi_routing._effective_route_context_var.get()
+        route: Any = building if building is not None and building.original_route is self else self
+        full: Dependant = route.dependant
+        reduced, resolved = _resolved_by_route(full)
+        route.dependant = reduced
+        try:
+            handler = super().get_route_handler()
+        finally:
+            route.dependant = full
+        scope = required_scope(full)
 
         async def handle(request: Request) -> Response:
             if scope is not None:
@@ -138,6 +199,8 @@ class ApiRoute(APIRoute):
                         else "send the body with Content-Type: application/json"
                     )
                 await request.json()  # parsed strictly now; FastAPI reads the cached value
+            if resolved:
+                request.scope[_RESOLVED] = {name: await resolve(request) for name, resolve in resolved}
             return await handler(request)
 
         return handle

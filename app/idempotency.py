@@ -48,6 +48,13 @@ async def idempotency_key(
     return key
 
 
+async def _key_of(request: Request) -> str:
+    return await idempotency_key(request.headers.get("idempotency-key"))
+
+
+idempotency_key.resolve_from_request = _key_of  # type: ignore[attr-defined]  # app.http.ApiRoute
+
+
 def fingerprint(method: str, path: str, body: BaseModel) -> str:
     """What makes two requests "the same": method, path and the validated body."""
     canonical = canonical_json(body.model_dump(mode="json"))
