@@ -37,8 +37,18 @@ ORDER = {
     "member": "m-1",
     "total": {"amount": "140.00", "currency": "EUR"},
     "lines": [
-        {"sku": "SHOE-1", "category": "shoes", "quantity": 1, "unit_price": {"amount": "100.00", "currency": "EUR"}},
-        {"sku": "TEE-2", "category": "apparel", "quantity": 2, "unit_price": {"amount": "20.00", "currency": "EUR"}},
+        {
+            "sku": "SHOE-1",
+            "category": "shoes",
+            "quantity": 1,
+            "unit_price": {"amount": "100.00", "currency": "EUR"},
+        },
+        {
+            "sku": "TEE-2",
+            "category": "apparel",
+            "quantity": 2,
+            "unit_price": {"amount": "20.00", "currency": "EUR"},
+        },
     ],
     "channel": "app",
     "paid_at": "2026-11-28T10:00:00Z",
@@ -115,13 +125,17 @@ async def run(rounds: int, count: int) -> None:
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(rounds):
             for reduced in (False, True):
-                times[reduced].append(await measure(route, request_for(app, path, params), body, reduced, count))
+                times[reduced].append(
+                    await measure(route, request_for(app, path, params), body, reduced, count)
+                )
         full, mine = statistics.median(times[False]), statistics.median(times[True])
         print(f"{name:34s} {full:8.1f} {mine:8.1f} {full - mine:8.1f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--count", type=int, default=2_000)
     args = parser.parse_args()
