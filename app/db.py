@@ -184,6 +184,38 @@ _STATEMENT_CACHE_SIZE = 100  # asyncpg's default, when not pooling
 _NO_SQLALCHEMY_STATEMENT_CACHE = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
 
 
+class PooledConnection(asyncpg.Connection):
+    """An asyncpg connection to a transaction-mode pooler: its type lookups run in
+    one transaction, so on one server connection.
+
+    asyncpg looks up, once per connection, each type it has no codec of its own for
+    (a `bigint[]` parameter of ledger_post(), a composite result) with a recursive
+    catalog query whose estimated cost (514,000 here) is past every `jit_*_above_cost`:
+    PostgreSQL JIT-compiles it, 155 functions, 3.6-5.4 s of LLVM at load 6 on these
+    2-core machines against 0.02 s without JIT (a one-off EXPLAIN ANALYZE, not in
+    bench/). asyncpg therefore turns JIT off for the session around the lookup, in
+    three statements: `set_config('jit', 'off', false)`, the lookup, and the old
+    value back. Behind the pooler each runs on whichever server connection is free,
+    so the lookup ran with JIT on whenever another client took the server connection
+    in between (under load, past the statement timeout: a 503 on the first award a
+    new connection served), and the switch could stay on a server connection other
+    clients use. In a transaction the pooler keeps the three on one server
+    connection, and a failure rolls the switch back with it."""
+
+    async def _introspect_types(self, typeoids: Any, seconds: float | None) -> Any:
+        # asyncpg's own method (private, absent from its stubs; the second argument
+        # is the statement's timeout), called from prepare: tests/test_pgbouncer.py
+        # fails if it stops being called.
+        introspect = super()._introspect_types  # type: ignore[misc]
+        if self.is_in_transaction():  # already on one server connection
+            return await introspect(typeoids, seconds)
+        async with self.transaction():
+            return await introspect(typeoids, seconds)
+
+
+_SQLALCHEMY_POOLING = {**_NO_SQLALCHEMY_STATEMENT_CACHE, "connection_class": PooledConnection}
+
+
 async def _backoff(attempt: int) -> None:
     await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
 
@@ -257,7 +289,7 @@ class Database:
             max_overflow=settings.db_max_overflow,
             connect_args={
                 "server_settings": self._server_settings,
-                **(_NO_SQLALCHEMY_STATEMENT_CACHE if self._transaction_pooling else {}),
+                **(_SQLALCHEMY_POOLING if self._transaction_pooling else {}),
             },
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
@@ -272,6 +304,7 @@ class Database:
                 server_settings=self._server_settings,
                 reset=_keep_session,
                 statement_cache_size=0 if self._transaction_pooling else _STATEMENT_CACHE_SIZE,
+                connection_class=PooledConnection if self._transaction_pooling else asyncpg.Connection,
             )
             if self._transaction_pooling:
                 try:
@@ -346,6 +379,7 @@ class Database:
                 server_settings=self._server_settings,
                 reset=_keep_session,
                 statement_cache_size=0 if self._transaction_pooling else _STATEMENT_CACHE_SIZE,
+                connection_class=PooledConnection if self._transaction_pooling else asyncpg.Connection,
             )
 
     @property

@@ -29,24 +29,11 @@ from app.config import Environment, Settings
 from app.db import asyncpg_dsn
 from app.main import create_app
 from bench import common
-from bench.orders import RULES, SEED_TIERS, _cpu_seconds, budgeted_rules
+from bench.orders import RULES, SEED_TIERS, budgeted_rules
 
 DATABASE = "points_ledger_bench_budget_cpu"
 MEMBERS = 2_000
 TARGETS = ("orders", "budgeted")
-
-
-async def backends_cpu() -> float:
-    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
-    try:
-        rows = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            DATABASE,
-        )
-    finally:
-        await connection.close()
-    return sum(_cpu_seconds(row["pid"]) for row in rows)
 
 
 def order(member: str, paid_at: str) -> dict[str, Any]:
@@ -117,7 +104,7 @@ async def run(orders: int, blocks: int) -> None:
             for block in range(blocks):
                 for target in TARGETS if block % 2 == 0 else TARGETS[::-1]:
                     headers = {"Authorization": f"Bearer {keys[target]}"}
-                    service_before, database_before = time.process_time(), await backends_cpu()
+                    service_before, database_before = time.process_time(), await common.backends_cpu(DATABASE)
                     for _ in range(orders):
                         body = order(f"m-{random.randint(1, MEMBERS)}", paid_at)
                         answer = await client.post(
@@ -126,7 +113,7 @@ async def run(orders: int, blocks: int) -> None:
                         if answer.status_code != 201:
                             raise SystemExit(f"{target}: {answer.status_code} {answer.text}")
                     service_ms = (time.process_time() - service_before) * 1000 / orders
-                    database_ms = (await backends_cpu() - database_before) * 1000 / orders
+                    database_ms = (await common.backends_cpu(DATABASE) - database_before) * 1000 / orders
                     cpu[target].append((service_ms, database_ms))
                     figures = f"service {service_ms:6.3f}  PostgreSQL {database_ms:6.3f}"
                     print(f"block {block + 1} {target:9s} {figures}")

@@ -1,5 +1,5 @@
 """What the benchmarks share: a fresh, migrated database, members and API keys to
-work on, and a percentile."""
+work on, a percentile, and the CPU time a server and PostgreSQL's backends spent."""
 
 from __future__ import annotations
 
@@ -73,6 +73,50 @@ async def add_api_key(connection: asyncpg.Connection, program_id: int, name: str
         scopes,
     )
     return key
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system CPU seconds process `pid` has spent (from /proc; 0 once
+    it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a server process and its worker processes."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rpartition(")")[2].split()[1]) == pid:
+                        children.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in children)
+
+
+async def backends_cpu(name: str) -> float:
+    """CPU seconds of the client backends connected to the bench database `name`
+    (the same machine's PostgreSQL; autovacuum's are not the requests'), but the
+    one that asks."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url(name)))
+    try:
+        pids = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await connection.close()
+    return sum(cpu_seconds(row["pid"]) for row in pids)
 
 
 def percentile(values: list[float], share: float) -> float:

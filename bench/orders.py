@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import random
 import shutil
 import statistics
@@ -174,47 +173,6 @@ async def activate_rules(admin: str, rules: dict[str, Any] | None = None, progra
         await connection.execute("VACUUM (ANALYZE)")
     finally:
         await connection.close()
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds of a server process and its worker processes."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rpartition(")")[2].split()[1]) == pid:
-                        children.append(int(entry))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return _cpu_seconds(pid) + sum(_cpu_seconds(child) for child in children)
-
-
-async def database_cpu() -> float:
-    """CPU seconds of the client backends connected to the bench database (the
-    same machine's PostgreSQL; autovacuum's are not the request's)."""
-    connection = await asyncpg.connect(asyncpg_dsn(common.database_url(DATABASE)))
-    try:
-        pids = await connection.fetch(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            DATABASE,
-        )
-    finally:
-        await connection.close()
-    return sum(_cpu_seconds(row["pid"]) for row in pids)
 
 
 def paid_at() -> str:
@@ -365,7 +323,8 @@ def main() -> None:
                 common.settle(DATABASE)
                 env = wrk_env(target, args.members, keys[target], next(run_ids))
                 server = processes[0 if target == "bare" else 1].pid
-                server_before, database_before = server_cpu(server), asyncio.run(database_cpu())
+                server_before = common.server_cpu(server)
+                database_before = asyncio.run(common.backends_cpu(DATABASE))
                 rounds.append(
                     awards.drive(
                         target, target_port(target), env, args.seconds, args.connections, script(target)
@@ -374,8 +333,8 @@ def main() -> None:
                 served = rounds[-1].requests_per_second * args.seconds
                 cpu[target].append(
                     (
-                        (server_cpu(server) - server_before) * 1000 / served,
-                        (asyncio.run(database_cpu()) - database_before) * 1000 / served,
+                        (common.server_cpu(server) - server_before) * 1000 / served,
+                        (asyncio.run(common.backends_cpu(DATABASE)) - database_before) * 1000 / served,
                     )
                 )
                 print(

@@ -39,7 +39,11 @@ def binary() -> str | None:
 class PgBouncer:
     """One pgbouncer process: pool_mode=transaction, auth_type=trust (the user must
     still be listed in the auth file), `pool_size` server connections per database
-    and user, and `connect_query` run on each new server connection."""
+    and user, and `connect_query` run on each new server connection. With
+    `round_robin`, each transaction takes the server connection idle the longest
+    (`server_round_robin`; by default the one idle the shortest), so that one
+    client's consecutive transactions run on different server connections, as they
+    may whenever other clients share the pool."""
 
     def __init__(
         self,
@@ -49,6 +53,7 @@ class PgBouncer:
         user: str = "postgres",
         pool_size: int = 2,
         connect_query: str | None = None,
+        round_robin: bool = False,
     ) -> None:
         found = binary()
         if found is None:
@@ -77,6 +82,7 @@ class PgBouncer:
             f"default_pool_size = {pool_size}\n"
             "reserve_pool_size = 0\n"
             "max_client_conn = 500\n"
+            f"server_round_robin = {int(round_robin)}\n"
             f"logfile = {self.log}\n"
         )
         self._run_as: str | None = None
@@ -139,8 +145,10 @@ class PgBouncer:
 
 
 @contextlib.contextmanager
-def pgbouncer(*, pool_size: int = 2, connect_query: str | None = None) -> Iterator[PgBouncer]:
-    bouncer = PgBouncer(pool_size=pool_size, connect_query=connect_query)
+def pgbouncer(
+    *, pool_size: int = 2, connect_query: str | None = None, round_robin: bool = False
+) -> Iterator[PgBouncer]:
+    bouncer = PgBouncer(pool_size=pool_size, connect_query=connect_query, round_robin=round_robin)
     try:
         bouncer.start()
         yield bouncer

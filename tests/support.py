@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from app.db import asyncpg_dsn
 
@@ -205,6 +208,22 @@ def wait_ready(base_url: str, seconds: float = 60) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"{base_url} did not come up in {seconds} s"
             time.sleep(0.3)
+
+
+async def until(condition: Callable[[], object], *, seconds: float, every: float = 0.01) -> None:
+    """Poll a condition another task or process changes, every `every` seconds, until
+    it holds; fail the test if it still does not after `seconds`. `condition` may
+    return an awaitable (an async function that queries the database)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not met within {seconds} s")
+        await asyncio.sleep(every)
 
 
 async def program_id(db: asyncpg.Connection, code: str) -> int:

@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy import text
 
 from app.config import Environment, Settings
-from app.db import Database, DatabaseMisconfigured, asyncpg_dsn
+from app.db import Connection, Database, DatabaseMisconfigured, asyncpg_dsn
 from tests.conftest import scratch_database
 from tests.orders.test_simulate import DRAFT
 from tests.pgbouncer import INSTALL, PgBouncer, binary, pgbouncer
@@ -359,6 +359,87 @@ class TestStartup:
                 assert (await session.execute(text("SHOW timezone"))).scalar() == "UTC"
         finally:
             await db.dispose()
+
+
+# Each server connection of the pooler below explains every statement to its
+# client (auto_explain at NOTICE, a JIT section when JIT compiled it) and JIT-compiles
+# every statement it runs with JIT on (cost 0; no inlining or optimisation, so it
+# stays cheap).
+EXPLAINING = (
+    f"SET statement_timeout = {TIMEOUT_MS}; LOAD $$auto_explain$$; SET auto_explain.log_min_duration = 0; "
+    "SET auto_explain.log_level = notice; SET jit_above_cost = 0; "
+    "SET jit_inline_above_cost = -1; SET jit_optimize_above_cost = -1"
+)
+
+
+async def type_lookup_plans(connection: Connection) -> list[str]:
+    """The plans of asyncpg's type lookups (its typeinfo_tree query) while
+    `connection` runs its first statement with a bigint[] parameter, as the pooler's
+    server connections explained them."""
+    notices: list[str] = []
+
+    def notice(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        notices.append(message.message)
+
+    connection.add_log_listener(notice)
+    try:
+        assert await connection.fetchval("SELECT cardinality($1::bigint[])", [1, 2]) == 2
+        await asyncio.sleep(0.1)  # listeners are called soon after the notice came
+    finally:
+        connection.remove_log_listener(notice)
+    return [text for text in notices if "typeinfo_tree" in text]
+
+
+class TestTypeLookups:
+    async def test_asyncpgs_type_lookup_runs_without_jit_on_whichever_server_connection(
+        self, pooled: Pooled
+    ) -> None:
+        # asyncpg switches JIT off for its type lookup in the statement before it
+        # (PooledConnection in app/db.py says why it matters). With round_robin,
+        # one client's consecutive statements run on different server connections,
+        # as under load they do whenever another client takes the one it used.
+        direct = await asyncpg.connect(pooled.direct_dsn())
+        try:
+            if not await direct.fetchval("SELECT pg_jit_available()"):
+                pytest.skip("this PostgreSQL cannot JIT-compile, so the lookup cannot be slowed by it")
+        finally:
+            await direct.close()
+        with pgbouncer(pool_size=SERVER_CONNECTIONS, connect_query=EXPLAINING, round_robin=True) as bouncer:
+            url = bouncer.url(pooled.database)
+            dsn = asyncpg_dsn(url)
+            # Both server connections open and idle.
+            clients = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(SERVER_CONNECTIONS)]
+            for client in clients:
+                await client.execute("BEGIN")
+            for client in clients:
+                await client.execute("COMMIT")
+                await client.close()
+            # What the test can see: asyncpg as it comes, through this pooler, runs
+            # its lookup JIT-compiled.
+            plain = await asyncpg.connect(dsn, statement_cache_size=0)
+            try:
+                plans = await type_lookup_plans(plain)
+            finally:
+                await plain.close()
+            assert plans, "no plan of asyncpg's type lookup came back"
+            assert all("JIT:" in plan for plan in plans), plans
+            # The service's connections through a transaction-mode pooler.
+            settings = Settings(
+                env=Environment.test,
+                database_url=url,
+                direct_database_url=pooled.direct_url,
+                db_transaction_pooling=True,
+                db_statement_timeout_ms=TIMEOUT_MS,
+            )
+            db = Database(url, settings)
+            await db.connect()
+            try:
+                async with db.pool.acquire() as connection:
+                    plans = await type_lookup_plans(connection)
+            finally:
+                await db.dispose()
+            assert plans, "no plan of asyncpg's type lookup came back"
+            assert not any("JIT:" in plan for plan in plans), plans
 
 
 @pytest.fixture

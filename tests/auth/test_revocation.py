@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from app.auth.service import Authenticator
 from app.errors import Unauthorized
-from tests.support import Api, dsn
-
-
-async def until(condition: Callable[[], bool], *, seconds: float) -> None:
-    """Poll a condition another task changes; fail the test if it never holds."""
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"condition not met within {seconds}s")
+from tests.support import Api, dsn, until
 
 
 @contextlib.asynccontextmanager

@@ -4,18 +4,14 @@ event reaches the receiver at least once."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import asyncpg
 
 from app.ledger import chain
-from tests.support import Api, chain_program, database_url, dsn, program_id
+from tests.support import Api, chain_program, database_url, dsn, program_id, until
 from tests.webhooks.receiver import Receiver
 
 
@@ -40,18 +36,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(timeout=30)
-
-
-async def until(condition: Callable[[], object], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def assert_dense_and_sound(db: asyncpg.Connection, pid: int, entries: int) -> None:
@@ -97,7 +81,7 @@ async def test_killed_mid_chaining(api: Api, db: asyncpg.Connection) -> None:
                 )
             )
 
-        await until(waiting)
+        await until(waiting, seconds=30, every=0.05)
         stop(worker)
         await locked.rollback()
     finally:
@@ -111,7 +95,7 @@ async def test_killed_mid_chaining(api: Api, db: asyncpg.Connection) -> None:
         async def chained() -> bool:
             return (await chain.state(db, pid)).entries_unchained == 0
 
-        await until(chained)
+        await until(chained, seconds=30, every=0.05)
     finally:
         stop(worker)
     await assert_dense_and_sound(db, pid, 45)
@@ -131,7 +115,8 @@ async def test_killed_mid_dispatch(api: Api, db: asyncpg.Connection, receiver: R
     settings = {"LEDGER_WEBHOOK_TIMEOUT_SECONDS": "3", "LEDGER_WEBHOOK_RETRY_SECONDS": "0,0,0"}
     worker = start_worker(**settings)
     try:
-        await until(lambda: len(receiver.ids()) >= 5)  # requests in flight, none answered
+        # requests in flight, none answered
+        await until(lambda: len(receiver.ids()) >= 5, seconds=30, every=0.05)
     finally:
         stop(worker)
     receiver.released.set()
@@ -153,7 +138,7 @@ async def test_killed_mid_dispatch(api: Api, db: asyncpg.Connection, receiver: R
             )
             return receiver.ids() >= events and pending == 0
 
-        await until(all_succeeded, seconds=60)
+        await until(all_succeeded, seconds=60, every=0.05)
     finally:
         stop(worker)
     await assert_dense_and_sound(db, pid, 30)

@@ -4,21 +4,13 @@ activations, and drops them when another process activates a version."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from app.rulesets.cache import RulesCache
-from tests.support import Api, dsn
-
-
-async def until(condition: Callable[[], bool], *, seconds: float) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"condition not met within {seconds}s")
+from tests.support import Api, dsn, until
 
 
 @pytest.fixture
