@@ -9,7 +9,7 @@ alternating, microseconds per request (median of --rounds rounds):
 - `route`: what ApiRoute runs instead: its resolvers for the shared dependencies,
   then solve_dependencies over what it leaves to FastAPI (the path and the body).
 The caller is already known (ApiRoute authorizes before anything, in both cases),
-so neither side reads the database. The body is the order bench/orders.py sends.
+so neither side reads the database. The body is the OpenAPI example of an order.
 
     uv run python -m bench.dependencies
 """
@@ -30,29 +30,11 @@ from fastapi.routing import APIRoute
 from app.config import Settings
 from app.http import _RESOLVED, _resolved_by_route
 from app.main import create_app
+from app.orders.schemas import OrderIn
 from app.principal import Principal
 
-ORDER = {
-    "order_id": "o-1",
-    "member": "m-1",
-    "total": {"amount": "140.00", "currency": "EUR"},
-    "lines": [
-        {
-            "sku": "SHOE-1",
-            "category": "shoes",
-            "quantity": 1,
-            "unit_price": {"amount": "100.00", "currency": "EUR"},
-        },
-        {
-            "sku": "TEE-2",
-            "category": "apparel",
-            "quantity": 2,
-            "unit_price": {"amount": "20.00", "currency": "EUR"},
-        },
-    ],
-    "channel": "app",
-    "paid_at": "2026-11-28T10:00:00Z",
-}
+# the order of the OpenAPI document's example (bench/orders.py sends the same shape)
+ORDER = OrderIn.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 AWARD = {"points": 10, "reason": "bench"}
 CALLER = Principal(1, "default", None, frozenset({"points:earn", "points:adjust"}))
 
@@ -61,7 +43,7 @@ def route_of(app: FastAPI, method: str, path: str) -> APIRoute:
     for candidate in app.router.routes:
         router = getattr(candidate, "original_router", None)  # an included router
         for route in router.routes if router is not None else [candidate]:
-            if isinstance(route, APIRoute) and route.path == path and method in route.methods:
+            if isinstance(route, APIRoute) and route.path == path and method in (route.methods or set()):
                 return route
     raise SystemExit(f"no route {method} {path}")
 
