@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import asyncpg
 
 from app.db import Connection
+from app.reports.lots import KeptLot, KeptUse, Taking
 
 # The rules version in force at an instant: the last one activated by then.
 VERSION_AT = """
@@ -48,11 +50,18 @@ SELECT count(*) FROM (
 
 def _lot_changes(postings: str, last_postings: str, activations: str) -> str:
     """The entries, among the postings `postings` selects (recorded before $2),
-    that changed some member's available points, in commit order, with what a lot
-    replay needs (as ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql,
-    for one program and a recorded-time bound) and the entry's kind and recorded_at.
-    `last_postings` bounds the search for each entry's last posting (its commit
-    order), `activations` the pending credits looked up for their expiry."""
+    that changed some member's available points, with what a lot replay needs (as
+    ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql, for one program
+    and a recorded-time bound), the entry's kind and recorded_at, and the kind of
+    the entry a reversal reverses (recorded before or among these).
+
+    In the order the replay takes them: by the local day ($3, a timezone) they
+    were recorded on, then in commit order (the last posting's id). The day comes
+    first so that a replay kept at a day's end (report_lot) and carried on with
+    the days after it takes the entries in the same order as a replay of the whole
+    history: an entry recorded just before midnight may commit after one recorded
+    just after it. `last_postings` bounds the search for each entry's last
+    posting, `activations` the pending credits looked up for their expiry."""
     return f"""
 WITH member_change AS (
     SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
@@ -77,12 +86,15 @@ WITH member_change AS (
      ORDER BY c.activation_entry_id, c.id
 )
 SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
+       CASE WHEN e.reverses_entry_id IS NOT NULL THEN
+           (SELECT r.kind FROM journal_entry r WHERE r.program_id = $1 AND r.id = e.reverses_entry_id)
+       END AS reversed_kind,
        coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
   FROM entry_change x
   JOIN last_posting l ON l.entry_id = x.entry_id
   JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
   LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
- ORDER BY l.id
+ ORDER BY (e.recorded_at AT TIME ZONE $3)::date, l.id
 """
 
 
@@ -91,15 +103,44 @@ LOT_CHANGES_BEFORE = _lot_changes(
     "p.recorded_at < $2", "p.recorded_at < $2", "c.activation_entry_id IS NOT NULL"
 )
 
-# The same for the entries $3 (those of a set of members, closed under the
-# entries they share: a transfer's two sides): what a report replays on top of
-# the rollups. The entries come as a list, not a join: the planner misjudged how
-# few postings an entry has and scanned all the program's postings.
-ENTRIES_LOT_CHANGES = _lot_changes(
-    "p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2",
-    "p.entry_id = ANY($3::uuid[])",
-    "c.activation_entry_id = ANY($3::uuid[])",
+# The program's entries recorded in [$4, $2): what the rollup job replays on top
+# of the lots kept at the last rolled day's end, and a report on top of those of
+# the last rolled day.
+LOT_CHANGES_SINCE = _lot_changes(
+    "p.recorded_at >= $4 AND p.recorded_at < $2",
+    "p.recorded_at >= $4 AND p.recorded_at < $2",
+    "c.activation_entry_id IN (SELECT entry_id FROM entry_change)",
 )
+
+# The same for the entries $4 (those of a set of members, closed under the
+# entries they share: a transfer's two sides): what a report replays on top of
+# rollups that end before the last rolled day. The entries come as a list, not a
+# join: the planner misjudged how few postings an entry has and scanned all the
+# program's postings.
+ENTRIES_LOT_CHANGES = _lot_changes(
+    "p.entry_id = ANY($4::uuid[]) AND p.recorded_at < $2",
+    "p.entry_id = ANY($4::uuid[])",
+    "c.activation_entry_id = ANY($4::uuid[])",
+)
+
+# The lots and lot uses kept for the members $2 at the last rolled day's end
+# (report_lot, report_lot_use: app/reports/lots.py CohortBook.holdings()).
+KEPT_LOTS = """
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot
+ WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+"""
+KEPT_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM report_lot_use
+ WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+"""
+ALL_KEPT_LOTS = """
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot WHERE program_id = $1
+"""
+ALL_KEPT_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM report_lot_use WHERE program_id = $1
+"""
+FORGET_KEPT_LOTS = "DELETE FROM report_lot WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
+FORGET_KEPT_USES = "DELETE FROM report_lot_use WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
 
 # Members whose available points changed in [$2, $3).
 TOUCHED_MEMBERS = """
@@ -335,13 +376,61 @@ async def holders_at(connection: Connection, program_id: int, at: datetime) -> i
 
 
 async def lot_changes_before(
-    connection: Connection, program_id: int, before: datetime
+    connection: Connection, program_id: int, before: datetime, timezone: str
 ) -> list[asyncpg.Record]:
-    return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before))
+    return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before, timezone))
+
+
+async def lot_changes_since(
+    connection: Connection, program_id: int, start: datetime, before: datetime, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(LOT_CHANGES_SINCE, program_id, before, timezone, start))
+
+
+async def kept_lots(
+    connection: Connection, program_id: int, members: list[int] | None
+) -> tuple[list[KeptLot], list[KeptUse]]:
+    """The lots and uses kept for these members (all the program's: None)."""
+    if members is None:
+        lots = await connection.fetch(ALL_KEPT_LOTS, program_id)
+        uses = await connection.fetch(ALL_KEPT_USES, program_id)
+    else:
+        lots = await connection.fetch(KEPT_LOTS, program_id, members)
+        uses = await connection.fetch(KEPT_USES, program_id, members)
+    return (
+        [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in lots],
+        [(row[0], row[1], row[2], cast(Taking, row[3]), row[4]) for row in uses],
+    )
+
+
+async def keep_lots(
+    connection: Connection,
+    program_id: int,
+    members: list[int] | None,
+    lots: list[KeptLot],
+    uses: list[KeptUse],
+) -> None:
+    """Replace the kept lots and uses of these members (all the program's: None)."""
+    if members is None:
+        await connection.execute("DELETE FROM report_lot WHERE program_id = $1", program_id)
+        await connection.execute("DELETE FROM report_lot_use WHERE program_id = $1", program_id)
+    else:
+        await connection.execute(FORGET_KEPT_LOTS, program_id, members)
+        await connection.execute(FORGET_KEPT_USES, program_id, members)
+    await connection.copy_records_to_table(
+        "report_lot",
+        records=[(program_id, *lot) for lot in lots],
+        columns=["program_id", "member_id", "seq", "entry_id", "cohort", "expires_at", "remaining"],
+    )
+    await connection.copy_records_to_table(
+        "report_lot_use",
+        records=[(program_id, *use) for use in uses],
+        columns=["program_id", "member_id", "entry_id", "seq", "taking", "points"],
+    )
 
 
 async def touched_lot_changes(
-    connection: Connection, program_id: int, start: datetime, end: datetime
+    connection: Connection, program_id: int, start: datetime, end: datetime, timezone: str
 ) -> list[asyncpg.Record]:
     """The lot changes recorded before `end` of the members whose lots changed in
     [start, end), and of every member who shared an entry with them (a transfer's
@@ -349,7 +438,7 @@ async def touched_lot_changes(
     members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
     while True:
         entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, list(members))]
-        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, entries))
+        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, timezone, entries))
         sharing = {member for row in rows for member in row["member_ids"]}
         if sharing <= members:
             return rows

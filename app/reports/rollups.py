@@ -45,7 +45,7 @@ import asyncpg
 from app.db import Connection, Database
 from app.partners import settlement as partner_settlement
 from app.reports import repository
-from app.reports.lots import CohortBook, taking
+from app.reports.lots import CohortBook, comparable, taking
 
 MARGIN = timedelta(hours=1)
 LOCK = "report-rollup"
@@ -93,6 +93,9 @@ class Rolled:
     last: date
     start: datetime
     end: datetime
+    # whether `last` is the program's last rolled day: the lots kept (report_lot)
+    # are those at `end`
+    through: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,13 @@ async def rolled_within(
         last -= timedelta(days=1)
     if last < first:
         return None
-    return Rolled(first, last, day_start(first, tz), day_start(last + timedelta(days=1), tz))
+    return Rolled(
+        first,
+        last,
+        day_start(first, tz),
+        day_start(last + timedelta(days=1), tz),
+        last == found.rolled_through,
+    )
 
 
 def live_pieces(start: datetime, end: datetime, rolled: Rolled | None) -> list[tuple[datetime, datetime]]:
@@ -169,27 +178,55 @@ async def replay(
     """The lot replay of the program's entries recorded before `before`, with its
     figures' changes collected (into the dict on_entry gives for each entry's
     recorded_at, or the book's own)."""
-    rows = await repository.lot_changes_before(connection, program_id, before)
+    rows = await repository.lot_changes_before(connection, program_id, before, zone.key)
     return replay_rows(rows, zone, on_entry)
+
+
+def members_of(rows: list[asyncpg.Record]) -> list[int]:
+    return sorted({member for row in rows for member in row["member_ids"]})
+
+
+async def kept_book(
+    connection: Connection, program_id: int, members: list[int], zone: ZoneInfo
+) -> CohortBook:
+    """A book holding these members' lots as kept at the last rolled day's end:
+    an entry recorded since changes the lots of its members only, so the book
+    replays the entries since as the whole history's replay would."""
+    book = CohortBook(changes={}, expiry_month=month_of(zone))
+    lots, uses = await repository.kept_lots(connection, program_id, members)
+    book.restore(lots, uses)
+    return book
+
+
+async def kept_since(
+    connection: Connection, program_id: int, start: datetime, before: datetime, zone: ZoneInfo
+) -> CohortBook:
+    """The lot replay of the entries recorded in [start, before) on top of the
+    lots kept at `start` (the last rolled day's end): the book's changes are what
+    those entries changed."""
+    rows = await repository.lot_changes_since(connection, program_id, start, before, zone.key)
+    book = await kept_book(connection, program_id, members_of(rows), zone)
+    return replay_rows(rows, zone, book=book)
 
 
 def replay_rows(
     rows: list[asyncpg.Record],
     zone: ZoneInfo,
     on_entry: Callable[[datetime], dict[tuple[str, str], int]] | None = None,
+    book: CohortBook | None = None,
 ) -> CohortBook:
-    """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in commit order)."""
-    kinds = {row["id"]: row["kind"] for row in rows}
+    """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in their order), on
+    `book` (its kept lots) or from nothing."""
     month = month_of(zone)
-    book = CohortBook(changes={}, expiry_month=month)
+    if book is None:
+        book = CohortBook(changes={}, expiry_month=month)
     for row in rows:
         if on_entry is not None:
             book.changes = on_entry(row["recorded_at"])
-        reversed_kind = kinds.get(row["source"]) if row["kind"] == "reversal" else None
         book.apply(
             row["id"],
             month(row["recorded_at"]),
-            taking(row["kind"], reversed_kind),
+            taking(row["kind"], row["reversed_kind"]),
             row["source"],
             row["expires_at"],
             list(zip(row["member_ids"], row["changes"], strict=True)),
@@ -198,10 +235,18 @@ def replay_rows(
 
 
 async def compute(
-    connection: Connection, program_id: int, zone_name: str, first: date, last: date
-) -> Figures:
+    connection: Connection,
+    program_id: int,
+    zone_name: str,
+    first: date,
+    last: date,
+    kept: bool = False,
+) -> tuple[Figures, CohortBook]:
     """Every figure of days first .. last, from the ledger (the job writes them,
-    `verify` compares them)."""
+    `verify` compares them), and the lot replay at the end of `last`: the whole
+    history's, or (kept) the lots kept at the end of the day before `first` with
+    the entries of first .. last replayed on them, holding only those entries'
+    members."""
     zone = ZoneInfo(zone_name)
     start, end = day_start(first, zone), day_start(last + timedelta(days=1), zone)
     out: Figures = {}
@@ -217,15 +262,24 @@ async def compute(
         _add(out, row["bucket"].date(), REFUNDED, row["currency"], repository.decimal(row["amount"]))
     for row in await connection.fetch(repository.DAY_HOLDERS, program_id, start, end, zone_name):
         _add(out, row["day"], HOLDERS, "", row["holders"])
-    # the lots: the whole history replays (a lot's state depends on all before it);
-    # each entry's changes go to the day it was recorded, kept for days in range
+    # the lots: each entry's changes go to the day it was recorded
     by_day: dict[date, dict[tuple[str, str], int]] = defaultdict(dict)
-    await replay(connection, program_id, end, zone, on_entry=lambda at: by_day[local_day(at, zone)])
+
+    def on_entry(at: datetime) -> dict[tuple[str, str], int]:
+        return by_day[local_day(at, zone)]
+
+    if kept:
+        rows = await repository.lot_changes_since(connection, program_id, start, end, zone_name)
+        book = await kept_book(connection, program_id, members_of(rows), zone)
+        replay_rows(rows, zone, on_entry, book)
+    else:
+        # a lot's state depends on all before it: the whole history replays
+        book = await replay(connection, program_id, end, zone, on_entry)
     for day, changes in by_day.items():
         if first <= day <= last:
             for (figure, key), points in changes.items():
                 _add(out, day, figure, key, points)
-    return out
+    return out, book
 
 
 # ---------------------------------------------------------------- the job
@@ -269,7 +323,11 @@ async def roll_up_program(
         last = local_day(horizon, zone) - timedelta(days=1)
         if last < start_day:
             return 0, 0
-        figures = await compute(connection, program_id, zone_name, start_day, last)
+        # the first run replays the whole history and keeps every member's lots;
+        # later runs replay the days since on the kept lots of those days' members
+        figures, book = await compute(
+            connection, program_id, zone_name, start_day, last, kept=found is not None
+        )
         rows = sorted(figures.items())
         await connection.execute(
             repository.INSERT_FIGURES,
@@ -279,6 +337,9 @@ async def roll_up_program(
             [key for (_, _, key), _ in rows],
             [value for _, value in rows],
         )
+        members = sorted(book.lots)
+        lots, uses = book.holdings(members)
+        await repository.keep_lots(connection, program_id, None if found is None else members, lots, uses)
         await connection.execute(repository.SAVE_ROLLUP, program_id, zone_name, first, last, now)
         return (last - start_day).days + 1, len(figures)
 
@@ -308,11 +369,15 @@ async def roll_up(
 
 
 async def first_difference(connection: Connection, program_id: int) -> tuple[date, str] | None:
-    """The first rolled day whose stored figures differ from the ledger's, and which figure."""
+    """The first rolled day whose stored figures differ from the ledger's, and which
+    figure; else the first member whose kept lots (at the last rolled day's end)
+    differ from the whole history's replay."""
     found = await state(connection, program_id)
     if found is None:
         return None
-    expected = await compute(connection, program_id, found.timezone, found.first_day, found.rolled_through)
+    expected, book = await compute(
+        connection, program_id, found.timezone, found.first_day, found.rolled_through
+    )
     stored: Figures = {
         (row["day"], row["figure"], row["key"]): row["value"]
         for row in await connection.fetch(
@@ -324,7 +389,14 @@ async def first_difference(connection: Connection, program_id: int) -> tuple[dat
         for (day, figure, key) in set(expected) | set(stored)
         if expected.get((day, figure, key), Decimal(0)) != stored.get((day, figure, key), Decimal(0))
     ]
-    return min(differing) if differing else None
+    if differing:
+        return min(differing)
+    replayed = comparable(*book.holdings(book.lots))
+    kept = comparable(*await repository.kept_lots(connection, program_id, None))
+    members = [member for member in set(replayed) | set(kept) if replayed.get(member) != kept.get(member)]
+    if members:
+        return found.rolled_through, f"kept lots of member {min(members)}"
+    return None
 
 
 async def verify_rollups(connection: Connection) -> list[str]:

@@ -121,9 +121,8 @@ async def _lot_figures(
     connection: Connection, program_id: int, before: datetime, zone_name: str
 ) -> dict[tuple[str, str], int]:
     """The lot replay's figures (app/reports/rollups.py LOT_FIGURES) over what was
-    recorded before `before`: the rolled days' sums, plus what the members whose
-    lots changed since replay to on top of them (their replay now less their
-    replay at the rolled days' end); without rollups, the whole replay."""
+    recorded before `before`: the rolled days' sums plus what the entries since
+    changed; without rollups, the whole replay."""
     zone = ZoneInfo(zone_name)
     rolled = await rollups.rolled_within(connection, program_id, zone_name, None, before)
     if rolled is None:
@@ -135,17 +134,25 @@ async def _lot_figures(
             await rollups.sums(connection, program_id, rolled.last, rollups.LOT_FIGURES)
         ).items()
     }
-    # the members whose lots changed since (with whoever shares an entry with them):
-    # their replay up to `before` less their replay up to the rolled days' end (the
-    # same rows in the same commit order, without what was recorded since)
-    rows = await repository.touched_lot_changes(connection, program_id, rolled.end, before)
-    if rows:
-        now = rollups.replay_rows(rows, zone)
-        then = rollups.replay_rows([row for row in rows if row["recorded_at"] < rolled.end], zone)
-        for key, points in (now.changes or {}).items():
-            figures[key] = figures.get(key, 0) + points
-        for key, points in (then.changes or {}).items():
-            figures[key] = figures.get(key, 0) - points
+    if rolled.through:
+        # the entries since the last rolled day, replayed on the lots kept at its end
+        since = await rollups.kept_since(connection, program_id, rolled.end, before, zone)
+        changes = since.changes or {}
+    else:
+        # an instant inside an earlier rolled day: the members whose lots changed
+        # since that day began (with whoever shares an entry with them) replay their
+        # history up to `before`, less their replay up to the day's start (the same
+        # rows in the same order, without what was recorded since)
+        rows = await repository.touched_lot_changes(connection, program_id, rolled.end, before, zone_name)
+        changes = {}
+        if rows:
+            now = rollups.replay_rows(rows, zone).changes or {}
+            then = rollups.replay_rows([row for row in rows if row["recorded_at"] < rolled.end], zone)
+            changes = dict(now)
+            for key, points in (then.changes or {}).items():
+                changes[key] = changes.get(key, 0) - points
+    for key, points in changes.items():
+        figures[key] = figures.get(key, 0) + points
     return figures
 
 
