@@ -224,13 +224,21 @@ SELECT (p.recorded_at AT TIME ZONE $4)::date AS day, a.kind, sum(p.amount) AS po
 """
 
 # Per local day ($4) from $2 to $3: members who came to hold points (available,
-# pending and held above zero) that day less those who stopped.
+# pending and held above zero) that day less those who stopped. Only members
+# whose points changed in [$2, $3) can: their history alone is summed (a day's
+# run reads that day's members, not every member's history).
 DAY_HOLDERS = """
-WITH member_day AS (
+WITH touched AS (
+    SELECT DISTINCT p.member_id
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND a.kind IN ('available', 'pending', 'held')
+), member_day AS (
     SELECT p.member_id, (p.recorded_at AT TIME ZONE $4)::date AS day, sum(p.amount) AS change
       FROM posting p
       JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
-     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at < $3
+     WHERE p.program_id = $1 AND p.member_id IN (SELECT member_id FROM touched) AND p.recorded_at < $3
        AND a.kind IN ('available', 'pending', 'held')
      GROUP BY 1, 2
 ), running AS (
