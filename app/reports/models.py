@@ -8,7 +8,17 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Numeric, PrimaryKeyConstraint, Text, Uuid
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    PrimaryKeyConstraint,
+    Text,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -75,3 +85,29 @@ class ReportLotUse(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     taking: Mapped[str] = mapped_column(Text)
     points: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportMemberDay(Base):
+    """A member's activity on one rolled local day, as one fact: `active` (the
+    activity report's active members), `participating` (the overview's) or
+    `orders`; `count` how many that day. Each row names the member's day of the
+    same fact before it (with that day's count) and the one before that, so that
+    how many members have the fact over a run of days is a count of the rows whose
+    previous day lies before the run, not a distinct count over them all."""
+
+    __tablename__ = "report_member_day"
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "fact", "day", "member_id"),
+        # a member's days (the job links a new day to the last one; a report looks
+        # up the members its unrolled remainder found)
+        Index(None, "program_id", "fact", "member_id", "day"),
+    )
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    fact: Mapped[str] = mapped_column(Text)
+    day: Mapped[date] = mapped_column(Date)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    previous_day: Mapped[date | None] = mapped_column(Date)
+    previous_count: Mapped[int | None] = mapped_column(BigInteger)
+    previous2_day: Mapped[date | None] = mapped_column(Date)

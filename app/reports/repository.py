@@ -360,6 +360,120 @@ SELECT count(*) AS buyers, count(*) FILTER (WHERE orders >= 2) AS repeat_buyers 
 ) buyers
 """
 
+# ---- members' activity by day (report_member_day, app/reports/rollups.py)
+
+# Each member's activity per local day ($4) recorded in [$2, $3), as facts: `active`
+# (an order, or an entry of the kinds $5 on their accounts: the activity report's
+# active members), `participating` (an order, or the kinds $6: the overview's) and
+# `orders` (their orders); `count` how many that day. Each fact links to the
+# member's day of the same fact before it (`previous_day`, its `previous_count`)
+# and the one before that (`previous2_day`), rows before the day $7 read from
+# report_member_day: a distinct count over days is then a count of rows whose
+# previous day lies before them (docs/reports.md, Speed).
+MEMBER_DAYS = """
+WITH activity AS (
+    SELECT o.member_id, o.recorded_at, true AS ordered, NULL::text AS kind FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION ALL
+    SELECT p.member_id, p.recorded_at, false, e.kind
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND (e.kind = ANY($5::text[]) OR e.kind = ANY($6::text[]))
+), by_day AS (
+    SELECT member_id, (recorded_at AT TIME ZONE $4)::date AS day, ordered, kind FROM activity
+), facts AS (
+    SELECT 'active' AS fact, member_id, day, count(*) AS count FROM by_day
+     WHERE ordered OR kind = ANY($5::text[]) GROUP BY member_id, day
+    UNION ALL
+    SELECT 'participating', member_id, day, count(*) FROM by_day
+     WHERE ordered OR kind = ANY($6::text[]) GROUP BY member_id, day
+    UNION ALL
+    SELECT 'orders', member_id, day, count(*) FROM by_day WHERE ordered GROUP BY member_id, day
+), before AS (
+    SELECT DISTINCT ON (r.fact, r.member_id) r.fact, r.member_id, r.day, r.count, r.previous_day
+      FROM report_member_day r
+     WHERE r.program_id = $1 AND r.day < $7
+       AND (r.fact, r.member_id) IN (SELECT DISTINCT fact, member_id FROM facts)
+     ORDER BY r.fact, r.member_id, r.day DESC
+), chained AS (
+    SELECT fact, member_id, day, count, previous_day AS kept_previous, true AS kept FROM before
+    UNION ALL
+    SELECT fact, member_id, day, count, NULL, false FROM facts
+), linked AS (
+    SELECT fact, member_id, day, count, kept,
+           CASE WHEN kept THEN kept_previous ELSE lag(day) OVER w END AS previous_day,
+           lag(count) OVER w AS previous_count
+      FROM chained WINDOW w AS (PARTITION BY fact, member_id ORDER BY day)
+), twice AS (
+    SELECT fact, member_id, day, count, kept, previous_day, previous_count,
+           lag(previous_day) OVER (PARTITION BY fact, member_id ORDER BY day) AS previous2_day
+      FROM linked
+)
+SELECT fact, member_id, day, count, previous_day, previous_count, previous2_day FROM twice WHERE NOT kept
+"""
+
+MEMBER_DAY_COLUMNS = "fact, member_id, day, count, previous_day, previous_count, previous2_day"
+
+INSERT_MEMBER_DAYS = f"""
+INSERT INTO report_member_day (program_id, {MEMBER_DAY_COLUMNS})
+SELECT $1, {MEMBER_DAY_COLUMNS} FROM ({MEMBER_DAYS}) computed
+"""
+
+STORED_MEMBER_DAYS = f"""
+SELECT {MEMBER_DAY_COLUMNS} FROM report_member_day WHERE program_id = $1 AND day BETWEEN $2 AND $3
+"""
+
+# Per bucket (the rolled day truncated to $5: day, week, month, year) of the days
+# $3 .. $4: how many members have the fact $2 in the bucket's days (a member's
+# first day of it there: the day before it was before the bucket or $3).
+MEMBER_DAY_BUCKETS = """
+SELECT date_trunc($5, day::timestamp) AS bucket,
+       count(*) FILTER (WHERE previous_day IS NULL
+                           OR previous_day < greatest(date_trunc($5, day::timestamp)::date, $3)) AS members
+  FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND day BETWEEN $3 AND $4
+ GROUP BY 1
+"""
+
+# Over the days $3 .. $4: how many members have the fact $2.
+MEMBER_DAY_TOTAL = """
+SELECT count(*) FILTER (WHERE previous_day IS NULL OR previous_day < $3) FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND day BETWEEN $3 AND $4
+"""
+
+# Over the days $2 .. $3: members with an order, and with two or more (their first
+# day there had two, or their second day there follows a first with one).
+BUYER_DAYS = """
+SELECT count(*) FILTER (WHERE previous_day IS NULL OR previous_day < $2) AS buyers,
+       count(*) FILTER (WHERE (previous_day IS NULL OR previous_day < $2) AND count >= 2)
+     + count(*) FILTER (WHERE previous_day >= $2 AND (previous2_day IS NULL OR previous2_day < $2)
+                          AND previous_count = 1) AS repeat_buyers
+  FROM report_member_day
+ WHERE program_id = $1 AND fact = 'orders' AND day BETWEEN $2 AND $3
+"""
+
+# The days $4 .. $5 with the fact $2 of the members $3, and their count.
+MEMBERS_DAYS = """
+SELECT member_id, day, count FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND member_id = ANY($3::bigint[]) AND day BETWEEN $4 AND $5
+"""
+
+# Members with an order, or an entry of the kinds $6, recorded in [$2, $3), and
+# how many orders they had: by bucket ($4 of local time $5).
+MEMBERS_ACTIVE = """
+WITH activity AS (
+    SELECT o.member_id, o.recorded_at, 1 AS orders FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION ALL
+    SELECT p.member_id, p.recorded_at, 0
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND e.kind = ANY($6::text[])
+)
+SELECT date_trunc($4, recorded_at AT TIME ZONE $5) AS bucket, member_id, sum(orders)::bigint AS orders
+  FROM activity GROUP BY 1, 2
+"""
+
 # A `cost.cap_exceeded` already written for a period (the data names it).
 CAP_EVENT = """
 SELECT 1 FROM event_log

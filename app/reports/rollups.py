@@ -45,6 +45,7 @@ import asyncpg
 from app.db import Connection, Database
 from app.partners import settlement as partner_settlement
 from app.reports import repository
+from app.reports.categories import ACTIVE_KINDS, PARTICIPATING_KINDS
 from app.reports.lots import CohortBook, comparable, taking
 
 MARGIN = timedelta(hours=1)
@@ -56,6 +57,7 @@ JOB_TIMEOUT_MS = 60 * 60 * 1000
 FLOW, PARTNER_FLOW, BALANCE = "flow", "flow.partner", "balance"
 ORDERS, REVENUE, REFUNDED = "orders", "revenue", "refunded"
 REMAINING, EXPIRING, HOLDERS = "remaining", "expiring", "holders"
+ACTIVE_FACT, PARTICIPATING_FACT, ORDER_FACT = "active", "participating", "orders"
 COHORT = "cohort."
 LOT_FIGURES = (
     "cohort.issued",
@@ -282,6 +284,104 @@ async def compute(
     return out, book
 
 
+def _member_days_args(program_id: int, zone_name: str, first: date, last: date) -> tuple[object, ...]:
+    """MEMBER_DAYS' parameters for days first .. last."""
+    zone = ZoneInfo(zone_name)
+    start, end = day_start(first, zone), day_start(last + timedelta(days=1), zone)
+    return (program_id, start, end, zone_name, list(ACTIVE_KINDS), list(PARTICIPATING_KINDS), first)
+
+
+# ---------------------------------------------------------------- distinct members
+
+
+def bucket_of(day: date, unit: str | None) -> datetime | None:
+    """A rolled day's bucket, as date_trunc(unit, local time) gives it (naive
+    local); None for the whole period."""
+    if unit is None:
+        return None
+    if unit == "week":
+        day -= timedelta(days=day.weekday())
+    elif unit == "month":
+        day = day.replace(day=1)
+    elif unit == "year":
+        day = day.replace(month=1, day=1)
+    return datetime(day.year, day.month, day.day)
+
+
+async def members_with(
+    connection: Connection,
+    program_id: int,
+    start: datetime,
+    end: datetime,
+    unit: str | None,
+    zone: str,
+    fact: str,
+    rolled: Rolled,
+) -> dict[datetime | None, int]:
+    """How many members have `fact` (`active` or `participating`) in [start, end),
+    by bucket (None: over the whole period), on rolled days: the rolled days'
+    count (report_member_day), plus the members the unrolled remainder finds that
+    have no day of it in the same bucket's rolled days. Exact: each member once
+    per bucket."""
+    kinds = list(ACTIVE_KINDS if fact == "active" else PARTICIPATING_KINDS)
+    live: set[tuple[datetime | None, int]] = set()
+    for piece_start, piece_end in live_pieces(start, end, rolled):
+        for row in await connection.fetch(
+            repository.MEMBERS_ACTIVE, program_id, piece_start, piece_end, unit, zone, kinds
+        ):
+            live.add((row["bucket"], row["member_id"]))
+    counts: dict[datetime | None, int] = defaultdict(int)
+    if unit is None:
+        found = await connection.fetchval(
+            repository.MEMBER_DAY_TOTAL, program_id, fact, rolled.first, rolled.last
+        )
+        counts[None] = int(found or 0)
+    else:
+        for row in await connection.fetch(
+            repository.MEMBER_DAY_BUCKETS, program_id, fact, rolled.first, rolled.last, unit
+        ):
+            counts[row["bucket"]] += int(row["members"])
+    members = sorted({member for _, member in live})
+    if members:
+        live -= {
+            (bucket_of(row["day"], unit), row["member_id"])
+            for row in await connection.fetch(
+                repository.MEMBERS_DAYS, program_id, fact, members, rolled.first, rolled.last
+            )
+        }
+    for bucket, _ in live:
+        counts[bucket] += 1
+    return counts
+
+
+async def buyers(
+    connection: Connection, program_id: int, start: datetime, end: datetime, zone: str, rolled: Rolled
+) -> tuple[int, int]:
+    """Members with 1+ and 2+ orders recorded in [start, end), on rolled days: the
+    rolled days' counts, corrected by the orders of the unrolled remainder's
+    members."""
+    live: dict[int, int] = defaultdict(int)
+    for piece_start, piece_end in live_pieces(start, end, rolled):
+        for found in await connection.fetch(
+            repository.MEMBERS_ACTIVE, program_id, piece_start, piece_end, None, zone, []
+        ):
+            live[found["member_id"]] += int(found["orders"])
+    row = await connection.fetchrow(repository.BUYER_DAYS, program_id, rolled.first, rolled.last)
+    assert row is not None
+    with_orders, repeat = int(row["buyers"]), int(row["repeat_buyers"])
+    rolled_orders: dict[int, int] = defaultdict(int)
+    if live:
+        for found in await connection.fetch(
+            repository.MEMBERS_DAYS, program_id, ORDER_FACT, sorted(live), rolled.first, rolled.last
+        ):
+            rolled_orders[found["member_id"]] += int(found["count"])
+    for member, orders in live.items():
+        before = rolled_orders.get(member, 0)
+        with_orders += before == 0
+        repeat += before < 2 <= before + orders
+    return with_orders, repeat
+
+
 # ---------------------------------------------------------------- the job
 
 
@@ -337,6 +437,10 @@ async def roll_up_program(
             [key for (_, _, key), _ in rows],
             [value for _, value in rows],
         )
+        await connection.execute(
+            repository.INSERT_MEMBER_DAYS,
+            *_member_days_args(program_id, zone_name, start_day, last),
+        )
         members = sorted(book.lots)
         lots, uses = book.holdings(members)
         await repository.keep_lots(connection, program_id, None if found is None else members, lots, uses)
@@ -391,6 +495,22 @@ async def first_difference(connection: Connection, program_id: int) -> tuple[dat
     ]
     if differing:
         return min(differing)
+    member_days = {
+        tuple(row)
+        for row in await connection.fetch(
+            repository.MEMBER_DAYS,
+            *_member_days_args(program_id, found.timezone, found.first_day, found.rolled_through),
+        )
+    }
+    stored_days = {
+        tuple(row)
+        for row in await connection.fetch(
+            repository.STORED_MEMBER_DAYS, program_id, found.first_day, found.rolled_through
+        )
+    }
+    if member_days != stored_days:
+        fact, member, day, *_ = min(member_days ^ stored_days, key=lambda row: (row[2], row[0], row[1]))
+        return day, f"member day {fact} of member {member}"
     replayed = comparable(*book.holdings(book.lots))
     kept = comparable(*await repository.kept_lots(connection, program_id, None))
     members = [member for member in set(replayed) | set(kept) if replayed.get(member) != kept.get(member)]

@@ -21,7 +21,7 @@ from app.ledger import chain
 from app.outbox import emit
 from app.principal import Principal
 from app.reports import repository, rollups
-from app.reports.categories import ACTIVE_KINDS, SOURCES, USES, source
+from app.reports.categories import ACTIVE_KINDS, PARTICIPATING_KINDS, SOURCES, USES, source
 from app.reports.lots import NEVER, Cohort
 from app.reports.schemas import (
     ActivityBucket,
@@ -300,14 +300,9 @@ class _Flows:
 
 
 def _bucket(day: date, unit: str) -> datetime:
-    """A rolled day's bucket, as date_trunc(unit, local time) gives it (naive local)."""
-    if unit == "week":
-        day -= timedelta(days=day.weekday())
-    elif unit == "month":
-        day = day.replace(day=1)
-    elif unit == "year":
-        day = day.replace(month=1, day=1)
-    return datetime(day.year, day.month, day.day)
+    bucket = rollups.bucket_of(day, unit)
+    assert bucket is not None
+    return bucket
 
 
 async def _flows(
@@ -464,10 +459,20 @@ async def activity(
             found = await _revenue(*args)
             orders, revenue = found.orders, found.revenue
             new = {row["bucket"]: int(row["members"]) for row in await repository.new_members(*args)}
-            active = {
-                row["bucket"]: int(row["members"])
-                for row in await repository.active_members(*args, list(ACTIVE_KINDS))
-            }
+            rolled = await rollups.rolled_within(connection, program_id, zone, start, end)
+            if rolled is None:
+                active = {
+                    row["bucket"]: int(row["members"])
+                    for row in await repository.active_members(*args, list(ACTIVE_KINDS))
+                }
+            else:
+                active = {
+                    bucket: members
+                    for bucket, members in (
+                        await rollups.members_with(*args, rollups.ACTIVE_FACT, rolled)
+                    ).items()
+                    if bucket is not None
+                }
         buckets = []
         for bucket in sorted(set(flows) | set(orders) | set(revenue) | set(new) | set(active)):
             flow = flows.get(bucket) or _Flows.empty()
@@ -517,11 +522,19 @@ async def overview(
             flows = list((await _flows(*args)).values())
             found = await _revenue(*args)
             orders_by, revenue_by, by_currency = found.orders, found.revenue, found.orders_by_currency
-            participating_rows = await repository.active_members_total(
-                connection, program_id, start, end, ["event", "redemption", "hold", "conversion", "transfer"]
-            )
+            rolled = await rollups.rolled_within(connection, program_id, zone, start, end)
+            if rolled is None:
+                participating_rows = await repository.active_members_total(
+                    connection, program_id, start, end, list(PARTICIPATING_KINDS)
+                )
+                buyers, repeat = await repository.repeat_buyers(connection, program_id, start, end)
+            else:
+                found_members = await rollups.members_with(
+                    connection, program_id, start, end, None, zone, rollups.PARTICIPATING_FACT, rolled
+                )
+                participating_rows = found_members[None]
+                buyers, repeat = await rollups.buyers(connection, program_id, start, end, zone, rolled)
             enrolled = await repository.enrolled_before(connection, program_id, end)
-            buyers, repeat = await repository.repeat_buyers(connection, program_id, start, end)
         issued = sum(sum(flow.issued.values()) for flow in flows)
         from_orders = sum(flow.issued["orders"] + flow.issued["partner_orders"] for flow in flows)
         redeemed = sum(flow.redeemed for flow in flows)

@@ -84,6 +84,11 @@ def noon(days: int) -> timedelta:
     return real.replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(days=days) - real
 
 
+async def ordered(api: Api, member: str, total: str) -> None:
+    placed = await api.order(member, total)
+    assert placed.status_code == 201, placed.text
+
+
 async def entry_id(response: Any) -> str:
     assert response.status_code == 201, response.text
     found: str = response.json()["id"]
@@ -169,6 +174,7 @@ class TestRollupReports:
         assert (await api.transfer(b, c, 50)).status_code == 201
         # c's soonest expiring points first: the 50 from b, then 10 of its own
         redemption = await entry_id(await api.redeem(c, 60))
+        await ordered(api, c, "30.00")
         first_day = clock.now()
         clock.offset = noon(2)
         assert (await roll(api))["days"] >= 1
@@ -181,6 +187,8 @@ class TestRollupReports:
         assert (await api.transfer(a, b, 60)).status_code == 201
         assert (await api.reverse(redemption)).status_code == 201
         assert (await api.redeem(b, 30)).status_code == 201
+        await ordered(api, a, "10.00")
+        await ordered(api, b, "20.00")
         second_day = clock.now()
         # read on the kept lots with the second day live
         asked = [
@@ -199,14 +207,23 @@ class TestRollupReports:
         assert (await roll(api))["days"] == 1  # the second day alone, on the kept lots
         assert (await api.transfer(c, a, 10)).status_code == 201
         assert (await api.award(a, 5)).status_code == 201
+        for member, total in ((b, "5.00"), (c, "7.00"), (c, "8.00")):
+            await ordered(api, member, total)
         now = clock.now()
+        second_day_start = second_day.replace(hour=0, minute=0, second=0, microsecond=0)
         later = [
             *asked,
             ("liability", {"as_of": iso(now)}),
             ("liability", {"as_of": iso(second_day + timedelta(seconds=1))}),
             ("breakage", {"from": iso(start), "to": iso(now)}),
-            ("activity", {"from": iso(start), "to": iso(now), "granularity": "day"}),
+            ("overview", {"from": iso(start), "to": iso(now)}),
             ("overview", {"from": iso(first_day), "to": iso(now)}),
+            ("overview", {"from": iso(second_day_start), "to": iso(now)}),
+            ("overview", {"from": iso(second_day_start - timedelta(days=1)), "to": iso(now)}),
+            *[
+                ("activity", {"from": iso(start), "to": iso(now), "granularity": unit})
+                for unit in ("day", "week", "month")
+            ],
         ]
         on_the_second_run = await read_all(api, later)
         assert on_the_second_run[: len(asked)] == on_the_first_run
@@ -215,8 +232,15 @@ class TestRollupReports:
         assert await read_all(api, later) == on_the_second_run
         # a: 200 - 50 refunded - 60 + 10 + 5; b: 70 - 50 + 60 - 30 (its 20 expiring first);
         # c: 40 + 50 (b's, expiring) - 60 + 60 given back - 50 expired - 10
-        assert on_the_second_run[len(asked)]["outstanding"] == 105 + 50 + 30
+        # and the orders: c 30 the first day, a 10 and b 20 the second, b 5 and c 15 the third
+        assert on_the_second_run[len(asked)]["outstanding"] == 105 + 50 + 30 + 30 + 30 + 20
         assert on_the_second_run[len(asked) + 2]["total"]["expired"] == 50
+        whole, _, from_the_second_day, whole_days = on_the_second_run[len(asked) + 3 : len(asked) + 7]
+        # a ordered on the first and second days, b on the second and third, c twice on the third
+        assert (whole["buyers"], whole["repeat_buyers"]) == (3, 3)
+        assert (whole_days["buyers"], whole_days["repeat_buyers"]) == (3, 3)
+        assert (from_the_second_day["buyers"], from_the_second_day["repeat_buyers"]) == (3, 2)
+        assert whole["members_participating"] == 3
 
     async def test_verify_names_tampered_kept_lots(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
@@ -241,6 +265,32 @@ class TestRollupReports:
         finally:
             await db.execute(
                 f"UPDATE report_lot SET remaining = remaining - 1 WHERE {where}", program, member
+            )
+        assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
+
+    async def test_verify_names_a_missing_member_day(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        await small_ledger(api)
+        program = await program_id(db, api)
+        clock.offset = LATER
+        await roll(api)
+        row = await db.fetchrow(
+            "DELETE FROM report_member_day WHERE program_id = $1 AND fact = 'active'"
+            " AND (day, member_id) = (SELECT day, member_id FROM report_member_day"
+            "  WHERE program_id = $1 AND fact = 'active' ORDER BY day, member_id LIMIT 1)"
+            " RETURNING *",
+            program,
+        )
+        assert row is not None
+        try:
+            found = rollup_mismatches(await verify(db, VERIFY_CHECKS))
+            expected = f"program={program}, day={row['day'].isoformat()}, figure=member day active of member"
+            assert any(line.startswith(expected) for line in found), found
+        finally:
+            await db.execute(
+                "INSERT INTO report_member_day SELECT $1, $2, $3, $4, $5, $6, $7, $8",
+                *row.values(),
             )
         assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
 

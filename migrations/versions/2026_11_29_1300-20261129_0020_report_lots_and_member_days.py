@@ -1,8 +1,10 @@
-"""report lots: each member's lots and lot uses as the reports' lot replay holds
-them at the end of the last rolled day (report_lot, report_lot_use), kept by the
-rollup-reports job so that it and the reports replay only what was recorded
-since. Rollups rolled before this revision have no kept lots: they are dropped,
-and the job's next run rolls the days again from the ledger.
+"""report lots and member days: each member's lots and lot uses as the reports'
+lot replay holds them at the end of the last rolled day (report_lot,
+report_lot_use), kept by the rollup-reports job so that it and the reports replay
+only what was recorded since; each member's activity by rolled day
+(report_member_day) for the reports' distinct member counts. Rollups rolled
+before this revision have neither: they are dropped, and the job's next run
+rolls the days again from the ledger.
 
 Revision ID: 20261129_0020
 Revises: 20261129_0013
@@ -50,8 +52,29 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("program_id", "member_id", "entry_id", "seq", name=op.f("pk_report_lot_use")),
     )
+    op.create_table(
+        "report_member_day",
+        sa.Column("program_id", sa.BigInteger(), nullable=False),
+        sa.Column("fact", sa.Text(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("member_id", sa.BigInteger(), nullable=False),
+        sa.Column("count", sa.BigInteger(), nullable=False),
+        sa.Column("previous_day", sa.Date(), nullable=True),
+        sa.Column("previous_count", sa.BigInteger(), nullable=True),
+        sa.Column("previous2_day", sa.Date(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["program_id"], ["program.id"], name=op.f("fk_report_member_day_program_id_program")
+        ),
+        sa.PrimaryKeyConstraint("program_id", "fact", "day", "member_id", name=op.f("pk_report_member_day")),
+    )
+    op.create_index(
+        op.f("ix_report_member_day_program_id_fact_member_id_day"),
+        "report_member_day",
+        ["program_id", "fact", "member_id", "day"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("report_member_day")
     op.drop_table("report_lot_use")
     op.drop_table("report_lot")
