@@ -20,6 +20,12 @@ Figures (each the day's change, so any run of days sums):
 - `holders`: members whose available, pending and held points went above zero
   that day less those that went back to zero or below.
 
+Beside the days, in the same transaction: each member's lots as the replay holds
+them at the last rolled day's end (report_lot, report_lot_use), so that the next
+run and a report replay only the entries recorded since; and each member's days
+with activity, orders or participation (report_member_day), linked to their day
+before, for the distinct member counts.
+
 When is a day final? recorded_at is the application's clock read when the request
 began (`context.clock.now()`, passed to ledger_post() and its kin as
 p_recorded_at), not the database's commit time: a request may read the clock,
