@@ -158,6 +158,11 @@ def parse() -> argparse.Namespace:
         "--no-live", dest="live", action="store_false", help="skip the reports without rollups"
     )
     parser.add_argument(
+        "--rolled",
+        action="store_true",
+        help="with --reuse: keep the rollups in the database (no first run of the job)",
+    )
+    parser.add_argument(
         "--no-verify-after", dest="verify_after", action="store_false", help="skip the last `verify`"
     )
     parser.add_argument("--statement-timeout", type=int, default=3600, help="seconds, for the service")
@@ -175,7 +180,8 @@ def main() -> None:
         print(f"verify: {'sound' if sound else 'UNSOUND'} ({seconds:.0f} s)", flush=True)
         if not sound:
             raise SystemExit("the bulk-loaded ledger is unsound: nothing measured")
-    asyncio.run(forget_rollups(args.database))
+    if not args.rolled:
+        asyncio.run(forget_rollups(args.database))
     key, postings, members = asyncio.run(key_and_size(args.database))
     print(f"ledger: {postings:,} postings, {members:,} members; load {load()}", flush=True)
     env = {
@@ -201,8 +207,12 @@ def main() -> None:
                     results.setdefault(name, {})["live"] = seconds
                     print(f"  {name:<24} {seconds:8.2f} s", flush=True)
             # the first run up to the day before yesterday (the whole history, keeping
-            # every member's lots), then the next day's run (that day alone on them)
-            for what, as_of in (("first run", now - timedelta(days=1)), ("next day's run", now)):
+            # every member's lots), then the next day's run (that day alone on them);
+            # --rolled: the days since the rollups kept in the database (a day's run)
+            runs = [("next day's run", now)]
+            if not args.rolled:
+                runs.insert(0, ("first run", now - timedelta(days=1)))
+            for what, as_of in runs:
                 seconds, days, figures = asyncio.run(roll(args.database, as_of))
                 print(
                     f"rollup-reports, {what}: {days} days, {figures:,} figures in {seconds:.1f} s;"
