@@ -16,10 +16,13 @@ Then one service (uvicorn, one worker, production settings but a statement
 timeout of --statement-timeout: without rollups, the liability and breakage
 reports pass production's 15 s at 1,000,000 postings) on 127.0.0.1, and:
 1. each report for the year before now once, before any rollup (the ledger alone);
-2. the rollup-reports job (in this process, timed): every day up to yesterday
-   (a kept ledger's rollups are deleted first);
+2. the rollup-reports job (in this process, timed), twice: every day up to the
+   day before yesterday (the whole history replays; each member's lots are
+   kept), then yesterday alone on the kept lots, as the next day's run (a kept
+   ledger's rollups are deleted first);
 3. each report --rounds times with the rollups, the median and the 2 s target;
-4. `verify` again, which now recomputes the rollups too (timed).
+4. `verify` again, which now recomputes the rollups and the kept lots too
+   (timed; --no-verify-after skips it).
 Timings are printed, never asserted; the machine is shared: the load is printed.
 The database is kept (drop it with --drop)."""
 
@@ -120,18 +123,17 @@ async def forget_rollups(database: str) -> None:
     """A kept ledger (--reuse) starts again without rollups: what `without` times."""
     connection = await _connect(database)
     try:
-        await connection.execute("DELETE FROM report_day_figure WHERE program_id = $1", PROGRAM_ID)
-        await connection.execute("DELETE FROM report_rollup WHERE program_id = $1", PROGRAM_ID)
+        for table in ("report_day_figure", "report_lot", "report_lot_use", "report_rollup"):
+            await connection.execute(f"DELETE FROM {table} WHERE program_id = $1", PROGRAM_ID)
     finally:
         await connection.close()
 
 
-async def roll(database: str) -> tuple[float, int, int]:
+async def roll(database: str, as_of: datetime) -> tuple[float, int, int]:
     connection = await _connect(database)
     try:
         began = time.monotonic()
-        now = datetime.now(UTC)
-        days, figures = await rollups.roll_up_program(connection, PROGRAM_ID, now, now)
+        days, figures = await rollups.roll_up_program(connection, PROGRAM_ID, as_of, datetime.now(UTC))
         return time.monotonic() - began, days, figures
     finally:
         await connection.close()
@@ -155,6 +157,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--no-live", dest="live", action="store_false", help="skip the reports without rollups"
     )
+    parser.add_argument(
+        "--rolled",
+        action="store_true",
+        help="with --reuse: keep the rollups in the database (no first run of the job)",
+    )
+    parser.add_argument(
+        "--no-verify-after", dest="verify_after", action="store_false", help="skip the last `verify`"
+    )
     parser.add_argument("--statement-timeout", type=int, default=3600, help="seconds, for the service")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     return parser.parse_args()
@@ -170,7 +180,8 @@ def main() -> None:
         print(f"verify: {'sound' if sound else 'UNSOUND'} ({seconds:.0f} s)", flush=True)
         if not sound:
             raise SystemExit("the bulk-loaded ledger is unsound: nothing measured")
-    asyncio.run(forget_rollups(args.database))
+    if not args.rolled:
+        asyncio.run(forget_rollups(args.database))
     key, postings, members = asyncio.run(key_and_size(args.database))
     print(f"ledger: {postings:,} postings, {members:,} members; load {load()}", flush=True)
     env = {
@@ -195,11 +206,19 @@ def main() -> None:
                     seconds = timed(client, path, params)
                     results.setdefault(name, {})["live"] = seconds
                     print(f"  {name:<24} {seconds:8.2f} s", flush=True)
-            seconds, days, figures = asyncio.run(roll(args.database))
-            print(
-                f"rollup-reports: {days} days, {figures:,} figures in {seconds:.1f} s; load {load()}",
-                flush=True,
-            )
+            # the first run up to the day before yesterday (the whole history, keeping
+            # every member's lots), then the next day's run (that day alone on them);
+            # --rolled: the days since the rollups kept in the database (a day's run)
+            runs = [("next day's run", now)]
+            if not args.rolled:
+                runs.insert(0, ("first run", now - timedelta(days=1)))
+            for what, as_of in runs:
+                seconds, days, figures = asyncio.run(roll(args.database, as_of))
+                print(
+                    f"rollup-reports, {what}: {days} days, {figures:,} figures in {seconds:.1f} s;"
+                    f" load {load()}",
+                    flush=True,
+                )
             for _, path, params in asked:
                 timed(client, path, params)  # warm-up
             for _ in range(args.rounds):
@@ -216,8 +235,9 @@ def main() -> None:
         verdict = "ok" if median < TARGET else "OVER"
         without = f"{live:9.2f}s" if live else ""
         print(f"  {name:<24} {median:11.3f}s {verdict:>8} {without:>10} {ratio:>7}")
-    sound, seconds = asyncio.run(verify(args.database))
-    print(f"verify after (with the rollup check): {'sound' if sound else 'UNSOUND'} ({seconds:.0f} s)")
+    if args.verify_after:
+        sound, seconds = asyncio.run(verify(args.database))
+        print(f"verify after (with the rollup check): {'sound' if sound else 'UNSOUND'} ({seconds:.0f} s)")
     if args.drop:
         asyncio.run(drop(args.database))
     print(f"whole run: {(time.monotonic() - began) / 60:.1f} minutes (pid {os.getpid()})")

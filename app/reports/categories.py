@@ -42,6 +42,8 @@ USES: dict[str, Use] = {
 
 # Kinds that count a member as active (with their orders).
 ACTIVE_KINDS: tuple[str, ...] = ("event", "redemption", "hold", "conversion", "donation", "transfer")
+# Kinds that count a member as participating in the overview (with their orders).
+PARTICIPATING_KINDS: tuple[str, ...] = ("event", "redemption", "hold", "conversion", "transfer")
 
 
 def source(kind: str, partner: bool) -> Source | None:

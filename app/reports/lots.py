@@ -11,7 +11,7 @@ its debit took. Pure: no database."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -194,3 +194,67 @@ class CohortBook:
 
     def remaining(self) -> list[Lot]:
         return [lot for lots in self.lots.values() for lot in lots if lot.remaining > 0]
+
+    # ------------------------------------------------------------ kept state
+    # What a replay needs to go on from here for some members (the rollups keep it
+    # at the rolled days' end, report_lot and report_lot_use): each member's lots
+    # that can still change (points left, or points an entry took and may give
+    # back) and those takings. A lot with nothing left that no entry holds points
+    # of never changes again, and is left out.
+
+    def restore(self, lots: Iterable[KeptLot], uses: Iterable[KeptUse]) -> None:
+        """Take up members' kept lots and uses (as holdings() gave them). New lots
+        number after every restored one, so each member's lots keep their order."""
+        for member, seq, entry, cohort, expires_at, remaining in sorted(lots, key=lambda lot: lot[:2]):
+            lot = Lot(seq, entry, cohort, expires_at, remaining, listed=remaining > 0)
+            self.lots.setdefault(member, []).append(lot)
+            if remaining > 0:
+                self.live.setdefault(member, []).append(lot)
+            self._seq = max(self._seq, seq)
+        for member, entry, seq, what, points in uses:
+            self.uses.setdefault((entry, member), {})[seq] = points
+            self.takings[entry] = what
+
+    def holdings(self, members: Iterable[int]) -> tuple[list[KeptLot], list[KeptUse]]:
+        """These members' lots and uses that can still change (restore()'s input)."""
+        wanted = set(members)
+        uses: list[KeptUse] = [
+            (member, entry, seq, self.takings.get(entry, "taken_back"), points)
+            for (entry, member), given in self.uses.items()
+            if member in wanted
+            for seq, points in given.items()
+            if points > 0
+        ]
+        held = {(member, seq) for member, _, seq, _, _ in uses}
+        lots: list[KeptLot] = [
+            (member, lot.seq, lot.entry, lot.cohort, lot.expires_at, lot.remaining)
+            for member in sorted(wanted)
+            for lot in self.lots.get(member, [])
+            if lot.remaining > 0 or (member, lot.seq) in held
+        ]
+        return lots, uses
+
+
+# (member, seq, entry, cohort, expires_at, remaining) and (member, entry, lot seq,
+# what the entry was, points it holds of that lot)
+KeptLot = tuple[int, int, uuid.UUID, str, datetime | None, int]
+KeptUse = tuple[int, uuid.UUID, int, Taking, int]
+
+
+def comparable(lots: Iterable[KeptLot], uses: Iterable[KeptUse]) -> dict[int, tuple[object, ...]]:
+    """Each member's kept state with lots numbered in order from 0: two replays
+    number lots differently (a kept state goes on from its own last number), but
+    the same state lists the same lots in the same order."""
+    by_member: dict[int, list[KeptLot]] = {}
+    for lot in sorted(lots, key=lambda lot: lot[:2]):
+        by_member.setdefault(lot[0], []).append(lot)
+    rank = {(lot[0], lot[1]): index for kept in by_member.values() for index, lot in enumerate(kept)}
+    out: dict[int, tuple[object, ...]] = {
+        member: (tuple(lot[2:] for lot in kept), ()) for member, kept in by_member.items()
+    }
+    member_uses: dict[int, list[tuple[object, ...]]] = {}
+    for member, entry, seq, what, points in uses:
+        member_uses.setdefault(member, []).append((str(entry), rank.get((member, seq), -1), what, points))
+    for member, found in member_uses.items():
+        out[member] = (out.get(member, ((), ()))[0], tuple(sorted(found)))
+    return out

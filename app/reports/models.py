@@ -4,10 +4,21 @@ the `rollup-reports` job once per day and never changed; `verify` recomputes the
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Numeric, PrimaryKeyConstraint, Text
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    PrimaryKeyConstraint,
+    Text,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -39,3 +50,64 @@ class ReportDayFigure(Base):
     figure: Mapped[str] = mapped_column(Text)
     key: Mapped[str] = mapped_column(Text)
     value: Mapped[Decimal] = mapped_column(Numeric)
+
+
+class ReportLot(Base):
+    """A member's lot as the reports' lot replay (app/reports/lots.py) holds it at
+    the end of the program's last rolled day: kept by the rollup-reports job in the
+    same transaction as the rolled days, so that the job and the reports replay
+    only the entries recorded since. Only lots that can still change are kept
+    (points left, or points an entry took that it may give back); `seq` orders a
+    member's lots."""
+
+    __tablename__ = "report_lot"
+    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "seq"),)
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    cohort: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    remaining: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportLotUse(Base):
+    """Points an entry took from a member's kept lot and still holds (a reversal
+    or a release gives them back to that lot), and what the entry was."""
+
+    __tablename__ = "report_lot_use"
+    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "entry_id", "seq"),)
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    taking: Mapped[str] = mapped_column(Text)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportMemberDay(Base):
+    """A member's activity on one rolled local day, as one fact: `active` (the
+    activity report's active members), `participating` (the overview's) or
+    `orders`; `count` how many that day. Each row names the member's day of the
+    same fact before it (with that day's count) and the one before that, so that
+    how many members have the fact over a run of days is a count of the rows whose
+    previous day lies before the run, not a distinct count over them all."""
+
+    __tablename__ = "report_member_day"
+    __table_args__ = (
+        PrimaryKeyConstraint("program_id", "fact", "day", "member_id"),
+        # a member's days (the job links a new day to the last one; a report looks
+        # up the members its unrolled remainder found)
+        Index(None, "program_id", "fact", "member_id", "day"),
+    )
+
+    program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
+    fact: Mapped[str] = mapped_column(Text)
+    day: Mapped[date] = mapped_column(Date)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    previous_day: Mapped[date | None] = mapped_column(Date)
+    previous_count: Mapped[int | None] = mapped_column(BigInteger)
+    previous2_day: Mapped[date | None] = mapped_column(Date)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import asyncpg
 
 from app.db import Connection
+from app.reports.lots import KeptLot, KeptUse, Taking
 
 # The rules version in force at an instant: the last one activated by then.
 VERSION_AT = """
@@ -48,11 +50,18 @@ SELECT count(*) FROM (
 
 def _lot_changes(postings: str, last_postings: str, activations: str) -> str:
     """The entries, among the postings `postings` selects (recorded before $2),
-    that changed some member's available points, in commit order, with what a lot
-    replay needs (as ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql,
-    for one program and a recorded-time bound) and the entry's kind and recorded_at.
-    `last_postings` bounds the search for each entry's last posting (its commit
-    order), `activations` the pending credits looked up for their expiry."""
+    that changed some member's available points, with what a lot replay needs (as
+    ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql, for one program
+    and a recorded-time bound), the entry's kind and recorded_at, and the kind of
+    the entry a reversal reverses (recorded before or among these).
+
+    In the order the replay takes them: by the local day ($3, a timezone) they
+    were recorded on, then in commit order (the last posting's id). The day comes
+    first so that a replay kept at a day's end (report_lot) and carried on with
+    the days after it takes the entries in the same order as a replay of the whole
+    history: an entry recorded just before midnight may commit after one recorded
+    just after it. `last_postings` bounds the search for each entry's last
+    posting, `activations` the pending credits looked up for their expiry."""
     return f"""
 WITH member_change AS (
     SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
@@ -77,12 +86,15 @@ WITH member_change AS (
      ORDER BY c.activation_entry_id, c.id
 )
 SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
+       CASE WHEN e.reverses_entry_id IS NOT NULL THEN
+           (SELECT r.kind FROM journal_entry r WHERE r.program_id = $1 AND r.id = e.reverses_entry_id)
+       END AS reversed_kind,
        coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
   FROM entry_change x
   JOIN last_posting l ON l.entry_id = x.entry_id
   JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
   LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
- ORDER BY l.id
+ ORDER BY (e.recorded_at AT TIME ZONE $3)::date, l.id
 """
 
 
@@ -91,15 +103,44 @@ LOT_CHANGES_BEFORE = _lot_changes(
     "p.recorded_at < $2", "p.recorded_at < $2", "c.activation_entry_id IS NOT NULL"
 )
 
-# The same for the entries $3 (those of a set of members, closed under the
-# entries they share: a transfer's two sides): what a report replays on top of
-# the rollups. The entries come as a list, not a join: the planner misjudged how
-# few postings an entry has and scanned all the program's postings.
-ENTRIES_LOT_CHANGES = _lot_changes(
-    "p.entry_id = ANY($3::uuid[]) AND p.recorded_at < $2",
-    "p.entry_id = ANY($3::uuid[])",
-    "c.activation_entry_id = ANY($3::uuid[])",
+# The program's entries recorded in [$4, $2): what the rollup job replays on top
+# of the lots kept at the last rolled day's end, and a report on top of those of
+# the last rolled day.
+LOT_CHANGES_SINCE = _lot_changes(
+    "p.recorded_at >= $4 AND p.recorded_at < $2",
+    "p.recorded_at >= $4 AND p.recorded_at < $2",
+    "c.activation_entry_id IN (SELECT entry_id FROM entry_change)",
 )
+
+# The same for the entries $4 (those of a set of members, closed under the
+# entries they share: a transfer's two sides): what a report replays on top of
+# rollups that end before the last rolled day. The entries come as a list, not a
+# join: the planner misjudged how few postings an entry has and scanned all the
+# program's postings.
+ENTRIES_LOT_CHANGES = _lot_changes(
+    "p.entry_id = ANY($4::uuid[]) AND p.recorded_at < $2",
+    "p.entry_id = ANY($4::uuid[])",
+    "c.activation_entry_id = ANY($4::uuid[])",
+)
+
+# The lots and lot uses kept for the members $2 at the last rolled day's end
+# (report_lot, report_lot_use: app/reports/lots.py CohortBook.holdings()).
+KEPT_LOTS = """
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot
+ WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+"""
+KEPT_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM report_lot_use
+ WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+"""
+ALL_KEPT_LOTS = """
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot WHERE program_id = $1
+"""
+ALL_KEPT_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM report_lot_use WHERE program_id = $1
+"""
+FORGET_KEPT_LOTS = "DELETE FROM report_lot WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
+FORGET_KEPT_USES = "DELETE FROM report_lot_use WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
 
 # Members whose available points changed in [$2, $3).
 TOUCHED_MEMBERS = """
@@ -183,13 +224,21 @@ SELECT (p.recorded_at AT TIME ZONE $4)::date AS day, a.kind, sum(p.amount) AS po
 """
 
 # Per local day ($4) from $2 to $3: members who came to hold points (available,
-# pending and held above zero) that day less those who stopped.
+# pending and held above zero) that day less those who stopped. Only members
+# whose points changed in [$2, $3) can: their history alone is summed (a day's
+# run reads that day's members, not every member's history).
 DAY_HOLDERS = """
-WITH member_day AS (
+WITH touched AS (
+    SELECT DISTINCT p.member_id
+      FROM posting p
+      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND a.kind IN ('available', 'pending', 'held')
+), member_day AS (
     SELECT p.member_id, (p.recorded_at AT TIME ZONE $4)::date AS day, sum(p.amount) AS change
       FROM posting p
       JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
-     WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at < $3
+     WHERE p.program_id = $1 AND p.member_id IN (SELECT member_id FROM touched) AND p.recorded_at < $3
        AND a.kind IN ('available', 'pending', 'held')
      GROUP BY 1, 2
 ), running AS (
@@ -311,6 +360,120 @@ SELECT count(*) AS buyers, count(*) FILTER (WHERE orders >= 2) AS repeat_buyers 
 ) buyers
 """
 
+# ---- members' activity by day (report_member_day, app/reports/rollups.py)
+
+# Each member's activity per local day ($4) recorded in [$2, $3), as facts: `active`
+# (an order, or an entry of the kinds $5 on their accounts: the activity report's
+# active members), `participating` (an order, or the kinds $6: the overview's) and
+# `orders` (their orders); `count` how many that day. Each fact links to the
+# member's day of the same fact before it (`previous_day`, its `previous_count`)
+# and the one before that (`previous2_day`), rows before the day $7 read from
+# report_member_day: a distinct count over days is then a count of rows whose
+# previous day lies before them (docs/reports.md, Speed).
+MEMBER_DAYS = """
+WITH activity AS (
+    SELECT o.member_id, o.recorded_at, true AS ordered, NULL::text AS kind FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION ALL
+    SELECT p.member_id, p.recorded_at, false, e.kind
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND (e.kind = ANY($5::text[]) OR e.kind = ANY($6::text[]))
+), by_day AS (
+    SELECT member_id, (recorded_at AT TIME ZONE $4)::date AS day, ordered, kind FROM activity
+), facts AS (
+    SELECT 'active' AS fact, member_id, day, count(*) AS count FROM by_day
+     WHERE ordered OR kind = ANY($5::text[]) GROUP BY member_id, day
+    UNION ALL
+    SELECT 'participating', member_id, day, count(*) FROM by_day
+     WHERE ordered OR kind = ANY($6::text[]) GROUP BY member_id, day
+    UNION ALL
+    SELECT 'orders', member_id, day, count(*) FROM by_day WHERE ordered GROUP BY member_id, day
+), before AS (
+    SELECT DISTINCT ON (r.fact, r.member_id) r.fact, r.member_id, r.day, r.count, r.previous_day
+      FROM report_member_day r
+     WHERE r.program_id = $1 AND r.day < $7
+       AND (r.fact, r.member_id) IN (SELECT DISTINCT fact, member_id FROM facts)
+     ORDER BY r.fact, r.member_id, r.day DESC
+), chained AS (
+    SELECT fact, member_id, day, count, previous_day AS kept_previous, true AS kept FROM before
+    UNION ALL
+    SELECT fact, member_id, day, count, NULL, false FROM facts
+), linked AS (
+    SELECT fact, member_id, day, count, kept,
+           CASE WHEN kept THEN kept_previous ELSE lag(day) OVER w END AS previous_day,
+           lag(count) OVER w AS previous_count
+      FROM chained WINDOW w AS (PARTITION BY fact, member_id ORDER BY day)
+), twice AS (
+    SELECT fact, member_id, day, count, kept, previous_day, previous_count,
+           lag(previous_day) OVER (PARTITION BY fact, member_id ORDER BY day) AS previous2_day
+      FROM linked
+)
+SELECT fact, member_id, day, count, previous_day, previous_count, previous2_day FROM twice WHERE NOT kept
+"""
+
+MEMBER_DAY_COLUMNS = "fact, member_id, day, count, previous_day, previous_count, previous2_day"
+
+INSERT_MEMBER_DAYS = f"""
+INSERT INTO report_member_day (program_id, {MEMBER_DAY_COLUMNS})
+SELECT $1, {MEMBER_DAY_COLUMNS} FROM ({MEMBER_DAYS}) computed
+"""
+
+STORED_MEMBER_DAYS = f"""
+SELECT {MEMBER_DAY_COLUMNS} FROM report_member_day WHERE program_id = $1 AND day BETWEEN $2 AND $3
+"""
+
+# Per bucket (the rolled day truncated to $5: day, week, month, year) of the days
+# $3 .. $4: how many members have the fact $2 in the bucket's days (a member's
+# first day of it there: the day before it was before the bucket or $3).
+MEMBER_DAY_BUCKETS = """
+SELECT date_trunc($5, day::timestamp) AS bucket,
+       count(*) FILTER (WHERE previous_day IS NULL
+                           OR previous_day < greatest(date_trunc($5, day::timestamp)::date, $3)) AS members
+  FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND day BETWEEN $3 AND $4
+ GROUP BY 1
+"""
+
+# Over the days $3 .. $4: how many members have the fact $2.
+MEMBER_DAY_TOTAL = """
+SELECT count(*) FILTER (WHERE previous_day IS NULL OR previous_day < $3) FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND day BETWEEN $3 AND $4
+"""
+
+# Over the days $2 .. $3: members with an order, and with two or more (their first
+# day there had two, or their second day there follows a first with one).
+BUYER_DAYS = """
+SELECT count(*) FILTER (WHERE previous_day IS NULL OR previous_day < $2) AS buyers,
+       count(*) FILTER (WHERE (previous_day IS NULL OR previous_day < $2) AND count >= 2)
+     + count(*) FILTER (WHERE previous_day >= $2 AND (previous2_day IS NULL OR previous2_day < $2)
+                          AND previous_count = 1) AS repeat_buyers
+  FROM report_member_day
+ WHERE program_id = $1 AND fact = 'orders' AND day BETWEEN $2 AND $3
+"""
+
+# The days $4 .. $5 with the fact $2 of the members $3, and their count.
+MEMBERS_DAYS = """
+SELECT member_id, day, count FROM report_member_day
+ WHERE program_id = $1 AND fact = $2 AND member_id = ANY($3::bigint[]) AND day BETWEEN $4 AND $5
+"""
+
+# Members with an order, or an entry of the kinds $6, recorded in [$2, $3), and
+# how many orders they had: by bucket ($4 of local time $5).
+MEMBERS_ACTIVE = """
+WITH activity AS (
+    SELECT o.member_id, o.recorded_at, 1 AS orders FROM paid_order o
+     WHERE o.program_id = $1 AND o.recorded_at >= $2 AND o.recorded_at < $3
+    UNION ALL
+    SELECT p.member_id, p.recorded_at, 0
+      FROM posting p JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
+     WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3
+       AND p.member_id IS NOT NULL AND e.kind = ANY($6::text[])
+)
+SELECT date_trunc($4, recorded_at AT TIME ZONE $5) AS bucket, member_id, sum(orders)::bigint AS orders
+  FROM activity GROUP BY 1, 2
+"""
+
 # A `cost.cap_exceeded` already written for a period (the data names it).
 CAP_EVENT = """
 SELECT 1 FROM event_log
@@ -335,13 +498,61 @@ async def holders_at(connection: Connection, program_id: int, at: datetime) -> i
 
 
 async def lot_changes_before(
-    connection: Connection, program_id: int, before: datetime
+    connection: Connection, program_id: int, before: datetime, timezone: str
 ) -> list[asyncpg.Record]:
-    return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before))
+    return list(await connection.fetch(LOT_CHANGES_BEFORE, program_id, before, timezone))
+
+
+async def lot_changes_since(
+    connection: Connection, program_id: int, start: datetime, before: datetime, timezone: str
+) -> list[asyncpg.Record]:
+    return list(await connection.fetch(LOT_CHANGES_SINCE, program_id, before, timezone, start))
+
+
+async def kept_lots(
+    connection: Connection, program_id: int, members: list[int] | None
+) -> tuple[list[KeptLot], list[KeptUse]]:
+    """The lots and uses kept for these members (all the program's: None)."""
+    if members is None:
+        lots = await connection.fetch(ALL_KEPT_LOTS, program_id)
+        uses = await connection.fetch(ALL_KEPT_USES, program_id)
+    else:
+        lots = await connection.fetch(KEPT_LOTS, program_id, members)
+        uses = await connection.fetch(KEPT_USES, program_id, members)
+    return (
+        [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in lots],
+        [(row[0], row[1], row[2], cast(Taking, row[3]), row[4]) for row in uses],
+    )
+
+
+async def keep_lots(
+    connection: Connection,
+    program_id: int,
+    members: list[int] | None,
+    lots: list[KeptLot],
+    uses: list[KeptUse],
+) -> None:
+    """Replace the kept lots and uses of these members (all the program's: None)."""
+    if members is None:
+        await connection.execute("DELETE FROM report_lot WHERE program_id = $1", program_id)
+        await connection.execute("DELETE FROM report_lot_use WHERE program_id = $1", program_id)
+    else:
+        await connection.execute(FORGET_KEPT_LOTS, program_id, members)
+        await connection.execute(FORGET_KEPT_USES, program_id, members)
+    await connection.copy_records_to_table(
+        "report_lot",
+        records=[(program_id, *lot) for lot in lots],
+        columns=["program_id", "member_id", "seq", "entry_id", "cohort", "expires_at", "remaining"],
+    )
+    await connection.copy_records_to_table(
+        "report_lot_use",
+        records=[(program_id, *use) for use in uses],
+        columns=["program_id", "member_id", "entry_id", "seq", "taking", "points"],
+    )
 
 
 async def touched_lot_changes(
-    connection: Connection, program_id: int, start: datetime, end: datetime
+    connection: Connection, program_id: int, start: datetime, end: datetime, timezone: str
 ) -> list[asyncpg.Record]:
     """The lot changes recorded before `end` of the members whose lots changed in
     [start, end), and of every member who shared an entry with them (a transfer's
@@ -349,7 +560,7 @@ async def touched_lot_changes(
     members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
     while True:
         entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, list(members))]
-        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, entries))
+        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, timezone, entries))
         sharing = {member for row in rows for member in row["member_ids"]}
         if sharing <= members:
             return rows

@@ -20,6 +20,12 @@ Figures (each the day's change, so any run of days sums):
 - `holders`: members whose available, pending and held points went above zero
   that day less those that went back to zero or below.
 
+Beside the days, in the same transaction: each member's lots as the replay holds
+them at the last rolled day's end (report_lot, report_lot_use), so that the next
+run and a report replay only the entries recorded since; and each member's days
+with activity, orders or participation (report_member_day), linked to their day
+before, for the distinct member counts.
+
 When is a day final? recorded_at is the application's clock read when the request
 began (`context.clock.now()`, passed to ledger_post() and its kin as
 p_recorded_at), not the database's commit time: a request may read the clock,
@@ -45,7 +51,8 @@ import asyncpg
 from app.db import Connection, Database
 from app.partners import settlement as partner_settlement
 from app.reports import repository
-from app.reports.lots import CohortBook, taking
+from app.reports.categories import ACTIVE_KINDS, PARTICIPATING_KINDS
+from app.reports.lots import CohortBook, comparable, taking
 
 MARGIN = timedelta(hours=1)
 LOCK = "report-rollup"
@@ -56,6 +63,7 @@ JOB_TIMEOUT_MS = 60 * 60 * 1000
 FLOW, PARTNER_FLOW, BALANCE = "flow", "flow.partner", "balance"
 ORDERS, REVENUE, REFUNDED = "orders", "revenue", "refunded"
 REMAINING, EXPIRING, HOLDERS = "remaining", "expiring", "holders"
+ACTIVE_FACT, PARTICIPATING_FACT, ORDER_FACT = "active", "participating", "orders"
 COHORT = "cohort."
 LOT_FIGURES = (
     "cohort.issued",
@@ -93,6 +101,9 @@ class Rolled:
     last: date
     start: datetime
     end: datetime
+    # whether `last` is the program's last rolled day: the lots kept (report_lot)
+    # are those at `end`
+    through: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +137,13 @@ async def rolled_within(
         last -= timedelta(days=1)
     if last < first:
         return None
-    return Rolled(first, last, day_start(first, tz), day_start(last + timedelta(days=1), tz))
+    return Rolled(
+        first,
+        last,
+        day_start(first, tz),
+        day_start(last + timedelta(days=1), tz),
+        last == found.rolled_through,
+    )
 
 
 def live_pieces(start: datetime, end: datetime, rolled: Rolled | None) -> list[tuple[datetime, datetime]]:
@@ -169,27 +186,55 @@ async def replay(
     """The lot replay of the program's entries recorded before `before`, with its
     figures' changes collected (into the dict on_entry gives for each entry's
     recorded_at, or the book's own)."""
-    rows = await repository.lot_changes_before(connection, program_id, before)
+    rows = await repository.lot_changes_before(connection, program_id, before, zone.key)
     return replay_rows(rows, zone, on_entry)
+
+
+def members_of(rows: list[asyncpg.Record]) -> list[int]:
+    return sorted({member for row in rows for member in row["member_ids"]})
+
+
+async def kept_book(
+    connection: Connection, program_id: int, members: list[int], zone: ZoneInfo
+) -> CohortBook:
+    """A book holding these members' lots as kept at the last rolled day's end:
+    an entry recorded since changes the lots of its members only, so the book
+    replays the entries since as the whole history's replay would."""
+    book = CohortBook(changes={}, expiry_month=month_of(zone))
+    lots, uses = await repository.kept_lots(connection, program_id, members)
+    book.restore(lots, uses)
+    return book
+
+
+async def kept_since(
+    connection: Connection, program_id: int, start: datetime, before: datetime, zone: ZoneInfo
+) -> CohortBook:
+    """The lot replay of the entries recorded in [start, before) on top of the
+    lots kept at `start` (the last rolled day's end): the book's changes are what
+    those entries changed."""
+    rows = await repository.lot_changes_since(connection, program_id, start, before, zone.key)
+    book = await kept_book(connection, program_id, members_of(rows), zone)
+    return replay_rows(rows, zone, book=book)
 
 
 def replay_rows(
     rows: list[asyncpg.Record],
     zone: ZoneInfo,
     on_entry: Callable[[datetime], dict[tuple[str, str], int]] | None = None,
+    book: CohortBook | None = None,
 ) -> CohortBook:
-    """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in commit order)."""
-    kinds = {row["id"]: row["kind"] for row in rows}
+    """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in their order), on
+    `book` (its kept lots) or from nothing."""
     month = month_of(zone)
-    book = CohortBook(changes={}, expiry_month=month)
+    if book is None:
+        book = CohortBook(changes={}, expiry_month=month)
     for row in rows:
         if on_entry is not None:
             book.changes = on_entry(row["recorded_at"])
-        reversed_kind = kinds.get(row["source"]) if row["kind"] == "reversal" else None
         book.apply(
             row["id"],
             month(row["recorded_at"]),
-            taking(row["kind"], reversed_kind),
+            taking(row["kind"], row["reversed_kind"]),
             row["source"],
             row["expires_at"],
             list(zip(row["member_ids"], row["changes"], strict=True)),
@@ -198,10 +243,18 @@ def replay_rows(
 
 
 async def compute(
-    connection: Connection, program_id: int, zone_name: str, first: date, last: date
-) -> Figures:
+    connection: Connection,
+    program_id: int,
+    zone_name: str,
+    first: date,
+    last: date,
+    kept: bool = False,
+) -> tuple[Figures, CohortBook]:
     """Every figure of days first .. last, from the ledger (the job writes them,
-    `verify` compares them)."""
+    `verify` compares them), and the lot replay at the end of `last`: the whole
+    history's, or (kept) the lots kept at the end of the day before `first` with
+    the entries of first .. last replayed on them, holding only those entries'
+    members."""
     zone = ZoneInfo(zone_name)
     start, end = day_start(first, zone), day_start(last + timedelta(days=1), zone)
     out: Figures = {}
@@ -217,15 +270,122 @@ async def compute(
         _add(out, row["bucket"].date(), REFUNDED, row["currency"], repository.decimal(row["amount"]))
     for row in await connection.fetch(repository.DAY_HOLDERS, program_id, start, end, zone_name):
         _add(out, row["day"], HOLDERS, "", row["holders"])
-    # the lots: the whole history replays (a lot's state depends on all before it);
-    # each entry's changes go to the day it was recorded, kept for days in range
+    # the lots: each entry's changes go to the day it was recorded
     by_day: dict[date, dict[tuple[str, str], int]] = defaultdict(dict)
-    await replay(connection, program_id, end, zone, on_entry=lambda at: by_day[local_day(at, zone)])
+
+    def on_entry(at: datetime) -> dict[tuple[str, str], int]:
+        return by_day[local_day(at, zone)]
+
+    if kept:
+        rows = await repository.lot_changes_since(connection, program_id, start, end, zone_name)
+        book = await kept_book(connection, program_id, members_of(rows), zone)
+        replay_rows(rows, zone, on_entry, book)
+    else:
+        # a lot's state depends on all before it: the whole history replays
+        book = await replay(connection, program_id, end, zone, on_entry)
     for day, changes in by_day.items():
         if first <= day <= last:
             for (figure, key), points in changes.items():
                 _add(out, day, figure, key, points)
-    return out
+    return out, book
+
+
+def _member_days_args(program_id: int, zone_name: str, first: date, last: date) -> tuple[object, ...]:
+    """MEMBER_DAYS' parameters for days first .. last."""
+    zone = ZoneInfo(zone_name)
+    start, end = day_start(first, zone), day_start(last + timedelta(days=1), zone)
+    return (program_id, start, end, zone_name, list(ACTIVE_KINDS), list(PARTICIPATING_KINDS), first)
+
+
+# ---------------------------------------------------------------- distinct members
+
+
+def bucket_of(day: date, unit: str | None) -> datetime | None:
+    """A rolled day's bucket, as date_trunc(unit, local time) gives it (naive
+    local); None for the whole period."""
+    if unit is None:
+        return None
+    if unit == "week":
+        day -= timedelta(days=day.weekday())
+    elif unit == "month":
+        day = day.replace(day=1)
+    elif unit == "year":
+        day = day.replace(month=1, day=1)
+    return datetime(day.year, day.month, day.day)
+
+
+async def members_with(
+    connection: Connection,
+    program_id: int,
+    start: datetime,
+    end: datetime,
+    unit: str | None,
+    zone: str,
+    fact: str,
+    rolled: Rolled,
+) -> dict[datetime | None, int]:
+    """How many members have `fact` (`active` or `participating`) in [start, end),
+    by bucket (None: over the whole period), on rolled days: the rolled days'
+    count (report_member_day), plus the members the unrolled remainder finds that
+    have no day of it in the same bucket's rolled days. Exact: each member once
+    per bucket."""
+    kinds = list(ACTIVE_KINDS if fact == "active" else PARTICIPATING_KINDS)
+    live: set[tuple[datetime | None, int]] = set()
+    for piece_start, piece_end in live_pieces(start, end, rolled):
+        for row in await connection.fetch(
+            repository.MEMBERS_ACTIVE, program_id, piece_start, piece_end, unit, zone, kinds
+        ):
+            live.add((row["bucket"], row["member_id"]))
+    counts: dict[datetime | None, int] = defaultdict(int)
+    if unit is None:
+        found = await connection.fetchval(
+            repository.MEMBER_DAY_TOTAL, program_id, fact, rolled.first, rolled.last
+        )
+        counts[None] = int(found or 0)
+    else:
+        for row in await connection.fetch(
+            repository.MEMBER_DAY_BUCKETS, program_id, fact, rolled.first, rolled.last, unit
+        ):
+            counts[row["bucket"]] += int(row["members"])
+    members = sorted({member for _, member in live})
+    if members:
+        live -= {
+            (bucket_of(row["day"], unit), row["member_id"])
+            for row in await connection.fetch(
+                repository.MEMBERS_DAYS, program_id, fact, members, rolled.first, rolled.last
+            )
+        }
+    for bucket, _ in live:
+        counts[bucket] += 1
+    return counts
+
+
+async def buyers(
+    connection: Connection, program_id: int, start: datetime, end: datetime, zone: str, rolled: Rolled
+) -> tuple[int, int]:
+    """Members with 1+ and 2+ orders recorded in [start, end), on rolled days: the
+    rolled days' counts, corrected by the orders of the unrolled remainder's
+    members."""
+    live: dict[int, int] = defaultdict(int)
+    for piece_start, piece_end in live_pieces(start, end, rolled):
+        for found in await connection.fetch(
+            repository.MEMBERS_ACTIVE, program_id, piece_start, piece_end, None, zone, []
+        ):
+            live[found["member_id"]] += int(found["orders"])
+    row = await connection.fetchrow(repository.BUYER_DAYS, program_id, rolled.first, rolled.last)
+    assert row is not None
+    with_orders, repeat = int(row["buyers"]), int(row["repeat_buyers"])
+    rolled_orders: dict[int, int] = defaultdict(int)
+    if live:
+        for found in await connection.fetch(
+            repository.MEMBERS_DAYS, program_id, ORDER_FACT, sorted(live), rolled.first, rolled.last
+        ):
+            rolled_orders[found["member_id"]] += int(found["count"])
+    for member, orders in live.items():
+        before = rolled_orders.get(member, 0)
+        with_orders += before == 0
+        repeat += before < 2 <= before + orders
+    return with_orders, repeat
 
 
 # ---------------------------------------------------------------- the job
@@ -269,7 +429,11 @@ async def roll_up_program(
         last = local_day(horizon, zone) - timedelta(days=1)
         if last < start_day:
             return 0, 0
-        figures = await compute(connection, program_id, zone_name, start_day, last)
+        # the first run replays the whole history and keeps every member's lots;
+        # later runs replay the days since on the kept lots of those days' members
+        figures, book = await compute(
+            connection, program_id, zone_name, start_day, last, kept=found is not None
+        )
         rows = sorted(figures.items())
         await connection.execute(
             repository.INSERT_FIGURES,
@@ -279,6 +443,19 @@ async def roll_up_program(
             [key for (_, _, key), _ in rows],
             [value for _, value in rows],
         )
+        await connection.execute(
+            repository.INSERT_MEMBER_DAYS,
+            *_member_days_args(program_id, zone_name, start_day, last),
+        )
+        members = sorted(book.lots)
+        lots, uses = book.holdings(members)
+        await repository.keep_lots(connection, program_id, None if found is None else members, lots, uses)
+        if found is None:
+            # the first run wrote a row per member (and per member day): without
+            # statistics until autovacuum comes by, the planner scanned a year of
+            # member days for the members a report looked up (4 s at 1,000,000
+            # members, against milliseconds by the member index)
+            await connection.execute("ANALYZE report_lot, report_lot_use, report_member_day")
         await connection.execute(repository.SAVE_ROLLUP, program_id, zone_name, first, last, now)
         return (last - start_day).days + 1, len(figures)
 
@@ -308,11 +485,15 @@ async def roll_up(
 
 
 async def first_difference(connection: Connection, program_id: int) -> tuple[date, str] | None:
-    """The first rolled day whose stored figures differ from the ledger's, and which figure."""
+    """The first rolled day whose stored figures differ from the ledger's, and which
+    figure; else the first member whose kept lots (at the last rolled day's end)
+    differ from the whole history's replay."""
     found = await state(connection, program_id)
     if found is None:
         return None
-    expected = await compute(connection, program_id, found.timezone, found.first_day, found.rolled_through)
+    expected, book = await compute(
+        connection, program_id, found.timezone, found.first_day, found.rolled_through
+    )
     stored: Figures = {
         (row["day"], row["figure"], row["key"]): row["value"]
         for row in await connection.fetch(
@@ -324,7 +505,30 @@ async def first_difference(connection: Connection, program_id: int) -> tuple[dat
         for (day, figure, key) in set(expected) | set(stored)
         if expected.get((day, figure, key), Decimal(0)) != stored.get((day, figure, key), Decimal(0))
     ]
-    return min(differing) if differing else None
+    if differing:
+        return min(differing)
+    member_days = {
+        tuple(row)
+        for row in await connection.fetch(
+            repository.MEMBER_DAYS,
+            *_member_days_args(program_id, found.timezone, found.first_day, found.rolled_through),
+        )
+    }
+    stored_days = {
+        tuple(row)
+        for row in await connection.fetch(
+            repository.STORED_MEMBER_DAYS, program_id, found.first_day, found.rolled_through
+        )
+    }
+    if member_days != stored_days:
+        fact, member, day, *_ = min(member_days ^ stored_days, key=lambda row: (row[2], row[0], row[1]))
+        return day, f"member day {fact} of member {member}"
+    replayed = comparable(*book.holdings(book.lots))
+    kept = comparable(*await repository.kept_lots(connection, program_id, None))
+    members = [member for member in set(replayed) | set(kept) if replayed.get(member) != kept.get(member)]
+    if members:
+        return found.rolled_through, f"kept lots of member {min(members)}"
+    return None
 
 
 async def verify_rollups(connection: Connection) -> list[str]:

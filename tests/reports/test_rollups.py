@@ -78,6 +78,23 @@ async def sound(db: asyncpg.Connection) -> None:
     assert all(outcome.mismatches == 0 for outcome in await verify(db, VERIFY_CHECKS))
 
 
+def noon(days: int) -> timedelta:
+    """The clock offset that makes now noon (UTC) `days` days after today."""
+    real = datetime.now(UTC)
+    return real.replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(days=days) - real
+
+
+async def ordered(api: Api, member: str, total: str) -> None:
+    placed = await api.order(member, total)
+    assert placed.status_code == 201, placed.text
+
+
+async def entry_id(response: Any) -> str:
+    assert response.status_code == 201, response.text
+    found: str = response.json()["id"]
+    return found
+
+
 class TestRollupReports:
     async def test_every_report_reads_the_same_with_and_without_rollups(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
@@ -135,6 +152,147 @@ class TestRollupReports:
         assert await read_all(api, asked) == with_rollups
         assert with_rollups[0]["outstanding"] == 200 + 70 - 50 - 70
         await sound(db)
+
+    async def test_the_kept_lots_carry_on_over_consecutive_runs(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        """The first run keeps each member's lots at the end of the rolled days; the
+        next day's run replays only that day on them, and a report only what came
+        after. A refund, transfers, a reversal that gives back to lots taken on an
+        earlier day, an expiry: every report reads the same as from the ledger
+        alone, at instants inside each rolled day and after them, and `verify`
+        finds the kept lots those of the whole history's replay."""
+        await api.use_rules(rules(None, valuation=VALUATION))
+        clock.offset = noon(1)
+        start = clock.now() - timedelta(minutes=1)
+        a, b, c = await api.enrol(), await api.enrol(), await api.enrol()
+        order = await api.order(a, "200.00")
+        assert order.status_code == 201, order.text
+        expiring = (clock.now() + timedelta(days=1, hours=6)).isoformat()
+        assert (await api.award(b, 70, expires_at=expiring)).status_code == 201
+        assert (await api.award(c, 40)).status_code == 201
+        assert (await api.transfer(b, c, 50)).status_code == 201
+        # c's soonest expiring points first: the 50 from b, then 10 of its own
+        redemption = await entry_id(await api.redeem(c, 60))
+        await ordered(api, c, "30.00")
+        first_day = clock.now()
+        clock.offset = noon(2)
+        assert (await roll(api))["days"] >= 1
+        program = await program_id(db, api)
+        kept = await db.fetchval("SELECT count(*) FROM report_lot WHERE program_id = $1", program)
+        assert kept > 0
+        # the next day: the reversal gives back to the lots the redemption took the day before
+        refund = await api.refund(order.json()["order_id"], amount={"amount": "50.00", "currency": "EUR"})
+        assert refund.status_code == 201, refund.text
+        assert (await api.transfer(a, b, 60)).status_code == 201
+        assert (await api.reverse(redemption)).status_code == 201
+        assert (await api.redeem(b, 30)).status_code == 201
+        await ordered(api, a, "10.00")
+        await ordered(api, b, "20.00")
+        second_day = clock.now()
+        # read on the kept lots with the second day live
+        asked = [
+            ("liability", {"as_of": iso(first_day)}),
+            ("liability", {"as_of": iso(second_day)}),
+            ("breakage", {"from": iso(start), "to": iso(second_day)}),
+            ("breakage", {"from": iso(start), "to": iso(first_day)}),
+            ("activity", {"from": iso(start), "to": iso(second_day), "granularity": "day"}),
+            ("overview", {"from": iso(start), "to": iso(second_day)}),
+        ]
+        on_the_first_run = await read_all(api, asked)
+        clock.offset = noon(3)
+        expired = await api.post("/v1/jobs/expire", {"as_of": iso(clock.now())}, idempotency_key=None)
+        assert expired.status_code == 200, expired.text
+        assert expired.json()["counts"]["points"] > 0
+        assert (await roll(api))["days"] == 1  # the second day alone, on the kept lots
+        assert (await api.transfer(c, a, 10)).status_code == 201
+        assert (await api.award(a, 5)).status_code == 201
+        for member, total in ((b, "5.00"), (c, "7.00"), (c, "8.00")):
+            await ordered(api, member, total)
+        now = clock.now()
+        second_day_start = second_day.replace(hour=0, minute=0, second=0, microsecond=0)
+        later = [
+            *asked,
+            ("liability", {"as_of": iso(now)}),
+            ("liability", {"as_of": iso(second_day + timedelta(seconds=1))}),
+            ("breakage", {"from": iso(start), "to": iso(now)}),
+            ("overview", {"from": iso(start), "to": iso(now)}),
+            ("overview", {"from": iso(first_day), "to": iso(now)}),
+            ("overview", {"from": iso(second_day_start), "to": iso(now)}),
+            ("overview", {"from": iso(second_day_start - timedelta(days=1)), "to": iso(now)}),
+            *[
+                ("activity", {"from": iso(start), "to": iso(now), "granularity": unit})
+                for unit in ("day", "week", "month")
+            ],
+        ]
+        on_the_second_run = await read_all(api, later)
+        assert on_the_second_run[: len(asked)] == on_the_first_run
+        await sound(db)
+        await forget_rollups(db, program)
+        assert await read_all(api, later) == on_the_second_run
+        # a: 200 - 50 refunded - 60 + 10 + 5; b: 70 - 50 + 60 - 30 (its 20 expiring first);
+        # c: 40 + 50 (b's, expiring) - 60 + 60 given back - 50 expired - 10
+        # and the orders: c 30 the first day, a 10 and b 20 the second, b 5 and c 15 the third
+        assert on_the_second_run[len(asked)]["outstanding"] == 105 + 50 + 30 + 30 + 30 + 20
+        assert on_the_second_run[len(asked) + 2]["total"]["expired"] == 50
+        whole, _, from_the_second_day, whole_days = on_the_second_run[len(asked) + 3 : len(asked) + 7]
+        # a ordered on the first and second days, b on the second and third, c twice on the third
+        assert (whole["buyers"], whole["repeat_buyers"]) == (3, 3)
+        assert (whole_days["buyers"], whole_days["repeat_buyers"]) == (3, 3)
+        assert (from_the_second_day["buyers"], from_the_second_day["repeat_buyers"]) == (3, 2)
+        assert whole["members_participating"] == 3
+
+    async def test_verify_names_tampered_kept_lots(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        await small_ledger(api)
+        program = await program_id(db, api)
+        clock.offset = LATER
+        await roll(api)
+        member = await db.fetchval(
+            "SELECT min(member_id) FROM report_lot WHERE program_id = $1 AND remaining > 0", program
+        )
+        assert member is not None
+        before = await report(api, "liability", as_of=iso(clock.now()))
+        where = "program_id = $1 AND member_id = $2"
+        await db.execute(f"UPDATE report_lot SET remaining = remaining + 1 WHERE {where}", program, member)
+        try:
+            assert await report(api, "liability", as_of=iso(clock.now())) != before
+            found = rollup_mismatches(await verify(db, VERIFY_CHECKS))
+            assert any(
+                f"program={program}," in line and f"kept lots of member {member}" in line for line in found
+            )
+        finally:
+            await db.execute(
+                f"UPDATE report_lot SET remaining = remaining - 1 WHERE {where}", program, member
+            )
+        assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
+
+    async def test_verify_names_a_missing_member_day(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        await small_ledger(api)
+        program = await program_id(db, api)
+        clock.offset = LATER
+        await roll(api)
+        row = await db.fetchrow(
+            "DELETE FROM report_member_day WHERE program_id = $1 AND fact = 'active'"
+            " AND (day, member_id) = (SELECT day, member_id FROM report_member_day"
+            "  WHERE program_id = $1 AND fact = 'active' ORDER BY day, member_id LIMIT 1)"
+            " RETURNING *",
+            program,
+        )
+        assert row is not None
+        try:
+            found = rollup_mismatches(await verify(db, VERIFY_CHECKS))
+            expected = f"program={program}, day={row['day'].isoformat()}, figure=member day active of member"
+            assert any(line.startswith(expected) for line in found), found
+        finally:
+            await db.execute(
+                "INSERT INTO report_member_day SELECT $1, $2, $3, $4, $5, $6, $7, $8",
+                *row.values(),
+            )
+        assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
 
     async def test_a_day_not_yet_final_is_not_rolled(self, api: Api, db: asyncpg.Connection) -> None:
         await small_ledger(api)
