@@ -54,12 +54,13 @@ def changed_objects() -> tuple[list[SqlObject], list[str]]:
 
 
 def next_revision_id(taken: set[str], today: dt.date) -> str:
-    """Revision ids are the date and a counter (20261128_0001): they sort in order."""
+    """Revision ids are the date and a counter (20261128_0001): they sort in order.
+    The counter follows the day's highest one, not the first gap: frozen copies are
+    read in the order of their revision ids, so a new id must sort after every
+    existing one (helpers on branches take numbers ahead, leaving gaps)."""
     stem = today.strftime("%Y%m%d")
-    number = 1
-    while f"{stem}_{number:04d}" in taken:
-        number += 1
-    return f"{stem}_{number:04d}"
+    numbers = [int(rev[len(stem) + 1 :]) for rev in taken if rev.startswith(f"{stem}_")]
+    return f"{stem}_{max(numbers, default=0) + 1:04d}"
 
 
 def main() -> int:

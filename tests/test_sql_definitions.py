@@ -4,7 +4,11 @@ drift apart: "edited the live file, forgot the revision" cannot land."""
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy.engine import Connection
@@ -100,3 +104,44 @@ class TestEveryObjectHasAHome:
             creates = text.upper().count("CREATE ")
             assert creates == 1, f"{obj.path} creates {creates} objects"
             assert f" {obj.name}" in text.split("CREATE", 1)[1].split("\n")[0], f"{obj.path} is misnamed"
+
+
+class TestInlining:
+    async def test_rfc3339_inlines_into_the_calling_query(self, engine: AsyncEngine) -> None:
+        # Not inlined, a call with a known argument (a custom plan's parameter) is
+        # folded at planning by running the SQL function: its text parsed and
+        # planned again on every execution of ledger_post()'s response.
+        async with engine.connect() as connection:
+            plan = (
+                await connection.exec_driver_sql(
+                    "EXPLAIN (VERBOSE, COSTS OFF) SELECT ledger_rfc3339(x) FROM (VALUES (now())) v(x)"
+                )
+            ).scalars()
+            text = "\n".join(plan)
+        assert "to_char" in text
+        assert "ledger_rfc3339" not in text
+        async with engine.connect() as connection:
+            rendered = await connection.exec_driver_sql(
+                "SELECT ledger_rfc3339('2026-11-24 17:18:25.683237+01'), ledger_rfc3339(NULL)"
+            )
+            assert tuple(rendered.one()) == ("2026-11-24T16:18:25.683237Z", None)
+
+
+def _new_revision_module() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "migrations" / "new_revision.py"
+    spec = importlib.util.spec_from_file_location("new_revision", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestRevisionIds:
+    def test_a_new_id_sorts_after_every_id_of_its_day_gaps_included(self) -> None:
+        next_id = _new_revision_module().next_revision_id
+        day = dt.date(2026, 11, 29)
+        assert next_id(set(), day) == "20261129_0001"
+        assert next_id({"20261128_0007", "20261129_0001", "20261129_0002"}, day) == "20261129_0003"
+        # a helper's branch took 0020 ahead of 0003: the next one follows 0020
+        assert next_id({"20261129_0001", "20261129_0002", "20261129_0020"}, day) == "20261129_0021"
