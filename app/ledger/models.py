@@ -193,11 +193,14 @@ class Posting(Base):
         # A member's statement, and their balance as of an instant, read this index
         # alone (an index-only scan of the member's postings, contiguous however
         # large the ledger grows); only the statement's entries are fetched beside it.
+        # program_id is included because every read names it: without it each
+        # posting's heap page was read to check it (revision 20261129_0022).
         Index(
             "ix_posting_member_id_id",
             "member_id",
             "id",
             postgresql_include=[
+                "program_id",
                 "entry_id",
                 "account_id",
                 "amount",

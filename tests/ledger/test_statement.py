@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from typing import Any
 
+import asyncpg
+
+from app.ledger.repository import STATEMENT
 from tests.support import Api, MovableClock
 
 
@@ -110,3 +115,26 @@ class TestGetMemberBalance:
             response = await api.get("/v1/members/ghost/balance", **params)
             assert response.status_code == 404
             assert response.json()["code"] == "member_not_found"
+
+
+def _scans(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Every (node type, index name) in an EXPLAIN (FORMAT JSON) plan."""
+    found = [(plan["Node Type"], plan.get("Index Name"))]
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+class TestTheStatementReadsTheIndexAlone:
+    """A member's statement reads the member's postings from ix_posting_member_id_id
+    alone: on a ledger larger than memory, each posting's heap page read beside it
+    is a page from disk (bench/growth.py)."""
+
+    async def test_an_index_only_scan_of_the_members_postings(self, db: asyncpg.Connection) -> None:
+        async with db.transaction():
+            # A test database is small enough for a sequential scan to win: leave
+            # the planner the index alone, and look at how it reads it.
+            await db.execute("SET LOCAL enable_seqscan = off")
+            await db.execute("SET LOCAL enable_bitmapscan = off")
+            explained = await db.fetchval(f"EXPLAIN (FORMAT JSON) {STATEMENT}", 1, 1, 2**63 - 1, 21)
+        assert ("Index Only Scan", "ix_posting_member_id_id") in _scans(json.loads(explained)[0]["Plan"])
