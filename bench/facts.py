@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import time
@@ -31,7 +30,6 @@ from app.orders.repository import facts_query
 from bench import common
 
 DATABASE = "points_ledger_bench_facts"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 SNAPSHOTS = """
 WITH s AS (
@@ -48,12 +46,6 @@ SELECT 1, s.as_of, m.id,
   FROM s CROSS JOIN member m
  WHERE m.program_id = 1
 """
-
-
-def backend_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 async def prepare(members: int, snapshots: int) -> None:
@@ -80,13 +72,13 @@ async def measure(members: int, queries: int, rounds: int) -> dict[bool, list[tu
         async def run(segment: bool, count: int) -> tuple[float, float]:
             query = facts_query(partner=False, referrals=False, segment=segment)
             tail: list[datetime] = [paid_at] if segment else []
-            cpu, started = backend_cpu(pid), time.perf_counter()
+            cpu, started = common.cpu_seconds(pid), time.perf_counter()
             for _ in range(count):
                 member = f"m-{random.randint(1, members)}"
                 row = await connection.fetchrow(query, 1, member, first, last, None, None, None, None, *tail)
                 assert row is not None
             elapsed = time.perf_counter() - started
-            return elapsed * 1e6 / count, (backend_cpu(pid) - cpu) * 1e6 / count
+            return elapsed * 1e6 / count, (common.cpu_seconds(pid) - cpu) * 1e6 / count
 
         for segment in (True, False):  # warm up: plans, caches
             await run(segment, max(100, queries // 10))
