@@ -34,7 +34,7 @@ import asyncpg
 from app.db import asyncpg_dsn
 from bench import awards, common, orders
 
-PORT = 8741
+PORT = 8751  # bench.reports has 8741
 
 
 def statements(spec: str) -> list[str]:
