@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import cast
 
 import asyncpg
@@ -135,18 +136,27 @@ LOT_CHANGES_SINCE = _lot_changes(
 
 # The lots and lot uses of the members $2 as kept at the end of the rolled day $3
 # (report_lot, report_lot_use: app/reports/lots.py CohortBook.versions()): each
-# lot's and use's last version on or before that day.
+# lot's and use's last version on or before that day. The uses that still hold
+# points; the lots with points left or held by one of those uses ($5, $6: member
+# and seq), or every lot when $4 (the job: a member's new lots number after all
+# its lots, so that each lot keeps its own versions).
 KEPT_LOTS = """
-SELECT DISTINCT ON (member_id, seq) member_id, seq, entry_id, cohort, expires_at, remaining
-  FROM report_lot
- WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
- ORDER BY member_id, seq, day DESC
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM (
+    SELECT DISTINCT ON (member_id, seq) member_id, seq, entry_id, cohort, expires_at, remaining
+      FROM report_lot
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
+     ORDER BY member_id, seq, day DESC
+) lot
+ WHERE $4 OR remaining > 0 OR (member_id, seq) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))
 """
 KEPT_USES = """
-SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
-  FROM report_lot_use
- WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
- ORDER BY member_id, entry_id, seq, day DESC
+SELECT member_id, entry_id, seq, taking, points FROM (
+    SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
+      FROM report_lot_use
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
+     ORDER BY member_id, entry_id, seq, day DESC
+) used
+ WHERE points > 0
 """
 LOT_VERSIONS = """
 SELECT member_id, seq, day, entry_id, cohort, expires_at, remaining FROM report_lot WHERE program_id = $1
@@ -513,11 +523,13 @@ async def lot_changes_since(
 
 
 async def kept_lots(
-    connection: Connection, program_id: int, members: list[int], day: date
+    connection: Connection, program_id: int, members: list[int], day: date, every_lot: bool = False
 ) -> tuple[list[KeptLot], list[KeptUse]]:
-    """The lots and uses kept for these members at the end of the rolled `day`."""
-    lots = await connection.fetch(KEPT_LOTS, program_id, members, day)
+    """The lots and uses kept for these members at the end of the rolled `day`
+    that can still change (or every lot they had)."""
     uses = await connection.fetch(KEPT_USES, program_id, members, day)
+    held = ([row[0] for row in uses], [row[2] for row in uses])
+    lots = await connection.fetch(KEPT_LOTS, program_id, members, day, every_lot, *held)
     return (
         [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in lots],
         [(row[0], row[1], row[2], cast(Taking, row[3]), row[4]) for row in uses],
@@ -542,7 +554,10 @@ async def keep_lots(
     uses: list[UseVersion],
 ) -> None:
     """Add these versions of the kept lots and uses (on the program's first run,
-    in place of any it had)."""
+    in place of any it had), in each member's order: a report reads a member's
+    versions together, from a few pages rather than one page for each day."""
+    lots = sorted(lots, key=itemgetter(0, 1, 2))
+    uses = sorted(uses, key=itemgetter(0, 1, 2, 3))
     if first:
         await connection.execute("DELETE FROM report_lot WHERE program_id = $1", program_id)
         await connection.execute("DELETE FROM report_lot_use WHERE program_id = $1", program_id)

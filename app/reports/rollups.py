@@ -187,13 +187,20 @@ def members_of(rows: list[asyncpg.Record]) -> list[int]:
 
 
 async def kept_book(
-    connection: Connection, program_id: int, members: list[int], day: date, zone: ZoneInfo
+    connection: Connection,
+    program_id: int,
+    members: list[int],
+    day: date,
+    zone: ZoneInfo,
+    every_lot: bool = False,
 ) -> CohortBook:
     """A book holding these members' lots as kept at the end of the rolled `day`:
     an entry recorded after it changes the lots of its members only, so the book
-    replays the entries since as the whole history's replay would."""
+    replays the entries since as the whole history's replay would. Only the lots
+    that can still change, or (every_lot: the job, which numbers new lots after
+    them) all of them."""
     book = CohortBook(changes={}, expiry_month=month_of(zone))
-    lots, uses = await repository.kept_lots(connection, program_id, members, day)
+    lots, uses = await repository.kept_lots(connection, program_id, members, day, every_lot)
     book.restore(lots, uses)
     return book
 
@@ -297,7 +304,9 @@ async def compute(
     versions = Versions([], [])
     if kept:
         rows = await repository.lot_changes_since(connection, program_id, start, end, zone_name)
-        book = await kept_book(connection, program_id, members_of(rows), first - timedelta(days=1), zone)
+        book = await kept_book(
+            connection, program_id, members_of(rows), first - timedelta(days=1), zone, every_lot=True
+        )
     else:
         # a lot's state depends on all before it: the whole history replays
         rows = await repository.lot_changes_before(connection, program_id, end, zone_name)
