@@ -9,6 +9,7 @@ so the ledger is read only for what the rollups do not cover yet."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -139,7 +140,11 @@ LOT_CHANGES_SINCE = _lot_changes(
 # lot's and use's last version on or before that day. The uses that still hold
 # points; the lots with points left or held by one of those uses ($5, $6: member
 # and seq), or every lot when $4 (the job: a member's new lots number after all
-# its lots, so that each lot keeps its own versions).
+# its lots, so that each lot keeps its own versions). A report replaying some
+# entries needs no more than the lots with points left (what a debit takes from)
+# and the uses of the entries those entries undo (SOURCE_USES, $4: what a credit
+# gives back to): a member's lots taken by redemptions are held for as long as a
+# redemption may be reversed, most of its lots.
 KEPT_LOTS = """
 SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM (
     SELECT DISTINCT ON (member_id, seq) member_id, seq, entry_id, cohort, expires_at, remaining
@@ -154,6 +159,15 @@ SELECT member_id, entry_id, seq, taking, points FROM (
     SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
       FROM report_lot_use
      WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
+     ORDER BY member_id, entry_id, seq, day DESC
+) used
+ WHERE points > 0
+"""
+SOURCE_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM (
+    SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
+      FROM report_lot_use
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND entry_id = ANY($4::uuid[]) AND day <= $3
      ORDER BY member_id, entry_id, seq, day DESC
 ) used
  WHERE points > 0
@@ -523,13 +537,21 @@ async def lot_changes_since(
 
 
 async def kept_lots(
-    connection: Connection, program_id: int, members: list[int], day: date, every_lot: bool = False
+    connection: Connection,
+    program_id: int,
+    members: list[int],
+    day: date,
+    sources: list[uuid.UUID] | None = None,
 ) -> tuple[list[KeptLot], list[KeptUse]]:
-    """The lots and uses kept for these members at the end of the rolled `day`
-    that can still change (or every lot they had)."""
-    uses = await connection.fetch(KEPT_USES, program_id, members, day)
+    """The lots and uses kept for these members at the end of the rolled `day`:
+    every lot and the uses that hold points, or (sources) the lots with points
+    left and the uses of those entries."""
+    if sources is None:
+        uses = await connection.fetch(KEPT_USES, program_id, members, day)
+    else:
+        uses = await connection.fetch(SOURCE_USES, program_id, members, day, sources)
     held = ([row[0] for row in uses], [row[2] for row in uses])
-    lots = await connection.fetch(KEPT_LOTS, program_id, members, day, every_lot, *held)
+    lots = await connection.fetch(KEPT_LOTS, program_id, members, day, sources is None, *held)
     return (
         [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in lots],
         [(row[0], row[1], row[2], cast(Taking, row[3]), row[4]) for row in uses],

@@ -40,6 +40,7 @@ MARGIN before it even begins its transaction could still land in a rolled day;
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -192,15 +193,16 @@ async def kept_book(
     members: list[int],
     day: date,
     zone: ZoneInfo,
-    every_lot: bool = False,
+    sources: list[uuid.UUID] | None = None,
 ) -> CohortBook:
     """A book holding these members' lots as kept at the end of the rolled `day`:
     an entry recorded after it changes the lots of its members only, so the book
-    replays the entries since as the whole history's replay would. Only the lots
-    that can still change, or (every_lot: the job, which numbers new lots after
-    them) all of them."""
+    replays the entries since as the whole history's replay would. All their
+    lots and uses (the job, which numbers new lots after them and writes what
+    changed), or (a report) what entries undoing `sources` can change: the lots
+    with points left and the sources' uses."""
     book = CohortBook(changes={}, expiry_month=month_of(zone))
-    lots, uses = await repository.kept_lots(connection, program_id, members, day, every_lot)
+    lots, uses = await repository.kept_lots(connection, program_id, members, day, sources)
     book.restore(lots, uses)
     return book
 
@@ -212,7 +214,8 @@ async def kept_since(
     their members' lots kept at the end of the rolled day `rolled.last`: the
     book's changes are what those entries changed."""
     rows = await repository.lot_changes_since(connection, program_id, rolled.end, before, zone.key)
-    book = await kept_book(connection, program_id, members_of(rows), rolled.last, zone)
+    sources = sorted({row["source"] for row in rows if row["source"] is not None})
+    book = await kept_book(connection, program_id, members_of(rows), rolled.last, zone, sources)
     return replay_rows(rows, zone, book=book)
 
 
@@ -304,9 +307,7 @@ async def compute(
     versions = Versions([], [])
     if kept:
         rows = await repository.lot_changes_since(connection, program_id, start, end, zone_name)
-        book = await kept_book(
-            connection, program_id, members_of(rows), first - timedelta(days=1), zone, every_lot=True
-        )
+        book = await kept_book(connection, program_id, members_of(rows), first - timedelta(days=1), zone)
     else:
         # a lot's state depends on all before it: the whole history replays
         rows = await repository.lot_changes_before(connection, program_id, end, zone_name)
