@@ -123,7 +123,8 @@ async def forget_rollups(database: str) -> None:
     """A kept ledger (--reuse) starts again without rollups: what `without` times."""
     connection = await _connect(database)
     try:
-        for table in ("report_day_figure", "report_lot", "report_lot_use", "report_rollup"):
+        tables = ("report_day_figure", "report_member_day", "report_lot", "report_lot_use", "report_rollup")
+        for table in tables:
             await connection.execute(f"DELETE FROM {table} WHERE program_id = $1", PROGRAM_ID)
     finally:
         await connection.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from app.reports.categories import FORFEIT, USES
@@ -40,6 +40,7 @@ def taking(kind: str, reversed_kind: str | None) -> Taking:
 
 @dataclass(slots=True)
 class Lot:
+    member: int
     seq: int
     entry: uuid.UUID
     cohort: str
@@ -82,6 +83,9 @@ class CohortBook:
     # `remaining` by cohort, `expiring` by the lot's expiry month (`expiry_month`).
     changes: dict[tuple[str, str], int] | None = None
     expiry_month: Callable[[datetime], str] | None = None
+    # When set, the lots and uses changed since the last versions() (the rollups'
+    # kept lots, by day): each with what it held before, None for a new lot
+    changed: Changed | None = None
     _seq: int = 0
 
     def cohort(self, name: str) -> Cohort:
@@ -97,6 +101,8 @@ class CohortBook:
             self.changes[key] = self.changes.get(key, 0) + points
 
     def _remaining(self, lot: Lot, points: int) -> None:
+        if self.changed is not None:
+            self.changed.lots.setdefault((lot.member, lot.seq), (lot, lot.remaining))
         lot.remaining += points
         if self.changes is not None:
             changes = self.changes
@@ -110,10 +116,19 @@ class CohortBook:
         self, member: int, entry: uuid.UUID, cohort: str, points: int, expires_at: datetime | None
     ) -> None:
         self._seq += 1
-        lot = Lot(self._seq, entry, cohort, expires_at, 0)
+        lot = Lot(member, self._seq, entry, cohort, expires_at, 0)
+        if self.changed is not None:
+            self.changed.lots[member, lot.seq] = (lot, None)
         self._remaining(lot, points)
         self.lots.setdefault(member, []).append(lot)
         self.live.setdefault(member, []).append(lot)
+
+    def _use(self, entry: uuid.UUID, member: int, uses: dict[int, int], seq: int, points: int) -> None:
+        """The points `entry` holds of the member's lot `seq` change by `points`."""
+        held = uses.get(seq, 0)
+        if self.changed is not None:
+            self.changed.uses.setdefault((member, entry, seq), held)
+        uses[seq] = held + points
 
     def apply(
         self,
@@ -152,7 +167,7 @@ class CohortBook:
             for lot in live:
                 take = min(lot.remaining, need)
                 self._remaining(lot, -take)
-                uses[lot.seq] = uses.get(lot.seq, 0) + take
+                self._use(entry, member, uses, lot.seq, take)
                 self._count(lot.cohort, what, take)
                 taken.append((lot.cohort, lot.expires_at, take))
                 need -= take
@@ -170,7 +185,7 @@ class CohortBook:
                 mine.sort(key=lambda lot: (lot.expires_at is None, lot.expires_at or _EARLIEST, lot.seq))
                 for lot in reversed(mine):
                     back = min(given[lot.seq], need)
-                    given[lot.seq] -= back
+                    self._use(source, member, given, lot.seq, -back)
                     self._remaining(lot, back)
                     if not lot.listed:
                         lot.listed = True
@@ -196,17 +211,18 @@ class CohortBook:
         return [lot for lots in self.lots.values() for lot in lots if lot.remaining > 0]
 
     # ------------------------------------------------------------ kept state
-    # What a replay needs to go on from here for some members (the rollups keep it
-    # at the rolled days' end, report_lot and report_lot_use): each member's lots
-    # that can still change (points left, or points an entry took and may give
-    # back) and those takings. A lot with nothing left that no entry holds points
-    # of never changes again, and is left out.
+    # What a replay needs to go on from a day's end for some members (the rollups
+    # keep it, report_lot and report_lot_use, as versions by day): each member's
+    # lots and the points entries took of them and may give back. Only what changed
+    # on a day is written for it; a member's state at a day's end is the last
+    # version of each of its lots and uses on or before that day.
 
     def restore(self, lots: Iterable[KeptLot], uses: Iterable[KeptUse]) -> None:
-        """Take up members' kept lots and uses (as holdings() gave them). New lots
-        number after every restored one, so each member's lots keep their order."""
+        """Take up members' lots and uses as kept at a day's end (each lot or use
+        once: its last version by then). New lots number after every restored
+        one, so each member's lots keep their order."""
         for member, seq, entry, cohort, expires_at, remaining in sorted(lots, key=lambda lot: lot[:2]):
-            lot = Lot(seq, entry, cohort, expires_at, remaining, listed=remaining > 0)
+            lot = Lot(member, seq, entry, cohort, expires_at, remaining, listed=remaining > 0)
             self.lots.setdefault(member, []).append(lot)
             if remaining > 0:
                 self.live.setdefault(member, []).append(lot)
@@ -215,46 +231,64 @@ class CohortBook:
             self.uses.setdefault((entry, member), {})[seq] = points
             self.takings[entry] = what
 
-    def holdings(self, members: Iterable[int]) -> tuple[list[KeptLot], list[KeptUse]]:
-        """These members' lots and uses that can still change (restore()'s input)."""
-        wanted = set(members)
-        uses: list[KeptUse] = [
-            (member, entry, seq, self.takings.get(entry, "taken_back"), points)
-            for (entry, member), given in self.uses.items()
-            if member in wanted
-            for seq, points in given.items()
-            if points > 0
+    def versions(self, day: date) -> tuple[list[LotVersion], list[UseVersion]]:
+        """The lots and uses that changed since the last call (or restore()), as
+        versions of `day`: a new lot always, any other only if it holds another
+        number of points than before."""
+        changed = self.changed
+        if changed is None:
+            return [], []
+        lots: list[LotVersion] = [
+            (member, seq, day, lot.entry, lot.cohort, lot.expires_at, lot.remaining)
+            for (member, seq), (lot, before) in sorted(changed.lots.items(), key=lambda item: item[0])
+            if before is None or lot.remaining != before
         ]
-        held = {(member, seq) for member, _, seq, _, _ in uses}
-        lots: list[KeptLot] = [
-            (member, lot.seq, lot.entry, lot.cohort, lot.expires_at, lot.remaining)
-            for member in sorted(wanted)
-            for lot in self.lots.get(member, [])
-            if lot.remaining > 0 or (member, lot.seq) in held
-        ]
+        uses: list[UseVersion] = []
+        for (member, entry, seq), before in sorted(changed.uses.items(), key=lambda item: item[0][0]):
+            points = self.uses[entry, member][seq]
+            if points != before:
+                uses.append((member, entry, seq, day, self.takings.get(entry, "taken_back"), points))
+        self.changed = Changed()
         return lots, uses
 
 
+@dataclass(slots=True)
+class Changed:
+    """What a book changed since its last versions(): (member, seq) -> the lot and
+    its points before (None: new); (member, entry, seq) -> the points held before."""
+
+    lots: dict[tuple[int, int], tuple[Lot, int | None]] = field(default_factory=dict)
+    uses: dict[tuple[int, uuid.UUID, int], int] = field(default_factory=dict)
+
+
 # (member, seq, entry, cohort, expires_at, remaining) and (member, entry, lot seq,
-# what the entry was, points it holds of that lot)
+# what the entry was, points it holds of that lot): a member's state at a day's end
 KeptLot = tuple[int, int, uuid.UUID, str, datetime | None, int]
 KeptUse = tuple[int, uuid.UUID, int, Taking, int]
+# the same with the day of the version: (member, seq, day, entry, cohort,
+# expires_at, remaining) and (member, entry, seq, day, what, points)
+LotVersion = tuple[int, int, date, uuid.UUID, str, datetime | None, int]
+UseVersion = tuple[int, uuid.UUID, int, date, Taking, int]
 
 
-def comparable(lots: Iterable[KeptLot], uses: Iterable[KeptUse]) -> dict[int, tuple[object, ...]]:
-    """Each member's kept state with lots numbered in order from 0: two replays
+def comparable(lots: Iterable[LotVersion], uses: Iterable[UseVersion]) -> dict[int, set[Versioned]]:
+    """Each member's versions with its lots numbered in order from 0: two replays
     number lots differently (a kept state goes on from its own last number), but
-    the same state lists the same lots in the same order."""
-    by_member: dict[int, list[KeptLot]] = {}
-    for lot in sorted(lots, key=lambda lot: lot[:2]):
-        by_member.setdefault(lot[0], []).append(lot)
-    rank = {(lot[0], lot[1]): index for kept in by_member.values() for index, lot in enumerate(kept)}
-    out: dict[int, tuple[object, ...]] = {
-        member: (tuple(lot[2:] for lot in kept), ()) for member, kept in by_member.items()
-    }
-    member_uses: dict[int, list[tuple[object, ...]]] = {}
-    for member, entry, seq, what, points in uses:
-        member_uses.setdefault(member, []).append((str(entry), rank.get((member, seq), -1), what, points))
-    for member, found in member_uses.items():
-        out[member] = (out.get(member, ((), ()))[0], tuple(sorted(found)))
+    the same history has the same versions of the same lots in the same order."""
+    lots, uses = list(lots), list(uses)
+    seqs: dict[int, set[int]] = {}
+    for member, seq, *_ in lots:
+        seqs.setdefault(member, set()).add(seq)
+    rank = {(member, seq): index for member, found in seqs.items() for index, seq in enumerate(sorted(found))}
+    out: dict[int, set[Versioned]] = {}
+    for member, seq, day, entry, cohort, expires_at, remaining in lots:
+        lot = (day, "lot", rank[member, seq], entry, cohort, expires_at, remaining)
+        out.setdefault(member, set()).add(lot)
+    for member, entry, seq, day, what, points in uses:
+        use = (day, "use", rank.get((member, seq), -1), entry, what, None, points)
+        out.setdefault(member, set()).add(use)
     return out
+
+
+# a version as comparable() gives it: (day, "lot" or "use", the lot's rank, entry, ...)
+Versioned = tuple[date, str, int, uuid.UUID, str, datetime | None, int]

@@ -53,19 +53,21 @@ class ReportDayFigure(Base):
 
 
 class ReportLot(Base):
-    """A member's lot as the reports' lot replay (app/reports/lots.py) holds it at
-    the end of the program's last rolled day: kept by the rollup-reports job in the
-    same transaction as the rolled days, so that the job and the reports replay
-    only the entries recorded since. Only lots that can still change are kept
-    (points left, or points an entry took that it may give back); `seq` orders a
+    """A version of a member's lot as the reports' lot replay (app/reports/lots.py)
+    holds it at the end of the rolled `day`: written by the rollup-reports job, in
+    the same transaction as the rolled days, for each lot made that day or whose
+    points changed. A member's lots at the end of a rolled day are the last
+    version of each on or before it (with those of its uses), so that the job and
+    a report replay only the entries recorded after that day; `seq` orders a
     member's lots."""
 
     __tablename__ = "report_lot"
-    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "seq"),)
+    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "seq", "day"),)
 
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     member_id: Mapped[int] = mapped_column(BigInteger)
     seq: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[date] = mapped_column(Date)
     entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     cohort: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -73,16 +75,18 @@ class ReportLot(Base):
 
 
 class ReportLotUse(Base):
-    """Points an entry took from a member's kept lot and still holds (a reversal
-    or a release gives them back to that lot), and what the entry was."""
+    """A version (by rolled `day`, as report_lot's) of the points an entry took from
+    a member's lot and may give back (a reversal or a release gives them back to
+    that lot), and what the entry was."""
 
     __tablename__ = "report_lot_use"
-    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "entry_id", "seq"),)
+    __table_args__ = (PrimaryKeyConstraint("program_id", "member_id", "entry_id", "seq", "day"),)
 
     program_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("program.id"))
     member_id: Mapped[int] = mapped_column(BigInteger)
     entry_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     seq: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[date] = mapped_column(Date)
     taking: Mapped[str] = mapped_column(Text)
     points: Mapped[int] = mapped_column(BigInteger)
 

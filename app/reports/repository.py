@@ -9,14 +9,16 @@ so the ledger is read only for what the rollups do not cover yet."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import date, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import cast
 
 import asyncpg
 
 from app.db import Connection
-from app.reports.lots import KeptLot, KeptUse, Taking
+from app.reports.lots import KeptLot, KeptUse, LotVersion, Taking, UseVersion
 
 # The rules version in force at an instant: the last one activated by then.
 VERSION_AT = """
@@ -48,7 +50,25 @@ SELECT count(*) FROM (
 """
 
 
-def _lot_changes(postings: str, last_postings: str, activations: str) -> str:
+# A posting on its member's available account, joined (the whole history: the
+# program's available accounts hashed once) ...
+_AVAILABLE_JOIN = (
+    "JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'",
+    "",
+)
+# ... or looked up by the posting's member, one index probe each (a day's postings:
+# at 1,000,000 members the planner hashed every available account for them)
+_AVAILABLE_LOOKUP = (
+    "",
+    """AND p.member_id IS NOT NULL AND p.account_id = (
+         SELECT a.id FROM account a
+          WHERE a.program_id = $1 AND a.member_id = p.member_id AND a.kind = 'available')""",
+)
+
+
+def _lot_changes(
+    postings: str, last_postings: str, activations: str, available: tuple[str, str] = _AVAILABLE_JOIN
+) -> str:
     """The entries, among the postings `postings` selects (recorded before $2),
     that changed some member's available points, with what a lot replay needs (as
     ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql, for one program
@@ -61,13 +81,15 @@ def _lot_changes(postings: str, last_postings: str, activations: str) -> str:
     the days after it takes the entries in the same order as a replay of the whole
     history: an entry recorded just before midnight may commit after one recorded
     just after it. `last_postings` bounds the search for each entry's last
-    posting, `activations` the pending credits looked up for their expiry."""
+    posting, `activations` the pending credits looked up for their expiry;
+    `available` how a posting is found to be on an available account."""
+    join, lookup = available
     return f"""
 WITH member_change AS (
     SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
       FROM posting p
-      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
-     WHERE p.program_id = $1 AND {postings}
+      {join}
+     WHERE p.program_id = $1 AND {postings} {lookup}
      GROUP BY p.entry_id, p.member_id
     HAVING sum(p.amount) <> 0
 ), entry_change AS (
@@ -104,74 +126,79 @@ LOT_CHANGES_BEFORE = _lot_changes(
 )
 
 # The program's entries recorded in [$4, $2): what the rollup job replays on top
-# of the lots kept at the last rolled day's end, and a report on top of those of
-# the last rolled day.
+# of the lots kept at the last rolled day's end, and a report on top of those kept
+# at the end of the rolled day before $4.
 LOT_CHANGES_SINCE = _lot_changes(
     "p.recorded_at >= $4 AND p.recorded_at < $2",
     "p.recorded_at >= $4 AND p.recorded_at < $2",
     "c.activation_entry_id IN (SELECT entry_id FROM entry_change)",
+    _AVAILABLE_LOOKUP,
 )
 
-# The same for the entries $4 (those of a set of members, closed under the
-# entries they share: a transfer's two sides): what a report replays on top of
-# rollups that end before the last rolled day. The entries come as a list, not a
-# join: the planner misjudged how few postings an entry has and scanned all the
-# program's postings.
-ENTRIES_LOT_CHANGES = _lot_changes(
-    "p.entry_id = ANY($4::uuid[]) AND p.recorded_at < $2",
-    "p.entry_id = ANY($4::uuid[])",
-    "c.activation_entry_id = ANY($4::uuid[])",
-)
-
-# The lots and lot uses kept for the members $2 at the last rolled day's end
-# (report_lot, report_lot_use: app/reports/lots.py CohortBook.holdings()).
+# The lots and lot uses of the members $2 as kept at the end of the rolled day $3
+# (report_lot, report_lot_use: app/reports/lots.py CohortBook.versions()): each
+# lot's and use's last version on or before that day. The uses that still hold
+# points; the lots with points left or held by one of those uses ($5, $6: member
+# and seq), or every lot when $4 (the job: a member's new lots number after all
+# its lots, so that each lot keeps its own versions). A report replaying some
+# entries needs no more than the lots with points left (what a debit takes from)
+# and the uses of the entries those entries undo (SOURCE_USES, $4: what a credit
+# gives back to): a member's lots taken by redemptions are held for as long as a
+# redemption may be reversed, most of its lots.
 KEPT_LOTS = """
-SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot
- WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM (
+    SELECT DISTINCT ON (member_id, seq) member_id, seq, entry_id, cohort, expires_at, remaining
+      FROM report_lot
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
+     ORDER BY member_id, seq, day DESC
+) lot
+ WHERE $4 OR remaining > 0 OR (member_id, seq) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))
 """
 KEPT_USES = """
-SELECT member_id, entry_id, seq, taking, points FROM report_lot_use
- WHERE program_id = $1 AND member_id = ANY($2::bigint[])
+SELECT member_id, entry_id, seq, taking, points FROM (
+    SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
+      FROM report_lot_use
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND day <= $3
+     ORDER BY member_id, entry_id, seq, day DESC
+) used
+ WHERE points > 0
 """
-ALL_KEPT_LOTS = """
-SELECT member_id, seq, entry_id, cohort, expires_at, remaining FROM report_lot WHERE program_id = $1
+SOURCE_USES = """
+SELECT member_id, entry_id, seq, taking, points FROM (
+    SELECT DISTINCT ON (member_id, entry_id, seq) member_id, entry_id, seq, taking, points
+      FROM report_lot_use
+     WHERE program_id = $1 AND member_id = ANY($2::bigint[]) AND entry_id = ANY($4::uuid[]) AND day <= $3
+     ORDER BY member_id, entry_id, seq, day DESC
+) used
+ WHERE points > 0
 """
-ALL_KEPT_USES = """
-SELECT member_id, entry_id, seq, taking, points FROM report_lot_use WHERE program_id = $1
+LOT_VERSIONS = """
+SELECT member_id, seq, day, entry_id, cohort, expires_at, remaining FROM report_lot WHERE program_id = $1
 """
-FORGET_KEPT_LOTS = "DELETE FROM report_lot WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
-FORGET_KEPT_USES = "DELETE FROM report_lot_use WHERE program_id = $1 AND member_id = ANY($2::bigint[])"
-
-# Members whose available points changed in [$2, $3).
-TOUCHED_MEMBERS = """
-SELECT DISTINCT p.member_id
-  FROM posting p
-  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'
- WHERE p.program_id = $1 AND p.recorded_at >= $2 AND p.recorded_at < $3 AND p.member_id IS NOT NULL
-"""
-
-# The entries recorded before $2 with a posting of one of the members $3.
-MEMBERS_ENTRIES = """
-SELECT DISTINCT p.entry_id FROM posting p
- WHERE p.program_id = $1 AND p.member_id = ANY($3::bigint[]) AND p.recorded_at < $2
+USE_VERSIONS = """
+SELECT member_id, entry_id, seq, day, taking, points FROM report_lot_use WHERE program_id = $1
 """
 
 # How many more members hold points at $3 (inclusive) than before $2: over the
-# members whose available, pending or held points changed in between.
+# members with a posting in between (a change of debt alone leaves both counts
+# alike), their whole history read by the member index (posting.member_id without
+# the heap: member ids are the program's own) and their available, pending and
+# held accounts looked up by member (not every such account of the program).
 HOLDERS_CHANGE = """
-WITH touched AS (
+WITH touched AS MATERIALIZED (
     SELECT DISTINCT p.member_id
       FROM posting p
-      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
      WHERE p.program_id = $1 AND p.member_id IS NOT NULL AND p.recorded_at >= $2 AND p.recorded_at <= $3
-       AND a.kind IN ('available', 'pending', 'held')
+), accounts AS MATERIALIZED (
+    SELECT a.id
+      FROM touched t JOIN account a ON a.program_id = $1 AND a.member_id = t.member_id
+     WHERE a.kind IN ('available', 'pending', 'held')
 ), balance AS (
     SELECT p.member_id, coalesce(sum(p.amount) FILTER (WHERE p.recorded_at < $2), 0) AS before,
            sum(p.amount) AS after
-      FROM posting p
-      JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
-     WHERE p.program_id = $1 AND p.member_id IN (SELECT member_id FROM touched) AND p.recorded_at <= $3
-       AND a.kind IN ('available', 'pending', 'held')
+      FROM touched t
+      JOIN posting p ON p.member_id = t.member_id
+     WHERE p.member_id IS NOT NULL AND p.recorded_at <= $3 AND p.account_id IN (SELECT id FROM accounts)
      GROUP BY p.member_id
 )
 SELECT (count(*) FILTER (WHERE after > 0) - count(*) FILTER (WHERE before > 0))::bigint FROM balance
@@ -510,61 +537,62 @@ async def lot_changes_since(
 
 
 async def kept_lots(
-    connection: Connection, program_id: int, members: list[int] | None
+    connection: Connection,
+    program_id: int,
+    members: list[int],
+    day: date,
+    sources: list[uuid.UUID] | None = None,
 ) -> tuple[list[KeptLot], list[KeptUse]]:
-    """The lots and uses kept for these members (all the program's: None)."""
-    if members is None:
-        lots = await connection.fetch(ALL_KEPT_LOTS, program_id)
-        uses = await connection.fetch(ALL_KEPT_USES, program_id)
+    """The lots and uses kept for these members at the end of the rolled `day`:
+    every lot and the uses that hold points, or (sources) the lots with points
+    left and the uses of those entries."""
+    if sources is None:
+        uses = await connection.fetch(KEPT_USES, program_id, members, day)
     else:
-        lots = await connection.fetch(KEPT_LOTS, program_id, members)
-        uses = await connection.fetch(KEPT_USES, program_id, members)
+        uses = await connection.fetch(SOURCE_USES, program_id, members, day, sources)
+    held = ([row[0] for row in uses], [row[2] for row in uses])
+    lots = await connection.fetch(KEPT_LOTS, program_id, members, day, sources is None, *held)
     return (
         [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in lots],
         [(row[0], row[1], row[2], cast(Taking, row[3]), row[4]) for row in uses],
     )
 
 
+async def lot_versions(connection: Connection, program_id: int) -> tuple[list[LotVersion], list[UseVersion]]:
+    """Every version of the program's kept lots and uses."""
+    lots = await connection.fetch(LOT_VERSIONS, program_id)
+    uses = await connection.fetch(USE_VERSIONS, program_id)
+    return (
+        [(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) for row in lots],
+        [(row[0], row[1], row[2], row[3], cast(Taking, row[4]), row[5]) for row in uses],
+    )
+
+
 async def keep_lots(
     connection: Connection,
     program_id: int,
-    members: list[int] | None,
-    lots: list[KeptLot],
-    uses: list[KeptUse],
+    first: bool,
+    lots: list[LotVersion],
+    uses: list[UseVersion],
 ) -> None:
-    """Replace the kept lots and uses of these members (all the program's: None)."""
-    if members is None:
+    """Add these versions of the kept lots and uses (on the program's first run,
+    in place of any it had), in each member's order: a report reads a member's
+    versions together, from a few pages rather than one page for each day."""
+    lots = sorted(lots, key=itemgetter(0, 1, 2))
+    uses = sorted(uses, key=itemgetter(0, 1, 2, 3))
+    if first:
         await connection.execute("DELETE FROM report_lot WHERE program_id = $1", program_id)
         await connection.execute("DELETE FROM report_lot_use WHERE program_id = $1", program_id)
-    else:
-        await connection.execute(FORGET_KEPT_LOTS, program_id, members)
-        await connection.execute(FORGET_KEPT_USES, program_id, members)
     await connection.copy_records_to_table(
         "report_lot",
         records=[(program_id, *lot) for lot in lots],
-        columns=["program_id", "member_id", "seq", "entry_id", "cohort", "expires_at", "remaining"],
+        columns=["program_id", "member_id", "seq", "day", "entry_id", "cohort", "expires_at", "remaining"],
     )
     await connection.copy_records_to_table(
         "report_lot_use",
         records=[(program_id, *use) for use in uses],
-        columns=["program_id", "member_id", "entry_id", "seq", "taking", "points"],
+        columns=["program_id", "member_id", "entry_id", "seq", "day", "taking", "points"],
     )
-
-
-async def touched_lot_changes(
-    connection: Connection, program_id: int, start: datetime, end: datetime, timezone: str
-) -> list[asyncpg.Record]:
-    """The lot changes recorded before `end` of the members whose lots changed in
-    [start, end), and of every member who shared an entry with them (a transfer's
-    other side), and so on: a set whose lots replay on their own."""
-    members = {row[0] for row in await connection.fetch(TOUCHED_MEMBERS, program_id, start, end)}
-    while True:
-        entries = [row[0] for row in await connection.fetch(MEMBERS_ENTRIES, program_id, end, list(members))]
-        rows = list(await connection.fetch(ENTRIES_LOT_CHANGES, program_id, end, timezone, entries))
-        sharing = {member for row in rows for member in row["member_ids"]}
-        if sharing <= members:
-            return rows
-        members |= sharing
 
 
 async def holders_change(connection: Connection, program_id: int, start: datetime, at: datetime) -> int:

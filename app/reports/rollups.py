@@ -21,10 +21,11 @@ Figures (each the day's change, so any run of days sums):
   that day less those that went back to zero or below.
 
 Beside the days, in the same transaction: each member's lots as the replay holds
-them at the last rolled day's end (report_lot, report_lot_use), so that the next
-run and a report replay only the entries recorded since; and each member's days
-with activity, orders or participation (report_member_day), linked to their day
-before, for the distinct member counts.
+them at the end of each rolled day, as versions (report_lot, report_lot_use: a
+lot's or a use's new state on the day it changed), so that the next run and a
+report replay only the entries recorded since the end of the day before theirs;
+and each member's days with activity, orders or participation
+(report_member_day), linked to their day before, for the distinct member counts.
 
 When is a day final? recorded_at is the application's clock read when the request
 began (`context.clock.now()`, passed to ledger_post() and its kin as
@@ -39,6 +40,7 @@ MARGIN before it even begins its transaction could still land in a rolled day;
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,7 +54,7 @@ from app.db import Connection, Database
 from app.partners import settlement as partner_settlement
 from app.reports import repository
 from app.reports.categories import ACTIVE_KINDS, PARTICIPATING_KINDS
-from app.reports.lots import CohortBook, comparable, taking
+from app.reports.lots import Changed, CohortBook, LotVersion, UseVersion, comparable, taking
 
 MARGIN = timedelta(hours=1)
 LOCK = "report-rollup"
@@ -101,9 +103,6 @@ class Rolled:
     last: date
     start: datetime
     end: datetime
-    # whether `last` is the program's last rolled day: the lots kept (report_lot)
-    # are those at `end`
-    through: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +136,7 @@ async def rolled_within(
         last -= timedelta(days=1)
     if last < first:
         return None
-    return Rolled(
-        first,
-        last,
-        day_start(first, tz),
-        day_start(last + timedelta(days=1), tz),
-        last == found.rolled_through,
-    )
+    return Rolled(first, last, day_start(first, tz), day_start(last + timedelta(days=1), tz))
 
 
 def live_pieces(start: datetime, end: datetime, rolled: Rolled | None) -> list[tuple[datetime, datetime]]:
@@ -195,26 +188,43 @@ def members_of(rows: list[asyncpg.Record]) -> list[int]:
 
 
 async def kept_book(
-    connection: Connection, program_id: int, members: list[int], zone: ZoneInfo
+    connection: Connection,
+    program_id: int,
+    members: list[int],
+    day: date,
+    zone: ZoneInfo,
+    sources: list[uuid.UUID] | None = None,
 ) -> CohortBook:
-    """A book holding these members' lots as kept at the last rolled day's end:
-    an entry recorded since changes the lots of its members only, so the book
-    replays the entries since as the whole history's replay would."""
+    """A book holding these members' lots as kept at the end of the rolled `day`:
+    an entry recorded after it changes the lots of its members only, so the book
+    replays the entries since as the whole history's replay would. All their
+    lots and uses (the job, which numbers new lots after them and writes what
+    changed), or (a report) what entries undoing `sources` can change: the lots
+    with points left and the sources' uses."""
     book = CohortBook(changes={}, expiry_month=month_of(zone))
-    lots, uses = await repository.kept_lots(connection, program_id, members)
+    lots, uses = await repository.kept_lots(connection, program_id, members, day, sources)
     book.restore(lots, uses)
     return book
 
 
 async def kept_since(
-    connection: Connection, program_id: int, start: datetime, before: datetime, zone: ZoneInfo
+    connection: Connection, program_id: int, rolled: Rolled, before: datetime, zone: ZoneInfo
 ) -> CohortBook:
-    """The lot replay of the entries recorded in [start, before) on top of the
-    lots kept at `start` (the last rolled day's end): the book's changes are what
-    those entries changed."""
-    rows = await repository.lot_changes_since(connection, program_id, start, before, zone.key)
-    book = await kept_book(connection, program_id, members_of(rows), zone)
+    """The lot replay of the entries recorded in [rolled.end, before) on top of
+    their members' lots kept at the end of the rolled day `rolled.last`: the
+    book's changes are what those entries changed."""
+    rows = await repository.lot_changes_since(connection, program_id, rolled.end, before, zone.key)
+    sources = sorted({row["source"] for row in rows if row["source"] is not None})
+    book = await kept_book(connection, program_id, members_of(rows), rolled.last, zone, sources)
     return replay_rows(rows, zone, book=book)
+
+
+@dataclass(slots=True)
+class Versions:
+    """The kept lots' versions a replay wrote, day by day (CohortBook.versions())."""
+
+    lots: list[LotVersion]
+    uses: list[UseVersion]
 
 
 def replay_rows(
@@ -222,15 +232,25 @@ def replay_rows(
     zone: ZoneInfo,
     on_entry: Callable[[datetime], dict[tuple[str, str], int]] | None = None,
     book: CohortBook | None = None,
+    versions: Versions | None = None,
 ) -> CohortBook:
     """Replay these lot changes (LOT_CHANGES_BEFORE's rows, in their order), on
-    `book` (its kept lots) or from nothing."""
+    `book` (its kept lots) or from nothing; with `versions`, adding the lots and
+    uses each day changed at that day's end (the rows come by local day)."""
     month = month_of(zone)
     if book is None:
         book = CohortBook(changes={}, expiry_month=month)
+    day: date | None = None
+    if versions is not None:
+        book.changed = Changed()
     for row in rows:
         if on_entry is not None:
             book.changes = on_entry(row["recorded_at"])
+        if versions is not None:
+            today = local_day(row["recorded_at"], zone)
+            if day is not None and today != day:
+                _version(book, day, versions)
+            day = today
         book.apply(
             row["id"],
             month(row["recorded_at"]),
@@ -239,7 +259,15 @@ def replay_rows(
             row["expires_at"],
             list(zip(row["member_ids"], row["changes"], strict=True)),
         )
+    if versions is not None and day is not None:
+        _version(book, day, versions)
     return book
+
+
+def _version(book: CohortBook, day: date, versions: Versions) -> None:
+    lots, uses = book.versions(day)
+    versions.lots += lots
+    versions.uses += uses
 
 
 async def compute(
@@ -249,12 +277,12 @@ async def compute(
     first: date,
     last: date,
     kept: bool = False,
-) -> tuple[Figures, CohortBook]:
+) -> tuple[Figures, Versions]:
     """Every figure of days first .. last, from the ledger (the job writes them,
-    `verify` compares them), and the lot replay at the end of `last`: the whole
-    history's, or (kept) the lots kept at the end of the day before `first` with
-    the entries of first .. last replayed on them, holding only those entries'
-    members."""
+    `verify` compares them), and the versions of the members' lots those days
+    changed: from the whole history's replay, or (kept) from the lots kept at
+    the end of the day before `first` with the entries of first .. last replayed
+    on them."""
     zone = ZoneInfo(zone_name)
     start, end = day_start(first, zone), day_start(last + timedelta(days=1), zone)
     out: Figures = {}
@@ -276,18 +304,20 @@ async def compute(
     def on_entry(at: datetime) -> dict[tuple[str, str], int]:
         return by_day[local_day(at, zone)]
 
+    versions = Versions([], [])
     if kept:
         rows = await repository.lot_changes_since(connection, program_id, start, end, zone_name)
-        book = await kept_book(connection, program_id, members_of(rows), zone)
-        replay_rows(rows, zone, on_entry, book)
+        book = await kept_book(connection, program_id, members_of(rows), first - timedelta(days=1), zone)
     else:
         # a lot's state depends on all before it: the whole history replays
-        book = await replay(connection, program_id, end, zone, on_entry)
+        rows = await repository.lot_changes_before(connection, program_id, end, zone_name)
+        book = None
+    replay_rows(rows, zone, on_entry, book, versions)
     for day, changes in by_day.items():
         if first <= day <= last:
             for (figure, key), points in changes.items():
                 _add(out, day, figure, key, points)
-    return out, book
+    return out, versions
 
 
 def _member_days_args(program_id: int, zone_name: str, first: date, last: date) -> tuple[object, ...]:
@@ -431,7 +461,7 @@ async def roll_up_program(
             return 0, 0
         # the first run replays the whole history and keeps every member's lots;
         # later runs replay the days since on the kept lots of those days' members
-        figures, book = await compute(
+        figures, versions = await compute(
             connection, program_id, zone_name, start_day, last, kept=found is not None
         )
         rows = sorted(figures.items())
@@ -447,9 +477,7 @@ async def roll_up_program(
             repository.INSERT_MEMBER_DAYS,
             *_member_days_args(program_id, zone_name, start_day, last),
         )
-        members = sorted(book.lots)
-        lots, uses = book.holdings(members)
-        await repository.keep_lots(connection, program_id, None if found is None else members, lots, uses)
+        await repository.keep_lots(connection, program_id, found is None, versions.lots, versions.uses)
         if found is None:
             # the first run wrote a row per member (and per member day): without
             # statistics until autovacuum comes by, the planner scanned a year of
@@ -486,12 +514,12 @@ async def roll_up(
 
 async def first_difference(connection: Connection, program_id: int) -> tuple[date, str] | None:
     """The first rolled day whose stored figures differ from the ledger's, and which
-    figure; else the first member whose kept lots (at the last rolled day's end)
-    differ from the whole history's replay."""
+    figure; else the first member whose kept lots (their versions by day) differ
+    from the whole history's replay, and the first day they differ on."""
     found = await state(connection, program_id)
     if found is None:
         return None
-    expected, book = await compute(
+    expected, versions = await compute(
         connection, program_id, found.timezone, found.first_day, found.rolled_through
     )
     stored: Figures = {
@@ -523,11 +551,16 @@ async def first_difference(connection: Connection, program_id: int) -> tuple[dat
     if member_days != stored_days:
         fact, member, day, *_ = min(member_days ^ stored_days, key=lambda row: (row[2], row[0], row[1]))
         return day, f"member day {fact} of member {member}"
-    replayed = comparable(*book.holdings(book.lots))
-    kept = comparable(*await repository.kept_lots(connection, program_id, None))
-    members = [member for member in set(replayed) | set(kept) if replayed.get(member) != kept.get(member)]
-    if members:
-        return found.rolled_through, f"kept lots of member {min(members)}"
+    replayed = comparable(versions.lots, versions.uses)
+    kept = comparable(*await repository.lot_versions(connection, program_id))
+    lots_differing = [
+        (min(version[0] for version in replayed.get(member, set()) ^ kept.get(member, set())), member)
+        for member in set(replayed) | set(kept)
+        if replayed.get(member) != kept.get(member)
+    ]
+    if lots_differing:
+        day, member = min(lots_differing)
+        return day, f"kept lots of member {member}"
     return None
 
 

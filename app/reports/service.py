@@ -145,20 +145,10 @@ async def _lot_figures(
             await rollups.sums(connection, program_id, rolled.last, rollups.LOT_FIGURES)
         ).items()
     }
-    if rolled.through:
-        # the entries since the last rolled day, replayed on the lots kept at its end
-        since = await rollups.kept_since(connection, program_id, rolled.end, before, zone)
-        changes = since.changes or {}
-    else:
-        # an instant inside an earlier rolled day: the members whose lots changed
-        # since that day began (with whoever shares an entry with them) replay their
-        # history up to `before`; what the entries recorded since the day began
-        # changed is what they add (the rows come by recorded day: those before the
-        # day's start are the replay up to it)
-        rows = await repository.touched_lot_changes(connection, program_id, rolled.end, before, zone_name)
-        earlier: dict[tuple[str, str], int] = {}
-        changes = {}
-        rollups.replay_rows(rows, zone, on_entry=lambda at: earlier if at < rolled.end else changes)
+    # the entries since the rolled days, replayed on their members' lots kept at the
+    # end of the last of them (an instant inside an earlier rolled day reads the
+    # lots kept at the end of the day before it)
+    changes = (await rollups.kept_since(connection, program_id, rolled, before, zone)).changes or {}
     for key, points in changes.items():
         figures[key] = figures.get(key, 0) + points
     return figures

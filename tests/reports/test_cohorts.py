@@ -4,10 +4,10 @@ HTTP tests cannot write yet (`forfeit`, issue 16)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from app.reports.categories import FORFEIT
-from app.reports.lots import CohortBook, taking
+from app.reports.lots import Changed, CohortBook, taking
 from app.reports.service import _Flows
 
 SOON = datetime(2027, 1, 1, tzinfo=UTC)
@@ -50,6 +50,29 @@ class TestCohortBook:
         book.apply(order, "2026-02", "taken_back", None, None, [(1, 30)])
         book.apply(entry(), "2026-03", taking("refund", None), order, None, [(1, -20)])
         assert (book.cohorts["2026-01"].taken_back, book.cohorts["2026-02"].taken_back) == (0, 20)
+
+    def test_versions_hold_what_each_day_changed_and_carry_on(self) -> None:
+        """A day's versions are the lots and uses it changed; a book restored from
+        the first day's versions replays the second day as the whole book does."""
+        book = CohortBook(changed=Changed())
+        award, hold, release = entry(), entry(), entry()
+        first, second = date(2026, 1, 5), date(2026, 1, 6)
+        book.apply(award, "2026-01", "taken_back", None, SOON, [(1, 100)])
+        book.apply(hold, "2026-01", taking("hold", None), None, None, [(1, -40)])
+        lots, uses = book.versions(first)
+        seq = lots[0][1]
+        assert lots == [(1, seq, first, award, "2026-01", SOON, 60)]
+        assert uses == [(1, hold, seq, first, "redeemed", 40)]
+        restored = CohortBook(changed=Changed())
+        restored.restore([(1, *lot[1:2], *lot[3:]) for lot in lots], [(*use[:3], *use[4:]) for use in uses])
+        for replaying in (book, restored):
+            replaying.apply(release, "2026-01", taking("release", None), hold, None, [(1, 40)])
+        lots, uses = book.versions(second)
+        assert lots == [(1, seq, second, award, "2026-01", SOON, 100)]
+        assert uses == [(1, hold, seq, second, "redeemed", 0)]
+        assert restored.versions(second) == (lots, uses)
+        # nothing changed since: no versions
+        assert book.versions(date(2026, 1, 7)) == ([], [])
 
 
 class TestFlows:

@@ -268,6 +268,63 @@ class TestRollupReports:
             )
         assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
 
+    async def test_the_kept_lots_keep_each_days_versions(
+        self, api: Api, db: asyncpg.Connection, clock: MovableClock
+    ) -> None:
+        """Lots changed on two rolled days have a version for each: a liability at
+        an instant inside the second day starts from the first day's, and `verify`
+        names a tampered first-day version by its day although the last versions
+        (and a liability now) are sound."""
+        await api.use_rules(rules(None, valuation=VALUATION))
+        clock.offset = noon(1)
+        member = await api.enrol()
+        soon = (clock.now() + timedelta(days=20)).isoformat()
+        assert (await api.award(member, 20, expires_at=soon)).status_code == 201
+        assert (await api.award(member, 100)).status_code == 201
+        first_day = clock.now().date()
+        clock.offset = noon(2)
+        # the soonest expiring lot first: 20 of the first, 10 of the second
+        assert (await api.redeem(member, 30)).status_code == 201
+        inside = clock.now()
+        clock.offset = noon(3)
+        assert (await roll(api))["days"] >= 2
+        program = await program_id(db, api)
+        member_id = await db.fetchval(
+            "SELECT id FROM member WHERE program_id = $1 AND external_id = $2", program, member
+        )
+        versions = await db.fetch(
+            "SELECT day, remaining FROM report_lot WHERE program_id = $1 AND member_id = $2"
+            " ORDER BY seq, day",
+            program,
+            member_id,
+        )
+        second_day = first_day + timedelta(days=1)
+        assert [tuple(row) for row in versions] == [
+            (first_day, 20),
+            (second_day, 0),
+            (first_day, 100),
+            (second_day, 90),
+        ]
+        past = await report(api, "liability", as_of=iso(inside))
+        later = clock.now()
+        now = await report(api, "liability", as_of=iso(later))
+        where = "program_id = $1 AND member_id = $2 AND day = $3 AND remaining = 20"
+        await db.execute(f"UPDATE report_lot SET remaining = 21 WHERE {where}", program, member_id, first_day)
+        try:
+            # the redemption now takes 21 of the soonest expiring lot, 9 of the other
+            assert await report(api, "liability", as_of=iso(inside)) != past
+            assert await report(api, "liability", as_of=iso(later)) == now
+            found = rollup_mismatches(await verify(db, VERIFY_CHECKS))
+            day = first_day.isoformat()
+            assert f"program={program}, day={day}, figure=kept lots of member {member_id}" in found, found
+        finally:
+            where = "program_id = $1 AND member_id = $2 AND day = $3 AND remaining = 21"
+            await db.execute(
+                f"UPDATE report_lot SET remaining = 20 WHERE {where}", program, member_id, first_day
+            )
+        assert await report(api, "liability", as_of=iso(inside)) == past
+        assert rollup_mismatches(await verify(db, VERIFY_CHECKS)) == []
+
     async def test_verify_names_a_missing_member_day(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
     ) -> None:
