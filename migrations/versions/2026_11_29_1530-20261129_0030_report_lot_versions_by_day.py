@@ -6,7 +6,7 @@ before it. Rollups rolled before this revision have no such versions: they are
 dropped, and the job's next run rolls the days again from the ledger.
 
 Revision ID: 20261129_0030
-Revises: 20261129_0020
+Revises: 20261129_0022
 Create Date: 2026-11-29 15:30:00.000000+00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261129_0030"
-down_revision: str | None = "20261129_0020"
+down_revision: str | None = "20261129_0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
