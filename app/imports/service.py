@@ -53,6 +53,10 @@ LOOKUP = 10_000
 # Lots chunks written at once, each by its own connection (bench/imports.py: on 2
 # cores, 2 writers against 1; more would only queue for the CPU).
 WRITERS = 2
+# Keep the per-row foreign-key and balanced-entry triggers even where
+# ledger_import_lots() could check set-wise (bench/imports.py --row-checks: the
+# path of a role that may not set session_replication_role).
+ROW_CHECKS = False
 # A lots chunk refused by a concurrent run's commit of the same keys is tried again
 # (filtered), at most this many times.
 CHUNK_ATTEMPTS = 5
@@ -336,7 +340,14 @@ async def _write_lots(
                 if not ordered:
                     return 0, 0
                 written = await repository.import_lots(
-                    connection, program_id, source, now, actor_key_id, [uuid7() for _ in ordered], ordered
+                    connection,
+                    program_id,
+                    source,
+                    now,
+                    actor_key_id,
+                    [uuid7() for _ in ordered],
+                    ordered,
+                    row_checks=ROW_CHECKS,
                 )
                 return written.lots, written.points
         except asyncpg.UniqueViolationError as exc:
