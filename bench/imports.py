@@ -132,7 +132,7 @@ async def main(
         data = legacy(members, lots, now)
         print(
             f"generated {members:,} members and {lots:,} lots; lots in chunks of {service.CHUNK['lots']:,}, "
-            f"{service.WRITERS} writers, {'per-row triggers' if row_checks else 'set-wise checks'}"
+            f"writers: {service.WRITERS}, {'per-row triggers' if row_checks else 'set-wise checks'}"
         )
         for kind in ("members", "orders", "tiers", "lots"):
             if kind == "lots":

@@ -11,9 +11,10 @@ per-member events run for imported rows; one `import.completed` event, written
 after the last chunk, summarises a run that wrote.
 
 Lots go in set-wise (ledger_import_lots(): thousands of entries a statement,
-bench/imports.py measures it), each an `import` entry from the program's
-`migration` account that keeps its original dates, so FIFO and expiry treat it
-as earned then."""
+checked set-wise where the role may set session_replication_role; bench/imports.py
+measures it), by WRITERS connections at once, each for its own members; each lot
+an `import` entry from the program's `migration` account that keeps its original
+dates, so FIFO and expiry treat it as earned then (docs/imports.md)."""
 
 from __future__ import annotations
 
