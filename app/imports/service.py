@@ -54,6 +54,10 @@ LOOKUP = 10_000
 # Lots chunks written at once, each by its own connection (bench/imports.py: on 2
 # cores, 2 writers against 1; more would only queue for the CPU).
 WRITERS = 2
+# Each writer's lots grouped by member (then oldest-earned first) before they are
+# cut into chunks, so a chunk touches a few members' balance rows and index pages
+# instead of one per lot.
+BY_MEMBER = True
 # Keep the per-row foreign-key and balanced-entry triggers even where
 # ledger_import_lots() could check set-wise (bench/imports.py --row-checks: the
 # path of a role that may not set session_replication_role).
@@ -311,6 +315,9 @@ def _lot_streams(lots: list[Any], size: int) -> list[list[Any]]:
     streams: list[list[Any]] = [[] for _ in range(count)]
     for lot in lots:
         streams[lot[0] % count].append(lot)
+    if BY_MEMBER:
+        for stream in streams:
+            stream.sort(key=lambda lot: (lot[0], lot[3]))
     return [stream for stream in streams if stream]
 
 
