@@ -3,12 +3,16 @@ members, with mixed expiries (a tenth already expired, a tenth never), plus
 members, two past orders and a tier each, through the import service as
 `points-ledger import` runs it (rows already read from a file).
 
+`--writers 1 --row-checks --file-order` writes lots as the import did before its
+set-wise checks, writers and grouping by member (for ratios in one sitting).
+
 On one fresh database (`--database`, default points_ledger_bench_imports): the rules (silver and gold),
 members, then the lots, each kind timed; lots/s for the whole lots run (checking
 and writing) and, per chunk of 5,000, the median; then the chainer over every
 imported entry, and `verify`.
 
-    python3 -m bench.imports [--lots 1000000] [--members 100000] [--chunk 5000] [--database NAME]
+    python3 -m bench.imports [--lots 1000000] [--members 100000] [--chunk 5000] [--writers 2]
+        [--row-checks] [--file-order] [--database NAME]
 
 Only the local PostgreSQL (127.0.0.1) is used.
 """
@@ -99,9 +103,21 @@ class Chunks:
         self.last = now
 
 
-async def main(lots: int, members: int, name: str = NAME, chunk: int | None = None) -> None:
+async def main(
+    lots: int,
+    members: int,
+    name: str = NAME,
+    chunk: int | None = None,
+    writers: int | None = None,
+    row_checks: bool = False,
+    file_order: bool = False,
+) -> None:
     if chunk is not None:
         service.CHUNK["lots"] = chunk
+    if writers is not None:
+        service.WRITERS = writers
+    service.ROW_CHECKS = row_checks
+    service.BY_MEMBER = not file_order
     await fresh_database(name)
     settings = Settings(env=Environment.test, database_url=None)
     db = Database(database_url(name), settings)
@@ -119,7 +135,11 @@ async def main(lots: int, members: int, name: str = NAME, chunk: int | None = No
         )
         now = datetime.now(UTC)
         data = legacy(members, lots, now)
-        print(f"generated {members:,} members and {lots:,} lots; lots in chunks of {service.CHUNK['lots']:,}")
+        print(
+            f"generated {members:,} members and {lots:,} lots; lots in chunks of {service.CHUNK['lots']:,}, "
+            f"writers: {service.WRITERS}, {'per-row triggers' if row_checks else 'set-wise checks'}, "
+            f"{'in file order' if file_order else 'grouped by member'}"
+        )
         for kind in ("members", "orders", "tiers", "lots"):
             if kind == "lots":
                 await asyncio.to_thread(settle, name)
@@ -166,6 +186,16 @@ if __name__ == "__main__":
     parser.add_argument("--lots", type=int, default=1_000_000)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, help=f"lots a transaction (default {service.CHUNK['lots']:,})")
+    parser.add_argument("--writers", type=int, help=f"chunks written at once (default {service.WRITERS})")
+    parser.add_argument(
+        "--row-checks",
+        action="store_true",
+        help="the per-row foreign-key and balanced-entry triggers instead of the set-wise checks",
+    )
+    parser.add_argument(
+        "--file-order", action="store_true", help="chunks cut in the file's order, not grouped by member"
+    )
     parser.add_argument("--database", default=NAME, help="the database to use (dropped and created again)")
     args = parser.parse_args()
-    asyncio.run(main(args.lots, args.members, args.database, args.chunk))
+    options = (args.chunk, args.writers, args.row_checks, args.file_order)
+    asyncio.run(main(args.lots, args.members, args.database, *options))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -137,11 +138,20 @@ async def insert_members(
 
 
 IMPORT_LOTS = """
-SELECT imported, points FROM ledger_import_lots(
+SELECT imported, points, row_checks FROM ledger_import_lots(
     p_program_id => $1, p_source => $2, p_recorded_at => $3, p_actor_key_id => $4,
     p_entry_ids => $5, p_member_ids => $6, p_lot_refs => $7, p_points => $8,
-    p_earned_at => $9, p_expires_at => $10)
+    p_earned_at => $9, p_expires_at => $10, p_row_checks => $11)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LotsWritten:
+    lots: int
+    points: int
+    # the per-row triggers ran (the role may not set session_replication_role, or
+    # they were asked for), rather than the function's set-wise checks
+    row_checks: bool
 
 
 async def import_lots(
@@ -152,9 +162,11 @@ async def import_lots(
     actor_key_id: uuid.UUID | None,
     entry_ids: Sequence[uuid.UUID],
     lots: Sequence[tuple[int, str, int, datetime, datetime | None]],
-) -> tuple[int, int]:
+    row_checks: bool = False,
+) -> LotsWritten:
     """One chunk of lots (member id, lot_ref, points, earned_at, expires_at), in
-    the order to write them; (lots written, their points)."""
+    the order to write them. `row_checks`: keep the per-row foreign-key and
+    balanced-entry triggers even where the function could check set-wise."""
     row = await connection.fetchrow(
         IMPORT_LOTS,
         program_id,
@@ -167,9 +179,10 @@ async def import_lots(
         [lot[2] for lot in lots],
         [lot[3] for lot in lots],
         [lot[4] for lot in lots],
+        row_checks,
     )
     assert row is not None
-    return int(row["imported"]), int(row["points"])
+    return LotsWritten(int(row["imported"]), int(row["points"]), bool(row["row_checks"]))
 
 
 INSERT_ORDERS = """

@@ -11,12 +11,14 @@ per-member events run for imported rows; one `import.completed` event, written
 after the last chunk, summarises a run that wrote.
 
 Lots go in set-wise (ledger_import_lots(): thousands of entries a statement,
-bench/imports.py measures it), each an `import` entry from the program's
-`migration` account that keeps its original dates, so FIFO and expiry treat it
-as earned then."""
+checked set-wise where the role may set session_replication_role; bench/imports.py
+measures it), by WRITERS connections at once, each for its own members; each lot
+an `import` entry from the program's `migration` account that keeps its original
+dates, so FIFO and expiry treat it as earned then (docs/imports.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +51,17 @@ from app.rules.lifecycle import lot_expiry
 CHUNK = {"members": 2_000, "lots": 5_000, "orders": 2_000, "tiers": 1_000}
 # rows looked up in the ledger at a time while checking
 LOOKUP = 10_000
+# Lots chunks written at once, each by its own connection (bench/imports.py: on 2
+# cores, 2 writers against 1; more would only queue for the CPU).
+WRITERS = 2
+# Each writer's lots grouped by member (then oldest-earned first) before they are
+# cut into chunks, so a chunk touches a few members' balance rows and index pages
+# instead of one per lot.
+BY_MEMBER = True
+# Keep the per-row foreign-key and balanced-entry triggers even where
+# ledger_import_lots() could check set-wise (bench/imports.py --row-checks: the
+# path of a role that may not set session_replication_role).
+ROW_CHECKS = False
 # A lots chunk refused by a concurrent run's commit of the same keys is tried again
 # (filtered), at most this many times.
 CHUNK_ATTEMPTS = 5
@@ -179,7 +192,9 @@ def _parse(kind: ImportKind, rows: Iterable[Mapping[str, Any]], plan: _Plan) -> 
 
 
 def _month(instant: datetime | None) -> str:
-    return "never" if instant is None else instant.astimezone(UTC).strftime("%Y-%m")
+    """The month of an instant already in UTC (formatted by hand: strftime was a
+    fifth of checking a lot under cProfile)."""
+    return "never" if instant is None else f"{instant.year:04d}-{instant.month:02d}"
 
 
 async def run(
@@ -231,18 +246,31 @@ async def run(
     imported, points = 0, 0
     bar.total(len(plan.write))
     size = CHUNK[kind]
-    async with db.pool.acquire() as connection:
-        if kind == "lots" and plan.write:
+    if kind == "lots" and plan.write:
+        async with db.pool.acquire() as connection:
             await repository.open_migration_account(connection, program_id)
-        for start in range(0, len(plan.write), size):
+        streams = _lot_streams(plan.write, size)
+        written_by: list[tuple[int, int]] = [(0, 0)] * len(streams)
+
+        async def write(index: int, stream: list[Any]) -> None:
+            async with db.pool.acquire() as connection:
+                for start in range(0, len(stream), size):
+                    chunk = stream[start : start + size]
+                    lots, lot_points = await _write_lots(
+                        connection, program_id, source, now, actor_key_id, chunk
+                    )
+                    done, done_points = written_by[index]
+                    written_by[index] = (done + lots, done_points + lot_points)
+                    bar.advance(len(chunk))
+
+        async with asyncio.TaskGroup() as writers:
+            for index, stream in enumerate(streams):
+                writers.create_task(write(index, stream))
+        imported = sum(lots for lots, _ in written_by)
+        points = sum(lot_points for _, lot_points in written_by)
+    async with db.pool.acquire() as connection:
+        for start in range(0, len(plan.write) if kind != "lots" else 0, size):
             chunk = plan.write[start : start + size]
-            if kind == "lots":
-                written, written_points = await _write_lots(
-                    connection, program_id, source, now, actor_key_id, chunk
-                )
-                imported, points = imported + written, points + written_points
-                bar.advance(len(chunk))
-                continue
             async with connection.transaction():
                 if kind == "members":
                     imported += await repository.insert_members(connection, program_id, now, chunk)
@@ -277,6 +305,22 @@ async def run(
     return summary
 
 
+def _lot_streams(lots: list[Any], size: int) -> list[list[Any]]:
+    """The lots to write split into at most WRITERS streams by member, each written
+    in chunks by its own connection at the same time as the others: no member is
+    in two streams, so concurrent chunks of one run never wait for each other's
+    balance-row locks, and each member's lots are written in file order. One
+    stream when the lots fit in a chunk."""
+    count = min(WRITERS, max(1, -(-len(lots) // size)))
+    streams: list[list[Any]] = [[] for _ in range(count)]
+    for lot in lots:
+        streams[lot[0] % count].append(lot)
+    if BY_MEMBER:
+        for stream in streams:
+            stream.sort(key=lambda lot: (lot[0], lot[3]))
+    return [stream for stream in streams if stream]
+
+
 async def _write_lots(
     connection: Any,
     program_id: int,
@@ -303,9 +347,17 @@ async def _write_lots(
                     ordered = [lot for lot in ordered if repository.row_key(source, lot[1]) not in taken]
                 if not ordered:
                     return 0, 0
-                return await repository.import_lots(
-                    connection, program_id, source, now, actor_key_id, [uuid7() for _ in ordered], ordered
+                written = await repository.import_lots(
+                    connection,
+                    program_id,
+                    source,
+                    now,
+                    actor_key_id,
+                    [uuid7() for _ in ordered],
+                    ordered,
+                    row_checks=ROW_CHECKS,
                 )
+                return written.lots, written.points
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != ENTRY_KEY_INDEX or attempt == CHUNK_ATTEMPTS:
                 raise

@@ -443,10 +443,9 @@ class TestConcurrentRuns:
                 datetime.fromisoformat(first["earned_at"]),
                 datetime.fromisoformat(first["expires_at"]),
             )
-            assert await repository.import_lots(db, pid, "legacy-crm", NOW, None, [uuid7()], [lot]) == (
-                1,
-                first["points"],
-            )
+            assert await repository.import_lots(
+                db, pid, "legacy-crm", NOW, None, [uuid7()], [lot]
+            ) == repository.LotsWritten(1, first["points"], row_checks=False)
             this = asyncio.create_task(run(api, "lots", lots))
             for _ in range(500):  # until this run waits on the other's uncommitted rows (10 s)
                 if await db.fetchval(WAITING):

@@ -23,13 +23,43 @@
 --   and each member's lots are created in that order.
 -- - Balances: one UPDATE per member per chunk (available + the lots' points,
 --   version + 1).
--- - The deferred balanced-entry triggers check every entry at commit, as for any
---   other entry; the chainer chains them in the background (no `points.import`
---   events: see app/ledger/chain.py).
--- - The program's `migration` account must exist (LP005 otherwise).
+-- - The chainer chains the entries in the background (no `points.import` events:
+--   see app/ledger/chain.py).
+-- - The program's `migration` account must exist (LP005 otherwise). It has no
+--   balance row (an unbounded system account): parallel chunks share no hot row.
 -- - Plans: made for each call (plan_cache_mode), for the sizes of its arrays.
 --
--- Returns the lots written and their points.
+-- Checks: what the per-row triggers guarantee, done set-wise when they are off.
+-- The rows this function writes meet these triggers (the tables' whole list;
+-- tests/imports/test_import_checks.py fails if it changes):
+--   journal_entry: fk_journal_entry_reverses_entry_id_journal_entry and
+--     fk_journal_entry_source_entry_id_journal_entry (both columns are NULL for
+--     an import: nothing to check), journal_entry_balanced (deferred);
+--   posting: fk_posting_entry_id_journal_entry, posting_balanced (deferred);
+--   point_lot: fk_point_lot_entry_id_journal_entry, fk_point_lot_member_id_member;
+--   member_balance: fk_member_balance_member_id_member (an UPDATE that keeps the
+--     key queues no check); the append-only and no-truncate guards fire on
+--     UPDATE, DELETE and TRUNCATE only, which this function never runs on them.
+-- When the current role may SET session_replication_role (a superuser, or PG 15's
+-- `GRANT SET ON PARAMETER session_replication_role TO <role>`) and p_row_checks
+-- is false, the function sets it to `replica` for its own statements only (so no
+-- per-row trigger is queued for them) and back to what it was before it returns,
+-- and checks instead, in the same transaction:
+--   - every lot's member exists in the program and stays: the members' rows are
+--     locked FOR KEY SHARE in ascending id (what each lot's foreign-key check
+--     locks, in one statement), after the balance rows, as the foreign-key
+--     checks lock them today; a member missing: 23503;
+--   - every posting's and every lot's entry is an entry this statement wrote in
+--     the program (23503 otherwise), and every entry it wrote has two or more
+--     postings summing to zero (LP003): its postings are all in this statement's
+--     (the entry ids are new and nobody else sees them before commit), so this
+--     is the deferred check made now, once for the chunk.
+-- Otherwise (or with p_row_checks) the triggers run as for any entry: the
+-- foreign-key checks row by row and the balanced-entry checks at commit; the
+-- set-wise checks run too (they cost a few ms a chunk).
+--
+-- Returns the lots written, their points and whether the set-wise checks
+-- replaced the per-row triggers (row_checks false).
 CREATE OR REPLACE FUNCTION ledger_import_lots(
     p_program_id bigint,
     p_source text,
@@ -40,8 +70,9 @@ CREATE OR REPLACE FUNCTION ledger_import_lots(
     p_lot_refs text[],          -- each lot's reference in the legacy program
     p_points bigint[],          -- each lot's points (> 0)
     p_earned_at timestamptz[],  -- when each lot was earned
-    p_expires_at timestamptz[]  -- when each lot expires (NULL: never)
-) RETURNS TABLE (imported bigint, points bigint)
+    p_expires_at timestamptz[], -- when each lot expires (NULL: never)
+    p_row_checks boolean DEFAULT false  -- true: the per-row triggers even when they could be off
+) RETURNS TABLE (imported bigint, points bigint, row_checks boolean)
 LANGUAGE plpgsql
 -- a plan for each chunk's arrays: a generic plan guesses their sizes and joins
 -- thousands of lots by nested loops over whole tables (measured 3x slower)
@@ -51,6 +82,13 @@ DECLARE
     v_migration bigint;
     v_imported bigint;
     v_points bigint;
+    v_members bigint[];
+    v_locked bigint;
+    v_entries bigint;
+    v_balanced bigint;
+    v_stray bigint;
+    v_role text := current_setting('session_replication_role');
+    v_set_wise boolean := NOT p_row_checks AND has_parameter_privilege('session_replication_role', 'SET');
 BEGIN
     SELECT a.id INTO v_migration FROM account a
      WHERE a.program_id = p_program_id AND a.member_id IS NULL AND a.kind = 'migration'
@@ -64,6 +102,22 @@ BEGIN
      WHERE b.program_id = p_program_id AND b.member_id = ANY (p_member_ids)
      ORDER BY b.member_id
        FOR UPDATE;
+
+    IF v_set_wise THEN
+        -- Each lot's member, locked as its foreign-key check would (after the
+        -- balance rows, as today), once per member.
+        v_members := ARRAY(SELECT DISTINCT u.m FROM unnest(p_member_ids) AS u(m) ORDER BY u.m);
+        SELECT count(*) INTO v_locked FROM (
+            SELECT 1 FROM member m
+             WHERE m.program_id = p_program_id AND m.id = ANY (v_members)
+             ORDER BY m.id
+               FOR KEY SHARE) AS k;
+        IF v_locked <> cardinality(v_members) THEN
+            RAISE EXCEPTION 'a lot names a member not in program %', p_program_id
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+        PERFORM set_config('session_replication_role', 'replica', true);
+    END IF;
 
     -- One statement for the rest: its snapshot sees the balances as the lock left
     -- them, before the UPDATE below adds the chunk; data-modifying CTEs run to
@@ -85,6 +139,7 @@ BEGIN
                'imported from ' || p_source, l.expires_at, jsonb_build_object('lot_ref', l.lot_ref)
           FROM lot l
          ORDER BY l.n
+        RETURNING program_id, id
     ), legs AS (
         INSERT INTO posting (program_id, entry_id, account_id, member_id, amount,
                              available_after, pending_after, held_after, recorded_at)
@@ -97,19 +152,46 @@ BEGIN
                p_recorded_at
           FROM lot l CROSS JOIN (VALUES (1), (2)) AS g(leg)
          ORDER BY l.n, g.leg
+        RETURNING program_id, entry_id, amount
     ), lots AS (
         INSERT INTO point_lot (program_id, member_id, entry_id, points, remaining, expires_at)
         SELECT p_program_id, l.member_id, l.entry_id, l.points, l.points, l.expires_at
           FROM lot l
          ORDER BY l.n
+        RETURNING program_id, entry_id
     ), balances AS (
         UPDATE member_balance b
            SET available = b.available + s.points, version = b.version + 1, updated_at = p_recorded_at
           FROM (SELECT l.member_id, sum(l.points) AS points FROM lot l GROUP BY l.member_id) s
          WHERE b.program_id = p_program_id AND b.member_id = s.member_id
     )
-    SELECT count(*), coalesce(sum(l.points), 0) INTO v_imported, v_points FROM lot l;
+    SELECT (SELECT count(*) FROM lot),
+           (SELECT coalesce(sum(l.points), 0) FROM lot l),
+           (SELECT count(*) FROM entries),
+           -- entries written here whose postings balance: two or more, summing to zero
+           (SELECT count(*) FROM entries e
+              JOIN (SELECT g.program_id, g.entry_id FROM legs g GROUP BY g.program_id, g.entry_id
+                    HAVING sum(g.amount) = 0 AND count(*) >= 2) ok
+                ON ok.program_id = e.program_id AND ok.entry_id = e.id),
+           -- postings and lots whose entry is not one written here
+           (SELECT count(*) FROM legs g
+             WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.program_id = g.program_id AND e.id = g.entry_id))
+           + (SELECT count(*) FROM lots t
+             WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.program_id = t.program_id AND e.id = t.entry_id))
+      INTO v_imported, v_points, v_entries, v_balanced, v_stray;
 
-    RETURN QUERY SELECT v_imported, v_points;
+    IF v_set_wise THEN
+        PERFORM set_config('session_replication_role', v_role, true);
+    END IF;
+    IF v_stray <> 0 THEN
+        RAISE EXCEPTION '% postings or lots name an entry this import did not write', v_stray
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF v_balanced <> v_entries THEN
+        RAISE EXCEPTION '% of % imported entries do not balance', v_entries - v_balanced, v_entries
+            USING ERRCODE = 'LP003';
+    END IF;
+
+    RETURN QUERY SELECT v_imported, v_points, NOT v_set_wise;
 END
 $$;
