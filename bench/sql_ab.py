@@ -67,6 +67,8 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=PORT)
     args = parser.parse_args()
+    if not args.database.startswith("points_ledger_bench_"):
+        raise SystemExit("--database must start with points_ledger_bench_ (it is dropped and made anew)")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
@@ -83,6 +85,7 @@ def main() -> None:
     script = orders.script(args.target)
     service = awards.start("app.asgi:app", args.port, env, 2)
     measured: dict[str, list[tuple[float, float, float]]] = {name: [] for name in states}
+    errors = 0
     try:
         asyncio.run(orders.activate_rules(admin))
         warm = orders.wrk_env(args.target, 2_000, checkout, f"w{uuid.uuid4().hex[:6]}")
@@ -104,15 +107,16 @@ def main() -> None:
                     (asyncio.run(common.backends_cpu(args.database)) - backends_before) * 1000 / requests
                 )
                 measured[name].append((result.requests_per_second, service_ms, database_ms))
+                errors += result.errors
                 print(
                     f"round {number + 1} {name}: {result.requests_per_second:7.0f} req/s, CPU per request "
-                    f"service {service_ms:.3f} ms, PostgreSQL {database_ms:.3f} ms",
+                    f"service {service_ms:.3f} ms, PostgreSQL {database_ms:.3f} ms, errors {result.errors}",
                     flush=True,
                 )
-        asyncio.run(apply(args.database, states["B"]))
-        sound = asyncio.run(common.sound(args.database))
     finally:
         awards.stop(service)
+        asyncio.run(apply(args.database, states["B"]))  # left as the last state says, whatever happened
+    sound = asyncio.run(common.sound(args.database))
 
     medians = {
         name: tuple(statistics.median(row[column] for row in rows) for column in range(3))
@@ -124,6 +128,9 @@ def main() -> None:
     print(f"{'state':6s} {'req/s':>8s} {'service ms':>11s} {'PostgreSQL ms':>14s}")
     for name, (rps, service_ms, database_ms) in medians.items():
         print(f"{name:6s} {rps:8.0f} {service_ms:11.3f} {database_ms:14.3f}")
+    if errors:
+        # a state whose requests fail would pass for a cheaper one
+        raise SystemExit(f"{errors} requests failed (non-2xx or socket errors): no ratio")
     print(
         f"B/A: req/s {medians['B'][0] / medians['A'][0]:.2f}, "
         f"PostgreSQL CPU per request {medians['B'][2] / medians['A'][2]:.2f}"

@@ -19,9 +19,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     # The SQL objects this revision changes: frozen copies of app/sql/ written by
-    # migrations/new_revision.py into migrations/sql/<revision>/ (none: nothing to do).
+    # migrations/new_revision.py into migrations/sql/<revision>/.
     install(op.get_bind(), frozen(revision))
 
 
 def downgrade() -> None:
-    pass
+    # CREATE OR REPLACE with the declaration before it (IMMUTABLE).
+    install(op.get_bind(), frozen("20261128_0001"), only=["functions/ledger_rfc3339"])

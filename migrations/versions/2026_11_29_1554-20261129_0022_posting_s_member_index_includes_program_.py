@@ -21,8 +21,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # A member's statement and balance as of an instant name the program: with
     # program_id in the index they read it alone (an index-only scan), instead of
-    # each posting's heap page too. Rebuilt in place, which holds off writes to
-    # posting while it builds (nothing is deployed yet: 0.1.0).
+    # each posting's heap page too. Rebuilt in place: the DROP INDEX locks posting
+    # against reads and writes until the migration commits, the whole build
+    # included (nothing is deployed yet: 0.1.0).
     install(op.get_bind(), frozen(revision))
     _member_index(with_program=True)
 

@@ -5,7 +5,7 @@
 -- query. Declared IMMUTABLE it could not (a body less immutable than its
 -- declaration is never inlined), and every custom plan of ledger_post()'s
 -- response folded each call by running the SQL function: parsing and planning
--- its text again, a sixth of an award's PostgreSQL CPU (docs/performance.md).
+-- its text again (docs/performance.md: PostgreSQL's CPU per award 0.83x).
 CREATE OR REPLACE FUNCTION ledger_rfc3339(value timestamptz) RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
     SELECT to_char(value AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
