@@ -249,27 +249,26 @@ async def run(
     if kind == "lots" and plan.write:
         async with db.pool.acquire() as connection:
             await repository.open_migration_account(connection, program_id)
-        streams = _lot_streams(plan.write, size)
-        written_by: list[tuple[int, int]] = [(0, 0)] * len(streams)
 
-        async def write(index: int, stream: list[Any]) -> None:
+        async def write(stream: list[Any]) -> tuple[int, int]:
+            lots, lot_points = 0, 0
             async with db.pool.acquire() as connection:
                 for start in range(0, len(stream), size):
                     chunk = stream[start : start + size]
-                    lots, lot_points = await _write_lots(
+                    written, written_points = await _write_lots(
                         connection, program_id, source, now, actor_key_id, chunk
                     )
-                    done, done_points = written_by[index]
-                    written_by[index] = (done + lots, done_points + lot_points)
+                    lots, lot_points = lots + written, lot_points + written_points
                     bar.advance(len(chunk))
+            return lots, lot_points
 
         async with asyncio.TaskGroup() as writers:
-            for index, stream in enumerate(streams):
-                writers.create_task(write(index, stream))
-        imported = sum(lots for lots, _ in written_by)
-        points = sum(lot_points for _, lot_points in written_by)
+            tasks = [writers.create_task(write(stream)) for stream in _lot_streams(plan.write, size)]
+        imported = sum(task.result()[0] for task in tasks)
+        points = sum(task.result()[1] for task in tasks)
     async with db.pool.acquire() as connection:
-        for start in range(0, len(plan.write) if kind != "lots" else 0, size):
+        # the other kinds, in one connection's chunks (lots were written above)
+        for start in range(0, 0 if kind == "lots" else len(plan.write), size):
             chunk = plan.write[start : start + size]
             async with connection.transaction():
                 if kind == "members":

@@ -359,7 +359,7 @@ async def members_with(
     count (report_member_day), plus the members the unrolled remainder finds that
     have no day of it in the same bucket's rolled days. Exact: each member once
     per bucket."""
-    kinds = list(ACTIVE_KINDS if fact == "active" else PARTICIPATING_KINDS)
+    kinds = list(ACTIVE_KINDS if fact == ACTIVE_FACT else PARTICIPATING_KINDS)
     live: set[tuple[datetime | None, int]] = set()
     for piece_start, piece_end in live_pieces(start, end, rolled):
         for row in await connection.fetch(
