@@ -36,6 +36,14 @@ async def roll(api: Api, **body: str) -> dict[str, int]:
     return counts
 
 
+async def rolled_small_ledger(api: Api, db: asyncpg.Connection, clock: MovableClock) -> int:
+    """The small ledger, its days rolled (the clock moved past them); its program."""
+    await small_ledger(api)
+    clock.offset = LATER
+    await roll(api)
+    return await program_id(db, api)
+
+
 def iso(instant: datetime) -> str:
     return instant.isoformat()
 
@@ -245,10 +253,7 @@ class TestRollupReports:
     async def test_verify_names_tampered_kept_lots(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
     ) -> None:
-        await small_ledger(api)
-        program = await program_id(db, api)
-        clock.offset = LATER
-        await roll(api)
+        program = await rolled_small_ledger(api, db, clock)
         member = await db.fetchval(
             "SELECT min(member_id) FROM report_lot WHERE program_id = $1 AND remaining > 0", program
         )
@@ -328,10 +333,7 @@ class TestRollupReports:
     async def test_verify_names_a_missing_member_day(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
     ) -> None:
-        await small_ledger(api)
-        program = await program_id(db, api)
-        clock.offset = LATER
-        await roll(api)
+        program = await rolled_small_ledger(api, db, clock)
         row = await db.fetchrow(
             "DELETE FROM report_member_day WHERE program_id = $1 AND fact = 'active'"
             " AND (day, member_id) = (SELECT day, member_id FROM report_member_day"
@@ -395,10 +397,7 @@ class TestRollupReports:
     async def test_verify_names_a_tampered_rollup(
         self, api: Api, db: asyncpg.Connection, clock: MovableClock
     ) -> None:
-        await small_ledger(api)
-        program = await program_id(db, api)
-        clock.offset = LATER
-        await roll(api)
+        program = await rolled_small_ledger(api, db, clock)
         row = await db.fetchrow(
             "SELECT day, key FROM report_day_figure WHERE program_id = $1 AND figure = 'cohort.issued'"
             " ORDER BY day LIMIT 1",
