@@ -245,6 +245,22 @@ def paced_requests(target: str, members: int, key: str) -> Any:
     return make
 
 
+def cpu_round(
+    target: str, port: int, env: dict[str, str], seconds: int, connections: int, server: int, database: str
+) -> tuple[awards.Round, float, float]:
+    """One wrk round of `target` and the CPU milliseconds per request the serving
+    processes (`server` and its workers) and the database's backends spent on it."""
+    server_before = common.server_cpu(server)
+    database_before = asyncio.run(common.backends_cpu(database))
+    result = awards.drive(target, port, env, seconds, connections, script(target))
+    served = result.requests_per_second * seconds
+    return (
+        result,
+        (common.server_cpu(server) - server_before) * 1000 / served,
+        (asyncio.run(common.backends_cpu(database)) - database_before) * 1000 / served,
+    )
+
+
 def main() -> None:
     # several people may benchmark on one machine and one PostgreSQL server: --database, --port
     global DATABASE
@@ -323,20 +339,11 @@ def main() -> None:
                 common.settle(DATABASE)
                 env = wrk_env(target, args.members, keys[target], next(run_ids))
                 server = processes[0 if target == "bare" else 1].pid
-                server_before = common.server_cpu(server)
-                database_before = asyncio.run(common.backends_cpu(DATABASE))
-                rounds.append(
-                    awards.drive(
-                        target, target_port(target), env, args.seconds, args.connections, script(target)
-                    )
+                wrk_round, service_ms, database_ms = cpu_round(
+                    target, target_port(target), env, args.seconds, args.connections, server, DATABASE
                 )
-                served = rounds[-1].requests_per_second * args.seconds
-                cpu[target].append(
-                    (
-                        (common.server_cpu(server) - server_before) * 1000 / served,
-                        (asyncio.run(common.backends_cpu(DATABASE)) - database_before) * 1000 / served,
-                    )
-                )
+                rounds.append(wrk_round)
+                cpu[target].append((service_ms, database_ms))
                 print(
                     f"round {number + 1} {target:7s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True
                 )

@@ -95,16 +95,15 @@ def main() -> None:
             for name in turn:
                 asyncio.run(apply(args.database, states[name]))
                 common.settle(args.database)
-                served_before = common.server_cpu(service.pid)
-                backends_before = asyncio.run(common.backends_cpu(args.database))
                 env_round = orders.wrk_env(args.target, 2_000, checkout, f"r{uuid.uuid4().hex[:6]}")
-                result = awards.drive(
-                    args.target, args.port, env_round, args.seconds, args.connections, script
-                )
-                requests = result.requests_per_second * args.seconds
-                service_ms = (common.server_cpu(service.pid) - served_before) * 1000 / requests
-                database_ms = (
-                    (asyncio.run(common.backends_cpu(args.database)) - backends_before) * 1000 / requests
+                result, service_ms, database_ms = orders.cpu_round(
+                    args.target,
+                    args.port,
+                    env_round,
+                    args.seconds,
+                    args.connections,
+                    service.pid,
+                    args.database,
                 )
                 measured[name].append((result.requests_per_second, service_ms, database_ms))
                 errors += result.errors
