@@ -37,11 +37,13 @@ from app.imports.schemas import (
     ROW_MODELS,
     ImportKind,
     ImportSummary,
+    Lot,
     LotRow,
     MemberRow,
     OrderRow,
     RowError,
     TierRow,
+    quick_lot,
 )
 from app.outbox import emit
 from app.programs import service as programs
@@ -173,9 +175,15 @@ def _clean(kind: ImportKind, raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _parse(kind: ImportKind, rows: Iterable[Mapping[str, Any]], plan: _Plan) -> None:
     model = ROW_MODELS[kind]
+    lots = kind == "lots"
     for number, raw in enumerate(rows, start=1):
         plan.rows += 1
-        if kind == "lots":
+        if lots:
+            lot = quick_lot(raw)
+            if lot is not None:
+                plan.file_points += lot.points
+                plan.valid.append((number, lot))
+                continue
             try:
                 plan.file_points += int(raw.get("points") or 0)
             except (TypeError, ValueError):
@@ -184,17 +192,17 @@ def _parse(kind: ImportKind, rows: Iterable[Mapping[str, Any]], plan: _Plan) -> 
             plan.fail(number, "row", "invalid", "a row is an object of fields")
             continue
         try:
-            plan.valid.append((number, model.model_validate(_clean(kind, raw))))
+            row = model.model_validate(_clean(kind, raw))
+            valid = (
+                Lot(row.member, row.lot_ref, row.points, row.earned_at, row.expires_at)
+                if isinstance(row, LotRow)
+                else row
+            )
+            plan.valid.append((number, valid))
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"]) or "row"
                 plan.fail(number, where, _CODES.get(error["type"], "invalid"), error["msg"])
-
-
-def _month(instant: datetime | None) -> str:
-    """The month of an instant already in UTC (formatted by hand: strftime was a
-    fifth of checking a lot under cProfile)."""
-    return "never" if instant is None else f"{instant.year:04d}-{instant.month:02d}"
 
 
 async def run(
@@ -448,16 +456,21 @@ async def _check_members(connection: Any, program_id: int, plan: _Plan, now: dat
 async def _check_lots(
     connection: Any, program_id: int, source: str, plan: _Plan, now: datetime, rules: Any
 ) -> None:
-    rows: list[tuple[int, LotRow]] = plan.valid
+    rows: list[tuple[int, Lot]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
     closed = await repository.closed_members(connection, program_id, list(members.values()))
-    taken: set[str] = set()
+    taken: set[str] = set()  # references of lots this source imported before
+    prefix = len(repository.row_key(source, ""))
     for start in range(0, len(rows), LOOKUP):
-        taken |= await repository.taken_entry_keys(
+        keys = await repository.taken_entry_keys(
             connection,
             program_id,
             [repository.row_key(source, row.lot_ref) for _, row in rows[start : start + LOOKUP]],
         )
+        taken.update(key[prefix:] for key in keys)
+    # points by expiry month, keyed (year, month) while counting (formatting each
+    # lot's month was a tenth of checking it)
+    by_month: dict[tuple[int, int] | None, int] = {}
     seen: set[str] = set()
     for number, row in rows:
         if row.lot_ref in seen:
@@ -477,7 +490,7 @@ async def _check_lots(
         if expires_at is not None and expires_at <= earned_at:
             plan.fail(number, "expires_at", "expires_before_earned", "must be after earned_at")
             continue
-        if repository.row_key(source, row.lot_ref) in taken:
+        if row.lot_ref in taken:
             plan.skipped += 1
             continue
         if expires_at is not None and expires_at <= now:
@@ -491,8 +504,11 @@ async def _check_lots(
         plan.write.append((member, row.lot_ref, row.points, earned_at, expires_at))
         plan.points += row.points
         plan.members.add(member)
-        month = _month(expires_at)
-        plan.by_month[month] = plan.by_month.get(month, 0) + row.points
+        month = None if expires_at is None else (expires_at.year, expires_at.month)
+        by_month[month] = by_month.get(month, 0) + row.points
+    for month, month_points in by_month.items():
+        key = "never" if month is None else f"{month[0]:04d}-{month[1]:02d}"
+        plan.by_month[key] = plan.by_month.get(key, 0) + month_points
 
 
 async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: datetime, rules: Any) -> None:
