@@ -3,16 +3,20 @@ members, with mixed expiries (a tenth already expired, a tenth never), plus
 members, two past orders and a tier each, through the import service as
 `points-ledger import` runs it (rows already read from a file).
 
-`--writers 1 --row-checks --file-order` writes lots as the import did before its
-set-wise checks, writers and grouping by member (for ratios in one sitting).
+`--block` sets how many lots are checked at a time while the last block is
+written (one block as large as the file: every row checked before the first is
+written, as before blocks); `--writers 1 --row-checks` writes lots as the import
+did before its set-wise checks and writers (for ratios in one sitting).
 
 On one fresh database (`--database`, default points_ledger_bench_imports): the rules (silver and gold),
-members, then the lots, each kind timed; lots/s for the whole lots run (checking
-and writing) and, per chunk of 5,000, the median; then the chainer over every
-imported entry, and `verify`.
+members, then the lots, each kind timed; lots/s for the whole lots run (reading,
+checking and writing), the time reading (parsing every row and looking its member
+up) and the rest, and the CPU a lot cost this process and PostgreSQL's backends;
+then the chainer over every imported entry, and `verify`. `BENCH_SERVER_URL` points
+it at another PostgreSQL (bench/tuned_server.py starts one).
 
     python3 -m bench.imports [--lots 1000000] [--members 100000] [--chunk 5000] [--writers 2]
-        [--row-checks] [--file-order] [--database NAME]
+        [--block 100000] [--row-checks] [--database NAME]
 
 Only the local PostgreSQL (127.0.0.1) is used.
 """
@@ -21,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +38,7 @@ from app.db import Database, asyncpg_dsn
 from app.imports import service
 from app.ledger.chain import chain_all
 from app.rulesets.cache import RulesCache
-from bench.common import database_url, fresh_database, settle, sound
+from bench.common import backends_cpu, cpu_seconds, database_url, fresh_database, settle, sound
 
 NAME = "points_ledger_bench_imports"
 RULES = """
@@ -83,24 +87,18 @@ def legacy(members: int, lots: int, now: datetime) -> dict[str, list[dict[str, A
     }
 
 
-class Chunks:
-    """Times each chunk the service writes (the progress it reports)."""
+class Read:
+    """When the service had read the rows (its progress bar's total is set then,
+    before checking and writing)."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self.sizes: list[int] = []
-        self.last = time.perf_counter()
-        self.checked = self.last
+        self.at = time.perf_counter()
 
     def total(self, items: int) -> None:
-        # called once the rows are read and checked, before the first chunk
-        self.last = self.checked = time.perf_counter()
+        self.at = time.perf_counter()
 
     def advance(self, items: int) -> None:
-        now = time.perf_counter()
-        self.times.append(now - self.last)
-        self.sizes.append(items)
-        self.last = now
+        pass
 
 
 async def main(
@@ -110,14 +108,15 @@ async def main(
     chunk: int | None = None,
     writers: int | None = None,
     row_checks: bool = False,
-    file_order: bool = False,
+    block: int | None = None,
 ) -> None:
     if chunk is not None:
         service.CHUNK["lots"] = chunk
     if writers is not None:
         service.WRITERS = writers
     service.ROW_CHECKS = row_checks
-    service.BY_MEMBER = not file_order
+    if block is not None:
+        service.BLOCK = block
     await fresh_database(name)
     settings = Settings(env=Environment.test, database_url=None)
     db = Database(database_url(name), settings)
@@ -138,12 +137,13 @@ async def main(
         print(
             f"generated {members:,} members and {lots:,} lots; lots in chunks of {service.CHUNK['lots']:,}, "
             f"writers: {service.WRITERS}, {'per-row triggers' if row_checks else 'set-wise checks'}, "
-            f"{'in file order' if file_order else 'grouped by member'}"
+            f"blocks of {service.BLOCK:,}"
         )
         for kind in ("members", "orders", "tiers", "lots"):
             if kind == "lots":
                 await asyncio.to_thread(settle, name)
-            chunks = Chunks()
+            read = Read()
+            cpu = (cpu_seconds(os.getpid()), await backends_cpu(name))
             started = time.perf_counter()
             summary = await service.run(
                 db,
@@ -154,20 +154,24 @@ async def main(
                 rows=data[kind],
                 options=service.Options(),
                 now=now,
-                progress=chunks,
+                progress=read,
             )
             took = time.perf_counter() - started
+            cpu = (cpu_seconds(os.getpid()) - cpu[0], await backends_cpu(name) - cpu[1])
             print(
                 f"{kind}: {summary.rows:,} rows, {summary.imported:,} imported, {summary.invalid:,} invalid "
                 f"in {took:.1f} s ({summary.rows / took:,.0f} rows/s)"
             )
-            if kind == "lots" and chunks.times:
-                per_chunk = [size / t for size, t in zip(chunks.sizes, chunks.times, strict=True)]
+            if kind == "lots" and summary.imported:
                 print(
-                    f"lots: {summary.imported / took:,.0f} lots/s written over the whole run "
-                    f"(checking included); median chunk {statistics.median(per_chunk):,.0f} lots/s; "
-                    f"reading and checking {chunks.checked - started:.1f} s, "
-                    f"writing {time.perf_counter() - chunks.checked:.1f} s"
+                    f"lots: {summary.imported / took:,.0f} lots/s imported over the whole run "
+                    f"({summary.rows / took:,.0f} rows/s); reading {read.at - started:.1f} s, "
+                    f"checking and writing {started + took - read.at:.1f} s"
+                )
+                print(
+                    f"lots: CPU per imported lot: this process {cpu[0] / summary.imported * 1e6:,.1f} us, "
+                    f"PostgreSQL's backends {cpu[1] / summary.imported * 1e6:,.1f} us "
+                    f"({(cpu[0] + cpu[1]) / took:.2f} cores busy on average)"
                 )
         started = time.perf_counter()
         chained = await chain_all(db, datetime.now(UTC))
@@ -193,9 +197,9 @@ if __name__ == "__main__":
         help="the per-row foreign-key and balanced-entry triggers instead of the set-wise checks",
     )
     parser.add_argument(
-        "--file-order", action="store_true", help="chunks cut in the file's order, not grouped by member"
+        "--block", type=int, help=f"lots checked while the last block is written (default {service.BLOCK:,})"
     )
     parser.add_argument("--database", default=NAME, help="the database to use (dropped and created again)")
     args = parser.parse_args()
-    options = (args.chunk, args.writers, args.row_checks, args.file_order)
+    options = (args.chunk, args.writers, args.row_checks, args.block)
     asyncio.run(main(args.lots, args.members, args.database, *options))

@@ -12,6 +12,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import uuid_utils
+
 from app.db import Connection
 from app.ledger.entries import MEMBER_ACCOUNT_KINDS
 
@@ -50,6 +52,24 @@ async def taken_entry_keys(connection: Connection, program_id: int, keys: Sequen
         list(keys),
     )
     return {row["idempotency_key"] for row in rows}
+
+
+async def taken_lot_refs(
+    connection: Connection, program_id: int, source: str, lot_refs: Sequence[str]
+) -> set[str]:
+    """Which of these lots `source` imported before: probes of the unique key
+    index, run by the import's check with sequential and bitmap scans off (the
+    import grows the program's entries meanwhile, so statistics from before it
+    can be far off). Its own statement, so a plan PostgreSQL caches for it is
+    always one made under those settings."""
+    rows = await connection.fetch(
+        "SELECT substr(idempotency_key, $3) AS lot_ref FROM journal_entry"
+        " WHERE program_id = $1 AND idempotency_key = ANY ($2::text[])",
+        program_id,
+        [row_key(source, reference) for reference in lot_refs],
+        len(row_key(source, "")) + 1,
+    )
+    return {row["lot_ref"] for row in rows}
 
 
 async def existing_orders(connection: Connection, program_id: int, order_ids: Sequence[str]) -> set[str]:
@@ -160,7 +180,7 @@ async def import_lots(
     source: str,
     now: datetime,
     actor_key_id: uuid.UUID | None,
-    entry_ids: Sequence[uuid.UUID],
+    entry_ids: Sequence[uuid.UUID | uuid_utils.UUID],
     lots: Sequence[tuple[int, str, int, datetime, datetime | None]],
     row_checks: bool = False,
 ) -> LotsWritten:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+import uuid_utils
 from pydantic import ValidationError
-from uuid_utils.compat import uuid7
 
 from app.context import RulesSource
 from app.db import Database
@@ -56,10 +56,12 @@ LOOKUP = 10_000
 # Lots chunks written at once, each by its own connection (bench/imports.py: on 2
 # cores, 2 writers against 1; more would only queue for the CPU).
 WRITERS = 2
-# Each writer's lots grouped by member (then oldest-earned first) before they are
-# cut into chunks, so a chunk touches a few members' balance rows and index pages
-# instead of one per lot.
-BY_MEMBER = True
+# Lots are checked and written in blocks of about this many, each holding every
+# lot of its members: the writers write one block while the next is checked.
+# Each writer's share of a block is grouped by member (then oldest-earned first)
+# before it is cut into chunks, so a chunk touches a few members' balance rows
+# and index pages instead of one per lot.
+BLOCK = 100_000
 # Keep the per-row foreign-key and balanced-entry triggers even where
 # ledger_import_lots() could check set-wise (bench/imports.py --row-checks: the
 # path of a role that may not set session_replication_role).
@@ -238,7 +240,14 @@ async def run(
         if kind == "members":
             await _check_members(connection, program_id, plan, now)
         elif kind == "lots":
-            await _check_lots(connection, program_id, source, plan, now, document)
+            lots = await _lot_blocks(connection, program_id, plan)
+            checked: list[list[Any]] = []
+            if options.dry_run or options.all_or_nothing:
+                # every row checked before anything is written (or nothing is)
+                checked = [
+                    await _check_lots(connection, program_id, source, plan, now, document, lots, block)
+                    for block in lots.blocks
+                ]
         elif kind == "orders":
             await _check_orders(connection, program_id, plan, now, document)
         else:
@@ -252,28 +261,28 @@ async def run(
         return plan.summary(kind, source, True, len(plan.write), plan.points)
 
     imported, points = 0, 0
-    bar.total(len(plan.write))
     size = CHUNK[kind]
-    if kind == "lots" and plan.write:
-        async with db.pool.acquire() as connection:
-            await repository.open_migration_account(connection, program_id)
+    if kind == "lots":
+        bar.total(len(plan.valid))
 
-        async def write(stream: list[Any]) -> tuple[int, int]:
-            lots, lot_points = 0, 0
+        async def ready() -> AsyncGenerator[list[Any]]:
+            """Each block's lots to write, checked before or as they come."""
+            if options.all_or_nothing:
+                for block, written in zip(lots.blocks, checked, strict=True):
+                    bar.advance(len(block) - len(written))  # already imported
+                    yield written
+                return
             async with db.pool.acquire() as connection:
-                for start in range(0, len(stream), size):
-                    chunk = stream[start : start + size]
-                    written, written_points = await _write_lots(
-                        connection, program_id, source, now, actor_key_id, chunk
+                for block in lots.blocks:
+                    written = await _check_lots(
+                        connection, program_id, source, plan, now, document, lots, block
                     )
-                    lots, lot_points = lots + written, lot_points + written_points
-                    bar.advance(len(chunk))
-            return lots, lot_points
+                    bar.advance(len(block) - len(written))  # refused or skipped
+                    yield written
 
-        async with asyncio.TaskGroup() as writers:
-            tasks = [writers.create_task(write(stream)) for stream in _lot_streams(plan.write, size)]
-        imported = sum(task.result()[0] for task in tasks)
-        points = sum(task.result()[1] for task in tasks)
+        imported, points = await _write_lot_blocks(db, program_id, source, now, actor_key_id, ready(), bar)
+    else:
+        bar.total(len(plan.write))
     async with db.pool.acquire() as connection:
         # the other kinds, in one connection's chunks (lots were written above)
         for start in range(0, 0 if kind == "lots" else len(plan.write), size):
@@ -312,20 +321,72 @@ async def run(
     return summary
 
 
-def _lot_streams(lots: list[Any], size: int) -> list[list[Any]]:
-    """The lots to write split into at most WRITERS streams by member, each written
+def _lot_streams(lots: list[Any]) -> list[list[Any]]:
+    """A block's lots to write, split into WRITERS streams by member, each written
     in chunks by its own connection at the same time as the others: no member is
-    in two streams, so concurrent chunks of one run never wait for each other's
-    balance-row locks, and each member's lots are written in file order. One
-    stream when the lots fit in a chunk."""
-    count = min(WRITERS, max(1, -(-len(lots) // size)))
-    streams: list[list[Any]] = [[] for _ in range(count)]
+    in two streams (nor in two blocks), so concurrent chunks of one run never wait
+    for each other's balance-row locks. Each stream grouped by member, oldest
+    earned first."""
+    streams: list[list[Any]] = [[] for _ in range(WRITERS)]
     for lot in lots:
-        streams[lot[0] % count].append(lot)
-    if BY_MEMBER:
-        for stream in streams:
-            stream.sort(key=lambda lot: (lot[0], lot[3]))
-    return [stream for stream in streams if stream]
+        streams[lot[0] % WRITERS].append(lot)
+    for stream in streams:
+        stream.sort(key=lambda lot: (lot[0], lot[3]))
+    return streams
+
+
+async def _write_lot_blocks(
+    db: Database,
+    program_id: int,
+    source: str,
+    now: datetime,
+    actor_key_id: Any,
+    blocks: AsyncGenerator[list[Any]],
+    bar: Progress,
+) -> tuple[int, int]:
+    """Write each block of checked lots as it comes (the next is checked
+    meanwhile), by WRITERS connections, each its own share of every block's
+    members. Returns the lots and points written."""
+    size = CHUNK["lots"]
+    queues: list[asyncio.Queue[list[Any] | None]] = [asyncio.Queue() for _ in range(WRITERS)]
+
+    async def feed() -> None:
+        try:
+            opened = False
+            async for lots in blocks:
+                if lots and not opened:
+                    async with db.pool.acquire() as connection:
+                        await repository.open_migration_account(connection, program_id)
+                    opened = True
+                for queue, stream in zip(queues, _lot_streams(lots), strict=True):
+                    if stream:
+                        queue.put_nowait(stream)
+        finally:
+            await blocks.aclose()
+            for queue in queues:
+                queue.put_nowait(None)
+
+    async def write(queue: asyncio.Queue[list[Any] | None]) -> tuple[int, int]:
+        lots, lot_points = 0, 0
+        stream = await queue.get()
+        if stream is None:
+            return 0, 0
+        async with db.pool.acquire() as connection:
+            while stream is not None:
+                for start in range(0, len(stream), size):
+                    chunk = stream[start : start + size]
+                    written, written_points = await _write_lots(
+                        connection, program_id, source, now, actor_key_id, chunk
+                    )
+                    lots, lot_points = lots + written, lot_points + written_points
+                    bar.advance(len(chunk))
+                stream = await queue.get()
+        return lots, lot_points
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(feed())
+        tasks = [group.create_task(write(queue)) for queue in queues]
+    return sum(task.result()[0] for task in tasks), sum(task.result()[1] for task in tasks)
 
 
 async def _write_lots(
@@ -340,27 +401,29 @@ async def _write_lots(
     file may write some of them between the check and the insert: the unique
     (program_id, idempotency_key) index then refuses the chunk (23505) once that
     run commits, and the chunk is filtered again and retried, leaving out what
-    the other run wrote (each try waits for the run it met, so this ends)."""
+    the other run wrote (each try waits for the run it met, so this ends). The
+    first try looks nothing up again: the check found these keys free, and only
+    a concurrent run can have taken one since."""
     # Oldest-earned first, so the lots' ids (FIFO's last tie-break) follow their age.
     ordered = sorted(chunk, key=lambda lot: lot[3])
     for attempt in range(1, CHUNK_ATTEMPTS + 1):
         try:
             async with connection.transaction():
-                # Lots a concurrent run of the same file wrote since they were checked: left out.
-                taken = await repository.taken_entry_keys(
-                    connection, program_id, [repository.row_key(source, lot[1]) for lot in ordered]
-                )
-                if taken:
+                if attempt > 1:
+                    # Lots the concurrent run wrote: left out.
+                    taken = await repository.taken_entry_keys(
+                        connection, program_id, [repository.row_key(source, lot[1]) for lot in ordered]
+                    )
                     ordered = [lot for lot in ordered if repository.row_key(source, lot[1]) not in taken]
-                if not ordered:
-                    return 0, 0
+                    if not ordered:
+                        return 0, 0
                 written = await repository.import_lots(
                     connection,
                     program_id,
                     source,
                     now,
                     actor_key_id,
-                    [uuid7() for _ in ordered],
+                    [uuid_utils.uuid7() for _ in ordered],  # Rust's UUIDs: a seventh of the compat ones' cost
                     ordered,
                     row_checks=ROW_CHECKS,
                 )
@@ -453,31 +516,68 @@ async def _check_members(connection: Any, program_id: int, plan: _Plan, now: dat
         plan.members.add(row.external_id)
 
 
-async def _check_lots(
-    connection: Any, program_id: int, source: str, plan: _Plan, now: datetime, rules: Any
-) -> None:
+@dataclass(slots=True)
+class _LotBlocks:
+    """The valid lot rows, in blocks (BLOCK), with what checking them needs from
+    the whole file: the members it names, which are closed, and the rows whose
+    reference an earlier valid row already has."""
+
+    members: dict[str, int]
+    closed: set[int]
+    duplicates: set[int]
+    blocks: list[list[tuple[int, Lot]]]
+
+
+async def _lot_blocks(connection: Any, program_id: int, plan: _Plan) -> _LotBlocks:
     rows: list[tuple[int, Lot]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
     closed = await repository.closed_members(connection, program_id, list(members.values()))
+    first: dict[str, int] = {}
+    duplicates = {number for number, row in rows if first.setdefault(row.lot_ref, number) != number}
+    # By member, so a block holds every lot of its members; (id // WRITERS) so
+    # each block's members spread over the writers (their streams: id % WRITERS).
+    count = max(1, -(-len(rows) // BLOCK))
+    blocks: list[list[tuple[int, Lot]]] = [[] for _ in range(count)]
+    for number, row in rows:
+        member = members.get(row.member)
+        blocks[0 if member is None else member // WRITERS % count].append((number, row))
+    return _LotBlocks(members, closed, duplicates, [block for block in blocks if block])
+
+
+async def _check_lots(
+    connection: Any,
+    program_id: int,
+    source: str,
+    plan: _Plan,
+    now: datetime,
+    rules: Any,
+    lots: _LotBlocks,
+    block: list[tuple[int, Lot]],
+) -> list[Any]:
+    """Check one block of lot rows: the failed ones into the plan's errors, the
+    ones already imported counted skipped, and the rest returned to be written
+    (and added to the plan's)."""
     taken: set[str] = set()  # references of lots this source imported before
-    prefix = len(repository.row_key(source, ""))
-    for start in range(0, len(rows), LOOKUP):
-        keys = await repository.taken_entry_keys(
-            connection,
-            program_id,
-            [repository.row_key(source, row.lot_ref) for _, row in rows[start : start + LOOKUP]],
-        )
-        taken.update(key[prefix:] for key in keys)
+    async with connection.transaction():
+        # Probes of the unique key index, whatever the statistics say: the import
+        # itself grows the program's entries while later blocks are checked, and
+        # statistics from before it (0 entries) made PostgreSQL filter every entry
+        # of the program through the 10,000 keys instead (a 1,000,000-lot run
+        # outlasted the statement timeout).
+        await connection.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        for start in range(0, len(block), LOOKUP):
+            taken |= await repository.taken_lot_refs(
+                connection, program_id, source, [row.lot_ref for _, row in block[start : start + LOOKUP]]
+            )
     # points by expiry month, keyed (year, month) while counting (formatting each
     # lot's month was a tenth of checking it)
     by_month: dict[tuple[int, int] | None, int] = {}
-    seen: set[str] = set()
-    for number, row in rows:
-        if row.lot_ref in seen:
+    write: list[Any] = []
+    for number, row in block:
+        if number in lots.duplicates:
             plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
             continue
-        seen.add(row.lot_ref)
-        member = _open_member(plan, number, row.member, members, closed)
+        member = _open_member(plan, number, row.member, lots.members, lots.closed)
         if member is None:
             continue
         earned_at = row.earned_at.astimezone(UTC)
@@ -501,7 +601,7 @@ async def _check_lots(
                 f"the lot of {row.points} points expired at {expires_at.isoformat().replace('+00:00', 'Z')}",
             )
             continue
-        plan.write.append((member, row.lot_ref, row.points, earned_at, expires_at))
+        write.append((member, row.lot_ref, row.points, earned_at, expires_at))
         plan.points += row.points
         plan.members.add(member)
         month = None if expires_at is None else (expires_at.year, expires_at.month)
@@ -509,6 +609,8 @@ async def _check_lots(
     for month, month_points in by_month.items():
         key = "never" if month is None else f"{month[0]:04d}-{month[1]:02d}"
         plan.by_month[key] = plan.by_month.get(key, 0) + month_points
+    plan.write += write
+    return write
 
 
 async def _check_orders(connection: Any, program_id: int, plan: _Plan, now: datetime, rules: Any) -> None:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from uuid_utils.compat import uuid7
 
-from app.imports import repository
+from app.imports import repository, service
 from app.ledger.verify import verify
 from app.partners.settlement import VERIFY_CHECKS
 from tests.support import Api, chain_program, program_id, unique
@@ -469,4 +469,55 @@ class TestConcurrentRuns:
             "SELECT count(*) FROM journal_entry WHERE program_id = $1 AND kind = 'import'", pid
         ) == len(lots)
         await chain_program(db, api.program)
+        await sound(db)
+
+
+class TestBlocks:
+    async def test_many_blocks_import_what_one_block_does(
+        self, api: Api, other: Api, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Lots are checked and written in blocks of members, the next checked while
+        the last is written: cut into blocks of a few lots, the same rows give the
+        same summary (the same rows refused, with the same codes, a reference used
+        twice refused where it comes second even when its first row is in a later
+        block) and the same balances as in one block."""
+        legacy = legacy_program(unique("blocks"), members=9)
+        five = next(lot for lot in legacy["lots"] if lot["member"] == legacy["members"][5]["external_id"])
+        lots = [
+            *legacy["lots"],
+            # references twice: members 0 and 5 are in different blocks, so one of
+            # these two comes in a block checked before the one with its first row
+            {**legacy["lots"][0], "member": legacy["members"][5]["external_id"], "points": 3},
+            {**five, "member": legacy["members"][0]["external_id"], "points": 4},
+            {**legacy["lots"][1], "lot_ref": "L-nobody", "member": "nobody"},
+            {**legacy["lots"][1], "lot_ref": "L-bad", "points": 0},
+        ]
+        summaries, balances = [], []
+        for program, block in ((api, 100_000), (other, 4)):
+            assert (await run(program, "members", legacy["members"])).status_code == 200
+            monkeypatch.setattr(service, "BLOCK", block)
+            response = await run(program, "lots", lots)
+            assert response.status_code == 200, response.text
+            summaries.append(response.json())
+            balances.append(
+                await db.fetch(
+                    "SELECT m.external_id, b.available FROM member_balance b JOIN member m"
+                    " ON m.program_id = b.program_id AND m.id = b.member_id"
+                    " WHERE b.program_id = $1 ORDER BY 1",
+                    await program_id(db, program.program),
+                )
+            )
+        one, many = summaries
+        assert many == one
+        assert [(e["row"], e["code"]) for e in one["errors"]] == [
+            *[(n + 1, "lot_expired") for n, lot in enumerate(legacy["lots"]) if lot["lot_ref"].endswith("x")],
+            (len(lots) - 3, "duplicate_ref"),
+            (len(lots) - 2, "duplicate_ref"),
+            (len(lots) - 1, "member_not_found"),
+            (len(lots), "invalid"),
+        ]
+        assert one["imported"] == len(legacy["lots"]) - len(legacy["members"][::3])
+        assert [tuple(row) for row in balances[1]] == [tuple(row) for row in balances[0]]
+        for program in (api, other):
+            await chain_program(db, program.program)
         await sound(db)
