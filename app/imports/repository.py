@@ -54,24 +54,6 @@ async def taken_entry_keys(connection: Connection, program_id: int, keys: Sequen
     return {row["idempotency_key"] for row in rows}
 
 
-async def taken_lot_refs(
-    connection: Connection, program_id: int, source: str, lot_refs: Sequence[str]
-) -> set[str]:
-    """Which of these lots `source` imported before: probes of the unique key
-    index, run by the import's check with sequential and bitmap scans off (the
-    import grows the program's entries meanwhile, so statistics from before it
-    can be far off). Its own statement, so a plan PostgreSQL caches for it is
-    always one made under those settings."""
-    rows = await connection.fetch(
-        "SELECT substr(idempotency_key, $3) AS lot_ref FROM journal_entry"
-        " WHERE program_id = $1 AND idempotency_key = ANY ($2::text[])",
-        program_id,
-        [row_key(source, reference) for reference in lot_refs],
-        len(row_key(source, "")) + 1,
-    )
-    return {row["lot_ref"] for row in rows}
-
-
 async def existing_orders(connection: Connection, program_id: int, order_ids: Sequence[str]) -> set[str]:
     rows = await connection.fetch(
         "SELECT order_id FROM paid_order WHERE program_id = $1 AND partner_id IS NULL"

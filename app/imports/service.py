@@ -240,14 +240,11 @@ async def run(
         if kind == "members":
             await _check_members(connection, program_id, plan, now)
         elif kind == "lots":
-            lots = await _lot_blocks(connection, program_id, plan)
+            lots = await _lot_blocks(connection, program_id, source, plan)
             checked: list[list[Any]] = []
             if options.dry_run or options.all_or_nothing:
                 # every row checked before anything is written (or nothing is)
-                checked = [
-                    await _check_lots(connection, program_id, source, plan, now, document, lots, block)
-                    for block in lots.blocks
-                ]
+                checked = [_check_lots(plan, now, document, lots, block) for block in lots.blocks]
         elif kind == "orders":
             await _check_orders(connection, program_id, plan, now, document)
         else:
@@ -268,17 +265,17 @@ async def run(
         async def ready() -> AsyncGenerator[list[Any]]:
             """Each block's lots to write, checked before or as they come."""
             if options.all_or_nothing:
-                for block, written in zip(lots.blocks, checked, strict=True):
-                    bar.advance(len(block) - len(written))  # already imported
-                    yield written
+                for block, ready_lots in zip(lots.blocks, checked, strict=True):
+                    bar.advance(len(block) - len(ready_lots))  # already imported
+                    yield ready_lots
                 return
-            async with db.pool.acquire() as connection:
-                for block in lots.blocks:
-                    written = await _check_lots(
-                        connection, program_id, source, plan, now, document, lots, block
-                    )
-                    bar.advance(len(block) - len(written))  # refused or skipped
-                    yield written
+            for block in lots.blocks:
+                written: list[Any] = []
+                for start in range(0, len(block), size):
+                    written += _check_lots(plan, now, document, lots, block[start : start + size])
+                    await asyncio.sleep(0)  # the writers send their next chunks meanwhile
+                bar.advance(len(block) - len(written))  # refused or skipped
+                yield written
 
         imported, points = await _write_lot_blocks(db, program_id, source, now, actor_key_id, ready(), bar)
     else:
@@ -519,21 +516,37 @@ async def _check_members(connection: Any, program_id: int, plan: _Plan, now: dat
 @dataclass(slots=True)
 class _LotBlocks:
     """The valid lot rows, in blocks (BLOCK), with what checking them needs from
-    the whole file: the members it names, which are closed, and the rows whose
-    reference an earlier valid row already has."""
+    the whole file: the members it names, which are closed, the rows whose
+    reference an earlier valid row already has, and the references this source
+    imported before."""
 
     members: dict[str, int]
     closed: set[int]
     duplicates: set[int]
+    taken: set[str]
     blocks: list[list[tuple[int, Lot]]]
 
 
-async def _lot_blocks(connection: Any, program_id: int, plan: _Plan) -> _LotBlocks:
+async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
     rows: list[tuple[int, Lot]] = plan.valid
     members = await _members(connection, program_id, [row.member for _, row in rows])
     closed = await repository.closed_members(connection, program_id, list(members.values()))
     first: dict[str, int] = {}
     duplicates = {number for number, row in rows if first.setdefault(row.lot_ref, number) != number}
+    # Looked up before anything is written, never between blocks: the import grows
+    # the program's entries, and with statistics from before it (no entries)
+    # PostgreSQL scanned every entry of the program for each batch of keys
+    # instead of probing the key index (a 1,000,000-lot run outlasted the
+    # statement timeout). A concurrent run's keys are the writers' concern.
+    taken: set[str] = set()
+    prefix = len(repository.row_key(source, ""))
+    for start in range(0, len(rows), LOOKUP):
+        keys = await repository.taken_entry_keys(
+            connection,
+            program_id,
+            [repository.row_key(source, row.lot_ref) for _, row in rows[start : start + LOOKUP]],
+        )
+        taken.update(key[prefix:] for key in keys)
     # By member, so a block holds every lot of its members; (id // WRITERS) so
     # each block's members spread over the writers (their streams: id % WRITERS).
     count = max(1, -(-len(rows) // BLOCK))
@@ -541,34 +554,16 @@ async def _lot_blocks(connection: Any, program_id: int, plan: _Plan) -> _LotBloc
     for number, row in rows:
         member = members.get(row.member)
         blocks[0 if member is None else member // WRITERS % count].append((number, row))
-    return _LotBlocks(members, closed, duplicates, [block for block in blocks if block])
+    return _LotBlocks(members, closed, duplicates, taken, [block for block in blocks if block])
 
 
-async def _check_lots(
-    connection: Any,
-    program_id: int,
-    source: str,
-    plan: _Plan,
-    now: datetime,
-    rules: Any,
-    lots: _LotBlocks,
-    block: list[tuple[int, Lot]],
+def _check_lots(
+    plan: _Plan, now: datetime, rules: Any, lots: _LotBlocks, block: list[tuple[int, Lot]]
 ) -> list[Any]:
-    """Check one block of lot rows: the failed ones into the plan's errors, the
-    ones already imported counted skipped, and the rest returned to be written
-    (and added to the plan's)."""
-    taken: set[str] = set()  # references of lots this source imported before
-    async with connection.transaction():
-        # Probes of the unique key index, whatever the statistics say: the import
-        # itself grows the program's entries while later blocks are checked, and
-        # statistics from before it (0 entries) made PostgreSQL filter every entry
-        # of the program through the 10,000 keys instead (a 1,000,000-lot run
-        # outlasted the statement timeout).
-        await connection.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-        for start in range(0, len(block), LOOKUP):
-            taken |= await repository.taken_lot_refs(
-                connection, program_id, source, [row.lot_ref for _, row in block[start : start + LOOKUP]]
-            )
+    """Check one block of lot rows (in Python alone: this runs while the writers
+    write): the failed ones into the plan's errors, the ones already imported
+    counted skipped, and the rest returned to be written (and added to the
+    plan's)."""
     # points by expiry month, keyed (year, month) while counting (formatting each
     # lot's month was a tenth of checking it)
     by_month: dict[tuple[int, int] | None, int] = {}
@@ -590,7 +585,7 @@ async def _check_lots(
         if expires_at is not None and expires_at <= earned_at:
             plan.fail(number, "expires_at", "expires_before_earned", "must be after earned_at")
             continue
-        if row.lot_ref in taken:
+        if row.lot_ref in lots.taken:
             plan.skipped += 1
             continue
         if expires_at is not None and expires_at <= now:
