@@ -12,11 +12,16 @@ On one fresh database (`--database`, default points_ledger_bench_imports): the r
 members, then the lots, each kind timed; lots/s for the whole lots run (reading,
 checking and writing), the time reading (parsing every row and looking its member
 up) and the rest, and the CPU a lot cost this process and PostgreSQL's backends;
-then the chainer over every imported entry, and `verify`. `BENCH_SERVER_URL` points
-it at another PostgreSQL (bench/tuned_server.py starts one).
+then the chainer over every imported entry, and `verify`.
+
+The shared PostgreSQL on 5432 (or `BENCH_SERVER_URL`) by default. `--server tuned`
+starts a private one for the run instead (initdb and pg_ctl on a free port of
+127.0.0.1, removed after), configured as a server given this machine's memory would
+be: TUNED below (2 GB of shared buffers instead of Debian's 128 MB, checkpoints
+every 8 GB of WAL instead of 1 GB; fsync and synchronous commit on, as on 5432).
 
     python3 -m bench.imports [--lots 1000000] [--members 100000] [--chunk 5000] [--writers 2]
-        [--block 100000] [--row-checks] [--database NAME]
+        [--block 100000] [--row-checks] [--server shared|tuned] [--database NAME]
 
 Only the local PostgreSQL (127.0.0.1) is used.
 """
@@ -28,6 +33,7 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,9 +44,12 @@ from app.db import Database, asyncpg_dsn
 from app.imports import service
 from app.ledger.chain import chain_all
 from app.rulesets.cache import RulesCache
+from bench import common
 from bench.common import backends_cpu, cpu_seconds, database_url, fresh_database, settle, sound
+from tests.pgcluster import PrivateCluster
 
 NAME = "points_ledger_bench_imports"
+TUNED = {"fsync": "on", "shared_buffers": "2GB", "max_wal_size": "8GB", "max_connections": "100"}
 RULES = """
 {"currency": "EUR", "timezone": "UTC", "earn": {"base": {"points": 1, "per": "1"}},
  "tiers": [{"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 2}},
@@ -183,6 +192,22 @@ async def main(
     print("verify:", "sound" if await sound(name) else "UNSOUND", f"({time.perf_counter() - started:.1f} s)")
 
 
+def on_server(server: str, run: Coroutine[Any, Any, None]) -> None:
+    """Run the bench on the shared server, or on a private tuned one it starts."""
+    if server == "shared":
+        asyncio.run(run)
+        return
+    cluster = PrivateCluster(settings=TUNED)
+    try:
+        cluster.initdb()
+        cluster.start()
+        common.SERVER = cluster.url()
+        print(f"on a private PostgreSQL at 127.0.0.1:{cluster.port} with {TUNED}")
+        asyncio.run(run)
+    finally:
+        cluster.remove()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -199,7 +224,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--block", type=int, help=f"lots checked while the last block is written (default {service.BLOCK:,})"
     )
+    parser.add_argument(
+        "--server",
+        choices=("shared", "tuned"),
+        default="shared",
+        help="the shared PostgreSQL, or a private one configured for this machine's memory",
+    )
     parser.add_argument("--database", default=NAME, help="the database to use (dropped and created again)")
     args = parser.parse_args()
     options = (args.chunk, args.writers, args.row_checks, args.block)
-    asyncio.run(main(args.lots, args.members, args.database, *options))
+    on_server(args.server, main(args.lots, args.members, args.database, *options))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,6 +129,7 @@ class _Plan:
     rows: int = 0
     file_points: int = 0
     valid: list[tuple[int, Any]] = field(default_factory=list)  # (row number, parsed row)
+    raw: list[tuple[int, Any]] = field(default_factory=list)  # (row number, row as read): lots
     errors: list[RowError] = field(default_factory=list)
     skipped: int = 0
     write: list[Any] = field(default_factory=list)  # what to write, as the repository takes it
@@ -176,35 +178,46 @@ def _clean(kind: ImportKind, raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse(kind: ImportKind, rows: Iterable[Mapping[str, Any]], plan: _Plan) -> None:
-    model = ROW_MODELS[kind]
-    lots = kind == "lots"
     for number, raw in enumerate(rows, start=1):
         plan.rows += 1
-        if lots:
-            lot = quick_lot(raw)
-            if lot is not None:
-                plan.file_points += lot.points
-                plan.valid.append((number, lot))
-                continue
+        if kind == "lots":
             try:
                 plan.file_points += int(raw.get("points") or 0)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, AttributeError):
                 pass
-        if not isinstance(raw, Mapping):
-            plan.fail(number, "row", "invalid", "a row is an object of fields")
+            plan.raw.append((number, raw))  # parsed block by block (_lot_blocks)
             continue
-        try:
-            row = model.model_validate(_clean(kind, raw))
-            valid = (
-                Lot(row.member, row.lot_ref, row.points, row.earned_at, row.expires_at)
-                if isinstance(row, LotRow)
-                else row
-            )
-            plan.valid.append((number, valid))
-        except ValidationError as exc:
-            for error in exc.errors():
-                where = ".".join(str(part) for part in error["loc"]) or "row"
-                plan.fail(number, where, _CODES.get(error["type"], "invalid"), error["msg"])
+        row = _parse_row(kind, number, raw, plan)
+        if row is not None:
+            plan.valid.append((number, row))
+
+
+def _parse_row(kind: ImportKind, number: int, raw: Any, plan: _Plan) -> Any:
+    """One row through its model (a lot as a Lot), or None with its errors failed."""
+    if not isinstance(raw, Mapping):
+        plan.fail(number, "row", "invalid", "a row is an object of fields")
+        return None
+    try:
+        row = ROW_MODELS[kind].model_validate(_clean(kind, raw))
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "row"
+            plan.fail(number, where, _CODES.get(error["type"], "invalid"), error["msg"])
+        return None
+    if isinstance(row, LotRow):
+        return Lot(row.member, row.lot_ref, row.points, row.earned_at, row.expires_at)
+    return row
+
+
+def _parse_lots(rows: list[tuple[int, Any]], plan: _Plan) -> list[tuple[int, Lot]]:
+    """Lot rows parsed (the common shape by quick_lot(), any other by LotRow): the
+    valid ones returned, the others failed."""
+    valid: list[tuple[int, Lot]] = []
+    for number, raw in rows:
+        lot = quick_lot(raw) or _parse_row("lots", number, raw, plan)
+        if lot is not None:
+            valid.append((number, lot))
+    return valid
 
 
 async def run(
@@ -260,7 +273,7 @@ async def run(
     imported, points = 0, 0
     size = CHUNK[kind]
     if kind == "lots":
-        bar.total(len(plan.valid))
+        bar.total(plan.rows)
 
         async def ready() -> AsyncGenerator[list[Any]]:
             """Each block's lots to write, checked before or as they come."""
@@ -515,63 +528,82 @@ async def _check_members(connection: Any, program_id: int, plan: _Plan, now: dat
 
 @dataclass(slots=True)
 class _LotBlocks:
-    """The valid lot rows, in blocks (BLOCK), with what checking them needs from
-    the whole file: the members it names, which are closed, the rows whose
-    reference an earlier valid row already has, and the references this source
-    imported before."""
+    """A lots file's rows, as read, in blocks (BLOCK), with what checking them
+    needs from the whole file, looked up before anything is written: the members
+    it names, which are closed, and the references this source imported before;
+    and the references of the rows checked so far (a reference's first valid row
+    is imported, any later one refused)."""
 
     members: dict[str, int]
     closed: set[int]
-    duplicates: set[int]
     taken: set[str]
-    blocks: list[list[tuple[int, Lot]]]
+    seen: set[str]
+    blocks: list[list[tuple[int, Any]]]
+
+
+def _stripped(value: Any) -> str | None:
+    # What a text field holds once its model strips it: Python strips every
+    # character pydantic does (and \x1c-\x1f, which no id or reference may hold).
+    return value.strip() if isinstance(value, str) else None
 
 
 async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
-    rows: list[tuple[int, Lot]] = plan.valid
-    members = await _members(connection, program_id, [row.member for _, row in rows])
+    """The rows of a lots file (plan.raw) put in blocks. A block holds
+    every row of its members (by member id; (id // WRITERS) so each block's
+    members spread over the writers, whose streams go by id % WRITERS), except
+    that block 0, checked first, holds every row whose reference is in the file
+    more than once, in file order, so a reference's first valid row is the one
+    imported whichever blocks its members are in, and every row whose member is
+    unknown."""
+    rows = plan.raw
+    names = [_stripped(raw.get("member")) if isinstance(raw, Mapping) else None for _, raw in rows]
+    references = [_stripped(raw.get("lot_ref")) if isinstance(raw, Mapping) else None for _, raw in rows]
+    members = await _members(connection, program_id, [name for name in names if name is not None])
     closed = await repository.closed_members(connection, program_id, list(members.values()))
-    first: dict[str, int] = {}
-    duplicates = {number for number, row in rows if first.setdefault(row.lot_ref, number) != number}
     # Looked up before anything is written, never between blocks: the import grows
     # the program's entries, and with statistics from before it (no entries)
     # PostgreSQL scanned every entry of the program for each batch of keys
     # instead of probing the key index (a 1,000,000-lot run outlasted the
     # statement timeout). A concurrent run's keys are the writers' concern.
+    known = [reference for reference in references if reference]
     taken: set[str] = set()
     prefix = len(repository.row_key(source, ""))
-    for start in range(0, len(rows), LOOKUP):
+    for start in range(0, len(known), LOOKUP):
         keys = await repository.taken_entry_keys(
             connection,
             program_id,
-            [repository.row_key(source, row.lot_ref) for _, row in rows[start : start + LOOKUP]],
+            [repository.row_key(source, reference) for reference in known[start : start + LOOKUP]],
         )
         taken.update(key[prefix:] for key in keys)
-    # By member, so a block holds every lot of its members; (id // WRITERS) so
-    # each block's members spread over the writers (their streams: id % WRITERS).
+    twice = {reference for reference, times in Counter(known).items() if times > 1}
     count = max(1, -(-len(rows) // BLOCK))
-    blocks: list[list[tuple[int, Lot]]] = [[] for _ in range(count)]
-    for number, row in rows:
-        member = members.get(row.member)
-        blocks[0 if member is None else member // WRITERS % count].append((number, row))
-    return _LotBlocks(members, closed, duplicates, taken, [block for block in blocks if block])
+    blocks: list[list[tuple[int, Any]]] = [[] for _ in range(count)]
+    for row, name, reference in zip(rows, names, references, strict=True):
+        member = members.get(name) if name is not None else None
+        if member is None or reference in twice:
+            blocks[0].append(row)
+        else:
+            blocks[member // WRITERS % count].append(row)
+    return _LotBlocks(members, closed, taken, set(), [block for block in blocks if block])
 
 
 def _check_lots(
-    plan: _Plan, now: datetime, rules: Any, lots: _LotBlocks, block: list[tuple[int, Lot]]
+    plan: _Plan, now: datetime, rules: Any, lots: _LotBlocks, rows: list[tuple[int, Any]]
 ) -> list[Any]:
-    """Check one block of lot rows (in Python alone: this runs while the writers
-    write): the failed ones into the plan's errors, the ones already imported
+    """Parse and check lot rows of a block (in Python alone: this runs while the
+    writers write): the failed ones into the plan's errors, the ones already imported
     counted skipped, and the rest returned to be written (and added to the
     plan's)."""
     # points by expiry month, keyed (year, month) while counting (formatting each
     # lot's month was a tenth of checking it)
     by_month: dict[tuple[int, int] | None, int] = {}
     write: list[Any] = []
-    for number, row in block:
-        if number in lots.duplicates:
+    seen = lots.seen
+    for number, row in _parse_lots(rows, plan):
+        if row.lot_ref in seen:
             plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
             continue
+        seen.add(row.lot_ref)
         member = _open_member(plan, number, row.member, lots.members, lots.closed)
         if member is None:
             continue

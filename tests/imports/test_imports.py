@@ -483,12 +483,15 @@ class TestBlocks:
         block) and the same balances as in one block."""
         legacy = legacy_program(unique("blocks"), members=9)
         five = next(lot for lot in legacy["lots"] if lot["member"] == legacy["members"][5]["external_id"])
+        seven = legacy["members"][7]["external_id"]
         lots = [
             *legacy["lots"],
             # references twice: members 0 and 5 are in different blocks, so one of
             # these two comes in a block checked before the one with its first row
             {**legacy["lots"][0], "member": legacy["members"][5]["external_id"], "points": 3},
             {**five, "member": legacy["members"][0]["external_id"], "points": 4},
+            # the same reference once stripped
+            {**legacy["lots"][3], "lot_ref": f" {legacy['lots'][3]['lot_ref']} ", "member": seven},
             {**legacy["lots"][1], "lot_ref": "L-nobody", "member": "nobody"},
             {**legacy["lots"][1], "lot_ref": "L-bad", "points": 0},
         ]
@@ -511,6 +514,7 @@ class TestBlocks:
         assert many == one
         assert [(e["row"], e["code"]) for e in one["errors"]] == [
             *[(n + 1, "lot_expired") for n, lot in enumerate(legacy["lots"]) if lot["lot_ref"].endswith("x")],
+            (len(lots) - 4, "duplicate_ref"),
             (len(lots) - 3, "duplicate_ref"),
             (len(lots) - 2, "duplicate_ref"),
             (len(lots) - 1, "member_not_found"),
