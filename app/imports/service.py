@@ -63,6 +63,9 @@ WRITERS = 2
 # before it is cut into chunks, so a chunk touches a few members' balance rows
 # and index pages instead of one per lot.
 BLOCK = 100_000
+# Rows checked between two looks at the writers (about 10 ms of checking): a
+# writer whose chunk is done waits at most that long to send its next one.
+SLICE = 1_000
 # Keep the per-row foreign-key and balanced-entry triggers even where
 # ledger_import_lots() could check set-wise (bench/imports.py --row-checks: the
 # path of a role that may not set session_replication_role).
@@ -284,9 +287,9 @@ async def run(
                 return
             for block in lots.blocks:
                 written: list[Any] = []
-                for start in range(0, len(block), size):
-                    written += _check_lots(plan, now, document, lots, block[start : start + size])
-                    await asyncio.sleep(0)  # the writers send their next chunks meanwhile
+                for start in range(0, len(block), SLICE):
+                    written += _check_lots(plan, now, document, lots, block[start : start + SLICE])
+                    await asyncio.sleep(0)  # a writer whose chunk is done sends its next meanwhile
                 bar.advance(len(block) - len(written))  # refused or skipped
                 yield written
 
@@ -544,7 +547,7 @@ class _LotBlocks:
 def _stripped(value: Any) -> str | None:
     # What a text field holds once its model strips it: Python strips every
     # character pydantic does (and \x1c-\x1f, which no id or reference may hold).
-    return value.strip() if isinstance(value, str) else None
+    return value.strip() if type(value) is str else None
 
 
 async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
@@ -556,8 +559,15 @@ async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan
     imported whichever blocks its members are in, and every row whose member is
     unknown."""
     rows = plan.raw
-    names = [_stripped(raw.get("member")) if isinstance(raw, Mapping) else None for _, raw in rows]
-    references = [_stripped(raw.get("lot_ref")) if isinstance(raw, Mapping) else None for _, raw in rows]
+    names: list[str | None] = []
+    references: list[str | None] = []
+    for _, raw in rows:
+        if type(raw) is dict or isinstance(raw, Mapping):
+            names.append(_stripped(raw.get("member")))
+            references.append(_stripped(raw.get("lot_ref")))
+        else:
+            names.append(None)
+            references.append(None)
     members = await _members(connection, program_id, [name for name in names if name is not None])
     closed = await repository.closed_members(connection, program_id, list(members.values()))
     # Looked up before anything is written, never between blocks: the import grows
