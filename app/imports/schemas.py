@@ -66,7 +66,8 @@ class Lot(NamedTuple):
 
 LOT_FIELDS = frozenset(LotRow.model_fields)
 _MAX_LOT_POINTS = 2**53
-_MEMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
+# ExternalId's pattern and length
+MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
 _POINTS = re.compile(r"[1-9][0-9]{0,15}")
 # The common shape of an RFC 3339 instant: ASCII digits, at most microseconds, `Z`
 # or an offset of at most 14 hours (every real zone's).
@@ -99,7 +100,7 @@ def quick_lot(raw: Any) -> Lot | None:
         if key not in LOT_FIELDS and value is not None and value != "":
             return None
     member, lot_ref, points = raw.get("member"), raw.get("lot_ref"), raw.get("points")
-    if type(member) is not str or not _MEMBER.fullmatch(member):
+    if type(member) is not str or not MEMBER_ID.fullmatch(member):
         return None
     if (
         type(lot_ref) is not str

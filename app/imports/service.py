@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from app.db import Database
 from app.errors import AppError, FieldError
 from app.imports import repository
 from app.imports.schemas import (
+    MEMBER_ID,
     ROW_MODELS,
     ImportKind,
     ImportSummary,
@@ -71,8 +73,10 @@ SLICE = 1_000
 # path of a role that may not set session_replication_role).
 ROW_CHECKS = False
 # A lots chunk refused by a concurrent run's commit of the same keys is tried again
-# (filtered), at most this many times.
-CHUNK_ATTEMPTS = 5
+# (filtered), at most this many times in all (the first try unfiltered).
+CHUNK_ATTEMPTS = 6
+# what a reference may be (ShortText: no control characters), to be looked up
+_REFERENCE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # journal_entry's unique (program_id, idempotency_key): an import lot's key taken
 ENTRY_KEY_INDEX = "uq_journal_entry_program_id_idempotency_key"
 
@@ -243,6 +247,8 @@ async def run(
     if (options.expect_rows is not None and options.expect_rows != plan.rows) or (
         options.expect_points is not None and options.expect_points != plan.file_points
     ):
+        if kind == "lots":
+            _parse_lots(plan.raw, plan)  # the refusal lists the rows that are invalid too
         summary = plan.summary(kind, source, options.dry_run, 0, 0)
         raise ControlTotalsMismatch(
             f"the rows say {plan.rows} rows and {plan.file_points} points; expected "
@@ -545,25 +551,50 @@ class _LotBlocks:
 
 
 def _stripped(value: Any) -> str | None:
-    # What a text field holds once its model strips it: Python strips every
-    # character pydantic does (and \x1c-\x1f, which no id or reference may hold).
-    return value.strip() if type(value) is str else None
+    """What a text field holds once its model reads and strips it (None: not
+    text): Python strips every character pydantic does, and \x1c-\x1f, which
+    no id or reference may hold."""
+    if isinstance(value, str):
+        return str(value).strip()
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode().strip()
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _storable(reference: str) -> bool:
+    """A reference the ledger could hold, so worth looking up: as ShortText
+    allows (1 to 128 characters, no control characters) and valid UTF-8 (a lone
+    surrogate from a JSON escape is not). A NUL sent to PostgreSQL fails the
+    whole statement."""
+    if not _REFERENCE.fullmatch(reference):
+        return False
+    if reference.isascii():
+        return True
+    try:
+        reference.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
-    """The rows of a lots file (plan.raw) put in blocks. A block holds
-    every row of its members (by member id; (id // WRITERS) so each block's
-    members spread over the writers, whose streams go by id % WRITERS), except
-    that block 0, checked first, holds every row whose reference is in the file
-    more than once, in file order, so a reference's first valid row is the one
-    imported whichever blocks its members are in, and every row whose member is
-    unknown."""
+    """The rows of a lots file (plan.raw) put in blocks. A block holds every row
+    of its members (by member id; (id // WRITERS) so each block's members spread
+    over the writers, whose streams go by id % WRITERS), except that block 0,
+    checked first, holds every row whose reference is in the file more than
+    once and every row of their members, in file order (so a reference's first
+    valid row is the one imported whichever member it names, and each member's
+    lots stay in one block), and every row whose member is unknown."""
     rows = plan.raw
     names: list[str | None] = []
     references: list[str | None] = []
     for _, raw in rows:
         if type(raw) is dict or isinstance(raw, Mapping):
-            names.append(_stripped(raw.get("member")))
+            name = _stripped(raw.get("member"))
+            names.append(name if name is not None and MEMBER_ID.fullmatch(name) else None)
             references.append(_stripped(raw.get("lot_ref")))
         else:
             names.append(None)
@@ -575,7 +606,7 @@ async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan
     # PostgreSQL scanned every entry of the program for each batch of keys
     # instead of probing the key index (a 1,000,000-lot run outlasted the
     # statement timeout). A concurrent run's keys are the writers' concern.
-    known = [reference for reference in references if reference]
+    known = [reference for reference in references if reference is not None and _storable(reference)]
     taken: set[str] = set()
     prefix = len(repository.row_key(source, ""))
     for start in range(0, len(known), LOOKUP):
@@ -585,12 +616,14 @@ async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan
             [repository.row_key(source, reference) for reference in known[start : start + LOOKUP]],
         )
         taken.update(key[prefix:] for key in keys)
-    twice = {reference for reference, times in Counter(known).items() if times > 1}
+    counted = Counter(reference for reference in references if reference is not None)
+    repeated = [reference is not None and counted[reference] > 1 for reference in references]
+    involved = {name for name, twice in zip(names, repeated, strict=True) if twice}
     count = max(1, -(-len(rows) // BLOCK))
     blocks: list[list[tuple[int, Any]]] = [[] for _ in range(count)]
-    for row, name, reference in zip(rows, names, references, strict=True):
+    for row, name, twice in zip(rows, names, repeated, strict=True):
         member = members.get(name) if name is not None else None
-        if member is None or reference in twice:
+        if member is None or twice or name in involved:
             blocks[0].append(row)
         else:
             blocks[member // WRITERS % count].append(row)
@@ -614,6 +647,9 @@ def _check_lots(
             plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
             continue
         seen.add(row.lot_ref)
+        if not row.lot_ref.isascii() and not _storable(row.lot_ref):
+            plan.fail(number, "lot_ref", "invalid", "must be valid Unicode text")
+            continue
         member = _open_member(plan, number, row.member, lots.members, lots.closed)
         if member is None:
             continue

@@ -274,6 +274,32 @@ class TestRefusals:
         ok = await run(api, "lots", rows, expect_rows=1, expect_points=10)
         assert ok.json()["imported"] == 1
 
+    async def test_a_refusal_for_control_totals_lists_the_invalid_rows(self, api: Api) -> None:
+        member = await api.enrol()
+        rows = [
+            {"member": member, "lot_ref": "t1", "points": 10, "earned_at": instant(-5)},
+            {"member": member, "lot_ref": "t2", "points": 0, "earned_at": instant(-5)},
+        ]
+        response = await run(api, "lots", rows, expect_rows=3)
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "import_control_totals_mismatch"
+        assert [(e["field"], e["type"]) for e in body["errors"]] == [("rows.2.points", "invalid")]
+
+    @pytest.mark.parametrize("field", ["member", "lot_ref"])
+    async def test_text_the_ledger_cannot_hold_is_a_row_error(self, api: Api, field: str) -> None:
+        """A NUL is valid JSON and CSV but no PostgreSQL text: the row is refused,
+        the others imported (it once failed the whole run's lookups)."""
+        member = await api.enrol()
+        rows = [
+            {"member": member, "lot_ref": "u1", "points": 10, "earned_at": instant(-5)},
+            {"member": member, "lot_ref": "u2", "points": 10, "earned_at": instant(-5), field: "nul\u0000"},
+        ]
+        response = await run(api, "lots", rows)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["imported"], [(e["row"], e["field"]) for e in body["errors"]]) == (1, [(2, field)])
+
     async def test_invalid_rows_are_listed_and_the_valid_ones_imported(self, api: Api) -> None:
         member = await api.enrol()
         rows = [
@@ -480,7 +506,8 @@ class TestBlocks:
         the last is written: cut into blocks of a few lots, the same rows give the
         same summary (the same rows refused, with the same codes, a reference used
         twice refused where it comes second even when its first row is in a later
-        block) and the same balances as in one block."""
+        block), the same balances and each member's lots in the same order as in
+        one block."""
         legacy = legacy_program(unique("blocks"), members=9)
         five = next(lot for lot in legacy["lots"] if lot["member"] == legacy["members"][5]["external_id"])
         seven = legacy["members"][7]["external_id"]
@@ -495,7 +522,7 @@ class TestBlocks:
             {**legacy["lots"][1], "lot_ref": "L-nobody", "member": "nobody"},
             {**legacy["lots"][1], "lot_ref": "L-bad", "points": 0},
         ]
-        summaries, balances = [], []
+        summaries, balances, lot_orders = [], [], []
         for program, block in ((api, 100_000), (other, 4)):
             assert (await run(program, "members", legacy["members"])).status_code == 200
             monkeypatch.setattr(service, "BLOCK", block)
@@ -507,6 +534,15 @@ class TestBlocks:
                     "SELECT m.external_id, b.available FROM member_balance b JOIN member m"
                     " ON m.program_id = b.program_id AND m.id = b.member_id"
                     " WHERE b.program_id = $1 ORDER BY 1",
+                    await program_id(db, program.program),
+                )
+            )
+            # each member's lots in id order (FIFO's last tie-break): oldest earned first
+            lot_orders.append(
+                await db.fetch(
+                    "SELECT m.external_id, l.points FROM point_lot l JOIN member m"
+                    " ON m.program_id = l.program_id AND m.id = l.member_id"
+                    " WHERE l.program_id = $1 ORDER BY m.external_id, l.id",
                     await program_id(db, program.program),
                 )
             )
@@ -522,6 +558,7 @@ class TestBlocks:
         ]
         assert one["imported"] == len(legacy["lots"]) - len(legacy["members"][::3])
         assert [tuple(row) for row in balances[1]] == [tuple(row) for row in balances[0]]
+        assert [tuple(row) for row in lot_orders[1]] == [tuple(row) for row in lot_orders[0]]
         for program in (api, other):
             await chain_program(db, program.program)
         await sound(db)
