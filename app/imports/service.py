@@ -1,20 +1,24 @@
 """Importing a legacy program: members, lots, past orders and tiers.
 
-One run reads every row first: each is validated (a row error names its row,
-field and stable code), the control totals are compared (a mismatch refuses the
-run before anything is written), and what is already in the ledger is found
-(rows are keyed by the program, the source, the kind and their own reference, so
-a file run again is `skipped`). A dry run stops there and says what would be
-written. Otherwise the valid rows are written in chunks, one transaction each
-(`--all-or-nothing`: none at all if any row is invalid). No rules, caps or
-per-member events run for imported rows; one `import.completed` event, written
-after the last chunk, summarises a run that wrote.
+Every row is validated (a row error names its row, field and stable code), the
+control totals are compared before anything is written (a mismatch refuses the
+run), and what is already in the ledger is found (rows are keyed by the program,
+the source, the kind and their own reference, so a file run again is
+`skipped`). A dry run stops there and says what would be written. Otherwise the
+valid rows are written in chunks, one transaction each (`--all-or-nothing`: none
+at all if any row is invalid). No rules, caps or per-member events run for
+imported rows; one `import.completed` event, written after the last chunk,
+summarises a run that wrote.
 
-Lots go in set-wise (ledger_import_lots(): thousands of entries a statement,
-checked set-wise where the role may set session_replication_role; bench/imports.py
-measures it), by WRITERS connections at once, each for its own members; each lot
-an `import` entry from the program's `migration` account that keeps its original
-dates, so FIFO and expiry treat it as earned then (docs/imports.md)."""
+Members, orders and tiers are checked whole, then written. Lots, the big kind,
+are read once for what needs the whole file (control totals, members, references
+imported before), then parsed and checked block by block (BLOCK) while the
+writers write the block before; they go in set-wise (ledger_import_lots():
+thousands of entries a statement, checked set-wise where the role may set
+session_replication_role; bench/imports.py measures it), by WRITERS connections
+at once, each for its own members; each lot an `import` entry from the program's
+`migration` account that keeps its original dates, so FIFO and expiry treat it
+as earned then (docs/imports.md)."""
 
 from __future__ import annotations
 
