@@ -266,7 +266,7 @@ async def run(
         if kind == "members":
             await _check_members(connection, program_id, plan, now)
         elif kind == "lots":
-            lots = await _lot_blocks(db, connection, program_id, source, plan)
+            lots = await _lot_blocks(connection, program_id, source, plan)
             checked: list[list[Any]] = []
             if options.dry_run or options.all_or_nothing:
                 # every row checked before anything is written (or nothing is)
@@ -584,7 +584,7 @@ def _storable(reference: str) -> bool:
     return True
 
 
-async def _lot_blocks(db: Database, connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
+async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan) -> _LotBlocks:
     """The rows of a lots file (plan.raw) put in blocks. A block holds every row
     of its members (by member id; (id // WRITERS) so each block's members spread
     over the writers, whose streams go by id % WRITERS), except that block 0,
@@ -611,24 +611,15 @@ async def _lot_blocks(db: Database, connection: Any, program_id: int, source: st
     # instead of probing the key index (a 1,000,000-lot run outlasted the
     # statement timeout). A concurrent run's keys are the writers' concern.
     known = [reference for reference in references if reference is not None and _storable(reference)]
-    # By WRITERS connections at once, each a share of the references: the lookups
-    # are PostgreSQL's work, and nothing else runs yet.
+    taken: set[str] = set()
     prefix = len(repository.row_key(source, ""))
-
-    async def look_up(share: list[str]) -> set[str]:
-        found: set[str] = set()
-        async with db.pool.acquire() as lookups:
-            for start in range(0, len(share), LOOKUP):
-                keys = await repository.taken_entry_keys(
-                    lookups,
-                    program_id,
-                    [repository.row_key(source, reference) for reference in share[start : start + LOOKUP]],
-                )
-                found.update(key[prefix:] for key in keys)
-        return found
-
-    shares = [known[start::WRITERS] for start in range(WRITERS)]
-    taken: set[str] = set().union(*await asyncio.gather(*(look_up(share) for share in shares if share)))
+    for start in range(0, len(known), LOOKUP):
+        keys = await repository.taken_entry_keys(
+            connection,
+            program_id,
+            [repository.row_key(source, reference) for reference in known[start : start + LOOKUP]],
+        )
+        taken.update(key[prefix:] for key in keys)
     counted = Counter(reference for reference in references if reference is not None)
     repeated = [reference is not None and counted[reference] > 1 for reference in references]
     involved = {name for name, twice in zip(names, repeated, strict=True) if twice}
