@@ -273,3 +273,27 @@ class TestImport:
             assert code == 2
             code, output = invoke(url, "verify")
             assert code == 0, output
+
+    def test_text_no_database_can_hold_is_a_row_error(self, tmp_path: Path) -> None:
+        """A JSON line may spell a lone surrogate (\\ud800), which no UTF-8 text
+        holds: the row is invalid, the others imported, and nothing fails."""
+        with scratch_database("import-text") as url:
+            base = ["--program", "default", "--source", "old", "--no-progress"]
+            members = tmp_path / "members.jsonl"
+            members.write_text(
+                '{"external_id": "t-1"}\n{"external_id": "t-2", "metadata": {"note": "\\ud800"}}\n'
+            )
+            code, output = invoke(url, "import", "members", str(members), *base)
+            assert code == 1, output
+            assert ('"imported": 1' in output, "row 2: metadata" in output) == (True, True), output
+            lots = tmp_path / "lots.jsonl"
+            lots.write_text(
+                '{"member": "t-1", "lot_ref": "a", "points": 10, "earned_at": "2025-01-01T00:00:00Z"}\n'
+                '{"member": "t-1", "lot_ref": "b\\udfff", "points": 10,'
+                ' "earned_at": "2025-01-01T00:00:00Z"}\n'
+            )
+            code, output = invoke(url, "import", "lots", str(lots), *base)
+            assert code == 1, output
+            assert ('"imported": 1' in output, "row 2: lot_ref" in output) == (True, True), output
+            code, output = invoke(url, "verify")
+            assert code == 0, output

@@ -569,9 +569,10 @@ def _stripped(value: Any) -> str | None:
 
 
 def _storable(reference: str) -> bool:
-    """A reference the ledger could hold, so worth looking up: as ShortText
-    allows (1 to 128 characters, no control characters) and valid UTF-8 (a lone
-    surrogate from a JSON escape is not). A NUL sent to PostgreSQL fails the
+    """A reference the ledger could hold, so worth looking up (the rows are not
+    parsed yet): as ShortText allows (1 to 128 characters, no control
+    characters) and valid UTF-8 (a lone surrogate from a JSON escape is not,
+    and the model refuses it). A NUL or a surrogate sent to PostgreSQL fails the
     whole statement."""
     if not _REFERENCE.fullmatch(reference):
         return False
@@ -651,9 +652,6 @@ def _check_lots(
             plan.fail(number, "lot_ref", "duplicate_ref", f"lot {row.lot_ref} is in the file twice")
             continue
         seen.add(row.lot_ref)
-        if not row.lot_ref.isascii() and not _storable(row.lot_ref):
-            plan.fail(number, "lot_ref", "invalid", "must be valid Unicode text")
-            continue
         member = _open_member(plan, number, row.member, lots.members, lots.closed)
         if member is None:
             continue
