@@ -64,12 +64,18 @@ Points = Annotated[
     ),
 ]
 
+# The patterns and the length of ids and labels, named for the code that reads
+# rows without pydantic (app/imports: quick_lot() and the import's lookups).
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$"
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ID_MAX_LENGTH = 128
+
 ExternalId = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$",
+        max_length=ID_MAX_LENGTH,
+        pattern=EXTERNAL_ID_PATTERN,
         description="the caller's own id for the member (letters, digits and . _ : @ + -)",
         examples=["cust-10042"],
     ),
@@ -90,11 +96,11 @@ def _nfc(value: str) -> str:
 
 
 # Free text stored in the ledger: no control characters (PostgreSQL text can't hold NUL).
-Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=500, pattern=NO_CONTROL_PATTERN)]
 # Ids and labels the caller chooses (order, refund and reference ids, SKUs,
 # categories, channels): no control characters, and in NFC.
 ShortText = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"), AfterValidator(_nfc)
+    str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=NO_CONTROL_PATTERN), AfterValidator(_nfc)
 ]
 
 

@@ -9,7 +9,17 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from app.fields import EARLIEST, LATEST, ExternalId, Instant, Metadata, Money, ShortText
+from app.fields import (
+    EARLIEST,
+    EXTERNAL_ID_PATTERN,
+    ID_MAX_LENGTH,
+    LATEST,
+    ExternalId,
+    Instant,
+    Metadata,
+    Money,
+    ShortText,
+)
 from app.orders.schemas import OrderLineIn
 
 ImportKind = Literal["members", "lots", "orders", "tiers"]
@@ -27,6 +37,10 @@ Source = Field(
     "so sending them again is a no-op",
     examples=["legacy-crm"],
 )
+
+
+# The most points one imported lot may hold (a double holds every whole number up to it).
+MAX_LOT_POINTS = 2**53
 
 
 class _Row(BaseModel):
@@ -48,7 +62,7 @@ class LotRow(_Row):
 
     member: ExternalId
     lot_ref: ShortText
-    points: int = Field(gt=0, le=2**53)
+    points: int = Field(gt=0, le=MAX_LOT_POINTS)
     earned_at: Instant
     expires_at: Instant | None = None
 
@@ -65,15 +79,18 @@ class Lot(NamedTuple):
 
 
 LOT_FIELDS = frozenset(LotRow.model_fields)
-_MAX_LOT_POINTS = 2**53
-# ExternalId's pattern and length
-MEMBER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
+_MEMBER_ID = re.compile(EXTERNAL_ID_PATTERN)
 _POINTS = re.compile(r"[1-9][0-9]{0,15}")
 # The common shape of an RFC 3339 instant: ASCII digits, at most microseconds, `Z`
 # or an offset of at most 14 hours (every real zone's).
 _INSTANT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"
 )
+
+
+def is_member_id(value: str) -> bool:
+    """Whether `value` is an ExternalId as pydantic reads one (its pattern and length)."""
+    return len(value) <= ID_MAX_LENGTH and _MEMBER_ID.fullmatch(value) is not None
 
 
 def _quick_instant(value: Any) -> datetime | None:
@@ -100,11 +117,11 @@ def quick_lot(raw: Any) -> Lot | None:
         if key not in LOT_FIELDS and value is not None and value != "":
             return None
     member, lot_ref, points = raw.get("member"), raw.get("lot_ref"), raw.get("points")
-    if type(member) is not str or not MEMBER_ID.fullmatch(member):
+    if type(member) is not str or not is_member_id(member):
         return None
     if (
         type(lot_ref) is not str
-        or not 0 < len(lot_ref) <= 128
+        or not 0 < len(lot_ref) <= ID_MAX_LENGTH
         or not lot_ref.isascii()
         or not lot_ref.isprintable()
         or lot_ref != lot_ref.strip()
@@ -112,7 +129,7 @@ def quick_lot(raw: Any) -> Lot | None:
         return None
     if type(points) is str and _POINTS.fullmatch(points):
         points = int(points)
-    if type(points) is not int or not 0 < points <= _MAX_LOT_POINTS:
+    if type(points) is not int or not 0 < points <= MAX_LOT_POINTS:
         return None
     earned_at = _quick_instant(raw.get("earned_at"))
     if earned_at is None:

@@ -38,9 +38,9 @@ from pydantic import ValidationError
 from app.context import RulesSource
 from app.db import Database
 from app.errors import AppError, FieldError
+from app.fields import ID_MAX_LENGTH, NO_CONTROL_PATTERN
 from app.imports import repository
 from app.imports.schemas import (
-    MEMBER_ID,
     ROW_MODELS,
     ImportKind,
     ImportSummary,
@@ -50,6 +50,7 @@ from app.imports.schemas import (
     OrderRow,
     RowError,
     TierRow,
+    is_member_id,
     quick_lot,
 )
 from app.outbox import emit
@@ -80,7 +81,7 @@ ROW_CHECKS = False
 # (filtered), at most this many times in all (the first try unfiltered).
 CHUNK_ATTEMPTS = 6
 # what a reference may be (ShortText: no control characters), to be looked up
-_REFERENCE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_NO_CONTROL = re.compile(NO_CONTROL_PATTERN)
 # journal_entry's unique (program_id, idempotency_key): an import lot's key taken
 ENTRY_KEY_INDEX = "uq_journal_entry_program_id_idempotency_key"
 
@@ -574,7 +575,7 @@ def _storable(reference: str) -> bool:
     characters) and valid UTF-8 (a lone surrogate from a JSON escape is not,
     and the model refuses it). A NUL or a surrogate sent to PostgreSQL fails the
     whole statement."""
-    if not _REFERENCE.fullmatch(reference):
+    if len(reference) > ID_MAX_LENGTH or not _NO_CONTROL.fullmatch(reference):
         return False
     if reference.isascii():
         return True
@@ -599,7 +600,7 @@ async def _lot_blocks(connection: Any, program_id: int, source: str, plan: _Plan
     for _, raw in rows:
         if type(raw) is dict or isinstance(raw, Mapping):
             name = _stripped(raw.get("member"))
-            names.append(name if name is not None and MEMBER_ID.fullmatch(name) else None)
+            names.append(name if name is not None and is_member_id(name) else None)
             references.append(_stripped(raw.get("lot_ref")))
         else:
             names.append(None)
