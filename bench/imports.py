@@ -10,9 +10,11 @@ did before its set-wise checks and writers (for ratios in one sitting).
 
 On one fresh database (`--database`, default points_ledger_bench_imports): the rules (silver and gold),
 members, then the lots, each kind timed; lots/s for the whole lots run (reading,
-checking and writing), the time reading (parsing every row and looking its member
-up) and the rest, and the CPU a lot cost this process and PostgreSQL's backends;
-then the chainer over every imported entry, and `verify`.
+checking and writing), the time reading (the totals, and the members and the
+references imported before looked up: all before the first block is checked) and
+the rest, and the CPU a lot cost this process and PostgreSQL's backends; then the
+chainer over every imported entry, and `verify`. First, what parsing a lot row
+costs through quick_lot() and through the LotRow model.
 
 The shared PostgreSQL on 5432 (or `BENCH_SERVER_URL`) by default. `--server tuned`
 starts a private one for the run instead (initdb and pg_ctl on a free port of
