@@ -19,7 +19,7 @@ costs through quick_lot() and through the LotRow model.
 The shared PostgreSQL on 5432 (or `BENCH_SERVER_URL`) by default. `--server tuned`
 starts a private one for the run instead (initdb and pg_ctl on a free port of
 127.0.0.1, removed after), configured as a server given this machine's memory would
-be: TUNED below (2 GB of shared buffers instead of Debian's 128 MB, checkpoints
+be: common.TUNED (2 GB of shared buffers instead of Debian's 128 MB, checkpoints
 every 8 GB of WAL instead of 1 GB; fsync and synchronous commit on, as on 5432).
 
     python3 -m bench.imports [--lots 1000000] [--members 100000] [--chunk 5000] [--writers 2]
@@ -49,10 +49,8 @@ from app.ledger.chain import chain_all
 from app.rulesets.cache import RulesCache
 from bench import common
 from bench.common import backends_cpu, cpu_seconds, database_url, fresh_database, settle, sound
-from tests.pgcluster import PrivateCluster
 
 NAME = "points_ledger_bench_imports"
-TUNED = {"fsync": "on", "shared_buffers": "2GB", "max_wal_size": "8GB", "max_connections": "100"}
 RULES = """
 {"currency": "EUR", "timezone": "UTC", "earn": {"base": {"points": 1, "per": "1"}},
  "tiers": [{"code": "silver", "name": "Silver", "rank": 1, "qualify": {"orders": 2}},
@@ -217,15 +215,8 @@ def on_server(server: str, run: Coroutine[Any, Any, None]) -> None:
     if server == "shared":
         asyncio.run(run)
         return
-    cluster = PrivateCluster(settings=TUNED)
-    try:
-        cluster.initdb()
-        cluster.start()
-        common.SERVER = cluster.url()
-        print(f"on a private PostgreSQL at 127.0.0.1:{cluster.port} with {TUNED}")
+    with common.private_server(common.TUNED):
         asyncio.run(run)
-    finally:
-        cluster.remove()
 
 
 if __name__ == "__main__":
