@@ -82,6 +82,10 @@ class Base(DeclarativeBase):
 # rolled back. Under READ COMMITTED with members locked in id order they should
 # not happen at all; the retry is a safety net, bounded so that a pathological
 # case surfaces as an error instead of a hang.
+# the most requests one group commit sends together, and how many groups of one
+# statement a process has in flight at once (more requests wait for the next group)
+GROUP_LIMIT = 16
+GROUPS_IN_FLIGHT = 2
 RETRYABLE_SQLSTATES = frozenset({SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED})
 ATTEMPTS = 4
 
@@ -267,6 +271,86 @@ REPLICA_RETRY_SECONDS = 2.0
 REPLICA_CONNECT_TIMEOUT_SECONDS = 2.0
 
 
+class GroupCommit:
+    """One statement sent for many concurrent requests at once: one round trip and
+    one transaction for all of them (group commit), each request its own row.
+
+    A request that finds fewer than `batches` groups in flight starts one at once
+    (alone, when the service is idle: no added wait); the others wait for the next
+    group, up to `limit` requests each. A group goes as one pipeline
+    (asyncpg's fetchmany: each request's Bind and Execute, one Sync), which
+    PostgreSQL runs as one implicit transaction: all of its requests commit
+    together, or none does. Its requests are sent in ascending `order` (the
+    member each one locks, for callers whose statements lock one member's row:
+    the lock is held until the group commits, and groups that lock members in
+    one order queue for each other instead of deadlocking).
+
+    If a group fails in any way (one request refused, a deadlock, the connection
+    lost), nothing of it committed, and each of its requests runs again alone, as
+    if there had been no group: each gets its own row or its own error, exactly
+    as without grouping. The statement must answer exactly one row."""
+
+    def __init__(self, database: Database, query: str, *, limit: int, batches: int) -> None:
+        self._database = database
+        self._query = query
+        self._limit = limit
+        self._batches = batches
+        self._waiting: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def fetchrow(self, args: tuple[Any, ...], order: str) -> asyncpg.Record:
+        future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._waiting.append((order, args, future))
+        if self._running < self._batches:
+            self._running += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # the group goes on if this request is cancelled: what it posted is kept for its key
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        group: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]] = []
+        try:
+            while self._waiting:
+                group = self._waiting[: self._limit]
+                del self._waiting[: self._limit]
+                await self._send(group)
+        finally:
+            self._running -= 1
+            for _, _, future in group:  # stopped mid-group (the process is stopping)
+                if not future.done():
+                    future.set_exception(ConnectionError("the group commit stopped before it answered"))
+
+    async def _send(self, group: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]]) -> None:
+        if len(group) > 1:
+            group.sort(key=lambda call: call[0])
+            try:
+                async with self._database.pool.acquire() as connection:
+                    rows = await connection.fetchmany(self._query, [args for _, args, _ in group])
+            except Exception:  # nothing of the group committed: each alone below
+                logger.debug("a group of %d failed; each runs alone", len(group), exc_info=True)
+            else:
+                if len(rows) != len(group):
+                    raise AssertionError(f"{len(rows)} rows for a group of {len(group)}")
+                for (_, _, future), row in zip(group, rows, strict=True):
+                    future.set_result(row)
+                return
+        await asyncio.gather(*(self._alone(args, future) for _, args, future in group))
+
+    async def _alone(self, args: tuple[Any, ...], future: asyncio.Future[asyncpg.Record]) -> None:
+        async def work(connection: Connection) -> asyncpg.Record:
+            row = await connection.fetchrow(self._query, *args)
+            assert row is not None
+            return row
+
+        try:
+            future.set_result(await self._database.call(work))
+        except Exception as exc:  # the request's own error, raised where it waits
+            future.set_exception(exc)
+
+
 class Database:
     def __init__(self, url: str, settings: Settings, *, read_url: str | None = None) -> None:
         self.url = url
@@ -294,6 +378,7 @@ class Database:
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._pool: asyncpg.Pool | None = None
+        self._groups: dict[str, GroupCommit] = {}
 
     async def connect(self) -> None:
         if self._pool is None:
@@ -414,6 +499,17 @@ class Database:
                     raise
             await _backoff(attempt)
         raise AssertionError("unreachable")
+
+    def grouped(self, query: str) -> GroupCommit | None:
+        """Group commit for `query` (LEDGER_GROUP_COMMIT), or None when it is off."""
+        if not self._settings.group_commit:
+            return None
+        group = self._groups.get(query)
+        if group is None:
+            group = self._groups[query] = GroupCommit(
+                self, query, limit=GROUP_LIMIT, batches=GROUPS_IN_FLIGHT
+            )
+        return group
 
     async def call(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """`work` on a pooled connection outside any explicit transaction (one

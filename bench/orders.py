@@ -27,6 +27,7 @@ change saved work.
     uv run python -m bench.orders               # needs wrk (apt-get install wrk); about 5 minutes
     uv run python -m bench.orders --quick       # about 2 minutes
     uv run python -m bench.orders --budget      # orders with and without a budgeted multiplier
+    uv run python -m bench.orders --group-commit  # awards also with LEDGER_GROUP_COMMIT on (`grouped`)
 
 Each server runs `--workers` uvicorn processes (default 2, as in the issue's
 measurement). The chainer and the webhook dispatcher do not run meanwhile
@@ -55,8 +56,10 @@ from app.db import asyncpg_dsn
 from bench import awards, common, pace
 
 DATABASE = "points_ledger_bench_orders"
-PORTS = {"bare": 8711, "service": 8712}
+PORTS = {"bare": 8711, "service": 8712, "grouped": 8713}
 TARGETS = ("bare", "awards", "orders")
+# --group-commit: awards also against a second service with LEDGER_GROUP_COMMIT on
+GROUPED_TARGETS = ("bare", "awards", "grouped", "orders")
 BUDGET_TARGETS = ("orders", "budgeted")
 # Larger than any run spends: the bench measures taking from a budget, not skipping a rule.
 BUDGET_POINTS = 10**12
@@ -185,13 +188,13 @@ def wrk_env(target: str, members: int, key: str, run: str) -> dict[str, str]:
     env = {"BENCH_MEMBERS": str(members), "BENCH_API_KEY": key, "BENCH_RUN": run, "BENCH_PAID_AT": paid_at()}
     if target == "bare":
         return {**env, **awards.BARE_PATHS}
-    if target == "awards":
+    if target in ("awards", "grouped"):
         return {**env, **awards.SERVICE_PATHS}
     return env
 
 
 def target_port(target: str) -> int:
-    return PORTS["bare"] if target == "bare" else PORTS["service"]
+    return PORTS[target] if target in ("bare", "grouped") else PORTS["service"]
 
 
 def script(target: str) -> str:
@@ -296,9 +299,14 @@ def main() -> None:
         action="store_true",
         help="compare orders without and with a budgeted multiplier (two programs), not bare/awards/orders",
     )
+    parser.add_argument(
+        "--group-commit",
+        action="store_true",
+        help="also awards against a second service with LEDGER_GROUP_COMMIT=true (target `grouped`)",
+    )
     args = parser.parse_args()
     DATABASE = args.database
-    PORTS.update(bare=args.port, service=args.port + 1)
+    PORTS.update(bare=args.port, service=args.port + 1, grouped=args.port + 2)
     if args.quick:
         args.seconds, args.rounds, args.paced_seconds = 5, 2, 8
     if shutil.which("wrk") is None:
@@ -316,10 +324,15 @@ def main() -> None:
     processes = [awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers)]
     try:
         processes.append(awards.start("app.asgi:app", PORTS["service"], service_env, args.workers))
+        if args.group_commit:
+            grouped_env = {**service_env, "LEDGER_GROUP_COMMIT": "true"}
+            processes.append(awards.start("app.asgi:app", PORTS["grouped"], grouped_env, args.workers))
     except BaseException:
-        awards.stop(processes[0])  # not left running, holding its port, for the next run to meet
+        for process in processes:  # not left running, holding its port, for the next run to meet
+            awards.stop(process)
         raise
-    targets = BUDGET_TARGETS if args.budget else TARGETS
+    targets = BUDGET_TARGETS if args.budget else GROUPED_TARGETS if args.group_commit else TARGETS
+    server_of = {"bare": 0, "grouped": 2}
     rounds: list[awards.Round] = []
     cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in targets}  # ms/request
     paced: dict[str, pace.Paced] = {}
@@ -338,7 +351,7 @@ def main() -> None:
             for target in order:
                 common.settle(DATABASE)
                 env = wrk_env(target, args.members, keys[target], next(run_ids))
-                server = processes[0 if target == "bare" else 1].pid
+                server = processes[server_of.get(target, 1)].pid
                 wrk_round, service_ms, database_ms = cpu_round(
                     target, target_port(target), env, args.seconds, args.connections, server, DATABASE
                 )
@@ -352,7 +365,7 @@ def main() -> None:
             return
         bare_max = statistics.median(r.requests_per_second for r in rounds if r.target == "bare")
         rate = bare_max / 2
-        for target in TARGETS:
+        for target in targets:
             common.settle(DATABASE)
             make = paced_requests(target, args.members, checkout)
             paced[target] = asyncio.run(
@@ -368,12 +381,15 @@ def main() -> None:
         f"\n{args.members} members, {args.connections} connections, {args.workers} workers per server, "
         f"{args.rounds} rounds of {args.seconds}s, chainer {args.background}"
     )
-    medians = awards.report(rounds, list(TARGETS))
+    medians = awards.report(rounds, list(targets))
     print(f"ratio orders/awards: {medians['orders'] / medians['awards']:.2f}")
     print(f"ratio awards/bare:   {medians['awards'] / medians['bare']:.2f}")
     print(f"ratio orders/bare:   {medians['orders'] / medians['bare']:.2f}")
+    if "grouped" in medians:
+        print(f"ratio grouped/awards: {medians['grouped'] / medians['awards']:.2f}")
+        print(f"ratio grouped/bare:   {medians['grouped'] / medians['bare']:.2f}")
     print("\nCPU per request, ms (medians of the rounds): the serving processes, PostgreSQL's backends")
-    for target in TARGETS:
+    for target in targets:
         service_ms = statistics.median([server for server, _ in cpu[target]])
         database_ms = statistics.median([database for _, database in cpu[target]])
         print(f"{target:8s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")

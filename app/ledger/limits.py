@@ -196,12 +196,14 @@ async def post_within_limits(
     kind: EntryKind,
     legs: list[Leg],
     now: datetime,
+    *,
+    grouped: bool = False,
     **fields: Any,
 ) -> StoredResponse:
     """Post one entry (as `posting.post` does) after counting `charges`, in one
-    transaction; with no charges, `posting.post` itself."""
+    transaction; with no charges, `posting.post` itself (`grouped`: see there)."""
     if not charges:
-        return await posting.post(context, request, kind, legs, now, **fields)
+        return await posting.post(context, request, kind, legs, now, grouped=grouped, **fields)
     assert rules is not None, "charges come from rules"
 
     async def work(connection: Connection) -> StoredResponse:

@@ -115,21 +115,35 @@ def _new_entry(
 
 
 async def post(
-    context: AppContext, request: KeyedRequest, kind: EntryKind, legs: list[Leg], now: datetime, **fields: Any
+    context: AppContext,
+    request: KeyedRequest,
+    kind: EntryKind,
+    legs: list[Leg],
+    now: datetime,
+    *,
+    grouped: bool = False,
+    **fields: Any,
 ) -> StoredResponse:
+    """Post one entry in autocommit. `grouped`: for an entry on one member, with
+    others at once when group commit is on (Database.grouped)."""
     entry = _new_entry(request, kind, legs, now, fields)
 
     async def work(connection: Connection) -> Posted:
-        try:
-            return await repository.post(connection, entry)
-        except asyncpg.PostgresError as exc:
-            problem = as_app_error(exc)
-            if problem is None:
-                raise
-            raise problem from exc
+        return await repository.post(connection, entry)
 
-    # One statement in autocommit: ledger_post() is atomic on its own.
-    posted = await context.db.call(work)
+    group = context.db.grouped(repository.POST) if grouped else None
+    try:
+        if group is None:
+            # One statement in autocommit: ledger_post() is atomic on its own.
+            posted = await context.db.call(work)
+        else:
+            (member,) = {leg.member for leg in legs if leg.member is not None}
+            posted = repository.posted(await group.fetchrow(repository.post_args(entry), member))
+    except asyncpg.PostgresError as exc:
+        problem = as_app_error(exc)
+        if problem is None:
+            raise
+        raise problem from exc
     if posted.replayed:
         return replay(request, posted)
     ENTRIES.labels(kind).inc()

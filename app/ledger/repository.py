@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -129,9 +130,9 @@ UPDATE pending_credit c SET remaining = 0, activated_at = $3, activation_entry_i
 """
 
 
-async def post(connection: Connection, entry: NewEntry, *, response_body: bytes | None = None) -> Posted:
-    row = await connection.fetchrow(
-        POST,
+def post_args(entry: NewEntry, response_body: bytes | None = None) -> tuple[Any, ...]:
+    """POST's parameters for `entry`."""
+    return (
         entry.id,
         entry.program_id,
         entry.kind,
@@ -157,8 +158,17 @@ async def post(connection: Connection, entry: NewEntry, *, response_body: bytes 
         None if entry.partner_line is None else json.dumps(entry.partner_line.to_json()),
         entry.member_check,
     )
-    assert row is not None
+
+
+def posted(row: asyncpg.Record) -> Posted:
+    """POST's answer."""
     return Posted(row["replayed"], row["request_fingerprint"], row["status_code"], row["response_body"])
+
+
+async def post(connection: Connection, entry: NewEntry, *, response_body: bytes | None = None) -> Posted:
+    row = await connection.fetchrow(POST, *post_args(entry, response_body))
+    assert row is not None
+    return posted(row)
 
 
 async def keep_response(

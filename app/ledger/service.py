@@ -72,6 +72,8 @@ async def award(context: AppContext, request: KeyedRequest, member: str, body: A
         rules_version=plan.rules_version,
         pending_until=plan.pending_until,
         metadata=body.metadata,
+        # one member's earn: with others at once when group commit is on
+        grouped=True,
     )
 
 

@@ -1,0 +1,96 @@
+"""Group commit (LEDGER_GROUP_COMMIT): concurrent awards written together, one
+transaction for a group, and each request still answered as if it were alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from tests.members.test_status import set_status
+from tests.support import Api, MovableClock, entries_with_key, new_program
+
+
+@pytest.fixture
+async def grouped(migrated_database: str, settings: Settings, clock: MovableClock) -> AsyncIterator[Api]:
+    """A program served by an app with group commit on (a small pool, so that
+    concurrent requests queue for the groups in flight)."""
+    application = create_app(
+        settings.model_copy(update={"group_commit": True, "db_pool_size": 4}),
+        database_url=migrated_database,
+        clock=clock,
+    )
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ledger.test") as http:
+            yield await new_program(http)
+
+
+async def program_id(db: asyncpg.Connection, api: Api) -> int:
+    found = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
+    assert found is not None
+    return int(found)
+
+
+async def awards_per_transaction(db: asyncpg.Connection, api: Api) -> list[int]:
+    """How many award entries each transaction wrote, largest first."""
+    rows = await db.fetch(
+        "SELECT count(*) AS n FROM journal_entry WHERE program_id = $1 AND kind = 'award' "
+        "GROUP BY txid ORDER BY n DESC",
+        await program_id(db, api),
+    )
+    return [int(row["n"]) for row in rows]
+
+
+class TestGroupCommit:
+    async def test_concurrent_awards_commit_in_groups_and_each_is_answered(
+        self, grouped: Api, db: asyncpg.Connection
+    ) -> None:
+        members = [await grouped.enrol() for _ in range(12)]
+        responses = await asyncio.gather(*(grouped.award(m, n + 1) for n in range(4) for m in members))
+        assert [r.status_code for r in responses] == [201] * 48
+        # each answer is its own request's entry
+        amounts = [next(p["points"] for p in r.json()["postings"] if p["member"]) for r in responses]
+        assert amounts == [n + 1 for n in range(4) for _ in members]
+        assert len({r.json()["id"] for r in responses}) == 48
+        assert [await grouped.available(m) for m in members] == [10] * 12
+        grouping = await awards_per_transaction(db, grouped)
+        assert sum(grouping) == 48
+        assert grouping[0] > 1, "no two awards shared a transaction: nothing was grouped"
+
+    async def test_one_key_sent_at_once_writes_one_entry(self, grouped: Api, db: asyncpg.Connection) -> None:
+        member = await grouped.enrol()
+        body = {"points": 25, "reason": "checkout retry storm"}
+        responses = await asyncio.gather(
+            *(grouped.post(f"/v1/members/{member}/awards", body, idempotency_key="storm") for _ in range(12))
+        )
+        assert {r.status_code for r in responses} == {201}
+        assert len({r.content for r in responses}) == 1
+        assert sum(1 for r in responses if r.headers.get("Idempotent-Replayed") == "true") == 11
+        assert await grouped.available(member) == 25
+        assert await entries_with_key(db, grouped.program, "storm") == 1
+
+    async def test_a_refused_award_gets_its_own_error_and_the_rest_are_written(
+        self, grouped: Api, db: asyncpg.Connection
+    ) -> None:
+        members = [await grouped.enrol() for _ in range(10)]
+        suspended = await grouped.enrol()
+        assert (await set_status(grouped, suspended, "suspended")).status_code == 201
+        calls = [grouped.award(m, 7) for m in members]
+        calls[3:3] = [grouped.award("nobody-at-all", 7)]
+        calls[8:8] = [grouped.award(suspended, 7)]
+        responses = await asyncio.gather(*calls)
+        codes = [r.status_code for r in responses]
+        assert codes == [201] * 3 + [404] + [201] * 4 + [409] + [201] * 3
+        # nothing of a group that failed was kept: each award ran again alone, first time
+        assert not [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
+        assert responses[3].json()["code"] == "member_not_found"
+        assert responses[8].json()["code"] == "member_not_eligible"
+        assert [await grouped.available(m) for m in members] == [7] * 10
+        assert await grouped.available(suspended) == 0
+        assert sum(await awards_per_transaction(db, grouped)) == 10
