@@ -416,9 +416,9 @@ class NewOrder:
     budget_charges: list[dict[str, Any]] | None = None
 
 
-async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
-    row = await connection.fetchrow(
-        POST_ORDER,
+def post_order_args(order: NewOrder) -> tuple[Any, ...]:
+    """POST_ORDER's parameters for `order`."""
+    return (
         order.entry_id,
         order.program_id,
         order.member_id,
@@ -451,6 +451,10 @@ async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
         None if order.partner_line is None else json.dumps(order.partner_line.to_json()),
         None if order.budget_charges is None else json.dumps(order.budget_charges),
     )
+
+
+async def post_order(connection: Connection, order: NewOrder) -> asyncpg.Record:
+    row = await connection.fetchrow(POST_ORDER, *post_order_args(order))
     assert row is not None
     return row
 

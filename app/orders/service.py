@@ -403,8 +403,27 @@ async def place(
     known = _Known.of(context, program_id, body, now)
     # budgeted rules their budget could not cover: the order is computed without them
     skip: dict[RuleRef, str] = {}
+    # group commit (LEDGER_GROUP_COMMIT) for the orders that lock one member's rows only
+    group = context.db.grouped(repository.POST_ORDER) if partner is None else None
 
-    async def attempt(connection: Connection, *, lock: bool = False) -> StoredResponse | None:
+    def refusal(exc: asyncpg.PostgresError, rules: RulesDocument, order: NewOrder) -> Exception:
+        """What a refused post means: a budget short of a rule, a problem, or the error itself."""
+        short = _budget_short(exc, rules, order.budget_charges)
+        if short is not None:
+            return short
+        problem = as_app_error(exc)
+        return exc if problem is None else problem
+
+    def answer(row: asyncpg.Record, order: NewOrder) -> StoredResponse | None:
+        if row["outcome"] == "posted":
+            return StoredResponse(201, order.response_body)
+        if row["outcome"] == "exists":
+            return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
+        return None  # stale: the member changed since the facts were read
+
+    async def attempt(
+        connection: Connection, *, lock: bool = False
+    ) -> StoredResponse | tuple[NewOrder, RulesDocument] | None:
         facts, rules = await _facts(
             context, connection, program_id, body, lock=lock, partner=partner, now=now, known=known
         )
@@ -441,16 +460,15 @@ async def place(
         referral = uses_referrals(rules) and facts.referred_by_member_id is not None
         if referral and not connection.is_in_transaction():
             return None
+        if group is not None and not order.budget_charges and not connection.is_in_transaction():
+            return order, rules  # posted with others at once, this connection back in the pool
         try:
             row = await repository.post_order(connection, order)
         except asyncpg.PostgresError as exc:
-            short = _budget_short(exc, rules, order.budget_charges)
-            if short is not None:
-                raise short from exc
-            problem = as_app_error(exc)
-            if problem is None:
+            error = refusal(exc, rules, order)
+            if error is exc:
                 raise
-            raise problem from exc
+            raise error from exc
         if row["outcome"] == "posted":
             if referral:
                 await tiers.apply_referrer_upgrade(
@@ -463,14 +481,24 @@ async def place(
                     now=now,
                     entry_id=entry_id if earning.points else None,
                 )
-            return StoredResponse(201, order.response_body)
-        if row["outcome"] == "exists":
-            return _replay_order(request, body, row["request_fingerprint"], row["response_body"])
-        return None  # stale: the member changed since the facts were read
+        return answer(row, order)
+
+    async def grouped(order: NewOrder, rules: RulesDocument) -> StoredResponse | None:
+        assert group is not None
+        try:
+            row = await group.fetchrow(repository.post_order_args(order), body.member)
+        except asyncpg.PostgresError as exc:
+            error = refusal(exc, rules, order)
+            if error is exc:
+                raise
+            raise error from exc
+        return answer(row, order)
 
     async def locked_attempt(connection: Connection) -> StoredResponse | None:
         async with connection.transaction():
-            return await attempt(connection, lock=True)
+            outcome = await attempt(connection, lock=True)
+        assert not isinstance(outcome, tuple), "a locked attempt posts on its own connection"
+        return outcome
 
     # Optimistic first: no transaction, no lock held across the computation. If the
     # member changed between the read and the post (another of their requests landed
@@ -479,7 +507,8 @@ async def place(
     # compute again without that rule (each round leaves one more out, so this ends).
     while True:
         try:
-            outcome = await context.db.call(attempt)
+            first = await context.db.call(attempt)
+            outcome = await grouped(*first) if isinstance(first, tuple) else first
             if outcome is None:
                 outcome = await context.db.call(locked_attempt)
             break

@@ -94,3 +94,24 @@ class TestGroupCommit:
         assert [await grouped.available(m) for m in members] == [7] * 10
         assert await grouped.available(suspended) == 0
         assert sum(await awards_per_transaction(db, grouped)) == 10
+
+    async def test_concurrent_orders_commit_in_groups_and_each_is_answered(
+        self, grouped: Api, db: asyncpg.Connection
+    ) -> None:
+        members = [await grouped.enrol() for _ in range(8)]
+        # three orders a member at once: within a group, a member's second order finds
+        # the balance moved since its facts were read, and is posted again under its lock
+        calls = [grouped.order(m, f"{10 * (n + 1)}.00") for n in range(3) for m in members]
+        calls[5:5] = [grouped.order("nobody-at-all", "10.00")]
+        responses = await asyncio.gather(*calls)
+        codes = [r.status_code for r in responses]
+        assert codes == [201] * 5 + [404] + [201] * 19, [r.text for r in responses if r.status_code != 201]
+        assert responses[5].json()["code"] == "member_not_found"
+        assert not [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
+        assert [await grouped.available(m) for m in members] == [60] * 8
+        rows = await db.fetch(
+            "SELECT count(*) AS n FROM journal_entry WHERE program_id = $1 AND kind = 'earn' GROUP BY txid",
+            await program_id(db, grouped),
+        )
+        assert sum(row["n"] for row in rows) == 24
+        assert max(row["n"] for row in rows) > 1, "no two orders shared a transaction: nothing was grouped"
