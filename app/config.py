@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     group_commit: bool = Field(
-        default=False,
-        description="awards arriving while others are being written go to PostgreSQL together, one "
-        "round trip and one transaction for the group (each request still gets its own answer or "
-        "error: a group that fails runs each request alone)",
+        default=True,
+        description="awards and orders arriving while others are being written go to PostgreSQL "
+        "together, one round trip and one transaction for the group (each request still gets its own "
+        "answer or error: a group that fails runs each request alone); false: each alone",
     )
     db_statement_timeout_ms: int = Field(
         default=15_000,

@@ -27,7 +27,7 @@ change saved work.
     uv run python -m bench.orders               # needs wrk (apt-get install wrk); about 5 minutes
     uv run python -m bench.orders --quick       # about 2 minutes
     uv run python -m bench.orders --budget      # orders with and without a budgeted multiplier
-    uv run python -m bench.orders --group-commit  # awards also with LEDGER_GROUP_COMMIT on (`grouped`)
+    uv run python -m bench.orders --group-commit  # awards and orders with group commit off and on
 
 Each server runs `--workers` uvicorn processes (default 2, as in the issue's
 measurement). The chainer and the webhook dispatcher do not run meanwhile
@@ -58,8 +58,9 @@ from bench import awards, common, pace
 DATABASE = "points_ledger_bench_orders"
 PORTS = {"bare": 8711, "service": 8712, "grouped": 8713}
 TARGETS = ("bare", "awards", "orders")
-# --group-commit: awards also against a second service with LEDGER_GROUP_COMMIT on
-GROUPED_TARGETS = ("bare", "awards", "grouped", "orders")
+# --group-commit: awards and orders against a service with LEDGER_GROUP_COMMIT=false
+# (`awards`, `orders`) and a second one with it true (`awards-gc`, `orders-gc`)
+GROUPED_TARGETS = ("bare", "awards", "awards-gc", "orders", "orders-gc")
 BUDGET_TARGETS = ("orders", "budgeted")
 # Larger than any run spends: the bench measures taking from a budget, not skipping a rule.
 BUDGET_POINTS = 10**12
@@ -188,17 +189,19 @@ def wrk_env(target: str, members: int, key: str, run: str) -> dict[str, str]:
     env = {"BENCH_MEMBERS": str(members), "BENCH_API_KEY": key, "BENCH_RUN": run, "BENCH_PAID_AT": paid_at()}
     if target == "bare":
         return {**env, **awards.BARE_PATHS}
-    if target in ("awards", "grouped"):
+    if target in ("awards", "awards-gc"):
         return {**env, **awards.SERVICE_PATHS}
     return env
 
 
 def target_port(target: str) -> int:
-    return PORTS[target] if target in ("bare", "grouped") else PORTS["service"]
+    if target == "bare":
+        return PORTS["bare"]
+    return PORTS["grouped"] if target.endswith("-gc") else PORTS["service"]
 
 
 def script(target: str) -> str:
-    return "orders.lua" if target in ("orders", "budgeted") else "awards.lua"
+    return "orders.lua" if target.startswith(("orders", "budgeted")) else "awards.lua"
 
 
 def paced_requests(target: str, members: int, key: str) -> Any:
@@ -216,7 +219,7 @@ def paced_requests(target: str, members: int, key: str) -> Any:
             "Authorization": f"Bearer {key}",
             "Idempotency-Key": f"pace-{run}-{number}",
         }
-        if target == "orders":
+        if target.startswith("orders"):
             shoes, shirt = random.randint(20, 180), random.randint(5, 40)
             body: dict[str, Any] = {
                 "order_id": f"pace-{run}-{number}",
@@ -302,7 +305,8 @@ def main() -> None:
     parser.add_argument(
         "--group-commit",
         action="store_true",
-        help="also awards against a second service with LEDGER_GROUP_COMMIT=true (target `grouped`)",
+        help="also awards and orders against a second service with group commit on "
+        "(targets awards-gc, orders-gc)",
     )
     args = parser.parse_args()
     DATABASE = args.database
@@ -320,6 +324,8 @@ def main() -> None:
         "LEDGER_DB_POOL_SIZE": pool,
         "LEDGER_SERVE_BACKGROUND": "true" if args.background == "serve" else "false",
     }
+    if args.group_commit:
+        service_env["LEDGER_GROUP_COMMIT"] = "false"
     bare_env = {"BENCH_DSN": asyncpg_dsn(common.database_url(DATABASE)), "BENCH_POOL": pool}
     processes = [awards.start("bench.bare_app:app", PORTS["bare"], bare_env, args.workers)]
     try:
@@ -332,7 +338,7 @@ def main() -> None:
             awards.stop(process)
         raise
     targets = BUDGET_TARGETS if args.budget else GROUPED_TARGETS if args.group_commit else TARGETS
-    server_of = {"bare": 0, "grouped": 2}
+    server_of = {"bare": 0, "awards-gc": 2, "orders-gc": 2}
     rounds: list[awards.Round] = []
     cpu: dict[str, list[tuple[float, float]]] = {target: [] for target in targets}  # ms/request
     paced: dict[str, pace.Paced] = {}
@@ -358,7 +364,7 @@ def main() -> None:
                 rounds.append(wrk_round)
                 cpu[target].append((service_ms, database_ms))
                 print(
-                    f"round {number + 1} {target:7s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True
+                    f"round {number + 1} {target:9s} {rounds[-1].requests_per_second:8.0f} req/s", flush=True
                 )
         if args.budget:
             budget_report(args, rounds, cpu)
@@ -371,7 +377,7 @@ def main() -> None:
             paced[target] = asyncio.run(
                 pace.run(target_port(target), rate, args.paced_seconds, args.connections, make)
             )
-            print(f"paced {target:7s} at {rate:.0f} req/s done", flush=True)
+            print(f"paced {target:9s} at {rate:.0f} req/s done", flush=True)
             time.sleep(1)
     finally:
         for process in processes:
@@ -381,24 +387,28 @@ def main() -> None:
         f"\n{args.members} members, {args.connections} connections, {args.workers} workers per server, "
         f"{args.rounds} rounds of {args.seconds}s, chainer {args.background}"
     )
-    medians = awards.report(rounds, list(targets))
+    medians = awards.report(rounds, list(targets), width=9)
     print(f"ratio orders/awards: {medians['orders'] / medians['awards']:.2f}")
     print(f"ratio awards/bare:   {medians['awards'] / medians['bare']:.2f}")
     print(f"ratio orders/bare:   {medians['orders'] / medians['bare']:.2f}")
-    if "grouped" in medians:
-        print(f"ratio grouped/awards: {medians['grouped'] / medians['awards']:.2f}")
-        print(f"ratio grouped/bare:   {medians['grouped'] / medians['bare']:.2f}")
+    if "awards-gc" in medians:
+        print("with group commit (awards-gc, orders-gc):")
+        print(f"ratio orders/awards: {medians['orders-gc'] / medians['awards-gc']:.2f}")
+        print(f"ratio awards/bare:   {medians['awards-gc'] / medians['bare']:.2f}")
+        print(f"ratio orders/bare:   {medians['orders-gc'] / medians['bare']:.2f}")
+        print(f"awards-gc/awards {medians['awards-gc'] / medians['awards']:.2f}, ", end="")
+        print(f"orders-gc/orders {medians['orders-gc'] / medians['orders']:.2f}")
     print("\nCPU per request, ms (medians of the rounds): the serving processes, PostgreSQL's backends")
     for target in targets:
         service_ms = statistics.median([server for server, _ in cpu[target]])
         database_ms = statistics.median([database for _, database in cpu[target]])
-        print(f"{target:8s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")
+        print(f"{target:9s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")
     print(f"\nconstant rate {rate:.0f} req/s (half the bare median) for {args.paced_seconds}s each:")
-    print(f"{'target':8s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
+    print(f"{'target':9s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
     for target, result in paced.items():
         latencies = result.latencies_ms
         print(
-            f"{target:8s} {result.achieved:7.0f} {common.percentile(latencies, 0.5):8.2f} "
+            f"{target:9s} {result.achieved:7.0f} {common.percentile(latencies, 0.5):8.2f} "
             f"{common.percentile(latencies, 0.99):8.2f} {max(latencies, default=float('nan')):8.2f} "
             f"{result.errors:7d}"
         )

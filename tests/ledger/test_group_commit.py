@@ -16,19 +16,32 @@ from tests.members.test_status import set_status
 from tests.support import Api, MovableClock, entries_with_key, new_program
 
 
-@pytest.fixture
-async def grouped(migrated_database: str, settings: Settings, clock: MovableClock) -> AsyncIterator[Api]:
-    """A program served by an app with group commit on (a small pool, so that
-    concurrent requests queue for the groups in flight)."""
+async def serving(
+    database: str, settings: Settings, clock: MovableClock, *, group_commit: bool
+) -> AsyncIterator[Api]:
+    """A program served by an app with group commit on or off (a small pool, so
+    that concurrent requests queue for the groups in flight)."""
     application = create_app(
-        settings.model_copy(update={"group_commit": True, "db_pool_size": 4}),
-        database_url=migrated_database,
+        settings.model_copy(update={"group_commit": group_commit, "db_pool_size": 4}),
+        database_url=database,
         clock=clock,
     )
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger.test") as http:
             yield await new_program(http)
+
+
+@pytest.fixture
+async def grouped(migrated_database: str, settings: Settings, clock: MovableClock) -> AsyncIterator[Api]:
+    async for api in serving(migrated_database, settings, clock, group_commit=True):
+        yield api
+
+
+@pytest.fixture
+async def alone(migrated_database: str, settings: Settings, clock: MovableClock) -> AsyncIterator[Api]:
+    async for api in serving(migrated_database, settings, clock, group_commit=False):
+        yield api
 
 
 async def program_id(db: asyncpg.Connection, api: Api) -> int:
@@ -115,3 +128,12 @@ class TestGroupCommit:
         )
         assert sum(row["n"] for row in rows) == 24
         assert max(row["n"] for row in rows) > 1, "no two orders shared a transaction: nothing was grouped"
+
+
+async def test_with_group_commit_off_each_award_is_its_own_transaction(
+    alone: Api, db: asyncpg.Connection
+) -> None:
+    members = [await alone.enrol() for _ in range(6)]
+    responses = await asyncio.gather(*(alone.award(m, 5) for m in members for _ in range(4)))
+    assert [r.status_code for r in responses] == [201] * 24
+    assert await awards_per_transaction(db, alone) == [1] * 24
