@@ -11,6 +11,7 @@ Two ways in, over one database:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -82,12 +83,17 @@ class Base(DeclarativeBase):
 # rolled back. Under READ COMMITTED with members locked in id order they should
 # not happen at all; the retry is a safety net, bounded so that a pathological
 # case surfaces as an error instead of a hang.
-# the most requests one group commit sends together, and how many groups of one
-# statement a process has in flight at once (more requests wait for the next group)
-GROUP_LIMIT = 16
-GROUPS_IN_FLIGHT = 2
 RETRYABLE_SQLSTATES = frozenset({SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED})
 ATTEMPTS = 4
+
+# Group commit: the most requests one group sends together, and how many groups of
+# one statement a process has in flight at once (more requests wait for the next).
+GROUP_LIMIT = 16
+GROUPS_IN_FLIGHT = 2
+# A group's transaction: how long it may wait for a row lock another transaction
+# holds before it gives up and its requests run alone (each then waits for its own
+# member only, instead of the whole group waiting for one).
+BEGIN_GROUP = "BEGIN; SET LOCAL lock_timeout = '250ms'"
 
 
 def postgres_error_of(exc: BaseException) -> asyncpg.PostgresError | None:
@@ -271,47 +277,69 @@ REPLICA_RETRY_SECONDS = 2.0
 REPLICA_CONNECT_TIMEOUT_SECONDS = 2.0
 
 
+_Call: TypeAlias = tuple[int, Any, tuple[Any, ...], "asyncio.Future[asyncpg.Record]"]
+
+
+def _consume(future: asyncio.Future[asyncpg.Record]) -> None:
+    """Mark the outcome of a request whose caller left as seen (no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()
+
+
 class GroupCommit:
-    """One statement sent for many concurrent requests at once: one round trip and
-    one transaction for all of them (group commit), each request its own row.
+    """One statement sent for many concurrent requests at once: one transaction and
+    a few round trips for all of them (group commit), each request its own row.
 
     A request that finds fewer than `batches` groups in flight starts one at once
     (alone, when the service is idle: no added wait); the others wait for the next
-    group, up to `limit` requests each. A group goes as one pipeline
-    (asyncpg's fetchmany: each request's Bind and Execute, one Sync), which
-    PostgreSQL runs as one implicit transaction: all of its requests commit
-    together, or none does. Its requests are sent in ascending `order` (the
-    member each one locks, for callers whose statements lock one member's row:
-    the lock is held until the group commits, and groups that lock members in
-    one order queue for each other instead of deadlocking).
+    group, up to `limit` requests each. A group is one transaction: BEGIN (with a
+    short lock_timeout, BEGIN_GROUP), `lock` (the members' balance rows, taken in
+    ascending member id, the order every writer of the ledger takes them in, so a
+    group never deadlocks with another group, a transfer or a job), then every
+    request's statement in one pipeline (asyncpg's fetchmany), then COMMIT.
 
-    If a group fails in any way (one request refused, a deadlock, the connection
-    lost), nothing of it committed, and each of its requests runs again alone, as
-    if there had been no group: each gets its own row or its own error, exactly
-    as without grouping. The statement must answer exactly one row."""
+    If anything fails before COMMIT answers (a request refused, a lock not had in
+    time, the connection lost), the group is rolled back and each of its requests
+    runs again alone, as if there had been no group: each gets its own row or its
+    own error, exactly as without grouping. (A connection lost while COMMIT was
+    under way may have committed the group: a request run again alone then finds
+    its key taken and answers the first response, as a replay.) The statement must
+    answer exactly one row; `lock` takes two arrays, each request's program id and
+    its `key` (the member, as `lock` names it)."""
 
-    def __init__(self, database: Database, query: str, *, limit: int, batches: int) -> None:
+    def __init__(self, database: Database, query: str, lock: str, *, limit: int, batches: int) -> None:
         self._database = database
         self._query = query
+        self._lock = lock
         self._limit = limit
         self._batches = batches
-        self._waiting: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]] = []
+        self._waiting: list[_Call] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # how groups of more than one request ended: committed together, or run alone
+        self.committed = 0
+        self.failed = 0
 
-    async def fetchrow(self, args: tuple[Any, ...], order: str) -> asyncpg.Record:
+    async def fetchrow(self, args: tuple[Any, ...], program_id: int, key: Any) -> asyncpg.Record:
         future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
-        self._waiting.append((order, args, future))
-        if self._running < self._batches:
+        self._waiting.append((program_id, key, args, future))
+        self._start()
+        try:
+            # the group goes on if this request is cancelled: what it posts is kept for its key
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_consume)
+            raise
+
+    def _start(self) -> None:
+        if self._waiting and self._running < self._batches:
             self._running += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        # the group goes on if this request is cancelled: what it posted is kept for its key
-        return await asyncio.shield(future)
 
     async def _drain(self) -> None:
-        group: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]] = []
+        group: list[_Call] = []
         try:
             while self._waiting:
                 group = self._waiting[: self._limit]
@@ -319,25 +347,41 @@ class GroupCommit:
                 await self._send(group)
         finally:
             self._running -= 1
-            for _, _, future in group:  # stopped mid-group (the process is stopping)
+            for *_, future in group:  # cancelled mid-group (the process is stopping)
                 if not future.done():
                     future.set_exception(ConnectionError("the group commit stopped before it answered"))
 
-    async def _send(self, group: list[tuple[str, tuple[Any, ...], asyncio.Future[asyncpg.Record]]]) -> None:
+    async def _send(self, group: list[_Call]) -> None:
         if len(group) > 1:
-            group.sort(key=lambda call: call[0])
+            rows: list[asyncpg.Record] | None = None
             try:
                 async with self._database.pool.acquire() as connection:
-                    rows = await connection.fetchmany(self._query, [args for _, args, _ in group])
+                    rows = await self._together(connection, group)
             except Exception:  # nothing of the group committed: each alone below
                 logger.debug("a group of %d failed; each runs alone", len(group), exc_info=True)
-            else:
-                if len(rows) != len(group):
-                    raise AssertionError(f"{len(rows)} rows for a group of {len(group)}")
-                for (_, _, future), row in zip(group, rows, strict=True):
-                    future.set_result(row)
+            if rows is not None:
+                self.committed += 1
+                for (*_, future), row in zip(group, rows, strict=True):
+                    if not future.done():
+                        future.set_result(row)
                 return
-        await asyncio.gather(*(self._alone(args, future) for _, args, future in group))
+            self.failed += 1
+        await asyncio.gather(*(self._alone(args, future) for _, _, args, future in group))
+
+    async def _together(self, connection: Connection, group: list[_Call]) -> list[asyncpg.Record]:
+        await connection.execute(BEGIN_GROUP)
+        try:
+            await connection.execute(self._lock, [call[0] for call in group], [call[1] for call in group])
+            rows = await connection.fetchmany(self._query, [call[2] for call in group])
+            if len(rows) != len(group):
+                raise RuntimeError(f"{len(rows)} rows for a group of {len(group)}")
+            await connection.execute("COMMIT")
+        except BaseException:
+            if not connection.is_closed():
+                with contextlib.suppress(Exception):
+                    await connection.execute("ROLLBACK")
+            raise
+        return rows
 
     async def _alone(self, args: tuple[Any, ...], future: asyncio.Future[asyncpg.Record]) -> None:
         async def work(connection: Connection) -> asyncpg.Record:
@@ -346,9 +390,13 @@ class GroupCommit:
             return row
 
         try:
-            future.set_result(await self._database.call(work))
+            row = await self._database.call(work)
         except Exception as exc:  # the request's own error, raised where it waits
-            future.set_exception(exc)
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(row)
 
 
 class Database:
@@ -500,14 +548,15 @@ class Database:
             await _backoff(attempt)
         raise AssertionError("unreachable")
 
-    def grouped(self, query: str) -> GroupCommit | None:
-        """Group commit for `query` (LEDGER_GROUP_COMMIT), or None when it is off."""
+    def grouped(self, query: str, lock: str) -> GroupCommit | None:
+        """Group commit for `query`, its members locked by `lock` (GroupCommit), or
+        None when LEDGER_GROUP_COMMIT is off."""
         if not self._settings.group_commit:
             return None
         group = self._groups.get(query)
         if group is None:
             group = self._groups[query] = GroupCommit(
-                self, query, limit=GROUP_LIMIT, batches=GROUPS_IN_FLIGHT
+                self, query, lock, limit=GROUP_LIMIT, batches=GROUPS_IN_FLIGHT
             )
         return group
 

@@ -131,14 +131,19 @@ async def post(
     async def work(connection: Connection) -> Posted:
         return await repository.post(connection, entry)
 
-    group = context.db.grouped(repository.POST) if grouped else None
+    members = {leg.member for leg in legs if leg.member is not None}
+    group = (
+        context.db.grouped(repository.POST, repository.LOCK_MEMBERS)
+        if grouped and len(members) == 1
+        else None
+    )
     try:
         if group is None:
             # One statement in autocommit: ledger_post() is atomic on its own.
             posted = await context.db.call(work)
         else:
-            (member,) = {leg.member for leg in legs if leg.member is not None}
-            posted = repository.posted(await group.fetchrow(repository.post_args(entry), member))
+            row = await group.fetchrow(repository.post_args(entry), entry.program_id, members.pop())
+            posted = repository.posted(row)
     except asyncpg.PostgresError as exc:
         problem = as_app_error(exc)
         if problem is None:

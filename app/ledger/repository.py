@@ -26,6 +26,18 @@ SELECT replayed, request_fingerprint, status_code, response_body
                    p_partners => $22, p_partner_line => $23::jsonb, p_member_check => $24)
 """
 
+# A group of awards' members (Database.grouped): their balance rows, in ascending
+# member id as ledger_post() locks them; $1 each award's program, $2 its member.
+LOCK_MEMBERS = """
+SELECT count(*) FROM (
+    SELECT 1 FROM member_balance b
+      JOIN member m ON m.program_id = b.program_id AND m.id = b.member_id
+      JOIN unnest($1::bigint[], $2::text[]) AS k(program_id, external_id)
+        ON m.program_id = k.program_id AND m.external_id = k.external_id
+     ORDER BY b.member_id
+       FOR UPDATE OF b) AS locked
+"""
+
 KEEP_RESPONSE = """
 INSERT INTO idempotency_record (program_id, key, request_fingerprint, status_code, response_body, created_at)
 VALUES ($1, $2, $3, 201, $4, $5)

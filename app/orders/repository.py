@@ -416,6 +416,18 @@ class NewOrder:
     budget_charges: list[dict[str, Any]] | None = None
 
 
+# A group of orders' members (Database.grouped): their balance rows, in ascending
+# member id as every writer locks them; $1 each order's program, $2 its member's id.
+LOCK_MEMBERS = """
+SELECT count(*) FROM (
+    SELECT 1 FROM member_balance b
+      JOIN unnest($1::bigint[], $2::bigint[]) AS k(program_id, member_id)
+        ON b.program_id = k.program_id AND b.member_id = k.member_id
+     ORDER BY b.member_id
+       FOR UPDATE OF b) AS locked
+"""
+
+
 def post_order_args(order: NewOrder) -> tuple[Any, ...]:
     """POST_ORDER's parameters for `order`."""
     return (

@@ -404,7 +404,7 @@ async def place(
     # budgeted rules their budget could not cover: the order is computed without them
     skip: dict[RuleRef, str] = {}
     # group commit (LEDGER_GROUP_COMMIT) for the orders that lock one member's rows only
-    group = context.db.grouped(repository.POST_ORDER) if partner is None else None
+    group = context.db.grouped(repository.POST_ORDER, repository.LOCK_MEMBERS) if partner is None else None
 
     def refusal(exc: asyncpg.PostgresError, rules: RulesDocument, order: NewOrder) -> Exception:
         """What a refused post means: a budget short of a rule, a problem, or the error itself."""
@@ -486,7 +486,7 @@ async def place(
     async def grouped(order: NewOrder, rules: RulesDocument) -> StoredResponse | None:
         assert group is not None
         try:
-            row = await group.fetchrow(repository.post_order_args(order), body.member)
+            row = await group.fetchrow(repository.post_order_args(order), order.program_id, order.member_id)
         except asyncpg.PostgresError as exc:
             error = refusal(exc, rules, order)
             if error is exc:

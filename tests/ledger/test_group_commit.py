@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from app.config import Settings
+from app.db import Database, GroupCommit
+from app.ledger import repository
 from app.main import create_app
 from tests.members.test_status import set_status
 from tests.support import Api, MovableClock, entries_with_key, new_program
@@ -29,7 +31,9 @@ async def serving(
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger.test") as http:
-            yield await new_program(http)
+            api = await new_program(http)
+            DATABASES[api.program] = application.state.context.db
+            yield api
 
 
 @pytest.fixture
@@ -42,6 +46,16 @@ async def grouped(migrated_database: str, settings: Settings, clock: MovableCloc
 async def alone(migrated_database: str, settings: Settings, clock: MovableClock) -> AsyncIterator[Api]:
     async for api in serving(migrated_database, settings, clock, group_commit=False):
         yield api
+
+
+# each test program's Database, to read its groups' outcomes
+DATABASES: dict[str, Database] = {}
+
+
+def awards_group(api: Api) -> GroupCommit:
+    group = DATABASES[api.program].grouped(repository.POST, repository.LOCK_MEMBERS)
+    assert group is not None
+    return group
 
 
 async def program_id(db: asyncpg.Connection, api: Api) -> int:
@@ -74,6 +88,7 @@ class TestGroupCommit:
         assert [await grouped.available(m) for m in members] == [10] * 12
         grouping = await awards_per_transaction(db, grouped)
         assert sum(grouping) == 48
+        assert awards_group(grouped).failed == 0
         assert grouping[0] > 1, "no two awards shared a transaction: nothing was grouped"
 
     async def test_one_key_sent_at_once_writes_one_entry(self, grouped: Api, db: asyncpg.Connection) -> None:
@@ -102,11 +117,37 @@ class TestGroupCommit:
         assert codes == [201] * 3 + [404] + [201] * 4 + [409] + [201] * 3
         # nothing of a group that failed was kept: each award ran again alone, first time
         assert not [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
+        assert awards_group(grouped).failed >= 1, "the refused awards were never in a group"
         assert responses[3].json()["code"] == "member_not_found"
         assert responses[8].json()["code"] == "member_not_eligible"
         assert [await grouped.available(m) for m in members] == [7] * 10
         assert await grouped.available(suspended) == 0
         assert sum(await awards_per_transaction(db, grouped)) == 10
+
+    async def test_a_member_locked_elsewhere_holds_up_its_own_award_only(
+        self, grouped: Api, db: asyncpg.Connection
+    ) -> None:
+        members = [await grouped.enrol() for _ in range(11)]
+        busy = members[5]
+        transaction = db.transaction()
+        await transaction.start()
+        try:
+            # another transaction holds one member's balance row (a job's batch, a transfer)
+            await db.execute(
+                "SELECT 1 FROM member_balance b JOIN member m ON m.program_id = b.program_id"
+                " AND m.id = b.member_id WHERE m.external_id = $1 FOR UPDATE OF b",
+                busy,
+            )
+            tasks = [(m, asyncio.create_task(grouped.award(m, 3))) for _ in range(2) for m in members]
+            others = [task for m, task in tasks if m != busy]
+            _, pending = await asyncio.wait(others, timeout=10)
+            assert not pending, "awards to other members waited for the locked one"
+            assert [task.result().status_code for task in others] == [201] * 20
+            assert not any(task.done() for m, task in tasks if m == busy)
+        finally:
+            await transaction.rollback()
+        assert [(await task).status_code for m, task in tasks if m == busy] == [201, 201]
+        assert [await grouped.available(m) for m in members] == [6] * 11
 
     async def test_concurrent_orders_commit_in_groups_and_each_is_answered(
         self, grouped: Api, db: asyncpg.Connection
