@@ -149,6 +149,23 @@ class TestGroupCommit:
         assert [(await task).status_code for m, task in tasks if m == busy] == [201, 201]
         assert [await grouped.available(m) for m in members] == [6] * 11
 
+    async def test_an_award_alone_waits_for_its_member_as_long_as_it_takes(
+        self, grouped: Api, db: asyncpg.Connection
+    ) -> None:
+        member = await grouped.enrol()
+        async with db.transaction():
+            await db.execute(
+                "SELECT 1 FROM member_balance b JOIN member m ON m.program_id = b.program_id"
+                " AND m.id = b.member_id WHERE m.external_id = $1 FOR UPDATE OF b",
+                member,
+            )
+            waiting = asyncio.create_task(grouped.award(member, 4))
+            await asyncio.sleep(1)  # well past the group's lock timeout
+            assert not waiting.done()
+        response = await waiting
+        assert response.status_code == 201, response.text
+        assert await grouped.available(member) == 4
+
     async def test_concurrent_orders_commit_in_groups_and_each_is_answered(
         self, grouped: Api, db: asyncpg.Connection
     ) -> None:
