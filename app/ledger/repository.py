@@ -71,19 +71,34 @@ MEMBER_ID = "SELECT id FROM member WHERE program_id = $1 AND external_id = $2"
 
 # Each entry puts at most four postings on one member (available, pending, held,
 # debt), and they are contiguous in id order: the member's balance row lock is
-# held while they are written. So a page of n entries is within 4n+1 postings.
+# held while they are written. So a page of n entries is within 4n+1 postings
+# ($4), read from the member's index alone; only the postings of its first $5
+# entries (n, and one more to tell whether a page follows) are then joined to
+# their entries, chain links and accounts. Joining all 4n+1 probed the journal and
+# the chain up to four times per entry shown, and those probes, each to a page of
+# its own in tables that grow with the ledger, were most of a page's time
+# (bench/growth.py, docs/performance.md "Reads as the ledger grows").
 STATEMENT = """
+WITH recent AS MATERIALIZED (
+    SELECT p.id, p.entry_id, p.account_id, p.amount, p.available_after, p.pending_after, p.held_after
+      FROM posting p
+     WHERE p.program_id = $1 AND p.member_id = $2 AND p.id < $3
+     ORDER BY p.id DESC
+     LIMIT $4
+), shown AS MATERIALIZED (
+    SELECT r.* FROM recent r
+     WHERE r.entry_id IN (SELECT g.entry_id FROM recent g
+                           GROUP BY g.entry_id ORDER BY max(g.id) DESC LIMIT $5)
+)
 SELECT p.id AS posting_id, p.entry_id, a.kind AS account, p.amount,
        p.available_after, p.pending_after, p.held_after,
        e.kind, e.occurred_at, e.recorded_at, e.reason, e.order_id, e.reverses_entry_id,
        e.rules_version, e.metadata, e.explanation, c.sequence, c.hash
-  FROM posting p
-  JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
-  JOIN journal_entry e ON e.program_id = p.program_id AND e.id = p.entry_id
-  LEFT JOIN entry_chain c ON c.program_id = e.program_id AND c.entry_id = e.id
- WHERE p.program_id = $1 AND p.member_id = $2 AND p.id < $3
+  FROM shown p
+  JOIN account a ON a.program_id = $1 AND a.id = p.account_id
+  JOIN journal_entry e ON e.program_id = $1 AND e.id = p.entry_id
+  LEFT JOIN entry_chain c ON c.program_id = $1 AND c.entry_id = p.entry_id
  ORDER BY p.id DESC
- LIMIT $4
 """
 
 BALANCE_NOW = """
@@ -207,9 +222,13 @@ async def member_id(connection: Connection, program_id: int, external_id: str) -
 
 
 async def statement_postings(
-    connection: Connection, program_id: int, member_id: int, *, before_posting_id: int, limit: int
+    connection: Connection, program_id: int, member_id: int, *, before_posting_id: int, entries: int
 ) -> list[asyncpg.Record]:
-    return await connection.fetch(STATEMENT, program_id, member_id, before_posting_id, limit)
+    """The member's postings before `before_posting_id`, newest first, of its next
+    `entries` entries (the last one possibly cut short), each with its entry."""
+    return await connection.fetch(
+        STATEMENT, program_id, member_id, before_posting_id, 4 * entries + 1, entries
+    )
 
 
 async def balance_now(connection: Connection, program_id: int, external_id: str) -> asyncpg.Record | None:

@@ -265,8 +265,9 @@ async def statement(
         member_id = await internal_member_id(connection, principal.program_id, member)
         list_id = f"statement:{member_id}"
         (before,) = [2**63 - 1] if cursor is None else context.cursors.read(list_id, cursor)
+        # one entry more than the page: whether another page follows
         rows = await repository.statement_postings(
-            connection, principal.program_id, member_id, before_posting_id=before, limit=4 * limit + 1
+            connection, principal.program_id, member_id, before_posting_id=before, entries=limit + 1
         )
         return list_id, rows
 

@@ -50,6 +50,29 @@ class TestListMemberEntries:
         assert seen == list(range(11, 0, -1))
         assert pages == 3
 
+    async def test_pages_of_entries_with_several_postings_each_show_every_entry_once(self, api: Api) -> None:
+        # a hold moves points from available to held: two postings on the member
+        member = await api.enrol()
+        expected: list[tuple[int, int]] = []
+        for n in range(1, 8):
+            assert (await api.award(member, 10 * n)).status_code == 201
+            expected.append((10 * n, 0))
+            held = await api.post(f"/v1/members/{member}/holds", {"points": n})
+            assert held.status_code == 201, held.text
+            expected.append((-n, n))
+        for limit in (1, 2, 3, 5):
+            seen: list[tuple[int, int]] = []
+            cursor = None
+            while True:
+                params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+                page = (await api.get(f"/v1/members/{member}/entries", **params)).json()
+                assert len(page["items"]) <= limit
+                seen += [(item["points"], item["held_points"]) for item in page["items"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert seen == expected[::-1], limit
+
     async def test_exact_page_has_no_next_cursor(self, api: Api) -> None:
         member = await api.enrol()
         for _ in range(3):
@@ -136,5 +159,5 @@ class TestTheStatementReadsTheIndexAlone:
             # the planner the index alone, and look at how it reads it.
             await db.execute("SET LOCAL enable_seqscan = off")
             await db.execute("SET LOCAL enable_bitmapscan = off")
-            explained = await db.fetchval(f"EXPLAIN (FORMAT JSON) {STATEMENT}", 1, 1, 2**63 - 1, 21)
+            explained = await db.fetchval(f"EXPLAIN (FORMAT JSON) {STATEMENT}", 1, 1, 2**63 - 1, 21, 6)
         assert ("Index Only Scan", "ix_posting_member_id_id") in _scans(json.loads(explained)[0]["Plan"])
