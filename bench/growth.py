@@ -4,6 +4,7 @@ postings and on one of 10,000,000, side by side.
     uv run python -m bench.growth                       # 22-36 minutes here; 11 GB of disk
     uv run python -m bench.growth --postings 1000000    # a quicker look
     uv run python -m bench.growth --server tuned        # on a private server sized for the machine
+    uv run python -m bench.growth --server tuned --prewarm   # ... with the reads' tables in its buffers
 
 Two fresh databases, points_ledger_bench_growth_small (--small postings) and
 points_ledger_bench_growth_large (--postings), each bulk-loaded by build() below
@@ -621,6 +622,42 @@ async def _connect(database: str) -> asyncpg.Connection:
     return await asyncpg.connect(asyncpg_dsn(common.database_url(database)))
 
 
+# --prewarm: what the measured reads read, loaded into shared buffers before they
+# are measured, as a server that has been serving them a while holds them (about 4
+# GB on the large ledger: it fits a quarter of this machine's memory, not 128 MB).
+PREWARM = (
+    "journal_entry",
+    "pk_journal_entry",
+    "entry_chain",
+    "pk_entry_chain",
+    "ix_posting_member_id_id",
+    "ix_point_lot_member_fifo",
+    "event_log",
+    "pk_event_log",
+    "uq_event_log_program_id_sequence",
+)
+# and these tables whole, with every index
+PREWARM_WHOLE = ("member", "member_balance", "account")
+
+
+async def prewarm(ledger: Ledger) -> float:
+    """Load PREWARM and PREWARM_WHOLE into shared buffers (pg_prewarm); MiB loaded."""
+    connection = await _connect(ledger.database)
+    try:
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        indexes = await connection.fetch(
+            "SELECT i.indexrelid::regclass::text AS name FROM pg_index i"
+            " WHERE i.indrelid::regclass::text = ANY($1)",
+            list(PREWARM_WHOLE),
+        )
+        blocks = 0
+        for name in [*PREWARM, *PREWARM_WHOLE, *(row["name"] for row in indexes)]:
+            blocks += await connection.fetchval("SELECT pg_prewarm($1::regclass)", name)
+    finally:
+        await connection.close()
+    return blocks * 8192 / 2**20
+
+
 async def _verify(ledger: Ledger) -> None:
     began = time.monotonic()
     ledger.sound = await common.sound(ledger.database)
@@ -772,6 +809,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="measure the databases a --keep run left")
     parser.add_argument("--no-verify-after", dest="verify_after", action="store_false")
     parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="load what the reads read into shared buffers first (PREWARM; pg_prewarm), on both ledgers",
+    )
+    parser.add_argument(
         "--server",
         choices=("shared", "tuned"),
         default="shared",
@@ -804,6 +846,9 @@ def run(args: argparse.Namespace) -> None:
         asyncio.run(prepare(ledger, postings, args))
     if not all(ledger.sound for ledger in ledgers) and not args.reuse:
         raise SystemExit("a bulk-loaded ledger is unsound: nothing measured (databases kept)")
+    if args.prewarm:
+        for ledger in ledgers:
+            print(f"  {ledger.label}: {asyncio.run(prewarm(ledger)):,.0f} MiB prewarmed into shared buffers")
     processes = [start("app.asgi:app", ledger.port, service_env(ledger.database)) for ledger in ledgers]
     try:
         for ledger in ledgers:
