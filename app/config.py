@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     group_commit: bool = Field(
         default=True,
         description="awards and orders arriving while others are being written go to PostgreSQL "
-        "together, one round trip and one transaction for the group (each request still gets its own "
-        "answer or error: a group that fails runs each request alone); false: each alone",
+        "together, one transaction for the group (each request still gets its own answer or error: "
+        "a group that fails runs each request alone); false: each alone",
     )
     db_statement_timeout_ms: int = Field(
         default=15_000,

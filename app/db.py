@@ -321,8 +321,7 @@ class GroupCommit:
         self._waiting: list[_Call] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        # how groups of more than one request ended: committed together, or run alone
-        self.committed = 0
+        # groups of more than one request that failed and ran each request alone
         self.failed = 0
 
     async def fetchrow(self, args: tuple[Any, ...], program_id: int, key: Any) -> asyncpg.Record:
@@ -366,7 +365,6 @@ class GroupCommit:
             except Exception:  # nothing of the group committed: each alone below
                 logger.debug("a group of %d failed; each runs alone", len(group), exc_info=True)
             if rows is not None:
-                self.committed += 1
                 for (*_, future), row in zip(group, rows, strict=True):
                     if not future.done():
                         future.set_result(row)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -406,13 +406,19 @@ async def place(
     # group commit (LEDGER_GROUP_COMMIT) for the orders that lock one member's rows only
     group = context.db.grouped(repository.POST_ORDER, repository.LOCK_MEMBERS) if partner is None else None
 
-    def refusal(exc: asyncpg.PostgresError, rules: RulesDocument, order: NewOrder) -> Exception:
-        """What a refused post means: a budget short of a rule, a problem, or the error itself."""
-        short = _budget_short(exc, rules, order.budget_charges)
-        if short is not None:
-            return short
-        problem = as_app_error(exc)
-        return exc if problem is None else problem
+    async def post(send: Awaitable[asyncpg.Record], rules: RulesDocument, order: NewOrder) -> asyncpg.Record:
+        """The post's row; a refusal raised as what it means: a budget short of a rule,
+        a problem, or the database's error itself."""
+        try:
+            return await send
+        except asyncpg.PostgresError as exc:
+            short = _budget_short(exc, rules, order.budget_charges)
+            if short is not None:
+                raise short from exc
+            problem = as_app_error(exc)
+            if problem is None:
+                raise
+            raise problem from exc
 
     def answer(row: asyncpg.Record, order: NewOrder) -> StoredResponse | None:
         if row["outcome"] == "posted":
@@ -462,13 +468,7 @@ async def place(
             return None
         if group is not None and not order.budget_charges and not connection.is_in_transaction():
             return order, rules  # posted with others at once, this connection back in the pool
-        try:
-            row = await repository.post_order(connection, order)
-        except asyncpg.PostgresError as exc:
-            error = refusal(exc, rules, order)
-            if error is exc:
-                raise
-            raise error from exc
+        row = await post(repository.post_order(connection, order), rules, order)
         if row["outcome"] == "posted":
             if referral:
                 await tiers.apply_referrer_upgrade(
@@ -485,14 +485,8 @@ async def place(
 
     async def grouped(order: NewOrder, rules: RulesDocument) -> StoredResponse | None:
         assert group is not None
-        try:
-            row = await group.fetchrow(repository.post_order_args(order), order.program_id, order.member_id)
-        except asyncpg.PostgresError as exc:
-            error = refusal(exc, rules, order)
-            if error is exc:
-                raise
-            raise error from exc
-        return answer(row, order)
+        send = group.fetchrow(repository.post_order_args(order), order.program_id, order.member_id)
+        return answer(await post(send, rules, order), order)
 
     async def locked_attempt(connection: Connection) -> StoredResponse | None:
         async with connection.transaction():
