@@ -4,7 +4,7 @@ HTTP, and the summary (the same from the CLI and over HTTP)."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -21,6 +21,7 @@ from app.fields import (
     ShortText,
 )
 from app.orders.schemas import OrderLineIn
+from app.rules.document import CalendarDate, StrictBool
 
 ImportKind = Literal["members", "lots", "orders", "tiers"]
 IMPORT_KINDS: tuple[ImportKind, ...] = ("members", "lots", "orders", "tiers")
@@ -52,7 +53,7 @@ class MemberRow(_Row):
 
     external_id: ExternalId
     enrolled_at: Instant | None = None
-    birthday: date | None = None
+    birthday: CalendarDate | None = None
     metadata: Metadata | None = None
     referred_by: ExternalId | None = None
 
@@ -203,10 +204,10 @@ class ImportIn(BaseModel):
         "channel?`; tiers `member, tier, since, term_ends_at?`; at most 10,000 a call",
         examples=[[{"member": "cust-10042", "lot_ref": "L-778812", "points": 1200}]],
     )
-    dry_run: bool = Field(
+    dry_run: StrictBool = Field(
         default=False, description="validate every row and report what would be written; write nothing"
     )
-    all_or_nothing: bool = Field(
+    all_or_nothing: StrictBool = Field(
         default=False, description="import nothing when any row is invalid (default: the valid rows)"
     )
     expect_rows: int | None = Field(
@@ -238,7 +239,7 @@ class RowError(BaseModel):
 class ImportSummary(BaseModel):
     kind: ImportKind = Field(description="what was imported", examples=["lots"])
     source: str = Field(description="the legacy system the rows came from", examples=["legacy-crm"])
-    dry_run: bool = Field(
+    dry_run: StrictBool = Field(
         description="true: nothing was written; the counts say what would be", examples=[False]
     )
     rows: int = Field(description="rows read", examples=[1000])

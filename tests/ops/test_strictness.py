@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support import Api, entries_with_key
+from tests.support import Api, entries_with_key, unique
 
 EARN = {"earn": {"base": {"points": 1, "per": "1.00"}}}
 SHOES_X3 = {
@@ -80,6 +80,30 @@ class TestBooleans:
             assert response.status_code == 201, response.text
         else:
             assert (response.status_code, response.json()["code"]) == (422, "invalid_rules"), response.text
+
+    @pytest.mark.parametrize("option", ["dry_run", "all_or_nothing"])
+    @pytest.mark.parametrize("value", [0, 1, "true", "off"])
+    async def test_import_options_are_json_booleans(self, api: Api, option: str, value: Any) -> None:
+        rows = [{"external_id": unique("imp")}]
+        body = {"source": "legacy-crm", "rows": rows, option: value}
+        invalid(await api.post("/v1/imports/members", body, idempotency_key=None), option)
+        assert (await api.get(f"/v1/members/{rows[0]['external_id']}")).status_code == 404
+
+
+class TestImportedDates:
+    async def test_an_imported_birthday_is_a_date_string_not_a_unix_time(self, api: Api) -> None:
+        numeric, written = unique("imp"), unique("imp")
+        rows = [
+            {"external_id": numeric, "birthday": 86400},
+            {"external_id": written, "birthday": "1990-04-17"},
+        ]
+        response = await api.post(
+            "/v1/imports/members", {"source": "legacy-crm", "rows": rows}, idempotency_key=None
+        )
+        assert response.status_code == 200, response.text
+        assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(1, "birthday")]
+        assert (await api.get(f"/v1/members/{numeric}")).status_code == 404
+        assert (await api.get(f"/v1/members/{written}")).json()["birthday"] == "1990-04-17"
 
 
 class TestMoney:
