@@ -2,10 +2,12 @@
 
 1. authentication and authorization (401, 403), before anything about the request
    is read or validated: a caller without a key learns nothing else;
-2. the body: one that is not JSON by its Content-Type is 415
-   `unsupported_media_type`; a JSON body is parsed strictly (RFC 8259: no NaN or
-   Infinity, no number a double can't hold, no key twice in one object), else
-   400 `malformed_json`. Its size was already bounded (413, BodyLimit).
+2. the body, on routes that take one (the others never read what was sent): one
+   whose Content-Length is over the limit is 413 `payload_too_large` unread (a
+   chunked one as soon as it passes the limit, BodyLimit); one that is not JSON by
+   its Content-Type is 415 `unsupported_media_type`; a JSON body is parsed
+   strictly (RFC 8259: no NaN or Infinity, no number a double can't hold, no key
+   twice in one object), else 400 `malformed_json`.
 
 Then the dependencies every endpoint shares (the context, the caller, the
 Idempotency-Key) are resolved by the route itself, in the order the endpoint
@@ -35,7 +37,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.context import authorize, required_scope
-from app.errors import AppError, MalformedJson, render
+from app.errors import AppError, MalformedJson
 
 # application/json, and any +json type (application/merge-patch+json, ...), with
 # parameters (charset) allowed.
@@ -50,10 +52,17 @@ class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "The body is larger than the service accepts"
 
 
+# Where BodyLimit leaves the limit, in the ASGI scope, for the route to check a
+# declared Content-Length against once it has authorized the request.
+_BODY_LIMIT = "ledger.body_limit"
+
+
 class BodyLimit:
-    """Refuses a body over `limit` bytes with 413 `payload_too_large` before it is
-    read in full: at once when Content-Length says so, otherwise as soon as the
-    bytes received pass the limit (a chunked body)."""
+    """Bounds request bodies at `limit` bytes: 413 `payload_too_large` before a body
+    is read in full. A route that takes a body refuses one whose Content-Length is
+    over the limit once the caller is authorized, without reading it (ApiRoute);
+    a chunked body is refused as soon as the bytes read pass the limit. A route
+    that takes no body never reads one, so it never answers 413."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -63,11 +72,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(f"the body may be at most {self.limit} bytes")
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await render(too_large)(scope, receive, send)
-            return
+        scope[_BODY_LIMIT] = self.limit
         received = 0
 
         async def limited() -> Message:
@@ -76,10 +81,21 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise too_large  # rendered by the error handlers, wherever the body is read
+                    raise _too_large(self.limit)  # rendered by the error handlers, wherever the body is read
             return message
 
         await self.app(scope, limited, send)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body may be at most {limit} bytes")
+
+
+def _declared_too_large(request: Request) -> None:
+    limit: int | None = request.scope.get(_BODY_LIMIT)
+    declared = request.headers.get("content-length", "")
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -166,8 +182,8 @@ def _resolved_by_route(dependant: Dependant) -> tuple[Dependant, tuple[tuple[str
 
 
 class ApiRoute(APIRoute):
-    """Every API route: authorization first, then a strict JSON body, then the
-    shared dependencies (see above)."""
+    """Every API route: authorization first, then a strict JSON body (read only by
+    routes that take one), then the shared dependencies (see above)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         # FastAPI builds an included route's handler from an effective copy of the
@@ -184,12 +200,19 @@ class ApiRoute(APIRoute):
         finally:
             route.dependant = full
         scope = required_scope(full)
+        # A body parameter, or a body the endpoint reads itself and documents in
+        # openapi_extra (a rules document).
+        takes_body = bool(full.body_params) or "requestBody" in (self.openapi_extra or {})
 
         async def handle(request: Request) -> Response:
             if scope is not None:
                 await authorize(request, scope)
             request = JsonRequest(request.scope, request.receive)
-            body = await request.body()
+            if not takes_body:  # whatever was sent is not read: it cannot be an error
+                body = b""
+            else:
+                _declared_too_large(request)
+                body = await request.body()
             if body:
                 content_type = request.headers.get("content-type", "")
                 if not _JSON_MEDIA_TYPE.match(content_type):

@@ -3,6 +3,8 @@ Each answer is a problem document with a stable code, and nothing is written."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import httpx
 import pytest
@@ -116,6 +118,47 @@ class TestBodySize:
         body = f'{{"points": 5, "reason": "x", "metadata": {{"pad": "{padding}"}}}}'.encode()
         response = await raw_post(api, f"/v1/members/{member}/awards", body)
         assert problem(response) == (413, "payload_too_large")
+
+    async def test_a_chunked_body_over_the_limit_is_413(self, api: Api) -> None:
+        member = await api.enrol()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"points": 5, "reason": "x", "metadata": {"pad": "'
+            for _ in range(3):
+                yield b"x" * (1024 * 1024)
+            yield b'"}}'
+
+        headers = {**api.headers(idempotency_key="chunked"), "Content-Type": "application/json"}
+        response = await api.client.post(f"/v1/members/{member}/awards", content=chunks(), headers=headers)
+        assert problem(response) == (413, "payload_too_large")
+        assert (await api.get(f"/v1/members/{member}/balance")).json()["available"] == 0
+
+    async def test_a_body_over_the_limit_without_a_key_is_401(self, api: Api) -> None:
+        member = await api.enrol()
+        body = b'{"points": 5, "reason": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        response = await api.client.post(
+            f"/v1/members/{member}/awards", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert problem(response)[0] == 401
+
+
+class TestRoutesWithoutABody:
+    """A route that takes no body never reads one: whatever is sent is not an error."""
+
+    @pytest.mark.parametrize(
+        ("content", "content_type"),
+        [(b"{", "application/json"), (b"activate!", "text/plain"), (b"x" * (2 * 1024 * 1024), "text/plain")],
+        ids=["broken-json", "text", "over-the-limit"],
+    )
+    async def test_a_body_sent_anyway_is_ignored(self, api: Api, content: bytes, content_type: str) -> None:
+        version = (await api.post("/v1/rules", {"earn": {"base": {"points": 1, "per": "1.00"}}})).json()[
+            "version"
+        ]
+        headers = {**api.headers(idempotency_key=None), "Content-Type": content_type}
+        activated = await api.client.post(f"/v1/rules/{version}/activate", content=content, headers=headers)
+        assert activated.status_code == 200, activated.text
+        listed = await api.client.request("GET", "/v1/rules", content=content, headers=headers)
+        assert listed.status_code == 200, listed.text
 
 
 class TestPaths:
