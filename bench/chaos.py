@@ -166,7 +166,16 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(cluster.restart, "immediate")
                 tally.restarts += 1
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*clients), timeout=120)
+        try:
+            await asyncio.wait_for(asyncio.gather(*clients), timeout=120)
+        except TimeoutError:
+            log = (cluster.root / "service.log").read_text(errors="replace").splitlines()
+            print(
+                f"operations still unanswered 120 s after the last fault; responses so far: "
+                f"{dict(sorted(tally.statuses.items()))}, no answer: {tally.no_answer}"
+            )
+            print("the service's last log lines:", *log[-40:], sep="\n  ")
+            return 1
         elapsed = time.monotonic() - started
 
         connection = await asyncpg.connect(asyncpg_dsn(url))
