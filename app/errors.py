@@ -154,6 +154,18 @@ def problem_response(
     )
 
 
+def internal_error(method: str, path: str, exc: BaseException) -> Response:
+    """A 500 `internal_error`, the error logged with its traceback (and, while the
+    request's id is current, with the id: MetricsMiddleware answers with this)."""
+    logger.exception("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem_response(
+        status=500,
+        code="internal_error",
+        title="Internal error",
+        detail="an unexpected error occurred; it has been logged",
+    )
+
+
 def render(error: AppError) -> Response:
     return problem_response(
         status=error.status,
@@ -244,13 +256,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return await on_unexpected(request, exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(
-            status=500,
-            code="internal_error",
-            title="Internal error",
-            detail="an unexpected error occurred; it has been logged",
-        )
+        return internal_error(request.method, request.url.path, exc)
 
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)

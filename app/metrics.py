@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import requestid
+from app.errors import internal_error
 from app.logs import access
 
 REQUESTS = Histogram(
@@ -38,15 +39,24 @@ class MetricsMiddleware:
         token = requestid.current.set(request_id)
         header = (b"x-request-id", request_id.encode())
 
+        started_answer = False
+
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_answer
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_answer = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
+        except Exception as exc:
+            # Answered here, not by Starlette's outermost handler: there the id is
+            # gone, and the 500, its problem document and its log line would lack it.
+            if started_answer:
+                raise
+            await internal_error(scope["method"], scope["path"], exc)(scope, receive, send_with_status)
         finally:
             elapsed = time.perf_counter() - started
             if self.access_log:

@@ -8,10 +8,12 @@ import json
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from app.config import Environment, Settings
 from app.logs import configure
+from app.main import create_app
 from tests.support import Api
 
 
@@ -62,3 +64,24 @@ def test_the_access_log_is_on_outside_production_unless_turned_off() -> None:
     assert Settings(env=Environment.development).access_log_on
     assert not Settings(env=Environment.development, access_log=False).access_log_on
     assert not Settings(env=Environment.production, database_url="postgresql://h/d").access_log_on
+
+
+async def test_an_unexpected_error_is_a_500_problem_naming_the_request(
+    settings: Settings, migrated_database: str, log_stream: io.StringIO
+) -> None:
+    app = create_app(settings, database_url=migrated_database)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    configure("info", "json", stream=log_stream)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ledger.test") as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    assert (response.status_code, response.headers["content-type"]) == (500, "application/problem+json")
+    assert response.headers["x-request-id"] == "trace-500"
+    assert (response.json()["code"], response.json()["request_id"]) == ("internal_error", "trace-500")
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    logged = [line for line in lines if line["message"].startswith("unhandled error on GET /boom")]
+    assert [line["request_id"] for line in logged] == ["trace-500"], lines
