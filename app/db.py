@@ -115,7 +115,9 @@ def postgres_error_of(exc: BaseException) -> asyncpg.PostgresError | None:
 # cancelled by statement_timeout), 58 system error; and 40001/40P01 once the
 # retries are spent, 55P03 a lock not available.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
-_UNAVAILABLE_STATES = frozenset({SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED, "55P03"})
+_UNAVAILABLE_STATES = frozenset(
+    {SqlState.SERIALIZATION_FAILURE, SqlState.DEADLOCK_DETECTED, SqlState.LOCK_NOT_AVAILABLE}
+)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -1,10 +1,11 @@
 """The tier state machine: where a member's tier stands after term ends, grace ends,
-override ends and upgrades, and the decision that records it.
+override ends and upgrades, after a keep with points or an operator's override, and
+the decision that records it.
 
 Pure, like the rest of the rules (app/rules/tiers.py gives the verdicts on one
 window's activity; this module strings them along time): the service reads the
 member's state and the activity of the windows asked for, passes them in with every
-instant, and writes the `TierDecision` it gets back through tier_apply().
+instant (and every id), and writes the `TierDecision` it gets back through tier_apply().
 """
 
 from __future__ import annotations
@@ -13,16 +14,27 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from app.rules.document import RulesDocument, Tier
 
 # One notion of rank for "no tier" and for a code these rules no longer have (0,
 # below every tier), shared with the verdicts.
-from app.rules.tiers import Activity, _rank, qualified, retention, term_end, upgrade, window_start
+from app.rules.tiers import (
+    Activity,
+    _rank,
+    keep_price,
+    qualified,
+    retention,
+    term_end,
+    upgrade,
+    window_start,
+)
 
 __all__ = [
     "Change",
+    "KeepRefused",
+    "Kept",
     "Outcome",
     "TierDecision",
     "TierState",
@@ -30,7 +42,9 @@ __all__ = [
     "best_upgrade",
     "decision",
     "evaluate",
+    "keep_with_points",
     "nothing_above",
+    "operator_override",
     "upgrade_windows",
     "window",
 ]
@@ -167,7 +181,7 @@ def evaluate(
             )
             current = replace(current, term_ends_at=renewed, grace_ends_at=None)
             continue
-        drop_at = current.grace_ends_at or end + timedelta(days=rules.tier_policy.grace_days)
+        drop_at = _grace_end(rules, current.grace_ends_at, end)
         if drop_at > as_of:
             current = replace(current, grace_ends_at=drop_at)  # missed: in grace until then
             break
@@ -274,6 +288,95 @@ def best_upgrade(
     ends = term_end(rules, since)
     change = Change(current, reached.code, "qualified", since, ends, activity, closed, entry_id=entry_id)
     return TierDecision(member_id, current, TierState(reached.code, since, ends), (change,))
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A term moved forward with points: the points it costs, and the decision that
+    records it (its one change names the entry that spends them)."""
+
+    price: int
+    decision: TierDecision
+
+    @property
+    def renewed(self) -> datetime:
+        """The term's new end."""
+        ends = self.decision.state.term_ends_at
+        assert ends is not None  # a kept term always has an end
+        return ends
+
+
+@dataclass(frozen=True, slots=True)
+class KeepRefused:
+    """Why a member cannot keep their tier with points now: no tier, or none the
+    program sells a renewal of (`not_for_sale`); a tier an operator set, which has
+    no term to extend (`set_by_operator`); a term whose grace is over too (`ended`)."""
+
+    reason: Literal["not_for_sale", "set_by_operator", "ended"]
+
+
+def keep_with_points(
+    rules: RulesDocument,
+    *,
+    member_id: int,
+    state: TierState,
+    now: datetime,
+    entry_id: uuid.UUID,
+) -> Kept | KeepRefused:
+    """Spending the tier's `keep_with_points` at `now`: the term's end moves forward by
+    `term_months` from where it was (not from `now`), and a grace in progress is over.
+    Allowed during the term and its grace, whether or not the job has started the
+    grace yet. `entry_id` is the entry that will spend the points."""
+    price = None if state.tier is None else keep_price(rules, state.tier)
+    if state.tier is None or price is None:
+        return KeepRefused("not_for_sale")
+    if state.pinned or state.override_until is not None or state.term_ends_at is None:
+        return KeepRefused("set_by_operator")
+    if now >= _grace_end(rules, state.grace_ends_at, state.term_ends_at):
+        return KeepRefused("ended")
+    renewed = term_end(rules, state.term_ends_at)
+    after = replace(state, term_ends_at=renewed, grace_ends_at=None)
+    change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
+    return Kept(price, TierDecision(member_id, state.tier, after, (change,)))
+
+
+def operator_override(
+    *,
+    member_id: int,
+    state: TierState,
+    code: str | None,
+    until: datetime | None,
+    now: datetime,
+    actor_key_id: uuid.UUID | None,
+    note: str | None,
+) -> TierDecision | None:
+    """An operator setting a member's tier to `code` (None: no tier) at `now`. With
+    `until`, the term ends then and the rules judge it from then as at a term's end;
+    without, the tier is pinned: never judged, though an upgrade the member earns
+    still applies. Keeping the tier keeps its `since`. None when the member's state is
+    already exactly that (setting it again changes nothing). The caller checks that
+    `code` is a tier of the active rules and `until` is after `now`."""
+    held = until if code is not None else None  # no tier has no term
+    after = TierState(
+        code,
+        None if code is None else (state.since if code == state.tier else now),
+        held,
+        None,
+        held,
+        code is not None and until is None,
+    )
+    if after == state:
+        return None
+    change = Change(
+        state.tier, code, "override", now, after.term_ends_at, actor_key_id=actor_key_id, note=note
+    )
+    return TierDecision(member_id, state.tier, after, (change,))
+
+
+def _grace_end(rules: RulesDocument, grace_ends_at: datetime | None, term_ends_at: datetime) -> datetime:
+    # The grace the job recorded, or the one the policy gives a term ending then
+    # (the job may not have reached the term's end yet).
+    return grace_ends_at or term_ends_at + timedelta(days=rules.tier_policy.grace_days)
 
 
 def _iso(value: datetime | None) -> str | None:

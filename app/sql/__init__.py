@@ -54,6 +54,7 @@ class SqlState(StrEnum):
     UNIQUE_VIOLATION = "23505"
     SERIALIZATION_FAILURE = "40001"
     DEADLOCK_DETECTED = "40P01"
+    LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 
 The rules module decides (app/rules/tiers.py: windows, qualification, retention;
 app/rules/tier_machine.py: term ends, grace, override ends and upgrades in order,
-and the `TierDecision` that records them); this module reads the member's state and
-the activity the decisions ask for, holds the members' locks, and writes the
-decisions through tier_apply():
+keeping with points and an operator's override, and the `TierDecision` that records
+them); this module reads the member's state and the activity the decisions ask for,
+holds the members' locks, and writes the decisions through tier_apply():
 - an order or event that qualifies a member for a higher tier upgrades them in
   the same transaction (`upgrade_decision`); the term starts when the window that
   qualified them closed (the order's `paid_at`, the event's `occurred_at`, or now
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -42,18 +42,20 @@ from app.principal import Principal
 from app.rules import RulesDocument
 from app.rules.document import uses_referrals
 from app.rules.tier_machine import (
-    Change,
+    KeepRefused,
     Outcome,
     TierDecision,
     TierState,
     best_upgrade,
     decision,
     evaluate,
+    keep_with_points,
     nothing_above,
+    operator_override,
     upgrade_windows,
     window,
 )
-from app.rules.tiers import Activity, keep_price, progress, qualified, term_end, tier_by_code, window_start
+from app.rules.tiers import Activity, progress, qualified, tier_by_code, window_start
 from app.rulesets.cache import RulesCache
 from app.tiers import repository
 from app.tiers.schemas import (
@@ -409,43 +411,39 @@ async def keep(context: AppContext, request: KeyedRequest, member: str, body: Ke
                 return found
             rules_version, rules = await _active(connection, context.rules, program_id)
             state = repository.state_of(row)
-            price = None if state.tier is None else keep_price(rules, state.tier)
-            if state.tier is None or price is None:
-                raise NotEligible(
-                    f"member {member}'s tier ({state.tier or 'none'}) cannot be kept with points"
-                )
-            if state.pinned or state.override_until is not None or state.term_ends_at is None:
-                raise NotEligible(f"member {member}'s tier is set by an operator; it has no term to extend")
-            last_day = state.grace_ends_at or state.term_ends_at + timedelta(
-                days=rules.tier_policy.grace_days
-            )
-            if now >= last_day:
-                raise NotEligible(f"member {member}'s term ended at {state.term_ends_at:%Y-%m-%dT%H:%M:%SZ}")
-            renewed = term_end(rules, state.term_ends_at)
             entry_id = uuid7()
-            after = replace(state, term_ends_at=renewed, grace_ends_at=None)
+            kept = keep_with_points(
+                rules, member_id=row["member_id"], state=state, now=now, entry_id=entry_id
+            )
+            if isinstance(kept, KeepRefused):
+                raise _not_eligible(member, state, kept)
             # The change first, so the answer (kept for the key) shows the tier as it is
             # after it; the entry it names follows in the same transaction (the
             # foreign key is checked at commit), and a refusal undoes both.
-            change = Change(state.tier, state.tier, "kept_with_points", now, renewed, entry_id=entry_id)
-            kept = decision(row["member_id"], state, Outcome(after, (change,)))
-            assert kept is not None
-            await repository.apply(connection, program_id, rules_version, now, [kept])
+            await repository.apply(connection, program_id, rules_version, now, [kept.decision])
             out = await _view(connection, context.cursors, rules, program_id, member, row["member_id"], now)
             return await posting.post_in_transaction(
                 connection,
                 request,
                 "tier_keep",
-                [Leg(member, "available", -price), Leg(None, "redemption", price)],
+                [Leg(member, "available", -kept.price), Leg(None, "redemption", kept.price)],
                 now,
                 response_body=out.model_dump_json().encode(),
                 entry_id=entry_id,
-                reason=f"kept tier {state.tier} until {renewed:%Y-%m-%d}",
+                reason=f"kept tier {state.tier} until {kept.renewed:%Y-%m-%d}",
                 rules_version=rules_version,
                 metadata=body.metadata,
             )
 
     return await context.db.call(work)
+
+
+def _not_eligible(member: str, state: TierState, refused: KeepRefused) -> NotEligible:
+    if refused.reason == "not_for_sale":
+        return NotEligible(f"member {member}'s tier ({state.tier or 'none'}) cannot be kept with points")
+    if refused.reason == "set_by_operator":
+        return NotEligible(f"member {member}'s tier is set by an operator; it has no term to extend")
+    return NotEligible(f"member {member}'s term ended at {state.term_ends_at:%Y-%m-%dT%H:%M:%SZ}")
 
 
 async def override(context: AppContext, principal: Principal, member: str, body: OverrideIn) -> TierOut:
@@ -469,29 +467,17 @@ async def override(context: AppContext, principal: Principal, member: str, body:
                 raise ValidationFailed.on(
                     "body.code", f"no tier {body.code} in the active rules (tiers: {known})"
                 )
-            state = repository.state_of(row)
-            until = None if body.until is None else body.until
-            after = TierState(
-                body.code,
-                None if body.code is None else (state.since if body.code == state.tier else now),
-                until if body.code is not None else None,
-                None,
-                until if body.code is not None else None,
-                body.code is not None and until is None,
-            )
-            if after == state:
-                return  # already so: setting it again changes nothing
-            change = Change(
-                state.tier,
-                body.code,
-                "override",
-                now,
-                after.term_ends_at,
+            found = operator_override(
+                member_id=row["member_id"],
+                state=repository.state_of(row),
+                code=body.code,
+                until=body.until,
+                now=now,
                 actor_key_id=principal.key_id,
                 note=body.reason,
             )
-            found = decision(row["member_id"], state, Outcome(after, (change,)))
-            assert found is not None
+            if found is None:
+                return  # already so: setting it again changes nothing
             await repository.apply(connection, principal.program_id, rules_version, now, [found])
 
     await context.db.call(work)

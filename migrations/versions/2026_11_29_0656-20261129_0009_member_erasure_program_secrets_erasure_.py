@@ -63,7 +63,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # event_log_guard() as it was (CREATE OR REPLACE of its frozen copy)
-    op.execute((frozen("20261128_0002") / "functions" / "event_log_guard.sql").read_text())
+    # event_log_guard() as it was before this revision
+    install(op.get_bind(), frozen("20261128_0002"), only=["functions/event_log_guard"])
     op.drop_table("member_erasure")
     op.drop_table("program_secret")

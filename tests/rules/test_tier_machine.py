@@ -1,5 +1,6 @@
 """The tier state machine without a database: term ends, grace, downgrades, late runs,
-overrides, pins, upgrades, and the decision tier_apply() reads.
+overrides, pins, upgrades, keeping a tier with points, an operator's override, and the
+decision tier_apply() reads.
 
 The same scenarios as tests/tiers/test_evaluate.py and test_upgrades.py, pinned at the
 pure level: the activity of each window is given by its end, and every window the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +23,8 @@ from hypothesis import strategies as st
 from app.rules import RulesDocument
 from app.rules.tier_machine import (
     Change,
+    KeepRefused,
+    Kept,
     Outcome,
     TierDecision,
     TierState,
@@ -28,7 +32,9 @@ from app.rules.tier_machine import (
     best_upgrade,
     decision,
     evaluate,
+    keep_with_points,
     nothing_above,
+    operator_override,
     upgrade_windows,
     window,
 )
@@ -452,6 +458,187 @@ class TestBestUpgrade:
         found = self.choose(None, RETAINS_GOLD, activity(5), now=later, extra=activity(1))
         assert found is not None
         assert (found.state.tier, found.state.since) == ("gold", self.AT)
+
+
+class TestKeepWithPoints:
+    RULES = tier_rules(keep_with_points={"gold": 500})
+    ENTRY = uuid.UUID("01890000-0000-7000-8000-0000000000e1")
+    RENEWED = datetime(2028, 3, 10, 12, tzinfo=UTC)  # ENDS + 12 months
+
+    def keep(self, state: TierState, now: datetime, rules: RulesDocument | None = None) -> Kept | KeepRefused:
+        return keep_with_points(
+            self.RULES if rules is None else rules, member_id=7, state=state, now=now, entry_id=self.ENTRY
+        )
+
+    def test_during_the_term_it_moves_the_end_forward_from_the_old_end_not_from_now(self) -> None:
+        now = datetime(2026, 9, 1, 8, tzinfo=UTC)
+        kept = self.keep(GOLD_STATE, now)
+        assert kept == Kept(
+            500,
+            TierDecision(
+                7,
+                "gold",
+                TierState("gold", QUALIFIED, self.RENEWED),
+                (Change("gold", "gold", "kept_with_points", now, self.RENEWED, entry_id=self.ENTRY),),
+            ),
+        )
+        assert isinstance(kept, Kept)
+        assert kept.renewed == self.RENEWED
+
+    def test_in_a_grace_the_job_recorded_it_saves_the_tier_and_ends_the_grace(self) -> None:
+        in_grace = TierState("gold", QUALIFIED, ENDS, GRACE_ENDS)
+        now = ENDS + timedelta(days=2)
+        kept = self.keep(in_grace, now)
+        assert isinstance(kept, Kept)
+        assert kept.decision.state == TierState("gold", QUALIFIED, self.RENEWED, None)
+        assert kept.decision.changes[0].effective_at == now
+
+    @pytest.mark.parametrize(
+        ("after_the_end", "kept"),
+        [
+            (timedelta(days=29), True),
+            (timedelta(days=30) - timedelta(microseconds=1), True),
+            (timedelta(days=30), False),  # the grace's last instant is not in it
+            (timedelta(days=400), False),
+        ],
+    )
+    def test_after_the_term_within_the_policys_grace_even_before_the_job_ran(
+        self, after_the_end: timedelta, kept: bool
+    ) -> None:
+        found = self.keep(GOLD_STATE, ENDS + after_the_end)  # no grace recorded yet
+        if kept:
+            assert isinstance(found, Kept)
+            assert found.renewed == self.RENEWED
+        else:
+            assert found == KeepRefused("ended")
+
+    def test_a_recorded_grace_end_rules_over_the_policys(self) -> None:
+        # Recorded under rules with a 10-day grace: the 30 days of these rules don't extend it.
+        recorded = TierState("gold", QUALIFIED, ENDS, ENDS + timedelta(days=10))
+        assert self.keep(recorded, ENDS + timedelta(days=10)) == KeepRefused("ended")
+        assert isinstance(self.keep(recorded, ENDS + timedelta(days=9)), Kept)
+
+    @pytest.mark.parametrize(
+        "state",
+        [
+            TierState(),  # no tier
+            TierState("silver", QUALIFIED, ENDS),  # no price for silver
+            TierState("bronze", QUALIFIED, ENDS),  # a tier these rules no longer have
+            TierState("silver", QUALIFIED, None, None, None, True),  # the price is asked first
+        ],
+    )
+    def test_no_tier_or_none_the_program_sells_is_not_for_sale(self, state: TierState) -> None:
+        assert self.keep(state, QUALIFIED + timedelta(days=1)) == KeepRefused("not_for_sale")
+
+    def test_rules_without_keep_with_points_sell_nothing(self) -> None:
+        assert self.keep(GOLD_STATE, QUALIFIED + timedelta(days=1), RULES) == KeepRefused("not_for_sale")
+
+    @pytest.mark.parametrize(
+        "state",
+        [
+            TierState("gold", QUALIFIED, None, None, None, True),  # pinned
+            TierState("gold", QUALIFIED, ENDS, None, ENDS, False),  # until a date
+            TierState("gold", QUALIFIED, None),  # no term
+        ],
+    )
+    def test_a_tier_without_a_term_of_its_own_is_set_by_an_operator(self, state: TierState) -> None:
+        assert self.keep(state, QUALIFIED + timedelta(days=1)) == KeepRefused("set_by_operator")
+        # ... whenever asked: an operator's tier never "ended".
+        assert self.keep(state, ENDS + timedelta(days=400)) == KeepRefused("set_by_operator")
+
+    def test_twice_moves_the_end_twice(self) -> None:
+        now = QUALIFIED + timedelta(days=1)
+        first = self.keep(GOLD_STATE, now)
+        assert isinstance(first, Kept)
+        second = self.keep(first.decision.state, now)
+        assert isinstance(second, Kept)
+        assert second.renewed == datetime(2029, 3, 10, 12, tzinfo=UTC)
+        assert second.decision.before == "gold"
+
+    def test_a_term_ending_on_a_leap_day_is_renewed_to_the_end_of_february(self) -> None:
+        state = TierState(
+            "gold", datetime(2027, 2, 28, 12, tzinfo=UTC), datetime(2028, 2, 29, 12, tzinfo=UTC)
+        )
+        kept = self.keep(state, datetime(2028, 1, 5, tzinfo=UTC))
+        assert isinstance(kept, Kept)
+        assert kept.renewed == datetime(2029, 2, 28, 12, tzinfo=UTC)
+
+
+class TestOperatorOverride:
+    NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
+    UNTIL = datetime(2027, 1, 10, 12, tzinfo=UTC)
+    KEY = uuid.UUID("01890000-0000-7000-8000-0000000000a1")
+
+    def override(self, state: TierState, code: str | None, until: datetime | None) -> TierDecision | None:
+        return operator_override(
+            member_id=7,
+            state=state,
+            code=code,
+            until=until,
+            now=self.NOW,
+            actor_key_id=self.KEY,
+            note="by hand",
+        )
+
+    def change(self, before: str | None, after: str | None, term_ends_at: datetime | None) -> Change:
+        return Change(
+            before, after, "override", self.NOW, term_ends_at, actor_key_id=self.KEY, note="by hand"
+        )
+
+    def test_without_until_the_tier_is_pinned_with_no_term(self) -> None:
+        assert self.override(TierState(), "gold", None) == TierDecision(
+            7,
+            None,
+            TierState("gold", self.NOW, None, None, None, True),
+            (self.change(None, "gold", None),),
+        )
+
+    def test_with_until_the_term_ends_then_and_the_rules_judge_it_from_then(self) -> None:
+        found = self.override(TierState("silver", QUALIFIED, ENDS), "gold", self.UNTIL)
+        assert found == TierDecision(
+            7,
+            "silver",
+            TierState("gold", self.NOW, self.UNTIL, None, self.UNTIL, False),
+            (self.change("silver", "gold", self.UNTIL),),
+        )
+        # The state TestOverrideAndPin judges, but for `since`.
+        assert found.state == replace(TestOverrideAndPin().overridden(), since=self.NOW)
+
+    def test_the_same_tier_keeps_its_since_and_ends_a_grace(self) -> None:
+        in_grace = TierState("gold", QUALIFIED, ENDS, GRACE_ENDS)
+        found = self.override(in_grace, "gold", self.UNTIL)
+        assert found is not None
+        assert found.state == TierState("gold", QUALIFIED, self.UNTIL, None, self.UNTIL, False)
+        assert found.changes == (self.change("gold", "gold", self.UNTIL),)
+
+    def test_no_tier_drops_the_tier_and_ignores_until(self) -> None:
+        assert self.override(GOLD_STATE, None, self.UNTIL) == TierDecision(
+            7, "gold", TierState(), (self.change("gold", None, None),)
+        )
+
+    @pytest.mark.parametrize(
+        ("state", "code", "until"),
+        [
+            (TierState("gold", QUALIFIED, None, None, None, True), "gold", None),
+            (TierState("gold", QUALIFIED, UNTIL, None, UNTIL, False), "gold", UNTIL),
+            (TierState(), None, None),
+            (TierState(), None, UNTIL),
+        ],
+    )
+    def test_the_state_it_already_has_is_no_decision(
+        self, state: TierState, code: str | None, until: datetime | None
+    ) -> None:
+        assert self.override(state, code, until) is None
+
+    def test_a_pinned_tier_given_an_end_is_a_change(self) -> None:
+        pinned = TierState("gold", QUALIFIED, None, None, None, True)
+        found = self.override(pinned, "gold", self.UNTIL)
+        assert found is not None
+        assert (found.state.pinned, found.state.override_until, found.state.since) == (
+            False,
+            self.UNTIL,
+            QUALIFIED,
+        )
 
 
 class TestDecision:
