@@ -1,5 +1,5 @@
-"""The README's worked month with a partner (section "Partners"), played as written:
-every figure the README shows is asserted here."""
+"""docs/partners.md's worked month with a partner (section "A worked month"), played
+as written: every figure the document shows is asserted here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.support import Api, MovableClock, chain_program, unique
 
 
 def at(clock: MovableClock, instant: str) -> None:
-    """Make the service's "now" the README's instant (and on from there)."""
+    """Make the service's "now" the document's instant (and on from there)."""
     clock.offset = datetime.fromisoformat(instant) - datetime.now(UTC)
 
 
