@@ -42,6 +42,7 @@ from uuid_utils.compat import uuid7
 
 from app.db import asyncpg_dsn
 from app.imports.repository import IMPORT_LOTS
+from app.ledger import accounts
 from bench.common import add_members, database_url, fresh_database, settle
 
 NAME = "points_ledger_bench_import_chunk"
@@ -130,11 +131,7 @@ async def main(
     try:
         program = await connection.fetchval("SELECT id FROM program WHERE code = 'default'")
         await add_members(connection, program, members)
-        await connection.execute(
-            "INSERT INTO account (program_id, kind) VALUES ($1, 'migration')"
-            " ON CONFLICT (program_id, kind, partner_id) WHERE member_id IS NULL DO NOTHING",
-            program,
-        )
+        await accounts.open_migration_account(connection, program)
         ids = [
             row["id"]
             for row in await connection.fetch(

@@ -15,7 +15,6 @@ from typing import Any
 import uuid_utils
 
 from app.db import Connection
-from app.ledger.entries import MEMBER_ACCOUNT_KINDS
 
 # Idempotency keys and notes of imported rows begin with this: clients' keys are
 # printable ASCII, so an import's key never meets one of theirs (as jobs' "job·").
@@ -77,31 +76,14 @@ async def imported_tiers(
     return {row["member_id"] for row in rows}
 
 
-async def open_migration_account(connection: Connection, program_id: int) -> None:
-    """The program's `migration` account (programs made before imports lack it)."""
-    await connection.execute(
-        "INSERT INTO account (program_id, kind) VALUES ($1, 'migration')"
-        " ON CONFLICT (program_id, kind, partner_id) WHERE member_id IS NULL DO NOTHING",
-        program_id,
-    )
-
-
 INSERT_MEMBERS = """
-WITH added AS (
-    INSERT INTO member (program_id, external_id, birthday, enrolled_at, metadata, created_at)
-    SELECT $1, x.external_id, x.birthday, x.enrolled_at, x.metadata::jsonb, $2
-      FROM unnest($3::text[], $4::date[], $5::timestamptz[], $6::text[])
-           WITH ORDINALITY AS x(external_id, birthday, enrolled_at, metadata, n)
-     ORDER BY x.n
-    ON CONFLICT (program_id, external_id) DO NOTHING
-    RETURNING id
-), accounts AS (
-    INSERT INTO account (program_id, member_id, kind)
-    SELECT $1, a.id, k.kind FROM added a CROSS JOIN unnest($7::text[]) AS k(kind)
-)
-INSERT INTO member_balance (program_id, member_id, updated_at)
-SELECT $1, a.id, $2 FROM added a
-RETURNING member_id
+INSERT INTO member (program_id, external_id, birthday, enrolled_at, metadata, created_at)
+SELECT $1, x.external_id, x.birthday, x.enrolled_at, x.metadata::jsonb, $2
+  FROM unnest($3::text[], $4::date[], $5::timestamptz[], $6::text[])
+       WITH ORDINALITY AS x(external_id, birthday, enrolled_at, metadata, n)
+ ORDER BY x.n
+ON CONFLICT (program_id, external_id) DO NOTHING
+RETURNING id
 """
 
 # referrers named by external id, set once both members exist
@@ -118,9 +100,9 @@ async def insert_members(
     program_id: int,
     now: datetime,
     rows: Sequence[tuple[str, date | None, datetime, dict[str, Any] | None, str | None]],
-) -> int:
-    """Members with their accounts and balance rows; those that exist are left
-    alone. How many were written."""
+) -> list[int]:
+    """Members (not their accounts: the ledger opens those); those that exist are
+    left alone. The ids of those written."""
     written = await connection.fetch(
         INSERT_MEMBERS,
         program_id,
@@ -129,14 +111,13 @@ async def insert_members(
         [row[1] for row in rows],
         [row[2] for row in rows],
         [json.dumps(row[3] or {}) for row in rows],
-        list(MEMBER_ACCOUNT_KINDS),
     )
     referred = [(row[0], row[4]) for row in rows if row[4] is not None]
     if referred:
         await connection.execute(
             SET_REFERRERS, program_id, [pair[0] for pair in referred], [pair[1] for pair in referred]
         )
-    return len(written)
+    return [row["id"] for row in written]
 
 
 IMPORT_LOTS = """

@@ -53,6 +53,7 @@ from app.imports.schemas import (
     is_member_id,
     quick_lot,
 )
+from app.ledger import accounts
 from app.outbox import emit
 from app.programs import service as programs
 from app.rules.earning import local_time
@@ -313,7 +314,9 @@ async def run(
             chunk = plan.write[start : start + size]
             async with connection.transaction():
                 if kind == "members":
-                    imported += await repository.insert_members(connection, program_id, now, chunk)
+                    member_ids = await repository.insert_members(connection, program_id, now, chunk)
+                    await accounts.open_imported_member_accounts(connection, program_id, member_ids, now)
+                    imported += len(member_ids)
                 elif kind == "orders":
                     imported += await repository.insert_orders(
                         connection, program_id, source, version, now, chunk
@@ -380,7 +383,7 @@ async def _write_lot_blocks(
             async for lots in blocks:
                 if lots and not opened:
                     async with db.pool.acquire() as connection:
-                        await repository.open_migration_account(connection, program_id)
+                        await accounts.open_migration_account(connection, program_id)
                     opened = True
                 for queue, stream in zip(queues, _lot_streams(lots), strict=True):
                     if stream:

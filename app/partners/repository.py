@@ -51,9 +51,6 @@ WITH partner AS (
 ), balance AS (
     INSERT INTO partner_balance (program_id, partner_id, slot, updated_at)
     SELECT $1, id, slot, $10 FROM partner, generate_series(0, $11 - 1) AS slot
-), accounts AS (
-    INSERT INTO account (program_id, kind, partner_id)
-    SELECT $1, kind, partner.id FROM partner, unnest(ARRAY['partner_funding', 'partner_payable']) AS kind
 )
 SELECT id FROM partner
 """

@@ -28,7 +28,7 @@ from app.db import Connection, Database
 from app.errors import AppError, Forbidden, NotFound, ValidationFailed
 from app.fields import LATEST, MAX_POINTS
 from app.idempotency import KeyedRequest, StoredResponse
-from app.ledger import posting
+from app.ledger import accounts, posting
 from app.ledger import service as ledger
 from app.ledger.entries import EntryKind, Leg, PartnerLine
 from app.ledger.errors import (
@@ -166,6 +166,7 @@ async def create(context: AppContext, principal: Principal, body: PartnerCreate)
         partner_id = await repository.insert_partner(connection, principal.program_id, body.model_dump(), now)
         if partner_id is None:
             raise PartnerExists(f"partner {body.code} already exists in this program")
+        await accounts.open_partner_accounts(connection, principal.program_id, partner_id)
         await repository.spread(connection, principal.program_id, partner_id)
         row = await repository.partner_by_id(connection, principal.program_id, partner_id)
     assert row is not None

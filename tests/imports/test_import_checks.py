@@ -15,6 +15,7 @@ import pytest
 from uuid_utils.compat import uuid7
 
 from app.imports import repository, service
+from app.ledger import accounts
 from tests.imports.test_imports import run, sound
 from tests.support import Api, program_id, unique
 
@@ -59,7 +60,7 @@ async def members_with_ids(api: Api, db: asyncpg.Connection, count: int) -> tupl
     )
     assert response.status_code == 200, response.text
     pid = await program_id(db, api.program)
-    await repository.open_migration_account(db, pid)
+    await accounts.open_migration_account(db, pid)
     ids = await repository.member_ids(db, pid, names)
     return pid, [ids[name] for name in names]
 

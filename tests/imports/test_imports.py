@@ -12,6 +12,7 @@ import pytest
 from uuid_utils.compat import uuid7
 
 from app.imports import repository, service
+from app.ledger import accounts
 from app.ledger.verify import verify
 from app.partners.settlement import VERIFY_CHECKS
 from tests.support import Api, chain_program, program_id, unique
@@ -454,7 +455,7 @@ class TestConcurrentRuns:
         assert (await run(api, "members", legacy["members"])).status_code == 200
         lots = [lot for lot in legacy["lots"] if not lot["lot_ref"].endswith("x")]
         pid = await program_id(db, api.program)
-        await repository.open_migration_account(db, pid)
+        await accounts.open_migration_account(db, pid)
         first = lots[0]
         member = await db.fetchval(
             "SELECT id FROM member WHERE program_id = $1 AND external_id = $2", pid, first["member"]
