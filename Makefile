@@ -1,8 +1,8 @@
 # Common commands; each is a plain `uv run ...` you can also type yourself.
 .PHONY: serve test lint fmt revision bench
 
-serve:  ## the service on 127.0.0.1:8000 (embedded PostgreSQL unless LEDGER_DATABASE_URL is set)
-	LEDGER_ADMIN_KEY=$${LEDGER_ADMIN_KEY:-dev-admin} uv run points-ledger serve
+serve:  ## the service on 127.0.0.1:8000, with its runtime dependencies only (embedded PostgreSQL unless LEDGER_DATABASE_URL is set)
+	LEDGER_ADMIN_KEY=$${LEDGER_ADMIN_KEY:-dev-admin} uv run --no-dev points-ledger serve
 
 test:  ## the test suite (the README's test command)
 	uv run pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,27 +14,74 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 # Every table, so that SQLAlchemy can resolve foreign keys between domains (an
 # account names its partner, a key its partner) whichever domain writes first.
 import app.models  # noqa: F401
 from app.config import Environment, Settings, get_settings
-from app.jobs import JobName
+from app.jobs import NAMES, JobName
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+    from typer._click import Context, HelpFormatter  # the click typer ships and builds on
 
 log = logging.getLogger("points_ledger")
 
+
+class _Command(TyperCommand):
+    """Help as a newcomer reads it. An argument shows its name alone, `KIND` (Typer
+    adds its Python type, `KIND <str>`, and braces on the usage line, `{KIND}`); its
+    help says what it takes. A command's summary in its group's list is the first
+    sentence of its help, whole: click cuts one that does not fit the line with "...".
+    (An option shows its metavar alone already; every option that takes a value has one.)"""
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                arguments.append((param.display_name_raw, record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return super().get_short_help_str(limit=sys.maxsize)
+
+
+class _Group(TyperGroup):
+    """A group's summary in its parent's list is its first sentence, whole, like a command's."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return super().get_short_help_str(limit=sys.maxsize)
+
+
 cli = typer.Typer(
+    cls=_Group,
     help="points-ledger: a loyalty-points service over a double-entry ledger.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode=None,  # plain help: click wraps the text, no type placeholders
+    rich_markup_mode=None,  # plain help, wrapped by click; see _Command
 )
-api_key_cli = typer.Typer(help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
+api_key_cli = typer.Typer(cls=_Group, help="Manage API keys.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(api_key_cli, name="api-key")
-jobs_cli = typer.Typer(help="Run the ledger's jobs.", no_args_is_help=True, rich_markup_mode=None)
+jobs_cli = typer.Typer(cls=_Group, help="Run the ledger's jobs.", no_args_is_help=True, rich_markup_mode=None)
 cli.add_typer(jobs_cli, name="jobs")
 
 
@@ -88,14 +136,14 @@ def run_migrations(url: str) -> None:
     command.upgrade(alembic_config(url), "head")  # type: ignore[arg-type]
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def migrate() -> None:
     """Bring the database schema to the latest revision."""
     run_migrations(direct_database_url(_settings()))
     typer.echo("schema is at the latest revision")
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def serve(
     host: Annotated[
         str, typer.Option(envvar="LEDGER_HOST", metavar="HOST", help="The interface to listen on.")
@@ -171,9 +219,12 @@ def _head() -> str:
     return str(script.get_current_head())
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def verify() -> None:
-    """Prove the ledger is sound; print every check and mismatch; exit 1 on any."""
+    """Prove the ledger is sound, check by check.
+
+    Prints every check and its mismatches; exits 1 on any mismatch.
+    """
     url = direct_database_url(_settings())
     failed = asyncio.run(_verify(url))
     raise typer.Exit(1 if failed else 0)
@@ -204,11 +255,13 @@ async def _verify(url: str) -> bool:
     return failed > 0
 
 
-@cli.command("rebuild-lots")
+@cli.command("rebuild-lots", cls=_Command)
 def rebuild_lots() -> None:
-    """Rebuild every lot (what is left of each credit of points, with its expiry)
-    from the ledger, when `verify` finds them out of step. Earning and spending
-    wait while it runs: it locks the lots."""
+    """Rebuild every lot from the ledger, when `verify` finds them out of step.
+
+    A lot is what is left of a credit of points, with its expiry. Earning and
+    spending wait while it runs: it locks the lots.
+    """
     url = direct_database_url(_settings())
     written = asyncio.run(_rebuild_lots(url))
     typer.echo(f"rebuilt {written} lots from the ledger; run `points-ledger verify` to check them")
@@ -237,7 +290,7 @@ def _split_scopes(values: list[str]) -> list[str]:
     return scopes
 
 
-@api_key_cli.command("create")
+@api_key_cli.command("create", cls=_Command)
 def api_key_create(
     program: Annotated[str, typer.Option(metavar="CODE", help="The program's code, e.g. default.")],
     scopes: Annotated[
@@ -284,12 +337,15 @@ async def _create_key(url: str, program: str, name: str, scopes: list[str]) -> s
         return key
 
 
-@api_key_cli.command("list")
+@api_key_cli.command("list", cls=_Command)
 def api_key_list(
     program: Annotated[str, typer.Option(metavar="CODE", help="The program's code, e.g. default.")],
 ) -> None:
-    """List a program's keys, newest first: id, name, prefix, scopes, created, revoked.
-    Secrets are never shown (only their digests are kept)."""
+    """List a program's keys, newest first.
+
+    One line a key: id, name, prefix, scopes, created, revoked. Secrets are never
+    shown (only their digests are kept).
+    """
     rows = asyncio.run(_list_keys(database_url(_settings()), program))
     if rows is None:
         typer.echo(f"no program {program}", err=True)
@@ -313,7 +369,7 @@ async def _list_keys(url: str, program: str) -> list[Any] | None:
         return await list_keys(session, found, limit=10_000, before=None)
 
 
-@api_key_cli.command("revoke")
+@api_key_cli.command("revoke", cls=_Command)
 def api_key_revoke(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, as `api-key list` shows it.")],
 ) -> None:
@@ -359,9 +415,9 @@ def _instant(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-@jobs_cli.command("run")
+@jobs_cli.command("run", cls=_Command)
 def jobs_run(
-    job: Annotated[JobName, typer.Argument(help="The job to run.")],
+    job: Annotated[JobName, typer.Argument(metavar="JOB", help=f"The job to run: {', '.join(NAMES)}.")],
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", metavar="INSTANT", help="Run as of this RFC 3339 instant (default: now)."),
@@ -374,7 +430,10 @@ def jobs_run(
         typer.Option("--progress/--no-progress", help="Draw a progress bar (default: on a terminal)."),
     ] = None,
 ) -> None:
-    """Run a job to completion, as of now or `--as-of`, and print what it did."""
+    """Run a job to completion and print what it did.
+
+    The job runs as of now, or as of the instant `--as-of` gives.
+    """
     settings = _settings()
     instant = _instant(as_of)
     url = database_url(settings)
@@ -476,10 +535,14 @@ def _read_rows(path: Path, fmt: ImportFormat | None) -> list[dict[str, Any]]:
         return rows
 
 
-@cli.command("import")
+@cli.command("import", cls=_Command)
 def import_file(
-    kind: Annotated[str, typer.Argument(metavar="KIND", help="members, lots, orders or tiers.")],
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV (.csv) or JSON lines (.jsonl).")],
+    kind: Annotated[
+        str, typer.Argument(metavar="KIND", help="What the file holds: members, lots, orders or tiers.")
+    ],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The file: CSV (.csv) or JSON lines (.jsonl).")
+    ],
     program: Annotated[str, typer.Option(metavar="CODE", help="The program's code.")],
     source: Annotated[
         str, typer.Option(metavar="NAME", help="The legacy system: rows are keyed by it and their reference.")
@@ -501,17 +564,20 @@ def import_file(
         typer.Option(metavar="PATH", help="Write the invalid rows here (CSV: row, field, code, message)."),
     ] = None,
     fmt: Annotated[
-        ImportFormat | None, typer.Option("--format", help="The file's format (default: by its extension).")
+        ImportFormat | None,
+        typer.Option("--format", metavar="FORMAT", help="csv or jsonl (default: by the file's extension)."),
     ] = None,
     progress: Annotated[
         bool | None,
         typer.Option("--progress/--no-progress", help="Draw a progress bar (default: on a terminal)."),
     ] = None,
 ) -> None:
-    """Import members, lots, past orders or tiers from a legacy program, and print
-    the summary (JSON). Exits 1 when the import is refused (control totals, or an
-    invalid row with --all-or-nothing) or a row is invalid; 0 otherwise. Running
-    the same file again imports nothing more (its rows are `skipped`)."""
+    """Import members, lots, past orders or tiers from a legacy program.
+
+    Prints the summary (JSON). Exits 1 when the import is refused (control totals,
+    or an invalid row with --all-or-nothing) or a row is invalid; 0 otherwise.
+    Running the same file again imports nothing more (its rows are `skipped`).
+    """
     from app.imports.schemas import IMPORT_KINDS
 
     if kind not in IMPORT_KINDS:
@@ -607,7 +673,7 @@ async def _import(
         await db.dispose()
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def worker(
     interval: Annotated[
         float | None,
@@ -617,11 +683,15 @@ def worker(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one round of every job, then exit.")] = False,
 ) -> None:
-    """Run the chainer and the webhook dispatcher continuously, and every job
-    (lift-statuses, activate-pending, release-holds, expire, evaluate-tiers, notify-expiring) as of now, every
-    `--interval` seconds (expire and evaluate-tiers hourly, or as LEDGER_WORKER_JOB_INTERVALS
-    says), until SIGINT or SIGTERM. Several workers may run at once:
-    each job runs in one of them at a time (a PostgreSQL advisory lock)."""
+    """Run the jobs, the chainer and the webhook dispatcher until stopped.
+
+    The chainer and the webhook dispatcher run continuously, and every job
+    (lift-statuses, activate-pending, release-holds, expire, evaluate-tiers,
+    notify-expiring) as of now, every `--interval` seconds (expire and evaluate-tiers
+    hourly, or as LEDGER_WORKER_JOB_INTERVALS says), until SIGINT or SIGTERM.
+    Several workers may run at once: each job runs in one of them at a time (a
+    PostgreSQL advisory lock).
+    """
     settings = _settings()
     url = database_url(settings)
     asyncio.run(_worker(url, settings, interval or settings.worker_interval_seconds, once))
@@ -682,7 +752,7 @@ async def _worker(url: str, settings: Settings, interval: float, once: bool) -> 
         await db.dispose()
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def openapi(
     output: Annotated[Path, typer.Option(metavar="PATH", help="Where to write the document.")] = Path(
         "openapi.yaml"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
+import typer
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from app import embedded
@@ -211,18 +214,54 @@ class TestHelp:
         code, output = invoke("postgresql://unused/none", "--version")
         assert (code, output.strip()) == (0, "points-ledger 0.1.0")
 
-    def test_help_has_no_type_placeholders(self) -> None:
-        for command in (
-            ["--help"],
-            ["serve", "--help"],
-            ["api-key", "create", "--help"],
-            ["jobs", "run", "--help"],
-        ):
-            code, output = invoke("postgresql://unused/none", *command)
-            assert code == 0, output
-            assert "<str>" not in output
-            assert "<list" not in output
-            assert "<bool>" not in output
+    # The width an 80-column terminal gets, and the narrowest click lays help out in.
+    @pytest.mark.parametrize("width", [78, 50])
+    def test_help_has_no_type_placeholders(self, width: int) -> None:
+        paths = _command_paths(typer.main.get_command(cli), [])
+        assert {"import", "api-key revoke", "jobs run"} <= {" ".join(path) for path in paths}
+        listed = 0
+        for path in paths:
+            result = runner.invoke(cli, [*path, "--help"], terminal_width=width)
+            shown = " ".join(["points-ledger", *path, "--help"])
+            assert result.exit_code == 0, (shown, result.output)
+            listed += len(_summaries(result.output))
+            assert not re.search(r"<[^<>\s]+>", result.output), (shown, result.output)  # KIND <str>
+            assert not re.search(r"\{[^{}\s]+\}", result.output), (shown, result.output)  # {KIND}
+            for name, summary in _summaries(result.output).items():
+                # click cuts a summary that does not fit with "...": each must be a whole sentence
+                assert not summary.endswith("..."), (shown, name, summary)
+                assert summary.endswith("."), (shown, name, summary)
+        assert listed == len(paths) - 1  # every command but the top one, in its group's list
+
+    def test_arguments_show_their_names(self) -> None:
+        result = runner.invoke(cli, ["import", "--help"])
+        assert "import [OPTIONS] KIND FILE\n" in result.output
+        assert "\n  KIND  What the file holds" in result.output
+
+
+def _command_paths(command: object, path: list[str]) -> list[list[str]]:
+    """The path of every command and group under `command`, itself included."""
+    paths = [path]
+    if isinstance(command, TyperGroup):
+        for name, sub in command.commands.items():
+            paths.extend(_command_paths(sub, [*path, name]))
+    return paths
+
+
+def _summaries(output: str) -> dict[str, str]:
+    """The Commands section of a group's help: each command's summary, its wrapped lines joined."""
+    summaries: dict[str, str] = {}
+    lines = output.split("\nCommands:\n", 1)[1].splitlines() if "\nCommands:\n" in output else []
+    for line in lines:
+        if not line.strip():
+            break
+        name, _, text = line.strip().partition(" ")
+        if line.startswith("  ") and not line.startswith("   "):
+            summaries[name] = text.strip()
+        else:  # a summary's wrapped continuation
+            last = next(reversed(summaries))
+            summaries[last] += " " + line.strip()
+    return summaries
 
 
 class TestImport:
