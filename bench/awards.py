@@ -52,11 +52,14 @@ def database_url() -> str:
 
 
 def service_env(connections: int) -> dict[str, str]:
-    """The service's environment: the bench database, production, a pool per connection."""
+    """The service's environment: the bench database, production, a pool per
+    connection, and the chainer and webhook dispatcher running inside it, as `serve`
+    runs by default (bench.events measures them on and off)."""
     return {
         "LEDGER_DATABASE_URL": database_url(),
         "LEDGER_ENV": "production",
         "LEDGER_DB_POOL_SIZE": str(connections),
+        "LEDGER_SERVE_BACKGROUND": "true",
     }
 
 
