@@ -60,6 +60,7 @@ _IDEMPOTENCY_KEY_SCHEMA = {
     "pattern": "^[\\x20-\\x7e]+$",
     "description": "1-255 printable ASCII characters, unique per operation; a retry with the same key "
     "and body replays the first response",
+    "examples": ["5f0c2a7e-8d4b-4c1a-9e3f-2b7d6a1c4e90"],
 }
 _BOUNDS = ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "multipleOf")
 
@@ -84,7 +85,7 @@ def _operation(operation: dict[str, Any], path: str, method: str, schemas: dict[
         if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
             keyed = True
             parameter["required"] = True
-            parameter["schema"] = dict(_IDEMPOTENCY_KEY_SCHEMA)
+            parameter["schema"] = copy.deepcopy(_IDEMPOTENCY_KEY_SCHEMA)  # no YAML anchors (see _header)
         if parameter["in"] == "query" and parameter["name"] == "cursor":
             _add_codes(responses, 400, "invalid_cursor")
         if parameter["in"] == "header" and parameter["name"] == "Ledger-Min-Position":

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs  # not declared: it comes with schemathesis, whose CI checks validate with it
 import yaml
 
 from app.openapi import render_openapi
@@ -75,6 +76,21 @@ class TestTheContractTellsTheTruth:
                 for status in ("400", "413", "415"):
                     assert status in operation["responses"], (method, path, status)
                 assert "malformed_json" in operation["responses"]["400"]["description"]
+
+    def test_every_parameter_has_an_example_valid_for_its_schema(self) -> None:
+        missing, invalid = [], []
+        for method, path, operation in _operations():
+            for parameter in operation.get("parameters", []):
+                where = f"{method} {path} {parameter['in']} {parameter['name']}"
+                examples = parameter["schema"].get("examples", [])
+                if not examples:
+                    missing.append(where)
+                validator = jsonschema_rs.Draft202012Validator(parameter["schema"], validate_formats=True)
+                invalid += [
+                    f"{where}: {example!r}" for example in examples if not validator.is_valid(example)
+                ]
+        assert missing == []
+        assert invalid == []
 
     def test_the_points_maximum_is_the_integer_2_63_minus_1(self) -> None:
         text = SPEC.read_text()
