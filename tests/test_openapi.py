@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def _json_answers() -> dict[tuple[str, str], dict[str, Any]]:
+    """The successful JSON answers whose schema names a model, by operation and status."""
+    return {
+        (operation["operationId"], status): response["content"]["application/json"]
+        for _, _, operation in _operations()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+        and "$ref" in json.dumps(response.get("content", {}).get("application/json", {}).get("schema", {}))
+    }
+
+
 class TestTheContractTellsTheTruth:
     def test_problems_are_declared_as_problem_json_only(self) -> None:
         wrong = [
@@ -91,6 +103,22 @@ class TestTheContractTellsTheTruth:
                 ]
         assert missing == []
         assert invalid == []
+
+    def test_every_successful_json_answer_of_a_model_has_an_example(self) -> None:
+        answers = _json_answers()
+        assert len(answers) >= 90
+        assert [answer for answer, media in answers.items() if "example" not in media] == []
+
+    def test_every_answer_example_is_valid_for_its_response_schema(self) -> None:
+        components = yaml.safe_load(SPEC.read_text())["components"]
+        invalid = {}
+        for (operation_id, status), media in _json_answers().items():
+            schema = {**media["schema"], "components": components}
+            validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+            errors = [error.message for error in validator.iter_errors(media.get("example"))]
+            if errors:
+                invalid[f"{operation_id} {status}"] = errors
+        assert invalid == {}
 
     def test_the_points_maximum_is_the_integer_2_63_minus_1(self) -> None:
         text = SPEC.read_text()
