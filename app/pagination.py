@@ -26,10 +26,11 @@ Cursor = Annotated[
     str | None,
     Query(
         max_length=512,
-        description="next_cursor of the previous page",
-        # a real cursor's shape (position.signature), but signed by no service's key:
-        # sent as it is, it answers 400 `invalid_cursor`
-        examples=["WzgxNzIzXQ.4kZc2m9XfQ1v7rT0aBpLhw"],
+        description="next_cursor of the previous page; unset: the first page",
+        # A real cursor's shape (position.signature), but signed by no service's key:
+        # sent as it is, it answers 400 `invalid_cursor`. Unset is the other example,
+        # so a client (or schemathesis's examples phase) also asks for a first page.
+        examples=["WzgxNzIzXQ.4kZc2m9XfQ1v7rT0aBpLhw", None],
     ),
 ]
 
