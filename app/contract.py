@@ -15,7 +15,8 @@ the shared plumbing does to every operation:
   `Ledger-Min-Position` is taken;
 - integer bounds are integers: FastAPI's models hold them as floats, which turns
   2^63-1 into 9.223372036854776e+18 (that is 2^63);
-- every request body carries its model's example.
+- every request body carries its model's example, and every successful JSON
+  answer one built from its model's field examples (`_example_of()`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _IDEMPOTENCY_KEY_SCHEMA = {
     "pattern": "^[\\x20-\\x7e]+$",
     "description": "1-255 printable ASCII characters, unique per operation; a retry with the same key "
     "and body replays the first response",
+    "examples": ["5f0c2a7e-8d4b-4c1a-9e3f-2b7d6a1c4e90"],
 }
 _BOUNDS = ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum", "multipleOf")
 
@@ -84,7 +86,7 @@ def _operation(operation: dict[str, Any], path: str, method: str, schemas: dict[
         if parameter["in"] == "header" and parameter["name"] == "Idempotency-Key":
             keyed = True
             parameter["required"] = True
-            parameter["schema"] = dict(_IDEMPOTENCY_KEY_SCHEMA)
+            parameter["schema"] = copy.deepcopy(_IDEMPOTENCY_KEY_SCHEMA)  # no YAML anchors (see _header)
         if parameter["in"] == "query" and parameter["name"] == "cursor":
             _add_codes(responses, 400, "invalid_cursor")
         if parameter["in"] == "header" and parameter["name"] == "Ledger-Min-Position":
@@ -95,6 +97,7 @@ def _operation(operation: dict[str, Any], path: str, method: str, schemas: dict[
         _add_codes(responses, 413, "payload_too_large")
         _add_codes(responses, 415, "unsupported_media_type")
         _add_example(body, schemas)
+    _add_response_examples(responses, schemas)
     if path.startswith("/v1/") or path == "/readyz":
         _add_codes(responses, 503, "unavailable")
     for status, response in responses.items():
@@ -126,6 +129,55 @@ def _add_example(body: dict[str, Any], schemas: dict[str, Any]) -> None:
         examples = schemas.get(model or "", {}).get("examples")
         if examples and "example" not in media:
             media["example"] = examples[0]
+
+
+_NO_EXAMPLE = object()
+
+
+def _example_of(schema: dict[str, Any], schemas: dict[str, Any], seen: frozenset[str] = frozenset()) -> Any:
+    """An example of what `schema` describes, from the examples the schema and the
+    components it names hold; `_NO_EXAMPLE` if they hold none. The schema's own first
+    example if it has one (a field's, or a model's); else a `$ref` is followed (once
+    per path: JSON values nest), an `anyOf` gives its first non-null option's, an
+    array one item, and an object each property that has one (else its default).
+    Every value is a fresh copy, so the YAML carries no anchors."""
+    if schema.get("examples"):
+        return copy.deepcopy(schema["examples"][0])
+    ref = schema.get("$ref")
+    if ref is not None:
+        name = str(ref).rsplit("/", 1)[-1]
+        return _NO_EXAMPLE if name in seen else _example_of(schemas.get(name, {}), schemas, seen | {name})
+    for option in schema.get("anyOf", []):
+        found = _NO_EXAMPLE if option.get("type") == "null" else _example_of(option, schemas, seen)
+        if found is not _NO_EXAMPLE:
+            return found
+    if "items" in schema:
+        item = _example_of(schema["items"], schemas, seen)
+        return _NO_EXAMPLE if item is _NO_EXAMPLE else [item]
+    if "properties" not in schema:
+        return _NO_EXAMPLE
+    example = {}
+    for name, field in schema["properties"].items():
+        value = _example_of(field, schemas, seen)
+        if value is _NO_EXAMPLE and "default" in field:
+            value = copy.deepcopy(field["default"])
+        if value is not _NO_EXAMPLE:
+            example[name] = value
+    return example
+
+
+def _add_response_examples(responses: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A successful JSON answer of a model (or a list of one) gets the model's example."""
+    for status, response in responses.items():
+        media = response.get("content", {}).get("application/json")
+        if not status.startswith("2") or media is None or "example" in media:
+            continue
+        schema = media.get("schema", {})
+        if _model_of(schema.get("items", schema)) is None:
+            continue
+        example = _example_of(schema, schemas)
+        if example is not _NO_EXAMPLE:
+            media["example"] = example
 
 
 def _integer_bounds(node: Any) -> None:

@@ -83,7 +83,7 @@ ExternalId = Annotated[
 
 # A member named in a URL path, by external id; a rules version likewise.
 MemberPath = Annotated[ExternalId, Path(description="the member's external id")]
-RulesVersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number")]
+RulesVersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="rules version number", examples=[3])]
 
 
 def _nfc(value: str) -> str:

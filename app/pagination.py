@@ -21,8 +21,18 @@ from fastapi import Query
 
 from app.errors import AppError
 
-Limit = Annotated[int, Query(ge=1, le=500, description="page size (1-500)")]
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size (1-500)", examples=[50])]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="next_cursor of the previous page; unset: the first page",
+        # A real cursor's shape (position.signature), but signed by no service's key:
+        # sent as it is, it answers 400 `invalid_cursor`. Unset is the other example,
+        # so a client (or schemathesis's examples phase) also asks for a first page.
+        examples=["WzgxNzIzXQ.4kZc2m9XfQ1v7rT0aBpLhw", None],
+    ),
+]
 
 _SIGNATURE_BYTES = 16
 

@@ -12,7 +12,10 @@ from fastapi import Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-Format = Annotated[Literal["json", "csv"], Query(description="`csv` for the table, `json` (default) for all")]
+Format = Annotated[
+    Literal["json", "csv"],
+    Query(description="`csv` for the table, `json` (default) for all", examples=["csv"]),
+]
 
 # What an endpoint that answers CSV too declares besides its JSON model.
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs  # not declared: it comes with schemathesis, whose CI checks validate with it
 import yaml
 
 from app.openapi import render_openapi
@@ -46,6 +48,17 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def _json_answers() -> dict[tuple[str, str], dict[str, Any]]:
+    """The successful JSON answers whose schema names a model, by operation and status."""
+    return {
+        (operation["operationId"], status): response["content"]["application/json"]
+        for _, _, operation in _operations()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+        and "$ref" in json.dumps(response.get("content", {}).get("application/json", {}).get("schema", {}))
+    }
+
+
 class TestTheContractTellsTheTruth:
     def test_problems_are_declared_as_problem_json_only(self) -> None:
         wrong = [
@@ -75,6 +88,37 @@ class TestTheContractTellsTheTruth:
                 for status in ("400", "413", "415"):
                     assert status in operation["responses"], (method, path, status)
                 assert "malformed_json" in operation["responses"]["400"]["description"]
+
+    def test_every_parameter_has_an_example_valid_for_its_schema(self) -> None:
+        missing, invalid = [], []
+        for method, path, operation in _operations():
+            for parameter in operation.get("parameters", []):
+                where = f"{method} {path} {parameter['in']} {parameter['name']}"
+                examples = parameter["schema"].get("examples", [])
+                if not examples:
+                    missing.append(where)
+                validator = jsonschema_rs.Draft202012Validator(parameter["schema"], validate_formats=True)
+                invalid += [
+                    f"{where}: {example!r}" for example in examples if not validator.is_valid(example)
+                ]
+        assert missing == []
+        assert invalid == []
+
+    def test_every_successful_json_answer_of_a_model_has_an_example(self) -> None:
+        answers = _json_answers()
+        assert len(answers) >= 90
+        assert [answer for answer, media in answers.items() if "example" not in media] == []
+
+    def test_every_answer_example_is_valid_for_its_response_schema(self) -> None:
+        components = yaml.safe_load(SPEC.read_text())["components"]
+        invalid = {}
+        for (operation_id, status), media in _json_answers().items():
+            schema = {**media["schema"], "components": components}
+            validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+            errors = [error.message for error in validator.iter_errors(media.get("example"))]
+            if errors:
+                invalid[f"{operation_id} {status}"] = errors
+        assert invalid == {}
 
     def test_the_points_maximum_is_the_integer_2_63_minus_1(self) -> None:
         text = SPEC.read_text()

@@ -18,7 +18,9 @@ from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["approvals"])
 Admin = Annotated[Principal, Depends(require("admin"))]
-ApprovalPath = Annotated[uuid.UUID, Path(description="the approval's id")]
+ApprovalPath = Annotated[
+    uuid.UUID, Path(description="the approval's id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+]
 _DECISION_ERRORS = (
     Forbidden,
     service.ApprovalByRequester,
@@ -38,7 +40,8 @@ async def list_approvals(
     context: Context,
     principal: Admin,
     status: Annotated[
-        ApprovalStatus | None, Query(description="only approvals in this status; unset: all")
+        ApprovalStatus | None,
+        Query(description="only approvals in this status; unset: all", examples=["pending_approval"]),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

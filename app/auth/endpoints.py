@@ -92,7 +92,10 @@ async def list_api_keys(
     responses=error_responses(Forbidden, service.ApiKeyNotFound),
 )
 async def revoke_api_key(
-    key_id: Annotated[uuid.UUID, Path(description="id of the key to revoke")],
+    key_id: Annotated[
+        uuid.UUID,
+        Path(description="id of the key to revoke", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"]),
+    ],
     context: Context,
     principal: Admin,
 ) -> Response:

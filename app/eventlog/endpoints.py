@@ -36,6 +36,7 @@ async def list_events(
             ge=0,
             le=2**62,
             description="only events with a sequence above this (exclusive): the last one you saw",
+            examples=[17],
         ),
     ] = 0,
     limit: Limit = 100,
@@ -56,6 +57,7 @@ async def list_events(
             max_length=128,
             pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]*$",
             description="only events concerning this member (external id)",
+            examples=["cust-10042"],
         ),
     ] = None,
 ) -> EventPage:

@@ -29,7 +29,9 @@ from app.principal import Principal
 
 router = api_router(prefix="/v1", tags=["holds"])
 Burner = Annotated[Principal, Depends(require("points:burn"))]
-HoldPath = Annotated[uuid.UUID, Path(description="the hold's id")]
+HoldPath = Annotated[
+    uuid.UUID, Path(description="the hold's id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+]
 _CLOSE_ERRORS = (
     Forbidden,
     IdempotencyKeyRequired,
@@ -141,7 +143,9 @@ async def list_member_holds(
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
     read: ReplicaRead,
-    status: Annotated[HoldStatus | None, Query(description="only holds with this status")] = None,
+    status: Annotated[
+        HoldStatus | None, Query(description="only holds with this status", examples=["active"])
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> HoldPage:

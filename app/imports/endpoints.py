@@ -26,7 +26,9 @@ router = api_router(prefix="/v1/imports", tags=["imports"])
     ),
 )
 async def import_rows(
-    kind: Annotated[ImportKind, Path(description="what the rows are: members, lots, orders or tiers")],
+    kind: Annotated[
+        ImportKind, Path(description="what the rows are: members, lots, orders or tiers", examples=["lots"])
+    ],
     body: ImportIn,
     context: Context,
     principal: Annotated[Principal, Depends(require("admin"))],

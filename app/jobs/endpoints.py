@@ -46,6 +46,7 @@ async def run_job(
             description="the job: lift-statuses, activate-pending, release-holds, expire, evaluate-tiers, "
             "notify-expiring, fail-conversions, close-statements, check-cost-cap, snapshot-segments "
             "or rollup-reports",
+            examples=["expire"],
         ),
     ],
     context: Context,

@@ -146,7 +146,9 @@ async def create_transfer(
 )
 async def reverse_entry(
     http: Request,
-    entry_id: Annotated[uuid.UUID, Path(description="the entry to reverse")],
+    entry_id: Annotated[
+        uuid.UUID, Path(description="the entry to reverse", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+    ],
     body: ReversalIn,
     context: Context,
     key: IdempotencyKey,
@@ -166,7 +168,9 @@ async def reverse_entry(
     responses=error_responses(Forbidden, EntryNotFound),
 )
 async def get_entry(
-    entry_id: Annotated[uuid.UUID, Path(description="the entry")],
+    entry_id: Annotated[
+        uuid.UUID, Path(description="the entry", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+    ],
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
     read: ReplicaRead,
@@ -207,7 +211,10 @@ async def get_member_balance(
     context: Context,
     principal: Annotated[Principal, Depends(require("members:read"))],
     read: ReplicaRead,
-    as_of: Annotated[Instant | None, Query(description="an RFC 3339 instant; unset: now")] = None,
+    as_of: Annotated[
+        Instant | None,
+        Query(description="an RFC 3339 instant; unset: now", examples=["2026-11-25T00:00:00Z"]),
+    ] = None,
 ) -> BalanceOut:
     """The member's balances as the ledger had recorded them at `as_of`."""
     return await service.balance(context, principal, member, as_of, read)

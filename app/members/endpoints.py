@@ -84,10 +84,15 @@ async def list_members(
             max_length=128,
             pattern=r"^[A-Za-z0-9._:@+\-]+$",
             description="only members whose external id starts with this",
+            examples=["cust-"],
         ),
     ] = None,
-    tier: Annotated[ShortText | None, Query(description="only members holding this tier (its code)")] = None,
-    status: Annotated[MemberStatus | None, Query(description="only members with this status")] = None,
+    tier: Annotated[
+        ShortText | None, Query(description="only members holding this tier (its code)", examples=["gold"])
+    ] = None,
+    status: Annotated[
+        MemberStatus | None, Query(description="only members with this status", examples=["active"])
+    ] = None,
 ) -> MemberPage:
     """The program's members, newest enrolment first, each as the member view shows
     it (balances, tier, progress) without the upcoming expiries."""

@@ -99,7 +99,7 @@ async def preview_order(body: OrderIn, context: Context, principal: Earner) -> O
 )
 async def create_order_refund(
     http: Request,
-    order_id: Annotated[ShortText, Path(description="the order's order_id")],
+    order_id: Annotated[ShortText, Path(description="the order's order_id", examples=["o-1001"])],
     body: RefundIn,
     context: Context,
     key: IdempotencyKey,
@@ -121,7 +121,7 @@ async def create_order_refund(
     responses=error_responses(Forbidden, service.OrderNotFound),
 )
 async def get_order(
-    order_id: Annotated[ShortText, Path(description="the order's order_id")],
+    order_id: Annotated[ShortText, Path(description="the order's order_id", examples=["o-1001"])],
     context: Context,
     principal: Reader,
     read: ReplicaRead,

@@ -77,11 +77,20 @@ PartnerReader = Annotated[Principal, Depends(require(PARTNER_ANY))]
 Burner = Annotated[Principal, Depends(require("points:burn"))]
 Reader = Annotated[Principal, Depends(require("members:read"))]
 
-CodePath = Annotated[str, Path(max_length=64, description="the partner's code")]
-IdPath = Annotated[uuid.UUID, Path(description="its id")]
-From = Annotated[Instant, Query(alias="from", description="start of the period, recorded time (included)")]
-To = Annotated[Instant, Query(description="end of the period (excluded)")]
-Format = Annotated[Literal["json", "csv"], Query(description="json pages, or every line as CSV")]
+CodePath = Annotated[str, Path(max_length=64, description="the partner's code", examples=["coffee-co"])]
+IdPath = Annotated[uuid.UUID, Path(description="its id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])]
+From = Annotated[
+    Instant,
+    Query(
+        alias="from",
+        description="start of the period, recorded time (included)",
+        examples=["2026-10-01T00:00:00Z"],
+    ),
+]
+To = Annotated[Instant, Query(description="end of the period (excluded)", examples=["2026-11-01T00:00:00Z"])]
+Format = Annotated[
+    Literal["json", "csv"], Query(description="json pages, or every line as CSV", examples=["csv"])
+]
 Pin = Annotated[
     int | None,
     Query(
@@ -89,6 +98,7 @@ Pin = Annotated[
         le=2**63 - 1,
         description="only entries the hash chain had reached by this sequence (a settlement's "
         "`chain_sequence`): the same figures whenever asked; unset: every entry recorded",
+        examples=[1042],
     ),
 ]
 CSV: dict[int | str, dict[str, Any]] = {
@@ -193,7 +203,11 @@ async def list_partner_rates(
     context: Context,
     principal: Admin,
     at: Annotated[
-        Instant | None, Query(description="the rates in force at this instant; unset: every rate")
+        Instant | None,
+        Query(
+            description="the rates in force at this instant; unset: every rate",
+            examples=["2026-11-25T00:00:00Z"],
+        ),
     ] = None,
 ) -> RatesInForce | RatePage:
     """The rates in force at `at` (one per kind), or without `at` every rate."""
@@ -477,7 +491,7 @@ async def preview_partner_order(body: OrderIn, context: Context, principal: Part
 )
 async def create_partner_order_refund(
     http: Request,
-    order_id: Annotated[ShortText, Path(description="the partner order's order_id")],
+    order_id: Annotated[ShortText, Path(description="the partner order's order_id", examples=["o-1001"])],
     body: RefundIn,
     context: Context,
     key: IdempotencyKey,

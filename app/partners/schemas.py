@@ -467,7 +467,11 @@ class Totals(BaseModel):
 
 class Settlement(BaseModel):
     partner: str = Field(description="the partner's code", examples=["coffee-co"])
-    from_: datetime = Field(alias="from", description="start of the period (recorded time, included)")
+    from_: datetime = Field(
+        alias="from",
+        description="start of the period (recorded time, included)",
+        examples=["2026-11-01T00:00:00Z"],
+    )
     to: datetime = Field(description="end of the period (excluded)", examples=["2026-12-01T00:00:00Z"])
     currency: str = Field(description="the partner's currency", examples=["EUR"])
     sections: Sections = Field(description="points and money by section")

@@ -28,8 +28,21 @@ from app.tables import csv_table as _csv
 router = api_router(prefix="/v1/reports", tags=["reports"])
 
 Reader = Annotated[Principal, Depends(require("reports:read"))]
-From = Annotated[Instant, Query(alias="from", description="start of the period (RFC 3339, inclusive)")]
-To = Annotated[Instant, Query(description="end of the period (RFC 3339, exclusive); not in the future")]
+From = Annotated[
+    Instant,
+    Query(
+        alias="from",
+        description="start of the period (RFC 3339, inclusive)",
+        examples=["2026-10-01T00:00:00Z"],
+    ),
+]
+To = Annotated[
+    Instant,
+    Query(
+        description="end of the period (RFC 3339, exclusive); not in the future",
+        examples=["2026-11-01T00:00:00Z"],
+    ),
+]
 
 _ERRORS = error_responses(Forbidden, ValidationFailed)
 _CSV = CSV_RESPONSE
@@ -45,7 +58,10 @@ async def liability_report(
     context: Context,
     principal: Reader,
     read: ReplicaRead,
-    as_of: Annotated[Instant | None, Query(description="an RFC 3339 instant; unset: now")] = None,
+    as_of: Annotated[
+        Instant | None,
+        Query(description="an RFC 3339 instant; unset: now", examples=["2026-11-25T00:00:00Z"]),
+    ] = None,
     format: Format = "json",
 ) -> LiabilityOut | Response:
     """The points members hold at `as_of` (available, pending, held), who holds
@@ -111,7 +127,8 @@ async def activity_report(
     start: From,
     to: To,
     granularity: Annotated[
-        Literal["day", "week", "month"], Query(description="bucket size, in the program's timezone")
+        Literal["day", "week", "month"],
+        Query(description="bucket size, in the program's timezone", examples=["month"]),
     ] = "day",
     format: Format = "json",
 ) -> ActivityOut | Response:

@@ -20,9 +20,15 @@ from app.tables import CSV_RESPONSE, Format, csv_table
 
 router = api_router(prefix="/v1/reports/segments", tags=["reports"])
 
-AsOf = Annotated[Instant | None, Query(description="an RFC 3339 instant, not in the future; unset: now")]
+AsOf = Annotated[
+    Instant | None,
+    Query(
+        description="an RFC 3339 instant, not in the future; unset: now", examples=["2026-11-25T00:00:00Z"]
+    ),
+]
 WindowDays = Annotated[
-    int, Query(ge=1, le=3660, description="the window of orders, in days up to as_of (1-3660)")
+    int,
+    Query(ge=1, le=3660, description="the window of orders, in days up to as_of (1-3660)", examples=[365]),
 ]
 
 
@@ -59,7 +65,9 @@ async def list_segment_members(
     context: Context,
     principal: Annotated[Principal, Depends(require("reports:read"))],
     read: ReplicaRead,
-    segment: Annotated[SegmentName, Query(description="the segment whose members to list")],
+    segment: Annotated[
+        SegmentName, Query(description="the segment whose members to list", examples=["core"])
+    ],
     as_of: AsOf = None,
     window_days: WindowDays = service.DEFAULT_WINDOW_DAYS,
     limit: Limit = 50,

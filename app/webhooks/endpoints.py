@@ -28,7 +28,9 @@ from app.webhooks.schemas import (
 
 router = api_router(prefix="/v1/webhooks", tags=["webhooks"])
 Writer = Annotated[Principal, Depends(require("webhooks:write"))]
-WebhookPath = Annotated[uuid.UUID, Path(description="the webhook's id")]
+WebhookPath = Annotated[
+    uuid.UUID, Path(description="the webhook's id", examples=["0193b1a2-7c1e-7d2a-9a4f-5a1e2f3b4c5d"])
+]
 
 
 class TestSent(BaseModel):
@@ -132,7 +134,8 @@ async def list_deliveries(
     context: Context,
     principal: Writer,
     status: Annotated[
-        Literal["pending", "succeeded", "failed"] | None, Query(description="only deliveries in this state")
+        Literal["pending", "succeeded", "failed"] | None,
+        Query(description="only deliveries in this state", examples=["failed"]),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
