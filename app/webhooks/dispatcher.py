@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from app.eventlog.types import matches
 from app.ledger.chain import CHANNEL
 from app.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from app.outbox import emit
-from app.webhooks.urls import UnsafeUrl, check_resolved
+from app.webhooks.urls import CheckedTransport, UnsafeUrl
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,18 @@ class Outcome:
         return self.status_code == 410
 
 
+def webhook_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """The dispatcher's HTTP client: each connection goes to an address of its
+    host checked for the environment (app/webhooks/urls.py), never a redirect."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    return httpx.AsyncClient(
+        transport=CheckedTransport(settings.env, limits, verify=verify),
+        timeout=settings.webhook_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 def signature(secrets: list[str], event_id: str, at: datetime, body: str) -> str:
     """The webhook-signature header: one `v1,...` per secret in force, space-separated."""
     return " ".join(Webhook(secret).sign(event_id, at, body) for secret in secrets)
@@ -127,12 +140,7 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.clock = clock
-        self.client = client or httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
-        )
+        self.client = client or webhook_client(settings)
         self.retries = settings.webhook_retries
 
     async def close(self) -> None:
@@ -251,8 +259,8 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            # one deadline for the whole attempt (resolving the host included), inside
-            # the claim's lease
+            # one deadline for the whole attempt (resolving and checking the host
+            # included), inside the claim's lease
             async with asyncio.timeout(self.settings.webhook_timeout_seconds):
                 status_code = await self._post(row, endpoint, body, attempted_at)
             if not 200 <= status_code < 300:
@@ -283,7 +291,7 @@ class Dispatcher:
         )
 
     async def _post(self, row: asyncpg.Record, endpoint: asyncpg.Record, body: str, at: datetime) -> int:
-        await check_resolved(endpoint["url"], self.settings.env)
+        # the client checks where it connects (UnsafeUrl when refused)
         secrets = [endpoint["secret"]]
         if endpoint["previous_secret"] and endpoint["previous_until"] and endpoint["previous_until"] > at:
             secrets.append(endpoint["previous_secret"])
