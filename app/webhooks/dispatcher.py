@@ -315,6 +315,7 @@ class Dispatcher:
         """Every attempt of a round and what follows from it, in one transaction."""
         now = self.clock.now()
         succeeded = [outcome for outcome in outcomes if outcome.succeeded]
+        first_successes: list[Outcome] = []
         async with self.db.pool.acquire() as connection, connection.transaction():
             await connection.executemany(
                 RECORD_ATTEMPT,
@@ -332,15 +333,23 @@ class Dispatcher:
                 ],
             )
             if succeeded:
-                await connection.execute(
-                    "UPDATE webhook_delivery d"
-                    "   SET status = 'succeeded', next_attempt_at = NULL, updated_at = $3"
-                    "  FROM unnest($1::bigint[], $2::bigint[]) AS x(program_id, id)"
-                    " WHERE d.program_id = x.program_id AND d.id = x.id AND d.status = 'pending'",
-                    [outcome.program_id for outcome in succeeded],
-                    [outcome.delivery_id for outcome in succeeded],
-                    now,
-                )
+                # only deliveries still pending: a success that comes back after its
+                # lease ran out, when another dispatcher has delivered it since, is
+                # no delivery's first
+                delivered = {
+                    (row["program_id"], row["id"])
+                    for row in await connection.fetch(
+                        "UPDATE webhook_delivery d"
+                        "   SET status = 'succeeded', next_attempt_at = NULL, updated_at = $3"
+                        "  FROM unnest($1::bigint[], $2::bigint[]) AS x(program_id, id)"
+                        " WHERE d.program_id = x.program_id AND d.id = x.id AND d.status = 'pending'"
+                        " RETURNING d.program_id, d.id",
+                        [outcome.program_id for outcome in succeeded],
+                        [outcome.delivery_id for outcome in succeeded],
+                        now,
+                    )
+                }
+                first_successes = [o for o in succeeded if (o.program_id, o.delivery_id) in delivered]
                 recovered = list({(outcome.program_id, outcome.endpoint_id) for outcome in succeeded})
                 await connection.execute(
                     "UPDATE webhook_endpoint w SET failing_since = NULL"
@@ -352,7 +361,8 @@ class Dispatcher:
             for outcome in outcomes:
                 if not outcome.succeeded:
                     await self._record_failure(connection, outcome, now)
-        for outcome in succeeded:
+        # from the event's creation to its first 2xx: once per delivery
+        for outcome in first_successes:
             WEBHOOK_DELIVERY_LATENCY.observe(max(0.0, (now - outcome.event_created_at).total_seconds()))
 
     async def _record_failure(self, connection: Connection, outcome: Outcome, now: datetime) -> None:
