@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from app.eventlog.types import matches
 from app.ledger.chain import CHANNEL
 from app.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_LATENCY
 from app.outbox import emit
-from app.webhooks.urls import UnsafeUrl, check_resolved
+from app.webhooks.urls import CheckedTransport, UnsafeUrl
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,18 @@ class Outcome:
         return self.status_code == 410
 
 
+def webhook_client(settings: Settings, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """The dispatcher's HTTP client: each connection goes to an address of its
+    host checked for the environment (app/webhooks/urls.py), never a redirect."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    return httpx.AsyncClient(
+        transport=CheckedTransport(settings.env, limits, verify=verify),
+        timeout=settings.webhook_timeout_seconds,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 def signature(secrets: list[str], event_id: str, at: datetime, body: str) -> str:
     """The webhook-signature header: one `v1,...` per secret in force, space-separated."""
     return " ".join(Webhook(secret).sign(event_id, at, body) for secret in secrets)
@@ -127,12 +140,7 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.clock = clock
-        self.client = client or httpx.AsyncClient(
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
-        )
+        self.client = client or webhook_client(settings)
         self.retries = settings.webhook_retries
 
     async def close(self) -> None:
@@ -251,8 +259,8 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            # one deadline for the whole attempt (resolving the host included), inside
-            # the claim's lease
+            # one deadline for the whole attempt (resolving and checking the host
+            # included), inside the claim's lease
             async with asyncio.timeout(self.settings.webhook_timeout_seconds):
                 status_code = await self._post(row, endpoint, body, attempted_at)
             if not 200 <= status_code < 300:
@@ -283,7 +291,7 @@ class Dispatcher:
         )
 
     async def _post(self, row: asyncpg.Record, endpoint: asyncpg.Record, body: str, at: datetime) -> int:
-        await check_resolved(endpoint["url"], self.settings.env)
+        # the client checks where it connects (UnsafeUrl when refused)
         secrets = [endpoint["secret"]]
         if endpoint["previous_secret"] and endpoint["previous_until"] and endpoint["previous_until"] > at:
             secrets.append(endpoint["previous_secret"])
@@ -307,6 +315,7 @@ class Dispatcher:
         """Every attempt of a round and what follows from it, in one transaction."""
         now = self.clock.now()
         succeeded = [outcome for outcome in outcomes if outcome.succeeded]
+        first_successes: list[Outcome] = []
         async with self.db.pool.acquire() as connection, connection.transaction():
             await connection.executemany(
                 RECORD_ATTEMPT,
@@ -324,15 +333,23 @@ class Dispatcher:
                 ],
             )
             if succeeded:
-                await connection.execute(
-                    "UPDATE webhook_delivery d"
-                    "   SET status = 'succeeded', next_attempt_at = NULL, updated_at = $3"
-                    "  FROM unnest($1::bigint[], $2::bigint[]) AS x(program_id, id)"
-                    " WHERE d.program_id = x.program_id AND d.id = x.id AND d.status = 'pending'",
-                    [outcome.program_id for outcome in succeeded],
-                    [outcome.delivery_id for outcome in succeeded],
-                    now,
-                )
+                # only deliveries still pending: a success that comes back after its
+                # lease ran out, when another dispatcher has delivered it since, is
+                # no delivery's first
+                delivered = {
+                    (row["program_id"], row["id"])
+                    for row in await connection.fetch(
+                        "UPDATE webhook_delivery d"
+                        "   SET status = 'succeeded', next_attempt_at = NULL, updated_at = $3"
+                        "  FROM unnest($1::bigint[], $2::bigint[]) AS x(program_id, id)"
+                        " WHERE d.program_id = x.program_id AND d.id = x.id AND d.status = 'pending'"
+                        " RETURNING d.program_id, d.id",
+                        [outcome.program_id for outcome in succeeded],
+                        [outcome.delivery_id for outcome in succeeded],
+                        now,
+                    )
+                }
+                first_successes = [o for o in succeeded if (o.program_id, o.delivery_id) in delivered]
                 recovered = list({(outcome.program_id, outcome.endpoint_id) for outcome in succeeded})
                 await connection.execute(
                     "UPDATE webhook_endpoint w SET failing_since = NULL"
@@ -344,7 +361,8 @@ class Dispatcher:
             for outcome in outcomes:
                 if not outcome.succeeded:
                     await self._record_failure(connection, outcome, now)
-        for outcome in succeeded:
+        # from the event's creation to its first 2xx: once per delivery
+        for outcome in first_successes:
             WEBHOOK_DELIVERY_LATENCY.observe(max(0.0, (now - outcome.event_created_at).total_seconds()))
 
     async def _record_failure(self, connection: Connection, outcome: Outcome, now: datetime) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 import time
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -17,10 +20,10 @@ from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.config import Environment, Settings
-from app.webhooks.dispatcher import Dispatcher
-from app.webhooks.urls import UnsafeUrl, check_resolved, check_url
+from app.webhooks.dispatcher import Dispatcher, webhook_client
+from app.webhooks.urls import Address, UnsafeUrl, check_url, resolve
 from tests.support import Api, MovableClock, chain_program
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import TLS, Receiver
 
 
 async def create(api: Api, url: str, events: list[str], key: str | None = None) -> dict[str, Any]:
@@ -46,6 +49,12 @@ async def deliver(
         return await dispatcher.run_once()
     finally:
         await dispatcher.close()
+
+
+async def resolved(url: str, env: Environment) -> list[Address]:
+    """The addresses a delivery to `url` may connect to (the check each connection makes)."""
+    parts = urlsplit(url)
+    return await resolve(parts.hostname or "", parts.port or 443, env)
 
 
 def verified(secret: str, request: Any) -> dict[str, Any]:
@@ -532,8 +541,8 @@ async def test_production_refuses_reserved_ipv6_literals(url: str) -> None:
     except UnsafeUrl:
         pass
     try:
-        await check_resolved(url, Environment.production)
-        passed.append("check_resolved")
+        await resolved(url, Environment.production)
+        passed.append("resolve")
     except UnsafeUrl:
         pass
     assert passed == [], f"{url} passed {passed}"
@@ -554,9 +563,11 @@ def test_production_accepts_public_https_and_the_test_env_loopback() -> None:
 
 @pytest.mark.parametrize("url", ["https://localhost/", "https://127.1/", "https://2130706433/"])
 async def test_production_refuses_at_delivery_what_resolves_to_loopback(url: str) -> None:
-    await check_resolved(url, Environment.test)
+    addresses = await resolved(url, Environment.test)
+    assert addresses
+    assert all(address.is_loopback for address in addresses)
     with pytest.raises(UnsafeUrl):
-        await check_resolved(url, Environment.production)
+        await resolved(url, Environment.production)
 
 
 async def test_the_dispatcher_checks_the_address_before_it_sends(
@@ -579,6 +590,148 @@ async def test_the_dispatcher_checks_the_address_before_it_sends(
     for attempt in delivery["attempts"]:
         assert attempt["status_code"] is None
         assert attempt["error"].startswith("refused: 127.0.0.1 is not a public address")
+
+
+REBOUND = "rebind.test"
+
+
+class Rebinding:
+    """A resolver that answers REBOUND with `first` the first time it is asked and
+    with `then` every later time, as a DNS rebinding attack would; other names
+    resolve as usual."""
+
+    def __init__(self, first: str, then: str) -> None:
+        self.first, self.then = first, then
+        self.lookups = 0
+        self.real = asyncio.get_running_loop().getaddrinfo
+
+    async def getaddrinfo(self, host: str | bytes | None, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != REBOUND:
+            return await self.real(host, port, *args, **kwargs)
+        self.lookups += 1
+        address = self.first if self.lookups == 1 else self.then
+        if ":" in address:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port), 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))]
+
+
+def rebind(monkeypatch: pytest.MonkeyPatch, first: str, then: str) -> Rebinding:
+    resolver = Rebinding(first, then)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolver.getaddrinfo)
+    return resolver
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+async def test_a_delivery_goes_to_the_address_that_was_checked(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    monkeypatch: pytest.MonkeyPatch,
+    address: str,
+) -> None:
+    """DNS rebinding: the webhook's host resolves to the receiver when it is checked
+    and elsewhere (127.0.0.2, where nothing listens) if asked again. The delivery
+    reaches the receiver: the host is looked up once, the connection goes to the
+    address that lookup gave and the check passed, and the request still names the
+    host."""
+    receiver = Receiver(address)
+    try:
+        resolver = rebind(monkeypatch, first=address, then="127.0.0.2")
+        hook = await create(api, f"http://{REBOUND}:{receiver.port}/hooks", ["points.*"])
+        await api.award(await api.enrol(), 5)
+        assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="60") == 1
+        (delivery,) = await deliveries(api, hook["id"])
+        assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(204, None)]
+        (request,) = receiver.received
+        assert request.headers["host"] == f"{REBOUND}:{receiver.port}"
+        assert verified(hook["secret"], request)["type"] == "points.award"
+        assert resolver.lookups == 1
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.0.0.7", "169.254.169.254"])
+async def test_production_refuses_at_delivery_a_host_that_resolves_inside(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: Receiver,
+    address: str,
+) -> None:
+    """A name accepted when given (names are not resolved then) that resolves to a
+    loopback, private or link-local address at delivery is never connected to."""
+    rebind(monkeypatch, first=address, then=address)
+    hook = await create(api, f"http://{REBOUND}:{receiver.port}/hooks", ["points.*"])
+    await api.award(await api.enrol(), 5)
+    production = {"env": Environment.production, "webhook_retry_seconds": "0"}
+    assert await deliver(app, db, settings, clock, api, **production) == 2
+    assert receiver.received == []
+    (delivery,) = await deliveries(api, hook["id"])
+    assert delivery["status"] == "failed"
+    assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [
+        (None, f"refused: {address} is not a public address")
+    ] * 2
+
+
+async def test_https_to_the_checked_address_still_verifies_the_host(
+    api: Api,
+    app: FastAPI,
+    db: asyncpg.Connection,
+    settings: Settings,
+    clock: MovableClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connected to the address that was checked, TLS still speaks to the URL's host:
+    the SNI names it and the certificate must be valid for it (here one for
+    rebind.test signed by the tests' CA). The same receiver at a URL naming its
+    address instead is refused: its certificate is not for 127.0.0.1."""
+    receiver = Receiver(tls=True)
+    trusting_the_tests_ca = ssl.create_default_context(cafile=TLS / "ca.pem")
+    dispatcher = Dispatcher(
+        app.state.context.db,
+        settings.model_copy(update={"webhook_retry_seconds": "60"}),
+        clock,
+        client=webhook_client(settings, verify=trusting_the_tests_ca),
+    )
+    try:
+        rebind(monkeypatch, first="127.0.0.1", then="127.0.0.2")
+        named = await create(api, f"https://{REBOUND}:{receiver.port}/hooks", ["points.*"])
+        by_address = await create(api, receiver.url, ["points.*"])
+        await api.award(await api.enrol(), 5)
+        await chain_program(db, api.program)
+        assert await dispatcher.run_once() == 2
+        (request,) = receiver.received
+        assert request.headers["host"] == f"{REBOUND}:{receiver.port}"
+        assert verified(named["secret"], request)["type"] == "points.award"
+        assert REBOUND in receiver.server_names
+        (refused,) = await deliveries(api, by_address["id"])
+        assert refused["attempts"][0]["status_code"] is None
+        assert "CERTIFICATE_VERIFY_FAILED" in refused["attempts"][0]["error"]
+    finally:
+        await dispatcher.close()
+        receiver.close()
+
+
+async def test_an_ipv6_literal_url_is_delivered(
+    api: Api, app: FastAPI, db: asyncpg.Connection, settings: Settings, clock: MovableClock
+) -> None:
+    receiver = Receiver("::1")
+    try:
+        assert receiver.url.startswith("http://[::1]:")
+        hook = await create(api, receiver.url, ["points.*"])
+        await api.award(await api.enrol(), 5)
+        assert await deliver(app, db, settings, clock, api, webhook_retry_seconds="60") == 1
+        (request,) = receiver.received
+        assert request.headers["host"] == f"[::1]:{receiver.port}"
+        verified(hook["secret"], request)
+    finally:
+        receiver.close()
 
 
 async def test_two_dispatchers_at_once_send_each_event_once(
