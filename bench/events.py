@@ -9,7 +9,8 @@ In one run, on one fresh database (bench.awards' own), it prints:
    without them (false, and no `points-ledger worker` either: "unchained"), and
    through the bare FastAPI+asyncpg endpoint of bench/awards.py, in rounds that
    rotate the three (wrk, as bench.awards drives them); the medians, each mode's
-   ratio service/bare, and the drop from chaining (target: at most 5%). Only one
+   ratio service/bare, the drop from chaining (target: at most 5%), and each mode's
+   CPU per award in the serving process and in PostgreSQL's backends. Only one
    service runs at a time, and every entry is chained before each round, so no
    round inherits a backlog;
 2. the chain's lag during the chained rounds: the age of the oldest committed entry
@@ -128,6 +129,24 @@ async def chained_round(
 class Lag:
     samples: list[float] = field(default_factory=list)
     drains: list[float] = field(default_factory=list)
+    # CPU ms per award by mode: (the serving process, the database's backends; the
+    # chained rounds' include the chainer's, and the lag sampler's queries)
+    cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+
+def measured_cpu(lag: Lag, name: str, server: int, seconds: int, run: Callable[[], Round]) -> Round:
+    """`run()`'s round of `seconds`, with the CPU per request it cost recorded in `lag.cpu`."""
+    server_before = common.server_cpu(server)
+    database_before = asyncio.run(common.backends_cpu(DATABASE))
+    result = run()
+    served = result.requests_per_second * seconds
+    lag.cpu.setdefault(name, []).append(
+        (
+            (common.server_cpu(server) - server_before) * 1000 / served,
+            (asyncio.run(common.backends_cpu(DATABASE)) - database_before) * 1000 / served,
+        )
+    )
+    return result
 
 
 def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, lag: Lag) -> Round:
@@ -140,12 +159,27 @@ def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, 
         with contextlib.suppress(SystemExit):
             drive(name, SERVICE_PORT, wrk_env, 2, args.connections)
         if name == "unchained":
-            return drive(name, SERVICE_PORT, wrk_env, args.seconds, args.connections)
-        measured, samples, drained = asyncio.run(
-            chained_round(SERVICE_PORT, wrk_env, args.seconds, args.connections)
-        )
+            return measured_cpu(
+                lag,
+                name,
+                process.pid,
+                args.seconds,
+                lambda: drive(name, SERVICE_PORT, wrk_env, args.seconds, args.connections),
+            )
+        samples: list[float] = []
+        drained: list[float] = []
+
+        def chained() -> Round:
+            measured, sampled, drain = asyncio.run(
+                chained_round(SERVICE_PORT, wrk_env, args.seconds, args.connections)
+            )
+            samples.extend(sampled)
+            drained.append(drain)
+            return measured
+
+        measured = measured_cpu(lag, name, process.pid, args.seconds, chained)
         lag.samples += samples
-        lag.drains.append(drained)
+        lag.drains += drained
         return measured
     finally:
         stop(process)
@@ -363,8 +397,14 @@ def main() -> None:
                 # program for each posting, and chaining costs 10x what it should)
                 common.settle(DATABASE)
                 if name == "bare":
-                    measured = drive(
-                        "bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, args.seconds, args.connections
+                    measured = measured_cpu(
+                        lag,
+                        name,
+                        bare.pid,
+                        args.seconds,
+                        lambda: drive(
+                            "bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, args.seconds, args.connections
+                        ),
                     )
                 else:
                     measured = service_round(name, {**wrk_env, **SERVICE_PATHS}, args, lag)
@@ -383,6 +423,13 @@ def main() -> None:
     on, off = medians["chained"] / medians["bare"], medians["unchained"] / medians["bare"]
     print(f"ratio service/bare with chaining: {on:.2f}; without: {off:.2f}")
     print(f"drop from chaining: {100 * (1 - on / off):.1f}% (target: at most 5%)")
+    for name in targets:
+        service_ms = statistics.median(server for server, _ in lag.cpu[name])
+        database_ms = statistics.median(database for _, database in lag.cpu[name])
+        print(
+            f"CPU per award, {name:9s}: service {service_ms:.3f} ms, PostgreSQL {database_ms:.3f} ms"
+            f" (medians of {len(lag.cpu[name])} rounds)"
+        )
     print(
         f"chain lag under load ({len(lag.samples)} samples every 100 ms):"
         f" max {max(lag.samples, default=0):.2f} s, p99 {common.percentile(lag.samples, 0.99):.2f} s"
