@@ -129,9 +129,9 @@ UNSEQUENCED = "SELECT count(*) FROM event_log WHERE sequence IS NULL"
 # Both queries below compare entries with each program's head, which they read in
 # the same statement: the planner cannot tell how few entries lie past it and
 # guesses a third of the journal, so a plain EXISTS or min() over that range read
-# the whole journal, every round (12 ms at 88,000 entries, growing with the
-# ledger). Walking the (program_id, txid, id) index in order, with a LIMIT, is
-# what it plans instead: a few index pages, whatever the journal's size.
+# the whole journal every round, at a cost growing with the ledger. Walking the
+# (program_id, txid, id) index in order, with a LIMIT, is what it plans instead: a
+# few index pages, whatever the journal's size.
 
 # programs with something for the chainer (entries past their head, or events
 # without a sequence), in one round trip whatever the number of programs
