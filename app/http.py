@@ -53,8 +53,11 @@ class PayloadTooLarge(AppError):
 
 
 # Where BodyLimit leaves the limit, in the ASGI scope, for the route to check a
-# declared Content-Length against once it has authorized the request.
+# declared Content-Length against once it has authorized the request; and where a
+# route that takes no body says so, for BodyLimit to stop counting what it is sent
+# (a streamed answer still reads the request, to notice a disconnect).
 _BODY_LIMIT = "ledger.body_limit"
+_BODY_IGNORED = "ledger.body_ignored"
 
 
 class BodyLimit:
@@ -62,7 +65,9 @@ class BodyLimit:
     is read in full. A route that takes a body refuses one whose Content-Length is
     over the limit once the caller is authorized, without reading it (ApiRoute);
     a chunked body is refused as soon as the bytes read pass the limit. A route
-    that takes no body never reads one, so it never answers 413."""
+    that takes no body never reads one, so it never answers 413, and what it is
+    sent is not counted (a streamed answer reads the request to notice a
+    disconnect: it must not be cut short by a body nobody asked for)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -78,7 +83,7 @@ class BodyLimit:
         async def limited() -> Message:
             nonlocal received
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not scope.get(_BODY_IGNORED):
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise _too_large(self.limit)  # rendered by the error handlers, wherever the body is read
@@ -209,6 +214,7 @@ class ApiRoute(APIRoute):
                 await authorize(request, scope)
             request = JsonRequest(request.scope, request.receive)
             if not takes_body:  # whatever was sent is not read: it cannot be an error
+                request.scope[_BODY_IGNORED] = True
                 body = b""
             else:
                 _declared_too_large(request)

@@ -160,6 +160,24 @@ class TestRoutesWithoutABody:
         listed = await api.client.request("GET", "/v1/rules", content=content, headers=headers)
         assert listed.status_code == 200, listed.text
 
+    async def test_a_streamed_answer_is_whole_whatever_body_was_sent(self, api: Api) -> None:
+        """A streamed answer reads the request while it streams (to notice a
+        disconnect): a body sent to a route that takes none is still not counted."""
+        member = await api.enrol()
+        await api.award(member, 5)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield b"x" * (1024 * 1024)
+
+        headers = {**api.headers(), "Content-Type": "text/plain"}
+        for content in (chunks(), b"x" * (2 * 1024 * 1024)):
+            response = await api.client.request(
+                "GET", f"/v1/members/{member}/export", content=content, headers=headers
+            )
+            assert response.status_code == 200, response.text[:300]
+            assert response.json()["complete"] is True
+
 
 class TestPaths:
     @pytest.mark.parametrize("path", ["/v1/members/", "/v1/rules/", "/v1/transfers/"])
