@@ -239,7 +239,7 @@ class RowError(BaseModel):
 class ImportSummary(BaseModel):
     kind: ImportKind = Field(description="what was imported", examples=["lots"])
     source: str = Field(description="the legacy system the rows came from", examples=["legacy-crm"])
-    dry_run: StrictBool = Field(
+    dry_run: bool = Field(
         description="true: nothing was written; the counts say what would be", examples=[False]
     )
     rows: int = Field(description="rows read", examples=[1000])

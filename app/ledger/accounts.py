@@ -35,14 +35,14 @@ async def open_program_accounts(session: AsyncSession, program_id: int) -> None:
 # Members' accounts and balance rows for a whole chunk of an import in one
 # statement (thousands of members a round trip, as the chunk's members went in).
 OPEN_MEMBERS_ACCOUNTS = """
-WITH member AS (
-    SELECT m.id FROM unnest($3::bigint[]) AS m(id)
+WITH added AS (
+    SELECT a.id FROM unnest($3::bigint[]) AS a(id)
 ), accounts AS (
     INSERT INTO account (program_id, member_id, kind)
-    SELECT $1, m.id, k.kind FROM member m CROSS JOIN unnest($4::text[]) AS k(kind)
+    SELECT $1, a.id, k.kind FROM added a CROSS JOIN unnest($4::text[]) AS k(kind)
 )
 INSERT INTO member_balance (program_id, member_id, updated_at)
-SELECT $1, m.id, $2 FROM member m
+SELECT $1, a.id, $2 FROM added a
 """
 
 
