@@ -32,7 +32,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,14 +90,15 @@ SELECT x.entry_id, $1, x.sequence, x.hash, $5
 """
 
 # each chained entry is a points.<kind> event (but those of SILENT_KINDS: see
-# chain_batch()); its data is the entry, rendered when read
+# chain_batch()); its data is the entry, rendered when read. Every column comes
+# from what the chainer read (NEXT_ENTRIES): no second look at the entry or its
+# postings. $5: each event's members as an array literal ('{3,7}').
 ENTRY_EVENTS = """
 INSERT INTO event_log (id, program_id, type, sequence, occurred_at, created_at, entry_id, members)
-SELECT x.id, $1, 'points.' || e.kind, x.sequence, e.occurred_at, e.recorded_at, e.id,
-       coalesce((SELECT array_agg(DISTINCT p.member_id) FROM posting p
-                  WHERE p.program_id = e.program_id AND p.entry_id = e.id AND p.member_id IS NOT NULL), '{}')
-  FROM unnest($2::uuid[], $3::uuid[], $4::bigint[]) AS x(id, entry_id, sequence)
-  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
+SELECT x.id, $1, 'points.' || x.kind, x.sequence, x.occurred_at, x.created_at, x.entry_id, x.members::bigint[]
+  FROM unnest($2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[],
+              $7::timestamptz[], $8::timestamptz[])
+       AS x(id, entry_id, sequence, members, kind, occurred_at, created_at)
 """
 
 SEQUENCE_EVENTS = """
@@ -179,10 +180,18 @@ ENTRY_FIELDS = (
 )
 
 
-def canonical(entry: Mapping[str, Any] | asyncpg.Record) -> bytes:
+def postings_of(entry: Mapping[str, Any] | asyncpg.Record) -> list[list[Any]]:
+    """A row's postings (CANONICAL_COLUMNS' `postings`): [account kind, member,
+    points, partner] each, in the order written."""
+    postings = entry["postings"]
+    return json.loads(postings) if isinstance(postings, str) else list(postings)
+
+
+def canonical(entry: Mapping[str, Any] | asyncpg.Record, postings: list[list[Any]] | None = None) -> bytes:
     """An entry's canonical form (see the module's docstring), from a row of
-    NEXT_ENTRIES or of verify's replay."""
-    postings = json.loads(entry["postings"]) if isinstance(entry["postings"], str) else entry["postings"]
+    NEXT_ENTRIES or of verify's replay (and its postings, when already read)."""
+    if postings is None:
+        postings = postings_of(entry)
     document = {
         "id": str(entry["id"]),
         "kind": entry["kind"],
@@ -234,6 +243,41 @@ async def head(connection: Connection, program_id: int) -> Head:
     )
 
 
+@dataclass(slots=True)
+class _EntryEvents:
+    """The points.* events of a batch's entries, column by column (ENTRY_EVENTS)."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    entry_ids: list[uuid.UUID] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    occurred: list[datetime] = field(default_factory=list)
+    created: list[datetime] = field(default_factory=list)
+
+    def add(self, entry: asyncpg.Record, postings: list[list[Any]], sequence: int) -> None:
+        self.ids.append(uuid7())
+        self.entry_ids.append(entry["id"])
+        self.sequences.append(sequence)
+        # the members it concerns, ascending, each once (for ?member=)
+        members = sorted({posting[1] for posting in postings if posting[1] is not None})
+        self.members.append("{" + ",".join(map(str, members)) + "}")
+        self.kinds.append(entry["kind"])
+        self.occurred.append(entry["occurred_at"])
+        self.created.append(entry["recorded_at"])
+
+    def columns(self) -> tuple[list[Any], ...]:
+        return (
+            self.ids,
+            self.entry_ids,
+            self.sequences,
+            self.members,
+            self.kinds,
+            self.occurred,
+            self.created,
+        )
+
+
 async def chain_batch(connection: Connection, program_id: int, now: datetime, batch: int = BATCH) -> int:
     """Chain the program's next final entries and put them, with the other events
     their transactions wrote, into the event log's sequence; one transaction. How
@@ -270,13 +314,11 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
         chain_ids: list[uuid.UUID] = []
         sequences: list[int] = []
         hashes: list[bytes] = []
-        entry_event_ids: list[uuid.UUID] = []
-        entry_event_sequences: list[int] = []
         positions: list[int] = []
         position_sequences: list[int] = []
         previous, sequence, event_sequence = at.hash, at.sequence, at.event_sequence
         last_txid, last_entry_id = at.last_txid, at.last_entry_id
-        evented_ids: list[uuid.UUID] = []
+        events_of_entries = _EntryEvents()
         for (_, is_event, _), row in items:
             if is_event:
                 event_sequence += 1
@@ -284,7 +326,8 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
                 position_sequences.append(event_sequence)
                 continue
             sequence += 1
-            previous = link(previous, row)
+            postings = postings_of(row)
+            previous = hashlib.sha256(previous + canonical(row, postings)).digest()
             chain_ids.append(row["id"])
             sequences.append(sequence)
             hashes.append(previous)
@@ -293,15 +336,11 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
             # its run's `import.completed` summarises it (the event log stays dense).
             if row["kind"] not in SILENT_KINDS:
                 event_sequence += 1
-                evented_ids.append(row["id"])
-                entry_event_ids.append(uuid7())
-                entry_event_sequences.append(event_sequence)
+                events_of_entries.add(row, postings, event_sequence)
         if chain_ids:
             await connection.execute(APPEND, program_id, chain_ids, sequences, hashes, now)
-        if evented_ids:
-            await connection.execute(
-                ENTRY_EVENTS, program_id, entry_event_ids, evented_ids, entry_event_sequences
-            )
+        if events_of_entries.ids:
+            await connection.execute(ENTRY_EVENTS, program_id, *events_of_entries.columns())
         if positions:
             await connection.execute(SEQUENCE_EVENTS, program_id, positions, position_sequences)
         await connection.execute(
