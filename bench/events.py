@@ -5,15 +5,16 @@ lags behind, and how fast webhooks go out.
 
 In one run, on one fresh database (bench.awards' own), it prints:
 1. awards per second through the service with the chainer and the webhook
-   dispatcher running inside it (LEDGER_SERVE_BACKGROUND=true: "chained") and
-   without them (false, and no `points-ledger worker` either: "unchained"), and
-   through the bare FastAPI+asyncpg endpoint of bench/awards.py, in rounds that
-   rotate the three (wrk, as bench.awards drives them); the medians, each mode's
-   ratio service/bare, the drop from chaining (target: at most 5%), and each mode's
-   CPU per award in the serving process and in PostgreSQL's backends. Only one
-   service runs at a time, and every entry is chained before each round, so no
-   round inherits a backlog;
-2. the chain's lag during the chained rounds: the age of the oldest committed entry
+   dispatcher running inside it (LEDGER_SERVE_BACKGROUND=true: "chained"), in a
+   `points-ledger worker` of their own beside a service without them ("worker"),
+   and nowhere (false, and no worker either: "unchained"), and through the bare
+   FastAPI+asyncpg endpoint of bench/awards.py, in rounds that rotate the four (wrk,
+   as bench.awards drives them); the medians, each mode's ratio service/bare, the
+   drop from chaining in serve and in a worker (target: at most 5%), and each
+   mode's CPU per award in the serving processes (serve, and the worker) and in
+   PostgreSQL's backends. Only one service runs at a time, and every entry is
+   chained before each round, so no round inherits a backlog;
+2. the chain's lag during the chained and worker rounds: the age of the oldest committed entry
    not yet chained, sampled every 100 ms (max and p99; target: at most 2 s), and
    how long after the load stopped the last entry was chained (the worst round);
 3. webhooks: a receiver on 127.0.0.1 (bench/webhook_receiver.py, 204 at once)
@@ -34,14 +35,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -68,7 +73,9 @@ from bench.awards import (
 from bench.pace import Paced
 
 SERVICE_PORT, BARE_PORT, RECEIVER_PORT = 8711, 8713, 8714
-BACKGROUND = {"chained": "true", "unchained": "false"}
+# the chainer and the dispatcher: inside `serve` (chained), in a `points-ledger
+# worker` of their own beside a `serve` without them (worker), nowhere (unchained)
+BACKGROUND = {"chained": "true", "worker": "false", "unchained": "false"}
 PROGRAM_ID = 1
 
 
@@ -112,13 +119,13 @@ async def drained_after(limit: float) -> float:
 
 
 async def chained_round(
-    port: int, env: dict[str, str], seconds: int, connections: int
+    name: str, port: int, env: dict[str, str], seconds: int, connections: int
 ) -> tuple[Round, list[float], float]:
     """A measured round with the lag sampled all through it; then the time to drain."""
     stop_sampling = asyncio.Event()
     sampler = asyncio.create_task(lag_samples(stop_sampling))
     try:
-        measured = await asyncio.to_thread(drive, "chained", port, env, seconds, connections)
+        measured = await asyncio.to_thread(drive, name, port, env, seconds, connections)
     finally:
         stop_sampling.set()
         samples = await sampler
@@ -127,22 +134,24 @@ async def chained_round(
 
 @dataclass
 class Lag:
-    samples: list[float] = field(default_factory=list)
-    drains: list[float] = field(default_factory=list)
+    # by mode (chained, worker): the lag sampled every 100 ms, the time to drain after each round
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    drains: dict[str, list[float]] = field(default_factory=dict)
     # CPU ms per award by mode: (the serving process, the database's backends; the
     # chained rounds' include the chainer's, and the lag sampler's queries)
     cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
-def measured_cpu(lag: Lag, name: str, server: int, seconds: int, run: Callable[[], Round]) -> Round:
-    """`run()`'s round of `seconds`, with the CPU per request it cost recorded in `lag.cpu`."""
-    server_before = common.server_cpu(server)
+def measured_cpu(lag: Lag, name: str, servers: list[int], seconds: int, run: Callable[[], Round]) -> Round:
+    """`run()`'s round of `seconds`, with the CPU per request it cost recorded in
+    `lag.cpu`: the processes `servers` (with their children) and the database's backends."""
+    server_before = sum(common.server_cpu(server) for server in servers)
     database_before = asyncio.run(common.backends_cpu(DATABASE))
     result = run()
     served = result.requests_per_second * seconds
     lag.cpu.setdefault(name, []).append(
         (
-            (common.server_cpu(server) - server_before) * 1000 / served,
+            (sum(common.server_cpu(server) for server in servers) - server_before) * 1000 / served,
             (asyncio.run(common.backends_cpu(DATABASE)) - database_before) * 1000 / served,
         )
     )
@@ -154,7 +163,12 @@ def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, 
     service runs at a time (an idle chainer in another would chain this one's entries)."""
     env = {**service_env(args.connections), "LEDGER_SERVE_BACKGROUND": BACKGROUND[name]}
     process = start("app.asgi:app", SERVICE_PORT, env)
+    processes = [process.pid]
+    worker = None
     try:
+        if name == "worker":
+            worker = start_worker(service_env(args.connections))
+            processes.append(worker.pid)
         # a fresh process warms its caches; its figures are not kept (and may be none)
         with contextlib.suppress(SystemExit):
             drive(name, SERVICE_PORT, wrk_env, 2, args.connections)
@@ -162,7 +176,7 @@ def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, 
             return measured_cpu(
                 lag,
                 name,
-                process.pid,
+                processes,
                 args.seconds,
                 lambda: drive(name, SERVICE_PORT, wrk_env, args.seconds, args.connections),
             )
@@ -171,18 +185,28 @@ def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, 
 
         def chained() -> Round:
             measured, sampled, drain = asyncio.run(
-                chained_round(SERVICE_PORT, wrk_env, args.seconds, args.connections)
+                chained_round(name, SERVICE_PORT, wrk_env, args.seconds, args.connections)
             )
             samples.extend(sampled)
             drained.append(drain)
             return measured
 
-        measured = measured_cpu(lag, name, process.pid, args.seconds, chained)
-        lag.samples += samples
-        lag.drains += drained
+        measured = measured_cpu(lag, name, processes, args.seconds, chained)
+        lag.samples.setdefault(name, []).extend(samples)
+        lag.drains.setdefault(name, []).extend(drained)
         return measured
     finally:
+        if worker is not None:
+            stop(worker)
         stop(process)
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`points-ledger worker` on the bench database (its chainer and dispatcher; its
+    jobs find nothing due), started after the service so that it runs no migration."""
+    command = [str(Path(sys.executable).with_name("points-ledger")), "worker"]
+    quiet = {**os.environ, **env, "LEDGER_LOG_LEVEL": "warning"}  # its warnings still show
+    return subprocess.Popen(command, env=quiet, stdout=subprocess.DEVNULL)
 
 
 @dataclass
@@ -382,14 +406,15 @@ def main() -> None:
 
     key = asyncio.run(prepare(args.members))
     wrk_env = {"BENCH_MEMBERS": str(args.members), "BENCH_API_KEY": key}
-    targets = ["chained", "unchained", "bare"]
+    targets = ["chained", "worker", "unchained", "bare"]
     rounds: list[Round] = []
     lag = Lag()
     bare = start("bench.bare_app:app", BARE_PORT, bare_env(args.connections))
     try:
         drive("bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, 3, args.connections)  # warm up
         for number in range(args.rounds):
-            for name in targets[number % 3 :] + targets[: number % 3]:
+            turn = number % len(targets)
+            for name in targets[turn:] + targets[:turn]:
                 asyncio.run(chain_everything())  # no round starts with a backlog
                 # statistics as autovacuum keeps them (off on the shared server): the
                 # chainer's plan for an entry's postings needs the accounts' statistics
@@ -400,7 +425,7 @@ def main() -> None:
                     measured = measured_cpu(
                         lag,
                         name,
-                        bare.pid,
+                        [bare.pid],
                         args.seconds,
                         lambda: drive(
                             "bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, args.seconds, args.connections
@@ -420,24 +445,28 @@ def main() -> None:
         f"\n{args.members} members, {args.connections} connections, {args.rounds} rounds of {args.seconds}s"
     )
     medians = report(rounds, targets, width=9)
-    on, off = medians["chained"] / medians["bare"], medians["unchained"] / medians["bare"]
-    print(f"ratio service/bare with chaining: {on:.2f}; without: {off:.2f}")
-    print(f"drop from chaining: {100 * (1 - on / off):.1f}% (target: at most 5%)")
+    off = medians["unchained"] / medians["bare"]
+    for name, where in (("chained", "inside serve"), ("worker", "in a worker of their own")):
+        on = medians[name] / medians["bare"]
+        print(
+            f"chainer and dispatcher {where}: ratio service/bare {on:.2f} (without them: {off:.2f});"
+            f" drop {100 * (1 - on / off):.1f}% (target: at most 5%)"
+        )
     for name in targets:
         service_ms = statistics.median(server for server, _ in lag.cpu[name])
         database_ms = statistics.median(database for _, database in lag.cpu[name])
         print(
             f"CPU per award, {name:9s}: service {service_ms:.3f} ms, PostgreSQL {database_ms:.3f} ms"
-            f" (medians of {len(lag.cpu[name])} rounds)"
+            f" (medians of {len(lag.cpu[name])} rounds; worker: serve and the worker together)"
         )
-    print(
-        f"chain lag under load ({len(lag.samples)} samples every 100 ms):"
-        f" max {max(lag.samples, default=0):.2f} s, p99 {common.percentile(lag.samples, 0.99):.2f} s"
-        " (target: at most 2 s)"
-    )
-    print(
-        f"entries unchained reached 0 {max(lag.drains, default=0):.2f} s after the load stopped (worst round)"
-    )
+    for name in ("chained", "worker"):
+        samples, drains = lag.samples.get(name, []), lag.drains.get(name, [])
+        print(
+            f"chain lag under load, {name}: ({len(samples)} samples every 100 ms):"
+            f" max {max(samples, default=0):.2f} s, p99 {common.percentile(samples, 0.99):.2f} s"
+            f" (target: at most 2 s); unchained entries reached 0 {max(drains, default=0):.2f} s"
+            " after the load stopped (worst round)"
+        )
     print_deliveries(found)
     print(
         "verify after the run:",
