@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, program_fk
+from app.db import Base
 
 
 class EventLogRow(Base):
@@ -36,7 +36,6 @@ class EventLogRow(Base):
         UniqueConstraint("program_id", "id"),
         UniqueConstraint("program_id", "entry_id"),
         UniqueConstraint("program_id", "sequence"),
-        program_fk("entry_id", "journal_entry.id"),
         # the outbox: events not yet in the sequence, in the order the chainer takes them
         Index(
             "ix_event_log_program_id_txid_position_unsequenced",
@@ -57,7 +56,9 @@ class EventLogRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # the writing transaction (the chainer's order, as for journal entries)
     txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
-    # points.*: the entry, rendered when read (GET /v1/entries/{id}'s shape); else None
+    # points.*: the entry, rendered when read (GET /v1/entries/{id}'s shape); else None.
+    # No foreign key, as for entry_chain (app/ledger/models.py): `verify` names an
+    # event whose entry is missing from the journal.
     entry_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # the members it concerns (internal ids), for ?member=
     members: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), server_default=text("'{}'"))

@@ -212,7 +212,7 @@ CHECKS = (
     ),
     Check(
         "each program's event log is dense (1, 2, 3, ...), ends at its head, and has one event per "
-        "chained entry (imported lots: none)",
+        "chained entry (imported lots: none) and none for an entry the journal lacks",
         f"""
         WITH logged AS (
             SELECT program_id, count(*) AS events, max(sequence) AS last
@@ -229,6 +229,11 @@ CHECKS = (
           JOIN journal_entry e ON e.program_id = c.program_id AND e.id = c.entry_id
           LEFT JOIN event_log l ON l.program_id = c.program_id AND l.entry_id = c.entry_id
          WHERE (l.id IS NULL) <> (e.kind IN ({sql_in(tuple(sorted(SILENT_KINDS)))}))
+        UNION ALL
+        SELECT l.program_id::text, NULL, NULL, NULL, l.entry_id::text
+          FROM event_log l
+          LEFT JOIN journal_entry e ON e.program_id = l.program_id AND e.id = l.entry_id
+         WHERE l.entry_id IS NOT NULL AND e.id IS NULL
         """,
     ),
     Check(

@@ -122,6 +122,11 @@ def test_a_deleted_entry_is_named(ledger: tuple[str, str, list[str]]) -> None:
     code, output = verify(url)
     assert code == 1
     assert f"sequence 5 entry {victim}: the chained entry is missing" in output
+    # its event stays behind too (no foreign key holds it to the journal): named
+    lines = output.splitlines()
+    at = next(number for number, line in enumerate(lines) if "an entry the journal lacks" in line)
+    assert lines[at].startswith("[FAIL]"), output
+    assert lines[at + 2].strip().endswith(f"entry={victim}"), output
 
 
 def test_a_deleted_entry_and_its_chain_row_leave_a_gap(ledger: tuple[str, str, list[str]]) -> None:
