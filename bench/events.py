@@ -13,7 +13,11 @@ In one run, on one fresh database (bench.awards' own), it prints:
    drop from chaining in serve and in a worker (target: at most 5%), and each
    mode's CPU per award in the serving processes (serve, and the worker) and in
    PostgreSQL's backends. Only one service runs at a time, and every entry is
-   chained before each round, so no round inherits a backlog;
+   chained before each round, so no round inherits a backlog: that backlog (the
+   entries of an unchained or bare round) is chained in this process with nothing
+   else running, which gives the chainer's own CPU per entry, here and in
+   PostgreSQL, and its share of an unchained award's CPU (steadier than the drop
+   in rates, which moves with the machine from round to round);
 2. the chain's lag during the chained and worker rounds: the age of the oldest committed entry
    not yet chained, sampled every 100 ms (max and p99; target: at most 2 s), and
    how long after the load stopped the last entry was chained (the worst round);
@@ -79,11 +83,32 @@ BACKGROUND = {"chained": "true", "worker": "false", "unchained": "false"}
 PROGRAM_ID = 1
 
 
-async def chain_everything() -> None:
+@dataclass
+class Backlog:
+    """What chaining a backlog cost (chain_everything()): entries and events taken,
+    this process's CPU and the database backends' (s), summed over backlogs."""
+
+    taken: int = 0
+    python: float = 0.0
+    database: float = 0.0
+
+
+async def chain_everything(backlog: Backlog | None = None) -> None:
+    """Chain everything waiting, here, with nothing else running: with `backlog`,
+    what it cost is added to it (the chainer's own cost per entry, free of the
+    rounds' noise)."""
     db = Database(database_url(), Settings(env=Environment.test, database_url=database_url()))
     await db.connect()
     try:
-        await chain.chain_all(db, datetime.now(UTC))
+        database_before = await common.backends_cpu(DATABASE)
+        python_before = time.process_time()
+        taken = await chain.chain_all(db, datetime.now(UTC))
+        python = time.process_time() - python_before
+        database = await common.backends_cpu(DATABASE) - database_before
+        if backlog is not None and taken >= 1000:  # a round's backlog, not a few stragglers
+            backlog.taken += taken
+            backlog.python += python
+            backlog.database += database
     finally:
         await db.dispose()
 
@@ -412,13 +437,14 @@ def main() -> None:
     targets = ["chained", "worker", "unchained", "bare"]
     rounds: list[Round] = []
     lag = Lag()
+    backlog = Backlog()
     bare = start("bench.bare_app:app", BARE_PORT, bare_env(args.connections))
     try:
         drive("bare", BARE_PORT, {**wrk_env, **BARE_PATHS}, 3, args.connections)  # warm up
         for number in range(args.rounds):
             turn = number % len(targets)
             for name in targets[turn:] + targets[:turn]:
-                asyncio.run(chain_everything())  # no round starts with a backlog
+                asyncio.run(chain_everything(backlog))  # no round starts with a backlog
                 # statistics as autovacuum keeps them (off on the shared server): the
                 # chainer's plan for an entry's postings needs the accounts' statistics
                 # (taken while `account` was empty, it reads every account of the
@@ -469,6 +495,16 @@ def main() -> None:
         print(
             f"CPU per award, {name} over unchained (service + PostgreSQL):"
             f" {100 * (total[name] / total['unchained'] - 1):+.1f}%"
+        )
+    if backlog.taken:
+        python_us = backlog.python * 1e6 / backlog.taken
+        database_us = backlog.database * 1e6 / backlog.taken
+        share = (python_us + database_us) / (1000 * total["unchained"])
+        print(
+            f"chaining alone, the backlogs between rounds ({backlog.taken} entries, nothing else running):"
+            f" Python {python_us:.1f} us, PostgreSQL {database_us:.1f} us per entry;"
+            f" {100 * share:.1f}% of an unchained award's CPU (a drop of {100 * share / (1 + share):.1f}%"
+            " where the CPU is the limit)"
         )
     for name in ("chained", "worker"):
         samples, drains = lag.samples.get(name, []), lag.drains.get(name, [])
