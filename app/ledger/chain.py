@@ -53,17 +53,55 @@ BATCH = 500
 LOCK_SPACE = 0x5043
 
 # what an entry's hash covers (its row and postings, as canonical() reads them) and
-# its writing transaction: one column list for the chainer and for verify
+# its writing transaction: verify's column list (it recomputes every hash from them)
 CANONICAL_COLUMNS = """e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, e.idempotency_key, e.rules_version,
        e.reverses_entry_id, e.source_entry_id, e.reason, e.order_id,
        (SELECT json_agg(json_build_array(a.kind, p.member_id, p.amount, a.partner_id) ORDER BY p.id)
           FROM posting p JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
          WHERE p.program_id = e.program_id AND p.entry_id = e.id)::text AS postings"""
 
+
+def _json(value: str) -> str:
+    # a value as canonical() writes it: to_json() escapes text as Python's json
+    # does with ensure_ascii=False (\" \\ \b \f \n \r \t, other control characters
+    # as \u00xx, everything else as is); NULL as null
+    return f"coalesce(to_json({value})::text, 'null')"
+
+
+# The canonical form written by PostgreSQL, byte for byte what canonical() writes
+# (keys in sorted order, no whitespace): the chainer reads it ready to hash, and
+# `verify` recomputes it in Python from the columns, independently.
+# tests/eventlog/test_chain.py holds the two to each other, awkward text included.
+CANONICAL_SQL = f"""'{{"id":"' || e.id::text
+       || '","idempotency_key":' || {_json("e.idempotency_key")}
+       || ',"kind":' || {_json("e.kind")}
+       || ',"occurred_at":"' || ledger_rfc3339(e.occurred_at)
+       || '","order_id":' || {_json("e.order_id")}
+       || ',"postings":[' || coalesce(t.postings, '') || ']'
+       || ',"reason":' || {_json("e.reason")}
+       || ',"recorded_at":"' || ledger_rfc3339(e.recorded_at)
+       || '","reverses":' || coalesce('"' || e.reverses_entry_id::text || '"', 'null')
+       || ',"rules_version":' || coalesce(e.rules_version::text, 'null')
+       || ',"source":' || coalesce('"' || e.source_entry_id::text || '"', 'null')
+       || '}}'"""
+
+# An entry's postings in the order written, each {account, member, partner (a
+# partner's account only), points}, and the members it concerns (ascending, each
+# once: the points.* event's `members`, as an array literal), in one pass.
+POSTINGS_SQL = """(SELECT string_agg('{"account":' || to_json(a.kind)::text
+                          || ',"member":' || coalesce(p.member_id::text, 'null')
+                          || coalesce(',"partner":' || a.partner_id::text, '')
+                          || ',"points":' || p.amount::text || '}', ',' ORDER BY p.id) AS postings,
+               coalesce((array_agg(DISTINCT p.member_id ORDER BY p.member_id)
+                         FILTER (WHERE p.member_id IS NOT NULL))::text, '{}') AS members
+          FROM posting p JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id
+         WHERE p.program_id = e.program_id AND p.entry_id = e.id)"""
+
 # $5: the oldest transaction still running; older ones are final
 NEXT_ENTRIES = f"""
-SELECT {CANONICAL_COLUMNS}
+SELECT e.id, e.txid, e.kind, e.occurred_at, e.recorded_at, {CANONICAL_SQL} AS canonical, t.members
   FROM journal_entry e
+ CROSS JOIN LATERAL {POSTINGS_SQL} t
  WHERE e.program_id = $1
    AND (e.txid, e.id) > ($2, $3)
    AND e.txid < $5
@@ -182,18 +220,10 @@ ENTRY_FIELDS = (
 )
 
 
-def postings_of(entry: Mapping[str, Any] | asyncpg.Record) -> list[list[Any]]:
-    """A row's postings (CANONICAL_COLUMNS' `postings`): [account kind, member,
-    points, partner] each, in the order written."""
-    postings = entry["postings"]
-    return json.loads(postings) if isinstance(postings, str) else list(postings)
-
-
-def canonical(entry: Mapping[str, Any] | asyncpg.Record, postings: list[list[Any]] | None = None) -> bytes:
-    """An entry's canonical form (see the module's docstring), from a row of
-    NEXT_ENTRIES or of verify's replay (and its postings, when already read)."""
-    if postings is None:
-        postings = postings_of(entry)
+def canonical(entry: Mapping[str, Any] | asyncpg.Record) -> bytes:
+    """An entry's canonical form (see the module's docstring), from its columns and
+    postings (CANONICAL_COLUMNS: verify's replay)."""
+    postings = json.loads(entry["postings"]) if isinstance(entry["postings"], str) else entry["postings"]
     document = {
         "id": str(entry["id"]),
         "kind": entry["kind"],
@@ -257,13 +287,11 @@ class _EntryEvents:
     occurred: list[datetime] = field(default_factory=list)
     created: list[datetime] = field(default_factory=list)
 
-    def add(self, entry: asyncpg.Record, postings: list[list[Any]], sequence: int) -> None:
+    def add(self, entry: asyncpg.Record, sequence: int) -> None:
         self.ids.append(uuid7())
         self.entry_ids.append(entry["id"])
         self.sequences.append(sequence)
-        # the members it concerns, ascending, each once (for ?member=)
-        members = sorted({posting[1] for posting in postings if posting[1] is not None})
-        self.members.append("{" + ",".join(map(str, members)) + "}")
+        self.members.append(entry["members"])  # for ?member=
         self.kinds.append(entry["kind"])
         self.occurred.append(entry["occurred_at"])
         self.created.append(entry["recorded_at"])
@@ -328,8 +356,7 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
                 position_sequences.append(event_sequence)
                 continue
             sequence += 1
-            postings = postings_of(row)
-            previous = hashlib.sha256(previous + canonical(row, postings)).digest()
+            previous = hashlib.sha256(previous + row["canonical"].encode()).digest()
             chain_ids.append(row["id"])
             sequences.append(sequence)
             hashes.append(previous)
@@ -338,7 +365,7 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
             # its run's `import.completed` summarises it (the event log stays dense).
             if row["kind"] not in SILENT_KINDS:
                 event_sequence += 1
-                events_of_entries.add(row, postings, event_sequence)
+                events_of_entries.add(row, event_sequence)
         if chain_ids:
             await connection.execute(APPEND, program_id, chain_ids, sequences, hashes, now)
         if events_of_entries.ids:
