@@ -201,7 +201,8 @@ SELECT min(o.oldest) FROM program p LEFT JOIN chain_head h ON h.program_id = p.i
 
 def _instant(value: datetime) -> str:
     # RFC 3339 UTC with microseconds ("2026-11-30T02:55:21.085272Z"): what
-    # strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes, for a third of its cost
+    # strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes for the years instants may hold
+    # (app/fields.py: 1900 to 9000), and cheaper
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 

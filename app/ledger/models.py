@@ -149,8 +149,8 @@ class EntryChain(Base):
     No foreign key to journal_entry: the chainer writes a row for an entry it has
     just read in the same transaction, the journal refuses UPDATE and DELETE
     (app/sql/triggers/), and `verify` names a chained entry missing from the journal.
-    The key's check locked each entry's row again and cost about a quarter of the
-    database's share of chaining (the figures: docs/performance.md, "Events out")."""
+    The key's check locked each entry's row again, a large part of the database's
+    share of chaining (docs/performance.md, "Events out")."""
 
     __tablename__ = "entry_chain"
     __table_args__ = (
