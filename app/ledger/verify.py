@@ -212,14 +212,15 @@ CHECKS = (
     ),
     Check(
         "each program's event log is dense (1, 2, 3, ...), ends at its head, and has one event per "
-        "chained entry (imported lots: none) and none for an entry the journal lacks",
+        "chained entry (imported lots: none) and none for an entry the journal lacks or a program "
+        "that does not exist",
         f"""
         WITH logged AS (
             SELECT program_id, count(*) AS events, max(sequence) AS last
               FROM event_log WHERE sequence IS NOT NULL GROUP BY program_id
         )
         SELECT coalesce(l.program_id, h.program_id)::text AS program, l.events, l.last,
-               h.event_sequence AS head, NULL::text AS entry
+               h.event_sequence AS head, NULL::text AS entry_or_event
           FROM logged l FULL JOIN chain_head h ON h.program_id = l.program_id
          WHERE coalesce(l.events, 0) <> coalesce(l.last, 0)
             OR coalesce(l.last, 0) <> coalesce(h.event_sequence, 0)
@@ -234,6 +235,10 @@ CHECKS = (
           FROM event_log l
           LEFT JOIN journal_entry e ON e.program_id = l.program_id AND e.id = l.entry_id
          WHERE l.entry_id IS NOT NULL AND e.id IS NULL
+        UNION ALL
+        SELECT l.program_id::text, NULL, NULL, NULL, l.id::text
+          FROM event_log l
+         WHERE NOT EXISTS (SELECT FROM program p WHERE p.id = l.program_id)
         """,
     ),
     Check(

@@ -1,4 +1,4 @@
-"""the chain's and the event log's rows keep no foreign key to journal_entry
+"""the chain's and the event log's rows keep no foreign key to journal_entry or program
 
 Revision ID: 20261130_0001
 Revises: 20261129_0040
@@ -14,28 +14,36 @@ down_revision: str | None = "20261129_0040"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# (table, constraint): each references journal_entry (program_id, id) by (program_id, entry_id)
+# (table, constraint, referenced table, local columns, referenced columns)
 KEYS = (
-    ("entry_chain", "fk_entry_chain_entry_id_journal_entry"),
-    ("event_log", "fk_event_log_entry_id_journal_entry"),
+    (
+        "entry_chain",
+        "fk_entry_chain_entry_id_journal_entry",
+        "journal_entry",
+        ["program_id", "entry_id"],
+        ["program_id", "id"],
+    ),
+    (
+        "event_log",
+        "fk_event_log_entry_id_journal_entry",
+        "journal_entry",
+        ["program_id", "entry_id"],
+        ["program_id", "id"],
+    ),
+    ("event_log", "fk_event_log_program_id_program", "program", ["program_id"], ["id"]),
 )
 
 
 def upgrade() -> None:
-    # The chainer writes both rows for an entry it has just read, in the same
-    # transaction; the journal refuses UPDATE, DELETE and TRUNCATE; `verify` names a
-    # chained entry or an entry's event whose entry is missing. Each key's check
-    # locked the entry's row once more (app/ledger/models.py, EntryChain).
-    for table, name in KEYS:
+    # The chainer writes a chain row and an event for each entry it has just read,
+    # in the same transaction; the journal refuses UPDATE, DELETE and TRUNCATE, and a
+    # program DELETE; `verify` names a chained entry, an entry's event or an event's
+    # program that is missing. Each key's check ran a query per row and locked the
+    # referenced row again (app/ledger/models.py, EntryChain).
+    for table, name, *_ in KEYS:
         op.drop_constraint(name, table, type_="foreignkey")
 
 
 def downgrade() -> None:
-    for table, name in KEYS:
-        op.create_foreign_key(
-            name,
-            table,
-            "journal_entry",
-            ["program_id", "entry_id"],
-            ["program_id", "id"],
-        )
+    for table, name, referenced, columns, referenced_columns in KEYS:
+        op.create_foreign_key(name, table, referenced, columns, referenced_columns)

@@ -126,7 +126,26 @@ def test_a_deleted_entry_is_named(ledger: tuple[str, str, list[str]]) -> None:
     lines = output.splitlines()
     at = next(number for number, line in enumerate(lines) if "an entry the journal lacks" in line)
     assert lines[at].startswith("[FAIL]"), output
-    assert lines[at + 2].strip().endswith(f"entry={victim}"), output
+    assert lines[at + 2].strip().endswith(f"entry_or_event={victim}"), output
+
+
+def test_an_event_of_a_program_that_does_not_exist_is_named(ledger: tuple[str, str, list[str]]) -> None:
+    url, dsn, _ = ledger
+    asyncio.run(
+        _tamper(
+            dsn,
+            "INSERT INTO event_log (id, program_id, type, occurred_at, created_at, data)"
+            " VALUES ('01a22a61-0000-7000-8000-000000000001', 999999, 'member.created', now(), now(), '{}')",
+        )
+    )
+    code, output = verify(url)
+    assert code == 1
+    lines = output.splitlines()
+    at = next(number for number, line in enumerate(lines) if "a program that does not exist" in line)
+    assert lines[at].startswith("[FAIL]"), output
+    assert lines[at + 2].strip() == (
+        "- program=999999, events=None, last=None, head=None, entry_or_event=01a22a61-0000-7000-8000-000000000001"
+    ), output
 
 
 def test_a_deleted_entry_and_its_chain_row_leave_a_gap(ledger: tuple[str, str, list[str]]) -> None:
