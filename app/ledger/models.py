@@ -150,7 +150,8 @@ class EntryChain(Base):
     just read in the same transaction, the journal refuses UPDATE and DELETE
     (app/sql/triggers/), and `verify` names a chained entry missing from the journal.
     The key's check locked each entry's row again, a large part of the database's
-    share of chaining (docs/performance.md, "Events out")."""
+    share of chaining (docs/performance.md, "Events out"). The event log holds
+    neither this key nor one to program, for the same reasons (app/eventlog/models.py)."""
 
     __tablename__ = "entry_chain"
     __table_args__ = (
