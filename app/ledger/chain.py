@@ -225,6 +225,7 @@ def canonical(entry: Mapping[str, Any] | asyncpg.Record) -> bytes:
     """An entry's canonical form (see the module's docstring), from its columns and
     postings (CANONICAL_COLUMNS: verify's replay)."""
     postings = json.loads(entry["postings"]) if isinstance(entry["postings"], str) else entry["postings"]
+    postings = postings or []  # none at all (json_agg of no rows is NULL): tampered with, or broken
     document = {
         "id": str(entry["id"]),
         "kind": entry["kind"],

@@ -12,6 +12,7 @@ import asyncpg
 
 from app.db import Database
 from app.ledger import chain
+from tests.holds.helpers import capture, new_hold
 from tests.support import Api, chain_program, dsn, program_id
 
 
@@ -75,26 +76,27 @@ async def test_the_chainers_canonical_form_is_the_one_verify_recomputes(
     alice, bob = await api.enrol(), await api.enrol()
     reasons = ['say "hi" \\ back', "Zürich 🎁 \u2028 中文"]
     ids = [(await api.award(alice, 10 + n, reason=reason)).json()["id"] for n, reason in enumerate(reasons)]
-    ids.append((await api.transfer(alice, bob, 5)).json()["id"])  # postings of two members
-    ids.append((await api.reverse(ids[0], reason='typo\'s "fix"')).json()["id"])  # reverses
-    assert await chain_program(db, api.program) == len(ids)
+    await api.transfer(alice, bob, 5)  # postings of two members
+    await api.reverse(ids[0], reason='typo\'s "fix"')  # reverses
+    hold = await new_hold(api, alice, 3, order_id='ord "7"')  # an order id
+    assert (await capture(api, hold["hold_id"])).status_code == 201  # a source
+    assert (await api.order(bob, "12.50")).status_code == 201  # a rules version
+    chained = await chain_program(db, api.program)
     program = await db.fetchval("SELECT id FROM program WHERE code = $1", api.program)
-    previous = bytes(32)
-    for row in await db.fetch(
+    rows = await db.fetch(
         f"SELECT {chain.CANONICAL_COLUMNS}, c.hash FROM entry_chain c"
         " JOIN journal_entry e ON e.program_id = c.program_id AND e.id = c.entry_id"
         " WHERE c.program_id = $1 ORDER BY c.sequence",
         program,
-    ):
+    )
+    assert len(rows) == chained >= 7
+    for column in ("reverses_entry_id", "source_entry_id", "order_id", "rules_version"):
+        assert any(row[column] is not None for row in rows), column
+    previous = bytes(32)
+    for row in rows:
         # written by the chainer from PostgreSQL's text; recomputed here as verify does
-        assert bytes(row["hash"]) == chain.link(previous, row), row["reason"]
+        assert bytes(row["hash"]) == chain.link(previous, row), dict(row)
         previous = bytes(row["hash"])
-    assert [
-        str(row["entry_id"])
-        for row in await db.fetch(
-            "SELECT entry_id FROM entry_chain WHERE program_id = $1 ORDER BY sequence", program
-        )
-    ] == ids
 
 
 async def test_canonical_form_uses_internal_ids_never_external_ones(api: Api, db: asyncpg.Connection) -> None:

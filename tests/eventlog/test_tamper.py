@@ -144,8 +144,18 @@ def test_an_event_of_a_program_that_does_not_exist_is_named(ledger: tuple[str, s
     at = next(number for number, line in enumerate(lines) if "a program that does not exist" in line)
     assert lines[at].startswith("[FAIL]"), output
     assert lines[at + 2].strip() == (
-        "- program=999999, events=None, last=None, head=None, entry_or_event=01a22a61-0000-7000-8000-000000000001"
+        "- program=999999, events=None, last=None, head=None,"
+        " entry_or_event=01a22a61-0000-7000-8000-000000000001"
     ), output
+
+
+def test_an_entry_whose_postings_were_deleted_is_named(ledger: tuple[str, str, list[str]]) -> None:
+    url, dsn, ids = ledger
+    victim = ids[1]
+    asyncio.run(_tamper(dsn, f"DELETE FROM posting WHERE entry_id = '{victim}'"))
+    code, output = verify(url)
+    assert code == 1  # a report, not a crash: the entry's hash no longer matches
+    assert f"sequence 2 entry {victim}: hash does not match" in output
 
 
 def test_a_deleted_entry_and_its_chain_row_leave_a_gap(ledger: tuple[str, str, list[str]]) -> None:
