@@ -50,7 +50,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -231,8 +230,8 @@ def service_round(name: str, wrk_env: dict[str, str], args: argparse.Namespace, 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`points-ledger worker` on the bench database (its chainer and dispatcher; its
-    jobs find nothing due), started after the service so that it runs no migration."""
-    command = [str(Path(sys.executable).with_name("points-ledger")), "worker"]
+    jobs change nothing), started after the service so that it runs no migration."""
+    command = [sys.executable, "-c", "from app.cli import main; main()", "worker"]
     quiet = {**os.environ, **env, "LEDGER_LOG_LEVEL": "warning"}  # its warnings still show
     return subprocess.Popen(command, env=quiet, stdout=subprocess.DEVNULL)
 

@@ -251,9 +251,14 @@ def _posting(kind: str, member: int | None, points: int, partner: int | None = N
     return posting
 
 
+def next_hash(previous: bytes, form: bytes) -> bytes:
+    """An entry's hash: SHA-256 of the previous hash and its canonical form."""
+    return hashlib.sha256(previous + form).digest()
+
+
 def link(previous: bytes, entry: Mapping[str, Any] | asyncpg.Record) -> bytes:
-    """The entry's hash: SHA-256 of the previous hash and its canonical form."""
-    return hashlib.sha256(previous + canonical(entry)).digest()
+    """The entry's hash, its canonical form written from its columns (verify's way)."""
+    return next_hash(previous, canonical(entry))
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +363,7 @@ async def chain_batch(connection: Connection, program_id: int, now: datetime, ba
                 position_sequences.append(event_sequence)
                 continue
             sequence += 1
-            previous = hashlib.sha256(previous + row["canonical"].encode()).digest()
+            previous = next_hash(previous, row["canonical"].encode())  # the form PostgreSQL wrote
             chain_ids.append(row["id"])
             sequences.append(sequence)
             hashes.append(previous)
