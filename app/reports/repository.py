@@ -50,90 +50,31 @@ SELECT count(*) FROM (
 """
 
 
-# A posting on its member's available account, joined (the whole history: the
-# program's available accounts hashed once) ...
-_AVAILABLE_JOIN = (
-    "JOIN account a ON a.program_id = p.program_id AND a.id = p.account_id AND a.kind = 'available'",
-    "",
-)
-# ... or looked up by the posting's member, one index probe each (a day's postings:
-# at 1,000,000 members the planner hashed every available account for them)
-_AVAILABLE_LOOKUP = (
-    "",
-    """AND p.member_id IS NOT NULL AND p.account_id = (
-         SELECT a.id FROM account a
-          WHERE a.program_id = $1 AND a.member_id = p.member_id AND a.kind = 'available')""",
-)
-
-
-def _lot_changes(
-    postings: str, last_postings: str, activations: str, available: tuple[str, str] = _AVAILABLE_JOIN
-) -> str:
-    """The entries, among the postings `postings` selects (recorded before $2),
-    that changed some member's available points, with what a lot replay needs (as
-    ledger_lot_changes(), app/sql/functions/ledger_lot_changes.sql, for one program
-    and a recorded-time bound), the entry's kind and recorded_at, and the kind of
-    the entry a reversal reverses (recorded before or among these).
-
-    In the order the replay takes them: by the local day ($3, a timezone) they
-    were recorded on, then in commit order (the last posting's id). The day comes
-    first so that a replay kept at a day's end (report_lot) and carried on with
-    the days after it takes the entries in the same order as a replay of the whole
-    history: an entry recorded just before midnight may commit after one recorded
-    just after it. `last_postings` bounds the search for each entry's last
-    posting, `activations` the pending credits looked up for their expiry;
-    `available` how a posting is found to be on an available account."""
-    join, lookup = available
-    return f"""
-WITH member_change AS (
-    SELECT p.entry_id, p.member_id, sum(p.amount)::bigint AS change
-      FROM posting p
-      {join}
-     WHERE p.program_id = $1 AND {postings} {lookup}
-     GROUP BY p.entry_id, p.member_id
-    HAVING sum(p.amount) <> 0
-), entry_change AS (
-    SELECT c.entry_id, array_agg(c.member_id ORDER BY c.member_id) AS member_ids,
-           array_agg(c.change ORDER BY c.member_id) AS changes
-      FROM member_change c
-     GROUP BY c.entry_id
-), last_posting AS (
-    SELECT p.entry_id, max(p.id) AS id FROM posting p
-     WHERE p.program_id = $1 AND {last_postings}
-     GROUP BY p.entry_id
-), activated AS (
-    SELECT DISTINCT ON (c.activation_entry_id) c.activation_entry_id, o.expires_at
-      FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
-     WHERE c.program_id = $1 AND {activations}
-     ORDER BY c.activation_entry_id, c.id
-)
-SELECT e.id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id) AS source,
-       CASE WHEN e.reverses_entry_id IS NOT NULL THEN
-           (SELECT r.kind FROM journal_entry r WHERE r.program_id = $1 AND r.id = e.reverses_entry_id)
-       END AS reversed_kind,
-       coalesce(e.expires_at, v.expires_at) AS expires_at, x.member_ids, x.changes
-  FROM entry_change x
-  JOIN last_posting l ON l.entry_id = x.entry_id
-  JOIN journal_entry e ON e.program_id = $1 AND e.id = x.entry_id
-  LEFT JOIN activated v ON v.activation_entry_id = x.entry_id
- ORDER BY (e.recorded_at AT TIME ZONE $3)::date, l.id
+# The program's entries, among those recorded before $2 (and from $4 on, in
+# LOT_CHANGES_SINCE), that changed some member's available points, with what a
+# lot replay needs: ledger_lot_changes() (app/sql/functions/ledger_lot_changes.sql),
+# the same history `verify` and rebuild-lots replay.
+#
+# In the order the replay takes them: by the local day ($3, a timezone) they
+# were recorded on, then in commit order (the last posting's id). The day comes
+# first so that a replay kept at a day's end (report_lot) and carried on with
+# the days after it takes the entries in the same order as a replay of the whole
+# history: an entry recorded just before midnight may commit after one recorded
+# just after it.
+_LOT_CHANGES = """
+SELECT entry_id AS id, kind, recorded_at, source_entry_id AS source, reversed_kind, expires_at,
+       member_ids, changes
+  FROM ledger_lot_changes(p_program_id => $1, p_from => {start}, p_before => $2)
+ ORDER BY (recorded_at AT TIME ZONE $3)::date, last_posting_id
 """
 
-
 # The program's entries recorded before $2.
-LOT_CHANGES_BEFORE = _lot_changes(
-    "p.recorded_at < $2", "p.recorded_at < $2", "c.activation_entry_id IS NOT NULL"
-)
+LOT_CHANGES_BEFORE = _LOT_CHANGES.format(start="NULL")
 
 # The program's entries recorded in [$4, $2): what the rollup job replays on top
 # of the lots kept at the last rolled day's end, and a report on top of those kept
 # at the end of the rolled day before $4.
-LOT_CHANGES_SINCE = _lot_changes(
-    "p.recorded_at >= $4 AND p.recorded_at < $2",
-    "p.recorded_at >= $4 AND p.recorded_at < $2",
-    "c.activation_entry_id IN (SELECT entry_id FROM entry_change)",
-    _AVAILABLE_LOOKUP,
-)
+LOT_CHANGES_SINCE = _LOT_CHANGES.format(start="$4")
 
 # The lots and lot uses of the members $2 as kept at the end of the rolled day $3
 # (report_lot, report_lot_use: app/reports/lots.py CohortBook.versions()): each
