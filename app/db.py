@@ -24,6 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from prometheus_client import Counter, Histogram
 from sqlalchemy import ForeignKeyConstraint, MetaData, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -291,6 +292,24 @@ def _consume(future: asyncio.Future[asyncpg.Record]) -> None:
         future.exception()
 
 
+# Group commit's metrics (here rather than in app/metrics.py, which imports this
+# module through app/errors.py).
+GROUP_COMMIT_SIZE = Histogram(
+    "points_ledger_group_commit_size",
+    "requests sent to PostgreSQL together by group commit, by statement (entry: ledger_post(), "
+    "order: ledger_post_order()); 1: a request that found no other waiting",
+    ("statement",),
+    buckets=(1, 2, 4, 8, 16),
+)
+
+GROUP_COMMIT_FALLBACKS = Counter(
+    "points_ledger_group_commit_fallbacks_total",
+    "groups of more than one request that were rolled back and ran each request again alone "
+    "(one refused, a lock not had in time, the connection lost), by statement",
+    ("statement",),
+)
+
+
 class GroupCommit:
     """One statement sent for many concurrent requests at once: one transaction and
     a few round trips for all of them (group commit), each request its own row.
@@ -314,8 +333,11 @@ class GroupCommit:
     answer exactly one row; `lock` takes two arrays, each request's program id and
     its `key` (the member, as `lock` names it)."""
 
-    def __init__(self, database: Database, query: str, lock: str, *, limit: int, batches: int) -> None:
+    def __init__(
+        self, database: Database, name: str, query: str, lock: str, *, limit: int, batches: int
+    ) -> None:
         self._database = database
+        self._name = name  # the metrics' `statement` label
         self._query = query
         self._lock = lock
         self._limit = limit
@@ -359,6 +381,7 @@ class GroupCommit:
                     future.set_exception(ConnectionError("the group commit stopped before it answered"))
 
     async def _send(self, group: list[_Call]) -> None:
+        GROUP_COMMIT_SIZE.labels(self._name).observe(len(group))
         if len(group) > 1:
             rows: list[asyncpg.Record] | None = None
             try:
@@ -372,6 +395,7 @@ class GroupCommit:
                         future.set_result(row)
                 return
             self.failed += 1
+            GROUP_COMMIT_FALLBACKS.labels(self._name).inc()
         runs = [asyncio.create_task(self._alone(args, future)) for _, _, args, future in group]
         for run in runs:
             self._tasks.add(run)
@@ -560,15 +584,15 @@ class Database:
             await _backoff(attempt)
         raise AssertionError("unreachable")
 
-    def grouped(self, query: str, lock: str) -> GroupCommit | None:
+    def grouped(self, name: str, query: str, lock: str) -> GroupCommit | None:
         """Group commit for `query`, its members locked by `lock` (GroupCommit), or
-        None when LEDGER_GROUP_COMMIT is off."""
+        None when LEDGER_GROUP_COMMIT is off. `name` labels its metrics."""
         if not self._settings.group_commit:
             return None
         group = self._groups.get(query)
         if group is None:
             group = self._groups[query] = GroupCommit(
-                self, query, lock, limit=GROUP_LIMIT, batches=GROUPS_IN_FLIGHT
+                self, name, query, lock, limit=GROUP_LIMIT, batches=GROUPS_IN_FLIGHT
             )
         return group
 

@@ -133,7 +133,7 @@ async def post(
 
     members = {leg.member for leg in legs if leg.member is not None}
     group = (
-        context.db.grouped(repository.POST, repository.LOCK_MEMBERS)
+        context.db.grouped("entry", repository.POST, repository.LOCK_MEMBERS)
         if grouped and len(members) == 1
         else None
     )

@@ -404,7 +404,11 @@ async def place(
     # budgeted rules their budget could not cover: the order is computed without them
     skip: dict[RuleRef, str] = {}
     # group commit (LEDGER_GROUP_COMMIT) for the orders that lock one member's rows only
-    group = context.db.grouped(repository.POST_ORDER, repository.LOCK_MEMBERS) if partner is None else None
+    group = (
+        context.db.grouped("order", repository.POST_ORDER, repository.LOCK_MEMBERS)
+        if partner is None
+        else None
+    )
 
     async def post(send: Awaitable[asyncpg.Record], rules: RulesDocument, order: NewOrder) -> asyncpg.Record:
         """The post's row; a refusal raised as what it means: a budget short of a rule,

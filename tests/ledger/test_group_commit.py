@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.db import Database, GroupCommit
@@ -48,12 +49,17 @@ async def alone(migrated_database: str, settings: Settings, clock: MovableClock)
         yield api
 
 
+SIZE_SUM = "points_ledger_group_commit_size_sum"
+SIZE_COUNT = "points_ledger_group_commit_size_count"
+SIZE_ALONE = "points_ledger_group_commit_size_bucket"
+FALLBACKS = "points_ledger_group_commit_fallbacks_total"
+
 # each test program's Database, to read its groups' outcomes
 DATABASES: dict[str, Database] = {}
 
 
 def awards_group(api: Api) -> GroupCommit:
-    group = DATABASES[api.program].grouped(repository.POST, repository.LOCK_MEMBERS)
+    group = DATABASES[api.program].grouped("entry", repository.POST, repository.LOCK_MEMBERS)
     assert group is not None
     return group
 
@@ -74,13 +80,25 @@ async def awards_per_transaction(db: asyncpg.Connection, api: Api) -> list[int]:
     return [int(row["n"]) for row in rows]
 
 
+def metric(name: str, statement: str, **labels: str) -> float:
+    """A group commit metric of this process (0 before its first observation)."""
+    return REGISTRY.get_sample_value(name, {"statement": statement, **labels}) or 0.0
+
+
 class TestGroupCommit:
     async def test_concurrent_awards_commit_in_groups_and_each_is_answered(
         self, grouped: Api, db: asyncpg.Connection
     ) -> None:
         members = [await grouped.enrol() for _ in range(12)]
+        sizes, alone = metric(SIZE_SUM, "entry"), metric(SIZE_ALONE, "entry", le="1.0")
+        groups = metric(SIZE_COUNT, "entry")
         responses = await asyncio.gather(*(grouped.award(m, n + 1) for n in range(4) for m in members))
         assert [r.status_code for r in responses] == [201] * 48
+        # every award was sent in exactly one group; some groups held more than one
+        assert metric(SIZE_SUM, "entry") - sizes == 48
+        assert metric(SIZE_COUNT, "entry") - groups > metric(SIZE_ALONE, "entry", le="1.0") - alone
+        exposition = (await grouped.client.get("/metrics")).text
+        assert 'points_ledger_group_commit_size_count{statement="entry"}' in exposition
         # each answer is its own request's entry
         amounts = [next(p["points"] for p in r.json()["postings"] if p["member"]) for r in responses]
         assert amounts == [n + 1 for n in range(4) for _ in members]
@@ -112,12 +130,14 @@ class TestGroupCommit:
         calls = [grouped.award(m, 7) for m in members]
         calls[3:3] = [grouped.award("nobody-at-all", 7)]
         calls[8:8] = [grouped.award(suspended, 7)]
+        fallbacks = metric(FALLBACKS, "entry")
         responses = await asyncio.gather(*calls)
         codes = [r.status_code for r in responses]
         assert codes == [201] * 3 + [404] + [201] * 4 + [409] + [201] * 3
         # nothing of a group that failed was kept: each award ran again alone, first time
         assert not [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
         assert awards_group(grouped).failed >= 1, "the refused awards were never in a group"
+        assert metric(FALLBACKS, "entry") - fallbacks == awards_group(grouped).failed
         assert responses[3].json()["code"] == "member_not_found"
         assert responses[8].json()["code"] == "member_not_eligible"
         assert [await grouped.available(m) for m in members] == [7] * 10
@@ -174,6 +194,7 @@ class TestGroupCommit:
         # the balance moved since its facts were read, and is posted again under its lock
         calls = [grouped.order(m, f"{10 * (n + 1)}.00") for n in range(3) for m in members]
         calls[5:5] = [grouped.order("nobody-at-all", "10.00")]
+        sizes = metric(SIZE_SUM, "order")
         responses = await asyncio.gather(*calls)
         codes = [r.status_code for r in responses]
         assert codes == [201] * 5 + [404] + [201] * 19, [r.text for r in responses if r.status_code != 201]
@@ -186,6 +207,8 @@ class TestGroupCommit:
         )
         assert sum(row["n"] for row in rows) == 24
         assert max(row["n"] for row in rows) > 1, "no two orders shared a transaction: nothing was grouped"
+        # each order sent at least once (one posted again under its lock is sent again)
+        assert metric(SIZE_SUM, "order") - sizes >= 24
 
 
 async def test_with_group_commit_off_each_award_is_its_own_transaction(
