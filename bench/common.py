@@ -61,6 +61,15 @@ async def fresh_database(name: str) -> None:
     await asyncio.to_thread(run_migrations, database_url(name))
 
 
+async def drop_database(name: str) -> None:
+    """Drop a bench database this run made."""
+    admin = await asyncpg.connect(asyncpg_dsn(SERVER))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
 async def add_members(
     connection: asyncpg.Connection, program_id: int, count: int, enrolled_at: datetime | None = None
 ) -> None:
