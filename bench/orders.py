@@ -10,7 +10,8 @@ Then:
    awards, the service's orders (each order two lines and a channel). Medians of
    req/s and the ratios orders/awards, awards/bare, orders/bare.
 2. A constant-rate run (bench/pace.py: open loop, latency from each request's due
-   instant) at half the bare endpoint's median maximum, for each target: p50/p99.
+   instant) at half the bare endpoint's median maximum (or --paced-rate), for each
+   target: p50/p99.
 3. `verify` over everything the run wrote.
 
 With `--budget`, the rounds compare the same orders in two programs instead: one
@@ -296,6 +297,12 @@ def main() -> None:
         "what they cost; inside serve they would also chain the bare endpoint's entries during its "
         "rounds); serve: inside the service, as LEDGER_SERVE_BACKGROUND=true runs them",
     )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        help="requests per second of the constant-rate runs (default: half the bare median), "
+        "to compare two runs at one rate",
+    )
     parser.add_argument("--quick", action="store_true", help="5-second rounds, 2 rounds, 8-second paced runs")
     parser.add_argument(
         "--budget",
@@ -370,7 +377,7 @@ def main() -> None:
             budget_report(args, rounds, cpu)
             return
         bare_max = statistics.median(r.requests_per_second for r in rounds if r.target == "bare")
-        rate = bare_max / 2
+        rate = args.paced_rate or bare_max / 2
         for target in targets:
             common.settle(DATABASE)
             make = paced_requests(target, args.members, checkout)
@@ -403,7 +410,8 @@ def main() -> None:
         service_ms = statistics.median([server for server, _ in cpu[target]])
         database_ms = statistics.median([database for _, database in cpu[target]])
         print(f"{target:9s} {service_ms:6.3f} {database_ms:6.3f}  total {service_ms + database_ms:6.3f}")
-    print(f"\nconstant rate {rate:.0f} req/s (half the bare median) for {args.paced_seconds}s each:")
+    chosen = "as asked" if args.paced_rate else "half the bare median"
+    print(f"\nconstant rate {rate:.0f} req/s ({chosen}) for {args.paced_seconds}s each:")
     print(f"{'target':9s} {'sent/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
     for target, result in paced.items():
         latencies = result.latencies_ms
