@@ -48,9 +48,11 @@ DECLARE
     v_postings text := 'TRUE';  -- which postings: $1 program, $2 from, $3 before
     v_available text;           -- how a posting is found to be on an available account
     v_activated text;           -- which activations to look up
+    v_credits text := 'TRUE';   -- which programs' pending credits
 BEGIN
     IF p_program_id IS NOT NULL THEN
         v_postings := v_postings || ' AND p.program_id = $1';
+        v_credits := 'c.program_id = $1';
     END IF;
     IF p_from IS NOT NULL THEN
         v_postings := v_postings || ' AND p.recorded_at >= $2';
@@ -89,7 +91,7 @@ WITH member_change AS (  -- each entry's net change of each member's available p
     SELECT DISTINCT ON (c.program_id, c.activation_entry_id) c.program_id, c.activation_entry_id,
            o.expires_at
       FROM pending_credit c JOIN journal_entry o ON o.program_id = c.program_id AND o.id = c.entry_id
-     WHERE %3$s
+     WHERE %3$s AND %4$s
      ORDER BY c.program_id, c.activation_entry_id, c.id
 )
 SELECT e.id, e.program_id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, e.source_entry_id),
@@ -102,7 +104,7 @@ SELECT e.id, e.program_id, e.kind, e.recorded_at, coalesce(e.reverses_entry_id, 
   JOIN journal_entry e ON e.program_id = x.program_id AND e.id = x.entry_id
   LEFT JOIN activated v ON v.program_id = x.program_id AND v.activation_entry_id = x.entry_id
  ORDER BY l.id
-$q$, v_postings, v_available, v_activated)
+$q$, v_postings, v_available, v_activated, v_credits)
     USING p_program_id, p_from, p_before;
 END
 $$;
