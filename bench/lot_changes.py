@@ -4,8 +4,10 @@ each of its callers.
     uv run python -m bench.lot_changes --database NAME            # a ledger bench.reports built
     uv run python -m bench.lot_changes --database NAME --build 1000000
 
-Reads, through the service's own code (so a checkout of another version measures
-that version's SQL against the same ledger, after `alembic upgrade`/`downgrade`):
+Reads, with the service's own queries (so a checkout of another version measures
+that version's SQL against the same ledger, after `alembic upgrade`/`downgrade`;
+the reports' through app/reports/repository.py, `verify`'s query fetched whole
+where `verify` streams it):
 1. a day's lot changes: yesterday, and the same day a year back (what the rollup
    job's next-day run and a report inside an earlier rolled day replay; at
    1,000,000 members a day's postings are a few thousand of many members);

@@ -21,6 +21,7 @@ import collections
 import re
 import shutil
 import subprocess
+import tempfile
 import uuid
 
 from bench import awards, common, orders
@@ -43,13 +44,35 @@ def shares(raw: str, prefix: str = "app/") -> tuple[int, list[tuple[str, float]]
         seen: set[str] = set()
         for frame in stack.split(";"):
             found = _FRAME.match(frame)
-            if found is None or prefix not in found["file"]:
+            if found is None:
                 continue
-            name = f"{found['function']} ({found['file'][found['file'].index(prefix) :]})"
+            path = found["file"]
+            at = 0 if path.startswith(prefix) else path.find("/" + prefix) + 1
+            if (at == 0 and not path.startswith(prefix)) or "site-packages" in path:
+                continue  # not a file of the service's own package
+            name = f"{found['function']} ({path[at:]})"
             if name not in seen:
                 seen.add(name)
                 counts[name] += samples
     return total, [(name, count / total) for name, count in counts.most_common()] if total else []
+
+
+def record(args: argparse.Namespace, admin: str, checkout: str, pid: int, output: str) -> tuple[int, int]:
+    """Warm the service, then drive it with wrk while py-spy records it: py-spy's
+    exit status and the requests that failed meanwhile."""
+    asyncio.run(orders.activate_rules(admin))
+    script = orders.script(args.target)
+    warm = orders.wrk_env(args.target, 2_000, checkout, f"w{uuid.uuid4().hex[:6]}")
+    awards.drive(args.target, PORT, warm, 5, 16, script)
+    common.settle(args.database)
+    command = ["py-spy", "record", "-r", "200", "-d", str(args.seconds), "-f", "raw", "-o", output]
+    spy = subprocess.Popen([*command, "--subprocesses", "-p", str(pid)], stdout=subprocess.DEVNULL)
+    try:
+        measured = orders.wrk_env(args.target, 2_000, checkout, f"r{uuid.uuid4().hex[:6]}")
+        failed = awards.drive(args.target, PORT, measured, args.seconds + 1, 16, script).errors
+    finally:
+        status = spy.wait()
+    return status, failed
 
 
 def main() -> None:
@@ -60,7 +83,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15, help="how long py-spy records")
     parser.add_argument("--top", type=int, default=30, help="how many functions to print")
     parser.add_argument("--database", default="points_ledger_bench_profile", help="dropped and made anew")
-    parser.add_argument("--output", default="/tmp/points_ledger_profile.txt", help="py-spy's raw profile")
+    parser.add_argument(
+        "--output", help="where py-spy writes its raw profile (default: a new file in the temporary folder)"
+    )
     args = parser.parse_args()
     if not args.database.startswith("points_ledger_bench_"):
         raise SystemExit("--database must start with points_ledger_bench_ (it is dropped and made anew)")
@@ -68,37 +93,31 @@ def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is needed (wrk: apt-get install wrk; py-spy: uv tool install py-spy)")
 
+    output = args.output or tempfile.mkstemp(prefix="points_ledger_profile_", suffix=".txt")[1]
     orders.DATABASE = args.database
     orders.PORTS.update(service=PORT)
-    admin, checkout = asyncio.run(orders.prepare(2_000))
     env = {
         "LEDGER_DATABASE_URL": common.database_url(args.database),
         "LEDGER_ENV": "production",
         "LEDGER_DB_POOL_SIZE": "8",
         "LEDGER_SERVE_BACKGROUND": "false",
     }
-    service = awards.start("app.asgi:app", PORT, env, 1)
     try:
-        asyncio.run(orders.activate_rules(admin))
-        script = orders.script(args.target)
-        warm = orders.wrk_env(args.target, 2_000, checkout, f"w{uuid.uuid4().hex[:6]}")
-        awards.drive(args.target, PORT, warm, 5, 16, script)
-        common.settle(args.database)
-        record = ["py-spy", "record", "-r", "200", "-d", str(args.seconds), "-f", "raw", "-o", args.output]
-        spy = subprocess.Popen(
-            [*record, "--subprocesses", "-p", str(service.pid)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        measured = orders.wrk_env(args.target, 2_000, checkout, f"r{uuid.uuid4().hex[:6]}")
-        awards.drive(args.target, PORT, measured, args.seconds + 1, 16, script)
-        spy.wait()
+        admin, checkout = asyncio.run(orders.prepare(2_000))
+        service = awards.start("app.asgi:app", PORT, env, 1)
+        try:
+            recorded, failed = record(args, admin, checkout, service.pid, output)
+        finally:
+            awards.stop(service)
     finally:
-        awards.stop(service)
         asyncio.run(common.drop_database(args.database))
-    with open(args.output) as raw:
+    if recorded != 0:
+        raise SystemExit(f"py-spy failed (exit status {recorded}): no profile")
+    if failed:
+        raise SystemExit(f"{failed} requests failed while recording: that profiles errors, not {args.target}")
+    with open(output) as raw:
         total, found = shares(raw.read())
-    print(f"{args.target}: {total:,} samples of one worker over {args.seconds} s; raw profile {args.output}")
+    print(f"{args.target}: {total:,} samples of one worker over {args.seconds} s; raw profile {output}")
     print("share  function (inclusive: on the stack)")
     for name, share in found[: args.top]:
         print(f"{100 * share:5.1f}% {name}")
