@@ -337,7 +337,9 @@ class GroupCommit:
         self, database: Database, name: str, query: str, lock: str, *, limit: int, batches: int
     ) -> None:
         self._database = database
-        self._name = name  # the metrics' `statement` label
+        # this statement's metrics (`name` is their `statement` label)
+        self._sizes = GROUP_COMMIT_SIZE.labels(name)
+        self._fallbacks = GROUP_COMMIT_FALLBACKS.labels(name)
         self._query = query
         self._lock = lock
         self._limit = limit
@@ -381,7 +383,7 @@ class GroupCommit:
                     future.set_exception(ConnectionError("the group commit stopped before it answered"))
 
     async def _send(self, group: list[_Call]) -> None:
-        GROUP_COMMIT_SIZE.labels(self._name).observe(len(group))
+        self._sizes.observe(len(group))
         if len(group) > 1:
             rows: list[asyncpg.Record] | None = None
             try:
@@ -395,7 +397,7 @@ class GroupCommit:
                         future.set_result(row)
                 return
             self.failed += 1
-            GROUP_COMMIT_FALLBACKS.labels(self._name).inc()
+            self._fallbacks.inc()
         runs = [asyncio.create_task(self._alone(args, future)) for _, _, args, future in group]
         for run in runs:
             self._tasks.add(run)

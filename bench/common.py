@@ -52,9 +52,9 @@ def database_url(name: str) -> str:
 
 async def fresh_database(name: str) -> None:
     """Drop and recreate `name`, then migrate it to the latest revision."""
+    await drop_database(name)
     admin = await asyncpg.connect(asyncpg_dsn(SERVER))
     try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
@@ -62,7 +62,7 @@ async def fresh_database(name: str) -> None:
 
 
 async def drop_database(name: str) -> None:
-    """Drop a bench database this run made."""
+    """Drop a bench database (the benches drop only the ones they make)."""
     admin = await asyncpg.connect(asyncpg_dsn(SERVER))
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

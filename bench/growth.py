@@ -889,12 +889,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 async def _drop(databases: list[str]) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(common.SERVER))
-    try:
-        for name in databases:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    for name in databases:
+        await common.drop_database(name)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,10 @@ def shares(raw: str, prefix: str = "app/") -> tuple[int, list[tuple[str, float]]
             if found is None:
                 continue
             path = found["file"]
+            # the service's own package (from its folder on), not another package's
             at = 0 if path.startswith(prefix) else path.find("/" + prefix) + 1
-            if (at == 0 and not path.startswith(prefix)) or "site-packages" in path:
-                continue  # not a file of the service's own package
+            if not path.startswith(prefix, at) or "site-packages" in path:
+                continue
             name = f"{found['function']} ({path[at:]})"
             if name not in seen:
                 seen.add(name)

@@ -240,16 +240,8 @@ def main() -> None:
         sound, seconds = asyncio.run(verify(args.database))
         print(f"verify after (with the rollup check): {'sound' if sound else 'UNSOUND'} ({seconds:.0f} s)")
     if args.drop:
-        asyncio.run(drop(args.database))
+        asyncio.run(common.drop_database(args.database))
     print(f"whole run: {(time.monotonic() - began) / 60:.1f} minutes (pid {os.getpid()})")
-
-
-async def drop(database: str) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(common.SERVER))
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 if __name__ == "__main__":
